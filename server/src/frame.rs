@@ -1,0 +1,118 @@
+//! Protocol frames: parsing what clients send and building what the server sends.
+//!
+//! Outgoing frames are built once into [`Utf8Bytes`]; cloning one for each subscriber shares
+//! the bytes instead of copying them.
+
+use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A frame from a client, before it is interpreted. `data` is kept raw so client events are
+/// relayed byte for byte.
+#[derive(Debug, Deserialize)]
+pub struct ClientFrame<'a> {
+    #[serde(borrow)]
+    pub event: &'a str,
+    #[serde(borrow, default)]
+    pub channel: Option<&'a str>,
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+}
+
+impl<'a> ClientFrame<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// `pusher:subscribe` data.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeData {
+    pub channel: String,
+    #[serde(default)]
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+/// `pusher:unsubscribe` data.
+#[derive(Debug, Deserialize)]
+pub struct UnsubscribeData {
+    pub channel: String,
+}
+
+#[derive(Serialize)]
+struct Frame<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    /// Always a JSON string holding JSON (the protocol's double encoding).
+    data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+}
+
+fn build(event: &str, channel: Option<&str>, data: &str, user_id: Option<&str>) -> Utf8Bytes {
+    let frame = Frame { event, channel, data, user_id };
+    serde_json::to_string(&frame).expect("frames serialize").into()
+}
+
+/// An event on a channel; `data` is the event's payload as a JSON string.
+pub fn channel_event(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> Utf8Bytes {
+    build(event, Some(channel), data, user_id)
+}
+
+pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> Utf8Bytes {
+    let data = serde_json::json!({ "socket_id": socket_id, "activity_timeout": activity_timeout_secs });
+    build("pusher:connection_established", None, &data.to_string(), None)
+}
+
+pub fn subscription_succeeded(channel: &str, data: &str) -> Utf8Bytes {
+    build("pusher_internal:subscription_succeeded", Some(channel), data, None)
+}
+
+/// `pusher:error`; its data is an object, not a string, as pusher-js expects.
+pub fn error(code: Option<u16>, message: &str) -> Utf8Bytes {
+    serde_json::json!({ "event": "pusher:error", "data": { "code": code, "message": message } })
+        .to_string()
+        .into()
+}
+
+pub fn ping() -> Utf8Bytes {
+    Utf8Bytes::from_static(r#"{"event":"pusher:ping","data":{}}"#)
+}
+
+pub fn pong() -> Utf8Bytes {
+    Utf8Bytes::from_static(r#"{"event":"pusher:pong","data":{}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_data_as_a_string() {
+        let frame = channel_event("chat", "msg", r#"{"a":1}"#, None);
+        assert_eq!(frame.as_str(), r#"{"event":"msg","channel":"chat","data":"{\"a\":1}"}"#);
+    }
+
+    #[test]
+    fn connection_established_shape() {
+        let frame = connection_established("1.2", 30);
+        let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["socket_id"], "1.2");
+        assert_eq!(data["activity_timeout"], 30);
+    }
+
+    #[test]
+    fn parses_client_frames_keeping_data_raw() {
+        let f = ClientFrame::parse(r#"{"event":"client-x","channel":"private-a","data":{"b": 2}}"#)
+            .unwrap();
+        assert_eq!(f.event, "client-x");
+        assert_eq!(f.channel, Some("private-a"));
+        assert_eq!(f.data.unwrap().get(), r#"{"b": 2}"#);
+        assert!(ClientFrame::parse("not json").is_err());
+        assert!(ClientFrame::parse(r#"{"data":{}}"#).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! The `overtone` binary: parses the command line and runs a subcommand.
+
+use clap::{Parser, Subcommand};
+use overtone_server::config::ServeArgs;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "overtone", version, about = "A realtime server that speaks the Pusher protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OVERTONE_LOG")
+                .unwrap_or_else(|_| "overtone_server=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.into_config() {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("overtone: {err}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                match overtone_server::serve(config, shutdown).await {
+                    Ok(()) => std::process::ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("overtone: {err}");
+                        std::process::ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,80 @@
+// Starts a real `overtone serve` on a free loopback port for one test file, and stops it.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
+
+export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
+
+/**
+ * Starts the server; resolves once it prints its address.
+ * @param {{args?: string[], env?: Record<string,string>}} [options]
+ * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
+ */
+export async function startServer({ args = [], env = {} } = {}) {
+  const child = spawn(
+    binary,
+    ['serve', '--port', '0', '--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args],
+    { cwd: root, env: { ...process.env, OVERTONE_LOG: 'overtone_server=warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`overtone did not start: ${out}`)), 15000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = out.match(/listening on ws:\/\/[\d.]+:(\d+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`overtone exited with ${code}: ${out}`)));
+  });
+  const stop = () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    });
+  return { host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, app, stop, process: child };
+}
+
+/** A `pusher` (server SDK) client pointed at the started server. */
+export async function serverSdk(server) {
+  const { default: Pusher } = await import('pusher');
+  return new Pusher({
+    appId: server.app.id,
+    key: server.app.key,
+    secret: server.app.secret,
+    host: server.host,
+    port: String(server.port),
+    useTLS: false,
+  });
+}
+
+/** pusher-js options for the started server (plain ws, no stats, no fallbacks). */
+export function clientOptions(server, extra = {}) {
+  return {
+    cluster: 'mt1',
+    wsHost: server.host,
+    wsPort: server.port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    ...extra,
+  };
+}
+
+/** Resolves with the first argument `register` hands to its callback, or rejects after `ms`. */
+export function once(register, ms = 5000, what = 'event') {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    register((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
