@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn presence_channel_golden_vector() {
-        let data = r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#;
+        // Pusher's published vector signs "Mr. Pusher"; PROTOCOL.md's "Mr. Channels" is a typo
+        // (it yields 31935e7d...), as every Pusher SDK's test suite shows.
+        let data = r#"{"user_id":10,"user_info":{"name":"Mr. Pusher"}}"#;
         let msg = channel_auth_message("1234.1234", "presence-foobar", Some(data));
         assert_eq!(
             hmac_hex(SECRET, &msg),
