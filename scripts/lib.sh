@@ -1,0 +1,73 @@
+# Shared steps of scripts/run and scripts/test: install what is missing (and only that), build.
+# Sourced, not run. Every step is idempotent: a second run on the same machine skips installs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$HOME/.cargo/bin:$ROOT/pkg-js/node_modules/.bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# The wasm-bindgen version Cargo.lock pins; the CLI must match it exactly.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_rust_wasm() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  local want
+  want="$(wasm_bindgen_version)"
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    say "installing wasm-bindgen-cli $want (a few minutes, once)"
+    # Not --locked: its lockfile pins a crate version the registry here lacks.
+    cargo install wasm-bindgen-cli --version "$want"
+  fi
+  if ! command -v wasm-pack >/dev/null; then
+    say "installing wasm-pack (a few minutes, once)"
+    # Not the npm package: its postinstall downloads from GitHub.
+    cargo install wasm-pack --locked
+  fi
+}
+
+# `npm ci` in a folder unless its node_modules already matches its lockfile.
+ensure_npm() {
+  local dir="$ROOT/$1"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.json.installed" 2>/dev/null; then
+    say "installing npm packages in $1"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$dir/node_modules/.package-lock.json.installed"
+  fi
+}
+
+# Debian packages, installed only when one of them is missing.
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} from Debian"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# The npm package: wasm-pack builds the client, wasm-opt shrinks it, esbuild bundles the layer.
+build_package() {
+  ensure_rust_wasm
+  ensure_npm pkg-js
+  say "building the wasm package"
+  # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
+  local log="$ROOT/target/wasm-pack.log"
+  mkdir -p "$ROOT/target"
+  (cd "$ROOT/client-wasm" && wasm-pack build --target web --profile wasm --no-opt \
+    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$ROOT/pkg-js/wasm/overtone_bg.wasm" -o "$ROOT/pkg-js/wasm/overtone_bg.wasm"
+  (cd "$ROOT/pkg-js" && node build.mjs)
+}
