@@ -6,3 +6,4 @@
 mod web;
 #[cfg(target_arch = "wasm32")]
 pub use web::Connection;
+pub mod features;

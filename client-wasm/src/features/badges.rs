@@ -1,0 +1,590 @@
+//! Unread badges: unread counts by category, shared by every tab of the user and kept across
+//! reloads.
+//!
+//! Counts move with server notifications ([`Badges::notification`], each id counted once),
+//! absolute counts from the server ([`Badges::set_count`], which override local arithmetic for
+//! their category, so the first one after a reconnect re-synchronizes) and the user's
+//! [`Badges::mark_read`]. The last [`MAX_TRACKED_IDS`] notification ids are remembered, read
+//! ones too, so memory stays bounded and a notification marked read in another tab before it
+//! arrived here is not counted.
+//!
+//! Every local change that alters the state is also handed out as an operation message for the
+//! other tabs (BroadcastChannel), which feed it to [`Badges::apply_remote`]. Operations are
+//! idempotent and mark-read ones only clear what the marking tab had seen, so tabs that got the
+//! same notifications in a different order still agree. [`Badges::encode`] is the whole state
+//! for localStorage (or for a tab that just opened); [`Badges::restore`] reads it back and falls
+//! back to empty on anything corrupt or from another format version.
+//!
+//! Text format (both kinds): a header line, then one record per line, fields separated by tabs,
+//! with `%`, tab, CR and LF inside fields written `%25`, `%09`, `%0D`, `%0A`.
+//! - state, header `overtone-badges 1`: `c <category> <count>` per non-zero category, then
+//!   `t <id> <category> <u|r>` per remembered id, oldest first.
+//! - operation, header `overtone-badge-op 1`: `n <id> <category>` (notification),
+//!   `c <category> <count>` (absolute count), or mark-read records: `r <id>` per id and
+//!   `x <category> <count>` for unread the marking tab counted without knowing their ids.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many notification ids (unread and read) are remembered.
+pub const MAX_TRACKED_IDS: usize = 200;
+
+const STATE_HEADER: &str = "overtone-badges 1";
+const OP_HEADER: &str = "overtone-badge-op 1";
+
+/// What [`Badges::mark_read`] marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadTarget<'a> {
+    Id(&'a str),
+    Category(&'a str),
+    All,
+}
+
+/// What the badges machine asks its shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadgeAction {
+    /// The state changed: redraw the badges and store [`Badges::encode`] in localStorage.
+    Changed,
+    /// Post this message to the user's other tabs; they pass it to [`Badges::apply_remote`].
+    Broadcast(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tracked {
+    id: String,
+    category: String,
+    unread: bool,
+}
+
+/// A change, applied the same way in the tab where it happened and in the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Notify {
+        id: String,
+        category: String,
+    },
+    SetCount {
+        category: String,
+        count: u32,
+    },
+    /// Marks `ids` read, then takes `uncounted[category]` off that category's count.
+    Read {
+        ids: Vec<String>,
+        uncounted: Vec<(String, u32)>,
+    },
+}
+
+/// Unread counts of one user. Call inputs, then drain [`Badges::poll_action`].
+#[derive(Debug, Default)]
+pub struct Badges {
+    /// Non-zero unread counts by category.
+    counts: BTreeMap<String, u32>,
+    /// Remembered notification ids, oldest first.
+    tracked: VecDeque<Tracked>,
+    actions: VecDeque<BadgeAction>,
+}
+
+impl Badges {
+    pub fn new() -> Badges {
+        Badges::default()
+    }
+
+    /// The state stored by [`Badges::encode`]; empty if `text` is corrupt or of another version.
+    pub fn restore(text: &str) -> Badges {
+        let mut badges = Badges::new();
+        if let Some((counts, tracked)) = decode_state(text) {
+            badges.counts = counts;
+            badges.tracked = tracked;
+        }
+        badges
+    }
+
+    /// The whole state as text, for localStorage or for another tab.
+    pub fn encode(&self) -> String {
+        let mut text = String::from(STATE_HEADER);
+        for (category, count) in &self.counts {
+            push_record(&mut text, &["c", category, &count.to_string()]);
+        }
+        for entry in &self.tracked {
+            push_record(&mut text, &["t", &entry.id, &entry.category, if entry.unread { "u" } else { "r" }]);
+        }
+        text
+    }
+
+    /// A notification arrived from the server; an id already seen (or read) is ignored.
+    pub fn notification(&mut self, id: &str, category: &str) {
+        self.apply_local(Op::Notify { id: id.to_owned(), category: category.to_owned() });
+    }
+
+    /// The server's absolute unread count for `category`; it replaces the local count.
+    pub fn set_count(&mut self, category: &str, count: u32) {
+        self.apply_local(Op::SetCount { category: category.to_owned(), count });
+    }
+
+    /// The user read a notification, a category or everything.
+    pub fn mark_read(&mut self, target: ReadTarget) {
+        let in_target = |category: &str| match target {
+            ReadTarget::Id(_) => false,
+            ReadTarget::Category(wanted) => category == wanted,
+            ReadTarget::All => true,
+        };
+        let mut ids: Vec<String> = Vec::new();
+        let mut uncounted = Vec::new();
+        if let ReadTarget::Id(id) = target {
+            ids.push(id.to_owned());
+        }
+        for (category, &count) in self.counts.iter().filter(|(category, _)| in_target(category)) {
+            let known: Vec<String> = self
+                .tracked
+                .iter()
+                .filter(|entry| entry.unread && entry.category == *category)
+                .map(|entry| entry.id.clone())
+                .collect();
+            let without_id = count.saturating_sub(known.len() as u32);
+            if without_id > 0 {
+                uncounted.push((category.clone(), without_id));
+            }
+            ids.extend(known);
+        }
+        self.apply_local(Op::Read { ids, uncounted });
+    }
+
+    /// A message another tab broadcast, or a state it encoded: an operation is applied, a
+    /// state replaces this one. Anything unreadable is ignored.
+    pub fn apply_remote(&mut self, message: &str) {
+        let changed = if message.starts_with(OP_HEADER) {
+            decode_op(message).is_some_and(|op| self.apply(&op))
+        } else if let Some((counts, tracked)) = decode_state(message) {
+            let changed = counts != self.counts || tracked != self.tracked;
+            self.counts = counts;
+            self.tracked = tracked;
+            changed
+        } else {
+            false
+        };
+        if changed {
+            self.actions.push_back(BadgeAction::Changed);
+        }
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_action(&mut self) -> Option<BadgeAction> {
+        self.actions.pop_front()
+    }
+
+    /// Unread count of one category.
+    pub fn count(&self, category: &str) -> u32 {
+        self.counts.get(category).copied().unwrap_or(0)
+    }
+
+    /// Unread count of all categories.
+    pub fn total(&self) -> u32 {
+        self.counts.values().fold(0, |total, &count| total.saturating_add(count))
+    }
+
+    /// Categories with unread notifications and their counts, sorted by category.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.counts.iter().map(|(category, &count)| (category.as_str(), count))
+    }
+
+    fn apply_local(&mut self, op: Op) {
+        if self.apply(&op) {
+            self.actions.push_back(BadgeAction::Changed);
+            self.actions.push_back(BadgeAction::Broadcast(encode_op(&op)));
+        }
+    }
+
+    /// Applies `op`; returns whether the state changed.
+    fn apply(&mut self, op: &Op) -> bool {
+        match op {
+            Op::Notify { id, category } => {
+                if self.find(id).is_some() {
+                    return false;
+                }
+                self.track(Tracked { id: id.clone(), category: category.clone(), unread: true });
+                self.add(category, 1);
+                true
+            }
+            Op::SetCount { category, count } => {
+                if *count == 0 {
+                    // Nothing unread: the remembered ids of the category were read.
+                    for entry in self.tracked.iter_mut().filter(|entry| entry.category == *category) {
+                        entry.unread = false;
+                    }
+                }
+                let previous = self.counts.remove(category);
+                if *count > 0 {
+                    self.counts.insert(category.clone(), *count);
+                }
+                previous.unwrap_or(0) != *count
+            }
+            Op::Read { ids, uncounted } => {
+                let mut changed = false;
+                for id in ids {
+                    match self.find(id) {
+                        Some(i) if self.tracked[i].unread => {
+                            self.tracked[i].unread = false;
+                            let category = self.tracked[i].category.clone();
+                            self.subtract(&category, 1);
+                            changed = true;
+                        }
+                        Some(_) => {}
+                        None => {
+                            // Read before it arrived here: remember it so it is never counted.
+                            self.track(Tracked { id: id.clone(), category: String::new(), unread: false });
+                            changed = true;
+                        }
+                    }
+                }
+                for (category, count) in uncounted {
+                    changed |= self.subtract(category, *count);
+                }
+                changed
+            }
+        }
+    }
+
+    fn find(&self, id: &str) -> Option<usize> {
+        self.tracked.iter().position(|entry| entry.id == id)
+    }
+
+    fn track(&mut self, entry: Tracked) {
+        if self.tracked.len() == MAX_TRACKED_IDS {
+            self.tracked.pop_front();
+        }
+        self.tracked.push_back(entry);
+    }
+
+    fn add(&mut self, category: &str, amount: u32) {
+        let count = self.counts.entry(category.to_owned()).or_insert(0);
+        *count = count.saturating_add(amount);
+    }
+
+    /// Takes `amount` off `category`, not below zero; returns whether the count moved.
+    fn subtract(&mut self, category: &str, amount: u32) -> bool {
+        let Some(count) = self.counts.get_mut(category) else {
+            return false;
+        };
+        *count = count.saturating_sub(amount);
+        if *count == 0 {
+            self.counts.remove(category);
+        }
+        amount > 0
+    }
+}
+
+fn encode_op(op: &Op) -> String {
+    let mut text = String::from(OP_HEADER);
+    match op {
+        Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
+        Op::SetCount { category, count } => push_record(&mut text, &["c", category, &count.to_string()]),
+        Op::Read { ids, uncounted } => {
+            for id in ids {
+                push_record(&mut text, &["r", id]);
+            }
+            for (category, count) in uncounted {
+                push_record(&mut text, &["x", category, &count.to_string()]);
+            }
+        }
+    }
+    text
+}
+
+fn decode_op(text: &str) -> Option<Op> {
+    let mut records = records_after(text, OP_HEADER)?;
+    let first = records.next()?;
+    match first.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["n", id, category] => {
+            let op = Op::Notify { id: id.to_string(), category: category.to_string() };
+            records.next().is_none().then_some(op)
+        }
+        ["c", category, count] => {
+            let op = Op::SetCount { category: category.to_string(), count: count.parse().ok()? };
+            records.next().is_none().then_some(op)
+        }
+        _ => {
+            let (mut ids, mut uncounted) = (Vec::new(), Vec::new());
+            for record in std::iter::once(first).chain(records) {
+                match record.as_slice() {
+                    [kind, id] if kind == "r" => ids.push(id.clone()),
+                    [kind, category, count] if kind == "x" => uncounted.push((category.clone(), count.parse().ok()?)),
+                    _ => return None,
+                }
+            }
+            Some(Op::Read { ids, uncounted })
+        }
+    }
+}
+
+fn decode_state(text: &str) -> Option<(BTreeMap<String, u32>, VecDeque<Tracked>)> {
+    let mut counts = BTreeMap::new();
+    let mut tracked: VecDeque<Tracked> = VecDeque::new();
+    for record in records_after(text, STATE_HEADER)? {
+        match record.as_slice() {
+            [kind, category, count] if kind == "c" => {
+                let count: u32 = count.parse().ok()?;
+                if count > 0 && counts.insert(category.clone(), count).is_some() {
+                    return None;
+                }
+            }
+            [kind, id, category, unread] if kind == "t" => {
+                let unread = match unread.as_str() {
+                    "u" => true,
+                    "r" => false,
+                    _ => return None,
+                };
+                if tracked.len() == MAX_TRACKED_IDS || tracked.iter().any(|entry| entry.id == *id) {
+                    return None;
+                }
+                tracked.push_back(Tracked { id: id.clone(), category: category.clone(), unread });
+            }
+            _ => return None,
+        }
+    }
+    Some((counts, tracked))
+}
+
+/// The records of `text` if its first line is `header`; `None` for another header. A record
+/// that does not unescape comes out empty, which every decoder rejects.
+fn records_after<'a>(text: &'a str, header: &str) -> Option<impl Iterator<Item = Vec<String>> + 'a> {
+    let mut lines = text.split('\n');
+    (lines.next()? == header)
+        .then(|| lines.map(|line| line.split('\t').map(unescape).collect::<Option<Vec<_>>>().unwrap_or_default()))
+}
+
+fn push_record(text: &mut String, fields: &[&str]) {
+    text.push('\n');
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            text.push('\t');
+        }
+        for c in field.chars() {
+            match c {
+                '%' => text.push_str("%25"),
+                '\t' => text.push_str("%09"),
+                '\n' => text.push_str("%0A"),
+                '\r' => text.push_str("%0D"),
+                c => text.push(c),
+            }
+        }
+    }
+}
+
+fn unescape(field: &str) -> Option<String> {
+    let mut out = String::with_capacity(field.len());
+    let mut parts = field.split('%');
+    out.push_str(parts.next()?);
+    for part in parts {
+        let (code, rest) = (part.get(..2)?, &part[2..]);
+        out.push(match code {
+            "25" => '%',
+            "09" => '\t',
+            "0A" => '\n',
+            "0D" => '\r',
+            _ => return None,
+        });
+        out.push_str(rest);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drains the actions: whether any `Changed` came out, and the broadcast messages.
+    fn drain(badges: &mut Badges) -> (bool, Vec<String>) {
+        let mut changed = false;
+        let mut broadcasts = Vec::new();
+        while let Some(action) = badges.poll_action() {
+            match action {
+                BadgeAction::Changed => changed = true,
+                BadgeAction::Broadcast(message) => broadcasts.push(message),
+            }
+        }
+        (changed, broadcasts)
+    }
+
+    #[test]
+    fn notifications_count_once_per_id() {
+        let mut badges = Badges::new();
+        badges.notification("1", "messages");
+        badges.notification("2", "messages");
+        badges.notification("3", "orders");
+        assert!(drain(&mut badges).0);
+        badges.notification("2", "messages");
+        assert_eq!(drain(&mut badges), (false, vec![]), "a duplicate changes nothing");
+        assert_eq!((badges.count("messages"), badges.count("orders"), badges.count("other")), (2, 1, 0));
+        assert_eq!(badges.total(), 3);
+        assert_eq!(badges.counts().collect::<Vec<_>>(), [("messages", 2), ("orders", 1)]);
+    }
+
+    #[test]
+    fn absolute_counts_override_local_arithmetic() {
+        let mut badges = Badges::new();
+        badges.notification("1", "messages");
+        badges.set_count("messages", 12);
+        assert_eq!(badges.count("messages"), 12);
+        badges.notification("2", "messages");
+        badges.mark_read(ReadTarget::Id("1"));
+        assert_eq!(badges.count("messages"), 12);
+        badges.set_count("messages", 4);
+        assert_eq!(badges.count("messages"), 4);
+        badges.set_count("messages", 0);
+        assert_eq!(badges.total(), 0);
+        badges.mark_read(ReadTarget::Id("2"));
+        badges.set_count("messages", 3);
+        badges.mark_read(ReadTarget::Id("2"));
+        assert_eq!(badges.count("messages"), 3, "zero marked every known id of the category read");
+    }
+
+    #[test]
+    fn mark_read_by_id_category_and_all() {
+        let mut badges = Badges::new();
+        for (id, category) in [("1", "messages"), ("2", "messages"), ("3", "orders"), ("4", "alerts")] {
+            badges.notification(id, category);
+        }
+        badges.set_count("alerts", 5);
+        drain(&mut badges);
+        badges.mark_read(ReadTarget::Id("1"));
+        assert_eq!(badges.count("messages"), 1);
+        badges.mark_read(ReadTarget::Id("1"));
+        badges.mark_read(ReadTarget::Category("nothing-here"));
+        assert_eq!(drain(&mut badges).1.len(), 1, "only the first read changed something");
+        badges.mark_read(ReadTarget::Category("alerts"));
+        assert_eq!((badges.count("alerts"), badges.total()), (0, 2));
+        badges.mark_read(ReadTarget::All);
+        assert_eq!(badges.total(), 0);
+        badges.notification("2", "messages");
+        assert_eq!(badges.total(), 0, "read ids stay read");
+    }
+
+    #[test]
+    fn an_id_read_before_it_arrives_is_never_counted() {
+        let mut badges = Badges::new();
+        badges.mark_read(ReadTarget::Id("9"));
+        badges.notification("9", "messages");
+        assert_eq!(badges.total(), 0);
+    }
+
+    #[test]
+    fn remembered_ids_are_bounded() {
+        let mut badges = Badges::new();
+        for i in 0..(MAX_TRACKED_IDS + 50) {
+            badges.notification(&i.to_string(), "messages");
+        }
+        assert_eq!(badges.tracked.len(), MAX_TRACKED_IDS);
+        assert_eq!(badges.count("messages"), MAX_TRACKED_IDS as u32 + 50);
+        badges.mark_read(ReadTarget::All);
+        assert_eq!(badges.total(), 0, "unread without a remembered id are cleared too");
+    }
+
+    #[test]
+    fn state_round_trips_through_text() {
+        let mut badges = Badges::new();
+        badges.notification("a\tb%c\nd\re", "odd\tcategory%");
+        badges.notification("2", "messages");
+        badges.mark_read(ReadTarget::Id("2"));
+        badges.mark_read(ReadTarget::Id("never-seen"));
+        badges.set_count("orders", 7);
+        let text = badges.encode();
+        let restored = Badges::restore(&text);
+        assert_eq!((&restored.counts, &restored.tracked), (&badges.counts, &badges.tracked));
+        assert_eq!(restored.encode(), text);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_state_falls_back_to_empty() {
+        let mut badges = Badges::new();
+        badges.notification("1", "messages");
+        let good = badges.encode();
+        let corrupt = [
+            String::new(),
+            "garbage".to_owned(),
+            good.replace(" 1", " 2"),
+            good.replace("\tu", "\tmaybe"),
+            good.replace("\t1", "\t-1"),
+            format!("{good}\nc\tmessages\t99999999999"),
+            format!("{good}\nt\t1\tmessages\tu"),
+            format!("{good}\nq\tunknown"),
+            good.replace("messages", "bad%2escape"),
+            good.replace("messages", "cut%0"),
+            good.replace("messages", "multibyte%é"),
+        ];
+        for text in corrupt {
+            let restored = Badges::restore(&text);
+            assert_eq!((restored.total(), restored.tracked.len()), (0, 0), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn corrupt_operations_are_ignored() {
+        let mut badges = Badges::new();
+        badges.notification("1", "messages");
+        drain(&mut badges);
+        for message in [
+            OP_HEADER.to_owned(),
+            format!("{OP_HEADER}\nn\t2"),
+            format!("{OP_HEADER}\nn\t2\tmessages\nn\t3\tmessages"),
+            format!("{OP_HEADER}\nc\tmessages\tmany"),
+            format!("{OP_HEADER}\nr\t1\nx\tmessages\t-1"),
+            format!("{OP_HEADER}\nr\t1\nzz"),
+            "overtone-badge-op 0\nr\t1".to_owned(),
+        ] {
+            badges.apply_remote(&message);
+            assert_eq!(drain(&mut badges), (false, vec![]), "{message:?}");
+        }
+        assert_eq!(badges.count("messages"), 1);
+    }
+
+    /// Hands every message `from` broadcasts to `to`; returns whether `to` changed.
+    fn relay(from: &mut Badges, to: &mut Badges) -> bool {
+        let mut changed = false;
+        for message in drain(from).1 {
+            to.apply_remote(&message);
+            let (to_changed, echoed) = drain(to);
+            assert!(echoed.is_empty(), "remote operations are never re-broadcast");
+            changed |= to_changed;
+        }
+        changed
+    }
+
+    #[test]
+    fn tabs_applying_each_others_operations_agree() {
+        let (mut a, mut b) = (Badges::new(), Badges::new());
+        a.notification("1", "messages");
+        a.notification("2", "messages");
+        a.notification("3", "orders");
+        a.set_count("alerts", 4);
+        assert!(relay(&mut a, &mut b));
+        // b hears of 4 before a marks messages read; a hears of it afterwards.
+        b.notification("4", "messages");
+        let b_heard_4 = drain(&mut b).1;
+        a.mark_read(ReadTarget::Category("messages"));
+        a.notification("4", "messages");
+        relay(&mut a, &mut b);
+        a.apply_remote(&b_heard_4[0]);
+        assert_eq!(drain(&mut a), (false, vec![]), "a already had 4");
+        assert_eq!((a.count("messages"), b.count("messages")), (1, 1));
+        b.mark_read(ReadTarget::Id("3"));
+        b.mark_read(ReadTarget::All);
+        relay(&mut b, &mut a);
+        assert_eq!(a.total(), 0);
+        a.notification("5", "orders");
+        relay(&mut a, &mut b);
+        assert_eq!(a.encode(), b.encode());
+        assert_eq!(b.count("orders"), 1);
+    }
+
+    #[test]
+    fn a_state_from_another_tab_replaces_this_one() {
+        let (mut a, mut b) = (Badges::new(), Badges::new());
+        a.notification("1", "messages");
+        a.set_count("orders", 3);
+        b.notification("9", "alerts");
+        b.apply_remote(&a.encode());
+        assert!(drain(&mut b).0);
+        assert_eq!(b.encode(), a.encode());
+        b.apply_remote(&a.encode());
+        assert!(!drain(&mut b).0, "the same state changes nothing");
+    }
+}

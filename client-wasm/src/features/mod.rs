@@ -1,0 +1,78 @@
+//! Sans-IO state machines for the realtime UI features built on client events and server
+//! pushes: typing indicators ([`typing`]), online/away status ([`status`]) and unread badges
+//! ([`badges`]).
+//!
+//! None of them does IO or reads a clock: the shell feeds them plain inputs with the current
+//! time in milliseconds, arms one timer at [`typing::Typing::poll_timeout`]-style deadlines,
+//! and executes the outputs it drains from them (send this client event, redraw, broadcast to
+//! the other tabs). That keeps them testable natively with a fake clock.
+
+pub mod badges;
+pub mod status;
+pub mod typing;
+
+/// What the typing and status machines ask their shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a client event (a whisper) on the machine's channel: `event` is the full name,
+    /// `client-` prefix included, `data` is the JSON payload text.
+    SendClientEvent { event: &'static str, data: String },
+    /// The state the UI shows changed: read it again and redraw.
+    Changed,
+}
+
+/// Appends `value` to `out` as a JSON string literal, quotes included.
+fn push_json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[(c as usize) >> 4] as char);
+                out.push(HEX[(c as usize) & 0xf] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
+/// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
+fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> String {
+    let mut data = String::with_capacity(40);
+    data.push_str("{\"");
+    data.push_str(name);
+    data.push_str("\":");
+    data.push_str(literal);
+    if let Some(id) = user_id {
+        data.push_str(",\"user_id\":");
+        push_json_string(&mut data, id);
+    }
+    data.push('}');
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn payload_carries_user_id_only_when_known() {
+        assert_eq!(payload_with_user_id("typing", "true", None), r#"{"typing":true}"#);
+        assert_eq!(payload_with_user_id("status", "\"away\"", Some("7")), r#"{"status":"away","user_id":"7"}"#);
+    }
+}

@@ -1,0 +1,324 @@
+//! Typing indicators for one private or presence channel, both directions.
+//!
+//! Sender: [`Typing::keystroke`] on every key. The first key sends `client-typing`
+//! `{"typing":true}` at once; while keys keep coming it is re-sent at most once per
+//! `throttle_ms` (so receivers can tell a live typist from a closed tab), whatever the key
+//! rate. `idle_ms` without keys, or [`Typing::sent`], sends `{"typing":false}`.
+//!
+//! Receiver: [`Typing::received`] records who is typing with an expiry of `expire_ms` after
+//! their last `typing:true`; the entry goes away on their `typing:false`, when they leave
+//! ([`Typing::member_left`]) or when refreshes stop, so a closed tab never leaves
+//! "Ana is typing…" behind.
+//!
+//! Payload: `{"typing":bool,"user_id":"…"}`. `user_id` is included when the machine knows its
+//! own id; on presence channels the server also puts `user_id` on the event itself. The shell
+//! passes whichever it finds (event first, then payload) to [`Typing::received`].
+
+use std::collections::VecDeque;
+
+use super::{payload_with_user_id, Action};
+
+/// The client event name; laravel-echo apps see it as the whisper `typing`.
+pub const TYPING_EVENT: &str = "client-typing";
+
+/// Timing of the typing indicator, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypingConfig {
+    /// At most one `typing:true` per this window: 1000 keeps a typist at about one client
+    /// event per second, far below the servers' 10 per second per connection.
+    pub throttle_ms: u64,
+    /// Keyboard silence after which the sender announces `typing:false`.
+    pub idle_ms: u64,
+    /// How long a receiver trusts a `typing:true`. A live typist refreshes at least every
+    /// `idle_ms` (otherwise it sends a stop), so this must exceed `idle_ms` by a network margin.
+    pub expire_ms: u64,
+}
+
+impl Default for TypingConfig {
+    fn default() -> Self {
+        TypingConfig { throttle_ms: 1000, idle_ms: 3000, expire_ms: 4000 }
+    }
+}
+
+/// Typing indicator state of one channel. Drive it with inputs, then drain
+/// [`Typing::poll_action`] and re-arm the timer at [`Typing::poll_timeout`].
+#[derive(Debug)]
+pub struct Typing {
+    config: TypingConfig,
+    own_user_id: Option<String>,
+    sending_enabled: bool,
+    /// The local user is typing: a key came less than `idle_ms` ago and no message was sent since.
+    active: bool,
+    /// Receivers were told `typing:true` and not told `false` since.
+    announced: bool,
+    last_key_ms: u64,
+    last_true_ms: Option<u64>,
+    /// Remote typists in the order they started typing, with the time their entry expires.
+    typists: Vec<(String, u64)>,
+    actions: VecDeque<Action>,
+}
+
+impl Typing {
+    /// `own_user_id` goes into the payload (needed on private channels) and is ignored when
+    /// received, so the user's other tabs do not show the user typing.
+    pub fn new(config: TypingConfig, own_user_id: Option<String>) -> Typing {
+        Typing {
+            config,
+            own_user_id,
+            sending_enabled: true,
+            active: false,
+            announced: false,
+            last_key_ms: 0,
+            last_true_ms: None,
+            typists: Vec::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The local user pressed a key in the message box.
+    pub fn keystroke(&mut self, now_ms: u64) {
+        if !self.sending_enabled {
+            return;
+        }
+        self.active = true;
+        self.last_key_ms = now_ms;
+        if self.true_allowed_at().is_none_or(|at| now_ms >= at) {
+            self.send(true, now_ms);
+        }
+        // Otherwise: announced and refreshed recently enough, or stopped a moment ago and the
+        // timer re-announces at the end of the window.
+    }
+
+    /// The local user sent the message: stop at once.
+    pub fn sent(&mut self, now_ms: u64) {
+        self.active = false;
+        if self.announced {
+            self.send(false, now_ms);
+        }
+    }
+
+    /// A `client-typing` event arrived from `user_id`.
+    pub fn received(&mut self, user_id: &str, typing: bool, now_ms: u64) {
+        if self.own_user_id.as_deref() == Some(user_id) {
+            return;
+        }
+        let position = self.typists.iter().position(|(id, _)| id == user_id);
+        match (typing, position) {
+            (true, Some(i)) => self.typists[i].1 = now_ms + self.config.expire_ms,
+            (true, None) => {
+                self.typists.push((user_id.to_owned(), now_ms + self.config.expire_ms));
+                self.actions.push_back(Action::Changed);
+            }
+            (false, Some(_)) => self.member_left(user_id),
+            (false, None) => {}
+        }
+    }
+
+    /// A presence member left the channel: they are not typing any more.
+    pub fn member_left(&mut self, user_id: &str) {
+        let before = self.typists.len();
+        self.typists.retain(|(id, _)| id != user_id);
+        if self.typists.len() != before {
+            self.actions.push_back(Action::Changed);
+        }
+    }
+
+    /// The server refused client events (a `pusher:error` about them): stop sending, keep
+    /// showing what others send.
+    pub fn client_events_refused(&mut self) {
+        self.sending_enabled = false;
+        self.active = false;
+        self.announced = false;
+    }
+
+    /// The channel was left or the connection lost: forget every typist and the local state
+    /// (nobody remembers our `typing:true` after a resubscribe).
+    pub fn reset(&mut self) {
+        self.active = false;
+        self.announced = false;
+        if !self.typists.is_empty() {
+            self.typists.clear();
+            self.actions.push_back(Action::Changed);
+        }
+    }
+
+    /// The earliest time [`Typing::handle_timeout`] has something to do, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let idle_stop = self.active.then(|| self.last_key_ms + self.config.idle_ms);
+        let deferred_start = if self.active && !self.announced { self.true_allowed_at() } else { None };
+        let expiry = self.typists.iter().map(|&(_, at)| at).min();
+        [idle_stop, deferred_start, expiry].into_iter().flatten().min()
+    }
+
+    /// Runs what is due at `now_ms`: the idle stop, a start deferred by the throttle, expiries.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.active && now_ms >= self.last_key_ms + self.config.idle_ms {
+            self.active = false;
+            if self.announced {
+                self.send(false, now_ms);
+            }
+        }
+        if self.active && !self.announced && self.true_allowed_at().is_none_or(|at| now_ms >= at) {
+            self.send(true, now_ms);
+        }
+        let before = self.typists.len();
+        self.typists.retain(|&(_, expires)| expires > now_ms);
+        if self.typists.len() != before {
+            self.actions.push_back(Action::Changed);
+        }
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Who is typing, in the order they started (stable while they keep typing).
+    pub fn typing_users(&self) -> impl Iterator<Item = &str> {
+        self.typists.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// When the throttle lets the next `typing:true` go; `None` before the first one.
+    fn true_allowed_at(&self) -> Option<u64> {
+        self.last_true_ms.map(|at| at + self.config.throttle_ms)
+    }
+
+    fn send(&mut self, typing: bool, now_ms: u64) {
+        if typing {
+            self.last_true_ms = Some(now_ms);
+        }
+        self.announced = typing;
+        let literal = if typing { "true" } else { "false" };
+        let data = payload_with_user_id("typing", literal, self.own_user_id.as_deref());
+        self.actions.push_back(Action::SendClientEvent { event: TYPING_EVENT, data });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typing() -> Typing {
+        Typing::new(TypingConfig::default(), Some("me".to_owned()))
+    }
+
+    /// Drains the actions, returning the `typing` value of each event sent and whether any
+    /// `Changed` came out.
+    fn drain(machine: &mut Typing) -> (Vec<bool>, bool) {
+        let mut sent = Vec::new();
+        let mut changed = false;
+        while let Some(action) = machine.poll_action() {
+            match action {
+                Action::SendClientEvent { event, data } => {
+                    assert_eq!(event, TYPING_EVENT);
+                    assert!(data.ends_with(r#","user_id":"me"}"#), "{data}");
+                    sent.push(data.starts_with(r#"{"typing":true"#));
+                }
+                Action::Changed => changed = true,
+            }
+        }
+        (sent, changed)
+    }
+
+    /// Advances a fake clock to `to`, firing every timer the machine asks for on the way.
+    fn run_timers(machine: &mut Typing, to: u64) {
+        while let Some(at) = machine.poll_timeout().filter(|&at| at <= to) {
+            machine.handle_timeout(at);
+        }
+    }
+
+    #[test]
+    fn a_thousand_keystrokes_in_ten_seconds_send_at_most_ten_events() {
+        let mut machine = typing();
+        let mut sent = Vec::new();
+        for key in 0..1000u64 {
+            let now = key * 10;
+            run_timers(&mut machine, now);
+            machine.keystroke(now);
+            sent.extend(drain(&mut machine).0);
+        }
+        assert_eq!(sent.len(), 10, "{sent:?}");
+        assert!(sent.iter().all(|&typing| typing));
+    }
+
+    #[test]
+    fn stop_is_sent_after_idle() {
+        let mut machine = typing();
+        machine.keystroke(0);
+        machine.keystroke(500);
+        assert_eq!(drain(&mut machine).0, [true]);
+        assert_eq!(machine.poll_timeout(), Some(3500));
+        machine.handle_timeout(3499);
+        assert!(drain(&mut machine).0.is_empty());
+        machine.handle_timeout(3500);
+        assert_eq!(drain(&mut machine).0, [false]);
+        assert_eq!(machine.poll_timeout(), None);
+    }
+
+    #[test]
+    fn stop_is_sent_at_once_when_the_message_is_sent() {
+        let mut machine = typing();
+        machine.keystroke(0);
+        machine.sent(200);
+        assert_eq!(drain(&mut machine).0, [true, false]);
+        assert_eq!(machine.poll_timeout(), None);
+        machine.sent(300);
+        assert!(drain(&mut machine).0.is_empty(), "no second stop");
+    }
+
+    #[test]
+    fn typing_again_right_after_sending_waits_for_the_throttle_window() {
+        let mut machine = typing();
+        machine.keystroke(0);
+        machine.sent(200);
+        machine.keystroke(300);
+        assert_eq!(drain(&mut machine).0, [true, false]);
+        assert_eq!(machine.poll_timeout(), Some(1000));
+        machine.handle_timeout(1000);
+        assert_eq!(drain(&mut machine).0, [true]);
+    }
+
+    #[test]
+    fn refused_client_events_stop_sending() {
+        let mut machine = typing();
+        machine.client_events_refused();
+        machine.keystroke(0);
+        run_timers(&mut machine, 10_000);
+        assert!(drain(&mut machine).0.is_empty());
+    }
+
+    #[test]
+    fn receiver_expires_a_typist_whose_updates_stop() {
+        let mut machine = typing();
+        machine.received("ana", true, 0);
+        assert!(drain(&mut machine).1);
+        machine.received("ana", true, 1000);
+        assert!(!drain(&mut machine).1, "a refresh changes nothing visible");
+        assert_eq!(machine.poll_timeout(), Some(5000));
+        machine.handle_timeout(4999);
+        assert_eq!(machine.typing_users().collect::<Vec<_>>(), ["ana"]);
+        machine.handle_timeout(5000);
+        assert!(drain(&mut machine).1);
+        assert_eq!(machine.typing_users().count(), 0);
+    }
+
+    #[test]
+    fn receiver_keeps_start_order_and_drops_on_stop_leave_and_reset() {
+        let mut machine = typing();
+        machine.received("bob", true, 0);
+        machine.received("ana", true, 10);
+        machine.received("bob", true, 20);
+        machine.received("me", true, 30);
+        assert_eq!(machine.typing_users().collect::<Vec<_>>(), ["bob", "ana"]);
+        machine.received("bob", false, 40);
+        assert_eq!(machine.typing_users().collect::<Vec<_>>(), ["ana"]);
+        drain(&mut machine);
+        machine.received("bob", false, 50);
+        assert!(!drain(&mut machine).1, "stopping twice changes nothing");
+        machine.member_left("ana");
+        assert!(drain(&mut machine).1);
+        machine.received("cyd", true, 60);
+        machine.reset();
+        assert_eq!(machine.typing_users().count(), 0);
+    }
+}
