@@ -1,33 +1,49 @@
-//! Server configuration: the `serve` flags (each with an `OVERTONE_*` environment variable) and
-//! the apps the server accepts.
+//! Server configuration: the `serve` flags (each with an `OVERTONE_*` environment variable,
+//! falling back to Reverb's `REVERB_*` names so a Laravel `.env` works as is), the optional
+//! TOML config file (`--config`, see `server/overtone.example.toml`) and the apps it declares.
+//!
+//! Precedence for the listen address: flag / `OVERTONE_*` > config file > `REVERB_SERVER_*` >
+//! default. Apps: every `[[apps]]` of the file, plus the app given by the flags / `OVERTONE_APP_*`
+//! / `REVERB_APP_*` if any; with neither, one app with default credentials.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
+use serde::Deserialize;
 
 const DEFAULT_APP_ID: &str = "app-id";
 const DEFAULT_APP_KEY: &str = "app-key";
 const DEFAULT_APP_SECRET: &str = "app-secret";
+const DEFAULT_HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_ACTIVITY_TIMEOUT_SECS: u64 = 30;
 
 /// Flags of `overtone serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "OVERTONE_HOST", default_value = "127.0.0.1")]
-    pub host: IpAddr,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "OVERTONE_PORT", default_value_t = 8080)]
-    pub port: u16,
-    /// The app's id, used in HTTP API paths (`/apps/{id}/...`).
-    #[arg(long, env = "OVERTONE_APP_ID", default_value = DEFAULT_APP_ID)]
-    pub app_id: String,
-    /// The app's public key, used in WebSocket URLs (`/app/{key}`).
-    #[arg(long, env = "OVERTONE_APP_KEY", default_value = DEFAULT_APP_KEY)]
-    pub app_key: String,
-    /// The app's secret, used to sign channel auth and API requests.
-    #[arg(long, env = "OVERTONE_APP_SECRET", default_value = DEFAULT_APP_SECRET)]
-    pub app_secret: String,
+    /// TOML file declaring the server and its apps (see server/overtone.example.toml).
+    #[arg(long, env = "OVERTONE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1; fallback env REVERB_SERVER_HOST].
+    #[arg(long, env = "OVERTONE_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on, 0 picks a free one [default: 8080; fallback env REVERB_SERVER_PORT].
+    #[arg(long, env = "OVERTONE_PORT")]
+    pub port: Option<u16>,
+    /// Seconds of silence announced to clients before they ping (stale after twice that).
+    #[arg(long, env = "OVERTONE_ACTIVITY_TIMEOUT")]
+    pub activity_timeout: Option<u64>,
+    /// The app's id, used in HTTP API paths (`/apps/{id}/...`) [fallback env REVERB_APP_ID].
+    #[arg(long, env = "OVERTONE_APP_ID")]
+    pub app_id: Option<String>,
+    /// The app's public key, used in WebSocket URLs (`/app/{key}`) [fallback env REVERB_APP_KEY].
+    #[arg(long, env = "OVERTONE_APP_KEY")]
+    pub app_key: Option<String>,
+    /// The app's secret, signing channel auth and API requests [fallback env REVERB_APP_SECRET].
+    #[arg(long, env = "OVERTONE_APP_SECRET")]
+    pub app_secret: Option<String>,
     /// Serve the demo page at `/`.
     #[arg(long, env = "OVERTONE_DEMO")]
     pub demo: bool,
@@ -39,14 +55,127 @@ pub struct ServeArgs {
     pub package_dir: Option<PathBuf>,
 }
 
-/// One app: its credentials and what its clients may do.
-#[derive(Debug, Clone)]
+/// One app: its credentials, what its clients may do and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub id: String,
     pub key: String,
     pub secret: String,
+    /// A disabled app refuses connections (4003) and API calls (403).
+    #[serde(default = "yes")]
+    pub enabled: bool,
     /// Whether subscribed members may send `client-*` events (on by default, as Reverb does).
+    #[serde(default = "yes")]
     pub client_events: bool,
+    /// Browser origins allowed to connect: `*`, a full origin (`https://app.test`), a host
+    /// (`app.test`) or a wildcard host (`*.app.test`). Empty means all. Clients that send no
+    /// `Origin` (servers, native apps) are not browsers and are always let in.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Most simultaneous connections; more are refused with 4004. None: no limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default = "default_max_presence_members")]
+    pub max_presence_members: usize,
+    #[serde(default = "default_max_user_info_bytes")]
+    pub max_user_info_bytes: usize,
+    /// Send `pusher_internal:subscription_count` to non-presence channels' subscribers.
+    #[serde(default)]
+    pub subscription_count: bool,
+    /// Client events one connection may send per second; more get `pusher:error` 4301.
+    #[serde(default = "default_max_client_events_per_second")]
+    pub max_client_events_per_second: u32,
+    /// Largest event payload (API or client event), in bytes; the API answers 413 above it.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    #[serde(default = "default_max_channels_per_event")]
+    pub max_channels_per_event: usize,
+    #[serde(default = "default_max_batch_size")]
+    pub max_batch_size: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_presence_members() -> usize {
+    100
+}
+fn default_max_user_info_bytes() -> usize {
+    1024
+}
+fn default_max_client_events_per_second() -> u32 {
+    10
+}
+fn default_max_event_bytes() -> usize {
+    10 * 1024
+}
+fn default_max_channels_per_event() -> usize {
+    100
+}
+fn default_max_batch_size() -> usize {
+    10
+}
+
+impl AppConfig {
+    /// An app with the given credentials and every other setting at its default.
+    pub fn new(id: &str, key: &str, secret: &str) -> AppConfig {
+        AppConfig {
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
+            enabled: true,
+            client_events: true,
+            allowed_origins: Vec::new(),
+            max_connections: None,
+            max_presence_members: default_max_presence_members(),
+            max_user_info_bytes: default_max_user_info_bytes(),
+            subscription_count: false,
+            max_client_events_per_second: default_max_client_events_per_second(),
+            max_event_bytes: default_max_event_bytes(),
+            max_channels_per_event: default_max_channels_per_event(),
+            max_batch_size: default_max_batch_size(),
+        }
+    }
+
+    /// Whether a browser at `origin` may connect (see [`AppConfig::allowed_origins`]).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+        });
+        self.allowed_origins.iter().any(|allowed| {
+            allowed == "*"
+                || allowed.eq_ignore_ascii_case(origin)
+                || allowed.eq_ignore_ascii_case(host)
+                || allowed.strip_prefix("*.").is_some_and(|domain| {
+                    host.len() > domain.len() + 1
+                        && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+                })
+        })
+    }
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    activity_timeout: Option<u64>,
 }
 
 /// Files served in demo mode.
@@ -61,6 +190,9 @@ pub struct DemoAssets {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// Announced to clients in `connection_established`; a connection silent for twice this
+    /// is pinged, and closed with 4201 if it stays silent for this long again.
+    pub activity_timeout: Duration,
     pub apps: Vec<AppConfig>,
     pub demo: Option<DemoAssets>,
 }
@@ -68,22 +200,73 @@ pub struct Config {
 impl Config {
     /// A loopback server on a free port with one app; what tests and benches start from.
     pub fn for_tests(app: AppConfig) -> Config {
-        Config { host: IpAddr::from([127, 0, 0, 1]), port: 0, apps: vec![app], demo: None }
+        Config {
+            host: DEFAULT_HOST,
+            port: 0,
+            activity_timeout: Duration::from_secs(DEFAULT_ACTIVITY_TIMEOUT_SECS),
+            apps: vec![app],
+            demo: None,
+        }
     }
+}
+
+/// Reads an environment variable, treating empty as unset (Laravel `.env` files often have `KEY=`).
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl ServeArgs {
     pub fn into_config(self) -> Result<Config, String> {
-        let uses_defaults = self.app_id == DEFAULT_APP_ID
-            || self.app_key == DEFAULT_APP_KEY
-            || self.app_secret == DEFAULT_APP_SECRET;
-        if uses_defaults && !self.host.is_loopback() {
-            tracing::warn!(
-                host = %self.host,
-                "serving with the default app credentials on a non-loopback address: \
-                 set --app-id, --app-key and --app-secret"
-            );
+        let file = match &self.config {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let host = match self.host.or(file.server.host) {
+            Some(host) => host,
+            None => match env("REVERB_SERVER_HOST") {
+                Some(h) => h.parse().map_err(|_| format!("REVERB_SERVER_HOST={h} is not an IP address"))?,
+                None => DEFAULT_HOST,
+            },
+        };
+        let port = match self.port.or(file.server.port) {
+            Some(port) => port,
+            None => match env("REVERB_SERVER_PORT") {
+                Some(p) => p.parse().map_err(|_| format!("REVERB_SERVER_PORT={p} is not a port"))?,
+                None => DEFAULT_PORT,
+            },
+        };
+        let activity_timeout = self
+            .activity_timeout
+            .or(file.server.activity_timeout)
+            .unwrap_or(DEFAULT_ACTIVITY_TIMEOUT_SECS);
+        if activity_timeout == 0 {
+            return Err("activity_timeout must be at least 1 second".into());
         }
+
+        let mut apps = file.apps;
+        let id = self.app_id.or_else(|| env("REVERB_APP_ID"));
+        let key = self.app_key.or_else(|| env("REVERB_APP_KEY"));
+        let secret = self.app_secret.or_else(|| env("REVERB_APP_SECRET"));
+        if apps.is_empty() || id.is_some() || key.is_some() || secret.is_some() {
+            let app = AppConfig::new(
+                id.as_deref().unwrap_or(DEFAULT_APP_ID),
+                key.as_deref().unwrap_or(DEFAULT_APP_KEY),
+                secret.as_deref().unwrap_or(DEFAULT_APP_SECRET),
+            );
+            let uses_defaults = app.id == DEFAULT_APP_ID
+                || app.key == DEFAULT_APP_KEY
+                || app.secret == DEFAULT_APP_SECRET;
+            if uses_defaults && !host.is_loopback() {
+                tracing::warn!(
+                    %host,
+                    "serving with default app credentials on a non-loopback address: \
+                     set --app-id, --app-key and --app-secret"
+                );
+            }
+            apps.push(app);
+        }
+        validate_apps(&apps)?;
+
         let demo = self.demo.then(|| {
             let root = checkout_root();
             DemoAssets {
@@ -92,17 +275,35 @@ impl ServeArgs {
             }
         });
         Ok(Config {
-            host: self.host,
-            port: self.port,
-            apps: vec![AppConfig {
-                id: self.app_id,
-                key: self.app_key,
-                secret: self.app_secret,
-                client_events: true,
-            }],
+            host,
+            port,
+            activity_timeout: Duration::from_secs(activity_timeout),
+            apps,
             demo,
         })
     }
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// Every app needs credentials, and ids and keys must be unique.
+fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
+    for (i, app) in apps.iter().enumerate() {
+        if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
+            return Err(format!("app #{} needs a non-empty id, key and secret", i + 1));
+        }
+        if apps[..i].iter().any(|other| other.id == app.id) {
+            return Err(format!("two apps have the id {:?}", app.id));
+        }
+        if apps[..i].iter().any(|other| other.key == app.key) {
+            return Err(format!("two apps have the key {:?}", app.key));
+        }
+    }
+    Ok(())
 }
 
 /// The checkout the demo's files come from: the working directory when it holds `demo/`,
@@ -111,5 +312,49 @@ fn checkout_root() -> PathBuf {
     match std::env::current_dir() {
         Ok(cwd) if cwd.join("demo").is_dir() => cwd,
         _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_with_defaults_filled_in() {
+        let text = include_str!("../overtone.example.toml");
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        assert_eq!(file.server.port, Some(8080));
+        assert_eq!(file.apps.len(), 2);
+        let second = &file.apps[1];
+        assert!(second.enabled && second.client_events);
+        assert_eq!(second.max_presence_members, 100);
+        assert_eq!(second.max_user_info_bytes, 1024);
+        validate_apps(&file.apps).unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = toml::from_str::<ConfigFile>("[[apps]]\nid='a'\nkey='b'\nsecret='c'\nclient_event=true\n");
+        assert!(err.unwrap_err().to_string().contains("client_event"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let apps = [AppConfig::new("a", "k", "s"), AppConfig::new("b", "k", "s")];
+        assert!(validate_apps(&apps).unwrap_err().contains("key"));
+    }
+
+    #[test]
+    fn origin_rules() {
+        let mut app = AppConfig::new("a", "k", "s");
+        assert!(app.allows_origin("https://anything.example"));
+        app.allowed_origins = vec!["https://app.test".into(), "admin.test".into(), "*.corp.test".into()];
+        assert!(app.allows_origin("https://app.test"));
+        assert!(!app.allows_origin("http://app.test:8000"));
+        assert!(app.allows_origin("http://admin.test:8000"));
+        assert!(app.allows_origin("https://a.b.corp.test"));
+        assert!(!app.allows_origin("https://corp.test"));
+        assert!(!app.allows_origin("https://evilcorp.test"));
+        assert!(!app.allows_origin("https://evil.test"));
     }
 }

@@ -1,35 +1,40 @@
-//! One WebSocket connection at `/app/{key}`: the handshake checks, the read loop that interprets
-//! client frames, the writer that drains the connection's bounded queue, keepalive, and the
-//! close codes pusher-js acts on.
+//! One WebSocket connection at `/app/{key}`: the handshake checks (app key, enabled, origin,
+//! connection quota), the read loop that interprets client frames (subscribe, unsubscribe,
+//! sign-in, client events, pings), the writer that drains the connection's bounded queue,
+//! keepalive, and the close codes pusher-js acts on.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use overtone_protocol::channel::{validate_name, ChannelType};
-use overtone_protocol::codes;
-use overtone_protocol::signature;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
+use overtone_protocol::codes;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::channels::{Closer, ConnectionHandle};
-use crate::frame::{self, ClientFrame, SubscribeData, UnsubscribeData};
-use crate::state::{App, Shared};
+use crate::auth;
+use crate::channels::{Closer, ConnectionHandle, Occupancy, SubscribeError};
+use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
+use crate::presence::Member;
+use crate::state::{Admission, App, Shared};
 
-/// Seconds of silence after which pusher-js pings; announced in `connection_established`.
-pub const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the server waits for any frame after its own ping before closing with 4201.
-const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
 const OUTBOX_CAPACITY: usize = 1024;
-/// Largest frame a client may send.
-const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest frame a client may send; a larger one closes the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Most channels one connection may be subscribed to at once.
+const MAX_SUBSCRIPTIONS: usize = 5_000;
+/// WebSocket close codes for a broken frame and for one larger than the server accepts.
+const PROTOCOL_ERROR: u16 = 1002;
+const MESSAGE_TOO_BIG: u16 = 1009;
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/app/{key}", get(upgrade))
@@ -38,24 +43,61 @@ pub fn routes() -> Router<Shared> {
 async fn upgrade(
     ws: WebSocketUpgrade,
     Path(key): Path<String>,
+    headers: HeaderMap,
     State(shared): State<Shared>,
 ) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(String::from);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            match shared.app_by_key(&key).cloned() {
-                Some(app) => Connection::run(shared, app, socket).await,
-                None => refuse(socket, codes::APP_NOT_FOUND, "App key not found").await,
+            // pusher-js learns why only from a close code, so every refusal happens after the
+            // upgrade.
+            let Some(app) = shared.app_by_key(&key).cloned() else {
+                return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
+            };
+            if !app.config.enabled {
+                return refuse(socket, codes::APP_DISABLED, "App is disabled").await;
+            }
+            if origin.as_deref().is_some_and(|o| !app.config.allows_origin(o)) {
+                return refuse(socket, codes::UNAUTHORIZED, "Origin not allowed").await;
+            }
+            match app.admit() {
+                Some(admission) => Connection::run(shared, app, admission, socket).await,
+                None => refuse(socket, codes::OVER_CONNECTION_QUOTA, "Over the app's connection quota").await,
             }
         })
 }
 
 /// Sends the error frame pusher-js expects, then closes with the same code.
 async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+    tracing::debug!(code, reason, "connection refused");
     let _ = socket.send(Message::Text(frame::error(Some(code), reason))).await;
     let _ = socket
         .send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })))
         .await;
+}
+
+/// A user signed in with `pusher:signin`.
+struct SignedIn {
+    id: Arc<str>,
+    user_data: String,
+}
+
+/// Client events allowed per one-second window.
+struct RateWindow {
+    started: Instant,
+    used: u32,
+}
+
+impl RateWindow {
+    fn allow(&mut self, per_second: u32) -> bool {
+        if self.started.elapsed() >= Duration::from_secs(1) {
+            self.started = Instant::now();
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= per_second
+    }
 }
 
 /// One client's session: its identity, its subscriptions and how to reach it.
@@ -63,22 +105,36 @@ struct Connection {
     shared: Shared,
     app: Arc<App>,
     handle: ConnectionHandle,
-    subscriptions: Vec<String>,
+    /// Channel -> the presence user id this connection joined it as.
+    subscriptions: HashMap<String, Option<Arc<str>>>,
+    user: Option<SignedIn>,
+    client_events: RateWindow,
+    /// Held for the connection's life: it counts against the app's quota.
+    _admission: Admission,
 }
 
 impl Connection {
-    async fn run(shared: Shared, app: Arc<App>, socket: WebSocket) {
+    async fn run(shared: Shared, app: Arc<App>, admission: Admission, socket: WebSocket) {
         let socket_id = shared.next_socket_id();
         let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
         let closer = Arc::new(Closer::default());
         let handle = ConnectionHandle::new(socket_id.clone(), outbox, closer.clone());
-        handle.send(frame::connection_established(socket_id.as_str(), ACTIVITY_TIMEOUT.as_secs()));
+        let activity_timeout = shared.config().activity_timeout;
+        handle.send(frame::connection_established(socket_id.as_str(), activity_timeout.as_secs()));
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
         let (sink, stream) = socket.split();
         let writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
-        let mut conn = Connection { shared, app, handle, subscriptions: Vec::new() };
-        conn.read_loop(stream, &closer).await;
+        let mut conn = Connection {
+            shared,
+            app,
+            handle,
+            subscriptions: HashMap::new(),
+            user: None,
+            client_events: RateWindow { started: Instant::now(), used: 0 },
+            _admission: admission,
+        };
+        conn.read_loop(stream, &closer, activity_timeout).await;
         conn.leave_all();
         // The writer ends once the close frame is out; dropping our handle lets it drain.
         drop(conn);
@@ -86,21 +142,31 @@ impl Connection {
         tracing::debug!(socket_id = socket_id.as_str(), "disconnected");
     }
 
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, closer: &Closer) {
-        let mut deadline = Instant::now() + ACTIVITY_TIMEOUT * 2;
+    /// Reads until the client leaves, the server shuts down, someone asks this connection to
+    /// close, or it goes stale: silent for twice the activity timeout, pinged, and silent for
+    /// one more activity timeout (4201).
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, closer: &Closer, activity_timeout: Duration) {
+        let mut deadline = Instant::now() + activity_timeout * 2;
         let mut pinged = false;
         loop {
             tokio::select! {
                 message = stream.next() => {
-                    let Some(Ok(message)) = message else { break };
-                    deadline = Instant::now() + ACTIVITY_TIMEOUT * 2;
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        Some(Err(err)) => {
+                            tracing::debug!(socket_id = self.handle.socket_id.as_str(), %err, "read failed");
+                            closer.close(close_code_for(err));
+                            break;
+                        }
+                        None => break,
+                    };
+                    deadline = Instant::now() + activity_timeout * 2;
                     pinged = false;
                     match message {
                         Message::Text(text) => self.on_text(text.as_str()),
-                        Message::Binary(_) => {
-                            self.handle.send(frame::error(None, "Binary frames are not part of the protocol"));
-                        }
+                        Message::Binary(_) => self.invalid(None, "Binary frames are not part of the protocol"),
                         Message::Close(_) => break,
+                        // tungstenite answers control pings itself.
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
                 }
@@ -109,7 +175,7 @@ impl Connection {
                         closer.close(codes::PONG_NOT_RECEIVED);
                     } else {
                         pinged = true;
-                        deadline = Instant::now() + PONG_TIMEOUT;
+                        deadline = Instant::now() + activity_timeout;
                         self.handle.send(frame::ping());
                     }
                 }
@@ -125,90 +191,191 @@ impl Connection {
     }
 
     fn on_text(&mut self, text: &str) {
-        let frame = match ClientFrame::parse(text) {
-            Ok(frame) => frame,
-            Err(_) => {
-                self.handle.send(frame::error(Some(codes::GENERIC_RECONNECT), "Invalid message format"));
-                return;
-            }
+        let Ok(frame) = ClientFrame::parse(text) else {
+            return self.invalid(Some(codes::GENERIC_RECONNECT), "Invalid message format");
         };
-        match frame.event {
+        match &*frame.event {
             "pusher:ping" => {
                 self.handle.send(frame::pong());
             }
             "pusher:pong" => {}
             "pusher:subscribe" => match parse_data::<SubscribeData>(&frame) {
                 Some(data) => self.subscribe(data),
-                None => self.invalid("pusher:subscribe needs data {channel, auth?, channel_data?}"),
+                None => self.invalid(None, "pusher:subscribe needs data {channel, auth?, channel_data?}"),
             },
             "pusher:unsubscribe" => match parse_data::<UnsubscribeData>(&frame) {
                 Some(data) => self.unsubscribe(&data.channel),
-                None => self.invalid("pusher:unsubscribe needs data {channel}"),
+                None => self.invalid(None, "pusher:unsubscribe needs data {channel}"),
+            },
+            "pusher:signin" => match parse_data::<SigninData>(&frame) {
+                Some(data) => self.signin(data),
+                None => self.invalid(None, "pusher:signin needs data {auth, user_data}"),
             },
             event if event.starts_with("client-") => self.client_event(&frame),
-            _ => self.invalid("Unknown event"),
+            _ => self.invalid(None, "Unknown event"),
         }
     }
 
-    fn invalid(&self, message: &str) {
-        self.handle.send(frame::error(None, message));
+    /// Answers a frame the server will not act on with `pusher:error`; the connection stays.
+    fn invalid(&self, code: Option<u16>, message: &str) {
+        tracing::debug!(socket_id = self.handle.socket_id.as_str(), message, "refused a client frame");
+        self.handle.send(frame::error(code, message));
+    }
+
+    fn subscription_error(&self, channel: &str, kind: &str, error: &str, status: u16) {
+        tracing::debug!(socket_id = self.handle.socket_id.as_str(), channel, error, "subscription refused");
+        self.handle.send(frame::subscription_error(channel, kind, error, status));
     }
 
     fn subscribe(&mut self, data: SubscribeData) {
-        let channel = data.channel;
+        let channel = data.channel.clone();
         if let Err(err) = validate_name(&channel) {
-            return self.invalid(&err.to_string());
+            return self.subscription_error(&channel, "InvalidChannel", &err.to_string(), 400);
         }
-        let kind = ChannelType::of(&channel);
-        if kind.needs_auth() {
-            let message = signature::channel_auth_message(
-                self.handle.socket_id.as_str(),
-                &channel,
-                data.channel_data.as_deref(),
-            );
-            let valid = data.auth.as_deref().is_some_and(|auth| {
-                signature::verify_auth_token(&self.app.config.key, &self.app.config.secret, &message, auth)
-            });
-            if !valid {
-                return self.subscription_error(&channel, "Invalid signature", 401);
+        if self.subscriptions.contains_key(&channel) {
+            return self.invalid(None, &format!("Already subscribed to {channel}"));
+        }
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return self.subscription_error(&channel, "LimitReached", "Too many subscriptions on one connection", 400);
+        }
+        let kind = ChannelType::of(&channel).kind;
+        let member = match self.authorize(&channel, kind, &data) {
+            Ok(member) => member,
+            Err(error) => return self.subscription_error(&channel, "AuthError", &error, 401),
+        };
+        let config = &self.app.config;
+        match self.app.channels.subscribe(&channel, &self.handle, member.as_ref(), config.max_presence_members) {
+            Ok(occupancy) => {
+                self.announce_count(&channel, kind, occupancy);
+                self.subscriptions.insert(channel, member.map(|m| m.user_id));
+            }
+            Err(SubscribeError::AlreadySubscribed) => self.invalid(None, &format!("Already subscribed to {channel}")),
+            Err(SubscribeError::MemberLimit) => {
+                let error = format!("The presence channel already has {} members", config.max_presence_members);
+                self.subscription_error(&channel, "LimitReached", &error, 403)
             }
         }
-        if self.app.channels.subscribe(&channel, self.handle.clone()) {
-            self.subscriptions.push(channel.clone());
-        }
-        self.handle.send(frame::subscription_succeeded(&channel, "{}"));
     }
 
-    fn subscription_error(&self, channel: &str, error: &str, status: u16) {
-        let data = serde_json::json!({ "type": "AuthError", "error": error, "status": status });
-        self.handle.send(frame::channel_event(channel, "pusher:subscription_error", &data.to_string(), None));
+    /// Checks the right to subscribe; on presence channels, returns who joins.
+    fn authorize(&self, channel: &str, kind: ChannelKind, data: &SubscribeData) -> Result<Option<Member>, String> {
+        let socket_id = self.handle.socket_id.as_str();
+        let config = &self.app.config;
+        match kind {
+            ChannelKind::Public => Ok(None),
+            ChannelKind::ServerToUser => match &self.user {
+                Some(user) if channel[SERVER_TO_USER_PREFIX.len()..] == *user.id => Ok(None),
+                _ => Err("Only the signed-in user may subscribe to their own channel".into()),
+            },
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {
+                let channel_data = data.channel_data.as_deref();
+                if !auth::subscription_is_signed(config, socket_id, channel, channel_data, data.auth.as_deref()) {
+                    return Err("Invalid signature".into());
+                }
+                if kind != ChannelKind::Presence {
+                    return Ok(None);
+                }
+                // Without channel_data, a signed-in user joins as themselves.
+                let member = match (channel_data, &self.user) {
+                    (Some(json), _) => Member::from_channel_data(json, config.max_user_info_bytes),
+                    (None, Some(user)) => Member::from_user_data(&user.user_data, config.max_user_info_bytes),
+                    (None, None) => Err("Presence channels need channel_data or a signed-in user".into()),
+                };
+                member.map(Some)
+            }
+        }
+    }
+
+    /// Sends `pusher_internal:subscription_count` if the app wants it (never on presence).
+    fn announce_count(&self, channel: &str, kind: ChannelKind, occupancy: Occupancy) {
+        if self.app.config.subscription_count && kind != ChannelKind::Presence {
+            let count = frame::subscription_count(channel, occupancy.subscriptions);
+            self.app.channels.publish(channel, &count, None);
+        }
     }
 
     fn unsubscribe(&mut self, channel: &str) {
-        if self.app.channels.unsubscribe(channel, &self.handle.socket_id) {
-            self.subscriptions.retain(|c| c != channel);
+        if self.subscriptions.remove(channel).is_none() {
+            return self.invalid(None, &format!("Not subscribed to {channel}"));
+        }
+        self.leave(channel);
+    }
+
+    fn leave(&self, channel: &str) {
+        if let Some(occupancy) = self.app.channels.unsubscribe(channel, &self.handle.socket_id) {
+            if occupancy.subscriptions > 0 {
+                self.announce_count(channel, ChannelType::of(channel).kind, occupancy);
+            }
         }
     }
 
-    fn client_event(&self, frame: &ClientFrame<'_>) {
-        let Some(channel) = frame.channel else {
-            return self.invalid("Client events need a channel");
+    fn signin(&mut self, data: SigninData) {
+        let socket_id = self.handle.socket_id.as_str();
+        if !auth::signin_is_signed(&self.app.config, socket_id, &data.user_data, &data.auth) {
+            return self.invalid(Some(codes::UNAUTHORIZED), "Invalid signin signature");
+        }
+        let member = match Member::from_user_data(&data.user_data, self.app.config.max_user_info_bytes) {
+            Ok(member) => member,
+            Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
         };
-        if !self.app.config.client_events || !ChannelType::of(channel).allows_client_events() {
-            return self.invalid("Client events are only allowed on private and presence channels");
+        self.sign_out();
+        self.app.sign_in(member.user_id.clone(), &self.handle);
+        self.handle.send(frame::signin_success(&data.user_data));
+        self.user = Some(SignedIn { id: member.user_id, user_data: data.user_data });
+    }
+
+    /// Forgets the signed-in user, leaving their server-to-user channel.
+    fn sign_out(&mut self) {
+        if let Some(user) = self.user.take() {
+            self.app.sign_out(&user.id, &self.handle.socket_id);
+            let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
+            if self.subscriptions.remove(&own_channel).is_some() {
+                self.leave(&own_channel);
+            }
         }
-        if !self.app.channels.is_subscribed(channel, &self.handle.socket_id) {
-            return self.invalid("Subscribe to the channel before sending client events");
+    }
+
+    fn client_event(&mut self, frame: &ClientFrame<'_>) {
+        let config = &self.app.config;
+        if !config.client_events {
+            return self.invalid(None, "Client events are disabled for this app");
         }
+        let Some(channel) = frame.channel.as_deref() else {
+            return self.invalid(None, "Client events need a channel");
+        };
+        if !ChannelType::of(channel).allows_client_events() {
+            return self.invalid(None, "Client events are only allowed on private and presence channels");
+        }
+        let Some(user_id) = self.subscriptions.get(channel) else {
+            return self.invalid(None, "Subscribe to the channel before sending client events");
+        };
         let data = frame.data.map_or("null", |d| d.get());
-        let out = frame::channel_event(channel, frame.event, data, None);
-        self.app.channels.publish(channel, &out, Some(self.handle.socket_id.as_str()));
+        if data.len() > config.max_event_bytes {
+            return self.invalid(None, "Client event data is too large");
+        }
+        let out = frame::channel_event(channel, &frame.event, data, user_id.as_deref());
+        let per_second = config.max_client_events_per_second;
+        if !self.client_events.allow(per_second) {
+            return self.invalid(Some(codes::CLIENT_EVENT_RATE_LIMIT), "Client event rate limit reached");
+        }
+        self.app.channels.publish(channel, &out, Some(&self.handle.socket_id));
     }
 
     fn leave_all(&mut self) {
-        for channel in self.subscriptions.drain(..) {
-            self.app.channels.unsubscribe(&channel, &self.handle.socket_id);
+        self.sign_out();
+        for (channel, _) in std::mem::take(&mut self.subscriptions) {
+            self.leave(&channel);
         }
+    }
+}
+
+/// The close code that tells the client why reading its frames failed.
+fn close_code_for(err: axum::Error) -> u16 {
+    use tungstenite::error::Error;
+    match err.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => MESSAGE_TOO_BIG,
+        Some(Error::Protocol(_) | Error::Utf8(_)) => PROTOCOL_ERROR,
+        _ => 1000,
     }
 }
 
@@ -222,11 +389,7 @@ fn parse_data<T: serde::de::DeserializeOwned>(frame: &ClientFrame<'_>) -> Option
 }
 
 /// Drains the connection's queue into the socket until a close is asked for, then sends it.
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queued: mpsc::Receiver<Utf8Bytes>,
-    closer: Arc<Closer>,
-) {
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::Receiver<Utf8Bytes>, closer: Arc<Closer>) {
     let code = loop {
         tokio::select! {
             biased;

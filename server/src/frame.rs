@@ -3,18 +3,20 @@
 //! Outgoing frames are built once into [`Utf8Bytes`]; cloning one for each subscriber shares
 //! the bytes instead of copying them.
 
+use std::borrow::Cow;
+
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A frame from a client, before it is interpreted. `data` is kept raw so client events are
-/// relayed byte for byte.
+/// relayed byte for byte; strings are borrowed unless they hold escapes.
 #[derive(Debug, Deserialize)]
 pub struct ClientFrame<'a> {
     #[serde(borrow)]
-    pub event: &'a str,
+    pub event: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub channel: Option<&'a str>,
+    pub channel: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub data: Option<&'a RawValue>,
 }
@@ -33,6 +35,13 @@ pub struct SubscribeData {
     pub auth: Option<String>,
     #[serde(default)]
     pub channel_data: Option<String>,
+}
+
+/// `pusher:signin` data.
+#[derive(Debug, Deserialize)]
+pub struct SigninData {
+    pub auth: String,
+    pub user_data: String,
 }
 
 /// `pusher:unsubscribe` data.
@@ -69,6 +78,38 @@ pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> Ut
 
 pub fn subscription_succeeded(channel: &str, data: &str) -> Utf8Bytes {
     build("pusher_internal:subscription_succeeded", Some(channel), data, None)
+}
+
+/// `pusher:subscription_error` as pusher-js reports it: `{type, error, status}`.
+pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> Utf8Bytes {
+    let data = serde_json::json!({ "type": kind, "error": error, "status": status });
+    build("pusher:subscription_error", Some(channel), &data.to_string(), None)
+}
+
+/// A presence member's first connection; `user_info` is JSON text.
+pub fn member_added(channel: &str, user_id: &str, user_info: &str) -> Utf8Bytes {
+    let data = format!(r#"{{"user_id":{},"user_info":{user_info}}}"#, serde_json::Value::from(user_id));
+    build("pusher_internal:member_added", Some(channel), &data, None)
+}
+
+pub fn member_removed(channel: &str, user_id: &str) -> Utf8Bytes {
+    let data = serde_json::json!({ "user_id": user_id });
+    build("pusher_internal:member_removed", Some(channel), &data.to_string(), None)
+}
+
+pub fn subscription_count(channel: &str, count: usize) -> Utf8Bytes {
+    let data = serde_json::json!({ "subscription_count": count });
+    build("pusher_internal:subscription_count", Some(channel), &data.to_string(), None)
+}
+
+pub fn cache_miss(channel: &str) -> Utf8Bytes {
+    build("pusher:cache_miss", Some(channel), "{}", None)
+}
+
+/// `pusher:signin_success`; pusher-js parses `user_data` (a JSON string) itself.
+pub fn signin_success(user_data: &str) -> Utf8Bytes {
+    let data = serde_json::json!({ "user_data": user_data });
+    build("pusher:signin_success", None, &data.to_string(), None)
 }
 
 /// `pusher:error`; its data is an object, not a string, as pusher-js expects.
@@ -110,9 +151,19 @@ mod tests {
         let f = ClientFrame::parse(r#"{"event":"client-x","channel":"private-a","data":{"b": 2}}"#)
             .unwrap();
         assert_eq!(f.event, "client-x");
-        assert_eq!(f.channel, Some("private-a"));
+        assert_eq!(f.channel.as_deref(), Some("private-a"));
         assert_eq!(f.data.unwrap().get(), r#"{"b": 2}"#);
         assert!(ClientFrame::parse("not json").is_err());
         assert!(ClientFrame::parse(r#"{"data":{}}"#).is_err());
+        let escaped = ClientFrame::parse(r#"{"event":"client-\u0041"}"#).unwrap();
+        assert_eq!(escaped.event, "client-A");
+    }
+
+    #[test]
+    fn member_added_embeds_user_info_as_json() {
+        let frame = member_added("presence-a", "7", r#"{"name":"Ann"}"#);
+        let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+        let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data, serde_json::json!({"user_id":"7","user_info":{"name":"Ann"}}));
     }
 }

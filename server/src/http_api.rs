@@ -1,31 +1,38 @@
 //! The Pusher HTTP API under `/apps/{app_id}`: signed requests from app backends (Laravel's
-//! broadcaster, the `pusher` SDKs) that publish events and query channels.
+//! broadcaster, the `pusher` SDKs) that publish events, query channels and presence members,
+//! and terminate a user's connections. Every reply has the shape pusher-http-php expects;
+//! every failure is a status with a JSON `{"error": ...}` body.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::{FromRequest, Path, Request};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use md5::{Digest, Md5};
-use overtone_protocol::channel::validate_name;
-use overtone_protocol::signature;
+use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType};
+use overtone_protocol::codes;
 use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
+use crate::auth;
 use crate::frame;
-use crate::state::{App, Shared};
+use crate::state::{App, Shared, SocketId};
 
-/// Largest event payload accepted, in bytes.
-const MAX_DATA_BYTES: usize = 10 * 1024;
-/// Most channels one event may name.
-const MAX_CHANNELS_PER_EVENT: usize = 100;
-/// How far a request's `auth_timestamp` may be from the server's clock.
-const MAX_CLOCK_SKEW_SECS: u64 = 600;
+/// Longest event name accepted, in bytes (Pusher's limit).
+const MAX_EVENT_NAME_BYTES: usize = 200;
+/// Request body allowance per event beyond its data: channel names, event name, JSON syntax.
+const BODY_OVERHEAD_PER_EVENT: usize = 20 * 1024;
 
 pub fn routes() -> Router<Shared> {
-    Router::new().route("/apps/{app_id}/events", post(trigger_event))
+    Router::new()
+        .route("/apps/{app_id}/events", post(trigger_event))
+        .route("/apps/{app_id}/batch_events", post(trigger_batch))
+        .route("/apps/{app_id}/channels", get(list_channels))
+        .route("/apps/{app_id}/channels/{channel}", get(channel_info))
+        .route("/apps/{app_id}/channels/{channel}/users", get(channel_users))
+        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(terminate_connections))
 }
 
 /// An API failure: a status and a JSON `{"error": ...}` body.
@@ -36,111 +43,282 @@ impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError(status, message.into())
     }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
     }
 }
 
-/// A request whose signature checked out, with the app it is for.
+/// A request whose signature checked out: the app it is for, its query and its body.
 struct Signed {
-    app: std::sync::Arc<App>,
+    app: Arc<App>,
+    params: Vec<(String, String)>,
     body: Bytes,
 }
 
-/// Checks an API request's signature: key, timestamp window, recomputed body MD5 and HMAC.
-fn authenticate(
-    shared: &Shared,
-    app_id: &str,
-    method: &Method,
-    uri: &Uri,
-    query: Option<&str>,
-    body: Bytes,
-) -> Result<Signed, ApiError> {
-    let app = shared
-        .app_by_id(app_id)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}")))?;
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+impl Signed {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 
-    if param("auth_key") != Some(app.config.key.as_str()) {
-        return Err(unauthorized("auth_key does not match the app"));
+    /// The comma-separated `info` attributes asked for.
+    fn info(&self) -> Vec<&str> {
+        self.param("info").map(|i| i.split(',').filter(|a| !a.is_empty()).collect()).unwrap_or_default()
     }
-    let timestamp: u64 = param("auth_timestamp")
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| unauthorized("auth_timestamp is missing"))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS {
-        return Err(unauthorized("auth_timestamp is more than 600 s from the server's clock"));
+
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
     }
-    if !body.is_empty() {
-        let md5 = hex::encode(Md5::digest(&body));
-        if param("body_md5") != Some(md5.as_str()) {
-            return Err(unauthorized("body_md5 does not match the body"));
+}
+
+impl FromRequest<Shared> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, shared: &Shared) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let app_id = path.strip_prefix("/apps/").and_then(|rest| rest.split('/').next()).unwrap_or("");
+        let app = shared
+            .app_by_id(app_id)
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}")))?;
+        let config = &app.config;
+        let limit = (config.max_event_bytes + BODY_OVERHEAD_PER_EVENT) * config.max_batch_size.max(1);
+        let body = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large"))?;
+        let query = parts.uri.query();
+        auth::verify_api_request(config, parts.method.as_str(), path, query, &body)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
+        if !config.enabled {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
         }
+        let params = form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
+        Ok(Signed { app, params, body })
     }
-    let signature = param("auth_signature").ok_or_else(|| unauthorized("auth_signature is missing"))?;
-    let to_sign = signature::api_string_to_sign(
-        method.as_str(),
-        uri.path(),
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    if !signature::verify_hex(&app.config.secret, &to_sign, signature) {
-        return Err(unauthorized("Invalid signature"));
-    }
-    Ok(Signed { app, body })
 }
 
-/// `POST /apps/{app_id}/events` body. pusher-http-php sends `channel` for one channel.
+/// One event as `POST /events` and each `batch` item carry it. pusher-http-php sends
+/// `channel` for one channel and `channels` for several.
 #[derive(Deserialize)]
-struct TriggerBody {
+struct EventBody {
     name: String,
-    data: serde_json::Value,
+    data: Value,
     #[serde(default)]
     channels: Vec<String>,
     #[serde(default)]
     channel: Option<String>,
     #[serde(default)]
     socket_id: Option<String>,
+    #[serde(default)]
+    info: Option<String>,
 }
 
-async fn trigger_event(
-    State(shared): State<Shared>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let signed = authenticate(&shared, &app_id, &method, &uri, query.as_deref(), body)?;
-    let mut event: TriggerBody = serde_json::from_slice(&signed.body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid JSON body: {e}")))?;
-    event.channels.extend(event.channel.take());
-    if event.channels.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Name at least one channel"));
+/// An event that passed every check, ready to publish.
+struct Event {
+    name: String,
+    data: String,
+    channels: Vec<String>,
+    except: Option<SocketId>,
+    info: Vec<String>,
+}
+
+impl Event {
+    fn checked(body: EventBody, app: &App) -> Result<Event, ApiError> {
+        let limits = &app.config;
+        if body.name.is_empty() || body.name.len() > MAX_EVENT_NAME_BYTES {
+            return Err(ApiError::bad_request("Event name must be 1 to 200 characters"));
+        }
+        let mut channels = body.channels;
+        channels.extend(body.channel);
+        if channels.is_empty() {
+            return Err(ApiError::bad_request("Name at least one channel"));
+        }
+        if channels.len() > limits.max_channels_per_event {
+            let max = limits.max_channels_per_event;
+            return Err(ApiError::bad_request(format!("At most {max} channels per event")));
+        }
+        if let Some(err) = channels.iter().find_map(|c| validate_name(c).err()) {
+            return Err(ApiError::bad_request(err.to_string()));
+        }
+        if let Some(socket_id) = &body.socket_id {
+            if !is_socket_id(socket_id) {
+                return Err(ApiError::bad_request("socket_id must look like 123.456"));
+            }
+        }
+        // The protocol carries data as a string; a backend that sent JSON gets it encoded.
+        let data = match body.data {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if data.len() > limits.max_event_bytes {
+            let max = limits.max_event_bytes;
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Event data is larger than {max} bytes")));
+        }
+        let info: Vec<String> = body.info.as_deref().unwrap_or("").split(',').filter(|a| !a.is_empty()).map(String::from).collect();
+        check_info(&info, &["user_count", "subscription_count"])?;
+        Ok(Event { name: body.name, data, channels, except: body.socket_id.as_deref().map(SocketId::from), info })
     }
-    if event.channels.len() > MAX_CHANNELS_PER_EVENT {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "At most 100 channels per event"));
+
+    /// Sends to every channel: one frame built per channel, shared by its subscribers.
+    fn publish(&self, app: &App) {
+        for channel in &self.channels {
+            let out = frame::channel_event(channel, &self.name, &self.data, None);
+            app.channels.publish(channel, &out, self.except.as_ref());
+        }
     }
-    if let Some(err) = event.channels.iter().find_map(|c| validate_name(c).err()) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, err.to_string()));
+
+    /// The `info` attributes asked for, per channel.
+    fn channel_attributes(&self, app: &App, channel: &str) -> Value {
+        Value::Object(attributes(app, channel, self.info.iter().map(String::as_str)))
     }
-    // The protocol carries data as a string; a backend that sent an object gets it encoded.
-    let data = match event.data {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    if data.len() > MAX_DATA_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Event data is larger than 10 KB"));
+}
+
+/// `digits.digits`, the only socket id form pusher-http-php accepts.
+fn is_socket_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    id.split_once('.').is_some_and(|(a, b)| digits(a) && digits(b))
+}
+
+fn check_info(info: &[impl AsRef<str>], known: &[&str]) -> Result<(), ApiError> {
+    match info.iter().find(|a| !known.contains(&a.as_ref())) {
+        Some(unknown) => Err(ApiError::bad_request(format!("Unknown info attribute {}", unknown.as_ref()))),
+        None => Ok(()),
     }
-    for channel in &event.channels {
-        let out = frame::channel_event(channel, &event.name, &data, None);
-        signed.app.channels.publish(channel, &out, event.socket_id.as_deref());
+}
+
+/// `user_count` (presence channels only) and `subscription_count` of a channel, as asked.
+fn attributes<'a>(app: &App, channel: &str, info: impl Iterator<Item = &'a str>) -> Map<String, Value> {
+    let occupancy = app.channels.occupancy(channel);
+    let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
+    let mut out = Map::new();
+    for attribute in info {
+        match attribute {
+            "user_count" if presence => out.insert("user_count".into(), occupancy.users.into()),
+            "subscription_count" => out.insert("subscription_count".into(), occupancy.subscriptions.into()),
+            _ => None,
+        };
     }
-    Ok(Json(serde_json::json!({})))
+    out
+}
+
+async fn trigger_event(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let event = Event::checked(signed.json()?, &signed.app)?;
+    event.publish(&signed.app);
+    if event.info.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let channels: Map<String, Value> =
+        event.channels.iter().map(|c| (c.clone(), event.channel_attributes(&signed.app, c))).collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    batch: Vec<EventBody>,
+}
+
+async fn trigger_batch(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let body: BatchBody = signed.json()?;
+    let max = signed.app.config.max_batch_size;
+    if body.batch.len() > max {
+        return Err(ApiError::bad_request(format!("At most {max} events per batch")));
+    }
+    // Every event is checked before any is sent: a batch is published whole or not at all.
+    let events = body.batch.into_iter().map(|e| Event::checked(e, &signed.app)).collect::<Result<Vec<_>, _>>()?;
+    events.iter().for_each(|e| e.publish(&signed.app));
+    if events.iter().all(|e| e.info.is_empty()) {
+        return Ok(Json(json!({})));
+    }
+    let batch: Vec<Value> = events.iter().map(|e| e.channel_attributes(&signed.app, &e.channels[0])).collect();
+    Ok(Json(json!({ "batch": batch })))
+}
+
+async fn list_channels(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let prefix = signed.param("filter_by_prefix").unwrap_or("");
+    let info = signed.info();
+    check_info(&info, &["user_count", "subscription_count"])?;
+    if info.contains(&"user_count") && !prefix.starts_with("presence-") {
+        return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
+    }
+    let channels: Map<String, Value> = signed
+        .app
+        .channels
+        .occupied(prefix)
+        .into_iter()
+        .map(|summary| {
+            let mut attrs = Map::new();
+            for attribute in &info {
+                let value = match *attribute {
+                    "user_count" => summary.occupancy.users,
+                    _ => summary.occupancy.subscriptions,
+                };
+                attrs.insert((*attribute).into(), value.into());
+            }
+            (summary.name.to_string(), Value::Object(attrs))
+        })
+        .collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+fn checked_channel(channel: &str) -> Result<ChannelKind, ApiError> {
+    validate_name(channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(ChannelType::of(channel).kind)
+}
+
+async fn channel_info(Path((_, channel)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let kind = checked_channel(&channel)?;
+    let info = signed.info();
+    check_info(&info, &["user_count", "subscription_count", "cache"])?;
+    if info.contains(&"user_count") && kind != ChannelKind::Presence {
+        return Err(ApiError::bad_request("info=user_count is only for presence channels"));
+    }
+    let app = &signed.app;
+    let mut reply = attributes(app, &channel, info.iter().copied());
+    reply.insert("occupied".into(), (app.channels.occupancy(&channel).subscriptions > 0).into());
+    if info.contains(&"cache") {
+        if let Some((cached, ttl)) = app.channels.cached(&channel) {
+            let event: Value = serde_json::from_str(cached.as_str()).unwrap_or_default();
+            let cache = json!({ "event": event["event"], "data": event["data"], "ttl": ttl.as_secs() });
+            reply.insert("cache".into(), cache);
+        }
+    }
+    Ok(Json(Value::Object(reply)))
+}
+
+async fn channel_users(Path((_, channel)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    if checked_channel(&channel)? != ChannelKind::Presence {
+        return Err(ApiError::bad_request("Users can only be listed on presence channels"));
+    }
+    let users: Vec<Value> = signed.app.channels.user_ids(&channel).into_iter().map(|id| json!({ "id": id })).collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn terminate_connections(
+    Path((_, user_id)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let closed = signed.app.terminate_user(&user_id, codes::UNAUTHORIZED);
+    tracing::debug!(user_id, closed, "terminated a user's connections");
+    Ok(Json(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_id_form() {
+        assert!(is_socket_id("123.456"));
+        assert!(!is_socket_id("123"));
+        assert!(!is_socket_id(".1"));
+        assert!(!is_socket_id("1.2.3"));
+        assert!(!is_socket_id("a.1"));
+    }
 }

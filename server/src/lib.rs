@@ -1,20 +1,24 @@
 //! The Overtone server: Pusher protocol 7 over WebSocket at `/app/{key}` and the Pusher HTTP API
 //! under `/apps/{app_id}`, on axum and tokio.
 //!
-//! One module per concern: [`config`] (apps and flags), [`state`] (the one shared handle),
-//! [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
-//! [`channels`] (who is subscribed to what, and fanout), [`http_api`] (the signed REST API),
-//! [`demo`] (the demo page's static files).
+//! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
+//! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
+//! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
+//! user id), [`auth`] (checking signatures), [`http_api`] (the signed REST API), [`demo`] (the
+//! demo page's static files).
 
+pub mod auth;
 pub mod channels;
 pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod frame;
 pub mod http_api;
+pub mod presence;
 pub mod state;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +43,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> std::io::Resu
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let shared = Shared::new(config, shutdown.clone());
+    tokio::spawn(sweep_caches(shared.clone()));
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
@@ -47,4 +52,15 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> std::io::Resu
     axum::serve(listener, router(shared).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// Every minute, forgets expired cache-channel events nobody is subscribed to, until shutdown.
+async fn sweep_caches(shared: Shared) {
+    let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every_minute.tick() => shared.apps().for_each(|app| app.channels.sweep_expired_cache()),
+            _ = shared.shutdown().cancelled() => return,
+        }
+    }
 }

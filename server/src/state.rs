@@ -1,13 +1,14 @@
-//! The one handle every task shares: the configuration, the apps with their channel registries,
-//! and the shutdown signal.
+//! The one handle every task shares: the configuration, the apps (each with its channel
+//! registry, connection count and signed-in users), and the shutdown signal.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::ChannelRegistry;
+use crate::channels::{ChannelRegistry, ConnectionHandle};
 use crate::config::{AppConfig, Config};
 
 /// Cheap to clone; everything behind it is shared.
@@ -24,19 +25,67 @@ struct Inner {
     next_socket: AtomicU64,
 }
 
-/// One app at run time: its configuration and its channels.
+/// One app at run time: its configuration, its channels and its connections.
 pub struct App {
     pub config: AppConfig,
     pub channels: ChannelRegistry,
+    connections: AtomicUsize,
+    /// Connections of users signed in with `pusher:signin`, for `terminate_connections`.
+    users: DashMap<Arc<str>, HashMap<SocketId, ConnectionHandle>>,
+}
+
+/// A connection counted against its app's quota; uncounted when dropped.
+pub struct Admission(Arc<App>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl App {
+    fn new(config: AppConfig) -> App {
+        App {
+            config,
+            channels: ChannelRegistry::default(),
+            connections: AtomicUsize::new(0),
+            users: DashMap::new(),
+        }
+    }
+
+    /// Counts a new connection, or None if the app is at its `max_connections`.
+    pub fn admit(self: &Arc<App>) -> Option<Admission> {
+        let before = self.connections.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission(self.clone());
+        match self.config.max_connections {
+            Some(max) if before >= max => None, // dropping `admission` uncounts it
+            _ => Some(admission),
+        }
+    }
+
+    pub fn sign_in(&self, user_id: Arc<str>, conn: &ConnectionHandle) {
+        self.users.entry(user_id).or_default().insert(conn.socket_id.clone(), conn.clone());
+    }
+
+    pub fn sign_out(&self, user_id: &str, socket_id: &SocketId) {
+        if let Some(mut conns) = self.users.get_mut(user_id) {
+            conns.remove(socket_id);
+        }
+        self.users.remove_if(user_id, |_, conns| conns.is_empty());
+    }
+
+    /// Closes every connection signed in as `user_id` with `code`; returns how many.
+    pub fn terminate_user(&self, user_id: &str, code: u16) -> usize {
+        self.users.get(user_id).map_or(0, |conns| {
+            conns.values().for_each(|conn| conn.close(code));
+            conns.len()
+        })
+    }
 }
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
-        let apps: Vec<Arc<App>> = config
-            .apps
-            .iter()
-            .map(|app| Arc::new(App { config: app.clone(), channels: ChannelRegistry::default() }))
-            .collect();
+        let apps: Vec<Arc<App>> = config.apps.iter().map(|app| Arc::new(App::new(app.clone()))).collect();
         let apps_by_key = apps.iter().map(|a| (a.config.key.clone(), a.clone())).collect();
         let apps_by_id = apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect();
         Shared(Arc::new(Inner {
@@ -61,6 +110,10 @@ impl Shared {
         self.0.apps_by_id.get(id)
     }
 
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.0.apps_by_id.values()
+    }
+
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
     }
@@ -79,5 +132,33 @@ pub struct SocketId(Arc<str>);
 impl SocketId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<&str> for SocketId {
+    fn from(id: &str) -> SocketId {
+        SocketId(id.into())
+    }
+}
+
+impl std::borrow::Borrow<str> for SocketId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_quota_counts_and_releases() {
+        let mut config = AppConfig::new("a", "k", "s");
+        config.max_connections = Some(1);
+        let app = Arc::new(App::new(config));
+        let first = app.admit().expect("first fits");
+        assert!(app.admit().is_none());
+        drop(first);
+        assert!(app.admit().is_some());
     }
 }
