@@ -205,17 +205,19 @@ impl Badges {
                 true
             }
             Op::SetCount { category, count } => {
+                let mut changed = false;
                 if *count == 0 {
                     // Nothing unread: the remembered ids of the category were read.
-                    for entry in self.tracked.iter_mut().filter(|entry| entry.category == *category) {
+                    for entry in self.tracked.iter_mut().filter(|entry| entry.unread && entry.category == *category) {
                         entry.unread = false;
+                        changed = true;
                     }
                 }
                 let previous = self.counts.remove(category);
                 if *count > 0 {
                     self.counts.insert(category.clone(), *count);
                 }
-                previous.unwrap_or(0) != *count
+                changed || previous.unwrap_or(0) != *count
             }
             Op::Read { ids, uncounted } => {
                 let mut changed = false;
@@ -290,29 +292,28 @@ fn encode_op(op: &Op) -> String {
 }
 
 fn decode_op(text: &str) -> Option<Op> {
-    let mut records = records_after(text, OP_HEADER)?;
-    let first = records.next()?;
-    match first.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["n", id, category] => {
-            let op = Op::Notify { id: id.to_string(), category: category.to_string() };
-            records.next().is_none().then_some(op)
-        }
-        ["c", category, count] => {
-            let op = Op::SetCount { category: category.to_string(), count: count.parse().ok()? };
-            records.next().is_none().then_some(op)
-        }
-        _ => {
-            let (mut ids, mut uncounted) = (Vec::new(), Vec::new());
-            for record in std::iter::once(first).chain(records) {
-                match record.as_slice() {
-                    [kind, id] if kind == "r" => ids.push(id.clone()),
-                    [kind, category, count] if kind == "x" => uncounted.push((category.clone(), count.parse().ok()?)),
-                    _ => return None,
-                }
+    let records: Vec<Vec<String>> = records_after(text, OP_HEADER)?.collect();
+    if let [record] = records.as_slice() {
+        match record.as_slice() {
+            [kind, id, category] if kind == "n" => {
+                return Some(Op::Notify { id: id.clone(), category: category.clone() });
             }
-            Some(Op::Read { ids, uncounted })
+            [kind, category, count] if kind == "c" => {
+                return Some(Op::SetCount { category: category.clone(), count: count.parse().ok()? });
+            }
+            _ => {}
         }
     }
+    // Anything else must be a mark-read operation made of `r` and `x` records only.
+    let (mut ids, mut uncounted) = (Vec::new(), Vec::new());
+    for record in &records {
+        match record.as_slice() {
+            [kind, id] if kind == "r" => ids.push(id.clone()),
+            [kind, category, count] if kind == "x" => uncounted.push((category.clone(), count.parse().ok()?)),
+            _ => return None,
+        }
+    }
+    (!records.is_empty()).then_some(Op::Read { ids, uncounted })
 }
 
 fn decode_state(text: &str) -> Option<(BTreeMap<String, u32>, VecDeque<Tracked>)> {
@@ -431,6 +432,9 @@ mod tests {
         assert_eq!(badges.count("messages"), 4);
         badges.set_count("messages", 0);
         assert_eq!(badges.total(), 0);
+        drain(&mut badges);
+        badges.set_count("messages", 0);
+        assert_eq!(drain(&mut badges), (false, vec![]), "the second zero changes nothing");
         badges.mark_read(ReadTarget::Id("2"));
         badges.set_count("messages", 3);
         badges.mark_read(ReadTarget::Id("2"));

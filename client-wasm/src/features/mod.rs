@@ -3,9 +3,10 @@
 //! ([`badges`]).
 //!
 //! None of them does IO or reads a clock: the shell feeds them plain inputs with the current
-//! time in milliseconds, arms one timer at [`typing::Typing::poll_timeout`]-style deadlines,
-//! and executes the outputs it drains from them (send this client event, redraw, broadcast to
-//! the other tabs). That keeps them testable natively with a fake clock.
+//! time in milliseconds, keeps one timer armed at the machine's `poll_timeout()` and calls
+//! `handle_timeout(now)` when it fires, and executes the outputs it drains with `poll_action()`
+//! (send this client event, redraw, broadcast to the other tabs). That keeps them testable
+//! natively with a fake clock.
 
 pub mod badges;
 pub mod status;

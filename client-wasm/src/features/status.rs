@@ -119,13 +119,15 @@ impl AwayStatus {
     /// The subscription succeeded with these members (the presence `ids`): all start `online`.
     /// Others assume we are online too, so an away status is announced at once.
     pub fn subscribed<'a>(&mut self, member_ids: impl IntoIterator<Item = &'a str>, now_ms: u64) {
+        let was = self.own;
+        // A change due now is announced by update_own itself; an older away status is not.
+        self.update_own(now_ms);
+        if self.own == Status::Away && was == Status::Away {
+            self.announce();
+        }
         self.members = member_ids.into_iter().map(|id| (id.to_owned(), Status::Online)).collect();
         self.mirror_own();
         self.actions.push_back(Action::Changed);
-        self.update_own(now_ms);
-        if self.own == Status::Away {
-            self.announce();
-        }
     }
 
     /// `member_added`: the newcomer starts `online`; if we are away, they must hear it.
@@ -319,6 +321,13 @@ mod tests {
         machine.subscribed(["me", "ana"], 31_000);
         assert_eq!(drain(&mut machine), (vec![AWAY.to_owned()], true));
         assert_eq!(machine.status_of("me"), Some(Status::Away));
+    }
+
+    #[test]
+    fn subscribing_when_the_away_timer_is_due_announces_once() {
+        let mut machine = AwayStatus::new(StatusConfig::default(), Some("me".to_owned()), false, 0);
+        machine.subscribed(["me"], 30_000);
+        assert_eq!(drain(&mut machine).0, [AWAY]);
     }
 
     #[test]
