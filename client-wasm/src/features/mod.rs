@@ -22,6 +22,18 @@ pub enum Action {
     Changed,
 }
 
+/// Whether a `pusher:error` message means client events are refused for good on this
+/// connection (disabled for the app, or not allowed on the channel kind), as Pusher, Reverb,
+/// Soketi and Overtone word it, rather than a rate limit or a whisper sent before subscribing.
+/// Servers use code 4301 for both kinds, so only the message tells them apart. On `true` the
+/// shell calls `client_events_refused()` on the typing and status machines.
+pub fn refuses_client_events(error_message: &str) -> bool {
+    let message = error_message.to_ascii_lowercase();
+    let about_client_events = message.contains("client event") || message.contains("client messaging");
+    about_client_events
+        && ["enable", "disabled", "only", "not supported", "not allowed"].iter().any(|w| message.contains(w))
+}
+
 /// Appends `value` to `out` as a JSON string literal, quotes included.
 fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
@@ -69,6 +81,27 @@ mod tests {
         let mut out = String::new();
         push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn client_event_refusals_are_told_from_transient_errors() {
+        for refusal in [
+            "The app does not have client messaging enabled.",
+            "To send client events, you must enable this feature in the Settings page of your dashboard.",
+            "Client events are disabled for this app",
+            "Client events are only allowed on private and presence channels",
+            "Client events are not supported on encrypted channels.",
+        ] {
+            assert!(refuses_client_events(refusal), "{refusal}");
+        }
+        for transient in [
+            "Client event rate limit reached",
+            "The rate limit for sending client events exceeded the quota.",
+            "Subscribe to the channel before sending client events",
+            "Invalid message format",
+        ] {
+            assert!(!refuses_client_events(transient), "{transient}");
+        }
     }
 
     #[test]
