@@ -1,0 +1,122 @@
+//! The channels the app asked for: their kind, how far their subscription got on the current
+//! socket, and, on presence channels, the members deduplicated by user id.
+
+use overtone_protocol::channel::ChannelType;
+
+/// How far a channel's subscription got on the current socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subscription {
+    /// No socket, or not asked on this one yet.
+    Idle,
+    /// Waiting for the shell's auth reply for this socket id.
+    Authorizing,
+    /// `pusher:subscribe` sent.
+    Pending,
+    Subscribed,
+    /// Auth or the server refused; retried after the next reconnect.
+    Failed,
+}
+
+/// A presence channel member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member<P> {
+    pub user_id: String,
+    pub info: P,
+}
+
+#[derive(Debug)]
+pub(crate) struct Channel<P> {
+    pub(crate) name: String,
+    pub(crate) kind: ChannelType,
+    pub(crate) subscription: Subscription,
+    /// Presence only; one entry per user id, in arrival order.
+    pub(crate) members: Vec<Member<P>>,
+    /// Our own user id on a presence channel, from the auth reply's `channel_data`.
+    pub(crate) my_id: Option<String>,
+}
+
+impl<P> Channel<P> {
+    pub(crate) fn new(name: String) -> Channel<P> {
+        Channel {
+            kind: ChannelType::of(&name),
+            name,
+            subscription: Subscription::Idle,
+            members: Vec::new(),
+            my_id: None,
+        }
+    }
+
+    /// The socket is gone: so are the subscription and the member list it reported.
+    pub(crate) fn reset(&mut self) {
+        self.subscription = Subscription::Idle;
+        self.members.clear();
+    }
+
+    /// Replaces the member list with the one from `subscription_succeeded`; a user listed
+    /// twice keeps the last info.
+    pub(crate) fn set_members(&mut self, list: Vec<(String, P)>) {
+        self.members.clear();
+        for (user_id, info) in list {
+            self.upsert(user_id, info);
+        }
+    }
+
+    /// Adds or updates a member; true when the user is new (only then is it a "joining").
+    pub(crate) fn upsert(&mut self, user_id: String, info: P) -> bool {
+        match self.members.iter_mut().find(|m| m.user_id == user_id) {
+            Some(member) => {
+                member.info = info;
+                false
+            }
+            None => {
+                self.members.push(Member { user_id, info });
+                true
+            }
+        }
+    }
+
+    pub(crate) fn remove_member(&mut self, user_id: &str) -> Option<Member<P>> {
+        let index = self.members.iter().position(|m| m.user_id == user_id)?;
+        Some(self.members.remove(index))
+    }
+
+    pub(crate) fn me(&self) -> Option<&Member<P>> {
+        let my_id = self.my_id.as_deref()?;
+        self.members.iter().find(|m| m.user_id == my_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<'a>(channel: &'a Channel<&str>) -> Vec<&'a str> {
+        channel.members.iter().map(|m| m.user_id.as_str()).collect()
+    }
+
+    #[test]
+    fn members_are_deduplicated_by_user_id() {
+        let mut channel = Channel::new("presence-room".into());
+        channel.set_members(vec![("1".into(), "ann"), ("2".into(), "bob"), ("1".into(), "ann (tab 2)")]);
+        assert_eq!(ids(&channel), ["1", "2"]);
+        assert_eq!(channel.members[0].info, "ann (tab 2)");
+        assert!(!channel.upsert("2".into(), "bob again"));
+        assert!(channel.upsert("3".into(), "cat"));
+        assert_eq!(ids(&channel), ["1", "2", "3"]);
+        assert_eq!(channel.remove_member("2").map(|m| m.info), Some("bob again"));
+        assert_eq!(channel.remove_member("2"), None);
+        assert_eq!(ids(&channel), ["1", "3"]);
+    }
+
+    #[test]
+    fn me_is_found_by_my_id() {
+        let mut channel = Channel::new("presence-room".into());
+        channel.set_members(vec![("1".into(), "ann"), ("2".into(), "bob")]);
+        assert_eq!(channel.me(), None);
+        channel.my_id = Some("2".into());
+        assert_eq!(channel.me().map(|m| m.info), Some("bob"));
+        channel.reset();
+        assert_eq!(channel.me(), None);
+        assert_eq!(channel.subscription, Subscription::Idle);
+    }
+}
