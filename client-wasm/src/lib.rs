@@ -6,4 +6,5 @@
 mod web;
 #[cfg(target_arch = "wasm32")]
 pub use web::Connection;
+pub mod core;
 pub mod features;
