@@ -136,7 +136,7 @@ impl AwayStatus {
         self.mirror_own();
         self.actions.push_back(Action::Changed);
         if self.own == Status::Away && self.sending_enabled && self.announce_at_ms.is_none() {
-            self.announce_at_ms = Some(now_ms + self.config.announce_delay_ms);
+            self.announce_at_ms = Some(now_ms.saturating_add(self.config.announce_delay_ms));
         }
     }
 
@@ -169,13 +169,7 @@ impl AwayStatus {
 
     /// The earliest time [`AwayStatus::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let goes_away = if self.own == Status::Online {
-            let hidden = self.hidden_since_ms.map(|since| since + self.config.away_after_ms);
-            let idle = self.config.idle_after_ms.map(|idle| self.last_input_ms + idle);
-            hidden.into_iter().chain(idle).min()
-        } else {
-            None
-        };
+        let goes_away = if self.own == Status::Online { self.away_at() } else { None };
         goes_away.into_iter().chain(self.announce_at_ms).min()
     }
 
@@ -210,10 +204,15 @@ impl AwayStatus {
         self.members.iter().map(|(id, &status)| (id.as_str(), status))
     }
 
+    /// When being hidden or idle makes the own status away, unless the user comes back first.
+    fn away_at(&self) -> Option<u64> {
+        let hidden = self.hidden_since_ms.map(|since| since.saturating_add(self.config.away_after_ms));
+        let idle = self.config.idle_after_ms.map(|idle| self.last_input_ms.saturating_add(idle));
+        hidden.into_iter().chain(idle).min()
+    }
+
     fn update_own(&mut self, now_ms: u64) {
-        let hidden_too_long = self.hidden_since_ms.is_some_and(|since| now_ms >= since + self.config.away_after_ms);
-        let idle_too_long = self.config.idle_after_ms.is_some_and(|idle| now_ms >= self.last_input_ms + idle);
-        let status = if hidden_too_long || idle_too_long { Status::Away } else { Status::Online };
+        let status = if self.away_at().is_some_and(|at| now_ms >= at) { Status::Away } else { Status::Online };
         if status != self.own {
             self.own = status;
             self.mirror_own();

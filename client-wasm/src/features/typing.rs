@@ -29,14 +29,16 @@ pub struct TypingConfig {
     pub throttle_ms: u64,
     /// Keyboard silence after which the sender announces `typing:false`.
     pub idle_ms: u64,
-    /// How long a receiver trusts a `typing:true`. A live typist refreshes at least every
-    /// `idle_ms` (otherwise it sends a stop), so this must exceed `idle_ms` by a network margin.
+    /// How long a receiver trusts a `typing:true`. Between two refreshes of a live typist (or
+    /// a refresh and the stop) pass less than `throttle_ms + idle_ms`: a key just before the
+    /// window ends is not announced, the next one comes just before the idle stop. So this must
+    /// exceed that sum by a network margin.
     pub expire_ms: u64,
 }
 
 impl Default for TypingConfig {
     fn default() -> Self {
-        TypingConfig { throttle_ms: 1000, idle_ms: 3000, expire_ms: 4000 }
+        TypingConfig { throttle_ms: 1000, idle_ms: 3000, expire_ms: 5000 }
     }
 }
 
@@ -104,9 +106,9 @@ impl Typing {
         }
         let position = self.typists.iter().position(|(id, _)| id == user_id);
         match (typing, position) {
-            (true, Some(i)) => self.typists[i].1 = now_ms + self.config.expire_ms,
+            (true, Some(i)) => self.typists[i].1 = now_ms.saturating_add(self.config.expire_ms),
             (true, None) => {
-                self.typists.push((user_id.to_owned(), now_ms + self.config.expire_ms));
+                self.typists.push((user_id.to_owned(), now_ms.saturating_add(self.config.expire_ms)));
                 self.actions.push_back(Action::Changed);
             }
             (false, Some(_)) => self.member_left(user_id),
@@ -144,7 +146,7 @@ impl Typing {
 
     /// The earliest time [`Typing::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let idle_stop = self.active.then(|| self.last_key_ms + self.config.idle_ms);
+        let idle_stop = self.active.then(|| self.idle_stop_at());
         let deferred_start = if self.active && !self.announced { self.true_allowed_at() } else { None };
         let expiry = self.typists.iter().map(|&(_, at)| at).min();
         [idle_stop, deferred_start, expiry].into_iter().flatten().min()
@@ -152,7 +154,7 @@ impl Typing {
 
     /// Runs what is due at `now_ms`: the idle stop, a start deferred by the throttle, expiries.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        if self.active && now_ms >= self.last_key_ms + self.config.idle_ms {
+        if self.active && now_ms >= self.idle_stop_at() {
             self.active = false;
             if self.announced {
                 self.send(false, now_ms);
@@ -180,7 +182,11 @@ impl Typing {
 
     /// When the throttle lets the next `typing:true` go; `None` before the first one.
     fn true_allowed_at(&self) -> Option<u64> {
-        self.last_true_ms.map(|at| at + self.config.throttle_ms)
+        self.last_true_ms.map(|at| at.saturating_add(self.config.throttle_ms))
+    }
+
+    fn idle_stop_at(&self) -> u64 {
+        self.last_key_ms.saturating_add(self.config.idle_ms)
     }
 
     fn send(&mut self, typing: bool, now_ms: u64) {
@@ -288,16 +294,46 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_live_typist_never_expires_at_the_receiver() {
+        let mut sender = typing();
+        let mut receiver = Typing::new(TypingConfig::default(), None);
+        // The worst case: a key just inside the throttle window (not announced), the next one
+        // just before the idle stop; and a network that delivers every other event 500 ms late.
+        let keys: Vec<u64> = (0..6u64).flat_map(|i| [i * 3980, i * 3980 + 990]).collect();
+        let last_key = *keys.last().unwrap();
+        let mut in_flight: Vec<(u64, bool)> = Vec::new();
+        let mut events_sent = 0;
+        for now in (0..30_000).step_by(10) {
+            run_timers(&mut sender, now);
+            run_timers(&mut receiver, now);
+            if keys.contains(&now) {
+                sender.keystroke(now);
+            }
+            for typing in drain(&mut sender).0 {
+                events_sent += 1;
+                in_flight.push((now + 500 * (1 - events_sent % 2), typing));
+            }
+            for &(_, typing) in in_flight.iter().filter(|&&(at, _)| at == now) {
+                receiver.received("me", typing, now);
+            }
+            if now < last_key + 3000 {
+                assert_eq!(receiver.typing_users().collect::<Vec<_>>(), ["me"], "at {now}");
+            }
+        }
+        assert_eq!(receiver.typing_users().count(), 0, "the stop arrived");
+    }
+
+    #[test]
     fn receiver_expires_a_typist_whose_updates_stop() {
         let mut machine = typing();
         machine.received("ana", true, 0);
         assert!(drain(&mut machine).1);
         machine.received("ana", true, 1000);
         assert!(!drain(&mut machine).1, "a refresh changes nothing visible");
-        assert_eq!(machine.poll_timeout(), Some(5000));
-        machine.handle_timeout(4999);
+        assert_eq!(machine.poll_timeout(), Some(6000));
+        machine.handle_timeout(5999);
         assert_eq!(machine.typing_users().collect::<Vec<_>>(), ["ana"]);
-        machine.handle_timeout(5000);
+        machine.handle_timeout(6000);
         assert!(drain(&mut machine).1);
         assert_eq!(machine.typing_users().count(), 0);
     }
