@@ -1,0 +1,45 @@
+// Prints what an app ships for Overtone (the wasm, the glue + TypeScript layer, and each
+// framework binding on top) in gzip -9 and brotli bytes, and fails when the core bundle is
+// over the budget: laravel-echo + pusher-js bundled and minified, 21.7 KB gzip -9.
+import { readFileSync, existsSync } from 'node:fs';
+import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+
+const BUDGET_GZIP = 21_700;
+
+const gzip = (buf) => gzipSync(buf, { level: 9 }).length;
+const brotli = (buf) =>
+  brotliCompressSync(buf, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+
+/** Compressed sizes of a set of files, each compressed on its own as a server would send it. */
+function measure(files) {
+  const present = files.filter((f) => existsSync(f));
+  const bufs = present.map((f) => readFileSync(f));
+  return {
+    files: present,
+    raw: bufs.reduce((n, b) => n + b.length, 0),
+    gzip: bufs.reduce((n, b) => n + gzip(b), 0),
+    brotli: bufs.reduce((n, b) => n + brotli(b), 0),
+  };
+}
+
+const core = ['dist/overtone_bg.wasm', 'dist/index.js'];
+const rows = [
+  ['wasm', measure(['dist/overtone_bg.wasm'])],
+  ['glue + layer (js)', measure(['dist/index.js'])],
+  ['overtone (wasm + js)', measure(core)],
+  ...['react', 'vue']
+    .filter((binding) => existsSync(`dist/${binding}.js`))
+    .map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
+];
+
+const kb = (n) => `${(n / 1000).toFixed(1)} KB`;
+console.log('what an app ships'.padEnd(24), 'raw'.padStart(10), 'gzip -9'.padStart(10), 'brotli'.padStart(10));
+for (const [name, m] of rows) {
+  console.log(name.padEnd(24), kb(m.raw).padStart(10), kb(m.gzip).padStart(10), kb(m.brotli).padStart(10));
+}
+const total = rows[2][1].gzip;
+console.log(`budget: ${kb(total)} of ${kb(BUDGET_GZIP)} gzip -9 (laravel-echo + pusher-js)`);
+if (total > BUDGET_GZIP) {
+  console.error('over the size budget');
+  process.exit(1);
+}
