@@ -11,6 +11,7 @@
 //! only an `away` member has anything to tell them: a join makes an away member re-announce,
 //! after `announce_delay_ms` so a burst of joins costs one event.
 //!
+//! Nothing is sent between [`AwayStatus::unsubscribed`] and the next [`AwayStatus::subscribed`].
 //! If the server refuses client events the machine stops sending and the feature degrades to
 //! plain presence: everyone stays `online` unless they manage to announce otherwise.
 
@@ -71,6 +72,8 @@ pub struct AwayStatus {
     config: StatusConfig,
     own_user_id: Option<String>,
     sending_enabled: bool,
+    /// Between `subscribed` and `unsubscribed`: announcements can be sent.
+    subscribed: bool,
     hidden_since_ms: Option<u64>,
     last_input_ms: u64,
     own: Status,
@@ -83,12 +86,15 @@ pub struct AwayStatus {
 
 impl AwayStatus {
     /// `visible` is the page's visibility at `now_ms`. `own_user_id` goes into the payload and
-    /// marks the own entry among the members, which mirrors [`AwayStatus::own_status`].
+    /// marks the own entry among the members, which mirrors [`AwayStatus::own_status`]. Create
+    /// it once per channel and keep it across reconnects: the own status follows the page, not
+    /// the connection.
     pub fn new(config: StatusConfig, own_user_id: Option<String>, visible: bool, now_ms: u64) -> AwayStatus {
         AwayStatus {
             config,
             own_user_id,
             sending_enabled: true,
+            subscribed: false,
             hidden_since_ms: (!visible).then_some(now_ms),
             last_input_ms: now_ms,
             own: Status::Online,
@@ -119,6 +125,7 @@ impl AwayStatus {
     /// The subscription succeeded with these members (the presence `ids`): all start `online`.
     /// Others assume we are online too, so an away status is announced at once.
     pub fn subscribed<'a>(&mut self, member_ids: impl IntoIterator<Item = &'a str>, now_ms: u64) {
+        self.subscribed = true;
         let was = self.own;
         // A change due now is announced by update_own itself; an older away status is not.
         self.update_own(now_ms);
@@ -128,6 +135,17 @@ impl AwayStatus {
         self.members = member_ids.into_iter().map(|id| (id.to_owned(), Status::Online)).collect();
         self.mirror_own();
         self.actions.push_back(Action::Changed);
+    }
+
+    /// The subscription was lost (disconnect, unsubscribe): no members and nothing sent until
+    /// the next [`AwayStatus::subscribed`], which announces an away status again.
+    pub fn unsubscribed(&mut self) {
+        self.subscribed = false;
+        self.announce_at_ms = None;
+        if !self.members.is_empty() {
+            self.members.clear();
+            self.actions.push_back(Action::Changed);
+        }
     }
 
     /// `member_added`: the newcomer starts `online`; if we are away, they must hear it.
@@ -230,7 +248,7 @@ impl AwayStatus {
     fn announce(&mut self) {
         // Whatever was pending for newcomers is covered by this announcement.
         self.announce_at_ms = None;
-        if !self.sending_enabled {
+        if !self.sending_enabled || !self.subscribed {
             return;
         }
         let mut literal = String::new();
@@ -302,6 +320,7 @@ mod tests {
     fn idle_threshold_goes_away_and_input_comes_back() {
         let config = StatusConfig { idle_after_ms: Some(60_000), ..StatusConfig::default() };
         let mut machine = AwayStatus::new(config, None, true, 0);
+        machine.subscribed(["ana"], 0);
         machine.user_input(10_000);
         assert_eq!(machine.poll_timeout(), Some(70_000));
         machine.handle_timeout(70_000);
@@ -326,6 +345,19 @@ mod tests {
     fn subscribing_when_the_away_timer_is_due_announces_once() {
         let mut machine = AwayStatus::new(StatusConfig::default(), Some("me".to_owned()), false, 0);
         machine.subscribed(["me"], 30_000);
+        assert_eq!(drain(&mut machine).0, [AWAY]);
+    }
+
+    #[test]
+    fn nothing_is_sent_while_unsubscribed_and_away_is_announced_on_resubscribing() {
+        let mut machine = status(true);
+        machine.visibility_changed(false, 0);
+        machine.unsubscribed();
+        assert_eq!(machine.statuses().count(), 0);
+        machine.handle_timeout(30_000);
+        assert_eq!(machine.own_status(), Status::Away);
+        assert_eq!(drain(&mut machine), (vec![], true));
+        machine.subscribed(["me", "ana"], 40_000);
         assert_eq!(drain(&mut machine).0, [AWAY]);
     }
 
