@@ -84,6 +84,7 @@ pub struct Badges {
 }
 
 impl Badges {
+    /// Nothing unread.
     pub fn new() -> Badges {
         Badges::default()
     }
@@ -577,6 +578,21 @@ mod tests {
         relay(&mut a, &mut b);
         assert_eq!(a.encode(), b.encode());
         assert_eq!(b.count("orders"), 1);
+    }
+
+    #[test]
+    fn the_next_absolute_count_resynchronizes_tabs_that_drifted_apart() {
+        let (mut a, mut b) = (Badges::new(), Badges::new());
+        // While b was disconnected it missed two notifications and a's broadcasts.
+        a.notification("1", "messages");
+        a.notification("2", "messages");
+        b.notification("3", "messages");
+        drain(&mut a);
+        drain(&mut b);
+        for tab in [&mut a, &mut b] {
+            tab.set_count("messages", 5);
+        }
+        assert_eq!((a.count("messages"), b.count("messages")), (5, 5));
     }
 
     #[test]
