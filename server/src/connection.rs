@@ -32,6 +32,8 @@ const OUTBOX_CAPACITY: usize = 1024;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most channels one connection may be subscribed to at once.
 const MAX_SUBSCRIPTIONS: usize = 5_000;
+/// How long a connection the server closes waits for the client's answering close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// WebSocket close codes for a broken frame and for one larger than the server accepts.
 const PROTOCOL_ERROR: u16 = 1002;
 const MESSAGE_TOO_BIG: u16 = 1009;
@@ -148,7 +150,7 @@ impl Connection {
     async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, closer: &Closer, activity_timeout: Duration) {
         let mut deadline = Instant::now() + activity_timeout * 2;
         let mut pinged = false;
-        loop {
+        let closed_by_server = loop {
             tokio::select! {
                 message = stream.next() => {
                     let message = match message {
@@ -156,16 +158,16 @@ impl Connection {
                         Some(Err(err)) => {
                             tracing::debug!(socket_id = self.handle.socket_id.as_str(), %err, "read failed");
                             closer.close(close_code_for(err));
-                            break;
+                            break false;
                         }
-                        None => break,
+                        None => break false,
                     };
                     deadline = Instant::now() + activity_timeout * 2;
                     pinged = false;
                     match message {
                         Message::Text(text) => self.on_text(text.as_str()),
                         Message::Binary(_) => self.invalid(None, "Binary frames are not part of the protocol"),
-                        Message::Close(_) => break,
+                        Message::Close(_) => break false,
                         // tungstenite answers control pings itself.
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
@@ -179,15 +181,23 @@ impl Connection {
                         self.handle.send(frame::ping());
                     }
                 }
-                _ = closer.closed() => break,
+                _ = closer.closed() => break true,
                 _ = self.shared.shutdown().cancelled() => {
                     closer.close(codes::GENERIC_RECONNECT);
-                    break;
+                    break true;
                 }
             }
-        }
+        };
         // Whatever ended the loop, make sure the writer sends a close and stops.
         closer.close(1000);
+        if closed_by_server {
+            // The WebSocket closing handshake: let the client answer our close frame before
+            // the TCP connection goes, so it sees a clean close with our code.
+            let answered = async { while let Some(Ok(message)) = stream.next().await {
+                if let Message::Close(_) = message { break }
+            } };
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
+        }
     }
 
     fn on_text(&mut self, text: &str) {
@@ -404,5 +414,19 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::R
             },
         }
     };
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::default() }))).await;
+    let reason = Utf8Bytes::from_static(close_reason(code));
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
+}
+
+/// What pusher-js reports as the message of a close it did not ask for.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        codes::OVER_CAPACITY => "Over capacity: messages were not read fast enough",
+        codes::GENERIC_RECONNECT => "Server is restarting",
+        codes::PONG_NOT_RECEIVED => "No activity or pong within the activity timeout",
+        codes::UNAUTHORIZED => "Connection terminated by the app",
+        MESSAGE_TOO_BIG => "Message too big",
+        PROTOCOL_ERROR => "WebSocket protocol error",
+        _ => "",
+    }
 }

@@ -78,3 +78,47 @@ export function once(register, ms = 5000, what = 'event') {
     });
   });
 }
+
+/**
+ * pusher-js options whose channel authorization (and user sign-in) is signed in-process with
+ * the `pusher` server SDK, so no HTTP auth endpoint is needed. `user` ({id, info}) is who the
+ * client joins presence channels and signs in as.
+ */
+export function signedClientOptions(server, sdk, { user, ...extra } = {}) {
+  const attempt = (sign, callback) => {
+    try {
+      callback(null, sign());
+    } catch (err) {
+      callback(err, null);
+    }
+  };
+  return clientOptions(server, {
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, callback) =>
+        attempt(() => sdk.authorizeChannel(
+          socketId,
+          channelName,
+          channelName.startsWith('presence-') && user ? { user_id: user.id, user_info: user.info } : undefined,
+        ), callback),
+    },
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) =>
+        attempt(() => sdk.authenticateUser(socketId, { id: user.id, user_info: user.info }), callback),
+    },
+    ...extra,
+  });
+}
+
+/** Resolves once a pusher-js client is connected. */
+export function connected(client, ms = 5000) {
+  if (client.connection.state === 'connected') return Promise.resolve();
+  return once((cb) => client.connection.bind('connected', cb), ms, 'connection');
+}
+
+/** Resolves with the next `pusher:error` data ({code, message}) a pusher-js client receives. */
+export function nextPusherError(client, ms = 5000) {
+  return once((cb) => client.connection.bind('message', (m) => m.event === 'pusher:error' && cb(m.data)), ms, 'pusher:error');
+}
+
+/** Resolves when `ms` have passed; for checking that something did NOT happen. */
+export const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
