@@ -14,9 +14,21 @@ export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
  * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
  */
 export async function startServer({ args = [], env = {} } = {}) {
+  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app);
+}
+
+/**
+ * Starts the server with only `args` and `env` (no `--app-*` flags), e.g. to read apps from a
+ * config file or Reverb's environment; `serverApp` is the app the returned handle reports.
+ */
+export async function startServerWithoutApp({ args = [], env = {}, serverApp = app } = {}) {
+  return spawnServer(args, env, serverApp);
+}
+
+async function spawnServer(args, env, serverApp) {
   const child = spawn(
     binary,
-    ['serve', '--port', '0', '--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args],
+    ['serve', '--port', '0', ...args],
     { cwd: root, env: { ...process.env, OVERTONE_LOG: 'overtone_server=warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise((resolve, reject) => {
@@ -39,7 +51,7 @@ export async function startServer({ args = [], env = {} } = {}) {
       child.kill('SIGTERM');
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     });
-  return { host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, app, stop, process: child };
+  return { host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, app: serverApp, stop, process: child };
 }
 
 /** A `pusher` (server SDK) client pointed at the started server. */
