@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn different_seeds_give_different_delays() {
-        let first = |seed| Backoff { base: 1_000, cap: 30_000, failures: 4 }.next_delay(&mut Rng::new(seed));
+        let first = |seed| {
+            Backoff { base: 1_000, cap: 30_000, failures: 4 }.next_delay(&mut Rng::new(seed))
+        };
         assert_ne!(first(1), first(2));
     }
 

@@ -97,7 +97,11 @@ mod tests {
     #[test]
     fn members_are_deduplicated_by_user_id() {
         let mut channel = Channel::new("presence-room".into());
-        channel.set_members(vec![("1".into(), "ann"), ("2".into(), "bob"), ("1".into(), "ann (tab 2)")]);
+        channel.set_members(vec![
+            ("1".into(), "ann"),
+            ("2".into(), "bob"),
+            ("1".into(), "ann (tab 2)"),
+        ]);
         assert_eq!(ids(&channel), ["1", "2"]);
         assert_eq!(channel.members[0].info, "ann (tab 2)");
         assert!(!channel.upsert("2".into(), "bob again"));

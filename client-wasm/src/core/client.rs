@@ -32,7 +32,9 @@ impl fmt::Display for Error {
             Error::ClientEventsNotAllowed => {
                 f.write_str("Client events are only allowed on private and presence channels")
             }
-            Error::SignInRequired => f.write_str("Server-to-user channels are joined by signing in"),
+            Error::SignInRequired => {
+                f.write_str("Server-to-user channels are joined by signing in")
+            }
         }
     }
 }
@@ -155,27 +157,41 @@ impl<P: Clone> Client<P> {
             return;
         }
         match message {
-            ServerMessage::SubscriptionSucceeded { channel, presence } => self.subscribed(&channel, presence),
-            ServerMessage::SubscriptionError { channel, status, error } => self.subscription_failed(&channel, status, error),
+            ServerMessage::SubscriptionSucceeded { channel, presence } => {
+                self.subscribed(&channel, presence)
+            }
+            ServerMessage::SubscriptionError { channel, status, error } => {
+                self.subscription_failed(&channel, status, error)
+            }
             ServerMessage::MemberAdded { channel, user_id, info } => {
                 let Some(ch) = self.presence_channel(&channel) else { return };
                 if ch.upsert(user_id.clone(), info.clone()) {
                     let member = Member { user_id, info };
-                    dispatch(&self.listeners, &mut self.actions, &channel, |b| *b == Binding::Joining, || {
-                        Payload::Member(member)
-                    });
+                    dispatch(
+                        &self.listeners,
+                        &mut self.actions,
+                        &channel,
+                        |b| *b == Binding::Joining,
+                        || Payload::Member(member),
+                    );
                 }
             }
             ServerMessage::MemberRemoved { channel, user_id } => {
                 let Some(ch) = self.presence_channel(&channel) else { return };
                 if let Some(member) = ch.remove_member(&user_id) {
-                    dispatch(&self.listeners, &mut self.actions, &channel, |b| *b == Binding::Leaving, || {
-                        Payload::Member(member)
-                    });
+                    dispatch(
+                        &self.listeners,
+                        &mut self.actions,
+                        &channel,
+                        |b| *b == Binding::Leaving,
+                        || Payload::Member(member),
+                    );
                 }
             }
             ServerMessage::SigninSuccess { user_id } => self.signed_in(user_id),
-            ServerMessage::Event { channel, event, data, user_id } => self.event(&channel, &event, data, user_id),
+            ServerMessage::Event { channel, event, data, user_id } => {
+                self.event(&channel, &event, data, user_id)
+            }
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -249,7 +265,13 @@ impl<P: Clone> Client<P> {
 
     /// The auth endpoint refused (`status`: its HTTP status) or could not be reached (`None`):
     /// the channel's error listeners hear it; it is retried after the next reconnect.
-    pub fn authorization_failed(&mut self, channel: &str, socket_id: &str, status: Option<u16>, error: String) {
+    pub fn authorization_failed(
+        &mut self,
+        channel: &str,
+        socket_id: &str,
+        status: Option<u16>,
+        error: String,
+    ) {
         if self.awaiting_auth(channel, socket_id).is_some() {
             self.subscription_failed(channel, status, error);
         }
@@ -349,7 +371,8 @@ impl<P: Clone> Client<P> {
         if self.connection.socket_id() != Some(socket_id) {
             return None;
         }
-        find_mut(&mut self.channels, channel).filter(|c| c.subscription == Subscription::Authorizing)
+        find_mut(&mut self.channels, channel)
+            .filter(|c| c.subscription == Subscription::Authorizing)
     }
 
     fn apply(&mut self, change: Option<Change>) {
@@ -357,11 +380,14 @@ impl<P: Clone> Client<P> {
             Some(Change::Up) => {
                 let Some(socket_id) = self.connection.socket_id() else { return };
                 // The user channel is only valid after sign-in on this socket: see `signed_in`.
-                for entry in self.channels.iter_mut().filter(|c| c.kind.kind != ChannelKind::ServerToUser) {
+                for entry in
+                    self.channels.iter_mut().filter(|c| c.kind.kind != ChannelKind::ServerToUser)
+                {
                     start_subscription(entry, socket_id, &mut self.actions);
                 }
                 if self.signin_wanted {
-                    self.actions.push_back(Action::AuthorizeUser { socket_id: socket_id.to_owned() });
+                    self.actions
+                        .push_back(Action::AuthorizeUser { socket_id: socket_id.to_owned() });
                 }
             }
             Some(Change::Down) => {
@@ -380,20 +406,34 @@ impl<P: Clone> Client<P> {
             entry.set_members(list);
         }
         let members = &entry.members;
-        dispatch(&self.listeners, &mut self.actions, channel, |b| *b == Binding::Subscribed, || Payload::Subscribed);
+        dispatch(
+            &self.listeners,
+            &mut self.actions,
+            channel,
+            |b| *b == Binding::Subscribed,
+            || Payload::Subscribed,
+        );
         if is_presence {
-            dispatch(&self.listeners, &mut self.actions, channel, |b| *b == Binding::Here, || {
-                Payload::Members(members.clone())
-            });
+            dispatch(
+                &self.listeners,
+                &mut self.actions,
+                channel,
+                |b| *b == Binding::Here,
+                || Payload::Members(members.clone()),
+            );
         }
     }
 
     fn subscription_failed(&mut self, channel: &str, status: Option<u16>, error: String) {
         let Some(entry) = find_mut(&mut self.channels, channel) else { return };
         entry.subscription = Subscription::Failed;
-        dispatch(&self.listeners, &mut self.actions, channel, |b| *b == Binding::Error, || {
-            Payload::SubscriptionError { status, error }
-        });
+        dispatch(
+            &self.listeners,
+            &mut self.actions,
+            channel,
+            |b| *b == Binding::Error,
+            || Payload::SubscriptionError { status, error },
+        );
     }
 
     fn signed_in(&mut self, user_id: String) {
@@ -423,14 +463,22 @@ impl<P: Clone> Client<P> {
         if self.find(channel).is_none() {
             return;
         }
-        dispatch(&self.listeners, &mut self.actions, channel, |b| matches!(b, Binding::Event(e) if e == event), || {
-            Payload::Event { data: data.clone(), user_id }
-        });
+        dispatch(
+            &self.listeners,
+            &mut self.actions,
+            channel,
+            |b| matches!(b, Binding::Event(e) if e == event),
+            || Payload::Event { data: data.clone(), user_id },
+        );
         if !event.starts_with("pusher:") && !event.starts_with("pusher_internal:") {
             let formatter = &self.formatter;
-            dispatch(&self.listeners, &mut self.actions, channel, |b| *b == Binding::AllEvents, || {
-                Payload::NamedEvent { event: formatter.name_for_all(event), data }
-            });
+            dispatch(
+                &self.listeners,
+                &mut self.actions,
+                channel,
+                |b| *b == Binding::AllEvents,
+                || Payload::NamedEvent { event: formatter.name_for_all(event), data },
+            );
         }
     }
 }
@@ -443,10 +491,17 @@ fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut
 fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecDeque<Action<P>>) {
     if entry.kind.needs_auth() {
         entry.subscription = Subscription::Authorizing;
-        out.push_back(Action::Authorize { channel: entry.name.clone(), socket_id: socket_id.to_owned() });
+        out.push_back(Action::Authorize {
+            channel: entry.name.clone(),
+            socket_id: socket_id.to_owned(),
+        });
     } else {
         entry.subscription = Subscription::Pending;
-        out.push_back(Action::Send(ClientFrame::Subscribe { channel: entry.name.clone(), auth: None, channel_data: None }));
+        out.push_back(Action::Send(ClientFrame::Subscribe {
+            channel: entry.name.clone(),
+            auth: None,
+            channel_data: None,
+        }));
     }
 }
 

@@ -55,7 +55,10 @@ enum Link {
     Down,
     /// Socket asked for, `pusher:connection_established` not yet received.
     Opening,
-    Up { socket_id: String, since: u64 },
+    Up {
+        socket_id: String,
+        since: u64,
+    },
 }
 
 /// What the single pending deadline is for; at most one applies in each link state.
@@ -150,7 +153,12 @@ impl Connection {
     }
 
     /// The socket closed with `code` (the shell reports nothing after a `CloseSocket`).
-    pub(crate) fn closed<P>(&mut self, now: u64, code: u16, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    pub(crate) fn closed<P>(
+        &mut self,
+        now: u64,
+        code: u16,
+        out: &mut VecDeque<Action<P>>,
+    ) -> Option<Change> {
         self.lost(now, CloseAction::for_code(code), out)
     }
 
@@ -164,14 +172,24 @@ impl Connection {
     }
 
     /// Any frame proves the link alive. Returns `Up` when the connection got established.
-    pub(crate) fn received<P>(&mut self, now: u64, message: &super::ServerMessage<P>, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    pub(crate) fn received<P>(
+        &mut self,
+        now: u64,
+        message: &super::ServerMessage<P>,
+        out: &mut VecDeque<Action<P>>,
+    ) -> Option<Change> {
         use super::ServerMessage;
         let change = match (&self.link, message) {
             (Link::Down, _) => return None,
-            (Link::Opening, ServerMessage::ConnectionEstablished { socket_id, activity_timeout }) => {
+            (
+                Link::Opening,
+                ServerMessage::ConnectionEstablished { socket_id, activity_timeout },
+            ) => {
                 self.link = Link::Up { socket_id: socket_id.clone(), since: now };
                 self.activity_timeout = match activity_timeout {
-                    Some(secs) if *secs > 0 => self.config.activity_timeout.min(secs.saturating_mul(1_000)),
+                    Some(secs) if *secs > 0 => {
+                        self.config.activity_timeout.min(secs.saturating_mul(1_000))
+                    }
                     _ => self.config.activity_timeout,
                 };
                 self.set_state(State::Connected, out);
@@ -184,11 +202,15 @@ impl Connection {
             }
             (Link::Up { .. }, _) => None,
         };
-        self.timer = Some((now + self.activity_timeout, Timer::Activity));
+        self.timer = Some((now.saturating_add(self.activity_timeout), Timer::Activity));
         change
     }
 
-    pub(crate) fn handle_timeout<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    pub(crate) fn handle_timeout<P>(
+        &mut self,
+        now: u64,
+        out: &mut VecDeque<Action<P>>,
+    ) -> Option<Change> {
         let (at, timer) = self.timer?;
         if now < at {
             return None;
@@ -204,7 +226,7 @@ impl Connection {
                 self.lost(now, CloseAction::Backoff, out)
             }
             Timer::Activity => {
-                self.ping(now + self.config.pong_timeout, out);
+                self.ping(now.saturating_add(self.config.pong_timeout), out);
                 None
             }
             Timer::Pong => {
@@ -219,7 +241,9 @@ impl Connection {
     pub(crate) fn set_online<P>(&mut self, now: u64, online: bool, out: &mut VecDeque<Action<P>>) {
         self.online = online;
         match (&self.link, online) {
-            (Link::Up { .. }, false) => self.ping(now + self.config.liveness_timeout, out),
+            (Link::Up { .. }, false) => {
+                self.ping(now.saturating_add(self.config.liveness_timeout), out)
+            }
             (Link::Down, false) if self.retrying() => {
                 self.timer = None;
                 self.set_state(State::Unavailable, out);
@@ -233,7 +257,7 @@ impl Connection {
     /// frozen and the socket silently dead, so check liveness now, or retry now.
     pub(crate) fn page_shown<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
         match self.link {
-            Link::Up { .. } => self.ping(now + self.config.liveness_timeout, out),
+            Link::Up { .. } => self.ping(now.saturating_add(self.config.liveness_timeout), out),
             Link::Down if self.retrying() && self.online => self.retry_now(now, out),
             _ => {}
         }
@@ -263,7 +287,7 @@ impl Connection {
     fn open<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
         out.push_back(Action::OpenSocket { url: self.url() });
         self.link = Link::Opening;
-        self.timer = Some((now + self.config.connect_timeout, Timer::ConnectTimeout));
+        self.timer = Some((now.saturating_add(self.config.connect_timeout), Timer::ConnectTimeout));
     }
 
     /// Closes the socket if there is one; `Down` if it was established.
@@ -282,7 +306,12 @@ impl Connection {
     }
 
     /// The link is gone (already closed): stop, or schedule the next attempt.
-    fn lost<P>(&mut self, now: u64, action: CloseAction, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    fn lost<P>(
+        &mut self,
+        now: u64,
+        action: CloseAction,
+        out: &mut VecDeque<Action<P>>,
+    ) -> Option<Change> {
         let change = match std::mem::replace(&mut self.link, Link::Down) {
             Link::Down => return None,
             Link::Opening => None,
@@ -326,7 +355,7 @@ impl Connection {
         if delay == 0 {
             self.open(now, out);
         } else {
-            self.timer = Some((now + delay, Timer::Retry));
+            self.timer = Some((now.saturating_add(delay), Timer::Retry));
         }
     }
 

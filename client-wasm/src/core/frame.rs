@@ -5,13 +5,26 @@
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame<P> {
     /// `channel_data` is the exact string the auth endpoint returned: the signature covers it.
-    Subscribe { channel: String, auth: Option<String>, channel_data: Option<String> },
-    Unsubscribe { channel: String },
+    Subscribe {
+        channel: String,
+        auth: Option<String>,
+        channel_data: Option<String>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
     Ping,
     Pong,
-    Signin { auth: String, user_data: String },
+    Signin {
+        auth: String,
+        user_data: String,
+    },
     /// A whisper; `event` already carries its `client-` prefix.
-    ClientEvent { channel: String, event: String, data: P },
+    ClientEvent {
+        channel: String,
+        event: String,
+        data: P,
+    },
 }
 
 impl<P> ClientFrame<P> {
@@ -109,7 +122,9 @@ mod tests {
                 ClientFrame::Subscribe {
                     channel: "presence-room".into(),
                     auth: Some("key:abc".into()),
-                    channel_data: Some(r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#.into()),
+                    channel_data: Some(
+                        r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#.into(),
+                    ),
                 },
                 r#"{"event":"pusher:subscribe","data":{"channel":"presence-room","auth":"key:abc","channel_data":"{\"user_id\":10,\"user_info\":{\"name\":\"Mr. Channels\"}}"}}"#,
             ),

@@ -70,7 +70,11 @@ impl Listeners {
     }
 
     /// Removes the listeners `matching` returns, and returns their ids.
-    pub(crate) fn remove_matching(&mut self, key: &str, wanted: impl Fn(&Binding) -> bool) -> Vec<ListenerId> {
+    pub(crate) fn remove_matching(
+        &mut self,
+        key: &str,
+        wanted: impl Fn(&Binding) -> bool,
+    ) -> Vec<ListenerId> {
         let removed = self.matching(key, &wanted);
         self.list.retain(|l| !(l.key == key && wanted(&l.binding)));
         removed

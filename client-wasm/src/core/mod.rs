@@ -7,6 +7,20 @@
 //! Driving it: create a [`Client`], call its input methods (`connect`, `handle_message`,
 //! `socket_closed`, `handle_timeout`, ...), then drain [`Client::poll_action`] and arm one
 //! timer for [`Client::poll_timeout`]. Times are milliseconds on any monotonic clock.
+//!
+//! The shell's side of the contract:
+//! - After every input: perform each action in order, then (re)arm a single timer for
+//!   `poll_timeout()` (an absolute time; `None`: no timer) that calls `handle_timeout(now)`.
+//! - `OpenSocket`: replace the socket; report its frames with `handle_message`, its `close`
+//!   with `socket_closed(code)`, its `error` with `socket_error`. `CloseSocket`: detach the
+//!   handlers first, then close: the core never wants to hear from that socket again.
+//! - Frames: `JSON.parse` the text, decode `data` when it is a JSON string, map the event name
+//!   to a [`ServerMessage`] (drop frames missing required fields). Outgoing: `Send(frame)` ->
+//!   `socket.send(frame.to_json(|p| JSON.stringify(p)))`.
+//! - `Authorize` / `AuthorizeUser`: POST the auth endpoint, answer with `authorized`,
+//!   `authorization_failed` or `user_authorized`, echoing the `socket_id` of the request.
+//! - Window events: `online`/`offline` -> `set_online`; `visibilitychange` to visible and
+//!   `pageshow` -> `page_shown`.
 
 mod backoff;
 mod channels;
@@ -85,23 +99,41 @@ impl Config {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action<P> {
     /// Open a WebSocket to `url`, replacing any previous one.
-    OpenSocket { url: String },
+    OpenSocket {
+        url: String,
+    },
     /// Close the current socket and detach its handlers: report nothing more from it.
     CloseSocket,
     /// Send this frame as text (render it with [`ClientFrame::to_json`]).
     Send(ClientFrame<P>),
-    StateChanged { previous: State, current: State },
+    StateChanged {
+        previous: State,
+        current: State,
+    },
     /// POST the auth endpoint for `channel`, then call [`Client::authorized`] or
     /// [`Client::authorization_failed`] with the same `socket_id`.
-    Authorize { channel: String, socket_id: String },
+    Authorize {
+        channel: String,
+        socket_id: String,
+    },
     /// POST the user-auth endpoint, then call [`Client::user_authorized`].
-    AuthorizeUser { socket_id: String },
+    AuthorizeUser {
+        socket_id: String,
+    },
     /// Call each listener, in order, with `payload`.
-    Dispatch { listeners: Vec<ListenerId>, payload: Payload<P> },
+    Dispatch {
+        listeners: Vec<ListenerId>,
+        payload: Payload<P>,
+    },
     /// `pusher:signin_success`: events for this user now arrive on user listeners.
-    SignedIn { user_id: String },
+    SignedIn {
+        user_id: String,
+    },
     /// A `pusher:error` or a bad server frame, for logging or the app's error hook.
-    ServerError { code: Option<u16>, message: String },
+    ServerError {
+        code: Option<u16>,
+        message: String,
+    },
 }
 
 /// What a dispatched listener receives, by the kind of its [`Binding`].

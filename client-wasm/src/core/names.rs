@@ -2,7 +2,8 @@
 //! `listenToAll` reports, whispers and the notification event.
 
 /// What `notification(cb)` listens for (leading `.`: taken as written).
-pub const NOTIFICATION_EVENT: &str = ".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
+pub const NOTIFICATION_EVENT: &str =
+    ".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
 
 /// The wire name of a whisper: `whisper('typing')` sends `client-typing`.
 pub fn whisper_event(event: &str) -> String {
@@ -75,7 +76,11 @@ mod tests {
             (&echo, ".order.shipped", "order.shipped"),
             (&echo, "\\App\\Other\\Thing", "App\\Other\\Thing"),
             (&echo, ".client-typing", "client-typing"),
-            (&echo, NOTIFICATION_EVENT, "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated"),
+            (
+                &echo,
+                NOTIFICATION_EVENT,
+                "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated",
+            ),
             (&custom, "Shipped", "Domain\\Orders\\Shipped"),
             (&none, "OrderShipped", "OrderShipped"),
             (&none, "order.shipped", "order\\shipped"),
@@ -90,7 +95,10 @@ mod tests {
     #[test]
     fn whisper_names() {
         assert_eq!(whisper_event("typing"), "client-typing");
-        assert_eq!(EventFormatter::default().format(&whisper_listen_name("typing")), "client-typing");
+        assert_eq!(
+            EventFormatter::default().format(&whisper_listen_name("typing")),
+            "client-typing"
+        );
     }
 
     #[test]

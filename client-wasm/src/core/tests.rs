@@ -5,7 +5,8 @@ use super::*;
 
 type Msg = ServerMessage<String>;
 
-const OPEN_WSS: &str = "wss://ws.example.com:443/app/app-key?protocol=7&client=js&version=8.6.0&flash=false";
+const OPEN_WSS: &str =
+    "wss://ws.example.com:443/app/app-key?protocol=7&client=js&version=8.6.0&flash=false";
 
 fn client() -> Client<String> {
     Client::new(Config::new("app-key", "ws.example.com"), 1)
@@ -41,7 +42,12 @@ fn state_change(previous: State, current: State) -> Action<String> {
 }
 
 fn event(channel: &str, name: &str, data: &str) -> Msg {
-    ServerMessage::Event { channel: channel.into(), event: name.into(), data: data.into(), user_id: None }
+    ServerMessage::Event {
+        channel: channel.into(),
+        event: name.into(),
+        data: data.into(),
+        user_id: None,
+    }
 }
 
 // ---- connection states and close codes ----
@@ -53,7 +59,10 @@ fn connect_opens_the_socket_and_establishment_connects() {
     c.connect(0);
     assert_eq!(
         drain(&mut c),
-        [state_change(State::Initialized, State::Connecting), Action::OpenSocket { url: OPEN_WSS.into() }]
+        [
+            state_change(State::Initialized, State::Connecting),
+            Action::OpenSocket { url: OPEN_WSS.into() }
+        ]
     );
     assert_eq!(c.poll_timeout(), Some(10_000), "connect timeout");
     c.handle_message(5, established("1.2"));
@@ -101,7 +110,10 @@ fn backoff_codes_wait_at_least_the_base_delay() {
         c.socket_closed(60_000, code);
         assert_eq!(drain(&mut c), [state_change(State::Connected, State::Reconnecting)], "{code}");
         let at = c.poll_timeout().expect("a retry is scheduled");
-        assert!((61_000..=61_000).contains(&at), "{code}: first 41xx retry after exactly base: {at}");
+        assert!(
+            (61_000..=61_000).contains(&at),
+            "{code}: first 41xx retry after exactly base: {at}"
+        );
         c.handle_timeout(at - 1);
         assert!(drain(&mut c).is_empty());
         c.handle_timeout(at);
@@ -116,7 +128,8 @@ fn close_4000_switches_to_tls() {
     config.ws_port = 6001;
     let mut c: Client<String> = Client::new(config, 9);
     c.connect(0);
-    let plain = "ws://ws.example.com:6001/app/app-key?protocol=7&client=js&version=8.6.0&flash=false";
+    let plain =
+        "ws://ws.example.com:6001/app/app-key?protocol=7&client=js&version=8.6.0&flash=false";
     assert_eq!(drain(&mut c)[1], Action::OpenSocket { url: plain.into() });
     c.socket_closed(10, 4000);
     assert_eq!(drain(&mut c)[1], Action::OpenSocket { url: OPEN_WSS.into() });
@@ -203,7 +216,10 @@ fn a_stable_connection_resets_the_backoff_and_a_flapping_one_does_not() {
 fn disconnect_closes_and_stays_closed() {
     let mut c = connected(0, "1.1");
     c.disconnect();
-    assert_eq!(drain(&mut c), [Action::CloseSocket, state_change(State::Connected, State::Disconnected)]);
+    assert_eq!(
+        drain(&mut c),
+        [Action::CloseSocket, state_change(State::Connected, State::Disconnected)]
+    );
     assert_eq!(c.poll_timeout(), None);
     c.socket_closed(5, 1000);
     c.page_shown(6);
@@ -229,7 +245,10 @@ fn silence_sends_a_ping_and_a_missing_pong_reconnects() {
     assert_eq!(drain(&mut c), [Action::Send(ClientFrame::Ping)]);
     c.handle_timeout(110_100);
     let actions = drain(&mut c);
-    assert_eq!(actions[..2], [Action::CloseSocket, state_change(State::Connected, State::Reconnecting)]);
+    assert_eq!(
+        actions[..2],
+        [Action::CloseSocket, state_change(State::Connected, State::Reconnecting)]
+    );
     assert_eq!(opens(&actions), 1);
 }
 
@@ -325,7 +344,11 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
     let first = drain(&mut c);
     assert_eq!(
         first[3..],
-        [subscribe_frame("chat"), authorize("private-orders", "1.1"), authorize("presence-room", "1.1")]
+        [
+            subscribe_frame("chat"),
+            authorize("private-orders", "1.1"),
+            authorize("presence-room", "1.1")
+        ]
     );
     c.authorized("private-orders", "1.1", auth(None));
     assert_eq!(
@@ -344,7 +367,11 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
     c.handle_message(60_001, established("2.2"));
     assert_eq!(
         drain(&mut c)[1..],
-        [subscribe_frame("chat"), authorize("private-orders", "2.2"), authorize("presence-room", "2.2")]
+        [
+            subscribe_frame("chat"),
+            authorize("private-orders", "2.2"),
+            authorize("presence-room", "2.2")
+        ]
     );
     c.authorized("presence-room", "1.1", auth(Some("7")));
     assert!(drain(&mut c).is_empty(), "stale after the reconnect too");
@@ -355,7 +382,10 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
 #[test]
 fn subscribing_while_connected_and_leaving() {
     let mut c = connected(0, "1.1");
-    assert_eq!(c.subscribe("bad name"), Err(Error::InvalidChannelName(NameError::InvalidCharacter)));
+    assert_eq!(
+        c.subscribe("bad name"),
+        Err(Error::InvalidChannelName(NameError::InvalidCharacter))
+    );
     assert_eq!(c.subscribe("#server-to-user-1"), Err(Error::SignInRequired));
     c.subscribe("chat").unwrap();
     c.subscribe("chat").unwrap();
@@ -388,12 +418,18 @@ fn auth_failures_and_subscription_errors_reach_error_listeners() {
             payload: Payload::SubscriptionError { status: Some(403), error: "Forbidden".into() },
         }]
     );
-    c.handle_message(1, ServerMessage::SubscriptionError {
-        channel: "private-orders".into(),
-        status: Some(401),
-        error: "Unauthorized".into(),
-    });
-    assert!(matches!(&drain(&mut c)[..], [Action::Dispatch { payload: Payload::SubscriptionError { status: Some(401), .. }, .. }]));
+    c.handle_message(
+        1,
+        ServerMessage::SubscriptionError {
+            channel: "private-orders".into(),
+            status: Some(401),
+            error: "Unauthorized".into(),
+        },
+    );
+    assert!(matches!(
+        &drain(&mut c)[..],
+        [Action::Dispatch { payload: Payload::SubscriptionError { status: Some(401), .. }, .. }]
+    ));
 }
 
 #[test]
@@ -406,14 +442,23 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
     let subscribed = c.bind("orders", Binding::Subscribed).unwrap();
     drain(&mut c);
 
-    c.handle_message(1, ServerMessage::SubscriptionSucceeded { channel: "orders".into(), presence: None });
-    assert_eq!(drain(&mut c), [Action::Dispatch { listeners: vec![subscribed], payload: Payload::Subscribed }]);
+    c.handle_message(
+        1,
+        ServerMessage::SubscriptionSucceeded { channel: "orders".into(), presence: None },
+    );
+    assert_eq!(
+        drain(&mut c),
+        [Action::Dispatch { listeners: vec![subscribed], payload: Payload::Subscribed }]
+    );
 
     c.handle_message(2, event("orders", "App\\Events\\OrderShipped", "{}"));
     assert_eq!(
         drain(&mut c),
         [
-            Action::Dispatch { listeners: vec![shipped], payload: Payload::Event { data: "{}".into(), user_id: None } },
+            Action::Dispatch {
+                listeners: vec![shipped],
+                payload: Payload::Event { data: "{}".into(), user_id: None }
+            },
             Action::Dispatch {
                 listeners: vec![all],
                 payload: Payload::NamedEvent { event: "OrderShipped".into(), data: "{}".into() },
@@ -421,16 +466,22 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
         ]
     );
     c.handle_message(3, event("orders", "order.placed", "1"));
-    assert_eq!(drain(&mut c)[0], Action::Dispatch {
-        listeners: vec![dotted],
-        payload: Payload::Event { data: "1".into(), user_id: None },
-    });
+    assert_eq!(
+        drain(&mut c)[0],
+        Action::Dispatch {
+            listeners: vec![dotted],
+            payload: Payload::Event { data: "1".into(), user_id: None },
+        }
+    );
     c.handle_message(4, event("orders", "pusher:cache_miss", ""));
     assert!(drain(&mut c).is_empty(), "pusher:* events do not reach listenToAll");
     c.handle_message(5, event("elsewhere", "App\\Events\\OrderShipped", "{}"));
     assert!(drain(&mut c).is_empty(), "events of unknown channels are dropped");
 
-    assert_eq!(c.listeners("orders", &Binding::Event("App\\Events\\OrderShipped".into())), [shipped]);
+    assert_eq!(
+        c.listeners("orders", &Binding::Event("App\\Events\\OrderShipped".into())),
+        [shipped]
+    );
     assert_eq!(c.unbind_all("orders", &Binding::AllEvents), [all]);
     assert!(c.unbind(shipped));
     assert!(!c.unbind(shipped));
@@ -445,11 +496,17 @@ fn whispers_only_on_subscribed_private_and_presence_channels() {
     c.subscribe("private-encrypted-secret").unwrap();
     c.subscribe("private-chat").unwrap();
     assert_eq!(c.whisper("chat", "typing", "{}".into()), Err(Error::ClientEventsNotAllowed));
-    assert_eq!(c.whisper("private-encrypted-secret", "typing", "{}".into()), Err(Error::ClientEventsNotAllowed));
+    assert_eq!(
+        c.whisper("private-encrypted-secret", "typing", "{}".into()),
+        Err(Error::ClientEventsNotAllowed)
+    );
     assert_eq!(c.whisper("private-chat", "typing", "{}".into()), Err(Error::NotSubscribed));
     assert_eq!(c.whisper("private-none", "typing", "{}".into()), Err(Error::NotSubscribed));
     c.authorized("private-chat", "1.1", auth(None));
-    c.handle_message(1, ServerMessage::SubscriptionSucceeded { channel: "private-chat".into(), presence: None });
+    c.handle_message(
+        1,
+        ServerMessage::SubscriptionSucceeded { channel: "private-chat".into(), presence: None },
+    );
     drain(&mut c);
     let whisper_listener = c.listen("private-chat", &whisper_listen_name("typing")).unwrap();
     c.whisper("private-chat", "typing", "{\"a\":1}".into()).unwrap();
@@ -462,7 +519,9 @@ fn whispers_only_on_subscribed_private_and_presence_channels() {
         })]
     );
     c.handle_message(2, event("private-chat", "client-typing", "{}"));
-    assert!(matches!(&drain(&mut c)[0], Action::Dispatch { listeners, .. } if *listeners == [whisper_listener]));
+    assert!(
+        matches!(&drain(&mut c)[0], Action::Dispatch { listeners, .. } if *listeners == [whisper_listener])
+    );
 }
 
 // ---- presence ----
@@ -481,11 +540,21 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
     c.authorized("presence-room", "1.1", auth(Some("1")));
     drain(&mut c);
 
-    let list = vec![("1".into(), "ann".into()), ("2".into(), "bob".into()), ("1".into(), "ann".into())];
-    c.handle_message(1, ServerMessage::SubscriptionSucceeded { channel: "presence-room".into(), presence: Some(list) });
+    let list =
+        vec![("1".into(), "ann".into()), ("2".into(), "bob".into()), ("1".into(), "ann".into())];
+    c.handle_message(
+        1,
+        ServerMessage::SubscriptionSucceeded {
+            channel: "presence-room".into(),
+            presence: Some(list),
+        },
+    );
     assert_eq!(
         drain(&mut c),
-        [Action::Dispatch { listeners: vec![here], payload: Payload::Members(vec![member("1", "ann"), member("2", "bob")]) }]
+        [Action::Dispatch {
+            listeners: vec![here],
+            payload: Payload::Members(vec![member("1", "ann"), member("2", "bob")])
+        }]
     );
     assert_eq!(c.me("presence-room"), Some(&member("1", "ann")));
 
@@ -494,17 +563,29 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
         user_id: user.into(),
         info: info.into(),
     };
-    let removed = |user: &str| ServerMessage::MemberRemoved { channel: "presence-room".into(), user_id: user.into() };
+    let removed = |user: &str| ServerMessage::MemberRemoved {
+        channel: "presence-room".into(),
+        user_id: user.into(),
+    };
 
     c.handle_message(2, added("3", "cat"));
-    assert_eq!(drain(&mut c), [Action::Dispatch { listeners: vec![joining], payload: Payload::Member(member("3", "cat")) }]);
+    assert_eq!(
+        drain(&mut c),
+        [Action::Dispatch {
+            listeners: vec![joining],
+            payload: Payload::Member(member("3", "cat"))
+        }]
+    );
     c.handle_message(3, added("3", "cat, second tab"));
     assert!(drain(&mut c).is_empty(), "the same user again is not a new member");
     assert_eq!(c.members("presence-room").len(), 3);
     c.handle_message(4, removed("3"));
     assert_eq!(
         drain(&mut c),
-        [Action::Dispatch { listeners: vec![leaving], payload: Payload::Member(member("3", "cat, second tab")) }]
+        [Action::Dispatch {
+            listeners: vec![leaving],
+            payload: Payload::Member(member("3", "cat, second tab"))
+        }]
     );
     c.handle_message(5, removed("3"));
     assert!(drain(&mut c).is_empty(), "removing an absent member says nothing");
@@ -512,7 +593,10 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
 
     c.socket_closed(6, 1006);
     assert!(c.members("presence-room").is_empty(), "the list belongs to the socket");
-    assert!(drain(&mut c).iter().all(|a| !matches!(a, Action::Dispatch { .. })), "no leaving on a drop");
+    assert!(
+        drain(&mut c).iter().all(|a| !matches!(a, Action::Dispatch { .. })),
+        "no leaving on a drop"
+    );
 }
 
 // ---- user sign-in ----
@@ -529,21 +613,33 @@ fn signin_on_every_socket_then_the_user_channel() {
     c.user_authorized("1.1", "app-key:sig".into(), "{\"id\":\"7\"}".into());
     assert_eq!(
         drain(&mut c),
-        [Action::Send(ClientFrame::Signin { auth: "app-key:sig".into(), user_data: "{\"id\":\"7\"}".into() })]
+        [Action::Send(ClientFrame::Signin {
+            auth: "app-key:sig".into(),
+            user_data: "{\"id\":\"7\"}".into()
+        })]
     );
     c.handle_message(2, ServerMessage::SigninSuccess { user_id: "7".into() });
-    assert_eq!(drain(&mut c), [subscribe_frame("#server-to-user-7"), Action::SignedIn { user_id: "7".into() }]);
+    assert_eq!(
+        drain(&mut c),
+        [subscribe_frame("#server-to-user-7"), Action::SignedIn { user_id: "7".into() }]
+    );
     assert_eq!(c.user_id(), Some("7"));
     c.handle_message(3, event("#server-to-user-7", "notify", "hi"));
     assert_eq!(
         drain(&mut c),
-        [Action::Dispatch { listeners: vec![notified], payload: Payload::Event { data: "hi".into(), user_id: None } }]
+        [Action::Dispatch {
+            listeners: vec![notified],
+            payload: Payload::Event { data: "hi".into(), user_id: None }
+        }]
     );
 
     c.socket_closed(60_000, 4200);
     c.handle_message(60_001, established("2.2"));
     let actions = drain(&mut c);
-    assert!(!actions.contains(&subscribe_frame("#server-to-user-7")), "only after signing in again");
+    assert!(
+        !actions.contains(&subscribe_frame("#server-to-user-7")),
+        "only after signing in again"
+    );
     assert_eq!(actions.last(), Some(&Action::AuthorizeUser { socket_id: "2.2".into() }));
     c.user_authorized("1.1", "old".into(), "{}".into());
     assert!(drain(&mut c).is_empty(), "a sign-in for the old socket is dropped");
@@ -555,5 +651,20 @@ fn server_errors_are_surfaced() {
     c.connect(0);
     drain(&mut c);
     c.handle_message(1, ServerMessage::Error { code: Some(4001), message: "App not found".into() });
-    assert_eq!(drain(&mut c), [Action::ServerError { code: Some(4001), message: "App not found".into() }]);
+    assert_eq!(
+        drain(&mut c),
+        [Action::ServerError { code: Some(4001), message: "App not found".into() }]
+    );
+}
+
+#[test]
+fn connect_after_disconnect_resubscribes() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    c.disconnect();
+    drain(&mut c);
+    c.connect(100);
+    assert_eq!(drain(&mut c)[0], state_change(State::Disconnected, State::Connecting));
+    c.handle_message(200, established("3.3"));
+    assert_eq!(drain(&mut c)[1..], [subscribe_frame("chat")]);
 }
