@@ -41,6 +41,15 @@ pub fn router(shared: Shared) -> Router {
 pub async fn serve(config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on a listener already bound (the config's host and port are not used again).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let shared = Shared::new(config, shutdown.clone());
     tokio::spawn(sweep_caches(shared.clone()));
