@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
@@ -16,7 +16,7 @@ use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
-use overtone_protocol::codes;
+use overtone_protocol::{codes, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -45,15 +45,20 @@ pub fn routes() -> Router<Shared> {
 async fn upgrade(
     ws: WebSocketUpgrade,
     Path(key): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     State(shared): State<Shared>,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(String::from);
+    let protocol_supported = supports_protocol(query.as_deref());
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             // pusher-js learns why only from a close code, so every refusal happens after the
             // upgrade.
+            if !protocol_supported {
+                return refuse(socket, codes::UNSUPPORTED_PROTOCOL, "Unsupported protocol version").await;
+            }
             let Some(app) = shared.app_by_key(&key).cloned() else {
                 return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
             };
@@ -68,6 +73,13 @@ async fn upgrade(
                 None => refuse(socket, codes::OVER_CONNECTION_QUOTA, "Over the app's connection quota").await,
             }
         })
+}
+
+/// Whether the `?protocol=` the client asked for is one this server speaks (5 to 7; clients
+/// that do not say are let in).
+fn supports_protocol(query: Option<&str>) -> bool {
+    let asked = form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "protocol");
+    asked.is_none_or(|(_, v)| v.parse::<u32>().is_ok_and(|v| (5..=PROTOCOL_VERSION).contains(&v)))
 }
 
 /// Sends the error frame pusher-js expects, then closes with the same code.
@@ -428,5 +440,20 @@ fn close_reason(code: u16) -> &'static str {
         MESSAGE_TOO_BIG => "Message too big",
         PROTOCOL_ERROR => "WebSocket protocol error",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_versions() {
+        assert!(supports_protocol(None));
+        assert!(supports_protocol(Some("protocol=7&client=js&version=8.6.0")));
+        assert!(supports_protocol(Some("client=js")));
+        assert!(!supports_protocol(Some("protocol=4")));
+        assert!(!supports_protocol(Some("protocol=8")));
+        assert!(!supports_protocol(Some("protocol=seven")));
     }
 }

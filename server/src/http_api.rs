@@ -35,6 +35,11 @@ pub fn routes() -> Router<Shared> {
         .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(terminate_connections))
 }
 
+/// What unknown paths get when no demo serves files: a JSON 404 like every other API error.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found")
+}
+
 /// An API failure: a status and a JSON `{"error": ...}` body.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);

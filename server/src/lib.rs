@@ -28,12 +28,13 @@ pub use state::Shared;
 
 /// Builds the router for a shared state: WebSocket, HTTP API and (optionally) the demo.
 pub fn router(shared: Shared) -> Router {
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(connection::routes())
         .merge(http_api::routes());
-    if let Some(assets) = &shared.config().demo {
-        router = router.merge(demo::routes(assets));
-    }
+    let router = match &shared.config().demo {
+        Some(assets) => router.merge(demo::routes(assets)),
+        None => router.fallback(http_api::not_found),
+    };
     router.with_state(shared)
 }
 
@@ -52,13 +53,14 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let shared = Shared::new(config, shutdown.clone());
+    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
     }
     println!("Overtone listening on ws://{local}/app/{{key}}");
-    axum::serve(listener, router(shared).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -71,5 +73,19 @@ async fn sweep_caches(shared: Shared) {
             _ = every_minute.tick() => shared.apps().for_each(|app| app.channels.sweep_expired_cache()),
             _ = shared.shutdown().cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, DemoAssets};
+
+    #[test]
+    fn routes_build_with_and_without_the_demo() {
+        let config = Config::for_tests(AppConfig::new("a", "k", "s"));
+        let _ = router(Shared::new(config.clone(), CancellationToken::new()));
+        let demo = DemoAssets { site: "demo".into(), package: "pkg-js/dist".into() };
+        let _ = router(Shared::new(Config { demo: Some(demo), ..config }, CancellationToken::new()));
     }
 }
