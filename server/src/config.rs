@@ -145,7 +145,11 @@ impl AppConfig {
         }
         let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         self.allowed_origins.iter().any(|allowed| {
             allowed == "*"
@@ -224,14 +228,18 @@ impl ServeArgs {
         let host = match self.host.or(file.server.host) {
             Some(host) => host,
             None => match env("REVERB_SERVER_HOST") {
-                Some(h) => h.parse().map_err(|_| format!("REVERB_SERVER_HOST={h} is not an IP address"))?,
+                Some(h) => h
+                    .parse()
+                    .map_err(|_| format!("REVERB_SERVER_HOST={h} is not an IP address"))?,
                 None => DEFAULT_HOST,
             },
         };
         let port = match self.port.or(file.server.port) {
             Some(port) => port,
             None => match env("REVERB_SERVER_PORT") {
-                Some(p) => p.parse().map_err(|_| format!("REVERB_SERVER_PORT={p} is not a port"))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("REVERB_SERVER_PORT={p} is not a port"))?,
                 None => DEFAULT_PORT,
             },
         };
@@ -294,7 +302,10 @@ fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
 fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
     for (i, app) in apps.iter().enumerate() {
         if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
-            return Err(format!("app #{} needs a non-empty id, key and secret", i + 1));
+            return Err(format!(
+                "app #{} needs a non-empty id, key and secret",
+                i + 1
+            ));
         }
         if apps[..i].iter().any(|other| other.id == app.id) {
             return Err(format!("two apps have the id {:?}", app.id));
@@ -334,7 +345,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors() {
-        let err = toml::from_str::<ConfigFile>("[[apps]]\nid='a'\nkey='b'\nsecret='c'\nclient_event=true\n");
+        let err = toml::from_str::<ConfigFile>(
+            "[[apps]]\nid='a'\nkey='b'\nsecret='c'\nclient_event=true\n",
+        );
         assert!(err.unwrap_err().to_string().contains("client_event"));
     }
 
@@ -348,7 +361,11 @@ mod tests {
     fn origin_rules() {
         let mut app = AppConfig::new("a", "k", "s");
         assert!(app.allows_origin("https://anything.example"));
-        app.allowed_origins = vec!["https://app.test".into(), "admin.test".into(), "*.corp.test".into()];
+        app.allowed_origins = vec![
+            "https://app.test".into(),
+            "admin.test".into(),
+            "*.corp.test".into(),
+        ];
         assert!(app.allows_origin("https://app.test"));
         assert!(!app.allows_origin("http://app.test:8000"));
         assert!(app.allows_origin("http://admin.test:8000"));

@@ -49,7 +49,10 @@ async fn upgrade(
     headers: HeaderMap,
     State(shared): State<Shared>,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(String::from);
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(String::from);
     let protocol_supported = supports_protocol(query.as_deref());
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -57,7 +60,12 @@ async fn upgrade(
             // pusher-js learns why only from a close code, so every refusal happens after the
             // upgrade.
             if !protocol_supported {
-                return refuse(socket, codes::UNSUPPORTED_PROTOCOL, "Unsupported protocol version").await;
+                return refuse(
+                    socket,
+                    codes::UNSUPPORTED_PROTOCOL,
+                    "Unsupported protocol version",
+                )
+                .await;
             }
             let Some(app) = shared.app_by_key(&key).cloned() else {
                 return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
@@ -65,12 +73,22 @@ async fn upgrade(
             if !app.config.enabled {
                 return refuse(socket, codes::APP_DISABLED, "App is disabled").await;
             }
-            if origin.as_deref().is_some_and(|o| !app.config.allows_origin(o)) {
+            if origin
+                .as_deref()
+                .is_some_and(|o| !app.config.allows_origin(o))
+            {
                 return refuse(socket, codes::UNAUTHORIZED, "Origin not allowed").await;
             }
             match app.admit() {
                 Some(admission) => Connection::run(shared, app, admission, socket).await,
-                None => refuse(socket, codes::OVER_CONNECTION_QUOTA, "Over the app's connection quota").await,
+                None => {
+                    refuse(
+                        socket,
+                        codes::OVER_CONNECTION_QUOTA,
+                        "Over the app's connection quota",
+                    )
+                    .await
+                }
             }
         })
 }
@@ -78,16 +96,25 @@ async fn upgrade(
 /// Whether the `?protocol=` the client asked for is one this server speaks (5 to 7; clients
 /// that do not say are let in).
 fn supports_protocol(query: Option<&str>) -> bool {
-    let asked = form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "protocol");
-    asked.is_none_or(|(_, v)| v.parse::<u32>().is_ok_and(|v| (5..=PROTOCOL_VERSION).contains(&v)))
+    let asked =
+        form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "protocol");
+    asked.is_none_or(|(_, v)| {
+        v.parse::<u32>()
+            .is_ok_and(|v| (5..=PROTOCOL_VERSION).contains(&v))
+    })
 }
 
 /// Sends the error frame pusher-js expects, then closes with the same code.
 async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
     tracing::debug!(code, reason, "connection refused");
-    let _ = socket.send(Message::Text(frame::error(Some(code), reason))).await;
     let _ = socket
-        .send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })))
+        .send(Message::Text(frame::error(Some(code), reason)))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
         .await;
 }
 
@@ -134,32 +161,61 @@ impl Connection {
         let closer = Arc::new(Closer::default());
         let handle = ConnectionHandle::new(socket_id.clone(), outbox, closer.clone());
         let activity_timeout = shared.config().activity_timeout;
-        handle.send(frame::connection_established(socket_id.as_str(), activity_timeout.as_secs()));
+        handle.send(frame::connection_established(
+            socket_id.as_str(),
+            activity_timeout.as_secs(),
+        ));
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
-        let (sink, stream) = socket.split();
-        let writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
+        let (sink, mut stream) = socket.split();
+        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
         let mut conn = Connection {
             shared,
             app,
             handle,
             subscriptions: HashMap::new(),
             user: None,
-            client_events: RateWindow { started: Instant::now(), used: 0 },
+            client_events: RateWindow {
+                started: Instant::now(),
+                used: 0,
+            },
             _admission: admission,
         };
-        conn.read_loop(stream, &closer, activity_timeout).await;
+        let closed_by_server = conn.read_loop(&mut stream, &closer, activity_timeout).await;
         conn.leave_all();
-        // The writer ends once the close frame is out; dropping our handle lets it drain.
         drop(conn);
-        let _ = writer.await;
+        if closed_by_server {
+            // The WebSocket closing handshake: let the client answer our close frame before
+            // the TCP connection goes, so it sees a clean close with our code.
+            let answered = async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if let Message::Close(_) = message {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
+        }
+        // The writer ends once the close frame is out; a client that stopped reading does not
+        // get to hold the connection open.
+        if tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
         tracing::debug!(socket_id = socket_id.as_str(), "disconnected");
     }
 
     /// Reads until the client leaves, the server shuts down, someone asks this connection to
     /// close, or it goes stale: silent for twice the activity timeout, pinged, and silent for
-    /// one more activity timeout (4201).
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, closer: &Closer, activity_timeout: Duration) {
+    /// one more activity timeout (4201). Returns whether the server (not the client) ended it.
+    async fn read_loop(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        closer: &Closer,
+        activity_timeout: Duration,
+    ) -> bool {
         let mut deadline = Instant::now() + activity_timeout * 2;
         let mut pinged = false;
         let closed_by_server = loop {
@@ -202,14 +258,7 @@ impl Connection {
         };
         // Whatever ended the loop, make sure the writer sends a close and stops.
         closer.close(1000);
-        if closed_by_server {
-            // The WebSocket closing handshake: let the client answer our close frame before
-            // the TCP connection goes, so it sees a clean close with our code.
-            let answered = async { while let Some(Ok(message)) = stream.next().await {
-                if let Message::Close(_) = message { break }
-            } };
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
-        }
+        closed_by_server
     }
 
     fn on_text(&mut self, text: &str) {
@@ -223,7 +272,10 @@ impl Connection {
             "pusher:pong" => {}
             "pusher:subscribe" => match parse_data::<SubscribeData>(&frame) {
                 Some(data) => self.subscribe(data),
-                None => self.invalid(None, "pusher:subscribe needs data {channel, auth?, channel_data?}"),
+                None => self.invalid(
+                    None,
+                    "pusher:subscribe needs data {channel, auth?, channel_data?}",
+                ),
             },
             "pusher:unsubscribe" => match parse_data::<UnsubscribeData>(&frame) {
                 Some(data) => self.unsubscribe(&data.channel),
@@ -240,13 +292,23 @@ impl Connection {
 
     /// Answers a frame the server will not act on with `pusher:error`; the connection stays.
     fn invalid(&self, code: Option<u16>, message: &str) {
-        tracing::debug!(socket_id = self.handle.socket_id.as_str(), message, "refused a client frame");
+        tracing::debug!(
+            socket_id = self.handle.socket_id.as_str(),
+            message,
+            "refused a client frame"
+        );
         self.handle.send(frame::error(code, message));
     }
 
     fn subscription_error(&self, channel: &str, kind: &str, error: &str, status: u16) {
-        tracing::debug!(socket_id = self.handle.socket_id.as_str(), channel, error, "subscription refused");
-        self.handle.send(frame::subscription_error(channel, kind, error, status));
+        tracing::debug!(
+            socket_id = self.handle.socket_id.as_str(),
+            channel,
+            error,
+            "subscription refused"
+        );
+        self.handle
+            .send(frame::subscription_error(channel, kind, error, status));
     }
 
     fn subscribe(&mut self, data: SubscribeData) {
@@ -258,7 +320,12 @@ impl Connection {
             return self.invalid(None, &format!("Already subscribed to {channel}"));
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return self.subscription_error(&channel, "LimitReached", "Too many subscriptions on one connection", 400);
+            return self.subscription_error(
+                &channel,
+                "LimitReached",
+                "Too many subscriptions on one connection",
+                400,
+            );
         }
         let kind = ChannelType::of(&channel).kind;
         let member = match self.authorize(&channel, kind, &data) {
@@ -266,21 +333,37 @@ impl Connection {
             Err(error) => return self.subscription_error(&channel, "AuthError", &error, 401),
         };
         let config = &self.app.config;
-        match self.app.channels.subscribe(&channel, &self.handle, member.as_ref(), config.max_presence_members) {
+        match self.app.channels.subscribe(
+            &channel,
+            &self.handle,
+            member.as_ref(),
+            config.max_presence_members,
+        ) {
             Ok(occupancy) => {
                 self.announce_count(&channel, kind, occupancy);
-                self.subscriptions.insert(channel, member.map(|m| m.user_id));
+                self.subscriptions
+                    .insert(channel, member.map(|m| m.user_id));
             }
-            Err(SubscribeError::AlreadySubscribed) => self.invalid(None, &format!("Already subscribed to {channel}")),
+            Err(SubscribeError::AlreadySubscribed) => {
+                self.invalid(None, &format!("Already subscribed to {channel}"))
+            }
             Err(SubscribeError::MemberLimit) => {
-                let error = format!("The presence channel already has {} members", config.max_presence_members);
+                let error = format!(
+                    "The presence channel already has {} members",
+                    config.max_presence_members
+                );
                 self.subscription_error(&channel, "LimitReached", &error, 403)
             }
         }
     }
 
     /// Checks the right to subscribe; on presence channels, returns who joins.
-    fn authorize(&self, channel: &str, kind: ChannelKind, data: &SubscribeData) -> Result<Option<Member>, String> {
+    fn authorize(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        data: &SubscribeData,
+    ) -> Result<Option<Member>, String> {
         let socket_id = self.handle.socket_id.as_str();
         let config = &self.app.config;
         match kind {
@@ -291,7 +374,13 @@ impl Connection {
             },
             ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {
                 let channel_data = data.channel_data.as_deref();
-                if !auth::subscription_is_signed(config, socket_id, channel, channel_data, data.auth.as_deref()) {
+                if !auth::subscription_is_signed(
+                    config,
+                    socket_id,
+                    channel,
+                    channel_data,
+                    data.auth.as_deref(),
+                ) {
                     return Err("Invalid signature".into());
                 }
                 if kind != ChannelKind::Presence {
@@ -300,8 +389,12 @@ impl Connection {
                 // Without channel_data, a signed-in user joins as themselves.
                 let member = match (channel_data, &self.user) {
                     (Some(json), _) => Member::from_channel_data(json, config.max_user_info_bytes),
-                    (None, Some(user)) => Member::from_user_data(&user.user_data, config.max_user_info_bytes),
-                    (None, None) => Err("Presence channels need channel_data or a signed-in user".into()),
+                    (None, Some(user)) => {
+                        Member::from_user_data(&user.user_data, config.max_user_info_bytes)
+                    }
+                    (None, None) => {
+                        Err("Presence channels need channel_data or a signed-in user".into())
+                    }
                 };
                 member.map(Some)
             }
@@ -324,7 +417,11 @@ impl Connection {
     }
 
     fn leave(&self, channel: &str) {
-        if let Some(occupancy) = self.app.channels.unsubscribe(channel, &self.handle.socket_id) {
+        if let Some(occupancy) = self
+            .app
+            .channels
+            .unsubscribe(channel, &self.handle.socket_id)
+        {
             if occupancy.subscriptions > 0 {
                 self.announce_count(channel, ChannelType::of(channel).kind, occupancy);
             }
@@ -336,14 +433,18 @@ impl Connection {
         if !auth::signin_is_signed(&self.app.config, socket_id, &data.user_data, &data.auth) {
             return self.invalid(Some(codes::UNAUTHORIZED), "Invalid signin signature");
         }
-        let member = match Member::from_user_data(&data.user_data, self.app.config.max_user_info_bytes) {
-            Ok(member) => member,
-            Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
-        };
+        let member =
+            match Member::from_user_data(&data.user_data, self.app.config.max_user_info_bytes) {
+                Ok(member) => member,
+                Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
+            };
         self.sign_out();
         self.app.sign_in(member.user_id.clone(), &self.handle);
         self.handle.send(frame::signin_success(&data.user_data));
-        self.user = Some(SignedIn { id: member.user_id, user_data: data.user_data });
+        self.user = Some(SignedIn {
+            id: member.user_id,
+            user_data: data.user_data,
+        });
     }
 
     /// Forgets the signed-in user, leaving their server-to-user channel.
@@ -366,10 +467,16 @@ impl Connection {
             return self.invalid(None, "Client events need a channel");
         };
         if !ChannelType::of(channel).allows_client_events() {
-            return self.invalid(None, "Client events are only allowed on private and presence channels");
+            return self.invalid(
+                None,
+                "Client events are only allowed on private and presence channels",
+            );
         }
         let Some(user_id) = self.subscriptions.get(channel) else {
-            return self.invalid(None, "Subscribe to the channel before sending client events");
+            return self.invalid(
+                None,
+                "Subscribe to the channel before sending client events",
+            );
         };
         let data = frame.data.map_or("null", |d| d.get());
         if data.len() > config.max_event_bytes {
@@ -378,9 +485,14 @@ impl Connection {
         let out = frame::channel_event(channel, &frame.event, data, user_id.as_deref());
         let per_second = config.max_client_events_per_second;
         if !self.client_events.allow(per_second) {
-            return self.invalid(Some(codes::CLIENT_EVENT_RATE_LIMIT), "Client event rate limit reached");
+            return self.invalid(
+                Some(codes::CLIENT_EVENT_RATE_LIMIT),
+                "Client event rate limit reached",
+            );
         }
-        self.app.channels.publish(channel, &out, Some(&self.handle.socket_id));
+        self.app
+            .channels
+            .publish(channel, &out, Some(&self.handle.socket_id));
     }
 
     fn leave_all(&mut self) {
@@ -411,7 +523,11 @@ fn parse_data<T: serde::de::DeserializeOwned>(frame: &ClientFrame<'_>) -> Option
 }
 
 /// Drains the connection's queue into the socket until a close is asked for, then sends it.
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::Receiver<Utf8Bytes>, closer: Arc<Closer>) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queued: mpsc::Receiver<Utf8Bytes>,
+    closer: Arc<Closer>,
+) {
     let code = loop {
         tokio::select! {
             biased;
@@ -427,7 +543,9 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::R
         }
     };
     let reason = Utf8Bytes::from_static(close_reason(code));
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame { code, reason })))
+        .await;
 }
 
 /// What pusher-js reports as the message of a close it did not ask for.
@@ -450,7 +568,9 @@ mod tests {
     #[test]
     fn protocol_versions() {
         assert!(supports_protocol(None));
-        assert!(supports_protocol(Some("protocol=7&client=js&version=8.6.0")));
+        assert!(supports_protocol(Some(
+            "protocol=7&client=js&version=8.6.0"
+        )));
         assert!(supports_protocol(Some("client=js")));
         assert!(!supports_protocol(Some("protocol=4")));
         assert!(!supports_protocol(Some("protocol=8")));

@@ -85,7 +85,16 @@ mod tests {
     fn routes_build_with_and_without_the_demo() {
         let config = Config::for_tests(AppConfig::new("a", "k", "s"));
         let _ = router(Shared::new(config.clone(), CancellationToken::new()));
-        let demo = DemoAssets { site: "demo".into(), package: "pkg-js/dist".into() };
-        let _ = router(Shared::new(Config { demo: Some(demo), ..config }, CancellationToken::new()));
+        let demo = DemoAssets {
+            site: "demo".into(),
+            package: "pkg-js/dist".into(),
+        };
+        let _ = router(Shared::new(
+            Config {
+                demo: Some(demo),
+                ..config
+            },
+            CancellationToken::new(),
+        ));
     }
 }

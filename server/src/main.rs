@@ -5,7 +5,11 @@ use overtone_server::config::ServeArgs;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "overtone", version, about = "A realtime server that speaks the Pusher protocol")]
+#[command(
+    name = "overtone",
+    version,
+    about = "A realtime server that speaks the Pusher protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

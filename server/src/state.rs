@@ -64,7 +64,10 @@ impl App {
     }
 
     pub fn sign_in(&self, user_id: Arc<str>, conn: &ConnectionHandle) {
-        self.users.entry(user_id).or_default().insert(conn.socket_id.clone(), conn.clone());
+        self.users
+            .entry(user_id)
+            .or_default()
+            .insert(conn.socket_id.clone(), conn.clone());
     }
 
     pub fn sign_out(&self, user_id: &str, socket_id: &SocketId) {
@@ -85,9 +88,19 @@ impl App {
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
-        let apps: Vec<Arc<App>> = config.apps.iter().map(|app| Arc::new(App::new(app.clone()))).collect();
-        let apps_by_key = apps.iter().map(|a| (a.config.key.clone(), a.clone())).collect();
-        let apps_by_id = apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect();
+        let apps: Vec<Arc<App>> = config
+            .apps
+            .iter()
+            .map(|app| Arc::new(App::new(app.clone())))
+            .collect();
+        let apps_by_key = apps
+            .iter()
+            .map(|a| (a.config.key.clone(), a.clone()))
+            .collect();
+        let apps_by_id = apps
+            .iter()
+            .map(|a| (a.config.id.clone(), a.clone()))
+            .collect();
         Shared(Arc::new(Inner {
             config,
             apps_by_key,

@@ -45,14 +45,25 @@ const CHANNELS: &[&str] = &[
     "",
     "ü",
 ];
-const KEYS: &[&str] = &["channel", "auth", "channel_data", "user_data", "event", "data", "user_id", "user_info"];
+const KEYS: &[&str] = &[
+    "channel",
+    "auth",
+    "channel_data",
+    "user_data",
+    "event",
+    "data",
+    "user_id",
+    "user_info",
+];
 
 fn random_string(rng: &mut fastrand::Rng, max: usize) -> String {
     let len = rng.usize(0..=max);
     (0..len)
         .map(|_| match rng.u8(0..10) {
             0 => rng.char('\u{80}'..'\u{10FFFF}'),
-            1 => rng.choice(['"', '\\', '{', '}', ':', ',', '\u{0}']).unwrap(),
+            1 => rng
+                .choice(['"', '\\', '{', '}', ':', ',', '\u{0}'])
+                .unwrap(),
             _ => rng.alphanumeric(),
         })
         .collect()
@@ -65,11 +76,20 @@ fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
         2 => json!(rng.i64(..)),
         3 => Value::String(random_string(rng, 40)),
         4 => Value::String(rng.choice(CHANNELS).unwrap().to_string()),
-        5 => Value::Array((0..rng.usize(0..4)).map(|_| random_value(rng, depth - 1)).collect()),
+        5 => Value::Array(
+            (0..rng.usize(0..4))
+                .map(|_| random_value(rng, depth - 1))
+                .collect(),
+        ),
         6 => Value::String(random_value(rng, depth - 1).to_string()),
         _ => Value::Object(
             (0..rng.usize(0..5))
-                .map(|_| (rng.choice(KEYS).unwrap().to_string(), random_value(rng, depth - 1)))
+                .map(|_| {
+                    (
+                        rng.choice(KEYS).unwrap().to_string(),
+                        random_value(rng, depth - 1),
+                    )
+                })
                 .collect(),
         ),
     }
@@ -96,10 +116,21 @@ fn random_message(rng: &mut fastrand::Rng) -> Message {
         400..=599 => Message::text(random_string(rng, 200)),
         600..=799 => {
             let text = random_frame(rng).to_string();
-            Message::text(text.chars().take(rng.usize(0..=text.chars().count())).collect::<String>())
+            Message::text(
+                text.chars()
+                    .take(rng.usize(0..=text.chars().count()))
+                    .collect::<String>(),
+            )
         }
-        800..=899 => Message::binary((0..rng.usize(0..100)).map(|_| rng.u8(..)).collect::<Vec<u8>>()),
-        900..=979 => Message::text(json!({"event": "pusher:subscribe", "data": {"channel": random_string(rng, 200)}}).to_string()),
+        800..=899 => Message::binary(
+            (0..rng.usize(0..100))
+                .map(|_| rng.u8(..))
+                .collect::<Vec<u8>>(),
+        ),
+        900..=979 => Message::text(
+            json!({"event": "pusher:subscribe", "data": {"channel": random_string(rng, 200)}})
+                .to_string(),
+        ),
         980..=994 => Message::text(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000))),
         _ => Message::text("x".repeat(70 * 1024)),
     }
@@ -138,8 +169,14 @@ async fn random_frames_never_break_the_server() {
         let message = random_message(&mut rng);
         if sink.send(message).await.is_err() || reader.is_finished() {
             // The server closed the fuzzed connection: only a protocol close code is acceptable.
-            let code = tokio::time::timeout(common::WAIT, &mut reader).await.unwrap().unwrap();
-            assert!(matches!(code, Some(1002 | 1009) | None), "frame {n}: closed with {code:?}");
+            let code = tokio::time::timeout(common::WAIT, &mut reader)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(code, Some(1002 | 1009) | None),
+                "frame {n}: closed with {code:?}"
+            );
             reconnects += 1;
             let (new_sink, new_stream) = connect_established(server.addr).await.split();
             sink = new_sink;
@@ -147,14 +184,28 @@ async fn random_frames_never_break_the_server() {
         }
         if n % CHECK_EVERY == 0 {
             send_json(&mut bystander, json!({"event": "pusher:ping"})).await;
-            assert_eq!(next_event(&mut bystander).await["event"], "pusher:pong", "after frame {n}");
+            assert_eq!(
+                next_event(&mut bystander).await["event"],
+                "pusher:pong",
+                "after frame {n}"
+            );
         }
     }
 
-    send_json(&mut bystander, json!({"event": "pusher:subscribe", "data": {"channel": "still-here"}})).await;
-    assert_eq!(next_event(&mut bystander).await["event"], "pusher_internal:subscription_succeeded");
+    send_json(
+        &mut bystander,
+        json!({"event": "pusher:subscribe", "data": {"channel": "still-here"}}),
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut bystander).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
     assert!(!server.task.is_finished(), "the server stopped");
     eprintln!("fuzz: {FRAMES} frames, {reconnects} reconnects");
-    assert!(reconnects > 0, "the oversized frames should have closed the fuzzed connection");
+    assert!(
+        reconnects > 0,
+        "the oversized frames should have closed the fuzzed connection"
+    );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked");
 }

@@ -25,7 +25,10 @@ async fn disallowed_origins_are_refused_with_4009() {
     assert_eq!(close_code(&mut evil).await, Some(4009));
 
     let mut good = connect(server.addr, "test-key", Some("https://good.test")).await;
-    assert_eq!(next_event(&mut good).await["event"], "pusher:connection_established");
+    assert_eq!(
+        next_event(&mut good).await["event"],
+        "pusher:connection_established"
+    );
 }
 
 #[tokio::test]
@@ -35,7 +38,8 @@ async fn a_silent_connection_is_pinged_then_closed_with_4201() {
     let server = start(config).await;
     let mut ws = connect(server.addr, "test-key", None).await;
     let established = next_event(&mut ws).await;
-    let data: serde_json::Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["activity_timeout"], 1);
     assert_eq!(next_event(&mut ws).await["event"], "pusher:ping");
     assert_eq!(close_code(&mut ws).await, Some(4201));
@@ -59,8 +63,14 @@ async fn a_connection_that_answers_pings_stays_open() {
 async fn control_frame_pings_are_answered() {
     let server = start(Config::for_tests(app())).await;
     let mut ws = connect_established(server.addr).await;
-    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
-    let pong = tokio::time::timeout(common::WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(common::WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
 }
 
@@ -69,7 +79,10 @@ async fn an_oversized_frame_closes_with_1009_and_others_are_unaffected() {
     let server = start(Config::for_tests(app())).await;
     let mut bystander = connect_established(server.addr).await;
     let mut ws = connect_established(server.addr).await;
-    let huge = format!(r#"{{"event":"pusher:ping","data":"{}"}}"#, "x".repeat(70 * 1024));
+    let huge = format!(
+        r#"{{"event":"pusher:ping","data":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     ws.send(Message::text(huge)).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1009));
     send_json(&mut bystander, json!({"event": "pusher:ping"})).await;
@@ -91,9 +104,16 @@ async fn socket_ids_have_the_pusher_form() {
     let server = start(Config::for_tests(app())).await;
     let mut ws = connect(server.addr, "test-key", None).await;
     let established = next_event(&mut ws).await;
-    let data: serde_json::Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
     let socket_id = data["socket_id"].as_str().unwrap();
     let (left, right) = socket_id.split_once('.').unwrap();
-    assert!(!left.is_empty() && left.bytes().all(|b| b.is_ascii_digit()), "{socket_id}");
-    assert!(!right.is_empty() && right.bytes().all(|b| b.is_ascii_digit()), "{socket_id}");
+    assert!(
+        !left.is_empty() && left.bytes().all(|b| b.is_ascii_digit()),
+        "{socket_id}"
+    );
+    assert!(
+        !right.is_empty() && right.bytes().all(|b| b.is_ascii_digit()),
+        "{socket_id}"
+    );
 }
