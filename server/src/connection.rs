@@ -25,6 +25,7 @@ use crate::channels::{Closer, ConnectionHandle, Occupancy, SubscribeError};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
+use crate::users::MAX_WATCHLIST;
 
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
 const OUTBOX_CAPACITY: usize = 1024;
@@ -122,6 +123,23 @@ async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
 struct SignedIn {
     id: Arc<str>,
     user_data: String,
+    /// The user ids this connection is told about when they come online or go offline.
+    watchlist: Vec<Arc<str>>,
+}
+
+/// The `watchlist` of a sign-in's `user_data` (none when absent).
+fn watchlist_of(user_data: &str) -> Result<Vec<Arc<str>>, &'static str> {
+    #[derive(serde::Deserialize)]
+    struct WithWatchlist {
+        #[serde(default)]
+        watchlist: Vec<String>,
+    }
+    let parsed: WithWatchlist = serde_json::from_str(user_data)
+        .map_err(|_| "user_data watchlist must be an array of user ids")?;
+    if parsed.watchlist.len() > MAX_WATCHLIST {
+        return Err("user_data watchlist has more than 100 user ids");
+    }
+    Ok(parsed.watchlist.into_iter().map(Arc::from).collect())
 }
 
 /// Client events allowed per one-second window.
@@ -438,19 +456,28 @@ impl Connection {
                 Ok(member) => member,
                 Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
             };
+        let watchlist = match watchlist_of(&data.user_data) {
+            Ok(watchlist) => watchlist,
+            Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), error),
+        };
         self.sign_out();
-        self.app.sign_in(member.user_id.clone(), &self.handle);
         self.handle.send(frame::signin_success(&data.user_data));
+        self.app
+            .users
+            .sign_in(&member.user_id, &self.handle, &watchlist);
         self.user = Some(SignedIn {
             id: member.user_id,
             user_data: data.user_data,
+            watchlist,
         });
     }
 
     /// Forgets the signed-in user, leaving their server-to-user channel.
     fn sign_out(&mut self) {
         if let Some(user) = self.user.take() {
-            self.app.sign_out(&user.id, &self.handle.socket_id);
+            self.app
+                .users
+                .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
             let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
             if self.subscriptions.remove(&own_channel).is_some() {
                 self.leave(&own_channel);
@@ -564,6 +591,21 @@ fn close_reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchlists() {
+        assert!(watchlist_of(r#"{"id":"1"}"#).unwrap().is_empty());
+        assert_eq!(
+            watchlist_of(r#"{"id":"1","watchlist":["2","3"]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(watchlist_of(r#"{"id":"1","watchlist":[2]}"#).is_err());
+        let too_many: Vec<String> = (0..=MAX_WATCHLIST).map(|i| i.to_string()).collect();
+        let user_data = serde_json::json!({"id": "1", "watchlist": too_many}).to_string();
+        assert!(watchlist_of(&user_data).is_err());
+    }
 
     #[test]
     fn protocol_versions() {

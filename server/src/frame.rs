@@ -142,6 +142,17 @@ pub fn cache_miss(channel: &str) -> Utf8Bytes {
     build("pusher:cache_miss", Some(channel), "{}", None)
 }
 
+/// `pusher_internal:watchlist_events` with one event (`online` or `offline`).
+pub fn watchlist_event(name: &str, user_ids: &[&str]) -> Utf8Bytes {
+    let data = serde_json::json!({ "events": [{ "name": name, "user_ids": user_ids }] });
+    build(
+        "pusher_internal:watchlist_events",
+        None,
+        &data.to_string(),
+        None,
+    )
+}
+
 /// `pusher:signin_success`; pusher-js parses `user_data` (a JSON string) itself.
 pub fn signin_success(user_data: &str) -> Utf8Bytes {
     let data = serde_json::json!({ "user_data": user_data });

@@ -394,7 +394,7 @@ async fn terminate_connections(
     Path((_, user_id)): Path<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let closed = signed.app.terminate_user(&user_id, codes::UNAUTHORIZED);
+    let closed = signed.app.users.terminate(&user_id, codes::UNAUTHORIZED);
     tracing::debug!(user_id, closed, "terminated a user's connections");
     Ok(Json(json!({})))
 }

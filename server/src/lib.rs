@@ -4,8 +4,8 @@
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
-//! user id), [`auth`] (checking signatures), [`http_api`] (the signed REST API), [`demo`] (the
-//! demo page's static files).
+//! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
+//! [`http_api`] (the signed REST API), [`demo`] (the demo page's static files).
 
 pub mod auth;
 pub mod channels;
@@ -16,6 +16,7 @@ pub mod frame;
 pub mod http_api;
 pub mod presence;
 pub mod state;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,15 +1,15 @@
 //! The one handle every task shares: the configuration, the apps (each with its channel
-//! registry, connection count and signed-in users), and the shutdown signal.
+//! registry, signed-in users and connection count), and the shutdown signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelRegistry, ConnectionHandle};
+use crate::channels::ChannelRegistry;
 use crate::config::{AppConfig, Config};
+use crate::users::Users;
 
 /// Cheap to clone; everything behind it is shared.
 #[derive(Clone)]
@@ -30,8 +30,7 @@ pub struct App {
     pub config: AppConfig,
     pub channels: ChannelRegistry,
     connections: AtomicUsize,
-    /// Connections of users signed in with `pusher:signin`, for `terminate_connections`.
-    users: DashMap<Arc<str>, HashMap<SocketId, ConnectionHandle>>,
+    pub users: Users,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -49,7 +48,7 @@ impl App {
             config,
             channels: ChannelRegistry::default(),
             connections: AtomicUsize::new(0),
-            users: DashMap::new(),
+            users: Users::default(),
         }
     }
 
@@ -61,28 +60,6 @@ impl App {
             Some(max) if before >= max => None, // dropping `admission` uncounts it
             _ => Some(admission),
         }
-    }
-
-    pub fn sign_in(&self, user_id: Arc<str>, conn: &ConnectionHandle) {
-        self.users
-            .entry(user_id)
-            .or_default()
-            .insert(conn.socket_id.clone(), conn.clone());
-    }
-
-    pub fn sign_out(&self, user_id: &str, socket_id: &SocketId) {
-        if let Some(mut conns) = self.users.get_mut(user_id) {
-            conns.remove(socket_id);
-        }
-        self.users.remove_if(user_id, |_, conns| conns.is_empty());
-    }
-
-    /// Closes every connection signed in as `user_id` with `code`; returns how many.
-    pub fn terminate_user(&self, user_id: &str, code: u16) -> usize {
-        self.users.get(user_id).map_or(0, |conns| {
-            conns.values().for_each(|conn| conn.close(code));
-            conns.len()
-        })
     }
 }
 

@@ -210,3 +210,21 @@ test('private-encrypted channels relay ciphertext the SDK encrypted and refuse c
   client.send_event('client-leak', { pin: 1234 }, 'private-encrypted-vault');
   assert.match((await refused).message, /private and presence/);
 });
+
+test('a watchlist reports watched users coming online and going offline', async () => {
+  const signedIn = (user) => {
+    const c = new Pusher(server.app.key, signedClientOptions(server, sdk, { user }));
+    clients.push(c);
+    c.signin();
+    return c;
+  };
+  const watcher = signedIn({ id: 'watcher', info: {}, watchlist: ['friend'] });
+  await connected(watcher);
+  await once((cb) => watcher.connection.bind('message', (m) => m.event === 'pusher:signin_success' && cb()), 5000, 'sign-in');
+  const online = once((cb) => watcher.user.watchlist.bind('online', cb), 5000, 'online');
+  const friend = signedIn({ id: 'friend', info: {} });
+  assert.deepEqual((await online).user_ids, ['friend']);
+  const offline = once((cb) => watcher.user.watchlist.bind('offline', cb), 5000, 'offline');
+  friend.disconnect();
+  assert.deepEqual((await offline).user_ids, ['friend']);
+});
