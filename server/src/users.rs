@@ -117,7 +117,7 @@ mod tests {
         let (bob2, _) = connection("1.3");
         let bob_id: Arc<str> = "bob".into();
         users.sign_in(&bob_id, &bob1, &[]);
-        users.sign_in(&"ann".into(), &ann, &[bob_id.clone()]);
+        users.sign_in(&"ann".into(), &ann, std::slice::from_ref(&bob_id));
         users.sign_in(&bob_id, &bob2, &[]);
         users.sign_out("bob", &bob1.socket_id, &[]);
         users.sign_out("bob", &bob2.socket_id, &[]);
