@@ -33,6 +33,8 @@ const OUTBOX_CAPACITY: usize = 1024;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most channels one connection may be subscribed to at once.
 const MAX_SUBSCRIPTIONS: usize = 5_000;
+/// Most queued frames written to the socket before one flush.
+const WRITE_BURST: usize = 64;
 /// How long a connection the server closes waits for the client's answering close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// WebSocket close codes for a broken frame and for one larger than the server accepts.
@@ -561,7 +563,7 @@ async fn write_loop(
             code = closer.closed() => break code,
             frame = queued.recv() => match frame {
                 Some(frame) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
+                    if write_burst(&mut sink, &mut queued, frame).await.is_err() {
                         return;
                     }
                 }
@@ -573,6 +575,23 @@ async fn write_loop(
     let _ = sink
         .send(Message::Close(Some(CloseFrame { code, reason })))
         .await;
+}
+
+/// Writes `first` and whatever else is already queued (up to [`WRITE_BURST`] frames), then
+/// flushes once: a burst of events costs one write to the socket, not one per event.
+async fn write_burst(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Utf8Bytes,
+) -> Result<(), axum::Error> {
+    sink.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BURST {
+        match queued.try_recv() {
+            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 /// What pusher-js reports as the message of a close it did not ask for.

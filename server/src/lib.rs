@@ -21,6 +21,7 @@ pub mod users;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,13 @@ pub async fn serve_on(
         println!("Overtone demo: http://{local}/");
     }
     println!("Overtone listening on ws://{local}/app/{{key}}");
+    // Events are small and latency-sensitive: send each as soon as it is written rather than
+    // letting Nagle's algorithm hold it back to coalesce it with later ones.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
