@@ -156,9 +156,11 @@ impl AppConfig {
                 || allowed.eq_ignore_ascii_case(origin)
                 || allowed.eq_ignore_ascii_case(host)
                 || allowed.strip_prefix("*.").is_some_and(|domain| {
+                    // Bytes, not str slices: a cut inside a multi-byte character cannot panic.
+                    let (host, domain) = (host.as_bytes(), domain.as_bytes());
                     host.len() > domain.len() + 1
                         && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
-                        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+                        && host[host.len() - domain.len() - 1] == b'.'
                 })
         })
     }
@@ -373,5 +375,6 @@ mod tests {
         assert!(!app.allows_origin("https://corp.test"));
         assert!(!app.allows_origin("https://evilcorp.test"));
         assert!(!app.allows_origin("https://evil.test"));
+        assert!(!app.allows_origin("https://aaaaaaaaaaaaaé"));
     }
 }
