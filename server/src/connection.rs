@@ -156,7 +156,7 @@ impl RateWindow {
             self.started = Instant::now();
             self.used = 0;
         }
-        self.used += 1;
+        self.used = self.used.saturating_add(1);
         self.used <= per_second
     }
 }
