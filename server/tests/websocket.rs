@@ -117,3 +117,45 @@ async fn socket_ids_have_the_pusher_form() {
         "{socket_id}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_falls_behind_is_closed_with_4100_and_costs_others_nothing() {
+    let mut config = app();
+    config.max_client_events_per_second = u32::MAX;
+    let server = start(Config::for_tests(config.clone())).await;
+    let mut joined = Vec::new();
+    for _ in 0..3 {
+        joined.push(common::connect_subscribed(server.addr, &config, "private-firehose").await);
+    }
+    let (mut sender, mut slow, mut reader) = (joined.remove(0), joined.remove(0), joined.remove(0));
+
+    // More than the kernel's socket buffers plus the 1024-frame queue hold, sent in steps
+    // that `reader` keeps up with while `slow` reads nothing.
+    const EVENTS: usize = 4_000;
+    const STEP: usize = 100;
+    let payload = "x".repeat(8 * 1024);
+    let (read_tx, mut read_rx) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        for count in 1..=EVENTS {
+            let event = next_event(&mut reader).await;
+            assert_eq!(event["event"], "client-burst", "event {count}");
+            read_tx.send_replace(count);
+        }
+    });
+    for n in 0..EVENTS {
+        let frame = json!({"event": "client-burst", "channel": "private-firehose", "data": {"n": n, "pad": payload}});
+        sender.send(Message::text(frame.to_string())).await.unwrap();
+        if (n + 1) % STEP == 0 {
+            let caught_up = read_rx.wait_for(|&read| read == n + 1);
+            tokio::time::timeout(common::WAIT, caught_up)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    reading.await.unwrap();
+    // The close frame waits behind megabytes `slow` never read; if the test took long enough
+    // for the server to give up on the closing handshake, the TCP connection just ends.
+    let code = close_code(&mut slow).await;
+    assert!(matches!(code, Some(4100) | None), "closed with {code:?}");
+}

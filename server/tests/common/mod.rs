@@ -79,6 +79,26 @@ pub async fn connect_established(addr: SocketAddr) -> Ws {
     ws
 }
 
+/// Connects to `app` and subscribes to `channel`, signing the subscription with its secret.
+pub async fn connect_subscribed(addr: SocketAddr, app: &AppConfig, channel: &str) -> Ws {
+    let mut ws = connect(addr, &app.key, None).await;
+    let established = next_event(&mut ws).await;
+    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let socket_id = data["socket_id"].as_str().unwrap();
+    let auth = overtone_protocol::signature::auth_token(
+        &app.key,
+        &app.secret,
+        &format!("{socket_id}:{channel}"),
+    );
+    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}});
+    send_json(&mut ws, subscribe).await;
+    assert_eq!(
+        next_event(&mut ws).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    ws
+}
+
 pub async fn send_json(ws: &mut Ws, value: Value) {
     ws.send(Message::text(value.to_string())).await.unwrap();
 }
