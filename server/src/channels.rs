@@ -170,9 +170,6 @@ impl ChannelRegistry {
         member: Option<&Member>,
         max_members: usize,
     ) -> Result<Occupancy, SubscribeError> {
-        if self.is_subscribed(channel, &conn.socket_id) {
-            return Err(SubscribeError::AlreadySubscribed);
-        }
         let mut entry = self.channels.entry(Arc::from(channel)).or_default();
         let ch = entry.value_mut();
         if ch.subscribers.contains_key(&conn.socket_id) {
