@@ -108,20 +108,22 @@ impl FromRequest<Shared> for Signed {
             ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}"))
         })?;
         let config = &app.config;
-        let limit =
-            (config.max_event_bytes + BODY_OVERHEAD_PER_EVENT) * config.max_batch_size.max(1);
+        let limit = (config
+            .max_event_bytes
+            .saturating_add(BODY_OVERHEAD_PER_EVENT))
+        .saturating_mul(config.max_batch_size.max(1));
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
         })?;
-        let query = parts.uri.query();
-        auth::verify_api_request(config, parts.method.as_str(), path, query, &body)
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        auth::verify_api_request(config, parts.method.as_str(), path, &params, &body)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
         if !config.enabled {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
         }
-        let params = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
         Ok(Signed { app, params, body })
     }
 }
