@@ -124,6 +124,13 @@ impl Channel {
             .map(|c| &c.frame)
     }
 
+    fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            subscriptions: self.subscribers.len(),
+            users: self.members.len(),
+        }
+    }
+
     /// Nothing here worth keeping: no subscriber and no live cached event.
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.cached().is_none()
@@ -143,6 +150,17 @@ pub enum SubscribeError {
 pub struct Occupancy {
     pub subscriptions: usize,
     pub users: usize,
+}
+
+/// What one subscribe or unsubscribe changed, for subscription counts and webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The channel's counts afterwards.
+    pub occupancy: Occupancy,
+    /// A presence member joined (their first connection) or left (their last).
+    pub member: bool,
+    /// A cache channel had nothing to replay.
+    pub cache_miss: bool,
 }
 
 /// One occupied channel, as the HTTP API lists it.
@@ -169,7 +187,7 @@ impl ChannelRegistry {
         conn: &ConnectionHandle,
         member: Option<&Member>,
         max_members: usize,
-    ) -> Result<Occupancy, SubscribeError> {
+    ) -> Result<Change, SubscribeError> {
         let mut entry = self.channels.entry(Arc::from(channel)).or_default();
         let ch = entry.value_mut();
         if ch.subscribers.contains_key(&conn.socket_id) {
@@ -187,9 +205,10 @@ impl ChannelRegistry {
             user_id: member.map(|m| m.user_id.clone()),
         };
         ch.subscribers.insert(conn.socket_id.clone(), subscriber);
-        match member {
+        let joined = match member {
             Some(member) => {
-                if ch.members.join(member) {
+                let joined = ch.members.join(member);
+                if joined {
                     let added =
                         frame::member_added(channel, &member.user_id, member.user_info.get());
                     ch.broadcast(&added, Some(&conn.socket_id));
@@ -198,42 +217,52 @@ impl ChannelRegistry {
                     channel,
                     &ch.members.subscription_data(),
                 ));
+                joined
             }
             None => {
                 conn.send(frame::subscription_succeeded(channel, "{}"));
+                false
             }
-        }
+        };
+        let mut cache_miss = false;
         if ChannelType::of(channel).cache {
             conn.send(match ch.cached() {
                 Some(event) => event.clone(),
-                None => frame::cache_miss(channel),
+                None => {
+                    cache_miss = true;
+                    frame::cache_miss(channel)
+                }
             });
         }
-        Ok(Occupancy {
-            subscriptions: ch.subscribers.len(),
-            users: ch.members.len(),
+        Ok(Change {
+            occupancy: ch.occupancy(),
+            member: joined,
+            cache_miss,
         })
     }
 
     /// Unsubscribes; announces a presence member's last connection leaving to the others.
-    /// Returns the channel's occupancy afterwards, or None if `socket_id` was not subscribed.
-    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Option<Occupancy> {
-        let occupancy = {
+    /// Returns what changed, or None if `socket_id` was not subscribed.
+    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Option<Change> {
+        let change = {
             let mut entry = self.channels.get_mut(channel)?;
             let ch = entry.value_mut();
             let subscriber = ch.subscribers.remove(socket_id)?;
-            if let Some(user_id) = subscriber.user_id {
-                if ch.members.leave(&user_id) {
+            let left = subscriber.user_id.is_some_and(|user_id| {
+                let left = ch.members.leave(&user_id);
+                if left {
                     ch.broadcast(&frame::member_removed(channel, &user_id), None);
                 }
-            }
-            Occupancy {
-                subscriptions: ch.subscribers.len(),
-                users: ch.members.len(),
+                left
+            });
+            Change {
+                occupancy: ch.occupancy(),
+                member: left,
+                cache_miss: false,
             }
         };
         self.drop_if_idle(channel);
-        Some(occupancy)
+        Some(change)
     }
 
     fn drop_if_idle(&self, channel: &str) {
@@ -253,11 +282,15 @@ impl ChannelRegistry {
                 subscriptions: 0,
                 users: 0,
             },
-            |c| Occupancy {
-                subscriptions: c.subscribers.len(),
-                users: c.members.len(),
-            },
+            |c| c.occupancy(),
         )
+    }
+
+    /// Whether `user_id` is a member of the presence channel.
+    pub fn has_member(&self, channel: &str, user_id: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.members.contains(user_id))
     }
 
     /// The user ids of a presence channel's members.
@@ -283,10 +316,7 @@ impl ChannelRegistry {
             .filter(|e| !e.subscribers.is_empty() && e.key().starts_with(prefix))
             .map(|e| ChannelSummary {
                 name: e.key().clone(),
-                occupancy: Occupancy {
-                    subscriptions: e.subscribers.len(),
-                    users: e.members.len(),
-                },
+                occupancy: e.occupancy(),
             })
             .collect()
     }
@@ -378,12 +408,13 @@ mod tests {
         registry
             .subscribe("presence-x", &watcher, Some(&bob), 2)
             .unwrap();
-        registry
-            .subscribe("presence-x", &a1, Some(&alice), 2)
-            .unwrap();
-        registry
-            .subscribe("presence-x", &a2, Some(&alice), 2)
-            .unwrap();
+        let first = registry.subscribe("presence-x", &a1, Some(&alice), 2);
+        assert!(first.unwrap().member, "alice's first connection joins");
+        let second = registry.subscribe("presence-x", &a2, Some(&alice), 2);
+        assert!(
+            !second.unwrap().member,
+            "alice's second connection does not"
+        );
         assert_eq!(
             registry.occupancy("presence-x"),
             Occupancy {
@@ -400,8 +431,18 @@ mod tests {
         registry
             .subscribe("presence-x", &b1, Some(&bob), 2)
             .unwrap();
-        registry.unsubscribe("presence-x", &a1.socket_id);
-        registry.unsubscribe("presence-x", &a2.socket_id);
+        assert!(
+            !registry
+                .unsubscribe("presence-x", &a1.socket_id)
+                .unwrap()
+                .member
+        );
+        assert!(
+            registry
+                .unsubscribe("presence-x", &a2.socket_id)
+                .unwrap()
+                .member
+        );
         assert_eq!(
             events(&mut rw),
             [
@@ -416,7 +457,12 @@ mod tests {
     fn cache_channels_replay_the_last_event_or_report_a_miss() {
         let registry = ChannelRegistry::default();
         let (a, mut ra, _) = connection("1.1", 8);
-        registry.subscribe("cache-x", &a, None, 100).unwrap();
+        assert!(
+            registry
+                .subscribe("cache-x", &a, None, 100)
+                .unwrap()
+                .cache_miss
+        );
         registry.unsubscribe("cache-x", &a.socket_id);
         registry.publish(
             "cache-x",
@@ -429,7 +475,12 @@ mod tests {
             None,
         );
         registry.sweep_expired_cache();
-        registry.subscribe("cache-x", &a, None, 100).unwrap();
+        assert!(
+            !registry
+                .subscribe("cache-x", &a, None, 100)
+                .unwrap()
+                .cache_miss
+        );
         assert_eq!(
             events(&mut ra),
             [

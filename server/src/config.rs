@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::webhooks::WebhookConfig;
+
 const DEFAULT_APP_ID: &str = "app-id";
 const DEFAULT_APP_KEY: &str = "app-key";
 const DEFAULT_APP_SECRET: &str = "app-secret";
@@ -93,6 +95,9 @@ pub struct AppConfig {
     pub max_channels_per_event: usize,
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
+    /// Endpoints that get Pusher-style webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 fn yes() -> bool {
@@ -135,6 +140,7 @@ impl AppConfig {
             max_event_bytes: default_max_event_bytes(),
             max_channels_per_event: default_max_channels_per_event(),
             max_batch_size: default_max_batch_size(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -315,6 +321,10 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
         if apps[..i].iter().any(|other| other.key == app.key) {
             return Err(format!("two apps have the key {:?}", app.key));
         }
+        for hook in &app.webhooks {
+            hook.validate()
+                .map_err(|e| format!("app {:?}: {e}", app.id))?;
+        }
     }
     Ok(())
 }
@@ -342,6 +352,7 @@ mod tests {
         assert!(second.enabled && second.client_events);
         assert_eq!(second.max_presence_members, 100);
         assert_eq!(second.max_user_info_bytes, 1024);
+        assert_eq!(second.webhooks.len(), 1);
         validate_apps(&file.apps).unwrap();
     }
 

@@ -26,6 +26,7 @@ use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
 use crate::users::MAX_WATCHLIST;
+use crate::webhooks;
 
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
 const OUTBOX_CAPACITY: usize = 1024;
@@ -359,10 +360,11 @@ impl Connection {
             member.as_ref(),
             config.max_presence_members,
         ) {
-            Ok(occupancy) => {
-                self.announce_count(&channel, kind, occupancy);
-                self.subscriptions
-                    .insert(channel, member.map(|m| m.user_id));
+            Ok(change) => {
+                self.announce_count(&channel, kind, change.occupancy);
+                let user_id = member.map(|m| m.user_id);
+                webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
+                self.subscriptions.insert(channel, user_id);
             }
             Err(SubscribeError::AlreadySubscribed) => {
                 self.invalid(None, &format!("Already subscribed to {channel}"))
@@ -430,21 +432,20 @@ impl Connection {
     }
 
     fn unsubscribe(&mut self, channel: &str) {
-        if self.subscriptions.remove(channel).is_none() {
-            return self.invalid(None, &format!("Not subscribed to {channel}"));
+        match self.subscriptions.remove(channel) {
+            Some(user_id) => self.leave(channel, user_id.as_deref()),
+            None => self.invalid(None, &format!("Not subscribed to {channel}")),
         }
-        self.leave(channel);
     }
 
-    fn leave(&self, channel: &str) {
-        if let Some(occupancy) = self
-            .app
-            .channels
-            .unsubscribe(channel, &self.handle.socket_id)
-        {
-            if occupancy.subscriptions > 0 {
-                self.announce_count(channel, ChannelType::of(channel).kind, occupancy);
+    /// Leaves a channel this connection joined (as `user_id` on presence channels).
+    fn leave(&self, channel: &str, user_id: Option<&str>) {
+        let socket_id = &self.handle.socket_id;
+        if let Some(change) = self.app.channels.unsubscribe(channel, socket_id) {
+            if change.occupancy.subscriptions > 0 {
+                self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
             }
+            webhooks::unsubscribed(&self.app, channel, change, user_id);
         }
     }
 
@@ -482,7 +483,7 @@ impl Connection {
                 .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
             let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
             if self.subscriptions.remove(&own_channel).is_some() {
-                self.leave(&own_channel);
+                self.leave(&own_channel, None);
             }
         }
     }
@@ -511,23 +512,26 @@ impl Connection {
         if data.len() > config.max_event_bytes {
             return self.invalid(None, "Client event data is too large");
         }
-        let out = frame::channel_event(channel, &frame.event, data, user_id.as_deref());
-        let per_second = config.max_client_events_per_second;
-        if !self.client_events.allow(per_second) {
+        if !self
+            .client_events
+            .allow(config.max_client_events_per_second)
+        {
             return self.invalid(
                 Some(codes::CLIENT_EVENT_RATE_LIMIT),
                 "Client event rate limit reached",
             );
         }
-        self.app
-            .channels
-            .publish(channel, &out, Some(&self.handle.socket_id));
+        let user_id = user_id.as_deref();
+        let out = frame::channel_event(channel, &frame.event, data, user_id);
+        let socket_id = &self.handle.socket_id;
+        self.app.channels.publish(channel, &out, Some(socket_id));
+        webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 
     fn leave_all(&mut self) {
         self.sign_out();
-        for (channel, _) in std::mem::take(&mut self.subscriptions) {
-            self.leave(&channel);
+        for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
+            self.leave(&channel, user_id.as_deref());
         }
     }
 }

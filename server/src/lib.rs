@@ -5,7 +5,8 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`demo`] (the demo page's static files).
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`demo`] (the
+//! demo page's static files).
 
 pub mod auth;
 pub mod channels;
@@ -17,6 +18,7 @@ pub mod http_api;
 pub mod presence;
 pub mod state;
 pub mod users;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,6 +59,9 @@ pub async fn serve_on(
     let shared = Shared::new(config, shutdown.clone());
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    shared
+        .apps()
+        .for_each(|app| webhooks::start(app, shutdown.clone()));
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");

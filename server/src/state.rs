@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channels::ChannelRegistry;
 use crate::config::{AppConfig, Config};
 use crate::users::Users;
+use crate::webhooks::Webhooks;
 
 /// Cheap to clone; everything behind it is shared.
 #[derive(Clone)]
@@ -31,6 +32,7 @@ pub struct App {
     pub channels: ChannelRegistry,
     connections: AtomicUsize,
     pub users: Users,
+    pub webhooks: Webhooks,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -43,8 +45,9 @@ impl Drop for Admission {
 }
 
 impl App {
-    fn new(config: AppConfig) -> App {
+    pub fn new(config: AppConfig) -> App {
         App {
+            webhooks: Webhooks::new(&config),
             config,
             channels: ChannelRegistry::default(),
             connections: AtomicUsize::new(0),
