@@ -81,11 +81,9 @@ impl Signed {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The comma-separated `info` attributes asked for.
+    /// The `info` attributes asked for in the query.
     fn info(&self) -> Vec<&str> {
-        self.param("info")
-            .map(|i| i.split(',').filter(|a| !a.is_empty()).collect())
-            .unwrap_or_default()
+        info_attributes(self.param("info")).collect()
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
@@ -192,12 +190,7 @@ impl Event {
                 format!("Event data is larger than {max} bytes"),
             ));
         }
-        let info: Vec<String> = body
-            .info
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|a| !a.is_empty())
+        let info: Vec<String> = info_attributes(body.info.as_deref())
             .map(String::from)
             .collect();
         check_info(&info, &["user_count", "subscription_count"])?;
@@ -226,6 +219,11 @@ impl Event {
             self.info.iter().map(String::as_str),
         ))
     }
+}
+
+/// The attributes of a comma-separated `info` parameter.
+fn info_attributes(info: Option<&str>) -> impl Iterator<Item = &str> {
+    info.unwrap_or("").split(',').filter(|a| !a.is_empty())
 }
 
 /// `digits.digits`, the only socket id form pusher-http-php accepts.
