@@ -93,6 +93,9 @@ pub struct AppConfig {
     pub max_channels_per_event: usize,
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
+    /// Channel authorization by the server itself (`/broadcasting/auth`); see [`crate::authz`].
+    #[serde(default)]
+    pub authz: Option<crate::authz::AuthzConfig>,
 }
 
 fn yes() -> bool {
@@ -135,6 +138,7 @@ impl AppConfig {
             max_event_bytes: default_max_event_bytes(),
             max_channels_per_event: default_max_channels_per_event(),
             max_batch_size: default_max_batch_size(),
+            authz: None,
         }
     }
 

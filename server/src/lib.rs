@@ -5,9 +5,10 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`auth`] (checking signatures), [`http_api`] (the signed REST API), [`demo`] (the
-//! demo page's static files).
+//! demo page's static files), [`authz`] (the server's own `/broadcasting/auth` from tokens).
 
 pub mod auth;
+pub mod authz;
 pub mod channels;
 pub mod config;
 pub mod connection;
@@ -30,7 +31,8 @@ pub use state::Shared;
 pub fn router(shared: Shared) -> Router {
     let mut router = Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes());
+        .merge(http_api::routes())
+        .merge(authz::routes(shared.config()));
     if let Some(assets) = &shared.config().demo {
         router = router.merge(demo::routes(assets));
     }
