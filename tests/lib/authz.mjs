@@ -38,7 +38,7 @@ function configToml(rules) {
 id = "${authzApp.id}"
 key = "${authzApp.key}"
 secret = "${authzApp.secret}"
-allowed_origins = ["${ORIGIN}"]
+allowed_origins = ["${ORIGIN}", "localhost"]
 
 [apps.authz]
 issuer = "${ISSUER}"
