@@ -46,7 +46,11 @@ struct Service {
 pub fn routes(config: &Config) -> Router<Shared> {
     let service = Service {
         apps: config.apps.iter().filter_map(|app| Some((app.clone(), app.authz.clone()?))).collect(),
-        http: reqwest::Client::new(),
+        // No redirects: a rule names the one URL trusted with users' tokens.
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client without TLS options always builds"),
     };
     Router::new()
         .route("/broadcasting/auth", post(channel_auth).options(preflight))
@@ -232,7 +236,9 @@ async fn authorize_channel(service: Arc<Service>, headers: HeaderMap, params: Pa
     });
     if kind == ChannelKind::PrivateEncrypted {
         let secret = authz.shared_secret(channel).ok_or_else(|| {
-            AuthzError::bad_request("This app has no encryption_master_key_base64: private-encrypted channels are unavailable")
+            AuthzError::bad_request(
+                "This app has no encryption_master_key_base64: private-encrypted channels are unavailable",
+            )
         })?;
         reply.insert("shared_secret".into(), secret.into());
     }

@@ -67,9 +67,15 @@ impl TryFrom<KeyFile> for VerifyingKey {
                 }
                 Ok(DecodingKey::from_secret(secret.as_bytes()))
             }
-            (HS256 | HS384 | HS512, _, _) => return Err(format!("an {alg:?} key needs `secret` (and no public_key_pem)")),
-            (_, Some(_), _) | (_, _, None) => return Err(format!("an {alg:?} key needs `public_key_pem` (and no secret)")),
-            (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, None, Some(pem)) => DecodingKey::from_rsa_pem(pem.as_bytes()),
+            (HS256 | HS384 | HS512, _, _) => {
+                return Err(format!("an {alg:?} key needs `secret` (and no public_key_pem)"));
+            }
+            (_, Some(_), _) | (_, _, None) => {
+                return Err(format!("an {alg:?} key needs `public_key_pem` (and no secret)"));
+            }
+            (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, None, Some(pem)) => {
+                DecodingKey::from_rsa_pem(pem.as_bytes())
+            }
             (ES256 | ES384, None, Some(pem)) => DecodingKey::from_ec_pem(pem.as_bytes()),
             (EdDSA, None, Some(pem)) => DecodingKey::from_ed_pem(pem.as_bytes()),
         }
@@ -141,7 +147,9 @@ impl Verifier {
                 .filter(|t| !t.is_empty())
                 .ok_or("The Authorization header must be `Bearer <token>`")?;
             (self.verify_jwt(token)?, Credential::Bearer(token.to_string()))
-        } else if let Some((cookie, value)) = self.cookie.as_ref().and_then(|c| find_cookie(headers, &c.name).map(|v| (c, v))) {
+        } else if let Some((cookie, value)) =
+            self.cookie.as_ref().and_then(|c| find_cookie(headers, &c.name).map(|v| (c, v)))
+        {
             let claims = verify_cookie(&cookie.secret, &value, now())?;
             (claims, Credential::Cookie { name: cookie.name.clone(), value })
         } else {
@@ -316,7 +324,10 @@ mod tests {
     #[test]
     fn wrong_keys_alg_none_and_algorithm_confusion_are_refused() {
         let v = verifier();
-        let other = encode(&Header::new(Algorithm::HS256), &claims(json!({})), &EncodingKey::from_secret(b"another-secret-another-secret-xx")).unwrap();
+        let hs256_with = |secret: &[u8]| {
+            encode(&Header::new(Algorithm::HS256), &claims(json!({})), &EncodingKey::from_secret(secret)).unwrap()
+        };
+        let other = hs256_with(b"another-secret-another-secret-xx");
         assert!(v.verify_jwt(&other).unwrap_err().contains("signature"));
         // alg none: a header naming "none" and an empty signature.
         let none = format!(
@@ -326,7 +337,7 @@ mod tests {
         );
         assert!(v.verify_jwt(&none).is_err());
         // An HS256 token whose "secret" is the RS256 public key.
-        let confused = encode(&Header::new(Algorithm::HS256), &claims(json!({})), &EncodingKey::from_secret(RSA_PUBLIC.as_bytes())).unwrap();
+        let confused = hs256_with(RSA_PUBLIC.as_bytes());
         let rsa_only = Verifier { keys: vec![v.keys[1].clone()], ..v.clone() };
         assert!(rsa_only.verify_jwt(&confused).unwrap_err().contains("HS256"));
         assert!(v.verify_jwt(&confused).is_err());
@@ -358,7 +369,8 @@ mod tests {
         assert!(matches!(identity.credential, Credential::Cookie { .. }));
 
         assert!(verify_cookie(SECRET, &cookie(&json!({"sub": 7, "exp": now() + 60}), "wrong-secret"), now()).is_err());
-        assert!(verify_cookie(SECRET, &cookie(&json!({"sub": 7, "exp": now() - 60}), SECRET), now()).unwrap_err().contains("expired"));
+        let expired = cookie(&json!({"sub": 7, "exp": now() - 60}), SECRET);
+        assert!(verify_cookie(SECRET, &expired, now()).unwrap_err().contains("expired"));
         assert!(verify_cookie(SECRET, &cookie(&json!({"sub": 7}), SECRET), now()).unwrap_err().contains("exp"));
         let (_, signature) = good.split_once('.').unwrap();
         let forged_claims = URL_SAFE_NO_PAD.encode(json!({"sub": 1, "exp": now() + 60}).to_string());

@@ -36,12 +36,15 @@ impl ChannelPattern {
                     let name = &rest[at + 1..at + close];
                     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                         return Err(format!(
-                            "channel pattern {pattern:?}: placeholder {{{name}}} must be a non-empty name of letters, digits and _"
+                            "channel pattern {pattern:?}: placeholder {{{name}}} must be a non-empty name \
+                             of letters, digits and _"
                         ));
                     }
                     // Two placeholders in a row could split their text any way at all.
                     if matches!(pieces.last(), Some(Piece::Placeholder(_))) {
-                        return Err(format!("channel pattern {pattern:?} has two placeholders with nothing between them"));
+                        return Err(format!(
+                            "channel pattern {pattern:?} has two placeholders with nothing between them"
+                        ));
                     }
                     if pieces.iter().any(|p| *p == Piece::Placeholder(name.to_string())) {
                         return Err(format!("channel pattern {pattern:?} uses {{{name}}} twice"));

@@ -60,7 +60,8 @@ impl TryFrom<RuleFile> for Rule {
         let pattern = ChannelPattern::parse(&file.channel)?;
         let placeholders = file.claim_equals.keys().chain(file.claim_contains.keys());
         if let Some(unknown) = placeholders.into_iter().find(|p| !pattern.has_placeholder(p)) {
-            return Err(format!("rule for {:?} has a condition on {{{unknown}}}, which the pattern lacks", file.channel));
+            let channel = &file.channel;
+            return Err(format!("rule for {channel:?} has a condition on {{{unknown}}}, which the pattern lacks"));
         }
         let upstream = match file.upstream {
             Some(url) => {

@@ -75,7 +75,8 @@ pub async fn ask(
         return Err(failed(StatusCode::BAD_GATEWAY, format!("answered {status}")));
     }
     let answer: Answer = response.json().await.map_err(|e| {
-        let what = if e.is_timeout() { "was too slow to answer" } else { "answered something other than {\"allow\": ..}" };
+        let what =
+            if e.is_timeout() { "was too slow to answer" } else { "answered something other than {\"allow\": ..}" };
         failed(if e.is_timeout() { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY }, what.into())
     })?;
     if answer.allow {
