@@ -9,6 +9,7 @@ import { startServer, clientOptions } from './server.mjs';
 
 export const authzApp = { id: 'authz-app', key: 'authz-key', secret: 'authz-secret' };
 export const HS_SECRET = 'overtone-tests-hs256-secret-32-bytes-long';
+export const COOKIE = { name: 'overtone_session', secret: 'overtone-tests-cookie-secret-32-bytes' };
 export const ISSUER = 'https://login.test';
 export const AUDIENCE = 'overtone-tests';
 export const ORIGIN = 'https://app.test';
@@ -31,6 +32,12 @@ export function jwt(claims = {}, { alg = 'HS256', secret = HS_SECRET, privateKey
   return `${signingInput}.${signature}`;
 }
 
+/** A session cookie value: base64url(claims JSON) "." base64url(HMAC-SHA256 of that part). */
+export function sessionCookie(claims) {
+  const payload = base64url(JSON.stringify({ exp: now() + 600, ...claims }));
+  return `${payload}.${createHmac('sha256', COOKIE.secret).update(payload).digest('base64url')}`;
+}
+
 /** The config file: the app, its authz settings, and `rules` (TOML text) appended. */
 function configToml(rules) {
   return `
@@ -45,6 +52,10 @@ issuer = "${ISSUER}"
 audience = "${AUDIENCE}"
 user_info_claims = ["name"]
 encryption_master_key_base64 = "${MASTER_KEY_BASE64}"
+
+[apps.authz.cookie]
+name = "${COOKIE.name}"
+secret = "${COOKIE.secret}"
 
 [[apps.authz.keys]]
 algorithm = "HS256"
@@ -63,6 +74,7 @@ export async function startAuthzServer(rules) {
   const stop = server.stop;
   return {
     ...server,
+    configFile: file,
     authEndpoint: `${server.url}/broadcasting/auth`,
     stop: async () => {
       await stop();

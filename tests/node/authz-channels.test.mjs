@@ -1,17 +1,31 @@
 // The server's own /broadcasting/auth with the real pusher-js and laravel-echo: channel rules
 // over JWT claims allow and deny private and presence subscriptions, presence user_info comes
-// from claims, bad tokens are refused, and sign-in works from the same token.
+// from claims, bad tokens are refused, and sign-in works from the same token (or a session
+// cookie, or a token printed by `overtone token`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import { clientOptions, once } from '../lib/server.mjs';
 import {
-  authzApp, startAuthzServer, pusherWithToken, authzSdk, subscriptionOutcome, postAuth, bearer, jwt,
+  authzApp, startAuthzServer, pusherWithToken, authzSdk, subscriptionOutcome, postAuth, bearer, jwt, sessionCookie,
 } from '../lib/authz.mjs';
 
+const rsa = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+});
+
 const RULES = `
+[[apps.authz.keys]]
+algorithm = "RS256"
+public_key_pem = """
+${rsa.publicKey}"""
+
 [[apps.authz.rules]]
 channel = "private-user.{id}"
 claim_equals = { id = "sub" }
@@ -80,7 +94,16 @@ test('a rule without conditions admits any authenticated user, and only them', a
   }
 });
 
-test('expired, wrong-key, alg none, wrong-audience and RS256-without-a-key tokens are refused with 401', async () => {
+test('an RS256 token from the configured key pair is accepted', async () => {
+  const client = pusherWithToken(server, jwt({ sub: '42' }, { alg: 'RS256', privateKey: rsa.privateKey }));
+  try {
+    assert.equal((await subscriptionOutcome(client.subscribe('private-user.42'))).ok, true);
+  } finally {
+    client.disconnect();
+  }
+});
+
+test('expired, wrong-key, alg none, wrong-audience and algorithm-confused tokens are refused with 401', async () => {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const bad = {
     expired: [jwt({ exp: Math.floor(Date.now() / 1000) - 3600 }), /expired/],
@@ -88,7 +111,9 @@ test('expired, wrong-key, alg none, wrong-audience and RS256-without-a-key token
     'alg none': [jwt({}, { alg: 'none' }), /Invalid token/],
     'wrong audience': [jwt({ aud: 'someone-else' }), /audience/],
     'wrong issuer': [jwt({ iss: 'https://evil.test' }), /issuer/],
-    'unconfigured RS256': [jwt({}, { alg: 'RS256', privateKey }), /RS256/],
+    'RS256 from another key pair': [jwt({}, { alg: 'RS256', privateKey }), /signature/],
+    // HS256 "signed" with the RS256 public key, hoping it is used as an HMAC secret.
+    'algorithm confusion': [jwt({}, { secret: rsa.publicKey }), /signature/],
   };
   for (const [what, [token, message]] of Object.entries(bad)) {
     const client = pusherWithToken(server, token);
@@ -148,6 +173,31 @@ test('pusher-js signs in with the same token and gets its user data', async () =
     assert.deepEqual(client.user.user_data, { id: '42', user_info: { name: 'Ana' } });
     const refused = await postAuth(server, '/broadcasting/user-auth', { socket_id: '1.1' });
     assert.equal(refused.status, 401);
+  } finally {
+    client.disconnect();
+  }
+});
+
+test('a signed session cookie identifies the user; a forged one is refused', async () => {
+  const form = { socket_id: '1.1', channel_name: 'private-user.9' };
+  const cookie = sessionCookie({ sub: 9 });
+  const allowed = await postAuth(server, '/broadcasting/auth', form, { Cookie: `theme=dark; overtone_session=${cookie}` });
+  assert.deepEqual(allowed.body, (await authzSdk(server)).authorizeChannel('1.1', 'private-user.9'));
+  const forged = `${Buffer.from(JSON.stringify({ sub: 9, exp: 9999999999 })).toString('base64url')}.${cookie.split('.')[1]}`;
+  const refused = await postAuth(server, '/broadcasting/auth', form, { Cookie: `overtone_session=${forged}` });
+  assert.deepEqual([refused.status, refused.body], [401, { error: 'The session cookie is invalid' }]);
+});
+
+test('a token printed by `overtone token` works as is', async () => {
+  const binary = server.process.spawnfile;
+  const { stdout } = await promisify(execFile)(binary, [
+    'token', '--config', server.configFile, '--sub', '42', '--claim', 'name=Ana', '--claim', 'rooms=["lobby"]',
+  ]);
+  const client = pusherWithToken(server, stdout.trim());
+  try {
+    assert.equal((await subscriptionOutcome(client.subscribe('private-user.42'))).ok, true);
+    const presence = await subscriptionOutcome(client.subscribe('presence-room.lobby'));
+    assert.deepEqual(presence.data.me, { id: '42', info: { name: 'Ana' } });
   } finally {
     client.disconnect();
   }
