@@ -313,6 +313,9 @@ mod tests {
         assert!(err(json!({"nbf": now() + 120})).contains("not valid yet"));
         assert!(err(json!({"aud": "billing"})).contains("audience"));
         assert!(err(json!({"iss": "https://evil.test"})).contains("issuer"));
+        // A claim of the wrong type is refused, not skipped (CVE-2026-25537 in jsonwebtoken < 10.3).
+        assert!(v.verify_jwt(&hs256(&claims(json!({"nbf": (now() + 999_999).to_string()})))).is_err());
+        assert!(v.verify_jwt(&hs256(&claims(json!({"exp": "9999999999"})))).is_err());
         let mut no_exp = claims(json!({}));
         no_exp.as_object_mut().unwrap().remove("exp");
         assert!(v.verify_jwt(&hs256(&no_exp)).unwrap_err().contains("exp"));
