@@ -32,10 +32,10 @@ export function jwt(claims = {}, { alg = 'HS256', secret = HS_SECRET, privateKey
   return `${signingInput}.${signature}`;
 }
 
-/** A session cookie value: base64url(claims JSON) "." base64url(HMAC-SHA256 of that part). */
+/** A session cookie value: base64url(claims JSON) "." hex HMAC-SHA256 of that part. */
 export function sessionCookie(claims) {
   const payload = base64url(JSON.stringify({ exp: now() + 600, ...claims }));
-  return `${payload}.${createHmac('sha256', COOKIE.secret).update(payload).digest('base64url')}`;
+  return `${payload}.${createHmac('sha256', COOKIE.secret).update(payload).digest('hex')}`;
 }
 
 /** The config file: the app, its authz settings, and `rules` (TOML text) appended. */

@@ -7,20 +7,20 @@
 //! are refused. `exp` is required; `nbf`, and `iss` / `aud` when configured, are checked.
 //!
 //! Session cookie format (for apps that keep a login cookie on the realtime domain):
-//! `base64url(claims JSON) "." base64url(HMAC-SHA256(cookie secret, first part))`, both without
-//! padding. The claims need `exp` (seconds since the epoch); `nbf` is honoured when present.
+//! `base64url(claims JSON, no padding) "." hex(HMAC-SHA256(cookie secret, first part))`, the
+//! same lowercase-hex HMAC as Pusher's signatures. The claims need `exp` (seconds since the
+//! epoch); `nbf` is honoured when present.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde::Deserialize;
+use overtone_protocol::signature;
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use super::rules::claim_text;
 
@@ -225,11 +225,10 @@ fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Checks a session cookie's signature and lifetime (see the module doc) at time `now`.
 fn verify_cookie(secret: &str, value: &str, now: u64) -> Result<Map<String, Value>, String> {
     let invalid = || "The session cookie is invalid".to_string();
-    let (payload, signature) = value.split_once('.').ok_or_else(invalid)?;
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| invalid())?;
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&signature).map_err(|_| invalid())?;
+    let (payload, signature_hex) = value.split_once('.').ok_or_else(invalid)?;
+    if !signature::verify_hex(secret, payload, signature_hex) {
+        return Err(invalid());
+    }
     let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
     let claims: Map<String, Value> = serde_json::from_slice(&json).map_err(|_| invalid())?;
     let exp = claims.get("exp").and_then(Value::as_u64).ok_or("The session cookie has no exp claim")?;
@@ -357,9 +356,7 @@ mod tests {
 
     fn cookie(claims: &Value, secret: &str) -> String {
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(payload.as_bytes());
-        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!("{payload}.{}", signature::hmac_hex(secret, &payload))
     }
 
     #[test]
