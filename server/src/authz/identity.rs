@@ -33,7 +33,8 @@ const DEFAULT_COOKIE_NAME: &str = "overtone_session";
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     algorithm: Algorithm,
-    /// Tokens whose header names a `kid` are only checked against the key with that `kid`.
+    /// With a `kid`, the key only checks tokens whose header names that `kid` (for rotation);
+    /// without, it checks every token of its algorithm.
     #[serde(default)]
     kid: Option<String>,
     /// The shared secret of HS256/384/512 keys.
@@ -170,7 +171,7 @@ impl Verifier {
             .keys
             .iter()
             .filter(|k| k.algorithm == header.alg)
-            .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+            .filter(|k| k.kid.is_none() || k.kid == header.kid)
             .collect();
         if candidates.is_empty() {
             return Err(format!("Tokens signed with {:?} are not accepted", header.alg));
@@ -299,9 +300,11 @@ mod tests {
         let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
         let token = encode(&header, &claims(json!({})), &rsa).unwrap();
         assert_eq!(verifier().identify(&bearer(&token)).unwrap().user_id, "42");
-        header.kid = Some("rsa-2".into());
-        let token = encode(&header, &claims(json!({})), &rsa).unwrap();
-        assert!(verifier().identify(&bearer(&token)).is_err());
+        for other_kid in [Some("rsa-2".to_string()), None] {
+            header.kid = other_kid;
+            let token = encode(&header, &claims(json!({})), &rsa).unwrap();
+            assert!(verifier().identify(&bearer(&token)).unwrap_err().contains("RS256"));
+        }
     }
 
     #[test]
