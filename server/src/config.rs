@@ -98,6 +98,9 @@ pub struct AppConfig {
     /// Endpoints that get Pusher-style webhooks.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Channel authorization by the server itself (`/broadcasting/auth`); see [`crate::authz`].
+    #[serde(default)]
+    pub authz: Option<crate::authz::AuthzConfig>,
 }
 
 fn yes() -> bool {
@@ -141,6 +144,7 @@ impl AppConfig {
             max_channels_per_event: default_max_channels_per_event(),
             max_batch_size: default_max_batch_size(),
             webhooks: Vec::new(),
+            authz: None,
         }
     }
 

@@ -5,10 +5,11 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`demo`] (the
-//! demo page's static files).
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`authz`] (the
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
 
 pub mod auth;
+pub mod authz;
 pub mod channels;
 pub mod config;
 pub mod connection;
@@ -34,7 +35,8 @@ pub use state::Shared;
 pub fn router(shared: Shared) -> Router {
     let router = Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes());
+        .merge(http_api::routes())
+        .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
         Some(assets) => router.merge(demo::routes(assets)),
         None => router.fallback(http_api::not_found),
