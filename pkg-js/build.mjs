@@ -1,17 +1,31 @@
 // Bundles the TypeScript layer with the wasm-bindgen glue into dist/, next to the .wasm
-// (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`).
+// (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`), the React and Vue
+// bindings on top of it, and the declarations of all three entries.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 
-mkdirSync('dist', { recursive: true });
+rmSync('dist', { recursive: true, force: true });
+mkdirSync('dist/types/wasm', { recursive: true });
+
+const common = { outdir: 'dist', bundle: true, format: 'esm', target: 'es2020', minify: true, sourcemap: true, logLevel: 'warning' };
+
+await build({ ...common, entryPoints: { index: 'src/index.ts' } });
+
+// The bindings import the Echo class from the built entry, so an app holds one copy of it.
+const sharedEntry = {
+  name: 'shared-entry',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/index$/ }, () => ({ path: './index.js', external: true }));
+  },
+};
 await build({
-  entryPoints: { index: 'src/index.ts' },
-  outdir: 'dist',
-  bundle: true,
-  format: 'esm',
-  target: 'es2020',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
+  ...common,
+  entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts' },
+  external: ['react', 'vue'],
+  plugins: [sharedEntry],
 });
+
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
+execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+copyFileSync('wasm/overtone.d.ts', 'dist/types/wasm/overtone.d.ts');
