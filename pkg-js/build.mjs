@@ -3,7 +3,7 @@
 // bindings on top of it, and the declarations of all three entries.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 rmSync('dist', { recursive: true, force: true });
 mkdirSync('dist/types/wasm', { recursive: true });
@@ -28,4 +28,9 @@ await build({
 
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
-copyFileSync('wasm/overtone.d.ts', 'dist/types/wasm/overtone.d.ts');
+// wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
+// without skipLibCheck whatever their own `lib` setting.
+writeFileSync(
+  'dist/types/wasm/overtone.d.ts',
+  `/// <reference lib="esnext.disposable" />\n${readFileSync('wasm/overtone.d.ts', 'utf8')}`,
+);
