@@ -12,7 +12,7 @@ const apps = path.dirname(fileURLToPath(import.meta.url));
 /** The built app, `ECHO` being whose Echo class it runs on: 'overtone' or 'laravel-echo'. */
 export function appDir(app, echo) {
   const dir = path.join(apps, app, `dist-${echo}`);
-  if (!existsSync(path.join(dir, 'index.html'))) {
+  if (!existsSync(dir)) {
     throw new Error(`${dir} is not built: run scripts/test, or node tests/apps/prepare.mjs after building pkg-js`);
   }
   return dir;
@@ -46,9 +46,15 @@ function startAuthEndpoint(sdk) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-/** `overtone serve` serving the built app at `/`, its auth endpoint, and the `pusher` SDK for both. */
-export async function serveApp(dir) {
-  const server = await startServer({ args: ['--demo', '--demo-dir', dir] });
+/** The package as installed from its tarball, for pages that load it with no bundler. */
+export const installedPackage = path.join(apps, 'node_modules/overtone/dist');
+
+/**
+ * `overtone serve` serving the app in `dir` at `/` (and `packageDir` at `/pkg/`), its auth
+ * endpoint, and the `pusher` SDK for both.
+ */
+export async function serveApp(dir, packageDir = installedPackage) {
+  const server = await startServer({ args: ['--demo', '--demo-dir', dir, '--package-dir', packageDir] });
   const sdk = await serverSdk(server);
   const auth = await startAuthEndpoint(sdk);
   const authUrl = `http://127.0.0.1:${auth.address().port}/broadcasting/auth`;

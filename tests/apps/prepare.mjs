@@ -18,6 +18,7 @@ execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--logle
 /** `ECHO` picks whose Echo class the app runs on (see each vite.config.js). */
 const builds = [
   ['listen', 'overtone'],
+  ['features', 'fake'],
   ['plain', 'laravel-echo'],
   ['plain', 'overtone'],
   ['react', 'laravel-echo'],

@@ -1,5 +1,6 @@
-// Picks whose Echo class an app's build runs on, from the ECHO variable ('overtone' by default,
-// or 'laravel-echo'); each build goes to dist-<ECHO>/ so both can be served side by side.
+// Picks whose Echo class an app's build runs on, from the ECHO variable: 'overtone' (the
+// default), 'laravel-echo', or 'fake' (features/); each build goes to dist-<ECHO>/ so they can
+// be served side by side.
 import { fileURLToPath } from 'node:url';
 
 export const echo = process.env.ECHO ?? 'overtone';

@@ -1,5 +1,5 @@
-// The smallest overtone app: one public channel, one event. It checks that Vite's dev server
-// and its build both load the wasm with no step of the user's.
+// The smallest overtone app: one public channel, one event. It checks that Vite's dev server,
+// its build, and a page with no bundler at all each load the wasm with no step of the user's.
 import Echo from 'overtone';
 
 const params = new URLSearchParams(location.search);
