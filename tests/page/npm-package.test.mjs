@@ -1,8 +1,9 @@
 // The packed overtone package as a user gets it (installed in tests/apps from its tarball):
 // SSR imports and renders in plain Node without touching `window`, the declarations type an
-// app's event payloads, and Vite's dev server, its build and a page with no bundler each load
-// the wasm with no step of the user's (the dev server pre-bundles the package away from its
-// .wasm: it gets the `development` entries, which carry the wasm inline; see pkg-js/build.mjs).
+// app's event payloads, and a Vite build, Vite's dev server, a webpack build and a page with no
+// bundler each load the wasm with no step of the user's (the dev server pre-bundles the package
+// away from its .wasm: it gets the `development` entries, which carry the wasm inline; see
+// pkg-js/build.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -46,6 +47,15 @@ async function receivesHeadline(url, served) {
 
 test('a Vite build loads the wasm', async () => {
   const served = await serveApp(appDir('listen', 'overtone'));
+  try {
+    await receivesHeadline(served.url('reader'), served);
+  } finally {
+    await served.stop();
+  }
+});
+
+test('a webpack build loads the wasm', async () => {
+  const served = await serveApp(appDir('listen', 'webpack'));
   try {
     await receivesHeadline(served.url('reader'), served);
   } finally {
