@@ -44,8 +44,9 @@ for (const app of ['plain', 'react', 'vue']) {
         return page;
       }
 
-      test('shows the connection status, and its change on disconnect', async () => {
+      test('shows the connection status and socket id, and the change on disconnect', async () => {
         const page = await open('carol');
+        assert.match(await page.locator('#socket').textContent(), /^\d+\.\d+$/);
         await page.evaluate(() => window.app.disconnect());
         await page.locator('#status', { hasText: /^disconnected$/ }).waitFor({ timeout: 10000 });
         assert.deepEqual(page.problems, []);
@@ -85,7 +86,7 @@ for (const app of ['plain', 'react', 'vue']) {
         assert.deepEqual(alice.problems, []);
       });
 
-      test('a notification reaches the user on their private model channel', async () => {
+      test('a notification and a model event reach the user on their private model channel', async () => {
         const page = await open('dave');
         const notification = { id: 'n-1', type: 'App\\Notifications\\InvoicePaid', amount: 10 };
         await retryUntil(
@@ -94,6 +95,10 @@ for (const app of ['plain', 'react', 'vue']) {
           { what: 'the notification on the page' },
         );
         assert.deepEqual(JSON.parse((await logItems(page, 'notification'))[0].slice('notification: '.length)), notification);
+        const model = { id: 4, name: 'Dave' };
+        await served.sdk.trigger('private-App.Models.User.dave', 'UserUpdated', { model, connection: null, queue: null, afterCommit: false });
+        await page.locator('#log li', { hasText: /^model: / }).waitFor({ timeout: 5000 });
+        assert.deepEqual(JSON.parse((await logItems(page, 'model'))[0].slice('model: '.length)), model);
         assert.deepEqual(page.problems, []);
       });
     });

@@ -27,7 +27,10 @@ const log = (kind, data) => {
   document.getElementById('log').append(item);
 };
 
-const showStatus = (status) => (document.getElementById('status').textContent = status);
+const showStatus = (status) => {
+  document.getElementById('status').textContent = status;
+  document.getElementById('socket').textContent = echo.socketId() ?? '';
+};
 showStatus(echo.connectionStatus());
 echo.connector.onConnectionChange(showStatus);
 
@@ -44,7 +47,10 @@ echo
   .joining((member) => { members = [...members, member]; showMembers(); })
   .leaving((member) => { members = members.filter((m) => m.id !== member.id); showMembers(); });
 
-echo.private(`App.Models.User.${user}`).notification((notification) => log('notification', notification));
+echo
+  .private(`App.Models.User.${user}`)
+  .notification((notification) => log('notification', notification))
+  .listen('.UserUpdated', (event) => log('model', event.model));
 
 // What the test does as the user.
 window.app = {

@@ -8,8 +8,10 @@ import {
   useConnectionStatus,
   useEcho,
   useEchoNotification,
+  useEchoModel,
   useEchoPresence,
   useEchoPublic,
+  useSocketId,
 } from 'overtone/react';
 
 // Where the test's server and auth endpoint are, and who this page signs in as.
@@ -75,8 +77,10 @@ function App() {
   const [counters, setCounters] = useState(['a', 'b']);
   const log: Log = (kind, data) => setEntries((all) => [...all, `${kind}: ${JSON.stringify(data)}`]);
   const status = useConnectionStatus();
+  const socketId = useSocketId();
   const chat = useEcho<{ text: string; user: string }>('chat', '.client-typing', (whisper) => log('whisper', whisper));
   useEchoNotification(`App.Models.User.${user}`, (notification) => log('notification', notification));
+  useEchoModel<{ name: string }, 'App.Models.User'>('App.Models.User', user, 'UserUpdated', (event) => log('model', event.model));
 
   useEffect(() => {
     Object.assign(window, {
@@ -90,7 +94,7 @@ function App() {
 
   return (
     <>
-      <p>Connection: <output id="status">{status}</output></p>
+      <p>Connection: <output id="status">{status}</output> as <output id="socket">{socketId}</output></p>
       <Orders log={log} />
       <Room />
       {counters.map((name) => <Counter key={name} name={name} />)}
