@@ -103,7 +103,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  _dependencies: DependencyList = [],
+  dependencies: DependencyList = [],
   visibility: Visibility = 'private',
 ) {
   const latest = useLatest(callback);
@@ -132,7 +132,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  _dependencies: DependencyList = [],
+  dependencies: DependencyList = [],
 ): ListenerControls<PrivateChannel> => {
   const latest = useLatest(callback);
   const types = toArray(event);

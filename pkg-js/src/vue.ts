@@ -79,7 +79,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  _dependencies: Dependency[] = [],
+  dependencies: Dependency[] = [],
   visibility: Visibility = 'private',
 ) {
   return useListeners(channelName, visibility, eventBinder(toArray(event), callback));
@@ -104,7 +104,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  _dependencies: Dependency[] = [],
+  dependencies: Dependency[] = [],
 ): ListenerControls<PrivateChannel> =>
   useListeners(
     channelName,
