@@ -537,7 +537,7 @@ impl Connection {
         let user_id = user_id.as_deref();
         let out = frame::channel_event(channel, &frame.event, data, user_id);
         let socket_id = &self.handle.socket_id;
-        self.app.channels.publish(channel, &out, Some(socket_id));
+        self.app.publish(channel, &out, Some(socket_id));
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 

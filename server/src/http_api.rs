@@ -207,7 +207,7 @@ impl Event {
     fn publish(&self, app: &App) {
         for channel in &self.channels {
             let out = frame::channel_event(channel, &self.name, &self.data, None);
-            app.channels.publish(channel, &out, self.except.as_ref());
+            app.publish(channel, &out, self.except.as_ref());
         }
     }
 
@@ -394,8 +394,7 @@ async fn terminate_connections(
     Path((_, user_id)): Path<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let closed = signed.app.users.terminate(&user_id, codes::UNAUTHORIZED);
-    tracing::debug!(user_id, closed, "terminated a user's connections");
+    signed.app.terminate(&user_id, codes::UNAUTHORIZED);
     Ok(Json(json!({})))
 }
 

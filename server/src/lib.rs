@@ -5,12 +5,14 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`authz`] (the
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
+//! nodes on one Redis), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
 
 pub mod auth;
 pub mod authz;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod demo;
@@ -61,6 +63,7 @@ pub async fn serve_on(
     let shared = Shared::new(config, shutdown.clone());
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    cluster::start(&shared);
     shared
         .apps()
         .for_each(|app| webhooks::start(app, shutdown.clone()));

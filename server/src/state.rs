@@ -1,5 +1,6 @@
 //! The one handle every task shares: the configuration, the apps (each with its channel
-//! registry, signed-in users and connection count), and the shutdown signal.
+//! registry, signed-in users and connection count), the link to other nodes, and the shutdown
+//! signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -7,7 +8,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use axum::extract::ws::Utf8Bytes;
+
 use crate::channels::ChannelRegistry;
+use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
 use crate::users::Users;
 use crate::webhooks::Webhooks;
@@ -20,6 +24,7 @@ struct Inner {
     config: Config,
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
+    cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
     /// Random per process so socket ids do not repeat across restarts.
     socket_id_prefix: u32,
@@ -33,6 +38,8 @@ pub struct App {
     connections: AtomicUsize,
     pub users: Users,
     pub webhooks: Webhooks,
+    /// The other nodes, when there are any.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -46,12 +53,44 @@ impl Drop for Admission {
 
 impl App {
     pub fn new(config: AppConfig) -> App {
+        App::in_cluster(config, None)
+    }
+
+    fn in_cluster(config: AppConfig, cluster: Option<Arc<Cluster>>) -> App {
         App {
             webhooks: Webhooks::new(&config),
             config,
             channels: ChannelRegistry::default(),
             connections: AtomicUsize::new(0),
             users: Users::default(),
+            cluster,
+        }
+    }
+
+    /// Sends `frame` to the channel's subscribers on every node, except the `except` socket
+    /// wherever it is connected.
+    pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
+        self.channels.publish(channel, frame, except);
+        if let Some(cluster) = &self.cluster {
+            let message = cluster::Message::Event {
+                channel: channel.into(),
+                frame: frame.as_str().into(),
+                except: except.map(|id| id.as_str().into()),
+            };
+            cluster.forward(&self.config.id, message);
+        }
+    }
+
+    /// Closes every connection signed in as `user_id`, on every node.
+    pub fn terminate(&self, user_id: &str, code: u16) {
+        let closed = self.users.terminate(user_id, code);
+        tracing::debug!(user_id, closed, "terminated a user's connections");
+        if let Some(cluster) = &self.cluster {
+            let message = cluster::Message::Terminate {
+                user_id: user_id.into(),
+                code,
+            };
+            cluster.forward(&self.config.id, message);
         }
     }
 
@@ -68,10 +107,11 @@ impl App {
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
+        let cluster = config.redis.clone().map(|redis| Arc::new(Cluster::new(redis)));
         let apps: Vec<Arc<App>> = config
             .apps
             .iter()
-            .map(|app| Arc::new(App::new(app.clone())))
+            .map(|app| Arc::new(App::in_cluster(app.clone(), cluster.clone())))
             .collect();
         let apps_by_key = apps
             .iter()
@@ -85,6 +125,7 @@ impl Shared {
             config,
             apps_by_key,
             apps_by_id,
+            cluster,
             shutdown,
             socket_id_prefix: fastrand::u32(1..1_000_000_000),
             next_socket: AtomicU64::new(1),
@@ -105,6 +146,11 @@ impl Shared {
 
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.0.apps_by_id.values()
+    }
+
+    /// The link to the other nodes, when this node is one of several.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.as_ref()
     }
 
     pub fn shutdown(&self) -> &CancellationToken {
