@@ -23,6 +23,7 @@ const DEFAULT_HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_ACTIVITY_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_REDIS_PREFIX: &str = "overtone";
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
 /// Flags of `overtone serve`.
 #[derive(Args, Debug, Clone)]
@@ -65,6 +66,9 @@ pub struct ServeArgs {
     /// [default: overtone].
     #[arg(long, env = "OVERTONE_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// Seconds shutdown waits for connections to close after asking them to (4200) [default: 10].
+    #[arg(long, env = "OVERTONE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -204,6 +208,7 @@ struct ServerSection {
     activity_timeout: Option<u64>,
     redis_url: Option<String>,
     redis_prefix: Option<String>,
+    shutdown_grace: Option<u64>,
 }
 
 /// Files served in demo mode.
@@ -225,6 +230,8 @@ pub struct Config {
     pub demo: Option<DemoAssets>,
     /// The Redis this node shares with the others, if it is one of several.
     pub redis: Option<RedisConfig>,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -237,6 +244,7 @@ impl Config {
             apps: vec![app],
             demo: None,
             redis: None,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }
 }
@@ -326,6 +334,11 @@ impl ServeArgs {
             apps,
             demo,
             redis,
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace
+                    .or(file.server.shutdown_grace)
+                    .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            ),
         })
     }
 }

@@ -189,7 +189,7 @@ impl Connection {
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
         let (sink, mut stream) = socket.split();
-        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
+        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone(), shared.clone()));
         let mut conn = Connection {
             shared,
             app,
@@ -263,7 +263,10 @@ impl Connection {
                     last_seen = Instant::now();
                     pinged = false;
                     match message {
-                        Message::Text(text) => self.on_text(text.as_str()),
+                        Message::Text(text) => {
+                            self.shared.metrics().received(text.len());
+                            self.on_text(text.as_str())
+                        }
                         Message::Binary(_) => self.invalid(None, "Binary frames are not part of the protocol"),
                         Message::Close(_) => break false,
                         // tungstenite answers control pings itself.
@@ -331,6 +334,7 @@ impl Connection {
             message,
             "refused a client frame"
         );
+        self.shared.metrics().error(code);
         self.handle.send(frame::error(code, message));
     }
 
@@ -573,6 +577,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queued: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
+    shared: Shared,
 ) {
     let closed = closer.closed();
     tokio::pin!(closed);
@@ -582,7 +587,7 @@ async fn write_loop(
             code = &mut closed => break code,
             frame = queued.recv() => match frame {
                 Some(frame) => {
-                    if write_burst(&mut sink, &mut queued, frame).await.is_err() {
+                    if write_burst(&mut sink, &mut queued, frame, &shared).await.is_err() {
                         return;
                     }
                 }
@@ -602,11 +607,16 @@ async fn write_burst(
     sink: &mut SplitSink<WebSocket, Message>,
     queued: &mut mpsc::Receiver<Utf8Bytes>,
     first: Utf8Bytes,
+    shared: &Shared,
 ) -> Result<(), axum::Error> {
+    shared.metrics().sent(first.len());
     sink.feed(Message::Text(first)).await?;
     for _ in 1..WRITE_BURST {
         match queued.try_recv() {
-            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Ok(frame) => {
+                shared.metrics().sent(frame.len());
+                sink.feed(Message::Text(frame)).await?
+            }
             Err(_) => break,
         }
     }

@@ -6,7 +6,7 @@
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
-//! nodes on one Redis), [`authz`] (the
+//! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
 
 pub mod auth;
@@ -17,7 +17,9 @@ pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod frame;
+pub mod health;
 pub mod http_api;
+pub mod metrics;
 pub mod presence;
 pub mod state;
 pub mod users;
@@ -38,6 +40,8 @@ pub fn router(shared: Shared) -> Router {
     let router = Router::new()
         .merge(connection::routes())
         .merge(http_api::routes())
+        .merge(health::routes())
+        .merge(metrics::routes())
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
         Some(assets) => router.merge(demo::routes(assets)),
@@ -79,9 +83,18 @@ pub async fn serve_on(
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let serving =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Connections close with 4200 as soon as shutdown starts; whatever still lingers after the
+    // grace period (a client that never answers) does not hold the process.
+    let grace = shared.config().shutdown_grace;
+    tokio::select! {
+        served = serving => served,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
+            Ok(())
+        }
+    }
 }
 
 /// Every minute, forgets expired cache-channel events nobody is subscribed to, until shutdown.

@@ -1,6 +1,6 @@
 //! The one handle every task shares: the configuration, the apps (each with its channel
-//! registry, signed-in users and connection count), the link to other nodes, and the shutdown
-//! signal.
+//! registry, signed-in users and connection count), the link to other nodes, the metrics, and
+//! the shutdown signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use axum::extract::ws::Utf8Bytes;
 use crate::channels::ChannelRegistry;
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
+use crate::metrics::Metrics;
 use crate::users::Users;
 use crate::webhooks::Webhooks;
 
@@ -25,6 +26,7 @@ struct Inner {
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
     cluster: Option<Arc<Cluster>>,
+    metrics: Metrics,
     shutdown: CancellationToken,
     /// Random per process so socket ids do not repeat across restarts.
     socket_id_prefix: u32,
@@ -94,6 +96,11 @@ impl App {
         }
     }
 
+    /// Open connections (and ones being refused this instant).
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     /// Counts a new connection, or None if the app is at its `max_connections`.
     pub fn admit(self: &Arc<App>) -> Option<Admission> {
         let before = self.connections.fetch_add(1, Ordering::AcqRel);
@@ -107,7 +114,10 @@ impl App {
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
-        let cluster = config.redis.clone().map(|redis| Arc::new(Cluster::new(redis)));
+        let cluster = config
+            .redis
+            .clone()
+            .map(|redis| Arc::new(Cluster::new(redis)));
         let apps: Vec<Arc<App>> = config
             .apps
             .iter()
@@ -126,6 +136,7 @@ impl Shared {
             apps_by_key,
             apps_by_id,
             cluster,
+            metrics: Metrics::default(),
             shutdown,
             socket_id_prefix: fastrand::u32(1..1_000_000_000),
             next_socket: AtomicU64::new(1),
@@ -151,6 +162,10 @@ impl Shared {
     /// The link to the other nodes, when this node is one of several.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.0.cluster.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     pub fn shutdown(&self) -> &CancellationToken {

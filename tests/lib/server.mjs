@@ -46,7 +46,7 @@ async function spawnServer(args, env, serverApp) {
   });
   const stop = () =>
     new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
       child.kill('SIGTERM');
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
@@ -203,4 +203,41 @@ export async function eventually(attempt, ms = 10000, every = 200) {
       await new Promise((resolve) => setTimeout(resolve, every));
     }
   }
+}
+
+/**
+ * A TCP load balancer on a free loopback port in front of `servers`: each connection goes to
+ * the first server that accepts it, so a stopped or killed node's clients reconnect to another.
+ */
+export async function startBalancer(servers) {
+  const net = await import('node:net');
+  const sockets = new Set();
+  const proxy = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    const tryFrom = (i) => {
+      if (i >= servers.length) return client.destroy();
+      const upstream = net.connect(servers[i].port, '127.0.0.1');
+      upstream.once('error', () => tryFrom(i + 1));
+      upstream.once('connect', () => {
+        sockets.add(upstream);
+        upstream.on('close', () => sockets.delete(upstream));
+        upstream.removeAllListeners('error');
+        upstream.on('error', () => client.destroy());
+        client.on('error', () => upstream.destroy());
+        client.pipe(upstream).pipe(client);
+      });
+    };
+    tryFrom(0);
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    host: '127.0.0.1',
+    port: proxy.address().port,
+    app: servers[0].app,
+    stop: () => new Promise((resolve) => {
+      sockets.forEach((s) => s.destroy());
+      proxy.close(() => resolve());
+    }),
+  };
 }
