@@ -379,6 +379,10 @@ impl Connection {
         ) {
             Ok(change) => {
                 self.announce_count(&channel, kind, change.occupancy);
+                if let Some(member) = &member {
+                    self.app
+                        .presence_joined(&channel, member, &self.handle, change.member);
+                }
                 let user_id = member.map(|m| m.user_id);
                 webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
                 self.subscriptions.insert(channel, user_id);
@@ -461,6 +465,9 @@ impl Connection {
         if let Some(change) = self.app.channels.unsubscribe(channel, socket_id) {
             if change.occupancy.subscriptions > 0 {
                 self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
+            }
+            if let (true, Some(user_id)) = (change.member, user_id) {
+                self.app.presence_left(channel, user_id);
             }
             webhooks::unsubscribed(&self.app, channel, change, user_id);
         }

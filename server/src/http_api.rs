@@ -382,8 +382,8 @@ async fn channel_users(
     }
     let users: Vec<Value> = signed
         .app
-        .channels
         .user_ids(&channel)
+        .await
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();

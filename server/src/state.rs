@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Utf8Bytes;
 
-use crate::channels::ChannelRegistry;
+use crate::channels::{ChannelRegistry, ConnectionHandle};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
 use crate::metrics::Metrics;
+use crate::presence::Member;
 use crate::users::Users;
 use crate::webhooks::Webhooks;
 
@@ -62,7 +63,10 @@ impl App {
         App {
             webhooks: Webhooks::new(&config),
             config,
-            channels: ChannelRegistry::default(),
+            channels: match cluster {
+                Some(_) => ChannelRegistry::clustered(),
+                None => ChannelRegistry::default(),
+            },
             connections: AtomicUsize::new(0),
             users: Users::default(),
             cluster,
@@ -81,6 +85,49 @@ impl App {
             };
             cluster.forward(&self.config.id, message);
         }
+    }
+
+    /// After `conn` joined a presence channel as `member`: on a cluster, the member is shared
+    /// and `subscription_succeeded` (with every node's members) sent; alone, the registry
+    /// already did both.
+    pub fn presence_joined(
+        self: &Arc<App>,
+        channel: &str,
+        member: &Member,
+        conn: &ConnectionHandle,
+        first_here: bool,
+    ) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Join {
+                app: self.clone(),
+                channel: channel.into(),
+                member: member.clone(),
+                conn: conn.clone(),
+                first_here,
+            });
+        }
+    }
+
+    /// After a user's last connection on this node left a presence channel.
+    pub fn presence_left(self: &Arc<App>, channel: &str, user_id: &str) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Leave {
+                app: self.clone(),
+                channel: channel.into(),
+                user_id: user_id.into(),
+            });
+        }
+    }
+
+    /// The user ids of a presence channel's members, on every node (this node's alone when
+    /// Redis cannot be reached).
+    pub async fn user_ids(&self, channel: &str) -> Vec<String> {
+        if let Some(cluster) = &self.cluster {
+            if let Some(ids) = cluster.user_ids(&self.config.id, channel).await {
+                return ids;
+            }
+        }
+        self.channels.user_ids(channel)
     }
 
     /// Closes every connection signed in as `user_id`, on every node.

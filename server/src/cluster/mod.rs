@@ -8,7 +8,8 @@
 //! two deployments with different prefixes, never see each other's events). Another task
 //! subscribes to every app's channel and delivers what the other nodes sent. Both reconnect
 //! with backoff when Redis goes away, so delivery resumes by itself; meanwhile the node keeps
-//! serving its own clients, and what it publishes reaches them only.
+//! serving its own clients, and what it publishes reaches them only. Presence members are
+//! shared through Redis too: see [`presence`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{Shared, SocketId};
+
+pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
 const QUEUE_CAPACITY: usize = 10_000;
@@ -78,6 +81,9 @@ pub struct Cluster {
     outbound: mpsc::Sender<Envelope>,
     /// Taken by [`start`], which hands it to the publishing task.
     pending: Mutex<Option<mpsc::Receiver<Envelope>>>,
+    /// Presence changes, in order; never dropped, or the cluster's member lists would drift.
+    presence_ops: mpsc::UnboundedSender<presence::Op>,
+    pending_presence: Mutex<Option<mpsc::UnboundedReceiver<presence::Op>>>,
     /// Whether the subscription to the other nodes is up.
     connected: AtomicBool,
     /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
@@ -89,12 +95,15 @@ impl Cluster {
     /// Nothing connects until [`start`].
     pub fn new(redis: RedisConfig) -> Cluster {
         let (outbound, pending) = mpsc::channel(QUEUE_CAPACITY);
+        let (presence_ops, pending_presence) = mpsc::unbounded_channel();
         Cluster {
             client: redis.client,
             prefix: redis.prefix,
             node: format!("{:016x}", fastrand::u64(..)),
             outbound,
             pending: Mutex::new(Some(pending)),
+            presence_ops,
+            pending_presence: Mutex::new(Some(pending_presence)),
             connected: AtomicBool::new(false),
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
@@ -149,6 +158,10 @@ pub fn start(shared: &Shared) {
     if let Ok(Some(queue)) = pending {
         tokio::spawn(publish(cluster.clone(), queue, shared.shutdown().clone()));
         tokio::spawn(subscribe(shared.clone(), cluster.clone()));
+    }
+    let pending = cluster.pending_presence.lock().map(|mut p| p.take());
+    if let Ok(Some(ops)) = pending {
+        tokio::spawn(presence::run(shared.clone(), cluster.clone(), ops));
     }
 }
 

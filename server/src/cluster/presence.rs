@@ -1,0 +1,374 @@
+//! Presence across nodes: a member joins when their first connection anywhere in the cluster
+//! subscribes and leaves after their last one anywhere, and `here()` lists every node's members.
+//!
+//! In Redis, per app and presence channel: the hash `{prefix}:{app}:presence:{channel}` holds
+//! one field `{node}:{user_id}` (user_info as value) per node the user is connected to, and
+//! `{prefix}:{app}:presence-users:{channel}` counts, per user, the nodes they are on; a Lua
+//! script updates both at once, so exactly one node sees a user's cluster-wide first join or
+//! last leave and announces it to all. Each node remembers its channels in
+//! `{prefix}:{app}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
+//! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
+//! sends `member_removed` for the members only it had.
+//!
+//! One task applies this node's joins and leaves in order (a leave never overtakes its join).
+//! Without Redis it falls back to this node's own members, and after reconnecting it
+//! re-registers them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::channels::ConnectionHandle;
+use crate::frame;
+use crate::presence::Member;
+use crate::state::{App, Shared};
+
+use super::Cluster;
+
+/// How often a node heartbeats, and how long a silent node keeps its members.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Adds a node's field; returns 1 if the user is new to the channel cluster-wide.
+const JOIN: &str = r#"
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) == 1 then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then return 1 end
+end
+return 0
+"#;
+/// Removes a node's field; returns 1 if that was the user's last node.
+const LEAVE: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    return 1
+  end
+end
+return 0
+"#;
+
+/// A presence change on this node, in the order it happened.
+pub enum Op {
+    /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
+    Join {
+        app: Arc<App>,
+        channel: Arc<str>,
+        member: Member,
+        conn: ConnectionHandle,
+        first_here: bool,
+    },
+    /// The user's last connection on this node left the channel.
+    Leave {
+        app: Arc<App>,
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Cluster {
+    fn presence_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:presence:{channel}", self.prefix)
+    }
+    fn users_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:presence-users:{channel}", self.prefix)
+    }
+    fn node_channels_key(&self, app: &str, node: &str) -> String {
+        format!("{}:{app}:node-channels:{node}", self.prefix)
+    }
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    async fn join(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+        member: &Member,
+    ) -> redis::RedisResult<bool> {
+        let first: i64 = redis::cmd("EVAL")
+            .arg(JOIN)
+            .arg(3)
+            .arg(self.presence_key(app, channel))
+            .arg(self.users_key(app, channel))
+            .arg(self.node_channels_key(app, &self.node))
+            .arg(format!("{}:{}", self.node, member.user_id))
+            .arg(&*member.user_id)
+            .arg(member.user_info.get())
+            .arg(channel)
+            .query_async(conn)
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn leave(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+        node: &str,
+        user_id: &str,
+    ) -> redis::RedisResult<bool> {
+        let last: i64 = redis::cmd("EVAL")
+            .arg(LEAVE)
+            .arg(2)
+            .arg(self.presence_key(app, channel))
+            .arg(self.users_key(app, channel))
+            .arg(format!("{node}:{user_id}"))
+            .arg(user_id)
+            .query_async(conn)
+            .await?;
+        Ok(last == 1)
+    }
+
+    /// Every member of a presence channel cluster-wide, by user id.
+    pub async fn members(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+    ) -> redis::RedisResult<BTreeMap<String, String>> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.presence_key(app, channel))
+            .query_async(conn)
+            .await?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(field, info)| {
+                let (_node, user) = field.split_once(':')?;
+                Some((user.to_owned(), info))
+            })
+            .collect())
+    }
+
+    /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
+    pub async fn user_ids(&self, app: &str, channel: &str) -> Option<Vec<String>> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let members = self.members(&mut conn, app, channel).await.ok()?;
+        Some(members.into_keys().collect())
+    }
+
+    /// Queues a presence change for the presence task.
+    pub fn presence(&self, op: Op) {
+        if self.presence_ops.send(op).is_err() {
+            tracing::warn!("cluster presence task gone: change not shared");
+        }
+    }
+
+    /// Removes nodes silent for [`NODE_TIMEOUT`]; the node that wins each removal announces
+    /// the departure of the members only it had.
+    async fn reap(
+        &self,
+        shared: &Shared,
+        conn: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let cutoff = now_ms().saturating_sub(NODE_TIMEOUT.as_millis() as u64);
+        let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.nodes_key())
+            .arg("-inf")
+            .arg(cutoff)
+            .query_async(conn)
+            .await?;
+        for node in dead {
+            let won: i64 = redis::cmd("ZREM")
+                .arg(self.nodes_key())
+                .arg(&node)
+                .query_async(conn)
+                .await?;
+            if won != 1 {
+                continue;
+            }
+            tracing::warn!(node, "cluster: node timed out; removing its members");
+            for app in shared.apps() {
+                let key = self.node_channels_key(&app.config.id, &node);
+                let channels: Vec<String> =
+                    redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
+                for channel in channels {
+                    let fields: Vec<String> = redis::cmd("HKEYS")
+                        .arg(self.presence_key(&app.config.id, &channel))
+                        .query_async(conn)
+                        .await?;
+                    let prefix = format!("{node}:");
+                    for user_id in fields.iter().filter_map(|f| f.strip_prefix(&prefix)) {
+                        if self
+                            .leave(conn, &app.config.id, &channel, &node, user_id)
+                            .await?
+                        {
+                            app.publish(&channel, &frame::member_removed(&channel, user_id), None);
+                        }
+                    }
+                }
+                let _: i64 = redis::cmd("DEL").arg(&key).query_async(conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies presence changes in order and heartbeats, reconnecting to Redis when needed.
+pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::UnboundedReceiver<Op>) {
+    let shutdown = shared.shutdown().clone();
+    let mut connection: Option<MultiplexedConnection> = None;
+    // Reconnection is tried on each heartbeat, so joins never wait behind a backoff.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let result = tokio::select! {
+            op = ops.recv() => match op {
+                Some(op) => apply(&cluster, connection.as_mut(), op).await,
+                None => return,
+            },
+            _ = heartbeat.tick() => match connection.as_mut() {
+                Some(conn) => beat(&shared, &cluster, conn).await,
+                None => match cluster.client.get_multiplexed_async_connection().await {
+                    Ok(mut conn) => {
+                        let registered = reregister(&shared, &cluster, &mut conn).await;
+                        connection = Some(conn);
+                        registered
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "redis: cannot connect for presence");
+                        Ok(())
+                    }
+                },
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(err) = result {
+            tracing::warn!(%err, "redis: presence update failed; reconnecting");
+            connection = None;
+        }
+    }
+}
+
+async fn beat(
+    shared: &Shared,
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let _: i64 = redis::cmd("ZADD")
+        .arg(cluster.nodes_key())
+        .arg(now_ms())
+        .arg(&cluster.node)
+        .query_async(conn)
+        .await?;
+    cluster.reap(shared, conn).await
+}
+
+/// After (re)connecting: puts this node's members back (a Redis restart lost them).
+async fn reregister(
+    shared: &Shared,
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    for app in shared.apps() {
+        for (channel, member) in app.channels.local_members() {
+            cluster
+                .join(conn, &app.config.id, &channel, &member)
+                .await?;
+        }
+    }
+    beat(shared, cluster, conn).await
+}
+
+/// Applies one change: through Redis when connected, else from this node's members alone.
+async fn apply(
+    cluster: &Cluster,
+    conn: Option<&mut MultiplexedConnection>,
+    op: Op,
+) -> redis::RedisResult<()> {
+    match op {
+        Op::Join {
+            app,
+            channel,
+            member,
+            conn: subscriber,
+            first_here,
+        } => {
+            let added = frame::member_added(&channel, &member.user_id, member.user_info.get());
+            let Some(conn) = conn else {
+                if first_here {
+                    app.channels
+                        .publish(&channel, &added, Some(&subscriber.socket_id));
+                }
+                subscriber.send(frame::subscription_succeeded(
+                    &channel,
+                    &app.channels.local_presence_data(&channel),
+                ));
+                return Ok(());
+            };
+            let id = &app.config.id;
+            let joined = async {
+                if first_here && cluster.join(conn, id, &channel, &member).await? {
+                    app.publish(&channel, &added, Some(&subscriber.socket_id));
+                }
+                cluster.members(conn, id, &channel).await
+            };
+            // Whatever Redis says, the subscriber gets its confirmation.
+            let (data, result) = match joined.await {
+                Ok(members) => (subscription_data(&members), Ok(())),
+                Err(err) => (app.channels.local_presence_data(&channel), Err(err)),
+            };
+            subscriber.send(frame::subscription_succeeded(&channel, &data));
+            result
+        }
+        Op::Leave {
+            app,
+            channel,
+            user_id,
+        } => {
+            let removed = frame::member_removed(&channel, &user_id);
+            let Some(conn) = conn else {
+                app.channels.publish(&channel, &removed, None);
+                return Ok(());
+            };
+            let (id, node) = (&app.config.id, &cluster.node);
+            if cluster.leave(conn, id, &channel, node, &user_id).await? {
+                app.publish(&channel, &removed, None);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `{"presence":{"ids","hash","count"}}` from cluster-wide members (user_info kept as sent).
+fn subscription_data(members: &BTreeMap<String, String>) -> String {
+    let null = RawValue::from_string("null".into()).expect("null is JSON");
+    let hash: BTreeMap<&str, Box<RawValue>> = members
+        .iter()
+        .map(|(id, info)| {
+            let info = RawValue::from_string(info.clone()).unwrap_or_else(|_| null.clone());
+            (id.as_str(), info)
+        })
+        .collect();
+    let ids: Vec<&str> = members.keys().map(String::as_str).collect();
+    serde_json::json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_data_keeps_user_info_and_survives_bad_json() {
+        let members = BTreeMap::from([
+            ("1".to_string(), r#"{"name":"Ann"}"#.to_string()),
+            ("2".to_string(), "not json".to_string()),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&subscription_data(&members)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"presence":{"ids":["1","2"],"hash":{"1":{"name":"Ann"},"2":null},"count":2}})
+        );
+    }
+}
