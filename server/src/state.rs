@@ -119,6 +119,11 @@ impl App {
         }
     }
 
+    /// Whether this node is one of several (presence and its webhooks are then cluster-wide).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// The user ids of a presence channel's members, on every node (this node's alone when
     /// Redis cannot be reached).
     pub async fn user_ids(&self, channel: &str) -> Vec<String> {

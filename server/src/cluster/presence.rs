@@ -10,6 +10,12 @@
 //! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
 //! sends `member_removed` for the members only it had.
 //!
+//! Webhooks follow the cluster too: `member_added` is sent by the node that saw the user's
+//! cluster-wide first join, `member_removed` by the one that saw their last leave, after
+//! [`LEAVE_GRACE`] and only if they did not come back anywhere meanwhile; the hash
+//! `{prefix}:{app}:hooked:{channel}` remembers who was reported, so a quick return reports
+//! neither a removal nor a second arrival.
+//!
 //! One task applies this node's joins and leaves in order (a leave never overtakes its join).
 //! Without Redis it falls back to this node's own members, and after reconnecting it
 //! re-registers them.
@@ -26,6 +32,7 @@ use crate::channels::ConnectionHandle;
 use crate::frame;
 use crate::presence::Member;
 use crate::state::{App, Shared};
+use crate::webhooks::{self, LEAVE_GRACE};
 
 use super::Cluster;
 
@@ -85,6 +92,9 @@ impl Cluster {
     }
     fn node_channels_key(&self, app: &str, node: &str) -> String {
         format!("{}:{app}:node-channels:{node}", self.prefix)
+    }
+    fn hooked_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:hooked:{channel}", self.prefix)
     }
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.prefix)
@@ -157,6 +167,66 @@ impl Cluster {
         let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
         let members = self.members(&mut conn, app, channel).await.ok()?;
         Some(members.into_keys().collect())
+    }
+
+    /// Sends `member_added` unless the user's arrival was reported already (and their
+    /// departure not yet).
+    async fn hook_added(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &App,
+        channel: &str,
+        user_id: &str,
+    ) -> redis::RedisResult<()> {
+        if !app.webhooks.enabled() {
+            return Ok(());
+        }
+        let new: i64 = redis::cmd("HSETNX")
+            .arg(self.hooked_key(&app.config.id, channel))
+            .arg(user_id)
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        if new == 1 {
+            webhooks::member_added(app, channel, user_id);
+        }
+        Ok(())
+    }
+
+    /// After [`LEAVE_GRACE`], sends `member_removed` if the user is on no node and their
+    /// arrival was reported.
+    fn hook_removed(self: &Arc<Self>, app: &Arc<App>, channel: &str, user_id: &str) {
+        if !app.webhooks.enabled() {
+            return;
+        }
+        let (cluster, app) = (self.clone(), app.clone());
+        let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(LEAVE_GRACE).await;
+            let reported = async {
+                let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                let id = &app.config.id;
+                let back: bool = redis::cmd("HEXISTS")
+                    .arg(cluster.users_key(id, &channel))
+                    .arg(&user_id)
+                    .query_async(&mut conn)
+                    .await?;
+                if back {
+                    return Ok(false);
+                }
+                let forgotten: i64 = redis::cmd("HDEL")
+                    .arg(cluster.hooked_key(id, &channel))
+                    .arg(&user_id)
+                    .query_async(&mut conn)
+                    .await?;
+                redis::RedisResult::Ok(forgotten == 1)
+            };
+            match reported.await {
+                Ok(true) => webhooks::member_removed(&app, &channel, &user_id),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(%err, "redis: member_removed webhook not sent"),
+            }
+        });
     }
 
     /// Queues a presence change for the presence task.
@@ -283,7 +353,7 @@ async fn reregister(
 
 /// Applies one change: through Redis when connected, else from this node's members alone.
 async fn apply(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     conn: Option<&mut MultiplexedConnection>,
     op: Op,
 ) -> redis::RedisResult<()> {
@@ -311,6 +381,9 @@ async fn apply(
             let joined = async {
                 if first_here && cluster.join(conn, id, &channel, &member).await? {
                     app.publish(&channel, &added, Some(&subscriber.socket_id));
+                    cluster
+                        .hook_added(conn, &app, &channel, &member.user_id)
+                        .await?;
                 }
                 cluster.members(conn, id, &channel).await
             };
@@ -335,6 +408,7 @@ async fn apply(
             let (id, node) = (&app.config.id, &cluster.node);
             if cluster.leave(conn, id, &channel, node, &user_id).await? {
                 app.publish(&channel, &removed, None);
+                cluster.hook_removed(&app, &channel, &user_id);
             }
             Ok(())
         }
