@@ -379,6 +379,8 @@ impl Connection {
         ) {
             Ok(change) => {
                 self.announce_count(&channel, kind, change.occupancy);
+                self.app
+                    .subscriptions_changed(&channel, change.occupancy.subscriptions);
                 if let Some(member) = &member {
                     self.app
                         .presence_joined(&channel, member, &self.handle, change.member);
@@ -466,6 +468,8 @@ impl Connection {
             if change.occupancy.subscriptions > 0 {
                 self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
             }
+            self.app
+                .subscriptions_changed(channel, change.occupancy.subscriptions);
             if let (true, Some(user_id)) = (change.member, user_id) {
                 self.app.presence_left(channel, user_id);
             }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Utf8Bytes;
 
-use crate::channels::{ChannelRegistry, ConnectionHandle};
+use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
 use crate::metrics::Metrics;
@@ -108,6 +108,17 @@ impl App {
         }
     }
 
+    /// After a subscribe or unsubscribe: the channel has `subscriptions` on this node.
+    pub fn subscriptions_changed(self: &Arc<App>, channel: &str, subscriptions: usize) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Count {
+                app: self.clone(),
+                channel: channel.into(),
+                subscriptions,
+            });
+        }
+    }
+
     /// After a user's last connection on this node left a presence channel.
     pub fn presence_left(self: &Arc<App>, channel: &str, user_id: &str) {
         if let Some(cluster) = &self.cluster {
@@ -133,6 +144,40 @@ impl App {
             }
         }
         self.channels.user_ids(channel)
+    }
+
+    /// A channel's subscriptions and members on every node (this node's alone when Redis
+    /// cannot be reached).
+    pub async fn occupancy(&self, channel: &str) -> Occupancy {
+        if let Some(cluster) = &self.cluster {
+            if let Some((subscriptions, users)) = cluster.occupancy(&self.config.id, channel).await
+            {
+                return Occupancy {
+                    subscriptions,
+                    users,
+                };
+            }
+        }
+        self.channels.occupancy(channel)
+    }
+
+    /// Occupied channels whose names start with `prefix`, on every node.
+    pub async fn occupied(&self, prefix: &str) -> Vec<ChannelSummary> {
+        let Some(cluster) = &self.cluster else {
+            return self.channels.occupied(prefix);
+        };
+        let Some(totals) = cluster.occupied(&self.config.id).await else {
+            return self.channels.occupied(prefix);
+        };
+        let mut summaries = Vec::new();
+        for (name, _) in totals.into_iter().filter(|(n, _)| n.starts_with(prefix)) {
+            let occupancy = self.occupancy(&name).await;
+            summaries.push(ChannelSummary {
+                name: name.into(),
+                occupancy,
+            });
+        }
+        summaries
     }
 
     /// Closes every connection signed in as `user_id`, on every node.

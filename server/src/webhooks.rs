@@ -145,12 +145,9 @@ pub fn subscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Option
         return;
     }
     let config = &app.config;
-    if change.occupancy.subscriptions == 1 && hooks.occupied.insert(channel.into()) {
-        hooks.push(
-            config,
-            Kind::ChannelOccupied,
-            json!({"name": Kind::ChannelOccupied, "channel": channel}),
-        );
+    let alone = !app.is_clustered();
+    if alone && change.occupancy.subscriptions == 1 && hooks.occupied.insert(channel.into()) {
+        channel_occupied(app, channel);
     }
     // On a cluster, members come and go cluster-wide: see `cluster::presence`.
     if let (true, Some(user_id), false) = (change.member, user_id, app.is_clustered()) {
@@ -173,14 +170,13 @@ pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Opti
     if !app.webhooks.enabled() {
         return;
     }
-    if change.occupancy.subscriptions == 0 {
+    if change.occupancy.subscriptions == 0 && !app.is_clustered() {
         let (app, channel) = (app.clone(), Arc::<str>::from(channel));
         tokio::spawn(async move {
             tokio::time::sleep(LEAVE_GRACE).await;
             let still_empty = app.channels.occupancy(&channel).subscriptions == 0;
             if still_empty && app.webhooks.occupied.remove(&channel).is_some() {
-                let body = json!({"name": Kind::ChannelVacated, "channel": &*channel});
-                app.webhooks.push(&app.config, Kind::ChannelVacated, body);
+                channel_vacated(&app, &channel);
             }
         });
     }
@@ -202,6 +198,18 @@ pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Opti
     if change.occupancy.subscriptions > 0 {
         subscription_count(app, channel, change);
     }
+}
+
+/// Reports a channel's first subscriber (the caller made sure it was not reported already).
+pub fn channel_occupied(app: &App, channel: &str) {
+    let body = json!({"name": Kind::ChannelOccupied, "channel": channel});
+    app.webhooks.push(&app.config, Kind::ChannelOccupied, body);
+}
+
+/// Reports a channel's last subscriber gone (the caller waited out [`LEAVE_GRACE`]).
+pub fn channel_vacated(app: &App, channel: &str) {
+    let body = json!({"name": Kind::ChannelVacated, "channel": channel});
+    app.webhooks.push(&app.config, Kind::ChannelVacated, body);
 }
 
 /// Reports a member's arrival (the caller made sure it is their first connection).

@@ -1,5 +1,6 @@
 // Presence across nodes on one real redis-server: here() lists every node's members, a user on
-// two nodes joins once and leaves once, the API's user lists agree on every node, and a killed
+// two nodes joins once and leaves once, the API's user lists and channel counts agree on every
+// node, and a killed
 // node's members leave the others' lists within the heartbeat timeout.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,6 +69,17 @@ test('here(), joining and leaving are cluster-wide; one user on two nodes is one
   const annAgain = await join(c, ann, 'room.1');
   assert.deepEqual(annAgain.here, ['ann', 'bob']);
   for (const node of nodes) assert.deepEqual(await usersOn(node, 'presence-room.1'), ['ann', 'bob']);
+  // Every node answers the channel queries with the cluster's counts.
+  const expected = { 'presence-room.1': { user_count: 2, subscription_count: 3 } };
+  for (const node of nodes) {
+    await eventually(async () => {
+      const sdk = await serverSdk(node);
+      const list = await (await sdk.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count,subscription_count' } })).json();
+      assert.deepEqual(list.channels, expected);
+      const one = await (await sdk.get({ path: '/channels/presence-room.1', params: { info: 'user_count,subscription_count' } })).json();
+      assert.deepEqual(one, { occupied: true, ...expected['presence-room.1'] });
+    });
+  }
   await pause(300);
   assert.deepEqual(bobJoins, []);
 

@@ -1,6 +1,7 @@
-// Webhooks from a cluster: member_added when a user's first connection anywhere joins,
-// member_removed only after their last one anywhere left (3 s later, and not at all if they
-// come back meanwhile), each sent once, signed, checked by the `pusher` SDK's own validation.
+// Webhooks from a cluster: channel_occupied / member_added when the first connection anywhere
+// subscribes, channel_vacated / member_removed only after the last one anywhere left (3 s
+// later, and not at all after a quick return), each sent once, signed, checked by the `pusher`
+// SDK's own validation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -38,7 +39,7 @@ before(async () => {
 id = "${hooked.id}"
 key = "${hooked.key}"
 secret = "${hooked.secret}"
-webhooks = [{ url = "http://127.0.0.1:${receiver.address().port}/hook", event_types = ["member_added", "member_removed"] }]
+webhooks = [{ url = "http://127.0.0.1:${receiver.address().port}/hook", event_types = ["member_added", "member_removed", "channel_occupied", "channel_vacated"] }]
 `);
   redis = await startRedis();
   nodes = await Promise.all([0, 1].map(() => startServer({ args: ['--config', config, '--redis-url', redis.url] })));
@@ -52,11 +53,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Member webhook events so far, as `name:user_id`, each post's signature checked. */
-async function memberEvents() {
+/** Webhook events so far, as `name:user_id` (or `name` for channel events), each post's
+ * signature checked. */
+async function hookEvents() {
   const sdk = await serverSdk(nodes[0]);
   return posts.flatMap((post) => sdk.webhook(post).getEvents())
-    .map((e) => `${e.name}:${e.user_id}`);
+    .map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name));
 }
 
 async function joinOn(server, id) {
@@ -69,24 +71,25 @@ async function joinOn(server, id) {
   return client;
 }
 
-test('member webhooks are cluster-wide: one added, one removed after the last node, none on a quick return', async () => {
+test('member and channel webhooks are cluster-wide: one added, one removed after the last node, none on a quick return', async () => {
   const [a, b] = nodes;
   const annA = await joinOn(a, 'ann');
-  await eventually(async () => assert.deepEqual(await memberEvents(), ['member_added:ann']));
+  await eventually(async () => assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']));
   const annB = await joinOn(b, 'ann');
   // Ann leaves A but is still on B: nothing, even after the grace period.
   annA.unsubscribe('presence-hooks');
   await pause(3500);
-  assert.deepEqual(await memberEvents(), ['member_added:ann']);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
   // Ann leaves B and comes back on A within the grace period: still nothing.
   annB.unsubscribe('presence-hooks');
   await pause(500);
   const annAgain = await joinOn(a, 'ann');
   await pause(3500);
-  assert.deepEqual(await memberEvents(), ['member_added:ann']);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
   // Gone for good: one member_removed, about 3 s later.
   annAgain.unsubscribe('presence-hooks');
   await pause(1000);
-  assert.deepEqual(await memberEvents(), ['member_added:ann']);
-  await eventually(async () => assert.deepEqual(await memberEvents(), ['member_added:ann', 'member_removed:ann']), 6000);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
+  // The two departures wait out their grace periods independently: either may come first.
+  await eventually(async () => assert.deepEqual((await hookEvents()).sort(), ['channel_occupied', 'channel_vacated', 'member_added:ann', 'member_removed:ann']), 6000);
 });

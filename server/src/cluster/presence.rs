@@ -59,8 +59,26 @@ end
 return 0
 "#;
 
-/// A presence change on this node, in the order it happened.
+/// Sets a node's subscription count for a channel and moves the cluster's total by the
+/// difference (so applying the same count twice changes nothing); returns the total before
+/// and after.
+const COUNT: &str = r#"
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local new = tonumber(ARGV[2])
+if new > 0 then redis.call('HSET', KEYS[1], ARGV[1], new) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+local after = redis.call('HINCRBY', KEYS[2], ARGV[1], new - old)
+if after <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]); after = 0 end
+return {after - (new - old), after}
+"#;
+
+/// A presence or occupancy change on this node, in the order it happened.
 pub enum Op {
+    /// The channel now has `subscriptions` connections on this node.
+    Count {
+        app: Arc<App>,
+        channel: Arc<str>,
+        subscriptions: usize,
+    },
     /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
     Join {
         app: Arc<App>,
@@ -92,6 +110,15 @@ impl Cluster {
     }
     fn node_channels_key(&self, app: &str, node: &str) -> String {
         format!("{}:{app}:node-channels:{node}", self.prefix)
+    }
+    fn node_counts_key(&self, app: &str, node: &str) -> String {
+        format!("{}:{app}:subscriptions:{node}", self.prefix)
+    }
+    fn totals_key(&self, app: &str) -> String {
+        format!("{}:{app}:subscriptions", self.prefix)
+    }
+    fn hooked_channels_key(&self, app: &str) -> String {
+        format!("{}:{app}:hooked-channels", self.prefix)
     }
     fn hooked_key(&self, app: &str, channel: &str) -> String {
         format!("{}:{app}:hooked:{channel}", self.prefix)
@@ -160,6 +187,96 @@ impl Cluster {
                 Some((user.to_owned(), info))
             })
             .collect())
+    }
+
+    /// Sets `node`'s count for a channel; reports occupied or (after the grace) vacated when
+    /// the cluster's total crosses zero.
+    async fn count(
+        self: &Arc<Self>,
+        conn: &mut MultiplexedConnection,
+        app: &Arc<App>,
+        node: &str,
+        channel: &str,
+        subscriptions: usize,
+    ) -> redis::RedisResult<()> {
+        let id = &app.config.id;
+        let (before, after): (i64, i64) = redis::cmd("EVAL")
+            .arg(COUNT)
+            .arg(2)
+            .arg(self.node_counts_key(id, node))
+            .arg(self.totals_key(id))
+            .arg(channel)
+            .arg(subscriptions)
+            .query_async(conn)
+            .await?;
+        if !app.webhooks.enabled() {
+            return Ok(());
+        }
+        if before == 0 && after > 0 {
+            let new: i64 = redis::cmd("HSETNX")
+                .arg(self.hooked_channels_key(id))
+                .arg(channel)
+                .arg(1)
+                .query_async(conn)
+                .await?;
+            if new == 1 {
+                webhooks::channel_occupied(app, channel);
+            }
+        } else if before > 0 && after == 0 {
+            let (cluster, app, channel) = (self.clone(), app.clone(), channel.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(LEAVE_GRACE).await;
+                let vacated = async {
+                    let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                    let id = &app.config.id;
+                    let back: bool = redis::cmd("HEXISTS")
+                        .arg(cluster.totals_key(id))
+                        .arg(&channel)
+                        .query_async(&mut conn)
+                        .await?;
+                    if back {
+                        return Ok(false);
+                    }
+                    let forgotten: i64 = redis::cmd("HDEL")
+                        .arg(cluster.hooked_channels_key(id))
+                        .arg(&channel)
+                        .query_async(&mut conn)
+                        .await?;
+                    redis::RedisResult::Ok(forgotten == 1)
+                };
+                match vacated.await {
+                    Ok(true) => webhooks::channel_vacated(&app, &channel),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(%err, "redis: channel_vacated webhook not sent"),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Subscriptions per occupied channel cluster-wide; None if Redis cannot say.
+    pub async fn occupied(&self, app: &str) -> Option<Vec<(String, usize)>> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("HGETALL")
+            .arg(self.totals_key(app))
+            .query_async(&mut conn)
+            .await
+            .ok()
+    }
+
+    /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
+    pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.totals_key(app))
+            .arg(channel)
+            .cmd("HLEN")
+            .arg(self.users_key(app, channel))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some((subscriptions.unwrap_or(0), users))
     }
 
     /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
@@ -239,7 +356,7 @@ impl Cluster {
     /// Removes nodes silent for [`NODE_TIMEOUT`]; the node that wins each removal announces
     /// the departure of the members only it had.
     async fn reap(
-        &self,
+        self: &Arc<Self>,
         shared: &Shared,
         conn: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
@@ -276,10 +393,18 @@ impl Cluster {
                             .await?
                         {
                             app.publish(&channel, &frame::member_removed(&channel, user_id), None);
+                            self.hook_removed(app, &channel, user_id);
                         }
                     }
                 }
                 let _: i64 = redis::cmd("DEL").arg(&key).query_async(conn).await?;
+                let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+                    .arg(self.node_counts_key(&app.config.id, &node))
+                    .query_async(conn)
+                    .await?;
+                for (channel, _) in counts {
+                    self.count(conn, app, &node, &channel, 0).await?;
+                }
             }
         }
         Ok(())
@@ -323,7 +448,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::Unbounded
 
 async fn beat(
     shared: &Shared,
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
     let _: i64 = redis::cmd("ZADD")
@@ -338,7 +463,7 @@ async fn beat(
 /// After (re)connecting: puts this node's members back (a Redis restart lost them).
 async fn reregister(
     shared: &Shared,
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
     for app in shared.apps() {
@@ -358,6 +483,18 @@ async fn apply(
     op: Op,
 ) -> redis::RedisResult<()> {
     match op {
+        Op::Count {
+            app,
+            channel,
+            subscriptions,
+        } => match conn {
+            Some(conn) => {
+                cluster
+                    .count(conn, &app, &cluster.node, &channel, subscriptions)
+                    .await
+            }
+            None => Ok(()),
+        },
         Op::Join {
             app,
             channel,
