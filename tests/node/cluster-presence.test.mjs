@@ -108,3 +108,13 @@ test('a killed node\'s members leave the other nodes\' lists within the heartbea
   assert.deepEqual(await usersOn(a, 'presence-room.2'), ['watcher']);
   assert.deepEqual(await usersOn(b, 'presence-room.2'), ['watcher']);
 });
+
+test('after a Redis restart the nodes re-register their members: here() is whole again', async () => {
+  const [a, b] = nodes;
+  await join(a, user('stays'), 'room.3');
+  await redis.restart();
+  // The nodes notice on their next heartbeat and put their members back.
+  await eventually(async () => assert.deepEqual(await usersOn(b, 'presence-room.3'), ['stays']), 10000);
+  const late = await join(b, user('late'), 'room.3');
+  assert.deepEqual(late.here, ['late', 'stays']);
+});

@@ -415,33 +415,60 @@ impl Cluster {
 pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::UnboundedReceiver<Op>) {
     let shutdown = shared.shutdown().clone();
     let mut connection: Option<MultiplexedConnection> = None;
-    // Reconnection is tried on each heartbeat, so joins never wait behind a backoff.
+    // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
+    // so a join is not kept waiting.
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
-        let result = tokio::select! {
+        tokio::select! {
             op = ops.recv() => match op {
-                Some(op) => apply(&cluster, connection.as_mut(), op).await,
+                Some(op) => {
+                    // A connection that Redis dropped (a restart) fails once: reconnect, retry.
+                    // Every change is idempotent, so a half-applied first try does no harm.
+                    for _ in 0..2 {
+                        if connection.is_none() {
+                            connection = connect(&shared, &cluster).await;
+                        }
+                        let Some(conn) = connection.as_mut() else { break };
+                        match apply(&cluster, conn, &op).await {
+                            Ok(()) => break,
+                            Err(err) => {
+                                tracing::warn!(%err, "redis: presence update failed; reconnecting");
+                                connection = None;
+                            }
+                        }
+                    }
+                    if connection.is_none() {
+                        apply_locally(&op);
+                    }
+                }
                 None => return,
             },
             _ = heartbeat.tick() => match connection.as_mut() {
-                Some(conn) => beat(&shared, &cluster, conn).await,
-                None => match cluster.client.get_multiplexed_async_connection().await {
-                    Ok(mut conn) => {
-                        let registered = reregister(&shared, &cluster, &mut conn).await;
-                        connection = Some(conn);
-                        registered
+                Some(conn) => {
+                    if let Err(err) = beat(&shared, &cluster, conn).await {
+                        tracing::warn!(%err, "redis: heartbeat failed; reconnecting");
+                        connection = None;
                     }
-                    Err(err) => {
-                        tracing::debug!(%err, "redis: cannot connect for presence");
-                        Ok(())
-                    }
-                },
+                }
+                None => connection = connect(&shared, &cluster).await,
             },
             _ = shutdown.cancelled() => return,
-        };
-        if let Err(err) = result {
-            tracing::warn!(%err, "redis: presence update failed; reconnecting");
-            connection = None;
+        }
+    }
+}
+
+/// Connects and puts this node's members and counts back (a Redis restart lost them).
+async fn connect(shared: &Shared, cluster: &Arc<Cluster>) -> Option<MultiplexedConnection> {
+    let registered = async {
+        let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+        reregister(shared, cluster, &mut conn).await?;
+        redis::RedisResult::Ok(conn)
+    };
+    match registered.await {
+        Ok(conn) => Some(conn),
+        Err(err) => {
+            tracing::debug!(%err, "redis: cannot connect for presence");
+            None
         }
     }
 }
@@ -460,7 +487,6 @@ async fn beat(
     cluster.reap(shared, conn).await
 }
 
-/// After (re)connecting: puts this node's members back (a Redis restart lost them).
 async fn reregister(
     shared: &Shared,
     cluster: &Arc<Cluster>,
@@ -472,29 +498,32 @@ async fn reregister(
                 .join(conn, &app.config.id, &channel, &member)
                 .await?;
         }
+        for summary in app.channels.occupied("") {
+            let subscriptions = summary.occupancy.subscriptions;
+            cluster
+                .count(conn, app, &cluster.node, &summary.name, subscriptions)
+                .await?;
+        }
     }
     beat(shared, cluster, conn).await
 }
 
-/// Applies one change: through Redis when connected, else from this node's members alone.
+/// Applies one change through Redis.
 async fn apply(
     cluster: &Arc<Cluster>,
-    conn: Option<&mut MultiplexedConnection>,
-    op: Op,
+    conn: &mut MultiplexedConnection,
+    op: &Op,
 ) -> redis::RedisResult<()> {
     match op {
         Op::Count {
             app,
             channel,
             subscriptions,
-        } => match conn {
-            Some(conn) => {
-                cluster
-                    .count(conn, &app, &cluster.node, &channel, subscriptions)
-                    .await
-            }
-            None => Ok(()),
-        },
+        } => {
+            cluster
+                .count(conn, app, &cluster.node, channel, *subscriptions)
+                .await
+        }
         Op::Join {
             app,
             channel,
@@ -502,52 +531,61 @@ async fn apply(
             conn: subscriber,
             first_here,
         } => {
-            let added = frame::member_added(&channel, &member.user_id, member.user_info.get());
-            let Some(conn) = conn else {
-                if first_here {
-                    app.channels
-                        .publish(&channel, &added, Some(&subscriber.socket_id));
-                }
-                subscriber.send(frame::subscription_succeeded(
-                    &channel,
-                    &app.channels.local_presence_data(&channel),
-                ));
-                return Ok(());
-            };
             let id = &app.config.id;
-            let joined = async {
-                if first_here && cluster.join(conn, id, &channel, &member).await? {
-                    app.publish(&channel, &added, Some(&subscriber.socket_id));
-                    cluster
-                        .hook_added(conn, &app, &channel, &member.user_id)
-                        .await?;
-                }
-                cluster.members(conn, id, &channel).await
-            };
-            // Whatever Redis says, the subscriber gets its confirmation.
-            let (data, result) = match joined.await {
-                Ok(members) => (subscription_data(&members), Ok(())),
-                Err(err) => (app.channels.local_presence_data(&channel), Err(err)),
-            };
-            subscriber.send(frame::subscription_succeeded(&channel, &data));
-            result
+            if *first_here && cluster.join(conn, id, channel, member).await? {
+                let added = frame::member_added(channel, &member.user_id, member.user_info.get());
+                app.publish(channel, &added, Some(&subscriber.socket_id));
+                cluster
+                    .hook_added(conn, app, channel, &member.user_id)
+                    .await?;
+            }
+            let members = cluster.members(conn, id, channel).await?;
+            let data = subscription_data(&members);
+            subscriber.send(frame::subscription_succeeded(channel, &data));
+            Ok(())
         }
         Op::Leave {
             app,
             channel,
             user_id,
         } => {
-            let removed = frame::member_removed(&channel, &user_id);
-            let Some(conn) = conn else {
-                app.channels.publish(&channel, &removed, None);
-                return Ok(());
-            };
             let (id, node) = (&app.config.id, &cluster.node);
-            if cluster.leave(conn, id, &channel, node, &user_id).await? {
-                app.publish(&channel, &removed, None);
-                cluster.hook_removed(&app, &channel, &user_id);
+            if cluster.leave(conn, id, channel, node, user_id).await? {
+                app.publish(channel, &frame::member_removed(channel, user_id), None);
+                cluster.hook_removed(app, channel, user_id);
             }
             Ok(())
+        }
+    }
+}
+
+/// Applies one change from this node's members alone, while Redis is away: local clients
+/// keep working; the cluster learns of this node's members when it reconnects.
+fn apply_locally(op: &Op) {
+    match op {
+        Op::Count { .. } => {}
+        Op::Join {
+            app,
+            channel,
+            member,
+            conn: subscriber,
+            first_here,
+        } => {
+            if *first_here {
+                let added = frame::member_added(channel, &member.user_id, member.user_info.get());
+                app.channels
+                    .publish(channel, &added, Some(&subscriber.socket_id));
+            }
+            let data = app.channels.local_presence_data(channel);
+            subscriber.send(frame::subscription_succeeded(channel, &data));
+        }
+        Op::Leave {
+            app,
+            channel,
+            user_id,
+        } => {
+            app.channels
+                .publish(channel, &frame::member_removed(channel, user_id), None);
         }
     }
 }
