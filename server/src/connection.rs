@@ -171,8 +171,6 @@ struct Connection {
     subscriptions: HashMap<String, Option<Arc<str>>>,
     user: Option<SignedIn>,
     client_events: RateWindow,
-    /// Held for the connection's life: it counts against the app's quota.
-    _admission: Admission,
 }
 
 impl Connection {
@@ -200,7 +198,6 @@ impl Connection {
                 started: Instant::now(),
                 used: 0,
             },
-            _admission: admission,
         };
         let closed_by_server = conn.read_loop(&mut stream, &closer, activity_timeout).await;
         conn.leave_all();
@@ -226,6 +223,9 @@ impl Connection {
             writer.abort();
         }
         tracing::debug!(socket_id = socket_id.as_str(), "disconnected");
+        // Counted (against the quota, and by shutdown waiting for connections to close) until
+        // the close is sent.
+        drop(admission);
     }
 
     /// Reads until the client leaves, the server shuts down, someone asks this connection to

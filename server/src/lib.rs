@@ -83,18 +83,21 @@ pub async fn serve_on(
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
     });
-    let serving =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    // Connections close with 4200 as soon as shutdown starts; whatever still lingers after the
-    // grace period (a client that never answers) does not hold the process.
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
+    // here until each has sent its 4200 close, for at most the grace period.
     let grace = shared.config().shutdown_grace;
-    tokio::select! {
-        served = serving => served,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
-            Ok(())
+    let drained = async {
+        while shared.apps().any(|app| app.connection_count() > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
     }
+    served
 }
 
 /// Every minute, forgets expired cache-channel events nobody is subscribed to, until shutdown.

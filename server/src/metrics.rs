@@ -1,5 +1,6 @@
-//! Prometheus metrics at `/metrics`: connections per app, frames and bytes in and out, errors
-//! sent by code, and whether this node reaches Redis. The per-frame counters are plain atomics
+//! Prometheus metrics at `/metrics`: connections and occupied channels per app, frames and
+//! bytes in and out, errors sent by code, how long events from other nodes took to arrive, and
+//! whether this node reaches Redis. The per-frame counters are plain atomics
 //! (no lock on the hot path); everything else is read from the state when scraped.
 
 use std::fmt::Write;
@@ -23,6 +24,47 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     /// `pusher:error` frames sent, by code (0: no code). Errors are rare, so a map is fine.
     errors: DashMap<u16, u64>,
+    /// From another node's publish to this node's delivery, through Redis.
+    pub cluster_latency: Histogram,
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// A Prometheus histogram of atomics: observing one value is a few relaxed adds.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations at or under each bound (not cumulative; summed when rendered).
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -109,7 +151,24 @@ fn render(shared: &Shared) -> String {
             entry.value()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP overtone_channels Channels with subscribers on this node.\n# TYPE overtone_channels gauge"
+    );
+    for app in shared.apps() {
+        let channels = app.channels.occupied("").len();
+        let _ = writeln!(
+            out,
+            "overtone_channels{{app=\"{}\"}} {channels}",
+            app.config.id
+        );
+    }
     if let Some(cluster) = shared.cluster() {
+        m.cluster_latency.render(
+            &mut out,
+            "overtone_cluster_delivery_seconds",
+            "From another node's publish to delivery here, through Redis.",
+        );
         let _ = writeln!(
             out,
             "# HELP overtone_redis_connected Whether this node is subscribed to Redis.\n# TYPE overtone_redis_connected gauge\novertone_redis_connected {}",
@@ -117,4 +176,24 @@ fn render(shared: &Shared) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let histogram = Histogram::default();
+        histogram.observe(std::time::Duration::from_micros(300));
+        histogram.observe(std::time::Duration::from_millis(20));
+        histogram.observe(std::time::Duration::from_secs(3));
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "test");
+        assert!(out.contains("h_bucket{le=\"0.0005\"} 1\n"));
+        assert!(out.contains("h_bucket{le=\"0.025\"} 2\n"));
+        assert!(out.contains("h_bucket{le=\"1\"} 2\n"));
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("h_count 3\n"));
+    }
 }

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  clientOptions, connected, once, startRedis, startCluster, startBalancer, eventually,
+  clientOptions, connected, once, pause, serverSdk, startRedis, startCluster, startBalancer, eventually,
 } from '../lib/server.mjs';
 
 let redis;
@@ -39,19 +39,32 @@ after(async () => {
 const get = (server, path) => fetch(`${server.url}${path}`);
 
 test('/up, /ready and /metrics answer', async () => {
-  const [a] = nodes;
+  const [a, b] = nodes;
   assert.equal((await get(a, '/up')).status, 200);
   await eventually(async () => assert.equal((await get(a, '/ready')).status, 200));
   const client = track(new Pusher(a.app.key, clientOptions(a)));
   await connected(client);
-  client.subscribe('metrics-channel');
+  const channel = client.subscribe('metrics-channel');
+  await once((cb) => channel.bind('pusher:subscription_succeeded', cb), 5000, 'subscription');
   client.connection.send_event('pusher:subscribe', { channel: 'bad name!' });
+  // An event from another node, for the cluster delivery histogram.
+  const got = once((cb) => channel.bind('ping', cb), 10000, 'event from B');
+  let done = false;
+  got.then(() => { done = true; }, () => {});
+  const sdkB = await serverSdk(b);
+  while (!done) {
+    await sdkB.trigger('metrics-channel', 'ping', {});
+    await Promise.race([got, pause(200)]);
+  }
   const text = await eventually(async () => {
     const body = await (await get(a, '/metrics')).text();
     assert.match(body, /^overtone_connections\{app="test-app"\} 1$/m);
     assert.match(body, /^overtone_frames_received_total [1-9]/m);
     assert.match(body, /^overtone_bytes_sent_total [1-9]/m);
     assert.match(body, /^overtone_redis_connected 1$/m);
+    assert.match(body, /^overtone_channels\{app="test-app"\} 1$/m);
+    assert.match(body, /^overtone_cluster_delivery_seconds_count [1-9]/m);
+    assert.match(body, /^overtone_cluster_delivery_seconds_bucket\{le="\+Inf"\} [1-9]/m);
     return body;
   });
   assert.match(text, /# TYPE overtone_frames_sent_total counter/);

@@ -50,6 +50,8 @@ struct Envelope {
     /// The sending node, which already delivered locally and skips its own messages.
     node: String,
     app: String,
+    /// When the sender published it (µs since the Unix epoch), for the latency histogram.
+    sent_us: u64,
     #[serde(flatten)]
     message: Message,
 }
@@ -119,6 +121,7 @@ impl Cluster {
         let envelope = Envelope {
             node: self.node.clone(),
             app: app_id.into(),
+            sent_us: unix_micros(),
             message,
         };
         if self.outbound.try_send(envelope).is_err() {
@@ -264,6 +267,13 @@ async fn subscribe(shared: Shared, cluster: Arc<Cluster>) {
     }
 }
 
+/// Wall-clock microseconds: comparable across nodes (as far as their clocks agree).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Delivers another node's message to this node's connections.
 fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
@@ -275,6 +285,11 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     let Some(app) = shared.app_by_id(&envelope.app) else {
         return;
     };
+    let elapsed = unix_micros().saturating_sub(envelope.sent_us);
+    shared
+        .metrics()
+        .cluster_latency
+        .observe(Duration::from_micros(elapsed));
     match envelope.message {
         Message::Event {
             channel,
@@ -300,6 +315,7 @@ mod tests {
         let envelope = Envelope {
             node: "n".into(),
             app: "a".into(),
+            sent_us: 1,
             message: Message::Event {
                 channel: "private-x".into(),
                 frame: r#"{"event":"e"}"#.into(),
