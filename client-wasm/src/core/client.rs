@@ -294,6 +294,11 @@ impl<P: Clone> Client<P> {
         Ok(())
     }
 
+    /// Whether the app subscribed `channel` and has not left it.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.find(channel).is_some()
+    }
+
     /// A presence channel's members, one per user id (empty until subscribed).
     pub fn members(&self, channel: &str) -> &[Member<P>] {
         self.find(channel).map_or(&[], |c| &c.members)
