@@ -52,7 +52,12 @@ fn xsalsa20_keystream(key: &[u8; 32], nonce: &[u8], len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut counter = 0u64;
     while out.len() < len {
-        let input = [le32(nonce, 16), le32(nonce, 20), counter as u32, (counter >> 32) as u32];
+        let input = [
+            le32(nonce, 16),
+            le32(nonce, 20),
+            counter as u32,
+            (counter >> 32) as u32,
+        ];
         let block = state(&subkey, input);
         let mut x = block;
         rounds(&mut x);
@@ -153,10 +158,21 @@ pub fn secretbox_open(key: &[u8; 32], nonce: &[u8], boxed: &[u8]) -> Option<Vec<
     let stream = xsalsa20_keystream(key, nonce, 32 + ciphertext.len());
     let expected = poly1305(&stream[..32], ciphertext);
     // Constant time: every byte is compared whatever the first difference.
-    if tag.iter().zip(expected).fold(0, |diff, (a, b)| diff | (a ^ b)) != 0 {
+    if tag
+        .iter()
+        .zip(expected)
+        .fold(0, |diff, (a, b)| diff | (a ^ b))
+        != 0
+    {
         return None;
     }
-    Some(ciphertext.iter().zip(&stream[32..]).map(|(c, k)| c ^ k).collect())
+    Some(
+        ciphertext
+            .iter()
+            .zip(&stream[32..])
+            .map(|(c, k)| c ^ k)
+            .collect(),
+    )
 }
 
 /// Standard base64 with optional padding; `None` on anything else.
@@ -203,7 +219,11 @@ mod tests {
         let short = secretbox_open(&key(), &nonce, &base64_decode(SHORT).unwrap()).unwrap();
         assert_eq!(short, br#"{"text":"hello, encrypted"}"#);
         let long = secretbox_open(&key(), &nonce, &base64_decode(LONG).unwrap()).unwrap();
-        let expected = ["x".repeat(40), "é☃ multi-block message that is longer than sixteen bytes!".into()].concat();
+        let expected = [
+            "x".repeat(40),
+            "é☃ multi-block message that is longer than sixteen bytes!".into(),
+        ]
+        .concat();
         assert_eq!(String::from_utf8(long).unwrap(), expected);
     }
 

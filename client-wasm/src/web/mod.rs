@@ -31,11 +31,16 @@ fn option_string(options: &JsValue, key: &str) -> Option<String> {
 }
 
 fn option_number(options: &JsValue, key: &str) -> Option<u64> {
-    get(options, key).as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
+    get(options, key)
+        .as_f64()
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
 }
 
 fn hook(hooks: &JsValue, key: &str) -> Result<Function, JsValue> {
-    get(hooks, key).dyn_into().map_err(|_| JsValue::from_str(&["missing hook ", key].concat()))
+    get(hooks, key)
+        .dyn_into()
+        .map_err(|_| JsValue::from_str(&["missing hook ", key].concat()))
 }
 
 /// The listener kind names `bind` takes, and their bindings.
@@ -73,7 +78,8 @@ impl Client {
         config.path = option_string(&options, "path").unwrap_or_default();
         config.namespace = option_string(&options, "namespace");
         let mut status = StatusConfig::default();
-        status.away_after_ms = option_number(&options, "awayAfterMs").unwrap_or(status.away_after_ms);
+        status.away_after_ms =
+            option_number(&options, "awayAfterMs").unwrap_or(status.away_after_ms);
         let hooks = Hooks {
             authorize: hook(&hooks, "authorize")?,
             authorize_user: hook(&hooks, "authorizeUser")?,
@@ -81,7 +87,9 @@ impl Client {
             error: hook(&hooks, "error")?,
         };
         let badge_scope = option_string(&options, "badgeScope");
-        Ok(Client { shell: Shell::new(config, status, badge_scope, hooks) })
+        Ok(Client {
+            shell: Shell::new(config, status, badge_scope, hooks),
+        })
     }
 
     fn run<R>(&self, f: impl FnOnce(&mut Shell) -> R) -> R {
@@ -115,7 +123,8 @@ impl Client {
 
     /// Subscribes now if connected, else on connect; throws on an invalid name.
     pub fn subscribe(&self, channel: &str) -> Result<(), JsValue> {
-        self.run(|s| s.core().subscribe(channel)).map_err(error_value)
+        self.run(|s| s.core().subscribe(channel))
+            .map_err(error_value)
     }
 
     #[wasm_bindgen(js_name = leaveChannel)]
@@ -184,12 +193,19 @@ impl Client {
 
     /// Sends `client-{event}` with `data`; throws when not subscribed or not allowed.
     pub fn whisper(&self, channel: &str, event: &str, data: JsValue) -> Result<(), JsValue> {
-        self.run(|s| s.core().whisper(channel, event, data)).map_err(error_value)
+        self.run(|s| s.core().whisper(channel, event, data))
+            .map_err(error_value)
     }
 
     /// A presence channel's members' `user_info`, one per user.
     pub fn members(&self, channel: &str) -> Array {
-        self.run(|s| s.core().members(channel).iter().map(|m| m.info.clone()).collect())
+        self.run(|s| {
+            s.core()
+                .members(channel)
+                .iter()
+                .map(|m| m.info.clone())
+                .collect()
+        })
     }
 
     /// The auth reply for `channel` on `socketId`: `channelData` on presence channels,
@@ -210,14 +226,27 @@ impl Client {
             .as_deref()
             .and_then(crate::secretbox::base64_decode)
             .and_then(|key| <[u8; 32]>::try_from(key).ok());
-        let auth = ChannelAuth { auth, channel_data, user_id };
+        let auth = ChannelAuth {
+            auth,
+            channel_data,
+            user_id,
+        };
         self.run(|s| s.authorized(channel, socket_id, auth, secret));
     }
 
     /// The auth endpoint refused (`status`) or could not be reached (`undefined`).
     #[wasm_bindgen(js_name = authorizationFailed)]
-    pub fn authorization_failed(&self, channel: &str, socket_id: &str, status: Option<u16>, error: String) {
-        self.run(|s| s.core().authorization_failed(channel, socket_id, status, error));
+    pub fn authorization_failed(
+        &self,
+        channel: &str,
+        socket_id: &str,
+        status: Option<u16>,
+        error: String,
+    ) {
+        self.run(|s| {
+            s.core()
+                .authorization_failed(channel, socket_id, status, error)
+        });
     }
 
     /// User sign-in now (if connected) and after every reconnect.

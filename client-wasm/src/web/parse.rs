@@ -29,7 +29,10 @@ pub(crate) fn parse_json(text: &str) -> Option<JsValue> {
 
 /// `JSON.stringify(value)`; `null` for what JSON cannot hold.
 pub(crate) fn to_json(value: &JsValue) -> String {
-    JSON::stringify(value).ok().and_then(|s| s.as_string()).unwrap_or_else(|| "null".into())
+    JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| "null".into())
 }
 
 fn number(value: JsValue) -> Option<u64> {
@@ -61,7 +64,9 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
         },
         ("pusher:signin_success", _) => {
             let user = parse_json(&field("user_data").as_string()?)?;
-            ServerMessage::SigninSuccess { user_id: id_string(&get(&user, "id"))? }
+            ServerMessage::SigninSuccess {
+                user_id: id_string(&get(&user, "id"))?,
+            }
         }
         (_, None) => return None,
         ("pusher_internal:subscription_succeeded", Some(channel)) => {
@@ -80,16 +85,19 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
         ("pusher:subscription_error", Some(channel)) => ServerMessage::SubscriptionError {
             channel,
             status: number(field("status")).map(|s| s.min(u16::MAX.into()) as u16),
-            error: field("error").as_string().unwrap_or_else(|| "Subscription refused".into()),
+            error: field("error")
+                .as_string()
+                .unwrap_or_else(|| "Subscription refused".into()),
         },
         ("pusher_internal:member_added", Some(channel)) => ServerMessage::MemberAdded {
             channel,
             user_id: id_string(&field("user_id"))?,
             info: field("user_info"),
         },
-        ("pusher_internal:member_removed", Some(channel)) => {
-            ServerMessage::MemberRemoved { channel, user_id: id_string(&field("user_id"))? }
-        }
+        ("pusher_internal:member_removed", Some(channel)) => ServerMessage::MemberRemoved {
+            channel,
+            user_id: id_string(&field("user_id"))?,
+        },
         (_, Some(channel)) => ServerMessage::Event {
             channel,
             event,

@@ -11,7 +11,6 @@ use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, CloseEvent, MessageEvent, WebSocket};
 
-use crate::secretbox;
 use super::parse::{get, id_string, parse_frame, parse_json, to_json};
 use crate::core::{
     Action, Binding, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage, State,
@@ -20,6 +19,7 @@ use crate::features::badges::{BadgeAction, Badges};
 use crate::features::status::{AwayStatus, Status, StatusConfig, STATUS_EVENT};
 use crate::features::typing::{Typing, TypingConfig, TYPING_EVENT};
 use crate::features::{refuses_client_events, Action as FeatureAction};
+use crate::secretbox;
 
 /// The wire name of Laravel's notification event (`notification(cb)`), which feeds the badges.
 const NOTIFICATION_WIRE: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
@@ -80,30 +80,42 @@ pub(crate) struct Shell {
 
 /// Milliseconds on the page's monotonic clock.
 pub(crate) fn now() -> u64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now()) as u64
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now()) as u64
 }
 
 pub(crate) fn page_visible() -> bool {
-    web_sys::window().and_then(|w| w.document()).is_none_or(|d| !d.hidden())
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_none_or(|d| !d.hidden())
 }
 
 /// Runs `f` on the shell, performs what it caused, then makes the queued JavaScript calls.
 pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R) -> R {
-    let (result, calls) = {
-        let Ok(mut state) = shell.try_borrow_mut() else {
-            // Unreachable by construction (no JavaScript runs while borrowed); never panic.
-            wasm_bindgen::throw_str("overtone: re-entrant call");
-        };
-        let result = f(&mut state);
+    let Ok(mut state) = shell.try_borrow_mut() else {
+        // Unreachable by construction (no JavaScript runs while borrowed); never panic.
+        wasm_bindgen::throw_str("overtone: re-entrant call");
+    };
+    let result = f(&mut state);
+    drop(state);
+    finish(shell);
+    result
+}
+
+/// The non-generic half of [`run`], kept out of line so each entry point stays small.
+#[inline(never)]
+fn finish(shell: &Rc<RefCell<Shell>>) {
+    let calls = {
+        let mut state = shell.borrow_mut();
         state.flush();
-        (result, std::mem::take(&mut state.calls))
+        std::mem::take(&mut state.calls)
     };
     for (function, args) in calls {
         if let Err(error) = function.apply(&JsValue::NULL, &args) {
             web_sys::console::error_1(&error);
         }
     }
-    result
 }
 
 /// Runs `f` on the shell behind `weak`, if it still exists.
@@ -184,7 +196,9 @@ impl Shell {
 
     /// `online`/`offline`, `visibilitychange` and `pageshow`, for the life of the page.
     fn listen_to_window(&mut self) {
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         type Handler = fn(&mut Shell, u64, &JsValue);
         let events: [(&str, Handler); 4] = [
             ("online", |s, now, _| s.core.set_online(now, true)),
@@ -232,7 +246,13 @@ impl Shell {
             return self.error(None, "Unreadable frame from the server");
         };
         let now = now();
-        if let ServerMessage::Event { channel, event, data, .. } = &mut message {
+        if let ServerMessage::Event {
+            channel,
+            event,
+            data,
+            ..
+        } = &mut message
+        {
             if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
                 match self.decrypt(channel, data) {
                     Some(plain) => *data = plain,
@@ -334,14 +354,18 @@ impl Shell {
                     self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
                 }
                 let state = JsValue::from_str(current.as_str());
-                self.calls.push((self.hooks.state_changed.clone(), args(&[&state])));
+                self.calls
+                    .push((self.hooks.state_changed.clone(), args(&[&state])));
             }
             Action::Authorize { channel, socket_id } => {
                 let call = args(&[&channel.into(), &socket_id.into()]);
                 self.calls.push((self.hooks.authorize.clone(), call));
             }
             Action::AuthorizeUser { socket_id } => {
-                self.calls.push((self.hooks.authorize_user.clone(), args(&[&socket_id.into()])));
+                self.calls.push((
+                    self.hooks.authorize_user.clone(),
+                    args(&[&socket_id.into()]),
+                ));
             }
             Action::Dispatch { listeners, payload } => {
                 let call = payload_args(payload);
@@ -355,8 +379,12 @@ impl Shell {
             Action::SignedIn { .. } => {}
             Action::ServerError { code, message } => {
                 if refuses_client_events(&message) {
-                    self.typing.iter_mut().for_each(|(_, t)| t.client_events_refused());
-                    self.statuses.iter_mut().for_each(|(_, s)| s.client_events_refused());
+                    self.typing
+                        .iter_mut()
+                        .for_each(|(_, t)| t.client_events_refused());
+                    self.statuses
+                        .iter_mut()
+                        .for_each(|(_, s)| s.client_events_refused());
                 }
                 self.error(code, &message);
             }
@@ -418,7 +446,9 @@ impl Shell {
         if self.timer.map(|(_, at)| at) == due {
             return;
         }
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         if let Some((handle, _)) = self.timer.take() {
             window.clear_timeout_with_handle(handle);
         }
@@ -435,7 +465,8 @@ impl Shell {
 
     fn error(&mut self, code: Option<u16>, message: &str) {
         let code = code.map_or(JsValue::UNDEFINED, JsValue::from);
-        self.calls.push((self.hooks.error.clone(), args(&[&code, &message.into()])));
+        self.calls
+            .push((self.hooks.error.clone(), args(&[&code, &message.into()])));
     }
 
     // ---- listeners ----
@@ -457,7 +488,12 @@ impl Shell {
 
     /// Removes the listeners bound with `binding` on `channel`, only those calling `callback`
     /// when given (Echo's `stopListening(event, callback?)`).
-    pub(crate) fn unbind_matching(&mut self, channel: &str, binding: &Binding, callback: Option<&Function>) {
+    pub(crate) fn unbind_matching(
+        &mut self,
+        channel: &str,
+        binding: &Binding,
+        callback: Option<&Function>,
+    ) {
         for id in self.core.listeners(channel, binding) {
             let calls_it = |f: &Function| callback.is_none_or(|c| c == f);
             if self.callbacks.iter().any(|(l, f)| *l == id && calls_it(f)) || callback.is_none() {
@@ -480,7 +516,13 @@ impl Shell {
         });
     }
 
-    pub(crate) fn authorized(&mut self, channel: &str, socket_id: &str, auth: ChannelAuth, secret: Option<[u8; 32]>) {
+    pub(crate) fn authorized(
+        &mut self,
+        channel: &str,
+        socket_id: &str,
+        auth: ChannelAuth,
+        secret: Option<[u8; 32]>,
+    ) {
         if let Some(key) = secret {
             self.secrets.retain(|(name, _)| name != channel);
             self.secrets.push((channel.to_owned(), key));
@@ -498,8 +540,12 @@ impl Shell {
                     let status = AwayStatus::new(self.status_config, me, page_visible(), now);
                     self.statuses.push((channel.clone(), status));
                 }
-                let ids: Vec<String> =
-                    self.core.members(&channel).iter().map(|m| m.user_id.clone()).collect();
+                let ids: Vec<String> = self
+                    .core
+                    .members(&channel)
+                    .iter()
+                    .map(|m| m.user_id.clone())
+                    .collect();
                 if let Some(status) = self.status_mut(&channel) {
                     status.subscribed(ids.iter().map(String::as_str), now);
                 }
@@ -517,12 +563,20 @@ impl Shell {
                     typing.member_left(&user);
                 }
             }
-            Observed::Typing { channel, user, typing } => {
+            Observed::Typing {
+                channel,
+                user,
+                typing,
+            } => {
                 if let Some(machine) = self.typing_mut(&channel) {
                     machine.received(&user, typing, now);
                 }
             }
-            Observed::Status { channel, user, status } => {
+            Observed::Status {
+                channel,
+                user,
+                status,
+            } => {
                 if let Some(machine) = self.status_mut(&channel) {
                     machine.received(&user, status);
                 }
@@ -541,11 +595,17 @@ impl Shell {
     }
 
     fn status_mut(&mut self, channel: &str) -> Option<&mut AwayStatus> {
-        self.statuses.iter_mut().find(|(name, _)| name == channel).map(|(_, s)| s)
+        self.statuses
+            .iter_mut()
+            .find(|(name, _)| name == channel)
+            .map(|(_, s)| s)
     }
 
     fn typing_mut(&mut self, channel: &str) -> Option<&mut Typing> {
-        self.typing.iter_mut().find(|(name, _)| name == channel).map(|(_, t)| t)
+        self.typing
+            .iter_mut()
+            .find(|(name, _)| name == channel)
+            .map(|(_, t)| t)
     }
 
     /// The channel's typing machine, made on first use: own id from presence, else sign-in.
@@ -555,14 +615,19 @@ impl Shell {
         }
         let me = self.core.me(channel).map(|m| m.user_id.clone());
         let own = me.or_else(|| self.core.user_id().map(str::to_owned));
-        self.typing.push((channel.to_owned(), Typing::new(TypingConfig::default(), own)));
+        self.typing.push((
+            channel.to_owned(),
+            Typing::new(TypingConfig::default(), own),
+        ));
         let last = self.typing.len() - 1;
         &mut self.typing[last].1
     }
 
     pub(crate) fn typing_users(&self, channel: &str) -> Array {
         let typing = self.typing.iter().find(|(name, _)| name == channel);
-        typing.map_or_else(Array::new, |(_, t)| t.typing_users().map(JsValue::from).collect())
+        typing.map_or_else(Array::new, |(_, t)| {
+            t.typing_users().map(JsValue::from).collect()
+        })
     }
 
     /// `{userId: "online" | "away"}` of a presence channel's members.
@@ -646,7 +711,12 @@ impl Shell {
         if let Some(tabs) = &tabs {
             tabs.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         }
-        BadgeStore { badges, storage_key, tabs, _on_message: on_message }
+        BadgeStore {
+            badges,
+            storage_key,
+            tabs,
+            _on_message: on_message,
+        }
     }
 }
 
@@ -684,25 +754,45 @@ enum Observed {
     PresenceUp(String),
     Joined(String, String),
     Left(String, String),
-    Typing { channel: String, user: String, typing: bool },
-    Status { channel: String, user: String, status: Status },
-    Notification { id: String, category: String },
-    BadgeCount { category: String, count: u32 },
+    Typing {
+        channel: String,
+        user: String,
+        typing: bool,
+    },
+    Status {
+        channel: String,
+        user: String,
+        status: Status,
+    },
+    Notification {
+        id: String,
+        category: String,
+    },
+    BadgeCount {
+        category: String,
+        count: u32,
+    },
 }
 
 impl Observed {
     fn of(message: &ServerMessage<JsValue>) -> Option<Observed> {
         Some(match message {
-            ServerMessage::SubscriptionSucceeded { channel, presence: Some(_) } => {
-                Observed::PresenceUp(channel.clone())
-            }
-            ServerMessage::MemberAdded { channel, user_id, .. } => {
-                Observed::Joined(channel.clone(), user_id.clone())
-            }
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence: Some(_),
+            } => Observed::PresenceUp(channel.clone()),
+            ServerMessage::MemberAdded {
+                channel, user_id, ..
+            } => Observed::Joined(channel.clone(), user_id.clone()),
             ServerMessage::MemberRemoved { channel, user_id } => {
                 Observed::Left(channel.clone(), user_id.clone())
             }
-            ServerMessage::Event { channel, event, data, user_id } => {
+            ServerMessage::Event {
+                channel,
+                event,
+                data,
+                user_id,
+            } => {
                 // The server's user id on presence channels, else the one in the payload.
                 let user = || user_id.clone().or_else(|| id_string(&get(data, "user_id")));
                 match event.as_str() {
@@ -721,7 +811,10 @@ impl Observed {
                             .iter()
                             .find_map(|key| get(data, key).as_string())
                             .unwrap_or_else(|| "default".into());
-                        Observed::Notification { id: id_string(&get(data, "id"))?, category }
+                        Observed::Notification {
+                            id: id_string(&get(data, "id"))?,
+                            category,
+                        }
                     }
                     BADGE_COUNT_EVENT => Observed::BadgeCount {
                         category: get(data, "category").as_string()?,
