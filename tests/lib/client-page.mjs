@@ -15,17 +15,21 @@ export function startPageServer(options = {}) {
 
 /**
  * Opens the fixture page in `context` and creates `window.echo` with `options` on top of the
- * server's address. `user` ({id, info}) is who the auth endpoint says joins presence channels.
+ * server's address. `user` ({id, info}) is who the auth endpoints say joins presence channels
+ * and signs in; `sdk` signs (pass one with an encryption master key for encrypted channels).
  */
-export async function openEchoPage(context, server, { user = { id: '1', info: { name: 'one' } }, options = {} } = {}) {
+export async function openEchoPage(context, server, { user = { id: '1', info: { name: 'one' } }, options = {}, sdk } = {}) {
   const page = await strictPage(context);
-  const sdk = await serverSdk(server);
+  sdk ??= await serverSdk(server);
+  const form = (route) => new URLSearchParams(route.request().postData() ?? '');
   await page.route('**/broadcasting/auth', async (route) => {
-    const form = new URLSearchParams(route.request().postData() ?? '');
-    const channel = form.get('channel_name');
+    const channel = form(route).get('channel_name');
     const presence = channel.startsWith('presence-') ? { user_id: user.id, user_info: user.info } : undefined;
-    await route.fulfill({ json: sdk.authorizeChannel(form.get('socket_id'), channel, presence) });
+    await route.fulfill({ json: sdk.authorizeChannel(form(route).get('socket_id'), channel, presence) });
   });
+  await page.route('**/broadcasting/user-auth', (route) =>
+    route.fulfill({ json: sdk.authenticateUser(form(route).get('socket_id'), { id: user.id, user_info: user.info }) }),
+  );
   await page.goto(`${server.url}/`);
   await page.waitForFunction(() => window.Echo);
   await page.evaluate(

@@ -110,3 +110,60 @@ test('after the server is killed and restarted the page reconnects and resubscri
     await restarted.stop();
   }
 });
+
+test('encrypted private channels deliver what the server SDK encrypted, decrypted', async () => {
+  const { default: Pusher } = await import('pusher');
+  const encryptionMasterKeyBase64 = Buffer.alloc(32, 7).toString('base64');
+  const encrypting = new Pusher({
+    appId: server.app.id, key: server.app.key, secret: server.app.secret,
+    host: server.host, port: String(server.port), useTLS: false, encryptionMasterKeyBase64,
+  });
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server, { sdk: encrypting });
+  await listen(page, 'encryptedPrivate', 'vault', '.opened');
+  await until(page, () => window.subscribed.length === 1);
+  await encrypting.trigger('private-encrypted-vault', 'opened', { secret: 'é☃ 42' });
+  await until(page, () => window.got.length === 1);
+  assert.deepEqual(await page.evaluate(() => window.got), [{ secret: 'é☃ 42' }]);
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
+test('a signed-in user receives events sent to them', async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server, { user: { id: '42', info: {} } });
+  await page.evaluate(() => {
+    window.got = [];
+    window.echo.user.listen('.ping', (data) => window.got.push(data));
+    window.echo.signin();
+  });
+  await until(page, () => window.echo.user.id() === '42');
+  await retrySend(() => sdk.sendToUser('42', 'ping', { n: 1 }), page);
+  assert.deepEqual(await page.evaluate(() => window.got[0]), { n: 1 });
+  await context.close();
+});
+
+/** Sends until the page got something: the user channel subscribes just after sign-in. */
+async function retrySend(send, page) {
+  for (let i = 0; i < 20; i++) {
+    await send();
+    if (await page.evaluate(() => window.got.length > 0)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the user event never arrived');
+}
+
+test('the X-Socket-ID helpers: headers for the app, and a fetch interceptor for same-origin calls', async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server);
+  await until(page, () => window.echo.connectionStatus() === 'connected');
+  const sent = new Promise((resolve) => page.on('request', (r) => r.url().endsWith('/demo/config.json') && resolve(r.headers())));
+  const id = await page.evaluate(async () => {
+    window.echo.interceptFetch();
+    await fetch('/demo/config.json');
+    return window.echo.socketId();
+  });
+  assert.equal((await sent)['x-socket-id'], id);
+  assert.deepEqual(await page.evaluate(() => window.echo.socketIdHeaders()), { 'X-Socket-ID': id });
+  await context.close();
+});
