@@ -5,6 +5,7 @@
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
-pub use web::Connection;
+pub use web::Client;
 pub mod core;
 pub mod features;
+pub mod secretbox;
