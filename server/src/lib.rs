@@ -38,7 +38,7 @@ pub fn router(shared: Shared) -> Router {
         .merge(http_api::routes())
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
-        Some(assets) => router.merge(demo::routes(assets)),
+        Some(assets) => router.merge(demo::routes(assets, &shared)),
         None => router.fallback(http_api::not_found),
     };
     router.with_state(shared)
