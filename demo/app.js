@@ -169,7 +169,9 @@ function startChat(echo, api, me) {
       dot.setAttribute('aria-hidden', 'true');
       const name = el('span', 'member-name', member.id === me.id ? `${member.name} (you)` : member.name);
       name.style.color = member.color;
-      item.append(dot, name, el('span', 'visually-hidden', `, ${status}`));
+      item.append(dot, name);
+      if (status === 'away') item.append(el('span', 'member-status', 'away'));
+      else item.append(el('span', 'visually-hidden', ', online'));
       list.append(item);
     }
     $('chat-count').textContent = `${members.size} here`;
@@ -341,7 +343,13 @@ function startHall(echo, api, me) {
     const seat = seats.get(label);
     $('seat-status').textContent = '';
     try {
-      if (seat.state === 'held' && seat.by.id === me.id) {
+      if (seat.state === 'sold') {
+        $('seat-status').textContent = `Seat ${label} is sold.`;
+      } else if (seat.state === 'held' && seat.by.id !== me.id) {
+        // Taken as far as this page knows: no point asking to hold it, ask to hear when it frees.
+        renderSeat(await api('POST', `/demo/api/seats/${label}/watch`));
+        $('seat-status').textContent = `Seat ${label} is held by ${seat.by.name}: you will be notified if it frees up.`;
+      } else if (seat.state === 'held') {
         renderSeat(await api('DELETE', `/demo/api/seats/${label}/hold`));
         $('seat-status').textContent = `Released ${label}.`;
       } else {

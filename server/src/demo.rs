@@ -94,6 +94,7 @@ fn api(demo: Arc<Demo>) -> Router<Shared> {
         .route("/demo/api/seats", get(seats::list))
         .route("/demo/api/seats/buy", post(seats::buy))
         .route("/demo/api/seats/{seat}/hold", post(seats::hold).delete(seats::release))
+        .route("/demo/api/seats/{seat}/watch", post(seats::watch))
         .route("/demo/api/{*rest}", any(|| async { DemoError::new(StatusCode::NOT_FOUND, "Not found") }))
         .with_state(demo)
 }

@@ -1,6 +1,6 @@
 //! The demo's event hall: 12 rows of 20 seats, and the server is the only judge of who holds
-//! what. Holding a free seat wins or answers 409 with its holder (and remembers that the loser
-//! wanted it, to tell them when it frees); holds show live on the hall's presence channel; they
+//! what. Holding a free seat wins or answers 409 with its holder; the loser, or anyone who asks
+//! to watch a held seat, is told when it frees. Holds show live on the hall's presence channel; they
 //! end when bought, released, after [`HOLD_FOR`], or when the holder has been out of the hall's
 //! presence channel for [`ABSENCE_GRACE`] (page closed, connection gone), checked by a clock.
 
@@ -101,9 +101,7 @@ impl Hall {
             Seat::Held { by, .. } if by.id == who.id => return Ok(()),
             Seat::Held { by, .. } | Seat::Sold { by } => {
                 let error = taken(by, if matches!(self.seats[index], Seat::Sold { .. }) { "sold to" } else { "held by" });
-                if !self.wanted[index].contains(&who.id) {
-                    self.wanted[index].push(who.id.clone());
-                }
+                self.want(index, &who.id);
                 return Err(error);
             }
             Seat::Free => {}
@@ -117,6 +115,14 @@ impl Hall {
         self.seats[index] = Seat::Held { by: who.clone(), until: now + HOLD_FOR, warned: false };
         self.wanted[index].retain(|id| *id != who.id);
         Ok(())
+    }
+
+    /// Remembers that `user_id` wants held seat `index`, to tell them when it frees.
+    fn want(&mut self, index: usize, user_id: &str) {
+        let held = matches!(self.seats[index], Seat::Held { .. });
+        if held && !self.wanted[index].iter().any(|id| id == user_id) {
+            self.wanted[index].push(user_id.to_string());
+        }
     }
 
     /// Frees seat `index`; tells whoever wanted it (but `freed_by`) that it is free again.
@@ -219,6 +225,20 @@ pub async fn hold(
     Ok(Json(hall.view(index, now)))
 }
 
+/// `POST /demo/api/seats/{seat}/watch` -> the seat: a visitor who sees it held asks to be told
+/// when it frees (holding it would only be refused).
+pub async fn watch(
+    State(demo): State<Arc<Demo>>,
+    Path(seat): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, DemoError> {
+    let who = demo.visitor(&headers)?;
+    let index = index_of(&seat)?;
+    let mut hall = lock(&demo.hall);
+    hall.want(index, &who.id);
+    Ok(Json(hall.view(index, Instant::now())))
+}
+
 /// `DELETE /demo/api/seats/{seat}/hold`: the holder gives a seat back.
 pub async fn release(
     State(demo): State<Arc<Demo>>,
@@ -283,9 +303,16 @@ mod tests {
         let refused = hall.hold(5, &bob, now).unwrap_err();
         assert_eq!(refused.0, StatusCode::CONFLICT);
         assert!(refused.1.contains("held by ANA"));
+        hall.hold(6, &ana, now).unwrap();
+        hall.want(6, "bob");
+        hall.want(6, "bob");
+        hall.want(7, "bob"); // free: nothing to wait for
         let mut notices = Vec::new();
         hall.free(5, "ana", &mut notices);
-        assert_eq!(notices, vec![("bob".to_string(), "seat", "Seat A6 you wanted is free again".to_string())]);
+        hall.free(6, "ana", &mut notices);
+        hall.free(7, "ana", &mut notices);
+        let told: Vec<&str> = notices.iter().map(|n| n.2.as_str()).collect();
+        assert_eq!(told, ["Seat A6 you wanted is free again", "Seat A7 you wanted is free again"]);
         hall.hold(5, &bob, now).unwrap();
     }
 
