@@ -116,7 +116,7 @@ test('two people chat both ways, see each other typing and away, and a mention r
   await anaTab2.locator('#bell').click();
   await anaTab2.locator('#notification-list li').first().waitFor();
   assert.match(await anaTab2.locator('#notification-list li').first().textContent(), /Bob mentioned you/);
-  await anaTab2.screenshot({ path: path.join(artifacts, 'demo-bell.png'), clip: { x: 760, y: 0, width: 520, height: 300 } });
+  await anaTab2.screenshot({ path: path.join(artifacts, 'demo-bell.png'), clip: { x: 680, y: 0, width: 600, height: 300 } });
   await anaTab2.getByRole('button', { name: /^Mark read/ }).click();
   await until(ana, () => document.querySelector('#badge').hidden);
   await until(anaTab2, () => document.querySelector('#badge').hidden);
@@ -238,6 +238,8 @@ test('the server restarted mid-chat: the indicator shows reconnecting, then conn
       assert.deepEqual(page.problems.filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p)), []);
     }
     await shot(bob, 'page');
+    await bob.setViewportSize({ width: 390, height: 844 });
+    await bob.screenshot({ path: path.join(artifacts, 'demo-phone.png'), fullPage: true });
   } finally {
     await anaContext.close();
     await bobContext.close();
