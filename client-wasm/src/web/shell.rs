@@ -495,8 +495,7 @@ impl Shell {
         callback: Option<&Function>,
     ) {
         for id in self.core.listeners(channel, binding) {
-            let calls_it = |f: &Function| callback.is_none_or(|c| c == f);
-            if self.callbacks.iter().any(|(l, f)| *l == id && calls_it(f)) || callback.is_none() {
+            if callback.is_none_or(|c| self.callbacks.iter().any(|(l, f)| *l == id && f == c)) {
                 self.unbind(id);
             }
         }
