@@ -1,17 +1,57 @@
 // Bundles the TypeScript layer with the wasm-bindgen glue into dist/, next to the .wasm
-// (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`).
+// (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`), the React and Vue
+// bindings on top of it, and the declarations of all three entries.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
-mkdirSync('dist', { recursive: true });
-await build({
-  entryPoints: { index: 'src/index.ts' },
-  outdir: 'dist',
-  bundle: true,
-  format: 'esm',
-  target: 'es2020',
-  minify: true,
-  sourcemap: true,
-  logLevel: 'warning',
-});
+rmSync('dist', { recursive: true, force: true });
+mkdirSync('dist/types/wasm', { recursive: true });
+
+const common = { bundle: true, format: 'esm', target: 'es2020', sourcemap: true, logLevel: 'warning' };
+
+// The bindings import the Echo class from the built entry next to them, so an app holds one copy.
+const sharedEntry = {
+  name: 'shared-entry',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/index$/ }, () => ({ path: './index.js', external: true }));
+  },
+};
+
+// Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
+// .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
+// (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
+// and plain pages get the lean entries, with the .wasm as a file.
+const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
+const inlineWasm = {
+  name: 'inline-wasm',
+  setup(build) {
+    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
+      const glue = readFileSync(path, 'utf8');
+      if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
+      const bytes = readFileSync('wasm/overtone_bg.wasm').toString('base64');
+      return { contents: glue.replace(WASM_URL, `new URL('data:application/wasm;base64,${bytes}')`), loader: 'js' };
+    });
+  },
+};
+
+for (const [outdir, minify, wasmPlugins] of [['dist', true, []], ['dist/dev', false, [inlineWasm]]]) {
+  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: wasmPlugins });
+  await build({
+    ...common,
+    outdir,
+    minify,
+    entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts' },
+    external: ['react', 'vue'],
+    plugins: [sharedEntry],
+  });
+}
+
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
+execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+// wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
+// without skipLibCheck whatever their own `lib` setting.
+writeFileSync(
+  'dist/types/wasm/overtone.d.ts',
+  `/// <reference lib="esnext.disposable" />\n${readFileSync('wasm/overtone.d.ts', 'utf8')}`,
+);

@@ -1,6 +1,7 @@
 // Prints what an app ships for Overtone (the wasm, the glue + TypeScript layer, and each
-// framework binding on top) in gzip -9 and brotli bytes, and fails when the core bundle is
-// over the budget: laravel-echo + pusher-js bundled and minified, 21.7 KB gzip -9.
+// framework binding on top) in gzip -9 and brotli bytes, and fails when any of them is over the
+// budget: laravel-echo + pusher-js bundled and minified, 21.7 KB gzip -9 — with React or Vue
+// bindings too, which laravel-echo users add on top of that (@laravel/echo-react, -vue).
 import { readFileSync, existsSync } from 'node:fs';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
 
@@ -12,10 +13,13 @@ const brotli = (buf) =>
 
 /** Compressed sizes of a set of files, each compressed on its own as a server would send it. */
 function measure(files) {
-  const present = files.filter((f) => existsSync(f));
-  const bufs = present.map((f) => readFileSync(f));
+  const missing = files.filter((f) => !existsSync(f));
+  if (missing.length > 0) {
+    console.error(`not built: ${missing.join(', ')} (run build_package)`);
+    process.exit(1);
+  }
+  const bufs = files.map((f) => readFileSync(f));
   return {
-    files: present,
     raw: bufs.reduce((n, b) => n + b.length, 0),
     gzip: bufs.reduce((n, b) => n + gzip(b), 0),
     brotli: bufs.reduce((n, b) => n + brotli(b), 0),
@@ -27,9 +31,7 @@ const rows = [
   ['wasm', measure(['dist/overtone_bg.wasm'])],
   ['glue + layer (js)', measure(['dist/index.js'])],
   ['overtone (wasm + js)', measure(core)],
-  ...['react', 'vue']
-    .filter((binding) => existsSync(`dist/${binding}.js`))
-    .map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
+  ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
 ];
 
 const kb = (n) => `${(n / 1000).toFixed(1)} KB`;
@@ -37,9 +39,10 @@ console.log('what an app ships'.padEnd(24), 'raw'.padStart(10), 'gzip -9'.padSta
 for (const [name, m] of rows) {
   console.log(name.padEnd(24), kb(m.raw).padStart(10), kb(m.gzip).padStart(10), kb(m.brotli).padStart(10));
 }
-const total = rows[2][1].gzip;
-console.log(`budget: ${kb(total)} of ${kb(BUDGET_GZIP)} gzip -9 (laravel-echo + pusher-js)`);
-if (total > BUDGET_GZIP) {
-  console.error('over the size budget');
+const largest = Math.max(...rows.map(([, m]) => m.gzip));
+console.log(`budget: largest ${kb(largest)} of ${kb(BUDGET_GZIP)} gzip -9 (laravel-echo + pusher-js)`);
+const over = rows.filter(([, m]) => m.gzip > BUDGET_GZIP).map(([name]) => name);
+if (over.length > 0) {
+  console.error(`over the size budget: ${over.join(', ')}`);
   process.exit(1);
 }

@@ -33,7 +33,10 @@ impl ChannelType {
         } else {
             (ChannelKind::Public, name)
         };
-        ChannelType { kind, cache: rest.starts_with("cache-") }
+        ChannelType {
+            kind,
+            cache: rest.starts_with("cache-"),
+        }
     }
 
     /// Whether subscribing needs a signature from the app's auth endpoint.
@@ -83,7 +86,11 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_CHANNEL_NAME_LEN {
         return Err(NameError::TooLong);
     }
-    let body = if name.starts_with(SERVER_TO_USER_PREFIX) { &name[1..] } else { name };
+    let body = if name.starts_with(SERVER_TO_USER_PREFIX) {
+        &name[1..]
+    } else {
+        name
+    };
     if body.bytes().all(is_name_byte) {
         Ok(())
     } else {
@@ -107,7 +114,11 @@ mod tests {
             ("private-chat.1", ChannelKind::Private, false),
             ("private-cache-x", ChannelKind::Private, true),
             ("private-encrypted-x", ChannelKind::PrivateEncrypted, false),
-            ("private-encrypted-cache-x", ChannelKind::PrivateEncrypted, true),
+            (
+                "private-encrypted-cache-x",
+                ChannelKind::PrivateEncrypted,
+                true,
+            ),
             ("presence-room", ChannelKind::Presence, false),
             ("presence-cache-room", ChannelKind::Presence, true),
             ("#server-to-user-42", ChannelKind::ServerToUser, false),

@@ -88,7 +88,12 @@ mod tests {
         let auth = auth_token(KEY, SECRET, &msg);
         assert!(verify_auth_token(KEY, SECRET, &msg, &auth));
         assert!(!verify_auth_token("other", SECRET, &msg, &auth));
-        assert!(!verify_auth_token(KEY, SECRET, "1234.1235:private-foobar", &auth));
+        assert!(!verify_auth_token(
+            KEY,
+            SECRET,
+            "1234.1235:private-foobar",
+            &auth
+        ));
         assert!(!verify_auth_token(KEY, SECRET, &msg, "nocolon"));
         assert!(!verify_auth_token(KEY, SECRET, &msg, &format!("{KEY}:zz")));
     }
@@ -130,6 +135,9 @@ mod tests {
 
     #[test]
     fn user_signin_message() {
-        assert_eq!(user_auth_message("1.2", r#"{"id":"7"}"#), r#"1.2::user::{"id":"7"}"#);
+        assert_eq!(
+            user_auth_message("1.2", r#"{"id":"7"}"#),
+            r#"1.2::user::{"id":"7"}"#
+        );
     }
 }

@@ -21,32 +21,48 @@ fn fanout(c: &mut Criterion) {
         let mut queues: Vec<mpsc::Receiver<Utf8Bytes>> = (0..subscribers)
             .map(|i| {
                 let (tx, rx) = mpsc::channel(1024);
-                let conn = ConnectionHandle::new(SocketId::from(format!("1.{i}").as_str()), tx, Arc::new(Closer::default()));
-                registry.subscribe("orders", &conn, None, 100).expect("fresh subscriber");
+                let conn = ConnectionHandle::new(
+                    SocketId::from(format!("1.{i}").as_str()),
+                    tx,
+                    Arc::new(Closer::default()),
+                );
+                registry
+                    .subscribe("orders", &conn, None, 100)
+                    .expect("fresh subscriber");
                 rx
             })
             .collect();
         let data = r#"{"order":{"id":12345,"status":"shipped","items":3}}"#;
         group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_function(BenchmarkId::new("one_event_to_subscribers", subscribers), |b| {
-            b.iter_custom(|iterations| {
-                let mut measured = Duration::ZERO;
-                let mut left = iterations;
-                while left > 0 {
-                    let batch = left.min(PUBLISHES_PER_DRAIN);
-                    let start = Instant::now();
-                    for _ in 0..batch {
-                        let out = frame::channel_event("orders", "App\\Events\\OrderShipped", data, None);
-                        let delivered = registry.publish("orders", &out, None);
-                        assert_eq!(delivered, subscribers);
+        group.bench_function(
+            BenchmarkId::new("one_event_to_subscribers", subscribers),
+            |b| {
+                b.iter_custom(|iterations| {
+                    let mut measured = Duration::ZERO;
+                    let mut left = iterations;
+                    while left > 0 {
+                        let batch = left.min(PUBLISHES_PER_DRAIN);
+                        let start = Instant::now();
+                        for _ in 0..batch {
+                            let out = frame::channel_event(
+                                "orders",
+                                "App\\Events\\OrderShipped",
+                                data,
+                                None,
+                            );
+                            let delivered = registry.publish("orders", &out, None);
+                            assert_eq!(delivered, subscribers);
+                        }
+                        measured += start.elapsed();
+                        queues
+                            .iter_mut()
+                            .for_each(|q| while q.try_recv().is_ok() {});
+                        left -= batch;
                     }
-                    measured += start.elapsed();
-                    queues.iter_mut().for_each(|q| while q.try_recv().is_ok() {});
-                    left -= batch;
-                }
-                measured
-            })
-        });
+                    measured
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -9,9 +9,16 @@ fn parse(c: &mut Criterion) {
     let whisper = r#"{"event":"client-typing","channel":"private-chat.7","data":{"name":"Ann","typing":true}}"#;
     let ping = r#"{"event":"pusher:ping","data":{}}"#;
 
-    c.bench_function("parse/ping", |b| b.iter(|| ClientFrame::parse(black_box(ping)).unwrap().event.len()));
+    c.bench_function("parse/ping", |b| {
+        b.iter(|| ClientFrame::parse(black_box(ping)).unwrap().event.len())
+    });
     c.bench_function("parse/client_event", |b| {
-        b.iter(|| ClientFrame::parse(black_box(whisper)).unwrap().data.map(|d| d.get().len()))
+        b.iter(|| {
+            ClientFrame::parse(black_box(whisper))
+                .unwrap()
+                .data
+                .map(|d| d.get().len())
+        })
     });
     c.bench_function("parse/subscribe_with_data", |b| {
         b.iter(|| {

@@ -42,7 +42,11 @@ pub struct Closer {
 impl Closer {
     /// Asks for a close; the first code asked for wins.
     pub fn close(&self, code: u16) {
-        if self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             self.notify.notify_waiters();
         }
     }
@@ -62,7 +66,11 @@ impl Closer {
 
 impl ConnectionHandle {
     pub fn new(socket_id: SocketId, outbox: mpsc::Sender<Utf8Bytes>, closer: Arc<Closer>) -> Self {
-        ConnectionHandle { socket_id, outbox, closer }
+        ConnectionHandle {
+            socket_id,
+            outbox,
+            closer,
+        }
     }
 
     /// Queues a frame without waiting; a full queue closes the connection with 4100.
@@ -110,7 +118,17 @@ impl Channel {
     }
 
     fn cached(&self) -> Option<&Utf8Bytes> {
-        self.cached.as_ref().filter(|c| c.at.elapsed() < CACHE_TTL).map(|c| &c.frame)
+        self.cached
+            .as_ref()
+            .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .map(|c| &c.frame)
+    }
+
+    fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            subscriptions: self.subscribers.len(),
+            users: self.members.len(),
+        }
     }
 
     /// Nothing here worth keeping: no subscriber and no live cached event.
@@ -132,6 +150,17 @@ pub enum SubscribeError {
 pub struct Occupancy {
     pub subscriptions: usize,
     pub users: usize,
+}
+
+/// What one subscribe or unsubscribe changed, for subscription counts and webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The channel's counts afterwards.
+    pub occupancy: Occupancy,
+    /// A presence member joined (their first connection) or left (their last).
+    pub member: bool,
+    /// A cache channel had nothing to replay.
+    pub cache_miss: bool,
 }
 
 /// One occupied channel, as the HTTP API lists it.
@@ -158,10 +187,7 @@ impl ChannelRegistry {
         conn: &ConnectionHandle,
         member: Option<&Member>,
         max_members: usize,
-    ) -> Result<Occupancy, SubscribeError> {
-        if self.is_subscribed(channel, &conn.socket_id) {
-            return Err(SubscribeError::AlreadySubscribed);
-        }
+    ) -> Result<Change, SubscribeError> {
         let mut entry = self.channels.entry(Arc::from(channel)).or_default();
         let ch = entry.value_mut();
         if ch.subscribers.contains_key(&conn.socket_id) {
@@ -174,45 +200,69 @@ impl ChannelRegistry {
                 return Err(SubscribeError::MemberLimit);
             }
         }
-        let subscriber = Subscriber { conn: conn.clone(), user_id: member.map(|m| m.user_id.clone()) };
+        let subscriber = Subscriber {
+            conn: conn.clone(),
+            user_id: member.map(|m| m.user_id.clone()),
+        };
         ch.subscribers.insert(conn.socket_id.clone(), subscriber);
-        match member {
+        let joined = match member {
             Some(member) => {
-                if ch.members.join(member) {
-                    let added = frame::member_added(channel, &member.user_id, member.user_info.get());
+                let joined = ch.members.join(member);
+                if joined {
+                    let added =
+                        frame::member_added(channel, &member.user_id, member.user_info.get());
                     ch.broadcast(&added, Some(&conn.socket_id));
                 }
-                conn.send(frame::subscription_succeeded(channel, &ch.members.subscription_data()));
+                conn.send(frame::subscription_succeeded(
+                    channel,
+                    &ch.members.subscription_data(),
+                ));
+                joined
             }
             None => {
                 conn.send(frame::subscription_succeeded(channel, "{}"));
+                false
             }
-        }
+        };
+        let mut cache_miss = false;
         if ChannelType::of(channel).cache {
             conn.send(match ch.cached() {
                 Some(event) => event.clone(),
-                None => frame::cache_miss(channel),
+                None => {
+                    cache_miss = true;
+                    frame::cache_miss(channel)
+                }
             });
         }
-        Ok(Occupancy { subscriptions: ch.subscribers.len(), users: ch.members.len() })
+        Ok(Change {
+            occupancy: ch.occupancy(),
+            member: joined,
+            cache_miss,
+        })
     }
 
     /// Unsubscribes; announces a presence member's last connection leaving to the others.
-    /// Returns the channel's occupancy afterwards, or None if `socket_id` was not subscribed.
-    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Option<Occupancy> {
-        let occupancy = {
+    /// Returns what changed, or None if `socket_id` was not subscribed.
+    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Option<Change> {
+        let change = {
             let mut entry = self.channels.get_mut(channel)?;
             let ch = entry.value_mut();
             let subscriber = ch.subscribers.remove(socket_id)?;
-            if let Some(user_id) = subscriber.user_id {
-                if ch.members.leave(&user_id) {
+            let left = subscriber.user_id.is_some_and(|user_id| {
+                let left = ch.members.leave(&user_id);
+                if left {
                     ch.broadcast(&frame::member_removed(channel, &user_id), None);
                 }
+                left
+            });
+            Change {
+                occupancy: ch.occupancy(),
+                member: left,
+                cache_miss: false,
             }
-            Occupancy { subscriptions: ch.subscribers.len(), users: ch.members.len() }
         };
         self.drop_if_idle(channel);
-        Some(occupancy)
+        Some(change)
     }
 
     fn drop_if_idle(&self, channel: &str) {
@@ -220,15 +270,27 @@ impl ChannelRegistry {
     }
 
     pub fn is_subscribed(&self, channel: &str, socket_id: &SocketId) -> bool {
-        self.channels.get(channel).is_some_and(|c| c.subscribers.contains_key(socket_id))
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.subscribers.contains_key(socket_id))
     }
 
     /// Subscriptions and presence members of a channel (zeros when nobody is there).
     pub fn occupancy(&self, channel: &str) -> Occupancy {
-        self.channels.get(channel).map_or(Occupancy { subscriptions: 0, users: 0 }, |c| Occupancy {
-            subscriptions: c.subscribers.len(),
-            users: c.members.len(),
-        })
+        self.channels.get(channel).map_or(
+            Occupancy {
+                subscriptions: 0,
+                users: 0,
+            },
+            |c| c.occupancy(),
+        )
+    }
+
+    /// Whether `user_id` is a member of the presence channel.
+    pub fn has_member(&self, channel: &str, user_id: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.members.contains(user_id))
     }
 
     /// The user ids of a presence channel's members.
@@ -254,7 +316,7 @@ impl ChannelRegistry {
             .filter(|e| !e.subscribers.is_empty() && e.key().starts_with(prefix))
             .map(|e| ChannelSummary {
                 name: e.key().clone(),
-                occupancy: Occupancy { subscriptions: e.subscribers.len(), users: e.members.len() },
+                occupancy: e.occupancy(),
             })
             .collect()
     }
@@ -264,7 +326,10 @@ impl ChannelRegistry {
     pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) -> usize {
         if ChannelType::of(channel).cache {
             let mut entry = self.channels.entry(Arc::from(channel)).or_default();
-            entry.cached = Some(CachedEvent { frame: frame.clone(), at: Instant::now() });
+            entry.cached = Some(CachedEvent {
+                frame: frame.clone(),
+                at: Instant::now(),
+            });
             return entry.broadcast(frame, except);
         }
         match self.channels.get(channel) {
@@ -283,15 +348,27 @@ impl ChannelRegistry {
 mod tests {
     use super::*;
 
-    fn connection(id: &str, capacity: usize) -> (ConnectionHandle, mpsc::Receiver<Utf8Bytes>, Arc<Closer>) {
+    fn connection(
+        id: &str,
+        capacity: usize,
+    ) -> (ConnectionHandle, mpsc::Receiver<Utf8Bytes>, Arc<Closer>) {
         let (tx, rx) = mpsc::channel(capacity);
         let closer = Arc::new(Closer::default());
-        (ConnectionHandle::new(SocketId::from(id), tx, closer.clone()), rx, closer)
+        (
+            ConnectionHandle::new(SocketId::from(id), tx, closer.clone()),
+            rx,
+            closer,
+        )
     }
 
     fn events(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|f| serde_json::from_str::<serde_json::Value>(&f).unwrap()["event"].as_str().unwrap().to_owned())
+            .map(|f| {
+                serde_json::from_str::<serde_json::Value>(&f).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -302,11 +379,17 @@ mod tests {
         let (b, mut rb, _) = connection("1.2", 8);
         registry.subscribe("chat", &a, None, 100).unwrap();
         registry.subscribe("chat", &b, None, 100).unwrap();
-        assert_eq!(registry.subscribe("chat", &b, None, 100), Err(SubscribeError::AlreadySubscribed));
+        assert_eq!(
+            registry.subscribe("chat", &b, None, 100),
+            Err(SubscribeError::AlreadySubscribed)
+        );
         let out = frame::channel_event("chat", "msg", "{}", None);
         assert_eq!(registry.publish("chat", &out, Some(&a.socket_id)), 1);
         assert_eq!(events(&mut ra), ["pusher_internal:subscription_succeeded"]);
-        assert_eq!(events(&mut rb), ["pusher_internal:subscription_succeeded", "msg"]);
+        assert_eq!(
+            events(&mut rb),
+            ["pusher_internal:subscription_succeeded", "msg"]
+        );
         assert!(registry.unsubscribe("chat", &a.socket_id).is_some());
         assert!(registry.unsubscribe("chat", &a.socket_id).is_none());
         assert!(registry.unsubscribe("chat", &b.socket_id).is_some());
@@ -322,19 +405,51 @@ mod tests {
         let (a1, _ra1, _) = connection("1.2", 16);
         let (a2, _ra2, _) = connection("1.3", 16);
         let (b1, _rb1, _) = connection("1.4", 16);
-        registry.subscribe("presence-x", &watcher, Some(&bob), 2).unwrap();
-        registry.subscribe("presence-x", &a1, Some(&alice), 2).unwrap();
-        registry.subscribe("presence-x", &a2, Some(&alice), 2).unwrap();
-        assert_eq!(registry.occupancy("presence-x"), Occupancy { subscriptions: 3, users: 2 });
+        registry
+            .subscribe("presence-x", &watcher, Some(&bob), 2)
+            .unwrap();
+        let first = registry.subscribe("presence-x", &a1, Some(&alice), 2);
+        assert!(first.unwrap().member, "alice's first connection joins");
+        let second = registry.subscribe("presence-x", &a2, Some(&alice), 2);
+        assert!(
+            !second.unwrap().member,
+            "alice's second connection does not"
+        );
+        assert_eq!(
+            registry.occupancy("presence-x"),
+            Occupancy {
+                subscriptions: 3,
+                users: 2
+            }
+        );
         let carol = Member::from_channel_data(r#"{"user_id":"c"}"#, 1024).unwrap();
         let (c1, _rc1, _) = connection("1.5", 16);
-        assert_eq!(registry.subscribe("presence-x", &c1, Some(&carol), 2), Err(SubscribeError::MemberLimit));
-        registry.subscribe("presence-x", &b1, Some(&bob), 2).unwrap();
-        registry.unsubscribe("presence-x", &a1.socket_id);
-        registry.unsubscribe("presence-x", &a2.socket_id);
+        assert_eq!(
+            registry.subscribe("presence-x", &c1, Some(&carol), 2),
+            Err(SubscribeError::MemberLimit)
+        );
+        registry
+            .subscribe("presence-x", &b1, Some(&bob), 2)
+            .unwrap();
+        assert!(
+            !registry
+                .unsubscribe("presence-x", &a1.socket_id)
+                .unwrap()
+                .member
+        );
+        assert!(
+            registry
+                .unsubscribe("presence-x", &a2.socket_id)
+                .unwrap()
+                .member
+        );
         assert_eq!(
             events(&mut rw),
-            ["pusher_internal:subscription_succeeded", "pusher_internal:member_added", "pusher_internal:member_removed"]
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher_internal:member_added",
+                "pusher_internal:member_removed"
+            ]
         );
     }
 
@@ -342,15 +457,38 @@ mod tests {
     fn cache_channels_replay_the_last_event_or_report_a_miss() {
         let registry = ChannelRegistry::default();
         let (a, mut ra, _) = connection("1.1", 8);
-        registry.subscribe("cache-x", &a, None, 100).unwrap();
+        assert!(
+            registry
+                .subscribe("cache-x", &a, None, 100)
+                .unwrap()
+                .cache_miss
+        );
         registry.unsubscribe("cache-x", &a.socket_id);
-        registry.publish("cache-x", &frame::channel_event("cache-x", "first", "1", None), None);
-        registry.publish("cache-x", &frame::channel_event("cache-x", "last", "2", None), None);
+        registry.publish(
+            "cache-x",
+            &frame::channel_event("cache-x", "first", "1", None),
+            None,
+        );
+        registry.publish(
+            "cache-x",
+            &frame::channel_event("cache-x", "last", "2", None),
+            None,
+        );
         registry.sweep_expired_cache();
-        registry.subscribe("cache-x", &a, None, 100).unwrap();
+        assert!(
+            !registry
+                .subscribe("cache-x", &a, None, 100)
+                .unwrap()
+                .cache_miss
+        );
         assert_eq!(
             events(&mut ra),
-            ["pusher_internal:subscription_succeeded", "pusher:cache_miss", "pusher_internal:subscription_succeeded", "last"]
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher:cache_miss",
+                "pusher_internal:subscription_succeeded",
+                "last"
+            ]
         );
     }
 
@@ -359,8 +497,14 @@ mod tests {
         let registry = ChannelRegistry::default();
         let (a, _ra, closer) = connection("1.1", 1);
         registry.subscribe("chat", &a, None, 100).unwrap();
-        assert_eq!(registry.publish("chat", &frame::channel_event("chat", "e", "1", None), None), 0);
-        let code = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(closer.closed());
+        assert_eq!(
+            registry.publish("chat", &frame::channel_event("chat", "e", "1", None), None),
+            0
+        );
+        let code = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(closer.closed());
         assert_eq!(code, overtone_protocol::codes::OVER_CAPACITY);
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::webhooks::WebhookConfig;
+
 const DEFAULT_APP_ID: &str = "app-id";
 const DEFAULT_APP_KEY: &str = "app-key";
 const DEFAULT_APP_SECRET: &str = "app-secret";
@@ -93,6 +95,12 @@ pub struct AppConfig {
     pub max_channels_per_event: usize,
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
+    /// Endpoints that get Pusher-style webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Channel authorization by the server itself (`/broadcasting/auth`); see [`crate::authz`].
+    #[serde(default)]
+    pub authz: Option<crate::authz::AuthzConfig>,
 }
 
 fn yes() -> bool {
@@ -135,6 +143,8 @@ impl AppConfig {
             max_event_bytes: default_max_event_bytes(),
             max_channels_per_event: default_max_channels_per_event(),
             max_batch_size: default_max_batch_size(),
+            webhooks: Vec::new(),
+            authz: None,
         }
     }
 
@@ -145,16 +155,22 @@ impl AppConfig {
         }
         let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
         });
         self.allowed_origins.iter().any(|allowed| {
             allowed == "*"
                 || allowed.eq_ignore_ascii_case(origin)
                 || allowed.eq_ignore_ascii_case(host)
                 || allowed.strip_prefix("*.").is_some_and(|domain| {
+                    // Bytes, not str slices: a cut inside a multi-byte character cannot panic.
+                    let (host, domain) = (host.as_bytes(), domain.as_bytes());
                     host.len() > domain.len() + 1
                         && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
-                        && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+                        && host[host.len() - domain.len() - 1] == b'.'
                 })
         })
     }
@@ -224,14 +240,18 @@ impl ServeArgs {
         let host = match self.host.or(file.server.host) {
             Some(host) => host,
             None => match env("REVERB_SERVER_HOST") {
-                Some(h) => h.parse().map_err(|_| format!("REVERB_SERVER_HOST={h} is not an IP address"))?,
+                Some(h) => h
+                    .parse()
+                    .map_err(|_| format!("REVERB_SERVER_HOST={h} is not an IP address"))?,
                 None => DEFAULT_HOST,
             },
         };
         let port = match self.port.or(file.server.port) {
             Some(port) => port,
             None => match env("REVERB_SERVER_PORT") {
-                Some(p) => p.parse().map_err(|_| format!("REVERB_SERVER_PORT={p} is not a port"))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| format!("REVERB_SERVER_PORT={p} is not a port"))?,
                 None => DEFAULT_PORT,
             },
         };
@@ -294,13 +314,20 @@ fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
 fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
     for (i, app) in apps.iter().enumerate() {
         if app.id.is_empty() || app.key.is_empty() || app.secret.is_empty() {
-            return Err(format!("app #{} needs a non-empty id, key and secret", i + 1));
+            return Err(format!(
+                "app #{} needs a non-empty id, key and secret",
+                i + 1
+            ));
         }
         if apps[..i].iter().any(|other| other.id == app.id) {
             return Err(format!("two apps have the id {:?}", app.id));
         }
         if apps[..i].iter().any(|other| other.key == app.key) {
             return Err(format!("two apps have the key {:?}", app.key));
+        }
+        for hook in &app.webhooks {
+            hook.validate()
+                .map_err(|e| format!("app {:?}: {e}", app.id))?;
         }
     }
     Ok(())
@@ -329,12 +356,15 @@ mod tests {
         assert!(second.enabled && second.client_events);
         assert_eq!(second.max_presence_members, 100);
         assert_eq!(second.max_user_info_bytes, 1024);
+        assert_eq!(second.webhooks.len(), 1);
         validate_apps(&file.apps).unwrap();
     }
 
     #[test]
     fn unknown_fields_are_errors() {
-        let err = toml::from_str::<ConfigFile>("[[apps]]\nid='a'\nkey='b'\nsecret='c'\nclient_event=true\n");
+        let err = toml::from_str::<ConfigFile>(
+            "[[apps]]\nid='a'\nkey='b'\nsecret='c'\nclient_event=true\n",
+        );
         assert!(err.unwrap_err().to_string().contains("client_event"));
     }
 
@@ -348,7 +378,11 @@ mod tests {
     fn origin_rules() {
         let mut app = AppConfig::new("a", "k", "s");
         assert!(app.allows_origin("https://anything.example"));
-        app.allowed_origins = vec!["https://app.test".into(), "admin.test".into(), "*.corp.test".into()];
+        app.allowed_origins = vec![
+            "https://app.test".into(),
+            "admin.test".into(),
+            "*.corp.test".into(),
+        ];
         assert!(app.allows_origin("https://app.test"));
         assert!(!app.allows_origin("http://app.test:8000"));
         assert!(app.allows_origin("http://admin.test:8000"));
@@ -356,5 +390,6 @@ mod tests {
         assert!(!app.allows_origin("https://corp.test"));
         assert!(!app.allows_origin("https://evilcorp.test"));
         assert!(!app.allows_origin("https://evil.test"));
+        assert!(!app.allows_origin("https://aaaaaaaaaaaaaé"));
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
@@ -16,7 +16,7 @@ use axum::Router;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
-use overtone_protocol::codes;
+use overtone_protocol::{codes, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -25,6 +25,8 @@ use crate::channels::{Closer, ConnectionHandle, Occupancy, SubscribeError};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
+use crate::users::MAX_WATCHLIST;
+use crate::webhooks;
 
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
 const OUTBOX_CAPACITY: usize = 1024;
@@ -32,6 +34,8 @@ const OUTBOX_CAPACITY: usize = 1024;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most channels one connection may be subscribed to at once.
 const MAX_SUBSCRIPTIONS: usize = 5_000;
+/// Most queued frames written to the socket before one flush.
+const WRITE_BURST: usize = 64;
 /// How long a connection the server closes waits for the client's answering close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// WebSocket close codes for a broken frame and for one larger than the server accepts.
@@ -45,37 +49,76 @@ pub fn routes() -> Router<Shared> {
 async fn upgrade(
     ws: WebSocketUpgrade,
     Path(key): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     State(shared): State<Shared>,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(String::from);
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(String::from);
+    let protocol_supported = supports_protocol(query.as_deref());
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             // pusher-js learns why only from a close code, so every refusal happens after the
             // upgrade.
+            if !protocol_supported {
+                return refuse(
+                    socket,
+                    codes::UNSUPPORTED_PROTOCOL,
+                    "Unsupported protocol version",
+                )
+                .await;
+            }
             let Some(app) = shared.app_by_key(&key).cloned() else {
                 return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
             };
             if !app.config.enabled {
                 return refuse(socket, codes::APP_DISABLED, "App is disabled").await;
             }
-            if origin.as_deref().is_some_and(|o| !app.config.allows_origin(o)) {
+            if origin
+                .as_deref()
+                .is_some_and(|o| !app.config.allows_origin(o))
+            {
                 return refuse(socket, codes::UNAUTHORIZED, "Origin not allowed").await;
             }
             match app.admit() {
                 Some(admission) => Connection::run(shared, app, admission, socket).await,
-                None => refuse(socket, codes::OVER_CONNECTION_QUOTA, "Over the app's connection quota").await,
+                None => {
+                    refuse(
+                        socket,
+                        codes::OVER_CONNECTION_QUOTA,
+                        "Over the app's connection quota",
+                    )
+                    .await
+                }
             }
         })
+}
+
+/// Whether the `?protocol=` the client asked for is one this server speaks (5 to 7; clients
+/// that do not say are let in).
+fn supports_protocol(query: Option<&str>) -> bool {
+    let asked =
+        form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == "protocol");
+    asked.is_none_or(|(_, v)| {
+        v.parse::<u32>()
+            .is_ok_and(|v| (5..=PROTOCOL_VERSION).contains(&v))
+    })
 }
 
 /// Sends the error frame pusher-js expects, then closes with the same code.
 async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
     tracing::debug!(code, reason, "connection refused");
-    let _ = socket.send(Message::Text(frame::error(Some(code), reason))).await;
     let _ = socket
-        .send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) })))
+        .send(Message::Text(frame::error(Some(code), reason)))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
         .await;
 }
 
@@ -83,6 +126,23 @@ async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
 struct SignedIn {
     id: Arc<str>,
     user_data: String,
+    /// The user ids this connection is told about when they come online or go offline.
+    watchlist: Vec<Arc<str>>,
+}
+
+/// The `watchlist` of a sign-in's `user_data` (none when absent).
+fn watchlist_of(user_data: &str) -> Result<Vec<Arc<str>>, &'static str> {
+    #[derive(serde::Deserialize)]
+    struct WithWatchlist {
+        #[serde(default)]
+        watchlist: Vec<String>,
+    }
+    let parsed: WithWatchlist = serde_json::from_str(user_data)
+        .map_err(|_| "user_data watchlist must be an array of user ids")?;
+    if parsed.watchlist.len() > MAX_WATCHLIST {
+        return Err("user_data watchlist has more than 100 user ids");
+    }
+    Ok(parsed.watchlist.into_iter().map(Arc::from).collect())
 }
 
 /// Client events allowed per one-second window.
@@ -97,7 +157,7 @@ impl RateWindow {
             self.started = Instant::now();
             self.used = 0;
         }
-        self.used += 1;
+        self.used = self.used.saturating_add(1);
         self.used <= per_second
     }
 }
@@ -122,32 +182,61 @@ impl Connection {
         let closer = Arc::new(Closer::default());
         let handle = ConnectionHandle::new(socket_id.clone(), outbox, closer.clone());
         let activity_timeout = shared.config().activity_timeout;
-        handle.send(frame::connection_established(socket_id.as_str(), activity_timeout.as_secs()));
+        handle.send(frame::connection_established(
+            socket_id.as_str(),
+            activity_timeout.as_secs(),
+        ));
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
-        let (sink, stream) = socket.split();
-        let writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
+        let (sink, mut stream) = socket.split();
+        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
         let mut conn = Connection {
             shared,
             app,
             handle,
             subscriptions: HashMap::new(),
             user: None,
-            client_events: RateWindow { started: Instant::now(), used: 0 },
+            client_events: RateWindow {
+                started: Instant::now(),
+                used: 0,
+            },
             _admission: admission,
         };
-        conn.read_loop(stream, &closer, activity_timeout).await;
+        let closed_by_server = conn.read_loop(&mut stream, &closer, activity_timeout).await;
         conn.leave_all();
-        // The writer ends once the close frame is out; dropping our handle lets it drain.
         drop(conn);
-        let _ = writer.await;
+        if closed_by_server {
+            // The WebSocket closing handshake: let the client answer our close frame before
+            // the TCP connection goes, so it sees a clean close with our code.
+            let answered = async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if let Message::Close(_) = message {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
+        }
+        // The writer ends once the close frame is out; a client that stopped reading does not
+        // get to hold the connection open.
+        if tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
         tracing::debug!(socket_id = socket_id.as_str(), "disconnected");
     }
 
     /// Reads until the client leaves, the server shuts down, someone asks this connection to
     /// close, or it goes stale: silent for twice the activity timeout, pinged, and silent for
-    /// one more activity timeout (4201).
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, closer: &Closer, activity_timeout: Duration) {
+    /// one more activity timeout (4201). Returns whether the server (not the client) ended it.
+    async fn read_loop(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        closer: &Closer,
+        activity_timeout: Duration,
+    ) -> bool {
         let mut deadline = Instant::now() + activity_timeout * 2;
         let mut pinged = false;
         let closed_by_server = loop {
@@ -190,14 +279,7 @@ impl Connection {
         };
         // Whatever ended the loop, make sure the writer sends a close and stops.
         closer.close(1000);
-        if closed_by_server {
-            // The WebSocket closing handshake: let the client answer our close frame before
-            // the TCP connection goes, so it sees a clean close with our code.
-            let answered = async { while let Some(Ok(message)) = stream.next().await {
-                if let Message::Close(_) = message { break }
-            } };
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
-        }
+        closed_by_server
     }
 
     fn on_text(&mut self, text: &str) {
@@ -211,7 +293,10 @@ impl Connection {
             "pusher:pong" => {}
             "pusher:subscribe" => match parse_data::<SubscribeData>(&frame) {
                 Some(data) => self.subscribe(data),
-                None => self.invalid(None, "pusher:subscribe needs data {channel, auth?, channel_data?}"),
+                None => self.invalid(
+                    None,
+                    "pusher:subscribe needs data {channel, auth?, channel_data?}",
+                ),
             },
             "pusher:unsubscribe" => match parse_data::<UnsubscribeData>(&frame) {
                 Some(data) => self.unsubscribe(&data.channel),
@@ -228,13 +313,23 @@ impl Connection {
 
     /// Answers a frame the server will not act on with `pusher:error`; the connection stays.
     fn invalid(&self, code: Option<u16>, message: &str) {
-        tracing::debug!(socket_id = self.handle.socket_id.as_str(), message, "refused a client frame");
+        tracing::debug!(
+            socket_id = self.handle.socket_id.as_str(),
+            message,
+            "refused a client frame"
+        );
         self.handle.send(frame::error(code, message));
     }
 
     fn subscription_error(&self, channel: &str, kind: &str, error: &str, status: u16) {
-        tracing::debug!(socket_id = self.handle.socket_id.as_str(), channel, error, "subscription refused");
-        self.handle.send(frame::subscription_error(channel, kind, error, status));
+        tracing::debug!(
+            socket_id = self.handle.socket_id.as_str(),
+            channel,
+            error,
+            "subscription refused"
+        );
+        self.handle
+            .send(frame::subscription_error(channel, kind, error, status));
     }
 
     fn subscribe(&mut self, data: SubscribeData) {
@@ -246,7 +341,12 @@ impl Connection {
             return self.invalid(None, &format!("Already subscribed to {channel}"));
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return self.subscription_error(&channel, "LimitReached", "Too many subscriptions on one connection", 400);
+            return self.subscription_error(
+                &channel,
+                "LimitReached",
+                "Too many subscriptions on one connection",
+                400,
+            );
         }
         let kind = ChannelType::of(&channel).kind;
         let member = match self.authorize(&channel, kind, &data) {
@@ -254,21 +354,38 @@ impl Connection {
             Err(error) => return self.subscription_error(&channel, "AuthError", &error, 401),
         };
         let config = &self.app.config;
-        match self.app.channels.subscribe(&channel, &self.handle, member.as_ref(), config.max_presence_members) {
-            Ok(occupancy) => {
-                self.announce_count(&channel, kind, occupancy);
-                self.subscriptions.insert(channel, member.map(|m| m.user_id));
+        match self.app.channels.subscribe(
+            &channel,
+            &self.handle,
+            member.as_ref(),
+            config.max_presence_members,
+        ) {
+            Ok(change) => {
+                self.announce_count(&channel, kind, change.occupancy);
+                let user_id = member.map(|m| m.user_id);
+                webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
+                self.subscriptions.insert(channel, user_id);
             }
-            Err(SubscribeError::AlreadySubscribed) => self.invalid(None, &format!("Already subscribed to {channel}")),
+            Err(SubscribeError::AlreadySubscribed) => {
+                self.invalid(None, &format!("Already subscribed to {channel}"))
+            }
             Err(SubscribeError::MemberLimit) => {
-                let error = format!("The presence channel already has {} members", config.max_presence_members);
+                let error = format!(
+                    "The presence channel already has {} members",
+                    config.max_presence_members
+                );
                 self.subscription_error(&channel, "LimitReached", &error, 403)
             }
         }
     }
 
     /// Checks the right to subscribe; on presence channels, returns who joins.
-    fn authorize(&self, channel: &str, kind: ChannelKind, data: &SubscribeData) -> Result<Option<Member>, String> {
+    fn authorize(
+        &self,
+        channel: &str,
+        kind: ChannelKind,
+        data: &SubscribeData,
+    ) -> Result<Option<Member>, String> {
         let socket_id = self.handle.socket_id.as_str();
         let config = &self.app.config;
         match kind {
@@ -279,7 +396,13 @@ impl Connection {
             },
             ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {
                 let channel_data = data.channel_data.as_deref();
-                if !auth::subscription_is_signed(config, socket_id, channel, channel_data, data.auth.as_deref()) {
+                if !auth::subscription_is_signed(
+                    config,
+                    socket_id,
+                    channel,
+                    channel_data,
+                    data.auth.as_deref(),
+                ) {
                     return Err("Invalid signature".into());
                 }
                 if kind != ChannelKind::Presence {
@@ -288,8 +411,12 @@ impl Connection {
                 // Without channel_data, a signed-in user joins as themselves.
                 let member = match (channel_data, &self.user) {
                     (Some(json), _) => Member::from_channel_data(json, config.max_user_info_bytes),
-                    (None, Some(user)) => Member::from_user_data(&user.user_data, config.max_user_info_bytes),
-                    (None, None) => Err("Presence channels need channel_data or a signed-in user".into()),
+                    (None, Some(user)) => {
+                        Member::from_user_data(&user.user_data, config.max_user_info_bytes)
+                    }
+                    (None, None) => {
+                        Err("Presence channels need channel_data or a signed-in user".into())
+                    }
                 };
                 member.map(Some)
             }
@@ -305,17 +432,20 @@ impl Connection {
     }
 
     fn unsubscribe(&mut self, channel: &str) {
-        if self.subscriptions.remove(channel).is_none() {
-            return self.invalid(None, &format!("Not subscribed to {channel}"));
+        match self.subscriptions.remove(channel) {
+            Some(user_id) => self.leave(channel, user_id.as_deref()),
+            None => self.invalid(None, &format!("Not subscribed to {channel}")),
         }
-        self.leave(channel);
     }
 
-    fn leave(&self, channel: &str) {
-        if let Some(occupancy) = self.app.channels.unsubscribe(channel, &self.handle.socket_id) {
-            if occupancy.subscriptions > 0 {
-                self.announce_count(channel, ChannelType::of(channel).kind, occupancy);
+    /// Leaves a channel this connection joined (as `user_id` on presence channels).
+    fn leave(&self, channel: &str, user_id: Option<&str>) {
+        let socket_id = &self.handle.socket_id;
+        if let Some(change) = self.app.channels.unsubscribe(channel, socket_id) {
+            if change.occupancy.subscriptions > 0 {
+                self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
             }
+            webhooks::unsubscribed(&self.app, channel, change, user_id);
         }
     }
 
@@ -324,23 +454,36 @@ impl Connection {
         if !auth::signin_is_signed(&self.app.config, socket_id, &data.user_data, &data.auth) {
             return self.invalid(Some(codes::UNAUTHORIZED), "Invalid signin signature");
         }
-        let member = match Member::from_user_data(&data.user_data, self.app.config.max_user_info_bytes) {
-            Ok(member) => member,
-            Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
+        let member =
+            match Member::from_user_data(&data.user_data, self.app.config.max_user_info_bytes) {
+                Ok(member) => member,
+                Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), &error),
+            };
+        let watchlist = match watchlist_of(&data.user_data) {
+            Ok(watchlist) => watchlist,
+            Err(error) => return self.invalid(Some(codes::UNAUTHORIZED), error),
         };
         self.sign_out();
-        self.app.sign_in(member.user_id.clone(), &self.handle);
         self.handle.send(frame::signin_success(&data.user_data));
-        self.user = Some(SignedIn { id: member.user_id, user_data: data.user_data });
+        self.app
+            .users
+            .sign_in(&member.user_id, &self.handle, &watchlist);
+        self.user = Some(SignedIn {
+            id: member.user_id,
+            user_data: data.user_data,
+            watchlist,
+        });
     }
 
     /// Forgets the signed-in user, leaving their server-to-user channel.
     fn sign_out(&mut self) {
         if let Some(user) = self.user.take() {
-            self.app.sign_out(&user.id, &self.handle.socket_id);
+            self.app
+                .users
+                .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
             let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
             if self.subscriptions.remove(&own_channel).is_some() {
-                self.leave(&own_channel);
+                self.leave(&own_channel, None);
             }
         }
     }
@@ -354,27 +497,41 @@ impl Connection {
             return self.invalid(None, "Client events need a channel");
         };
         if !ChannelType::of(channel).allows_client_events() {
-            return self.invalid(None, "Client events are only allowed on private and presence channels");
+            return self.invalid(
+                None,
+                "Client events are only allowed on private and presence channels",
+            );
         }
         let Some(user_id) = self.subscriptions.get(channel) else {
-            return self.invalid(None, "Subscribe to the channel before sending client events");
+            return self.invalid(
+                None,
+                "Subscribe to the channel before sending client events",
+            );
         };
         let data = frame.data.map_or("null", |d| d.get());
         if data.len() > config.max_event_bytes {
             return self.invalid(None, "Client event data is too large");
         }
-        let out = frame::channel_event(channel, &frame.event, data, user_id.as_deref());
-        let per_second = config.max_client_events_per_second;
-        if !self.client_events.allow(per_second) {
-            return self.invalid(Some(codes::CLIENT_EVENT_RATE_LIMIT), "Client event rate limit reached");
+        if !self
+            .client_events
+            .allow(config.max_client_events_per_second)
+        {
+            return self.invalid(
+                Some(codes::CLIENT_EVENT_RATE_LIMIT),
+                "Client event rate limit reached",
+            );
         }
-        self.app.channels.publish(channel, &out, Some(&self.handle.socket_id));
+        let user_id = user_id.as_deref();
+        let out = frame::channel_event(channel, &frame.event, data, user_id);
+        let socket_id = &self.handle.socket_id;
+        self.app.channels.publish(channel, &out, Some(socket_id));
+        webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 
     fn leave_all(&mut self) {
         self.sign_out();
-        for (channel, _) in std::mem::take(&mut self.subscriptions) {
-            self.leave(&channel);
+        for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
+            self.leave(&channel, user_id.as_deref());
         }
     }
 }
@@ -399,14 +556,18 @@ fn parse_data<T: serde::de::DeserializeOwned>(frame: &ClientFrame<'_>) -> Option
 }
 
 /// Drains the connection's queue into the socket until a close is asked for, then sends it.
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::Receiver<Utf8Bytes>, closer: Arc<Closer>) {
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queued: mpsc::Receiver<Utf8Bytes>,
+    closer: Arc<Closer>,
+) {
     let code = loop {
         tokio::select! {
             biased;
             code = closer.closed() => break code,
             frame = queued.recv() => match frame {
                 Some(frame) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
+                    if write_burst(&mut sink, &mut queued, frame).await.is_err() {
                         return;
                     }
                 }
@@ -415,7 +576,26 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut queued: mpsc::R
         }
     };
     let reason = Utf8Bytes::from_static(close_reason(code));
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame { code, reason })))
+        .await;
+}
+
+/// Writes `first` and whatever else is already queued (up to [`WRITE_BURST`] frames), then
+/// flushes once: a burst of events costs one write to the socket, not one per event.
+async fn write_burst(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queued: &mut mpsc::Receiver<Utf8Bytes>,
+    first: Utf8Bytes,
+) -> Result<(), axum::Error> {
+    sink.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BURST {
+        match queued.try_recv() {
+            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 /// What pusher-js reports as the message of a close it did not ask for.
@@ -428,5 +608,37 @@ fn close_reason(code: u16) -> &'static str {
         MESSAGE_TOO_BIG => "Message too big",
         PROTOCOL_ERROR => "WebSocket protocol error",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchlists() {
+        assert!(watchlist_of(r#"{"id":"1"}"#).unwrap().is_empty());
+        assert_eq!(
+            watchlist_of(r#"{"id":"1","watchlist":["2","3"]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(watchlist_of(r#"{"id":"1","watchlist":[2]}"#).is_err());
+        let too_many: Vec<String> = (0..=MAX_WATCHLIST).map(|i| i.to_string()).collect();
+        let user_data = serde_json::json!({"id": "1", "watchlist": too_many}).to_string();
+        assert!(watchlist_of(&user_data).is_err());
+    }
+
+    #[test]
+    fn protocol_versions() {
+        assert!(supports_protocol(None));
+        assert!(supports_protocol(Some(
+            "protocol=7&client=js&version=8.6.0"
+        )));
+        assert!(supports_protocol(Some("client=js")));
+        assert!(!supports_protocol(Some("protocol=4")));
+        assert!(!supports_protocol(Some("protocol=8")));
+        assert!(!supports_protocol(Some("protocol=seven")));
     }
 }

@@ -17,6 +17,11 @@ pub fn routes(assets: &DemoAssets) -> Router<Shared> {
 }
 
 async fn config(State(shared): State<Shared>) -> Json<serde_json::Value> {
-    let key = shared.config().apps.first().map(|app| app.key.as_str()).unwrap_or_default();
+    let key = shared
+        .config()
+        .apps
+        .first()
+        .map(|app| app.key.as_str())
+        .unwrap_or_default();
     Json(serde_json::json!({ "key": key }))
 }

@@ -62,8 +62,15 @@ struct Frame<'a> {
 }
 
 fn build(event: &str, channel: Option<&str>, data: &str, user_id: Option<&str>) -> Utf8Bytes {
-    let frame = Frame { event, channel, data, user_id };
-    serde_json::to_string(&frame).expect("frames serialize").into()
+    let frame = Frame {
+        event,
+        channel,
+        data,
+        user_id,
+    };
+    serde_json::to_string(&frame)
+        .expect("frames serialize")
+        .into()
 }
 
 /// An event on a channel; `data` is the event's payload as a JSON string.
@@ -72,38 +79,78 @@ pub fn channel_event(channel: &str, event: &str, data: &str, user_id: Option<&st
 }
 
 pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> Utf8Bytes {
-    let data = serde_json::json!({ "socket_id": socket_id, "activity_timeout": activity_timeout_secs });
-    build("pusher:connection_established", None, &data.to_string(), None)
+    let data =
+        serde_json::json!({ "socket_id": socket_id, "activity_timeout": activity_timeout_secs });
+    build(
+        "pusher:connection_established",
+        None,
+        &data.to_string(),
+        None,
+    )
 }
 
 pub fn subscription_succeeded(channel: &str, data: &str) -> Utf8Bytes {
-    build("pusher_internal:subscription_succeeded", Some(channel), data, None)
+    build(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        data,
+        None,
+    )
 }
 
 /// `pusher:subscription_error` as pusher-js reports it: `{type, error, status}`.
 pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> Utf8Bytes {
     let data = serde_json::json!({ "type": kind, "error": error, "status": status });
-    build("pusher:subscription_error", Some(channel), &data.to_string(), None)
+    build(
+        "pusher:subscription_error",
+        Some(channel),
+        &data.to_string(),
+        None,
+    )
 }
 
 /// A presence member's first connection; `user_info` is JSON text.
 pub fn member_added(channel: &str, user_id: &str, user_info: &str) -> Utf8Bytes {
-    let data = format!(r#"{{"user_id":{},"user_info":{user_info}}}"#, serde_json::Value::from(user_id));
+    let data = format!(
+        r#"{{"user_id":{},"user_info":{user_info}}}"#,
+        serde_json::Value::from(user_id)
+    );
     build("pusher_internal:member_added", Some(channel), &data, None)
 }
 
 pub fn member_removed(channel: &str, user_id: &str) -> Utf8Bytes {
     let data = serde_json::json!({ "user_id": user_id });
-    build("pusher_internal:member_removed", Some(channel), &data.to_string(), None)
+    build(
+        "pusher_internal:member_removed",
+        Some(channel),
+        &data.to_string(),
+        None,
+    )
 }
 
 pub fn subscription_count(channel: &str, count: usize) -> Utf8Bytes {
     let data = serde_json::json!({ "subscription_count": count });
-    build("pusher_internal:subscription_count", Some(channel), &data.to_string(), None)
+    build(
+        "pusher_internal:subscription_count",
+        Some(channel),
+        &data.to_string(),
+        None,
+    )
 }
 
 pub fn cache_miss(channel: &str) -> Utf8Bytes {
     build("pusher:cache_miss", Some(channel), "{}", None)
+}
+
+/// `pusher_internal:watchlist_events` with one event (`online` or `offline`).
+pub fn watchlist_event(name: &str, user_ids: &[&str]) -> Utf8Bytes {
+    let data = serde_json::json!({ "events": [{ "name": name, "user_ids": user_ids }] });
+    build(
+        "pusher_internal:watchlist_events",
+        None,
+        &data.to_string(),
+        None,
+    )
 }
 
 /// `pusher:signin_success`; pusher-js parses `user_data` (a JSON string) itself.
@@ -134,7 +181,10 @@ mod tests {
     #[test]
     fn events_carry_data_as_a_string() {
         let frame = channel_event("chat", "msg", r#"{"a":1}"#, None);
-        assert_eq!(frame.as_str(), r#"{"event":"msg","channel":"chat","data":"{\"a\":1}"}"#);
+        assert_eq!(
+            frame.as_str(),
+            r#"{"event":"msg","channel":"chat","data":"{\"a\":1}"}"#
+        );
     }
 
     #[test]
@@ -164,6 +214,9 @@ mod tests {
         let frame = member_added("presence-a", "7", r#"{"name":"Ann"}"#);
         let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
         let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
-        assert_eq!(data, serde_json::json!({"user_id":"7","user_info":{"name":"Ann"}}));
+        assert_eq!(
+            data,
+            serde_json::json!({"user_id":"7","user_info":{"name":"Ann"}})
+        );
     }
 }

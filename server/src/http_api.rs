@@ -31,8 +31,19 @@ pub fn routes() -> Router<Shared> {
         .route("/apps/{app_id}/batch_events", post(trigger_batch))
         .route("/apps/{app_id}/channels", get(list_channels))
         .route("/apps/{app_id}/channels/{channel}", get(channel_info))
-        .route("/apps/{app_id}/channels/{channel}/users", get(channel_users))
-        .route("/apps/{app_id}/users/{user_id}/terminate_connections", post(terminate_connections))
+        .route(
+            "/apps/{app_id}/channels/{channel}/users",
+            get(channel_users),
+        )
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate_connections),
+        )
+}
+
+/// What unknown paths get when no demo serves files: a JSON 404 like every other API error.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not found")
 }
 
 /// An API failure: a status and a JSON `{"error": ...}` body.
@@ -64,16 +75,20 @@ struct Signed {
 
 impl Signed {
     fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
-    /// The comma-separated `info` attributes asked for.
+    /// The `info` attributes asked for in the query.
     fn info(&self) -> Vec<&str> {
-        self.param("info").map(|i| i.split(',').filter(|a| !a.is_empty()).collect()).unwrap_or_default()
+        info_attributes(self.param("info")).collect()
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
     }
 }
 
@@ -83,23 +98,30 @@ impl FromRequest<Shared> for Signed {
     async fn from_request(req: Request, shared: &Shared) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
-        let app_id = path.strip_prefix("/apps/").and_then(|rest| rest.split('/').next()).unwrap_or("");
-        let app = shared
-            .app_by_id(app_id)
-            .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}")))?;
+        let app_id = path
+            .strip_prefix("/apps/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        let app = shared.app_by_id(app_id).cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}"))
+        })?;
         let config = &app.config;
-        let limit = (config.max_event_bytes + BODY_OVERHEAD_PER_EVENT) * config.max_batch_size.max(1);
-        let body = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large"))?;
-        let query = parts.uri.query();
-        auth::verify_api_request(config, parts.method.as_str(), path, query, &body)
+        let limit = (config
+            .max_event_bytes
+            .saturating_add(BODY_OVERHEAD_PER_EVENT))
+        .saturating_mul(config.max_batch_size.max(1));
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+        })?;
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        auth::verify_api_request(config, parts.method.as_str(), path, &params, &body)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
         if !config.enabled {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
         }
-        let params = form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
         Ok(Signed { app, params, body })
     }
 }
@@ -133,7 +155,9 @@ impl Event {
     fn checked(body: EventBody, app: &App) -> Result<Event, ApiError> {
         let limits = &app.config;
         if body.name.is_empty() || body.name.len() > MAX_EVENT_NAME_BYTES {
-            return Err(ApiError::bad_request("Event name must be 1 to 200 characters"));
+            return Err(ApiError::bad_request(
+                "Event name must be 1 to 200 characters",
+            ));
         }
         let mut channels = body.channels;
         channels.extend(body.channel);
@@ -142,7 +166,9 @@ impl Event {
         }
         if channels.len() > limits.max_channels_per_event {
             let max = limits.max_channels_per_event;
-            return Err(ApiError::bad_request(format!("At most {max} channels per event")));
+            return Err(ApiError::bad_request(format!(
+                "At most {max} channels per event"
+            )));
         }
         if let Some(err) = channels.iter().find_map(|c| validate_name(c).err()) {
             return Err(ApiError::bad_request(err.to_string()));
@@ -159,11 +185,22 @@ impl Event {
         };
         if data.len() > limits.max_event_bytes {
             let max = limits.max_event_bytes;
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("Event data is larger than {max} bytes")));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Event data is larger than {max} bytes"),
+            ));
         }
-        let info: Vec<String> = body.info.as_deref().unwrap_or("").split(',').filter(|a| !a.is_empty()).map(String::from).collect();
+        let info: Vec<String> = info_attributes(body.info.as_deref())
+            .map(String::from)
+            .collect();
         check_info(&info, &["user_count", "subscription_count"])?;
-        Ok(Event { name: body.name, data, channels, except: body.socket_id.as_deref().map(SocketId::from), info })
+        Ok(Event {
+            name: body.name,
+            data,
+            channels,
+            except: body.socket_id.as_deref().map(SocketId::from),
+            info,
+        })
     }
 
     /// Sends to every channel: one frame built per channel, shared by its subscribers.
@@ -176,32 +213,51 @@ impl Event {
 
     /// The `info` attributes asked for, per channel.
     fn channel_attributes(&self, app: &App, channel: &str) -> Value {
-        Value::Object(attributes(app, channel, self.info.iter().map(String::as_str)))
+        Value::Object(attributes(
+            app,
+            channel,
+            self.info.iter().map(String::as_str),
+        ))
     }
+}
+
+/// The attributes of a comma-separated `info` parameter.
+fn info_attributes(info: Option<&str>) -> impl Iterator<Item = &str> {
+    info.unwrap_or("").split(',').filter(|a| !a.is_empty())
 }
 
 /// `digits.digits`, the only socket id form pusher-http-php accepts.
 fn is_socket_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    id.split_once('.').is_some_and(|(a, b)| digits(a) && digits(b))
+    id.split_once('.')
+        .is_some_and(|(a, b)| digits(a) && digits(b))
 }
 
 fn check_info(info: &[impl AsRef<str>], known: &[&str]) -> Result<(), ApiError> {
     match info.iter().find(|a| !known.contains(&a.as_ref())) {
-        Some(unknown) => Err(ApiError::bad_request(format!("Unknown info attribute {}", unknown.as_ref()))),
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "Unknown info attribute {}",
+            unknown.as_ref()
+        ))),
         None => Ok(()),
     }
 }
 
 /// `user_count` (presence channels only) and `subscription_count` of a channel, as asked.
-fn attributes<'a>(app: &App, channel: &str, info: impl Iterator<Item = &'a str>) -> Map<String, Value> {
+fn attributes<'a>(
+    app: &App,
+    channel: &str,
+    info: impl Iterator<Item = &'a str>,
+) -> Map<String, Value> {
     let occupancy = app.channels.occupancy(channel);
     let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
     let mut out = Map::new();
     for attribute in info {
         match attribute {
             "user_count" if presence => out.insert("user_count".into(), occupancy.users.into()),
-            "subscription_count" => out.insert("subscription_count".into(), occupancy.subscriptions.into()),
+            "subscription_count" => {
+                out.insert("subscription_count".into(), occupancy.subscriptions.into())
+            }
             _ => None,
         };
     }
@@ -214,8 +270,11 @@ async fn trigger_event(signed: Signed) -> Result<Json<Value>, ApiError> {
     if event.info.is_empty() {
         return Ok(Json(json!({})));
     }
-    let channels: Map<String, Value> =
-        event.channels.iter().map(|c| (c.clone(), event.channel_attributes(&signed.app, c))).collect();
+    let channels: Map<String, Value> = event
+        .channels
+        .iter()
+        .map(|c| (c.clone(), event.channel_attributes(&signed.app, c)))
+        .collect();
     Ok(Json(json!({ "channels": channels })))
 }
 
@@ -228,15 +287,24 @@ async fn trigger_batch(signed: Signed) -> Result<Json<Value>, ApiError> {
     let body: BatchBody = signed.json()?;
     let max = signed.app.config.max_batch_size;
     if body.batch.len() > max {
-        return Err(ApiError::bad_request(format!("At most {max} events per batch")));
+        return Err(ApiError::bad_request(format!(
+            "At most {max} events per batch"
+        )));
     }
     // Every event is checked before any is sent: a batch is published whole or not at all.
-    let events = body.batch.into_iter().map(|e| Event::checked(e, &signed.app)).collect::<Result<Vec<_>, _>>()?;
+    let events = body
+        .batch
+        .into_iter()
+        .map(|e| Event::checked(e, &signed.app))
+        .collect::<Result<Vec<_>, _>>()?;
     events.iter().for_each(|e| e.publish(&signed.app));
     if events.iter().all(|e| e.info.is_empty()) {
         return Ok(Json(json!({})));
     }
-    let batch: Vec<Value> = events.iter().map(|e| e.channel_attributes(&signed.app, &e.channels[0])).collect();
+    let batch: Vec<Value> = events
+        .iter()
+        .map(|e| e.channel_attributes(&signed.app, &e.channels[0]))
+        .collect();
     Ok(Json(json!({ "batch": batch })))
 }
 
@@ -245,7 +313,9 @@ async fn list_channels(signed: Signed) -> Result<Json<Value>, ApiError> {
     let info = signed.info();
     check_info(&info, &["user_count", "subscription_count"])?;
     if info.contains(&"user_count") && !prefix.starts_with("presence-") {
-        return Err(ApiError::bad_request("info=user_count needs filter_by_prefix=presence-"));
+        return Err(ApiError::bad_request(
+            "info=user_count needs filter_by_prefix=presence-",
+        ));
     }
     let channels: Map<String, Value> = signed
         .app
@@ -272,31 +342,51 @@ fn checked_channel(channel: &str) -> Result<ChannelKind, ApiError> {
     Ok(ChannelType::of(channel).kind)
 }
 
-async fn channel_info(Path((_, channel)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
+async fn channel_info(
+    Path((_, channel)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
     let kind = checked_channel(&channel)?;
     let info = signed.info();
     check_info(&info, &["user_count", "subscription_count", "cache"])?;
     if info.contains(&"user_count") && kind != ChannelKind::Presence {
-        return Err(ApiError::bad_request("info=user_count is only for presence channels"));
+        return Err(ApiError::bad_request(
+            "info=user_count is only for presence channels",
+        ));
     }
     let app = &signed.app;
     let mut reply = attributes(app, &channel, info.iter().copied());
-    reply.insert("occupied".into(), (app.channels.occupancy(&channel).subscriptions > 0).into());
+    reply.insert(
+        "occupied".into(),
+        (app.channels.occupancy(&channel).subscriptions > 0).into(),
+    );
     if info.contains(&"cache") {
         if let Some((cached, ttl)) = app.channels.cached(&channel) {
             let event: Value = serde_json::from_str(cached.as_str()).unwrap_or_default();
-            let cache = json!({ "event": event["event"], "data": event["data"], "ttl": ttl.as_secs() });
+            let cache =
+                json!({ "event": event["event"], "data": event["data"], "ttl": ttl.as_secs() });
             reply.insert("cache".into(), cache);
         }
     }
     Ok(Json(Value::Object(reply)))
 }
 
-async fn channel_users(Path((_, channel)): Path<(String, String)>, signed: Signed) -> Result<Json<Value>, ApiError> {
+async fn channel_users(
+    Path((_, channel)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
     if checked_channel(&channel)? != ChannelKind::Presence {
-        return Err(ApiError::bad_request("Users can only be listed on presence channels"));
+        return Err(ApiError::bad_request(
+            "Users can only be listed on presence channels",
+        ));
     }
-    let users: Vec<Value> = signed.app.channels.user_ids(&channel).into_iter().map(|id| json!({ "id": id })).collect();
+    let users: Vec<Value> = signed
+        .app
+        .channels
+        .user_ids(&channel)
+        .into_iter()
+        .map(|id| json!({ "id": id }))
+        .collect();
     Ok(Json(json!({ "users": users })))
 }
 
@@ -304,7 +394,7 @@ async fn terminate_connections(
     Path((_, user_id)): Path<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let closed = signed.app.terminate_user(&user_id, codes::UNAUTHORIZED);
+    let closed = signed.app.users.terminate(&user_id, codes::UNAUTHORIZED);
     tracing::debug!(user_id, closed, "terminated a user's connections");
     Ok(Json(json!({})))
 }

@@ -4,10 +4,12 @@
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
-//! user id), [`auth`] (checking signatures), [`http_api`] (the signed REST API), [`demo`] (the
-//! demo page's static files).
+//! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`authz`] (the
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
 
 pub mod auth;
+pub mod authz;
 pub mod channels;
 pub mod config;
 pub mod connection;
@@ -16,10 +18,13 @@ pub mod frame;
 pub mod http_api;
 pub mod presence;
 pub mod state;
+pub mod users;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +33,14 @@ pub use state::Shared;
 
 /// Builds the router for a shared state: WebSocket, HTTP API and (optionally) the demo.
 pub fn router(shared: Shared) -> Router {
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes());
-    if let Some(assets) = &shared.config().demo {
-        router = router.merge(demo::routes(assets));
-    }
+        .merge(http_api::routes())
+        .merge(authz::routes(shared.config()));
+    let router = match &shared.config().demo {
+        Some(assets) => router.merge(demo::routes(assets)),
+        None => router.fallback(http_api::not_found),
+    };
     router.with_state(shared)
 }
 
@@ -52,13 +59,24 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let shared = Shared::new(config, shutdown.clone());
+    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    shared
+        .apps()
+        .for_each(|app| webhooks::start(app, shutdown.clone()));
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
     }
     println!("Overtone listening on ws://{local}/app/{{key}}");
-    axum::serve(listener, router(shared).into_make_service_with_connect_info::<SocketAddr>())
+    // Events are small and latency-sensitive: send each as soon as it is written rather than
+    // letting Nagle's algorithm hold it back to coalesce it with later ones.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -71,5 +89,28 @@ async fn sweep_caches(shared: Shared) {
             _ = every_minute.tick() => shared.apps().for_each(|app| app.channels.sweep_expired_cache()),
             _ = shared.shutdown().cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppConfig, DemoAssets};
+
+    #[test]
+    fn routes_build_with_and_without_the_demo() {
+        let config = Config::for_tests(AppConfig::new("a", "k", "s"));
+        let _ = router(Shared::new(config.clone(), CancellationToken::new()));
+        let demo = DemoAssets {
+            site: "demo".into(),
+            package: "pkg-js/dist".into(),
+        };
+        let _ = router(Shared::new(
+            Config {
+                demo: Some(demo),
+                ..config
+            },
+            CancellationToken::new(),
+        ));
     }
 }

@@ -5,7 +5,11 @@ use overtone_server::config::ServeArgs;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "overtone", version, about = "A realtime server that speaks the Pusher protocol")]
+#[command(
+    name = "overtone",
+    version,
+    about = "A realtime server that speaks the Pusher protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Print a JWT the config's [apps.authz] accepts, for trying private channels locally.
+    Token(overtone_server::authz::TokenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +33,16 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {
+        Command::Token(args) => match args.mint() {
+            Ok(token) => {
+                println!("{token}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("overtone: {err}");
+                std::process::ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,

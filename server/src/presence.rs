@@ -53,8 +53,9 @@ struct UserData {
 impl Member {
     /// Parses a presence subscription's `channel_data` (`{"user_id":..,"user_info":{..}}`).
     pub fn from_channel_data(json: &str, max_info_bytes: usize) -> Result<Member, String> {
-        let data: ChannelData = serde_json::from_str(json)
-            .map_err(|_| "channel_data must be JSON {\"user_id\": ..., \"user_info\": {...}}".to_string())?;
+        let data: ChannelData = serde_json::from_str(json).map_err(|_| {
+            "channel_data must be JSON {\"user_id\": ..., \"user_info\": {...}}".to_string()
+        })?;
         Member::checked(data.user_id.into_string(), data.user_info, max_info_bytes)
     }
 
@@ -65,9 +66,15 @@ impl Member {
         Member::checked(data.id, data.user_info, max_info_bytes)
     }
 
-    fn checked(user_id: String, info: Option<Box<RawValue>>, max_info_bytes: usize) -> Result<Member, String> {
+    fn checked(
+        user_id: String,
+        info: Option<Box<RawValue>>,
+        max_info_bytes: usize,
+    ) -> Result<Member, String> {
         if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
-            return Err(format!("user_id must be 1 to {MAX_USER_ID_BYTES} characters"));
+            return Err(format!(
+                "user_id must be 1 to {MAX_USER_ID_BYTES} characters"
+            ));
         }
         let info: Arc<RawValue> = match info {
             Some(raw) => Arc::from(raw),
@@ -76,7 +83,10 @@ impl Member {
         if info.get().len() > max_info_bytes {
             return Err(format!("user_info is larger than {max_info_bytes} bytes"));
         }
-        Ok(Member { user_id: user_id.into(), user_info: info })
+        Ok(Member {
+            user_id: user_id.into(),
+            user_info: info,
+        })
     }
 }
 
@@ -114,7 +124,10 @@ impl Members {
                 false
             }
             None => {
-                let entry = Entry { info: member.user_info.clone(), connections: 1 };
+                let entry = Entry {
+                    info: member.user_info.clone(),
+                    connections: 1,
+                };
                 self.by_user.insert(member.user_id.clone(), entry);
                 true
             }
@@ -123,7 +136,9 @@ impl Members {
 
     /// Counts one connection of `user_id` gone; true if it was the user's last (they left).
     pub fn leave(&mut self, user_id: &str) -> bool {
-        let Some(entry) = self.by_user.get_mut(user_id) else { return false };
+        let Some(entry) = self.by_user.get_mut(user_id) else {
+            return false;
+        };
         entry.connections -= 1;
         if entry.connections == 0 {
             self.by_user.remove(user_id);
@@ -147,7 +162,11 @@ impl Members {
         }
         let presence = Presence {
             ids: self.user_ids().collect(),
-            hash: self.by_user.iter().map(|(id, e)| (&**id, &*e.info)).collect(),
+            hash: self
+                .by_user
+                .iter()
+                .map(|(id, e)| (&**id, &*e.info))
+                .collect(),
             count: self.len(),
         };
         serde_json::json!({ "presence": presence }).to_string()
@@ -159,7 +178,11 @@ mod tests {
     use super::*;
 
     fn member(id: &str) -> Member {
-        Member::from_channel_data(&format!(r#"{{"user_id":"{id}","user_info":{{"n":"{id}"}}}}"#), 1024).unwrap()
+        Member::from_channel_data(
+            &format!(r#"{{"user_id":"{id}","user_info":{{"n":"{id}"}}}}"#),
+            1024,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -180,7 +203,10 @@ mod tests {
         let mut members = Members::default();
         members.join(&member("7"));
         let v: serde_json::Value = serde_json::from_str(&members.subscription_data()).unwrap();
-        assert_eq!(v, serde_json::json!({"presence":{"ids":["7"],"hash":{"7":{"n":"7"}},"count":1}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"presence":{"ids":["7"],"hash":{"7":{"n":"7"}},"count":1}})
+        );
     }
 
     #[test]
@@ -194,7 +220,9 @@ mod tests {
         let long_id = format!(r#"{{"user_id":"{}"}}"#, "x".repeat(129));
         assert!(Member::from_channel_data(&long_id, 1024).is_err());
         let big_info = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1100));
-        assert!(Member::from_channel_data(&big_info, 1024).unwrap_err().contains("user_info"));
+        assert!(Member::from_channel_data(&big_info, 1024)
+            .unwrap_err()
+            .contains("user_info"));
         let user = Member::from_user_data(r#"{"id":"5","user_info":{"a":1}}"#, 1024).unwrap();
         assert_eq!((&*user.user_id, user.user_info.get()), ("5", r#"{"a":1}"#));
     }

@@ -1,15 +1,16 @@
 //! The one handle every task shares: the configuration, the apps (each with its channel
-//! registry, connection count and signed-in users), and the shutdown signal.
+//! registry, signed-in users and connection count), and the shutdown signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelRegistry, ConnectionHandle};
+use crate::channels::ChannelRegistry;
 use crate::config::{AppConfig, Config};
+use crate::users::Users;
+use crate::webhooks::Webhooks;
 
 /// Cheap to clone; everything behind it is shared.
 #[derive(Clone)]
@@ -30,8 +31,8 @@ pub struct App {
     pub config: AppConfig,
     pub channels: ChannelRegistry,
     connections: AtomicUsize,
-    /// Connections of users signed in with `pusher:signin`, for `terminate_connections`.
-    users: DashMap<Arc<str>, HashMap<SocketId, ConnectionHandle>>,
+    pub users: Users,
+    pub webhooks: Webhooks,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -44,12 +45,13 @@ impl Drop for Admission {
 }
 
 impl App {
-    fn new(config: AppConfig) -> App {
+    pub fn new(config: AppConfig) -> App {
         App {
+            webhooks: Webhooks::new(&config),
             config,
             channels: ChannelRegistry::default(),
             connections: AtomicUsize::new(0),
-            users: DashMap::new(),
+            users: Users::default(),
         }
     }
 
@@ -62,32 +64,23 @@ impl App {
             _ => Some(admission),
         }
     }
-
-    pub fn sign_in(&self, user_id: Arc<str>, conn: &ConnectionHandle) {
-        self.users.entry(user_id).or_default().insert(conn.socket_id.clone(), conn.clone());
-    }
-
-    pub fn sign_out(&self, user_id: &str, socket_id: &SocketId) {
-        if let Some(mut conns) = self.users.get_mut(user_id) {
-            conns.remove(socket_id);
-        }
-        self.users.remove_if(user_id, |_, conns| conns.is_empty());
-    }
-
-    /// Closes every connection signed in as `user_id` with `code`; returns how many.
-    pub fn terminate_user(&self, user_id: &str, code: u16) -> usize {
-        self.users.get(user_id).map_or(0, |conns| {
-            conns.values().for_each(|conn| conn.close(code));
-            conns.len()
-        })
-    }
 }
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
-        let apps: Vec<Arc<App>> = config.apps.iter().map(|app| Arc::new(App::new(app.clone()))).collect();
-        let apps_by_key = apps.iter().map(|a| (a.config.key.clone(), a.clone())).collect();
-        let apps_by_id = apps.iter().map(|a| (a.config.id.clone(), a.clone())).collect();
+        let apps: Vec<Arc<App>> = config
+            .apps
+            .iter()
+            .map(|app| Arc::new(App::new(app.clone())))
+            .collect();
+        let apps_by_key = apps
+            .iter()
+            .map(|a| (a.config.key.clone(), a.clone()))
+            .collect();
+        let apps_by_id = apps
+            .iter()
+            .map(|a| (a.config.id.clone(), a.clone()))
+            .collect();
         Shared(Arc::new(Inner {
             config,
             apps_by_key,

@@ -94,8 +94,8 @@ export function once(register, ms = 5000, what = 'event') {
 
 /**
  * pusher-js options whose channel authorization (and user sign-in) is signed in-process with
- * the `pusher` server SDK, so no HTTP auth endpoint is needed. `user` ({id, info}) is who the
- * client joins presence channels and signs in as.
+ * the `pusher` server SDK, so no HTTP auth endpoint is needed. `user` ({id, info, watchlist?})
+ * is who the client joins presence channels and signs in as.
  */
 export function signedClientOptions(server, sdk, { user, ...extra } = {}) {
   const attempt = (sign, callback) => {
@@ -116,7 +116,7 @@ export function signedClientOptions(server, sdk, { user, ...extra } = {}) {
     },
     userAuthentication: {
       customHandler: ({ socketId }, callback) =>
-        attempt(() => sdk.authenticateUser(socketId, { id: user.id, user_info: user.info }), callback),
+        attempt(() => sdk.authenticateUser(socketId, { id: user.id, user_info: user.info, watchlist: user.watchlist }), callback),
     },
     ...extra,
   });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
 import {
-  startServer, serverSdk, clientOptions, signedClientOptions, connected, once, pause,
+  startServer, serverSdk, clientOptions, signedClientOptions, connected, nextPusherError, once, pause,
 } from '../lib/server.mjs';
 
 let server;
@@ -187,4 +187,44 @@ test('an event to a cache channel is replayed to a later subscriber', async () =
 
   const miss = echo.channel('cache-empty');
   await once((cb) => miss.listen('.pusher:cache_miss', cb), 5000, 'cache miss');
+});
+
+test('private-encrypted channels relay ciphertext the SDK encrypted and refuse client events', async () => {
+  const { default: PusherSdk } = await import('pusher');
+  const encrypting = new PusherSdk({
+    appId: server.app.id, key: server.app.key, secret: server.app.secret,
+    host: server.host, port: String(server.port), useTLS: false,
+    encryptionMasterKeyBase64: Buffer.alloc(32, 7).toString('base64'),
+  });
+  const client = new Pusher(server.app.key, signedClientOptions(server, encrypting));
+  clients.push(client);
+  await connected(client);
+  const echo = new Echo({ broadcaster: 'pusher', client });
+  const channel = echo.encryptedPrivate('vault');
+  await subscribed(channel);
+  const got = once((cb) => channel.listen('.secret', cb), 5000, 'decrypted event');
+  await encrypting.trigger('private-encrypted-vault', 'secret', { pin: 1234 });
+  assert.deepEqual(await got, { pin: 1234 });
+
+  const refused = nextPusherError(client);
+  client.send_event('client-leak', { pin: 1234 }, 'private-encrypted-vault');
+  assert.match((await refused).message, /private and presence/);
+});
+
+test('a watchlist reports watched users coming online and going offline', async () => {
+  const signedIn = (user) => {
+    const c = new Pusher(server.app.key, signedClientOptions(server, sdk, { user }));
+    clients.push(c);
+    c.signin();
+    return c;
+  };
+  const watcher = signedIn({ id: 'watcher', info: {}, watchlist: ['friend'] });
+  await connected(watcher);
+  await once((cb) => watcher.connection.bind('message', (m) => m.event === 'pusher:signin_success' && cb()), 5000, 'sign-in');
+  const online = once((cb) => watcher.user.watchlist.bind('online', cb), 5000, 'online');
+  const friend = signedIn({ id: 'friend', info: {} });
+  assert.deepEqual((await online).user_ids, ['friend']);
+  const offline = once((cb) => watcher.user.watchlist.bind('offline', cb), 5000, 'offline');
+  friend.disconnect();
+  assert.deepEqual((await offline).user_ids, ['friend']);
 });

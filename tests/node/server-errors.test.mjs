@@ -103,6 +103,13 @@ test('a presence subscription needs a signature over valid channel_data', async 
   }
 });
 
+test('only the signed-in user may subscribe to their #server-to-user channel', async () => {
+  const client = await connect();
+  const refusal = nextMessage(client, 'pusher:subscription_error', '#server-to-user-42');
+  client.send_event('pusher:subscribe', { channel: '#server-to-user-42' });
+  assert.equal((await refusal).data.type, 'AuthError');
+});
+
 /** Asserts the SDK request fails with `status` and a JSON body whose error matches `pattern`. */
 async function refused(request, status, pattern) {
   await assert.rejects(request, (err) => {

@@ -34,8 +34,16 @@ pub async fn start(config: Config) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(overtone_server::serve_on(listener, config, shutdown.clone()));
-    TestServer { addr, shutdown, task }
+    let task = tokio::spawn(overtone_server::serve_on(
+        listener,
+        config,
+        shutdown.clone(),
+    ));
+    TestServer {
+        addr,
+        shutdown,
+        task,
+    }
 }
 
 impl Drop for TestServer {
@@ -50,16 +58,44 @@ pub async fn connect(addr: SocketAddr, key: &str, origin: Option<&str>) -> Ws {
         .into_client_request()
         .unwrap();
     if let Some(origin) = origin {
-        request.headers_mut().insert("Origin", origin.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
     }
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await.unwrap().unwrap();
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap()
+        .unwrap();
     ws
 }
 
 /// Connects and reads `pusher:connection_established`.
 pub async fn connect_established(addr: SocketAddr) -> Ws {
     let mut ws = connect(addr, "test-key", None).await;
-    assert_eq!(next_event(&mut ws).await["event"], "pusher:connection_established");
+    assert_eq!(
+        next_event(&mut ws).await["event"],
+        "pusher:connection_established"
+    );
+    ws
+}
+
+/// Connects to `app` and subscribes to `channel`, signing the subscription with its secret.
+pub async fn connect_subscribed(addr: SocketAddr, app: &AppConfig, channel: &str) -> Ws {
+    let mut ws = connect(addr, &app.key, None).await;
+    let established = next_event(&mut ws).await;
+    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    let socket_id = data["socket_id"].as_str().unwrap();
+    let auth = overtone_protocol::signature::auth_token(
+        &app.key,
+        &app.secret,
+        &format!("{socket_id}:{channel}"),
+    );
+    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}});
+    send_json(&mut ws, subscribe).await;
+    assert_eq!(
+        next_event(&mut ws).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
     ws
 }
 
@@ -70,7 +106,9 @@ pub async fn send_json(ws: &mut Ws, value: Value) {
 /// The next protocol frame, skipping control frames; panics on close or after [`WAIT`].
 pub async fn next_event(ws: &mut Ws) -> Value {
     loop {
-        let message = tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time");
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time");
         match message {
             Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).unwrap(),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -82,7 +120,10 @@ pub async fn next_event(ws: &mut Ws) -> Value {
 /// Reads until the server closes; returns the close code (None if the TCP stream just ended).
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("a close in time") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a close in time")
+        {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return None,

@@ -1,0 +1,179 @@
+// What the React and Vue bindings share: the one configured Echo, channels counted across
+// components, and listeners bound once that call whatever callback is current — so a new
+// callback or new dependencies never unbind, resubscribe or drop an event.
+import Echo, { type EchoOptions } from './index';
+import type { Channel, EchoApi, Visibility } from './types';
+
+type Config = Partial<EchoOptions> & Record<string, unknown>;
+
+let config: Config | undefined;
+let instance: (Echo & EchoApi) | undefined;
+
+/** Vite's env, absent in plain Node (SSR imports must not fail). */
+function viteEnv(): Record<string, string | undefined> {
+  return (import.meta as ImportMeta & { env?: Record<string, string | undefined> }).env ?? {};
+}
+
+/** Laravel's defaults for each broadcaster, from the app's VITE_* variables, as @laravel/echo-react reads them. */
+function defaults(broadcaster: unknown): Config {
+  const env = viteEnv();
+  const port = (value: string | undefined) => (value === undefined ? undefined : Number(value));
+  if (broadcaster === 'pusher') {
+    return {
+      broadcaster: 'pusher',
+      key: env.VITE_PUSHER_APP_KEY,
+      cluster: env.VITE_PUSHER_APP_CLUSTER,
+      forceTLS: true,
+      wsHost: env.VITE_PUSHER_HOST,
+      wsPort: port(env.VITE_PUSHER_PORT),
+      wssPort: port(env.VITE_PUSHER_PORT),
+      enabledTransports: ['ws', 'wss'],
+    };
+  }
+  return {
+    broadcaster: 'reverb',
+    key: env.VITE_REVERB_APP_KEY,
+    wsHost: env.VITE_REVERB_HOST,
+    wsPort: port(env.VITE_REVERB_PORT),
+    wssPort: port(env.VITE_REVERB_PORT),
+    forceTLS: (env.VITE_REVERB_SCHEME ?? 'https') === 'https',
+    enabledTransports: ['ws', 'wss'],
+  };
+}
+
+/** Sets the options of the app's Echo; the instance is created on first use. */
+export function configureEcho(options: Config): void {
+  const fromEnv = defaults(options.broadcaster);
+  // An unset VITE_* variable must not hide the class's own default.
+  for (const name of Object.keys(fromEnv)) if (fromEnv[name] === undefined) delete fromEnv[name];
+  config = { ...fromEnv, ...options };
+  instance = undefined;
+}
+
+/** The app's Echo instance. */
+export function echo(): Echo & EchoApi {
+  if (!config) throw new Error('Echo has not been configured. Please call `configureEcho()`.');
+  return (instance ??= new Echo(config as EchoOptions) as Echo & EchoApi);
+}
+
+export const echoIsConfigured = (): boolean => config !== undefined;
+
+export const toArray = <T>(item: T | T[]): T[] => (Array.isArray(item) ? item : [item]);
+
+const channelId = (name: string, visibility: Visibility) =>
+  visibility === 'public' ? name : `${visibility}-${name}`;
+
+const held = new Map<string, { count: number; channel: Channel }>();
+
+function subscribe(name: string, visibility: Visibility): Channel {
+  const api: EchoApi = echo();
+  if (visibility === 'presence') return api.join(name);
+  if (visibility === 'private') return api.private(name);
+  return api.channel(name);
+}
+
+/** Subscribes to the channel, or counts one more holder of it. */
+export function holdChannel(name: string, visibility: Visibility): Channel {
+  const id = channelId(name, visibility);
+  let entry = held.get(id);
+  if (!entry) {
+    entry = { count: 0, channel: subscribe(name, visibility) };
+    held.set(id, entry);
+  }
+  entry.count += 1;
+  return entry.channel;
+}
+
+/** Counts one holder less, and leaves the channel when none is left. */
+export function releaseChannel(name: string, visibility: Visibility, leaveAll: boolean): void {
+  const id = channelId(name, visibility);
+  const entry = held.get(id);
+  if (!entry) return;
+  entry.count -= 1;
+  if (entry.count > 0) return;
+  // Leave after the current task: React StrictMode and route changes release a channel and take
+  // it back within one commit, which must not cost an unsubscribe and a resubscribe.
+  queueMicrotask(() => {
+    if (held.get(id) !== entry || entry.count > 0) return;
+    held.delete(id);
+    if (leaveAll) echo().leave(name);
+    else echo().leaveChannel(id);
+  });
+}
+
+/** How a component's listeners attach to a channel and come off it again. */
+export type Binder = { bind(channel: Channel): void; unbind(channel: Channel): void };
+
+/** Binds `relay` to each event. */
+export const eventBinder = (events: string[], relay: (payload: unknown) => void): Binder => ({
+  bind: (channel) => events.forEach((event) => channel.listen(event, relay)),
+  unbind: (channel) => events.forEach((event) => channel.stopListening(event, relay)),
+});
+
+/** Binds `relay` to the channel's notifications of the given types (all when none is given). */
+export function notificationBinder(types: string[], relay: (payload: unknown) => void): Binder {
+  // A type may be written with dots or with backslashes: accept both spellings.
+  const accepted = types.flatMap((type) => [type, type.replace(/\./g, '\\'), type.replace(/\\/g, '.')]);
+  const filtered = (notification: { type: string }) => {
+    if (accepted.length === 0 || accepted.includes(notification.type)) relay(notification);
+  };
+  return {
+    bind: (channel) => channel.notification(filtered),
+    unbind: (channel) => channel.stopListeningForNotification(filtered),
+  };
+}
+
+/** Binds to a change feed (typing, statuses) that hands back its unsubscribe function. */
+export function changeBinder<C>(subscribe: (channel: C) => () => void): Binder {
+  let unsubscribe: (() => void) | undefined;
+  return {
+    bind: (channel) => (unsubscribe = subscribe(channel as unknown as C)),
+    unbind: () => unsubscribe?.(),
+  };
+}
+
+export const noBinder: Binder = { bind() {}, unbind() {} };
+
+/** Model events are broadcast under their own names: bind them as written. */
+export const modelEvents = (events: string[]): string[] =>
+  events.map((event) => (event.startsWith('.') ? event : `.${event}`));
+
+/** One component's hold on a channel and its listeners on it. */
+export class Listeners {
+  private held: Channel | null = null;
+  private listening = false;
+
+  constructor(
+    private readonly name: string,
+    private readonly visibility: Visibility,
+    private readonly binder: Binder,
+  ) {}
+
+  open(): void {
+    this.held = holdChannel(this.name, this.visibility);
+    this.listen();
+  }
+
+  close(leaveAll = false): void {
+    if (!this.held) return;
+    this.stopListening();
+    this.held = null;
+    releaseChannel(this.name, this.visibility, leaveAll);
+  }
+
+  listen(): void {
+    if (this.listening || !this.held) return;
+    this.binder.bind(this.held);
+    this.listening = true;
+  }
+
+  stopListening(): void {
+    if (!this.listening || !this.held) return;
+    this.binder.unbind(this.held);
+    this.listening = false;
+  }
+
+  channel(): Channel | null {
+    return this.held;
+  }
+}

@@ -1,0 +1,214 @@
+// Vue composables with @laravel/echo-vue 2.5's names and signatures. Unlike theirs, a composable
+// binds its listeners once for the component's life: a change of its dependencies never
+// resubscribes or loses an event. Nothing subscribes during SSR (setup runs on the server too).
+import { onUnmounted, readonly, ref, shallowRef, type Ref } from 'vue';
+import {
+  type Binder,
+  Listeners,
+  changeBinder,
+  echo,
+  eventBinder,
+  modelEvents,
+  noBinder,
+  notificationBinder,
+  toArray,
+} from './bindings';
+import type {
+  BroadcastNotification,
+  ChannelControls,
+  ChannelOf,
+  ConnectionStatus,
+  EventName,
+  InferEventPayload,
+  ListenerControls,
+  MemberStatus,
+  ModelEvents,
+  ModelPayload,
+  PresenceChannel,
+  PrivateChannel,
+  TypingUser,
+  Visibility,
+} from './types';
+
+export { configureEcho, echo, echoIsConfigured } from './bindings';
+export type * from './types';
+
+/** Any value; @laravel/echo-vue's dependency list type. */
+export type Dependency = unknown;
+
+const inBrowser = typeof window !== 'undefined';
+
+/** Holds the channel and keeps `binder`'s listeners on it until the component unmounts. */
+function useListeners<V extends Visibility>(
+  channelName: string,
+  visibility: V,
+  binder: Binder,
+): ListenerControls<ChannelOf<V>> {
+  const listeners = new Listeners(channelName, visibility, binder);
+  if (inBrowser) listeners.open();
+  onUnmounted(() => listeners.close());
+  return {
+    leaveChannel: (leaveAll = false) => listeners.close(leaveAll),
+    leave: () => listeners.close(true),
+    stopListening: () => listeners.stopListening(),
+    listen: () => listeners.listen(),
+    channel: () => listeners.channel() as ChannelOf<V> | null,
+  };
+}
+
+export function useEcho<TEvent extends EventName = EventName, TVisibility extends Visibility = 'private'>(
+  channelName: string,
+  event: TEvent | TEvent[],
+  callback: (payload: InferEventPayload<TEvent>) => void,
+  dependencies?: Dependency[],
+  visibility?: TVisibility,
+): ListenerControls<ChannelOf<TVisibility>>;
+export function useEcho<TPayload, TVisibility extends Visibility = 'private'>(
+  channelName: string,
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: Dependency[],
+  visibility?: TVisibility,
+): ListenerControls<ChannelOf<TVisibility>>;
+/**
+ * Listens for `event` on the channel until the component unmounts. `dependencies` is accepted
+ * for @laravel/echo-vue's signature: the callback reads reactive state when called, so it never
+ * needs rebinding.
+ */
+export function useEcho(
+  channelName: string,
+  event: string | string[] = [],
+  callback: (payload: unknown) => void = () => {},
+  dependencies: Dependency[] = [],
+  visibility: Visibility = 'private',
+) {
+  return useListeners(channelName, visibility, eventBinder(toArray(event), callback));
+}
+
+export const useEchoPublic = <TPayload>(
+  channelName: string,
+  event: string | string[] = [],
+  callback: (payload: TPayload) => void = () => {},
+  dependencies: Dependency[] = [],
+) => useEcho<TPayload, 'public'>(channelName, event, callback, dependencies, 'public');
+
+export const useEchoPresence = <TPayload>(
+  channelName: string,
+  event: string | string[] = [],
+  callback: (payload: TPayload) => void = () => {},
+  dependencies: Dependency[] = [],
+) => useEcho<TPayload, 'presence'>(channelName, event, callback, dependencies, 'presence');
+
+/** Listens for the notifications of the given types (all when none) on a private channel. */
+export const useEchoNotification = <TPayload>(
+  channelName: string,
+  callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
+  event: string | string[] = [],
+  dependencies: Dependency[] = [],
+): ListenerControls<PrivateChannel> =>
+  useListeners(
+    channelName,
+    'private',
+    notificationBinder(toArray(event), (payload) => callback(payload as BroadcastNotification<TPayload>)),
+  );
+
+/** Listens for Eloquent model events on the model's private channel (`App.Models.User.1`). */
+export const useEchoModel = <TPayload, TModel extends string>(
+  model: TModel,
+  identifier: string | number,
+  event: ModelEvents<TModel> | ModelEvents<TModel>[] = [],
+  callback: (payload: ModelPayload<TPayload>) => void = () => {},
+  dependencies: Dependency[] = [],
+) =>
+  useEcho<ModelPayload<TPayload>, 'private'>(
+    `${model}.${identifier}`,
+    modelEvents(toArray<string>(event)),
+    callback,
+    dependencies,
+    'private',
+  );
+
+/** Holds the channel until the component unmounts, without listening to anything. */
+export function useChannel<TVisibility extends Visibility = 'private'>(
+  channelName: string,
+  visibility: TVisibility = 'private' as TVisibility,
+): ChannelControls<ChannelOf<TVisibility>> {
+  const { leaveChannel, leave, channel } = useListeners(channelName, visibility, noBinder);
+  return { leaveChannel, leave, channel };
+}
+
+export const usePresenceChannel = (channelName: string) => useChannel(channelName, 'presence');
+
+export const usePublicChannel = (channelName: string) => useChannel(channelName, 'public');
+
+/** A read-only ref of `read()`, refreshed on every connection change until unmount. */
+function useConnectionValue<T>(read: () => T, serverValue: T): Readonly<Ref<T>> {
+  const value = shallowRef(inBrowser ? read() : serverValue);
+  if (inBrowser) {
+    onUnmounted(echo().connector.onConnectionChange(() => (value.value = read())));
+  }
+  return readonly(value) as Readonly<Ref<T>>;
+}
+
+export const useConnectionStatus = (): Readonly<Ref<ConnectionStatus>> =>
+  useConnectionValue(() => echo().connectionStatus(), 'connecting');
+
+export const useSocketId = (): Readonly<Ref<string | undefined>> =>
+  useConnectionValue(() => echo().socketId(), undefined);
+
+/** Holds the channel and a ref of `read(channel)`, refreshed whenever its change feed fires. */
+function useChannelState<V extends 'private' | 'presence', T>(
+  channelName: string,
+  visibility: V,
+  subscribe: (channel: ChannelOf<V>, onChange: () => void) => () => void,
+  read: (channel: ChannelOf<V>) => T,
+  initial: T,
+) {
+  const state = shallowRef(initial);
+  const { channel } = useListeners(
+    channelName,
+    visibility,
+    changeBinder<ChannelOf<V>>((held) => {
+      state.value = read(held);
+      return subscribe(held, () => (state.value = read(held)));
+    }),
+  );
+  return { state: readonly(state) as Readonly<Ref<T>>, channel };
+}
+
+/** Who is typing on a private or presence channel, and `typing()` to say this user is. */
+export function useTyping(channelName: string, visibility: 'private' | 'presence' = 'presence') {
+  const { state, channel } = useChannelState<typeof visibility, TypingUser[]>(
+    channelName,
+    visibility,
+    (held, onChange) => held.onTypingChange(onChange),
+    (held) => held.typingUsers(),
+    [],
+  );
+  return { typingUsers: state, typing: () => channel()?.typing() };
+}
+
+/** Each member's online/away status on a presence channel, by user id. */
+export const usePresenceStatus = (channelName: string): Readonly<Ref<Record<string, MemberStatus>>> =>
+  useChannelState<'presence', Record<string, MemberStatus>>(
+    channelName,
+    'presence',
+    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
+    (held) => held.statuses(),
+    {},
+  ).state;
+
+/** The unread count of `category`, the total over all categories, and `markRead()` for `category`. */
+export function useBadge(category: string) {
+  const count = ref(0);
+  const total = ref(0);
+  if (inBrowser) {
+    const read = () => {
+      count.value = echo().badges.count(category);
+      total.value = echo().badges.total();
+    };
+    read();
+    onUnmounted(echo().badges.onChange(read));
+  }
+  return { count: readonly(count), total: readonly(total), markRead: () => echo().badges.markRead(category) };
+}
