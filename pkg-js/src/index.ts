@@ -6,7 +6,7 @@ import type { Client } from '../wasm/overtone.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
-export type { Callback, Status } from './channel.js';
+export type { Callback, Status, TypingUser } from './channel.js';
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
 
