@@ -4,6 +4,8 @@ import type { Client } from '../wasm/overtone.js';
 
 export type Callback = (...args: any[]) => void;
 
+export type TypingUser = { id: string; info?: unknown };
+
 /** What a channel needs from Echo: run a call on the client (now or once loaded). */
 export interface ClientRunner {
   use(call: (client: Client) => void): void;
@@ -89,13 +91,13 @@ export class Channel {
     return this;
   }
 
-  /** User ids typing on this channel, in the order they started. */
-  typingUsers(): string[] {
+  /** Who is typing on this channel, in the order they started (`info` on presence channels). */
+  typingUsers(): TypingUser[] {
     return this.runner.loaded()?.typingUsers(this.name) ?? [];
   }
 
-  /** `callback(userIds)` whenever who is typing changes; returns the unsubscribe function. */
-  onTypingChange(callback: (userIds: string[]) => void): () => void {
+  /** `callback(typingUsers)` whenever who is typing changes; returns the unsubscribe function. */
+  onTypingChange(callback: (users: TypingUser[]) => void): () => void {
     return this.watch('typing', callback);
   }
 

@@ -6,7 +6,7 @@ import type { Client } from '../wasm/overtone.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
-export type { Callback, Status } from './channel.js';
+export type { Callback, Status, TypingUser } from './channel.js';
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
 
@@ -261,7 +261,9 @@ export default class Echo implements ClientRunner {
   use(call: (client: Client) => void): void {
     if (this.client) return call(this.client);
     this.queue.push(call);
-    if (this.queue.length === 1 && typeof window !== 'undefined') void this.load();
+    if (this.queue.length === 1 && typeof window !== 'undefined') {
+      this.load().catch((error) => console.error('overtone: could not load the client', error));
+    }
   }
 
   loaded(): Client | undefined {

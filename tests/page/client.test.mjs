@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serverSdk } from '../lib/server.mjs';
-import { launchBrowser } from '../lib/browser.mjs';
+import { launchBrowser, strictPage } from '../lib/browser.mjs';
 import { startPageServer, openEchoPage, until } from '../lib/client-page.mjs';
 
 let server, browser, sdk;
@@ -165,5 +165,27 @@ test('the X-Socket-ID helpers: headers for the app, and a fetch interceptor for 
   });
   assert.equal((await sent)['x-socket-id'], id);
   assert.deepEqual(await page.evaluate(() => window.echo.socketIdHeaders()), { 'X-Socket-ID': id });
+  await context.close();
+});
+
+test('auth headers given as a function are read on every request (token refresh)', async () => {
+  const context = await browser.newContext();
+  const page = await strictPage(context);
+  await page.route('**/broadcasting/auth', async (route) => {
+    const form = new URLSearchParams(route.request().postData() ?? '');
+    if (route.request().headers().authorization !== 'Bearer fresh') return route.fulfill({ status: 401, body: '' });
+    await route.fulfill({ json: sdk.authorizeChannel(form.get('socket_id'), form.get('channel_name')) });
+  });
+  await page.goto(`${server.url}/`);
+  await page.waitForFunction(() => window.Echo);
+  const outcomes = await page.evaluate(async ({ key, port }) => {
+    window.token = 'stale';
+    const echo = new window.Echo({ key, wsHost: '127.0.0.1', wsPort: port, forceTLS: false, auth: { headers: () => ({ Authorization: `Bearer ${window.token}` }) } });
+    const outcome = (name) => new Promise((resolve) => echo.private(name).subscribed(() => resolve('subscribed')).error((e) => resolve(e.status)));
+    const first = await outcome('before-refresh');
+    window.token = 'fresh';
+    return [first, await outcome('after-refresh')];
+  }, { key: server.app.key, port: server.port });
+  assert.deepEqual(outcomes, [401, 'subscribed']);
   await context.close();
 });

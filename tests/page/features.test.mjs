@@ -68,10 +68,11 @@ test('typing is shown on the other page and cleared when the message is sent', a
   await join(b, 'typing-room', 2);
 
   await a.evaluate(() => window.room.typing().typing());
-  await until(b, () => window.room.typingUsers().join() === '1');
+  await until(b, () => window.room.typingUsers().map((u) => u.id).join() === '1');
+  assert.deepEqual(await b.evaluate(() => window.room.typingUsers()), [{ id: '1', info: { name: 'ann' } }]);
   await a.evaluate(() => window.room.stopTyping());
   await until(b, () => window.room.typingUsers().length === 0);
-  assert.deepEqual(await b.evaluate(() => window.changes.typing), [['1'], []]);
+  assert.deepEqual(await b.evaluate(() => window.changes.typing.map((users) => users.map((u) => u.id))), [['1'], []]);
   await a.context().close();
   await b.context().close();
 });

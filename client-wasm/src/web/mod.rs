@@ -272,7 +272,7 @@ impl Client {
         self.run(|s| s.typing(channel).sent(now()));
     }
 
-    /// User ids typing on `channel`, in the order they started.
+    /// `[{id, info?}]` typing on `channel`, in the order they started.
     #[wasm_bindgen(js_name = typingUsers)]
     pub fn typing_users(&self, channel: &str) -> Array {
         self.run(|s| {
@@ -308,7 +308,7 @@ impl Client {
         self.run(|s| s.badges().map(|b| b.mark_read(target)));
     }
 
-    /// Calls `callback(state)` on every change of `what`: `typing` (user ids) or `status`
+    /// Calls `callback(state)` on every change of `what`: `typing` (`[{id, info?}]`) or `status`
     /// (`{userId: status}`) on `channel`, or `badges` (`{category: count}`). Returns an id for
     /// `unwatch`.
     pub fn watch(&self, what: &str, channel: &str, callback: Function) -> u32 {

@@ -495,8 +495,7 @@ impl Shell {
         callback: Option<&Function>,
     ) {
         for id in self.core.listeners(channel, binding) {
-            let calls_it = |f: &Function| callback.is_none_or(|c| c == f);
-            if self.callbacks.iter().any(|(l, f)| *l == id && calls_it(f)) || callback.is_none() {
+            if callback.is_none_or(|c| self.callbacks.iter().any(|(l, f)| *l == id && f == c)) {
                 self.unbind(id);
             }
         }
@@ -623,11 +622,23 @@ impl Shell {
         &mut self.typing[last].1
     }
 
+    /// `[{id, info?}]` of who is typing, `info` from the presence member list when known.
     pub(crate) fn typing_users(&self, channel: &str) -> Array {
-        let typing = self.typing.iter().find(|(name, _)| name == channel);
-        typing.map_or_else(Array::new, |(_, t)| {
-            t.typing_users().map(JsValue::from).collect()
-        })
+        let Some((_, typing)) = self.typing.iter().find(|(name, _)| name == channel) else {
+            return Array::new();
+        };
+        let members = self.core.members(channel);
+        typing
+            .typing_users()
+            .map(|id| {
+                let user = Object::new();
+                let _ = Reflect::set(&user, &"id".into(), &id.into());
+                if let Some(member) = members.iter().find(|m| m.user_id == id) {
+                    let _ = Reflect::set(&user, &"info".into(), &member.info);
+                }
+                JsValue::from(user)
+            })
+            .collect()
     }
 
     /// `{userId: "online" | "away"}` of a presence channel's members.
