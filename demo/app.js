@@ -227,8 +227,8 @@ function startChat(echo, api, me) {
     })
     .listen('.message', addMessage);
   chat.onStatusChange(renderMembers);
-  chat.onTypingChange((ids) => {
-    const names = ids.filter((id) => id !== me.id).map(nameOf);
+  chat.onTypingChange((typists) => {
+    const names = typists.filter(({ id }) => id !== me.id).map(({ id, info }) => info?.name ?? nameOf(id));
     $('typing').textContent =
       names.length === 0 ? '' : names.length === 1 ? `${names[0]} is typing…` : `${names.join(', ')} are typing…`;
   });

@@ -30,12 +30,18 @@ const until = (page, fn, arg, timeout = 5000) => page.waitForFunction(fn, arg, {
 /** A new browser context (its own storage: another person) at a desktop size. */
 const newVisitor = () => browser.newContext({ viewport: { width: 1280, height: 900 } });
 
-/** Opens the demo in `context`; signs in as `name` unless the context already is someone. */
-async function open(context, name, { at = server } = {}) {
+/**
+ * Opens the demo in `context`; signs in as `name` (a demo user's button, or typed when `typed`)
+ * unless the context already is someone.
+ */
+async function open(context, name, { at = server, typed = false } = {}) {
   const page = await strictPage(context);
   // A short away threshold (the page's `away` parameter) so the test need not wait 30 s.
   await page.goto(`${at.url}/?away=300`);
-  if (name) {
+  if (name && typed) {
+    await page.getByLabel('Or type a name').fill(name);
+    await page.getByLabel('Or type a name').press('Enter');
+  } else if (name) {
     await page.getByRole('button', { name, exact: true }).click();
   }
   await page.locator('#seat-map[data-ready="true"]').waitFor();
@@ -169,6 +175,45 @@ test('a seat held by one is shown held to the other within a second, refused to 
   await until(dara, () => document.querySelector('[data-seat="C8"]').dataset.state === 'sold');
   assert.deepEqual(dara.problems, []);
   await daraContext.close();
+});
+
+test('the seat map works from the keyboard: one tab stop, arrow keys move, Enter holds and releases', async () => {
+  const context = await newVisitor();
+  const page = await open(context, 'Eve Online', { typed: true });
+  assert.equal(await page.locator('#me-name').textContent(), 'Eve Online');
+  await page.locator('[data-seat="A1"]').focus();
+  for (const key of ['ArrowRight', 'ArrowRight', 'ArrowDown', 'Enter']) await page.keyboard.press(key);
+  await until(page, () => document.querySelector('[data-seat="B3"]').className === 'seat held mine');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.seat), 'B3');
+  assert.equal(await page.locator('#seat-map [tabindex="0"]').count(), 1);
+  await page.keyboard.press('Enter');
+  await until(page, () => document.querySelector('[data-seat="B3"]').dataset.state === 'free');
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
+test('the demo API answers bad requests with a 4xx and a JSON error', async () => {
+  const post = (path, body, headers = {}) =>
+    fetch(`${server.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
+  const { token } = await (await post('/demo/api/session', JSON.stringify({ name: 'Fay' }))).json();
+  const auth = { Authorization: `Bearer ${token}` };
+  const cases = [
+    [await post('/demo/api/session', 'not json'), 400, /Invalid JSON/],
+    [await post('/demo/api/session', JSON.stringify({ name: 'x'.repeat(25) })), 400, /1 to 24/],
+    [await post('/demo/api/chat/messages', JSON.stringify({ text: 'hi' })), 401, /No credentials/],
+    [await post('/demo/api/chat/messages', JSON.stringify({ text: 'hi' }), { Authorization: 'Bearer nope' }), 401, /Invalid token/],
+    [await post('/demo/api/chat/messages', JSON.stringify({ text: ' ' }), auth), 400, /1 to 500/],
+    [await post('/demo/api/chat/messages', JSON.stringify({ text: 'hi' }), { ...auth, 'X-Socket-ID': 'x' }), 400, /X-Socket-ID/],
+    [await fetch(`${server.url}/demo/api/chat/messages?after=-1`), 400, /message id/],
+    [await post('/demo/api/seats/Q99/hold', '', auth), 404, /No seat Q99/],
+    [await post('/demo/api/seats/A1/hold', '', auth), 409, /Join the hall/],
+    [await post('/demo/api/seats/buy', '', auth), 400, /Hold a seat first/],
+    [await post('/demo/api/nothing', '', auth), 404, /Not found/],
+  ];
+  for (const [response, status, error] of cases) {
+    assert.equal(response.status, status, response.url);
+    assert.match((await response.json()).error, error);
+  }
 });
 
 test('two people clicking the same free seat at once: one holds it, both pages agree who', async () => {
