@@ -288,14 +288,16 @@ function startHall(echo, api, me) {
   function renderCart() {
     const held = [...seats.values()].filter((s) => s.state === 'held' && s.by.id === me.id);
     $('buy').disabled = held.length === 0;
+    // The seats are read out when they change; the clock, ticking every second, is not.
+    const text = held.length === 0 ? 'You hold no seats.' : `You hold ${held.map((s) => s.seat).join(', ')}.`;
+    if ($('cart-seats').textContent !== text) $('cart-seats').textContent = text;
     if (held.length === 0) {
-      $('cart-text').textContent = 'You hold no seats.';
+      $('cart-clock').textContent = '';
       return;
     }
     const soonest = Math.min(...held.map((s) => s.expiresAt));
     const secs = Math.max(0, Math.round((soonest - Date.now()) / 1000));
-    const clock = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}`;
-    $('cart-text').textContent = `You hold ${held.map((s) => s.seat).join(', ')} (${clock} left).`;
+    $('cart-clock').textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')} left to buy`;
   }
   setInterval(renderCart, 1000);
 
@@ -351,10 +353,9 @@ function startHall(echo, api, me) {
         $('seat-status').textContent = `Seat ${label} is held by ${seat.by.name}: you will be notified if it frees up.`;
       } else if (seat.state === 'held') {
         renderSeat(await api('DELETE', `/demo/api/seats/${label}/hold`));
-        $('seat-status').textContent = `Released ${label}.`;
       } else {
+        // Success needs no words here: the seat and the cart line (read out live) change.
         renderSeat(await api('POST', `/demo/api/seats/${label}/hold`));
-        $('seat-status').textContent = `You hold ${label}.`;
       }
     } catch (error) {
       $('seat-status').textContent = error.message;

@@ -44,6 +44,8 @@ const NOTIFICATION_EVENT: &str = "Illuminate\\Notifications\\Events\\BroadcastNo
 /// Visitors stay signed in for a day.
 const SESSION_TTL_SECS: u64 = 24 * 60 * 60;
 const MAX_NAME_CHARS: usize = 24;
+/// People remembered for mentions; past this, newcomers can still chat but not be mentioned.
+const MAX_PEOPLE: usize = 10_000;
 /// Member colours, all readable as text on white (WCAG AA) and distinct from each other.
 const COLORS: [&str; 8] = ["#b42318", "#b54708", "#027a48", "#026aa2", "#5925dc", "#c11574", "#344054", "#0e7090"];
 
@@ -178,7 +180,11 @@ impl Demo {
             color: claim("color").unwrap_or_else(|| color_of(&identity.user_id).into()),
             id: identity.user_id,
         };
-        lock(&self.people).insert(person.id.clone(), person.clone());
+        let mut people = lock(&self.people);
+        if people.len() < MAX_PEOPLE || people.contains_key(&person.id) {
+            people.insert(person.id.clone(), person.clone());
+        }
+        drop(people);
         self.clock.call_once(|| {
             tokio::spawn(seats::run_clock(self.clone()));
         });
