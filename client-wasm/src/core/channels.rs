@@ -107,7 +107,10 @@ mod tests {
         assert!(!channel.upsert("2".into(), "bob again"));
         assert!(channel.upsert("3".into(), "cat"));
         assert_eq!(ids(&channel), ["1", "2", "3"]);
-        assert_eq!(channel.remove_member("2").map(|m| m.info), Some("bob again"));
+        assert_eq!(
+            channel.remove_member("2").map(|m| m.info),
+            Some("bob again")
+        );
         assert_eq!(channel.remove_member("2"), None);
         assert_eq!(ids(&channel), ["1", "3"]);
     }

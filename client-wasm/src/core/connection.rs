@@ -122,7 +122,11 @@ impl Connection {
     /// `ws[s]://host:port[/path]/app/{key}?protocol=7&...`, as pusher-js builds it.
     pub(crate) fn url(&self) -> String {
         let c = &self.config;
-        let (scheme, port) = if self.tls { ("wss://", c.wss_port) } else { ("ws://", c.ws_port) };
+        let (scheme, port) = if self.tls {
+            ("wss://", c.wss_port)
+        } else {
+            ("ws://", c.ws_port)
+        };
         format!(
             "{scheme}{}:{port}{}/app/{}?protocol={}&client=js&version=8.6.0&flash=false",
             c.host,
@@ -133,7 +137,10 @@ impl Connection {
     }
 
     pub(crate) fn connect<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
-        if !matches!(self.state, State::Initialized | State::Disconnected | State::Failed) {
+        if !matches!(
+            self.state,
+            State::Initialized | State::Disconnected | State::Failed
+        ) {
             return;
         }
         self.backoff.reset();
@@ -183,9 +190,15 @@ impl Connection {
             (Link::Down, _) => return None,
             (
                 Link::Opening,
-                ServerMessage::ConnectionEstablished { socket_id, activity_timeout },
+                ServerMessage::ConnectionEstablished {
+                    socket_id,
+                    activity_timeout,
+                },
             ) => {
-                self.link = Link::Up { socket_id: socket_id.clone(), since: now };
+                self.link = Link::Up {
+                    socket_id: socket_id.clone(),
+                    since: now,
+                };
                 self.activity_timeout = match activity_timeout {
                     Some(secs) if *secs > 0 => {
                         self.config.activity_timeout.min(secs.saturating_mul(1_000))
@@ -265,7 +278,10 @@ impl Connection {
 
     /// Whether the app wants a connection that we do not have (and were not refused).
     fn retrying(&self) -> bool {
-        matches!(self.state, State::Connecting | State::Reconnecting | State::Unavailable)
+        matches!(
+            self.state,
+            State::Connecting | State::Reconnecting | State::Unavailable
+        )
     }
 
     fn retry_now<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
@@ -287,7 +303,10 @@ impl Connection {
     fn open<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
         out.push_back(Action::OpenSocket { url: self.url() });
         self.link = Link::Opening;
-        self.timer = Some((now.saturating_add(self.config.connect_timeout), Timer::ConnectTimeout));
+        self.timer = Some((
+            now.saturating_add(self.config.connect_timeout),
+            Timer::ConnectTimeout,
+        ));
     }
 
     /// Closes the socket if there is one; `Down` if it was established.
@@ -361,7 +380,10 @@ impl Connection {
 
     fn set_state<P>(&mut self, current: State, out: &mut VecDeque<Action<P>>) {
         if current != self.state {
-            out.push_back(Action::StateChanged { previous: self.state, current });
+            out.push_back(Action::StateChanged {
+                previous: self.state,
+                current,
+            });
             self.state = current;
         }
     }

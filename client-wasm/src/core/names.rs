@@ -31,7 +31,9 @@ impl Default for EventFormatter {
 impl EventFormatter {
     /// An empty namespace behaves like none, as in Echo (`if (this.namespace)`).
     pub fn new(namespace: Option<String>) -> EventFormatter {
-        EventFormatter { namespace: namespace.filter(|ns| !ns.is_empty()) }
+        EventFormatter {
+            namespace: namespace.filter(|ns| !ns.is_empty()),
+        }
     }
 
     /// A leading `.` or `\` means "as written" and is stripped; otherwise the namespace is

@@ -9,6 +9,7 @@
 //! natively with a fake clock.
 
 pub mod badges;
+mod sorted_map;
 pub mod status;
 pub mod typing;
 
@@ -29,9 +30,12 @@ pub enum Action {
 /// shell calls `client_events_refused()` on the typing and status machines.
 pub fn refuses_client_events(error_message: &str) -> bool {
     let message = error_message.to_ascii_lowercase();
-    let about_client_events = message.contains("client event") || message.contains("client messaging");
+    let about_client_events =
+        message.contains("client event") || message.contains("client messaging");
     about_client_events
-        && ["enable", "disabled", "only", "not supported", "not allowed"].iter().any(|w| message.contains(w))
+        && ["enable", "disabled", "only", "not supported", "not allowed"]
+            .iter()
+            .any(|w| message.contains(w))
 }
 
 /// Appends `value` to `out` as a JSON string literal, quotes included.
@@ -106,7 +110,13 @@ mod tests {
 
     #[test]
     fn payload_carries_user_id_only_when_known() {
-        assert_eq!(payload_with_user_id("typing", "true", None), r#"{"typing":true}"#);
-        assert_eq!(payload_with_user_id("status", "\"away\"", Some("7")), r#"{"status":"away","user_id":"7"}"#);
+        assert_eq!(
+            payload_with_user_id("typing", "true", None),
+            r#"{"typing":true}"#
+        );
+        assert_eq!(
+            payload_with_user_id("status", "\"away\"", Some("7")),
+            r#"{"status":"away","user_id":"7"}"#
+        );
     }
 }
