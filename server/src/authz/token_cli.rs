@@ -45,8 +45,12 @@ impl TokenArgs {
     pub fn mint(&self) -> Result<String, String> {
         let text = std::fs::read_to_string(&self.config)
             .map_err(|e| format!("cannot read config file {}: {e}", self.config.display()))?;
-        let file: AppsOnly = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", self.config.display()))?;
-        let mut with_authz = file.apps.iter().filter_map(|app| Some((app, app.authz.as_ref()?)));
+        let file: AppsOnly = toml::from_str(&text)
+            .map_err(|e| format!("config file {}: {e}", self.config.display()))?;
+        let mut with_authz = file
+            .apps
+            .iter()
+            .filter_map(|app| Some((app, app.authz.as_ref()?)));
         let (app, authz) = match &self.app {
             Some(wanted) => with_authz.find(|(app, _)| app.key == *wanted || app.id == *wanted),
             None => with_authz.next(),
@@ -59,7 +63,9 @@ impl TokenArgs {
 
         let mut claims = Map::new();
         for claim in &self.claims {
-            let (name, value) = claim.split_once('=').ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
+            let (name, value) = claim
+                .split_once('=')
+                .ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
             let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
             claims.insert(name.into(), value);
         }
@@ -75,7 +81,8 @@ impl TokenArgs {
         }
         let mut header = Header::new(algorithm);
         header.kid = key.kid().map(Into::into);
-        jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| format!("cannot sign the token: {e}"))
+        jsonwebtoken::encode(&header, &claims, &signing_key)
+            .map_err(|e| format!("cannot sign the token: {e}"))
     }
 }
 
@@ -106,12 +113,27 @@ mod tests {
         let token = args.mint().unwrap();
         let file: AppsOnly = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        let identity = file.apps[0].authz.as_ref().unwrap().verifier.identify(&headers).unwrap();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let identity = file.apps[0]
+            .authz
+            .as_ref()
+            .unwrap()
+            .verifier
+            .identify(&headers)
+            .unwrap();
         assert_eq!(identity.user_id, "42");
         assert_eq!(identity.claims["name"], "Ana");
         assert_eq!(identity.claims["rooms"], serde_json::json!(["lobby"]));
-        assert!(TokenArgs { app: Some("other".into()), ..args }.mint().unwrap_err().contains("no such app"));
+        assert!(TokenArgs {
+            app: Some("other".into()),
+            ..args
+        }
+        .mint()
+        .unwrap_err()
+        .contains("no such app"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
