@@ -1,5 +1,7 @@
 //! The `overtone` binary: parses the command line and runs a subcommand.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use overtone_server::config::ServeArgs;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Load-test a Pusher-protocol server on 127.0.0.1 and print a JSON summary.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +31,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match cli.command {
+        Command::Bench(args) => bench::run(args, &runtime),
         Command::Serve(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,
