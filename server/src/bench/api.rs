@@ -9,8 +9,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::Result;
 use super::target::Target;
+use super::Result;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::latency::{Latencies, read_stamp, stamp_now};
+use super::latency::{read_stamp, stamp_now, Latencies};
 use super::procfs::CpuWindow;
 use super::target::Target;
 use super::ws::{self, Connection};
-use super::{Result, per_100k, progress, round};
+use super::{per_100k, progress, round, Result};
 
 #[derive(Args)]
 pub struct ClientEventsArgs {

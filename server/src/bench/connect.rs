@@ -5,12 +5,12 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 use super::procfs::{self, CpuWindow};
 use super::target::Target;
 use super::ws::{self, Connection};
-use super::{Result, progress, round};
+use super::{progress, round, Result};
 
 #[derive(Args)]
 pub struct ConnectArgs {
@@ -61,10 +61,13 @@ pub async fn run(target: Target, args: ConnectArgs) -> Result<Value> {
     let kib = |bytes: Option<u64>| bytes.map(|b| b / 1024);
     let per_connection =
         before.zip(open).map(|(b, o)| o.saturating_sub(b) as f64 / 1024.0 / n as f64);
-    let returned = before
-        .zip(open)
-        .zip(closed)
-        .map(|((b, o), c)| if o > b { o.saturating_sub(c) as f64 / (o - b) as f64 } else { 1.0 });
+    let returned = before.zip(open).zip(closed).map(|((b, o), c)| {
+        if o > b {
+            o.saturating_sub(c) as f64 / (o - b) as f64
+        } else {
+            1.0
+        }
+    });
     Ok(json!({
         "scenario": "connect",
         "connections": n,

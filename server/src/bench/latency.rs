@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
 /// Marks a timestamp inside a payload. It has no quotes or backslashes, so it reads the same
 /// whether a server relays the payload as a JSON string, as an object or double-encoded.

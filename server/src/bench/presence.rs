@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 
-use super::latency::{Latencies, now_micros};
+use super::latency::{now_micros, Latencies};
 use super::procfs::CpuWindow;
 use super::target::Target;
 use super::ws::{self, Client, Connection, Frame};
-use super::{Result, progress, round};
+use super::{progress, round, Result};
 
 #[derive(Args)]
 pub struct PresenceArgs {
