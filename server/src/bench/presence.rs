@@ -34,6 +34,10 @@ pub struct PresenceArgs {
     /// Churn rounds.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Milliseconds over which a round's disconnects (and then its rejoins) are spread
+    /// (0: all at once).
+    #[arg(long, default_value_t = 1000)]
+    churn_window_ms: u64,
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 100)]
     in_flight: usize,
@@ -47,11 +51,13 @@ const CHURN_PAUSE: Duration = Duration::from_millis(300);
 
 impl PresenceArgs {
     pub fn bound(&self) -> Duration {
-        Duration::from_millis(self.join_window_ms) + SETTLE * 2 + ROUND_BOUND * self.rounds
+        Duration::from_millis(self.join_window_ms)
+            + SETTLE * 2
+            + (ROUND_BOUND + Duration::from_millis(self.churn_window_ms) * 2) * self.rounds
     }
 }
 
-/// A churn round: two pauses, plus closing and rejoining (bounded by ws timeouts).
+/// A churn round besides its windows: two pauses, closing and rejoining (bounded by timeouts).
 const ROUND_BOUND: Duration = Duration::from_secs(5);
 
 /// What every member's handler shares: when each user last joined and left, and latencies.
@@ -62,6 +68,8 @@ struct Shared {
     join_added: Latencies,
     churn_added: Latencies,
     removed: Latencies,
+    /// member_removed for a user that never left.
+    spurious_removals: AtomicU64,
 }
 
 /// One member's user ids as it believes them to be on the channel.
@@ -121,7 +129,10 @@ async fn join(
             latencies.record_since(shared.joined_at[user].load(Ordering::Relaxed));
         } else {
             view.remove(&user);
-            shared.removed.record_since(shared.left_at[user].load(Ordering::Relaxed));
+            match shared.left_at[user].load(Ordering::Relaxed) {
+                0 => _ = shared.spurious_removals.fetch_add(1, Ordering::Relaxed),
+                left_at => shared.removed.record_since(left_at),
+            }
         }
     });
     Ok(Member { client, view })
@@ -172,6 +183,7 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
         join_added: Latencies::new(),
         churn_added: Latencies::new(),
         removed: Latencies::new(),
+        spurious_removals: AtomicU64::new(0),
     });
     let window = Duration::from_millis(args.join_window_ms);
     progress(format!("{n} members joining {CHANNEL} within {} ms", args.join_window_ms));
@@ -190,19 +202,25 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
 
     shared.churning.store(true, Ordering::Relaxed);
     let churn = args.churn.min(n);
+    let churn_window = Duration::from_millis(args.churn_window_ms);
+    let leave_spacing = churn_window / churn.max(1) as u32;
     for _ in 0..args.rounds {
         let mut leaving = everyone.clone();
         fastrand::shuffle(&mut leaving);
         leaving.truncate(churn);
         let mut closing = tokio::task::JoinSet::new();
-        for &i in &leaving {
+        for (k, &i) in leaving.iter().enumerate() {
             let member = members[i].take().expect("present before leaving");
-            shared.left_at[i].store(now_micros(), Ordering::Relaxed);
-            closing.spawn(member.client.close());
+            let shared = shared.clone();
+            closing.spawn(async move {
+                tokio::time::sleep(leave_spacing * k as u32).await;
+                shared.left_at[i].store(now_micros(), Ordering::Relaxed);
+                member.client.close().await;
+            });
         }
         while closing.join_next().await.is_some() {}
         tokio::time::sleep(CHURN_PAUSE).await;
-        for (member, i) in join_all(&target, &shared, &leaving, Duration::ZERO, args.in_flight)
+        for (member, i) in join_all(&target, &shared, &leaving, churn_window, args.in_flight)
             .await?
             .into_iter()
             .zip(&leaving)
@@ -224,6 +242,8 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
         "wrong_views_after_join": wrong_after_join,
         "churn": churn,
         "rounds": args.rounds,
+        "churn_window_ms": args.churn_window_ms,
+        "spurious_member_removed": shared.spurious_removals.load(Ordering::Relaxed),
         "wrong_views_at_end": wrong_at_end,
         "dropped_connections": dropped,
         "join_member_added": shared.join_added.summary(),
