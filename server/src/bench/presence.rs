@@ -65,6 +65,8 @@ struct Shared {
     joined_at: Vec<AtomicU64>,
     left_at: Vec<AtomicU64>,
     churning: AtomicBool,
+    /// Set once measuring is over: the final disconnects announce removals nobody measures.
+    finished: AtomicBool,
     join_added: Latencies,
     churn_added: Latencies,
     removed: Latencies,
@@ -107,6 +109,9 @@ async fn join(
     let view: View = Arc::new(Mutex::new(initial));
     let kept = view.clone();
     let client = connection.spawn(move |text| {
+        if shared.finished.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(frame) = Frame::parse(text) else {
             return;
         };
@@ -180,6 +185,7 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
         joined_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
         left_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
         churning: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         join_added: Latencies::new(),
         churn_added: Latencies::new(),
         removed: Latencies::new(),
@@ -232,6 +238,7 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
     let wrong_at_end = wrong_views(&members).await;
     let spent = cpu.stop()?;
     let dropped = members.iter().flatten().filter(|m| !m.client.is_open()).count();
+    shared.finished.store(true, Ordering::Relaxed);
     ws::close_all(members.into_iter().flatten().map(|m| m.client).collect()).await;
 
     Ok(json!({
