@@ -101,6 +101,8 @@ fn presence_views_end_right() {
         "5",
         "--rounds",
         "1",
+        "--churn-window-ms",
+        "100",
     ]));
     assert_eq!(s["wrong_views_at_end"], 0, "{s}");
     assert!(s["churn_member_removed"]["count"].as_u64().unwrap() > 0, "{s}");
