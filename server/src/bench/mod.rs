@@ -21,7 +21,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-pub use target::TargetArgs;
+use target::TargetArgs;
 
 /// A bench failure, already worded for the person running it.
 pub type Result<T> = std::result::Result<T, String>;
