@@ -237,7 +237,15 @@ impl Connection {
         closer: &Closer,
         activity_timeout: Duration,
     ) -> bool {
-        let mut deadline = Instant::now() + activity_timeout * 2;
+        // Every future here is created once per connection, not once per frame: the shutdown
+        // token is shared by all connections, and registering with it takes its lock.
+        let shutdown = self.shared.shutdown().clone();
+        let cancelled = shutdown.cancelled();
+        let closed = closer.closed();
+        let idle_limit = activity_timeout * 2;
+        let mut last_seen = Instant::now();
+        let timer = sleep_until(last_seen + idle_limit);
+        tokio::pin!(cancelled, closed, timer);
         let mut pinged = false;
         let closed_by_server = loop {
             tokio::select! {
@@ -251,7 +259,8 @@ impl Connection {
                         }
                         None => break false,
                     };
-                    deadline = Instant::now() + activity_timeout * 2;
+                    // The timer is not moved on every frame; it checks `last_seen` when it fires.
+                    last_seen = Instant::now();
                     pinged = false;
                     match message {
                         Message::Text(text) => self.on_text(text.as_str()),
@@ -261,17 +270,21 @@ impl Connection {
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut timer => {
+                    let quiet_until = last_seen + idle_limit;
                     if pinged {
                         closer.close(codes::PONG_NOT_RECEIVED);
+                        break true;
+                    } else if Instant::now() < quiet_until {
+                        timer.as_mut().reset(quiet_until);
                     } else {
                         pinged = true;
-                        deadline = Instant::now() + activity_timeout;
+                        timer.as_mut().reset(Instant::now() + activity_timeout);
                         self.handle.send(frame::ping());
                     }
                 }
-                _ = closer.closed() => break true,
-                _ = self.shared.shutdown().cancelled() => {
+                _ = &mut closed => break true,
+                _ = &mut cancelled => {
                     closer.close(codes::GENERIC_RECONNECT);
                     break true;
                 }
@@ -561,10 +574,12 @@ async fn write_loop(
     mut queued: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
 ) {
+    let closed = closer.closed();
+    tokio::pin!(closed);
     let code = loop {
         tokio::select! {
             biased;
-            code = closer.closed() => break code,
+            code = &mut closed => break code,
             frame = queued.recv() => match frame {
                 Some(frame) => {
                     if write_burst(&mut sink, &mut queued, frame).await.is_err() {

@@ -47,7 +47,9 @@ const MAX_NAME_CHARS: usize = 24;
 /// People remembered for mentions; past this, newcomers can still chat but not be mentioned.
 const MAX_PEOPLE: usize = 10_000;
 /// Member colours, all readable as text on white (WCAG AA) and distinct from each other.
-const COLORS: [&str; 8] = ["#b42318", "#b54708", "#027a48", "#026aa2", "#5925dc", "#c11574", "#344054", "#0e7090"];
+const COLORS: [&str; 8] = [
+    "#b42318", "#b54708", "#027a48", "#026aa2", "#5925dc", "#c11574", "#344054", "#0e7090",
+];
 
 /// The `[apps.authz]` the demo gives the first app when it has none: any visitor may join the
 /// demo's presence channels, and only its own notification channel. `{secret}` is derived from
@@ -69,7 +71,12 @@ pub fn authorize_demo_channels(apps: &mut [AppConfig]) {
     let Some(app) = apps.first_mut().filter(|app| app.authz.is_none()) else {
         return;
     };
-    let secret = hex::encode(Sha256::new().chain_update(b"overtone demo tokens\0").chain_update(&app.secret).finalize());
+    let secret = hex::encode(
+        Sha256::new()
+            .chain_update(b"overtone demo tokens\0")
+            .chain_update(&app.secret)
+            .finalize(),
+    );
     let text = DEMO_AUTHZ.replace("{secret}", &secret);
     match toml::from_str::<AuthzConfig>(&text) {
         Ok(authz) => app.authz = Some(authz),
@@ -92,17 +99,31 @@ pub fn routes(assets: &DemoAssets, shared: &Shared) -> Router<Shared> {
 fn api(demo: Arc<Demo>) -> Router<Shared> {
     Router::new()
         .route("/demo/api/session", post(session))
-        .route("/demo/api/chat/messages", get(chat::history).post(chat::send))
+        .route(
+            "/demo/api/chat/messages",
+            get(chat::history).post(chat::send),
+        )
         .route("/demo/api/seats", get(seats::list))
         .route("/demo/api/seats/buy", post(seats::buy))
-        .route("/demo/api/seats/{seat}/hold", post(seats::hold).delete(seats::release))
+        .route(
+            "/demo/api/seats/{seat}/hold",
+            post(seats::hold).delete(seats::release),
+        )
         .route("/demo/api/seats/{seat}/watch", post(seats::watch))
-        .route("/demo/api/{*rest}", any(|| async { DemoError::new(StatusCode::NOT_FOUND, "Not found") }))
+        .route(
+            "/demo/api/{*rest}",
+            any(|| async { DemoError::new(StatusCode::NOT_FOUND, "Not found") }),
+        )
         .with_state(demo)
 }
 
 async fn config(State(shared): State<Shared>) -> Json<Value> {
-    let key = shared.config().apps.first().map(|app| app.key.as_str()).unwrap_or_default();
+    let key = shared
+        .config()
+        .apps
+        .first()
+        .map(|app| app.key.as_str())
+        .unwrap_or_default();
     Json(json!({ "key": key }))
 }
 
@@ -150,7 +171,9 @@ pub struct Demo {
 
 impl Demo {
     fn new(shared: &Shared) -> Option<Demo> {
-        let app = shared.app_by_key(&shared.config().apps.first()?.key)?.clone();
+        let app = shared
+            .app_by_key(&shared.config().apps.first()?.key)?
+            .clone();
         Some(Demo {
             app,
             shared: shared.clone(),
@@ -165,16 +188,28 @@ impl Demo {
 
     fn authz(&self) -> Result<&AuthzConfig, DemoError> {
         self.app.config.authz.as_ref().ok_or_else(|| {
-            DemoError::new(StatusCode::SERVICE_UNAVAILABLE, "The demo app has no [apps.authz] to sign visitors in with")
+            DemoError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The demo app has no [apps.authz] to sign visitors in with",
+            )
         })
     }
 
     /// Who sent the request, from its bearer token; remembered for mentions. The first
     /// authenticated request also starts the hall's clock (it needs a runtime and a visitor).
     fn visitor(self: &Arc<Self>, headers: &HeaderMap) -> Result<Person, DemoError> {
-        let identity =
-            self.authz()?.verifier.identify(headers).map_err(|e| DemoError::new(StatusCode::UNAUTHORIZED, e))?;
-        let claim = |name: &str| identity.claims.get(name).and_then(Value::as_str).map(String::from);
+        let identity = self
+            .authz()?
+            .verifier
+            .identify(headers)
+            .map_err(|e| DemoError::new(StatusCode::UNAUTHORIZED, e))?;
+        let claim = |name: &str| {
+            identity
+                .claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
         let person = Person {
             name: claim("name").unwrap_or_else(|| identity.user_id.clone()),
             color: claim("color").unwrap_or_else(|| color_of(&identity.user_id).into()),
@@ -212,7 +247,12 @@ impl Demo {
             "text": text,
             "at": unix_ms(),
         });
-        self.publish(&format!("{USER_CHANNEL_PREFIX}{user_id}"), NOTIFICATION_EVENT, &data, None);
+        self.publish(
+            &format!("{USER_CHANNEL_PREFIX}{user_id}"),
+            NOTIFICATION_EVENT,
+            &data,
+            None,
+        );
     }
 }
 
@@ -227,20 +267,27 @@ fn sender_socket(headers: &HeaderMap) -> Result<Option<SocketId>, DemoError> {
 
 /// A JSON request body, or a 400 saying what is wrong with it.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DemoError> {
-    serde_json::from_slice(body).map_err(|e| DemoError::bad_request(format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| DemoError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
 /// A poisoned lock only means a handler panicked mid-update; the demo's state stays usable.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn color_of(id: &str) -> &'static str {
-    let hash = id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    let hash = id
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
     COLORS[hash % COLORS.len()]
 }
 
@@ -267,14 +314,25 @@ struct SessionRequest {
 async fn session(State(demo): State<Arc<Demo>>, body: Bytes) -> Result<Json<Value>, DemoError> {
     let SessionRequest { name } = parse_body(&body)?;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(DemoError::bad_request(format!("A name is 1 to {MAX_NAME_CHARS} characters")));
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(DemoError::bad_request(format!(
+            "A name is 1 to {MAX_NAME_CHARS} characters"
+        )));
     }
     let id = id_from_name(name);
     if id.is_empty() {
-        return Err(DemoError::bad_request("A name needs at least one letter or digit (a-z, 0-9)"));
+        return Err(DemoError::bad_request(
+            "A name needs at least one letter or digit (a-z, 0-9)",
+        ));
     }
-    let user = Person { name: name.into(), color: color_of(&id).into(), id };
+    let user = Person {
+        name: name.into(),
+        color: color_of(&id).into(),
+        id,
+    };
     let mut claims = Map::new();
     claims.insert("id".into(), user.id.clone().into());
     claims.insert("name".into(), user.name.clone().into());

@@ -46,8 +46,12 @@ impl TokenArgs {
     pub fn mint(&self) -> Result<String, String> {
         let text = std::fs::read_to_string(&self.config)
             .map_err(|e| format!("cannot read config file {}: {e}", self.config.display()))?;
-        let file: AppsOnly = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", self.config.display()))?;
-        let mut with_authz = file.apps.iter().filter_map(|app| Some((app, app.authz.as_ref()?)));
+        let file: AppsOnly = toml::from_str(&text)
+            .map_err(|e| format!("config file {}: {e}", self.config.display()))?;
+        let mut with_authz = file
+            .apps
+            .iter()
+            .filter_map(|app| Some((app, app.authz.as_ref()?)));
         let (app, authz) = match &self.app {
             Some(wanted) => with_authz.find(|(app, _)| app.key == *wanted || app.id == *wanted),
             None => with_authz.next(),
@@ -55,7 +59,9 @@ impl TokenArgs {
         .ok_or("no such app with an [apps.authz] table in the config file")?;
         let mut claims = Map::new();
         for claim in &self.claims {
-            let (name, value) = claim.split_once('=').ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
+            let (name, value) = claim
+                .split_once('=')
+                .ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
             let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
             claims.insert(name.into(), value);
         }
@@ -66,7 +72,12 @@ impl TokenArgs {
 /// A token `authz` accepts for user `sub` with `claims`, valid for `ttl` seconds: signed with its
 /// first HMAC key, with `sub`, `iat`, `exp` and the configured `iss` / `aud` set. Also used by
 /// the demo to sign its visitors in.
-pub fn mint(authz: &AuthzConfig, sub: &str, mut claims: Map<String, Value>, ttl: u64) -> Result<String, String> {
+pub fn mint(
+    authz: &AuthzConfig,
+    sub: &str,
+    mut claims: Map<String, Value>,
+    ttl: u64,
+) -> Result<String, String> {
     let (key, (algorithm, signing_key)) = authz
         .verifier
         .keys
@@ -85,7 +96,8 @@ pub fn mint(authz: &AuthzConfig, sub: &str, mut claims: Map<String, Value>, ttl:
     }
     let mut header = Header::new(algorithm);
     header.kid = key.kid().map(Into::into);
-    jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| format!("cannot sign the token: {e}"))
+    jsonwebtoken::encode(&header, &claims, &signing_key)
+        .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
 #[cfg(test)]
@@ -115,12 +127,27 @@ mod tests {
         let token = args.mint().unwrap();
         let file: AppsOnly = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        let identity = file.apps[0].authz.as_ref().unwrap().verifier.identify(&headers).unwrap();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let identity = file.apps[0]
+            .authz
+            .as_ref()
+            .unwrap()
+            .verifier
+            .identify(&headers)
+            .unwrap();
         assert_eq!(identity.user_id, "42");
         assert_eq!(identity.claims["name"], "Ana");
         assert_eq!(identity.claims["rooms"], serde_json::json!(["lobby"]));
-        assert!(TokenArgs { app: Some("other".into()), ..args }.mint().unwrap_err().contains("no such app"));
+        assert!(TokenArgs {
+            app: Some("other".into()),
+            ..args
+        }
+        .mint()
+        .unwrap_err()
+        .contains("no such app"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -42,7 +42,12 @@ pub struct History {
 impl History {
     fn add(&mut self, user: Person, text: String, at: u64) -> Message {
         self.last_id = (self.last_id + 1).max(at);
-        let message = Message { id: self.last_id, user, text, at };
+        let message = Message {
+            id: self.last_id,
+            user,
+            text,
+            at,
+        };
         if self.messages.len() == MAX_HISTORY {
             self.messages.pop_front();
         }
@@ -53,8 +58,18 @@ impl History {
     /// Messages after `after`, or the last [`ON_LOAD`] without it.
     fn since(&self, after: Option<u64>) -> Vec<Message> {
         match after {
-            Some(after) => self.messages.iter().filter(|m| m.id > after).cloned().collect(),
-            None => self.messages.iter().skip(self.messages.len().saturating_sub(ON_LOAD)).cloned().collect(),
+            Some(after) => self
+                .messages
+                .iter()
+                .filter(|m| m.id > after)
+                .cloned()
+                .collect(),
+            None => self
+                .messages
+                .iter()
+                .skip(self.messages.len().saturating_sub(ON_LOAD))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -77,10 +92,16 @@ fn mentions(text: &str) -> Vec<String> {
 }
 
 /// `GET /demo/api/chat/messages[?after=ID]` -> `{messages}`.
-pub async fn history(State(demo): State<Arc<Demo>>, RawQuery(query): RawQuery) -> Result<Json<Value>, DemoError> {
+pub async fn history(
+    State(demo): State<Arc<Demo>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, DemoError> {
     let after = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "after")
-        .map(|(_, v)| v.parse::<u64>().map_err(|_| DemoError::bad_request("after must be a message id")))
+        .map(|(_, v)| {
+            v.parse::<u64>()
+                .map_err(|_| DemoError::bad_request("after must be a message id"))
+        })
         .transpose()?;
     Ok(Json(json!({ "messages": lock(&demo.chat).since(after) })))
 }
@@ -91,19 +112,34 @@ struct NewMessage {
 }
 
 /// `POST /demo/api/chat/messages {text}` -> the message, as broadcast to the others.
-pub async fn send(State(demo): State<Arc<Demo>>, headers: HeaderMap, body: Bytes) -> Result<Json<Message>, DemoError> {
+pub async fn send(
+    State(demo): State<Arc<Demo>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Message>, DemoError> {
     let user = demo.visitor(&headers)?;
     let except = sender_socket(&headers)?;
     let NewMessage { text } = parse_body(&body)?;
     let text = text.trim().to_string();
     if text.is_empty() || text.chars().count() > MAX_TEXT_CHARS {
-        return Err(DemoError::bad_request(format!("A message is 1 to {MAX_TEXT_CHARS} characters")));
+        return Err(DemoError::bad_request(format!(
+            "A message is 1 to {MAX_TEXT_CHARS} characters"
+        )));
     }
     let message = lock(&demo.chat).add(user.clone(), text, unix_ms());
-    demo.publish(CHAT_CHANNEL, MESSAGE_EVENT, &json!(message), except.as_ref());
+    demo.publish(
+        CHAT_CHANNEL,
+        MESSAGE_EVENT,
+        &json!(message),
+        except.as_ref(),
+    );
     for id in mentions(&message.text).iter().filter(|id| **id != user.id) {
         if demo.person(id).is_some() {
-            demo.notify(id, "mention", &format!("{} mentioned you: {}", user.name, message.text));
+            demo.notify(
+                id,
+                "mention",
+                &format!("{} mentioned you: {}", user.name, message.text),
+            );
         }
     }
     Ok(Json(message))
@@ -114,7 +150,11 @@ mod tests {
     use super::*;
 
     fn ana() -> Person {
-        Person { id: "ana".into(), name: "Ana".into(), color: "#000".into() }
+        Person {
+            id: "ana".into(),
+            name: "Ana".into(),
+            color: "#000".into(),
+        }
     }
 
     #[test]

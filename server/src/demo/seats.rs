@@ -32,8 +32,14 @@ const SEATS_EVENT: &str = "seats";
 #[derive(Debug, Clone)]
 enum Seat {
     Free,
-    Held { by: Person, until: Instant, warned: bool },
-    Sold { by: Person },
+    Held {
+        by: Person,
+        until: Instant,
+        warned: bool,
+    },
+    Sold {
+        by: Person,
+    },
 }
 
 pub struct Hall {
@@ -49,14 +55,30 @@ type Notice = (String, &'static str, String);
 
 /// Seat `index`'s label, `A1` to `L20`.
 fn label(index: usize) -> String {
-    format!("{}{}", ROW_LETTERS[index / SEATS_PER_ROW] as char, index % SEATS_PER_ROW + 1)
+    format!(
+        "{}{}",
+        ROW_LETTERS[index / SEATS_PER_ROW] as char,
+        index % SEATS_PER_ROW + 1
+    )
 }
 
 /// The index of a label, or a 404.
 fn index_of(label: &str) -> Result<usize, DemoError> {
-    let not_found = || DemoError::new(StatusCode::NOT_FOUND, format!("No seat {label}: rows A-L, seats 1-{SEATS_PER_ROW}"));
-    let row = label.bytes().next().and_then(|b| ROW_LETTERS.iter().position(|r| *r == b.to_ascii_uppercase()));
-    let number = label.get(1..).and_then(|n| n.parse::<usize>().ok()).filter(|n| (1..=SEATS_PER_ROW).contains(n));
+    let not_found = || {
+        DemoError::new(
+            StatusCode::NOT_FOUND,
+            format!("No seat {label}: rows A-L, seats 1-{SEATS_PER_ROW}"),
+        )
+    };
+    let row = label.bytes().next().and_then(|b| {
+        ROW_LETTERS
+            .iter()
+            .position(|r| *r == b.to_ascii_uppercase())
+    });
+    let number = label
+        .get(1..)
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (1..=SEATS_PER_ROW).contains(n));
     match (row, number) {
         (Some(row), Some(number)) => Ok(row * SEATS_PER_ROW + number - 1),
         _ => Err(not_found()),
@@ -95,12 +117,22 @@ impl Hall {
 
     fn hold(&mut self, index: usize, who: &Person, now: Instant) -> Result<(), DemoError> {
         let taken = |by: &Person, what: &str| {
-            DemoError::new(StatusCode::CONFLICT, format!("Seat {} is {what} {}", label(index), by.name))
+            DemoError::new(
+                StatusCode::CONFLICT,
+                format!("Seat {} is {what} {}", label(index), by.name),
+            )
         };
         match &self.seats[index] {
             Seat::Held { by, .. } if by.id == who.id => return Ok(()),
             Seat::Held { by, .. } | Seat::Sold { by } => {
-                let error = taken(by, if matches!(self.seats[index], Seat::Sold { .. }) { "sold to" } else { "held by" });
+                let error = taken(
+                    by,
+                    if matches!(self.seats[index], Seat::Sold { .. }) {
+                        "sold to"
+                    } else {
+                        "held by"
+                    },
+                );
                 self.want(index, &who.id);
                 return Err(error);
             }
@@ -109,10 +141,16 @@ impl Hall {
         if self.holds_of(&who.id).count() >= MAX_HOLDS_PER_VISITOR {
             return Err(DemoError::new(
                 StatusCode::CONFLICT,
-                format!("At most {MAX_HOLDS_PER_VISITOR} seats at a time: buy or release some first"),
+                format!(
+                    "At most {MAX_HOLDS_PER_VISITOR} seats at a time: buy or release some first"
+                ),
             ));
         }
-        self.seats[index] = Seat::Held { by: who.clone(), until: now + HOLD_FOR, warned: false };
+        self.seats[index] = Seat::Held {
+            by: who.clone(),
+            until: now + HOLD_FOR,
+            warned: false,
+        };
         self.wanted[index].retain(|id| *id != who.id);
         Ok(())
     }
@@ -129,13 +167,22 @@ impl Hall {
     fn free(&mut self, index: usize, freed_by: &str, notices: &mut Vec<Notice>) {
         self.seats[index] = Seat::Free;
         for id in self.wanted[index].drain(..).filter(|id| id != freed_by) {
-            notices.push((id, "seat", format!("Seat {} you wanted is free again", label(index))));
+            notices.push((
+                id,
+                "seat",
+                format!("Seat {} you wanted is free again", label(index)),
+            ));
         }
     }
 
     /// One tick of the clock: ends expired holds and those of holders gone longer than the
     /// grace, and warns holders whose hold ends soon. Returns the changed seats.
-    fn tick(&mut self, now: Instant, in_hall: impl Fn(&str) -> bool, notices: &mut Vec<Notice>) -> Vec<usize> {
+    fn tick(
+        &mut self,
+        now: Instant,
+        in_hall: impl Fn(&str) -> bool,
+        notices: &mut Vec<Notice>,
+    ) -> Vec<usize> {
         let holders: Vec<String> = self
             .seats
             .iter()
@@ -144,25 +191,39 @@ impl Hall {
                 _ => None,
             })
             .collect();
-        self.absent_since.retain(|id, _| holders.contains(id) && !in_hall(id));
+        self.absent_since
+            .retain(|id, _| holders.contains(id) && !in_hall(id));
         for id in holders.iter().filter(|id| !in_hall(id)) {
             self.absent_since.entry(id.clone()).or_insert(now);
         }
         let mut changed = Vec::new();
         for index in 0..self.seats.len() {
-            let Seat::Held { by, until, warned } = &mut self.seats[index] else { continue };
-            let gone = self.absent_since.get(&by.id).is_some_and(|since| now.duration_since(*since) >= ABSENCE_GRACE);
+            let Seat::Held { by, until, warned } = &mut self.seats[index] else {
+                continue;
+            };
+            let gone = self
+                .absent_since
+                .get(&by.id)
+                .is_some_and(|since| now.duration_since(*since) >= ABSENCE_GRACE);
             if gone || *until <= now {
                 let (holder, expired) = (by.id.clone(), *until <= now);
                 if expired {
-                    notices.push((holder.clone(), "hold", format!("Your hold on seat {} expired", label(index))));
+                    notices.push((
+                        holder.clone(),
+                        "hold",
+                        format!("Your hold on seat {} expired", label(index)),
+                    ));
                 }
                 self.free(index, &holder, notices);
                 changed.push(index);
             } else if !*warned && *until <= now + WARN_BEFORE {
                 *warned = true;
                 let secs = until.saturating_duration_since(now).as_secs();
-                notices.push((by.id.clone(), "hold", format!("Your hold on seat {} ends in {secs} s", label(index))));
+                notices.push((
+                    by.id.clone(),
+                    "hold",
+                    format!("Your hold on seat {} ends in {secs} s", label(index)),
+                ));
             }
         }
         changed
@@ -193,7 +254,11 @@ pub async fn run_clock(demo: Arc<Demo>) {
         let now = Instant::now();
         let mut hall = lock(&demo.hall);
         let mut notices = Vec::new();
-        let changed = hall.tick(now, |id| demo.app.channels.has_member(HALL_CHANNEL, id), &mut notices);
+        let changed = hall.tick(
+            now,
+            |id| demo.app.channels.has_member(HALL_CHANNEL, id),
+            &mut notices,
+        );
         demo.announce(&hall, &changed, notices, now);
     }
 }
@@ -203,7 +268,9 @@ pub async fn list(State(demo): State<Arc<Demo>>) -> Json<Value> {
     let hall = lock(&demo.hall);
     let now = Instant::now();
     let seats: Vec<Value> = (0..hall.seats.len()).map(|i| hall.view(i, now)).collect();
-    Json(json!({ "rows": ROWS, "seatsPerRow": SEATS_PER_ROW, "holdForMs": HOLD_FOR.as_millis() as u64, "seats": seats }))
+    Json(
+        json!({ "rows": ROWS, "seatsPerRow": SEATS_PER_ROW, "holdForMs": HOLD_FOR.as_millis() as u64, "seats": seats }),
+    )
 }
 
 /// `POST /demo/api/seats/{seat}/hold` -> the seat, or 409 when someone else has it.
@@ -216,7 +283,10 @@ pub async fn hold(
     let index = index_of(&seat)?;
     // Holds last only while their holder is in the hall: join it (subscribe) first.
     if !demo.app.channels.has_member(HALL_CHANNEL, &who.id) {
-        return Err(DemoError::new(StatusCode::CONFLICT, "Join the hall first (subscribe to its channel)"));
+        return Err(DemoError::new(
+            StatusCode::CONFLICT,
+            "Join the hall first (subscribe to its channel)",
+        ));
     }
     let now = Instant::now();
     let mut hall = lock(&demo.hall);
@@ -250,7 +320,10 @@ pub async fn release(
     let now = Instant::now();
     let mut hall = lock(&demo.hall);
     if !matches!(&hall.seats[index], Seat::Held { by, .. } if by.id == who.id) {
-        return Err(DemoError::new(StatusCode::CONFLICT, format!("You do not hold seat {}", label(index))));
+        return Err(DemoError::new(
+            StatusCode::CONFLICT,
+            format!("You do not hold seat {}", label(index)),
+        ));
     }
     let mut notices = Vec::new();
     hall.free(index, &who.id, &mut notices);
@@ -259,7 +332,10 @@ pub async fn release(
 }
 
 /// `POST /demo/api/seats/buy`: every seat the visitor holds becomes theirs -> `{seats}`.
-pub async fn buy(State(demo): State<Arc<Demo>>, headers: HeaderMap) -> Result<Json<Value>, DemoError> {
+pub async fn buy(
+    State(demo): State<Arc<Demo>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, DemoError> {
     let who = demo.visitor(&headers)?;
     let now = Instant::now();
     let mut hall = lock(&demo.hall);
@@ -281,7 +357,11 @@ mod tests {
     use super::*;
 
     fn person(id: &str) -> Person {
-        Person { id: id.into(), name: id.to_uppercase(), color: "#000".into() }
+        Person {
+            id: id.into(),
+            name: id.to_uppercase(),
+            color: "#000".into(),
+        }
     }
 
     #[test]
@@ -312,7 +392,13 @@ mod tests {
         hall.free(6, "ana", &mut notices);
         hall.free(7, "ana", &mut notices);
         let told: Vec<&str> = notices.iter().map(|n| n.2.as_str()).collect();
-        assert_eq!(told, ["Seat A6 you wanted is free again", "Seat A7 you wanted is free again"]);
+        assert_eq!(
+            told,
+            [
+                "Seat A6 you wanted is free again",
+                "Seat A7 you wanted is free again"
+            ]
+        );
         hall.hold(5, &bob, now).unwrap();
     }
 
@@ -327,14 +413,24 @@ mod tests {
         let only_ana = |id: &str| id == "ana";
         // Bob left: his hold survives a reconnect's worth of absence, not the grace.
         assert!(hall.tick(start, only_ana, &mut notices).is_empty());
-        assert!(hall.tick(start + ABSENCE_GRACE / 2, only_ana, &mut notices).is_empty());
-        assert_eq!(hall.tick(start + ABSENCE_GRACE, only_ana, &mut notices), vec![1]);
+        assert!(hall
+            .tick(start + ABSENCE_GRACE / 2, only_ana, &mut notices)
+            .is_empty());
+        assert_eq!(
+            hall.tick(start + ABSENCE_GRACE, only_ana, &mut notices),
+            vec![1]
+        );
         // Ana is warned once, then her hold expires.
         hall.tick(start + HOLD_FOR - WARN_BEFORE, only_ana, &mut notices);
         hall.tick(start + HOLD_FOR - WARN_BEFORE, only_ana, &mut notices);
-        assert_eq!(notices.iter().filter(|n| n.2.contains("ends in")).count(), 1);
+        assert_eq!(
+            notices.iter().filter(|n| n.2.contains("ends in")).count(),
+            1
+        );
         assert_eq!(hall.tick(start + HOLD_FOR, only_ana, &mut notices), vec![0]);
-        assert!(notices.iter().any(|n| n.0 == "ana" && n.2.contains("expired")));
+        assert!(notices
+            .iter()
+            .any(|n| n.0 == "ana" && n.2.contains("expired")));
     }
 
     #[test]
@@ -344,7 +440,11 @@ mod tests {
         let now = Instant::now();
         hall.hold(3, &ana, now).unwrap();
         hall.seats[3] = Seat::Sold { by: ana.clone() };
-        assert!(hall.hold(3, &bob, now).unwrap_err().1.contains("sold to ANA"));
+        assert!(hall
+            .hold(3, &bob, now)
+            .unwrap_err()
+            .1
+            .contains("sold to ANA"));
         assert_eq!(hall.holds_of("ana").count(), 0);
     }
 }
