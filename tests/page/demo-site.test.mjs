@@ -100,6 +100,14 @@ test('two people chat both ways, see each other typing and away, and a mention r
   await membersAre(ana, ['ana', 'bob']);
   await membersAre(bob, ['ana', 'bob']);
 
+  // Count the chat's broadcasts each page's connection gets (the page's own listener dedupes).
+  for (const page of [ana, bob]) {
+    await page.evaluate(() => {
+      window.broadcasts = 0;
+      window.demoEcho.join('demo.chat').listen('.message', () => window.broadcasts++);
+    });
+  }
+
   // Typing shows on the other page, then clears when the message is sent.
   await ana.locator('#chat-input').pressSequentially('hello B');
   await until(bob, () => document.querySelector('#typing').textContent === 'Ana is typing…');
@@ -116,6 +124,14 @@ test('two people chat both ways, see each other typing and away, and a mention r
   }
   assert.deepEqual(await messageTexts(ana), ['hello Bob', 'hi @ana, seats are open']);
   assert.deepEqual(await messageTexts(bob), ['hello Bob', 'hi @ana, seats are open']);
+  // The sender's own connection is left out (X-Socket-ID); its page shows the API's reply.
+  assert.equal(await ana.evaluate(() => window.broadcasts), 1);
+  assert.equal(await bob.evaluate(() => window.broadcasts), 1);
+  // A page opened now shows what was said before.
+  const bobTab2 = await open(bobContext);
+  await until(bobTab2, () => document.querySelectorAll('#messages .text').length === 2);
+  assert.deepEqual(await messageTexts(bobTab2), ['hello Bob', 'hi @ana, seats are open']);
+  await bobTab2.close();
   await shot(ana.locator('#chat-panel'), 'chat');
 
   // Marking it read in one tab clears the badge in the other.
