@@ -111,6 +111,7 @@ test('two people chat both ways, see each other typing and away, and a mention r
   // Typing shows on the other page, then clears when the message is sent.
   await ana.locator('#chat-input').pressSequentially('hello B');
   await until(bob, () => document.querySelector('#typing').textContent === 'Ana is typing…');
+  await shot(bob.locator('#chat-panel'), 'typing');
   await ana.locator('#chat-input').pressSequentially('ob');
   await ana.locator('#chat-input').press('Enter');
   await until(bob, () => [...document.querySelectorAll('#messages .text')].some((p) => p.textContent === 'hello Bob'));
