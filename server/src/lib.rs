@@ -6,7 +6,7 @@
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
 
 pub mod auth;
 pub mod authz;
@@ -38,7 +38,7 @@ pub fn router(shared: Shared) -> Router {
         .merge(http_api::routes())
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
-        Some(assets) => router.merge(demo::routes(assets)),
+        Some(assets) => router.merge(demo::routes(assets, &shared)),
         None => router.fallback(http_api::not_found),
     };
     router.with_state(shared)
