@@ -127,13 +127,17 @@ impl Connection {
         } else {
             ("ws://", c.ws_port)
         };
-        format!(
-            "{scheme}{}:{port}{}/app/{}?protocol={}&client=js&version=8.6.0&flash=false",
-            c.host,
-            c.path,
-            c.key,
-            overtone_protocol::PROTOCOL_VERSION
-        )
+        let mut url = String::from(scheme);
+        url.push_str(&c.host);
+        url.push(':');
+        super::push_decimal(&mut url, port.into());
+        url.push_str(&c.path);
+        url.push_str("/app/");
+        url.push_str(&c.key);
+        url.push_str("?protocol=");
+        super::push_decimal(&mut url, overtone_protocol::PROTOCOL_VERSION.into());
+        url.push_str("&client=js&version=8.6.0&flash=false");
+        url
     }
 
     pub(crate) fn connect<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {

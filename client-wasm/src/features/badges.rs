@@ -26,6 +26,7 @@
 use std::collections::VecDeque;
 
 use super::sorted_map::SortedMap;
+use crate::core::push_decimal;
 
 /// How many notification ids (unread and read) are remembered.
 pub const MAX_TRACKED_IDS: usize = 200;
@@ -105,7 +106,7 @@ impl Badges {
     pub fn encode(&self) -> String {
         let mut text = String::from(STATE_HEADER);
         for (category, count) in &self.counts {
-            push_record(&mut text, &["c", category, &count.to_string()]);
+            push_record(&mut text, &["c", category, &decimal(*count)]);
         }
         for entry in &self.tracked {
             push_record(
@@ -317,14 +318,14 @@ fn encode_op(op: &Op) -> String {
     match op {
         Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
         Op::SetCount { category, count } => {
-            push_record(&mut text, &["c", category, &count.to_string()])
+            push_record(&mut text, &["c", category, &decimal(*count)])
         }
         Op::Read { ids, uncounted } => {
             for id in ids {
                 push_record(&mut text, &["r", id]);
             }
             for (category, count) in uncounted {
-                push_record(&mut text, &["x", category, &count.to_string()]);
+                push_record(&mut text, &["x", category, &decimal(*count)]);
             }
         }
     }
@@ -411,6 +412,13 @@ fn records_after<'a>(
                 .unwrap_or_default()
         })
     })
+}
+
+/// `n` in decimal, without `to_string()`'s `core::fmt` (see [`push_decimal`]).
+fn decimal(n: u32) -> String {
+    let mut text = String::new();
+    push_decimal(&mut text, n.into());
+    text
 }
 
 fn push_record(text: &mut String, fields: &[&str]) {

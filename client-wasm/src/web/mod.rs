@@ -58,7 +58,7 @@ fn binding(kind: &str, event: Option<String>) -> Result<Binding, JsValue> {
 }
 
 fn error_value(error: crate::core::Error) -> JsValue {
-    JsValue::from_str(&error.to_string())
+    JsValue::from_str(error.message())
 }
 
 #[wasm_bindgen]

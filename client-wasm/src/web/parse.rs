@@ -4,7 +4,7 @@
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::ServerMessage;
+use crate::core::{push_decimal, ServerMessage};
 
 /// `target[key]`, or `undefined` when `target` is not an object.
 pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
@@ -18,7 +18,14 @@ pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
 pub(crate) fn id_string(value: &JsValue) -> Option<String> {
     value.as_string().or_else(|| {
         let n = value.as_f64()?;
-        (n.fract() == 0.0 && n.abs() < 9e15).then(|| (n as i64).to_string())
+        (n.fract() == 0.0 && n.abs() < 9e15).then(|| {
+            let mut id = String::new();
+            if n < 0.0 {
+                id.push('-');
+            }
+            push_decimal(&mut id, n.abs() as u64);
+            id
+        })
     })
 }
 
