@@ -1,8 +1,10 @@
 //! The client facade: the connection state machine plus the channel registry, listeners,
 //! presence members and user sign-in, behind the input methods the shell calls.
 
-use std::collections::VecDeque;
-use std::fmt;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 

@@ -2,7 +2,9 @@
 //! liveness checks on visibility/online changes, and the state the app sees. It knows nothing
 //! of channels; it tells the client when the link came up or went down.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use overtone_protocol::codes::CloseAction;
 
@@ -315,7 +317,7 @@ impl Connection {
 
     /// Closes the socket if there is one; `Down` if it was established.
     fn drop_link<P>(&mut self, out: &mut VecDeque<Action<P>>) -> Option<Change> {
-        match std::mem::replace(&mut self.link, Link::Down) {
+        match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => None,
             Link::Opening => {
                 out.push_back(Action::CloseSocket);
@@ -335,7 +337,7 @@ impl Connection {
         action: CloseAction,
         out: &mut VecDeque<Action<P>>,
     ) -> Option<Change> {
-        let change = match std::mem::replace(&mut self.link, Link::Down) {
+        let change = match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => return None,
             Link::Opening => None,
             Link::Up { since, .. } => {

@@ -22,6 +22,8 @@
 //! - Window events: `online`/`offline` -> `set_online`; `visibilitychange` to visible and
 //!   `pageshow` -> `page_shown`.
 
+use crate::prelude::*;
+
 mod backoff;
 mod channels;
 mod client;

@@ -23,7 +23,9 @@
 //!   `c <category> <count>` (absolute count), or mark-read records: `r <id>` per id and
 //!   `x <category> <count>` for unread the marking tab counted without knowing their ids.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use super::sorted_map::SortedMap;
 use crate::core::push_decimal;

@@ -8,6 +8,8 @@
 //! (send this client event, redraw, broadcast to the other tabs). That keeps them testable
 //! natively with a fake clock.
 
+use crate::prelude::*;
+
 pub mod badges;
 mod sorted_map;
 pub mod status;

@@ -5,11 +5,13 @@
 //! JavaScript hooks (the TypeScript layer does the `fetch`), answered with `authorized`,
 //! `authorizationFailed` and `userAuthorized`.
 
+use crate::prelude::*;
+
 mod parse;
 mod shell;
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use core::cell::RefCell;
+use alloc::rc::Rc;
 
 use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
