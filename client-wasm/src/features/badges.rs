@@ -446,7 +446,7 @@ fn unescape(field: &str) -> Option<String> {
     let mut parts = field.split('%');
     out.push_str(parts.next()?);
     for part in parts {
-        let (code, rest) = (part.get(..2)?, &part[2..]);
+        let (code, rest) = part.split_at_checked(2)?;
         out.push(match code {
             "25" => '%',
             "09" => '\t',
