@@ -10,8 +10,8 @@ use crate::prelude::*;
 mod parse;
 mod shell;
 
-use core::cell::RefCell;
 use alloc::rc::Rc;
+use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
