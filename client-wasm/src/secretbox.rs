@@ -3,6 +3,8 @@
 //! here because only opening is needed: about 2 KB of wasm, against a RustCrypto stack or a
 //! bundled tweetnacl that every user would download whether they use encryption or not.
 
+use crate::prelude::*;
+
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 const MASK26: u32 = 0x3ff_ffff;
 
@@ -44,8 +46,8 @@ fn state(key: &[u32; 8], input: [u32; 4]) -> [u32; 16] {
 
 /// XSalsa20's keystream for `key` and a 24-byte `nonce`, `len` bytes from the start.
 fn xsalsa20_keystream(key: &[u8; 32], nonce: &[u8], len: usize) -> Vec<u8> {
-    let key: [u32; 8] = std::array::from_fn(|i| le32(key, 4 * i));
-    let mut x = state(&key, std::array::from_fn(|i| le32(nonce, 4 * i)));
+    let key: [u32; 8] = core::array::from_fn(|i| le32(key, 4 * i));
+    let mut x = state(&key, core::array::from_fn(|i| le32(nonce, 4 * i)));
     rounds(&mut x);
     // HSalsa20: the subkey is words 0, 5, 10, 15, 6, 7, 8, 9 of the rounds' output.
     let subkey = [x[0], x[5], x[10], x[15], x[6], x[7], x[8], x[9]];

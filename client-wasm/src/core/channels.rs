@@ -1,6 +1,8 @@
 //! The channels the app asked for: their kind, how far their subscription got on the current
 //! socket, and, on presence channels, the members deduplicated by user id.
 
+use crate::prelude::*;
+
 use overtone_protocol::channel::ChannelType;
 
 /// How far a channel's subscription got on the current socket.

@@ -1,8 +1,10 @@
 //! The client facade: the connection state machine plus the channel registry, listeners,
 //! presence members and user sign-in, behind the input methods the shell calls.
 
-use std::collections::VecDeque;
-use std::fmt;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
@@ -24,18 +26,23 @@ pub enum Error {
     SignInRequired,
 }
 
+impl Error {
+    /// The message as users see it; a plain `&str` keeps `core::fmt` out of the wasm.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Error::InvalidChannelName(e) => e.message(),
+            Error::NotSubscribed => "Not subscribed to this channel",
+            Error::ClientEventsNotAllowed => {
+                "Client events are only allowed on private and presence channels"
+            }
+            Error::SignInRequired => "Server-to-user channels are joined by signing in",
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidChannelName(e) => e.fmt(f),
-            Error::NotSubscribed => f.write_str("Not subscribed to this channel"),
-            Error::ClientEventsNotAllowed => {
-                f.write_str("Client events are only allowed on private and presence channels")
-            }
-            Error::SignInRequired => {
-                f.write_str("Server-to-user channels are joined by signing in")
-            }
-        }
+        f.write_str(self.message())
     }
 }
 

@@ -2,7 +2,9 @@
 //! liveness checks on visibility/online changes, and the state the app sees. It knows nothing
 //! of channels; it tells the client when the link came up or went down.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use overtone_protocol::codes::CloseAction;
 
@@ -127,13 +129,17 @@ impl Connection {
         } else {
             ("ws://", c.ws_port)
         };
-        format!(
-            "{scheme}{}:{port}{}/app/{}?protocol={}&client=js&version=8.6.0&flash=false",
-            c.host,
-            c.path,
-            c.key,
-            overtone_protocol::PROTOCOL_VERSION
-        )
+        let mut url = String::from(scheme);
+        url.push_str(&c.host);
+        url.push(':');
+        super::push_decimal(&mut url, port.into());
+        url.push_str(&c.path);
+        url.push_str("/app/");
+        url.push_str(&c.key);
+        url.push_str("?protocol=");
+        super::push_decimal(&mut url, overtone_protocol::PROTOCOL_VERSION.into());
+        url.push_str("&client=js&version=8.6.0&flash=false");
+        url
     }
 
     pub(crate) fn connect<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
@@ -311,7 +317,7 @@ impl Connection {
 
     /// Closes the socket if there is one; `Down` if it was established.
     fn drop_link<P>(&mut self, out: &mut VecDeque<Action<P>>) -> Option<Change> {
-        match std::mem::replace(&mut self.link, Link::Down) {
+        match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => None,
             Link::Opening => {
                 out.push_back(Action::CloseSocket);
@@ -331,7 +337,7 @@ impl Connection {
         action: CloseAction,
         out: &mut VecDeque<Action<P>>,
     ) -> Option<Change> {
-        let change = match std::mem::replace(&mut self.link, Link::Down) {
+        let change = match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => return None,
             Link::Opening => None,
             Link::Up { since, .. } => {

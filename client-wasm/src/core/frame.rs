@@ -1,6 +1,8 @@
 //! Frames the client sends, typed, and their JSON text. The payload of a client event stays
 //! opaque: the shell supplies the function that turns it into JSON (`JSON.stringify`).
 
+use crate::prelude::*;
+
 /// One client -> server frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame<P> {

@@ -1,6 +1,8 @@
 //! Listener bindings as ids: the shell keeps the callbacks, the core decides which ids an
 //! incoming frame reaches.
 
+use crate::prelude::*;
+
 use overtone_protocol::channel::SERVER_TO_USER_PREFIX;
 
 /// A listener registered with the core; the shell maps it to its callback.

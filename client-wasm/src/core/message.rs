@@ -1,6 +1,8 @@
 //! Frames the server sends, as the shell hands them over: already parsed (the browser's
 //! `JSON.parse`), with the fields the core needs extracted and payloads left opaque as `P`.
 
+use crate::prelude::*;
+
 /// One server -> client frame. User ids arrive as strings (the shell converts numbers).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage<P> {

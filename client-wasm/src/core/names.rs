@@ -1,6 +1,8 @@
 //! Event names as laravel-echo 2.5 writes them: namespace prefixing for `listen`, the name
 //! `listenToAll` reports, whispers and the notification event.
 
+use crate::prelude::*;
+
 /// What `notification(cb)` listens for (leading `.`: taken as written).
 pub const NOTIFICATION_EVENT: &str =
     ".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";

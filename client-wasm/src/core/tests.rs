@@ -875,3 +875,12 @@ fn connect_after_disconnect_resubscribes() {
     c.handle_message(200, established("3.3"));
     assert_eq!(drain(&mut c)[1..], [subscribe_frame("chat")]);
 }
+
+#[test]
+fn decimals_match_to_string() {
+    for n in [0, 7, 10, 4000, u64::from(u32::MAX), u64::MAX] {
+        let mut text = String::from("x");
+        push_decimal(&mut text, n);
+        assert_eq!(text, ["x", &n.to_string()].concat());
+    }
+}

@@ -23,9 +23,12 @@
 //!   `c <category> <count>` (absolute count), or mark-read records: `r <id>` per id and
 //!   `x <category> <count>` for unread the marking tab counted without knowing their ids.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use super::sorted_map::SortedMap;
+use crate::core::push_decimal;
 
 /// How many notification ids (unread and read) are remembered.
 pub const MAX_TRACKED_IDS: usize = 200;
@@ -105,7 +108,7 @@ impl Badges {
     pub fn encode(&self) -> String {
         let mut text = String::from(STATE_HEADER);
         for (category, count) in &self.counts {
-            push_record(&mut text, &["c", category, &count.to_string()]);
+            push_record(&mut text, &["c", category, &decimal(*count)]);
         }
         for entry in &self.tracked {
             push_record(
@@ -317,14 +320,14 @@ fn encode_op(op: &Op) -> String {
     match op {
         Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
         Op::SetCount { category, count } => {
-            push_record(&mut text, &["c", category, &count.to_string()])
+            push_record(&mut text, &["c", category, &decimal(*count)])
         }
         Op::Read { ids, uncounted } => {
             for id in ids {
                 push_record(&mut text, &["r", id]);
             }
             for (category, count) in uncounted {
-                push_record(&mut text, &["x", category, &count.to_string()]);
+                push_record(&mut text, &["x", category, &decimal(*count)]);
             }
         }
     }
@@ -413,6 +416,13 @@ fn records_after<'a>(
     })
 }
 
+/// `n` in decimal, without `to_string()`'s `core::fmt` (see [`push_decimal`]).
+fn decimal(n: u32) -> String {
+    let mut text = String::new();
+    push_decimal(&mut text, n.into());
+    text
+}
+
 fn push_record(text: &mut String, fields: &[&str]) {
     text.push('\n');
     for (i, field) in fields.iter().enumerate() {
@@ -436,7 +446,7 @@ fn unescape(field: &str) -> Option<String> {
     let mut parts = field.split('%');
     out.push_str(parts.next()?);
     for part in parts {
-        let (code, rest) = (part.get(..2)?, &part[2..]);
+        let (code, rest) = part.split_at_checked(2)?;
         out.push(match code {
             "25" => '%',
             "09" => '\t',

@@ -8,6 +8,8 @@
 //! (send this client event, redraw, broadcast to the other tabs). That keeps them testable
 //! natively with a fake clock.
 
+use crate::prelude::*;
+
 pub mod badges;
 mod sorted_map;
 pub mod status;
@@ -31,11 +33,20 @@ pub enum Action {
 pub fn refuses_client_events(error_message: &str) -> bool {
     let message = error_message.to_ascii_lowercase();
     let about_client_events =
-        message.contains("client event") || message.contains("client messaging");
+        contains(&message, "client event") || contains(&message, "client messaging");
     about_client_events
         && ["enable", "disabled", "only", "not supported", "not allowed"]
             .iter()
-            .any(|w| message.contains(w))
+            .any(|w| contains(&message, w))
+}
+
+/// `haystack.contains(needle)` by plain byte comparison: `str::contains` brings a two-way
+/// searcher (~2.3 KB of wasm) that short server messages do not need.
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
 }
 
 /// Appends `value` to `out` as a JSON string literal, quotes included.

@@ -1,6 +1,8 @@
 //! A map from strings, kept as a sorted `Vec`: the few entries the features hold (members of a
 //! channel, badge categories) need no tree, and BTreeMap's code costs the wasm about 15 KB.
 
+use crate::prelude::*;
+
 /// String keys in order, each once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SortedMap<V> {
@@ -23,7 +25,7 @@ impl<V> SortedMap<V> {
     /// Sets `key` to `value`; returns the value it replaces.
     pub(crate) fn insert(&mut self, key: String, value: V) -> Option<V> {
         match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(core::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
                 self.entries.insert(i, (key, value));
                 None
@@ -85,8 +87,8 @@ impl<V> FromIterator<(String, V)> for SortedMap<V> {
 
 impl<'a, V> IntoIterator for &'a SortedMap<V> {
     type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, V)>,
+    type IntoIter = core::iter::Map<
+        core::slice::Iter<'a, (String, V)>,
         fn(&'a (String, V)) -> (&'a String, &'a V),
     >;
     fn into_iter(self) -> Self::IntoIter {

@@ -15,7 +15,9 @@
 //! If the server refuses client events the machine stops sending and the feature degrades to
 //! plain presence: everyone stays `online` unless they manage to announce otherwise.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use super::sorted_map::SortedMap;
 

@@ -14,7 +14,9 @@
 //! own id; on presence channels the server also puts `user_id` on the event itself. The shell
 //! passes whichever it finds (event first, then payload) to [`Typing::received`].
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use super::{payload_with_user_id, Action};
 

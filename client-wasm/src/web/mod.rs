@@ -5,11 +5,13 @@
 //! JavaScript hooks (the TypeScript layer does the `fetch`), answered with `authorized`,
 //! `authorizationFailed` and `userAuthorized`.
 
+use crate::prelude::*;
+
 mod parse;
 mod shell;
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use alloc::rc::Rc;
+use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
@@ -58,7 +60,7 @@ fn binding(kind: &str, event: Option<String>) -> Result<Binding, JsValue> {
 }
 
 fn error_value(error: crate::core::Error) -> JsValue {
-    JsValue::from_str(&error.to_string())
+    JsValue::from_str(error.message())
 }
 
 #[wasm_bindgen]

@@ -1,10 +1,12 @@
 //! Server frames from text to the core's [`ServerMessage`], with the browser's `JSON.parse` and
 //! `Reflect` (no JSON parser in the wasm). Frames missing a required field are dropped.
 
+use crate::prelude::*;
+
 use js_sys::{Array, Object, Reflect, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::core::ServerMessage;
+use crate::core::{push_decimal, ServerMessage};
 
 /// `target[key]`, or `undefined` when `target` is not an object.
 pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
@@ -18,7 +20,17 @@ pub(crate) fn get(target: &JsValue, key: &str) -> JsValue {
 pub(crate) fn id_string(value: &JsValue) -> Option<String> {
     value.as_string().or_else(|| {
         let n = value.as_f64()?;
-        (n.fract() == 0.0 && n.abs() < 9e15).then(|| (n as i64).to_string())
+        // Integral and below 9e15 in size (`as` saturates, NaN gives 0, so the round trip
+        // fails for anything else). No `f64::fract`: it needs std.
+        let whole = n as i64;
+        (whole as f64 == n && whole.unsigned_abs() < 9_000_000_000_000_000).then(|| {
+            let mut id = String::new();
+            if whole < 0 {
+                id.push('-');
+            }
+            push_decimal(&mut id, whole.unsigned_abs());
+            id
+        })
     })
 }
 

@@ -4,8 +4,10 @@
 //! BroadcastChannel for badges) and queues every call into JavaScript until the state is no
 //! longer borrowed, so a callback may call back into the client.
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use crate::prelude::*;
+
+use alloc::rc::{Rc, Weak};
+use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -109,7 +111,7 @@ fn finish(shell: &Rc<RefCell<Shell>>) {
     let calls = {
         let mut state = shell.borrow_mut();
         state.flush();
-        std::mem::take(&mut state.calls)
+        core::mem::take(&mut state.calls)
     };
     for (function, args) in calls {
         if let Err(error) = function.apply(&JsValue::NULL, &args) {
@@ -272,7 +274,7 @@ impl Shell {
         let nonce = secretbox::base64_decode(&get(data, "nonce").as_string()?)?;
         let ciphertext = secretbox::base64_decode(&get(data, "ciphertext").as_string()?)?;
         let plain = secretbox::secretbox_open(key, &nonce, &ciphertext)?;
-        parse_json(std::str::from_utf8(&plain).ok()?)
+        parse_json(core::str::from_utf8(&plain).ok()?)
     }
 
     fn timeout(&mut self, now: u64) {
