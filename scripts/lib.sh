@@ -65,8 +65,10 @@ build_package() {
   local log="$ROOT/target/wasm-pack.log"
   mkdir -p "$ROOT/target"
   (cd "$ROOT/client-wasm" && wasm-pack build --target web --profile wasm --no-opt \
-    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  # --converge: rerun -Oz until it stops shrinking; --zero-filled-memory: the module's own
+  # memory starts zeroed, so zero data segments can go.
+  wasm-opt -Oz --converge --strip-producers --zero-filled-memory --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$ROOT/pkg-js/wasm/overtone_bg.wasm" -o "$ROOT/pkg-js/wasm/overtone_bg.wasm"
   (cd "$ROOT/pkg-js" && node build.mjs)

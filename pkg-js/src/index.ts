@@ -1,5 +1,18 @@
-// Overtone's JavaScript entry: an Echo-compatible class over the Rust/wasm client.
-import init, { Connection } from '../wasm/overtone.js';
+// Overtone's JavaScript entry: laravel-echo 2.5's API (`import Echo from 'overtone'`) over the
+// Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
+// use and calls made before it is ready are queued. Channel auth and sign-in are done here
+// with `fetch` (or the app's own handlers) and answered to the wasm client.
+import type { Client } from '../wasm/overtone.js';
+import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
+
+export { Channel, PresenceChannel };
+export type { Callback, Status, TypingUser } from './channel.js';
+
+export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
+
+type Headers = Record<string, string>;
+/** pusher-js's callback shape: `(error, {auth, channel_data?, shared_secret?} | {auth, user_data})`. */
+type AuthCallback = (error: { status?: number; message?: string } | Error | null, data: any) => void;
 
 export interface EchoOptions {
   broadcaster?: 'reverb' | 'pusher';
@@ -7,73 +20,348 @@ export interface EchoOptions {
   wsHost?: string;
   wsPort?: number;
   wssPort?: number;
+  /** Default: true when the page is served over https. */
   forceTLS?: boolean;
+  /** Only WebSocket exists here: accepted and ignored. */
+  enabledTransports?: string[];
+  /** Prefix before `/app/{key}`. */
+  wsPath?: string;
+  /** Default `/broadcasting/auth`. */
+  authEndpoint?: string;
+  /** Headers may be a function: read on every request (token refresh). */
+  auth?: { headers?: Headers | (() => Headers); params?: Record<string, string> };
+  bearerToken?: string;
+  csrfToken?: string | null;
+  /** Default `App.Events`; `false` for none. */
   namespace?: string | false;
+  /** laravel-echo / pusher-js's custom channel authorizer. */
+  authorizer?: (channel: { name: string }, options: EchoOptions) => {
+    authorize(socketId: string, callback: AuthCallback): void;
+  };
+  channelAuthorization?: {
+    endpoint?: string;
+    headers?: Headers | (() => Headers);
+    customHandler?: (params: { socketId: string; channelName: string }, callback: AuthCallback) => void;
+  };
+  userAuthentication?: {
+    endpoint?: string;
+    headers?: Headers | (() => Headers);
+    customHandler?: (params: { socketId: string }, callback: AuthCallback) => void;
+  };
+  /** Hidden this long makes this user `away` on presence channels (default 30000). */
+  awayAfterMs?: number;
+  /** Tabs sharing a scope share their unread badges (default: the app key; use the user id). */
+  badgeScope?: string;
+  /** Do not add `X-Socket-ID` to axios requests. */
+  withoutInterceptors?: boolean;
+  [option: string]: unknown;
 }
 
-type Listener = (data: unknown) => void;
+type Wasm = typeof import('../wasm/overtone.js');
+let wasm: Promise<Wasm> | undefined;
 
-let wasmReady: Promise<unknown> | undefined;
-
-/** Loads the wasm module once, on first use (never at import, so SSR can import us). */
-function loadWasm(): Promise<unknown> {
-  return (wasmReady ??= init());
+/** Loads the wasm module once (the glue finds the .wasm next to this file). */
+function loadWasm(): Promise<Wasm> {
+  return (wasm ??= import('../wasm/overtone.js').then(async (module) => {
+    await module.default();
+    return module;
+  }));
 }
 
-/** Echo's event-name rule: a leading `.` or `\` means as written; else namespace + `\` for `.`. */
-function formatEventName(event: string, namespace: string | false): string {
-  if (event.startsWith('.') || event.startsWith('\\')) return event.slice(1);
-  const full = namespace ? `${namespace}.${event}` : event;
-  return full.replace(/\./g, '\\');
-}
+const STATUS: Record<string, ConnectionStatus> = {
+  initialized: 'connecting',
+  connecting: 'connecting',
+  connected: 'connected',
+  reconnecting: 'reconnecting',
+  unavailable: 'reconnecting',
+  failed: 'failed',
+  disconnected: 'disconnected',
+};
 
-export class Channel {
-  constructor(
-    private readonly echo: Echo,
-    readonly name: string,
-  ) {}
+const headersOf = (headers?: Headers | (() => Headers)): Headers =>
+  typeof headers === 'function' ? headers() : { ...headers };
 
-  listen(event: string, callback: Listener): this {
-    const name = formatEventName(event, this.echo.options.namespace ?? 'App.Events');
-    void this.echo.connection().then((c) => c.bind(this.name, name, callback));
-    return this;
+/** POSTs a form to an auth endpoint; a non-2xx status becomes an error carrying it. */
+async function post(endpoint: string, headers: Headers, body: Record<string, string>, callback: AuthCallback) {
+  try {
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json', ...headers },
+      body: new URLSearchParams(body),
+      credentials: 'same-origin',
+    });
+    if (!response.ok) return callback({ status: response.status, message: `${endpoint} answered ${response.status}` }, null);
+    callback(null, await response.json());
+  } catch (error) {
+    callback(error as Error, null);
   }
 }
 
-export default class Echo {
+export default class Echo implements ClientRunner {
   readonly options: EchoOptions;
-  private conn?: Promise<Connection>;
-  private readonly channels = new Map<string, Channel>();
+  /** laravel-echo's `echo.connector`: here the Echo itself. */
+  readonly connector: this = this;
+  readonly channels: Record<string, Channel> = {};
+  private client?: Client;
+  private queue: ((client: Client) => void)[] = [];
+  private statusListeners = new Set<(status: ConnectionStatus) => void>();
+  private status: ConnectionStatus = 'connecting';
 
   constructor(options: EchoOptions) {
-    this.options = options;
-  }
-
-  /** The live connection, opened on first use. */
-  connection(): Promise<Connection> {
-    return (this.conn ??= loadWasm().then(() => new Connection(this.url())));
-  }
-
-  channel(name: string): Channel {
-    let channel = this.channels.get(name);
-    if (!channel) {
-      channel = new Channel(this, name);
-      this.channels.set(name, channel);
-      void this.connection().then((c) => c.subscribe(name));
+    const auth = { headers: {}, ...options.auth };
+    const userAuthentication = { endpoint: '/broadcasting/user-auth', headers: {}, ...options.userAuthentication };
+    this.options = { authEndpoint: '/broadcasting/auth', namespace: 'App.Events', ...options, auth, userAuthentication };
+    const csrf = this.csrfToken();
+    const extra: Headers = {};
+    if (csrf) extra['X-CSRF-TOKEN'] = csrf;
+    if (options.bearerToken) extra.Authorization = `Bearer ${options.bearerToken}`;
+    for (const target of [auth, userAuthentication]) {
+      if (typeof target.headers !== 'function') target.headers = { ...target.headers, ...extra };
     }
-    return channel;
+    this.connect();
+    if (!options.withoutInterceptors) this.registerInterceptors();
+  }
+
+  // ---- connection ----
+
+  connect(): void {
+    this.use((c) => c.connect());
   }
 
   disconnect(): void {
-    void this.conn?.then((c) => c.disconnect());
+    this.use((c) => c.disconnect());
   }
 
-  private url(): string {
-    const { key, wsHost, wsPort, wssPort, forceTLS } = this.options;
-    const tls = forceTLS ?? location.protocol === 'https:';
-    const host = wsHost ?? location.hostname;
-    const port = (tls ? wssPort : wsPort) ?? (tls ? 443 : 80);
-    return `${tls ? 'wss' : 'ws'}://${host}:${port}/app/${key}?protocol=7&client=overtone&version=0.1.0&flash=false`;
+  socketId(): string | undefined {
+    return this.client?.socketId();
+  }
+
+  connectionStatus(): ConnectionStatus {
+    return this.status;
+  }
+
+  /** `callback(status)` on every change; returns the unsubscribe function. */
+  onConnectionChange(callback: (status: ConnectionStatus) => void): () => void {
+    this.statusListeners.add(callback);
+    return () => this.statusListeners.delete(callback);
+  }
+
+  /** `{'X-Socket-ID': id}` while connected, for the app's own requests (`toOthers()`). */
+  socketIdHeaders(): Headers {
+    const id = this.socketId();
+    return id ? { 'X-Socket-ID': id } : {};
+  }
+
+  /** Adds `X-Socket-ID` to this page's same-origin `fetch` calls; returns the undo function. */
+  interceptFetch(): () => void {
+    const original = globalThis.fetch;
+    globalThis.fetch = (input: RequestInfo | URL, init?: RequestInit) => {
+      const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+      const id = this.socketId();
+      if (!id || url.origin !== location.origin) return original(input, init);
+      const headers = new globalThis.Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+      if (!headers.has('X-Socket-ID')) headers.set('X-Socket-ID', id);
+      return original(input, { ...init, headers });
+    };
+    return () => {
+      globalThis.fetch = original;
+    };
+  }
+
+  // ---- channels ----
+
+  channel(name: string): Channel {
+    return this.subscribe(name, Channel);
+  }
+
+  private(name: string): Channel {
+    return this.subscribe(`private-${name}`, Channel);
+  }
+
+  encryptedPrivate(name: string): Channel {
+    return this.subscribe(`private-encrypted-${name}`, Channel);
+  }
+
+  join(name: string): PresenceChannel {
+    return this.subscribe(`presence-${name}`, PresenceChannel);
+  }
+
+  listen(channel: string, event: string, callback: Callback): Channel {
+    return this.channel(channel).listen(event, callback);
+  }
+
+  leave(name: string): void {
+    for (const prefix of ['', 'private-', 'private-encrypted-', 'presence-']) this.leaveChannel(prefix + name);
+  }
+
+  leaveChannel(name: string): void {
+    if (!this.channels[name]) return;
+    delete this.channels[name];
+    this.use((c) => c.leaveChannel(name));
+  }
+
+  leaveAllChannels(): void {
+    for (const name of Object.keys(this.channels)) this.leaveChannel(name);
+  }
+
+  // ---- user sign-in ----
+
+  /** Signs the user in (userAuthentication endpoint) now and after every reconnect. */
+  signin(): void {
+    this.use((c) => c.signin());
+  }
+
+  /** Events sent to the signed-in user (`#server-to-user-{id}`). */
+  readonly user = {
+    signin: () => this.signin(),
+    id: (): string | undefined => this.client?.userId(),
+    listen: (event: string, callback: Callback) => {
+      this.use((c) => c.bindUser(event, callback));
+      return this.user;
+    },
+    stopListening: (event: string, callback?: Callback) => {
+      this.use((c) => c.unbindMatching('#server-to-user-', 'event', event, callback));
+      return this.user;
+    },
+  };
+
+  // ---- unread badges ----
+
+  /** Unread counts by category, from `notification()` events, shared by the user's tabs. */
+  readonly badges = {
+    counts: (): Record<string, number> => (this.client?.badgeCounts() ?? {}) as Record<string, number>,
+    count: (category: string): number => this.badges.counts()[category] ?? 0,
+    total: (): number => Object.values(this.badges.counts()).reduce((sum, n) => sum + n, 0),
+    /** `'all'`, a category, `{category}` or `{id}` (one notification). */
+    markRead: (target: string | { id: string } | { category: string }) => {
+      this.use((c) => {
+        if (target === 'all') c.markRead('all', '');
+        else if (typeof target === 'string') c.markRead('category', target);
+        else if ('id' in target) c.markRead('id', String(target.id));
+        else c.markRead('category', target.category);
+      });
+    },
+    /** `callback(counts)` on every change, from this tab or another; returns the unsubscribe. */
+    onChange: (callback: (counts: Record<string, number>) => void): (() => void) => {
+      let id: number | undefined;
+      let cancelled = false;
+      this.use((c) => {
+        if (!cancelled) id = c.watch('badges', '', callback);
+      });
+      return () => {
+        cancelled = true;
+        this.use((c) => id !== undefined && c.unwatch(id));
+      };
+    },
+  };
+
+  // ---- the wasm client ----
+
+  /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, never. */
+  use(call: (client: Client) => void): void {
+    if (this.client) return call(this.client);
+    this.queue.push(call);
+    if (this.queue.length === 1 && typeof window !== 'undefined') {
+      this.load().catch((error) => console.error('overtone: could not load the client', error));
+    }
+  }
+
+  loaded(): Client | undefined {
+    return this.client;
+  }
+
+  private async load(): Promise<void> {
+    const { Client } = await loadWasm();
+    const o = this.options;
+    const tls = o.forceTLS ?? location.protocol === 'https:';
+    this.client = new Client(
+      {
+        key: o.key,
+        host: o.wsHost ?? location.hostname,
+        wsPort: o.wsPort ?? 80,
+        wssPort: o.wssPort ?? 443,
+        forceTLS: tls,
+        path: o.wsPath,
+        namespace: o.namespace || null,
+        awayAfterMs: o.awayAfterMs,
+        badgeScope: o.badgeScope ?? o.key,
+      },
+      {
+        authorize: (channel: string, socketId: string) => this.authorize(channel, socketId),
+        authorizeUser: (socketId: string) => this.authorizeUser(socketId),
+        stateChanged: (state: string) => this.setStatus(STATUS[state] ?? 'disconnected'),
+        error: (code: number | undefined, message: string) => console.warn('overtone:', code ?? '', message),
+      },
+    );
+    for (const call of this.queue.splice(0)) {
+      try {
+        call(this.client);
+      } catch (error) {
+        console.error(error);
+      }
+    }
+  }
+
+  private setStatus(status: ConnectionStatus): void {
+    if (status === this.status) return;
+    this.status = status;
+    for (const listener of this.statusListeners) listener(status);
+  }
+
+  private subscribe<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
+    if (!this.channels[name]) {
+      this.channels[name] = new Kind(this, name);
+      this.use((c) => c.subscribe(name));
+    }
+    return this.channels[name] as C;
+  }
+
+  private authorize(channel: string, socketId: string): void {
+    const done: AuthCallback = (error, data) => {
+      const client = this.client!;
+      if (error || !data?.auth) {
+        const status = error && 'status' in error ? error.status : undefined;
+        return client.authorizationFailed(channel, socketId, status, String(error?.message ?? 'No auth in the reply'));
+      }
+      const channelData = typeof data.channel_data === 'string' ? data.channel_data : undefined;
+      client.authorized(channel, socketId, data.auth, channelData, data.shared_secret);
+    };
+    const o = this.options;
+    if (o.authorizer) return o.authorizer({ name: channel }, o).authorize(socketId, done);
+    const custom = o.channelAuthorization;
+    if (custom?.customHandler) return custom.customHandler({ socketId, channelName: channel }, done);
+    const headers = { ...headersOf(o.auth!.headers), ...headersOf(custom?.headers) };
+    const params = { ...o.auth!.params, socket_id: socketId, channel_name: channel };
+    void post(custom?.endpoint ?? o.authEndpoint!, headers, params, done);
+  }
+
+  private authorizeUser(socketId: string): void {
+    const done: AuthCallback = (error, data) => {
+      if (error || !data?.auth) return console.warn('overtone: user sign-in failed', error);
+      this.client!.userAuthorized(socketId, data.auth, data.user_data);
+    };
+    const user = this.options.userAuthentication!;
+    if (user.customHandler) return user.customHandler({ socketId }, done);
+    void post(user.endpoint!, headersOf(user.headers), { socket_id: socketId }, done);
+  }
+
+  private csrfToken(): string | null | undefined {
+    if (typeof window === 'undefined') return this.options.csrfToken;
+    return (
+      (window as any).Laravel?.csrfToken ??
+      this.options.csrfToken ??
+      document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
+    );
+  }
+
+  /** As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists. */
+  private registerInterceptors(): void {
+    const axios = (globalThis as any).axios;
+    axios?.interceptors?.request.use((config: any) => {
+      const id = this.socketId();
+      if (id) config.headers['X-Socket-Id'] = id;
+      return config;
+    });
   }
 }
 

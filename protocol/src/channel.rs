@@ -65,15 +65,23 @@ pub enum NameError {
     InvalidCharacter,
 }
 
-impl core::fmt::Display for NameError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+impl NameError {
+    /// The message as users see it. A plain `&str` so the browser client can report it without
+    /// `core::fmt`, which costs kilobytes of wasm.
+    pub fn message(&self) -> &'static str {
+        match self {
             NameError::Empty => "Channel name is empty",
             NameError::TooLong => "Channel name is longer than 164 characters",
             NameError::InvalidCharacter => {
                 "Channel name may only contain A-Z, a-z, 0-9, _ - = @ , . ;"
             }
-        })
+        }
+    }
+}
+
+impl core::fmt::Display for NameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
     }
 }
 
@@ -87,7 +95,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::TooLong);
     }
     let body = if name.starts_with(SERVER_TO_USER_PREFIX) {
-        &name[1..]
+        // Past the `#`. `get` rather than indexing: always `Some` here, and it has no panic
+        // path, whose message formatting would cost the wasm client.
+        name.get(1..).unwrap_or(name)
     } else {
         name
     };

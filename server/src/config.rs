@@ -310,6 +310,9 @@ impl ServeArgs {
         }
         validate_apps(&apps)?;
 
+        if self.demo {
+            crate::demo::authorize_demo_channels(&mut apps);
+        }
         let demo = self.demo.then(|| {
             let root = checkout_root();
             DemoAssets {

@@ -1,27 +1,373 @@
-//! Demo mode: serves the demo page at `/`, the built npm package at `/pkg/`, and
-//! `/demo/config.json` telling the page which app key to connect with.
+//! Demo mode: serves the demo page at `/`, the built npm package at `/pkg/`, `/demo/config.json`
+//! (which app key to connect with) and the demo's small backend under `/demo/api/`: sign-in
+//! ([`session`]), a chat room ([`chat`]) and an event hall's seats ([`seats`]), with
+//! notifications on each visitor's private channel.
+//!
+//! The backend is an app like any other: visitors get a JWT minted by the authorization
+//! service's own code, channels are authorized by that service (`/broadcasting/auth`) under the
+//! rules [`authorize_demo_channels`] gives the first app, and events go out through the channel
+//! registry's `publish`, the path the HTTP API uses.
 
+pub mod chat;
+pub mod seats;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
-use crate::config::DemoAssets;
-use crate::state::Shared;
+use crate::authz::AuthzConfig;
+use crate::config::{AppConfig, DemoAssets};
+use crate::frame;
+use crate::http_api::is_socket_id;
+use crate::state::{App, Shared, SocketId};
 
-pub fn routes(assets: &DemoAssets) -> Router<Shared> {
-    Router::new()
-        .route("/demo/config.json", get(config))
-        .nest_service("/pkg", ServeDir::new(&assets.package))
-        .fallback_service(ServeDir::new(&assets.site))
+/// The chat room (a presence channel: members, typing, away).
+pub const CHAT_CHANNEL: &str = "presence-demo.chat";
+/// The event hall (a presence channel: its members are the viewers, and hold seats).
+pub const HALL_CHANNEL: &str = "presence-demo.hall";
+/// Each visitor's notifications arrive on `private-demo.user.{id}`.
+const USER_CHANNEL_PREFIX: &str = "private-demo.user.";
+/// Laravel's broadcast notification event, which the SDK's `notification()` and badges read.
+const NOTIFICATION_EVENT: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
+/// Visitors stay signed in for a day.
+const SESSION_TTL_SECS: u64 = 24 * 60 * 60;
+const MAX_NAME_CHARS: usize = 24;
+/// People remembered for mentions; past this, newcomers can still chat but not be mentioned.
+const MAX_PEOPLE: usize = 10_000;
+/// Member colours, all readable as text on white (WCAG AA) and distinct from each other.
+const COLORS: [&str; 8] = [
+    "#b42318", "#b54708", "#027a48", "#026aa2", "#5925dc", "#c11574", "#344054", "#0e7090",
+];
+
+/// The `[apps.authz]` the demo gives the first app when it has none: any visitor may join the
+/// demo's presence channels, and only its own notification channel. `{secret}` is derived from
+/// the app secret, so tokens survive a restart (the demo hands tokens to anyone who asks anyway).
+const DEMO_AUTHZ: &str = r#"
+user_info_claims = ["id", "name", "color"]
+[[keys]]
+algorithm = "HS256"
+secret = "{secret}"
+[[rules]]
+channel = "presence-demo.{room}"
+[[rules]]
+channel = "private-demo.user.{id}"
+claim_equals = { id = "sub" }
+"#;
+
+/// Gives the first app the demo's authorization rules, unless the config already has some.
+pub fn authorize_demo_channels(apps: &mut [AppConfig]) {
+    let Some(app) = apps.first_mut().filter(|app| app.authz.is_none()) else {
+        return;
+    };
+    let secret = hex::encode(
+        Sha256::new()
+            .chain_update(b"overtone demo tokens\0")
+            .chain_update(&app.secret)
+            .finalize(),
+    );
+    let text = DEMO_AUTHZ.replace("{secret}", &secret);
+    match toml::from_str::<AuthzConfig>(&text) {
+        Ok(authz) => app.authz = Some(authz),
+        // Fixed text with a hex secret: only a change to the constant above can get here.
+        Err(err) => tracing::error!(%err, "the demo's authorization rules do not parse"),
+    }
 }
 
-async fn config(State(shared): State<Shared>) -> Json<serde_json::Value> {
+pub fn routes(assets: &DemoAssets, shared: &Shared) -> Router<Shared> {
+    let site = Router::new()
+        .route("/demo/config.json", get(config))
+        .nest_service("/pkg", ServeDir::new(&assets.package))
+        .fallback_service(ServeDir::new(&assets.site));
+    match Demo::new(shared) {
+        Some(demo) => site.merge(api(Arc::new(demo))),
+        None => site,
+    }
+}
+
+fn api(demo: Arc<Demo>) -> Router<Shared> {
+    Router::new()
+        .route("/demo/api/session", post(session))
+        .route(
+            "/demo/api/chat/messages",
+            get(chat::history).post(chat::send),
+        )
+        .route("/demo/api/seats", get(seats::list))
+        .route("/demo/api/seats/buy", post(seats::buy))
+        .route(
+            "/demo/api/seats/{seat}/hold",
+            post(seats::hold).delete(seats::release),
+        )
+        .route("/demo/api/seats/{seat}/watch", post(seats::watch))
+        .route(
+            "/demo/api/{*rest}",
+            any(|| async { DemoError::new(StatusCode::NOT_FOUND, "Not found") }),
+        )
+        .with_state(demo)
+}
+
+async fn config(State(shared): State<Shared>) -> Json<Value> {
     let key = shared
         .config()
         .apps
         .first()
         .map(|app| app.key.as_str())
         .unwrap_or_default();
-    Json(serde_json::json!({ "key": key }))
+    Json(json!({ "key": key }))
+}
+
+/// A failure of the demo API: a status and a JSON `{"error": ...}` body.
+#[derive(Debug)]
+pub struct DemoError(StatusCode, String);
+
+impl DemoError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> DemoError {
+        DemoError(status, message.into())
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> DemoError {
+        DemoError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for DemoError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// A visitor as the page and the other visitors see them (also their presence `user_info`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub color: String,
+}
+
+/// The demo's backend state, shared by its handlers and its clock.
+pub struct Demo {
+    app: Arc<App>,
+    shared: Shared,
+    chat: Mutex<chat::History>,
+    hall: Mutex<seats::Hall>,
+    /// Everyone who used the API since start, by id: who an `@name` can mention.
+    people: Mutex<HashMap<String, Person>>,
+    clock: Once,
+    /// Notification ids: random per process (tabs remember ids across a restart), then a count.
+    notification_prefix: u32,
+    next_notification: AtomicU64,
+}
+
+impl Demo {
+    fn new(shared: &Shared) -> Option<Demo> {
+        let app = shared
+            .app_by_key(&shared.config().apps.first()?.key)?
+            .clone();
+        Some(Demo {
+            app,
+            shared: shared.clone(),
+            chat: Mutex::default(),
+            hall: Mutex::new(seats::Hall::new()),
+            people: Mutex::default(),
+            clock: Once::new(),
+            notification_prefix: fastrand::u32(..),
+            next_notification: AtomicU64::new(1),
+        })
+    }
+
+    fn authz(&self) -> Result<&AuthzConfig, DemoError> {
+        self.app.config.authz.as_ref().ok_or_else(|| {
+            DemoError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The demo app has no [apps.authz] to sign visitors in with",
+            )
+        })
+    }
+
+    /// Who sent the request, from its bearer token; remembered for mentions. The first
+    /// authenticated request also starts the hall's clock (it needs a runtime and a visitor).
+    fn visitor(self: &Arc<Self>, headers: &HeaderMap) -> Result<Person, DemoError> {
+        let identity = self
+            .authz()?
+            .verifier
+            .identify(headers)
+            .map_err(|e| DemoError::new(StatusCode::UNAUTHORIZED, e))?;
+        let claim = |name: &str| {
+            identity
+                .claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let person = Person {
+            name: claim("name").unwrap_or_else(|| identity.user_id.clone()),
+            color: claim("color").unwrap_or_else(|| color_of(&identity.user_id).into()),
+            id: identity.user_id,
+        };
+        let mut people = lock(&self.people);
+        if people.len() < MAX_PEOPLE || people.contains_key(&person.id) {
+            people.insert(person.id.clone(), person.clone());
+        }
+        drop(people);
+        self.clock.call_once(|| {
+            tokio::spawn(seats::run_clock(self.clone()));
+        });
+        Ok(person)
+    }
+
+    fn person(&self, id: &str) -> Option<Person> {
+        lock(&self.people).get(id).cloned()
+    }
+
+    /// Sends an event to a channel's subscribers (but `except`) as the HTTP API does.
+    fn publish(&self, channel: &str, event: &str, data: &Value, except: Option<&SocketId>) {
+        let out = frame::channel_event(channel, event, &data.to_string(), None);
+        self.app.channels.publish(channel, &out, except);
+    }
+
+    /// A Laravel-style broadcast notification to one visitor; `category` groups the badge.
+    fn notify(&self, user_id: &str, category: &str, text: &str) {
+        let n = self.next_notification.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:08x}-{n}", self.notification_prefix);
+        let data = json!({
+            "id": id,
+            "type": format!("demo.{category}"),
+            "category": category,
+            "text": text,
+            "at": unix_ms(),
+        });
+        self.publish(
+            &format!("{USER_CHANNEL_PREFIX}{user_id}"),
+            NOTIFICATION_EVENT,
+            &data,
+            None,
+        );
+    }
+}
+
+/// The `X-Socket-ID` of a request (the sender's connection, left out of the broadcast).
+fn sender_socket(headers: &HeaderMap) -> Result<Option<SocketId>, DemoError> {
+    match headers.get("x-socket-id").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(id)) if is_socket_id(id) => Ok(Some(SocketId::from(id))),
+        Some(_) => Err(DemoError::bad_request("X-Socket-ID must look like 123.456")),
+    }
+}
+
+/// A JSON request body, or a 400 saying what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DemoError> {
+    serde_json::from_slice(body)
+        .map_err(|e| DemoError::bad_request(format!("Invalid JSON body: {e}")))
+}
+
+/// A poisoned lock only means a handler panicked mid-update; the demo's state stays usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn color_of(id: &str) -> &'static str {
+    let hash = id
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    COLORS[hash % COLORS.len()]
+}
+
+/// A user id from a display name: lowercase letters and digits, other runs become one `-`
+/// (ids appear in channel names and `@mentions`).
+fn id_from_name(name: &str) -> String {
+    let mut id = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            id.push(c);
+        } else if !id.is_empty() && !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    id.trim_end_matches('-').to_string()
+}
+
+#[derive(Deserialize)]
+struct SessionRequest {
+    name: String,
+}
+
+/// `POST /demo/api/session {name}` -> `{token, user}`: signs a visitor in under a name.
+async fn session(State(demo): State<Arc<Demo>>, body: Bytes) -> Result<Json<Value>, DemoError> {
+    let SessionRequest { name } = parse_body(&body)?;
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(DemoError::bad_request(format!(
+            "A name is 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    let id = id_from_name(name);
+    if id.is_empty() {
+        return Err(DemoError::bad_request(
+            "A name needs at least one letter or digit (a-z, 0-9)",
+        ));
+    }
+    let user = Person {
+        name: name.into(),
+        color: color_of(&id).into(),
+        id,
+    };
+    let mut claims = Map::new();
+    claims.insert("id".into(), user.id.clone().into());
+    claims.insert("name".into(), user.name.clone().into());
+    claims.insert("color".into(), user.color.clone().into());
+    let token = crate::authz::token_cli::mint(demo.authz()?, &user.id, claims, SESSION_TTL_SECS)
+        .map_err(|e| DemoError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(Json(json!({ "token": token, "user": user })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_names() {
+        assert_eq!(id_from_name("Ana"), "ana");
+        assert_eq!(id_from_name("  Mary Jane!! O'Neil "), "mary-jane-o-neil");
+        assert_eq!(id_from_name("Zoë"), "zo");
+        assert_eq!(id_from_name("!!!"), "");
+    }
+
+    #[test]
+    fn the_demo_rules_allow_the_demo_channels_only() {
+        let mut apps = vec![AppConfig::new("a", "k", "s")];
+        authorize_demo_channels(&mut apps);
+        let authz = apps[0].authz.as_ref().expect("demo rules parse");
+        let mut claims = Map::new();
+        claims.insert("name".into(), "Ana".into());
+        let token = crate::authz::token_cli::mint(authz, "ana", claims, 60).unwrap();
+        let claims = authz.verifier.verify_jwt(&token).unwrap();
+        use crate::authz::rules::{decide, Verdict};
+        let allowed = |channel| matches!(decide(&authz.rules, channel, &claims), Verdict::Allow(_));
+        assert!(allowed(CHAT_CHANNEL) && allowed(HALL_CHANNEL));
+        assert!(allowed("private-demo.user.ana"));
+        assert!(!allowed("private-demo.user.bob"));
+        assert!(!allowed("private-other"));
+    }
 }

@@ -7,7 +7,7 @@
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo page's static files).
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
 
 pub mod auth;
 pub mod authz;
@@ -44,7 +44,7 @@ pub fn router(shared: Shared) -> Router {
         .merge(metrics::routes())
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
-        Some(assets) => router.merge(demo::routes(assets)),
+        Some(assets) => router.merge(demo::routes(assets, &shared)),
         None => router.fallback(http_api::not_found),
     };
     router.with_state(shared)

@@ -1,5 +1,7 @@
 //! The `overtone` binary: parses the command line and runs a subcommand.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use overtone_server::config::ServeArgs;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +23,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print a JWT the config's [apps.authz] accepts, for trying private channels locally.
     Token(overtone_server::authz::TokenArgs),
+    /// Load-test a Pusher-protocol server on 127.0.0.1 and print a JSON summary.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Bench(args) => bench::run(args, &runtime),
         Command::Serve(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,

@@ -10,11 +10,12 @@ export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
 
 /**
  * Starts the server; resolves once it prints its address.
- * @param {{args?: string[], env?: Record<string,string>}} [options]
+ * @param {{args?: string[], env?: Record<string,string>, port?: number}} [options] `port`: 0 (any
+ *   free one) unless given, e.g. to restart a server where its clients expect it
  * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
  */
-export async function startServer({ args = [], env = {} } = {}) {
-  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app);
+export async function startServer({ args = [], env = {}, port = 0 } = {}) {
+  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app, port);
 }
 
 /**
@@ -25,10 +26,10 @@ export async function startServerWithoutApp({ args = [], env = {}, serverApp = a
   return spawnServer(args, env, serverApp);
 }
 
-async function spawnServer(args, env, serverApp) {
+async function spawnServer(args, env, serverApp, listenPort = 0) {
   const child = spawn(
     binary,
-    ['serve', '--port', '0', ...args],
+    ['serve', '--port', String(listenPort), ...args],
     { cwd: root, env: { ...process.env, OVERTONE_LOG: 'overtone_server=warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise((resolve, reject) => {

@@ -38,7 +38,11 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(base: u64, cap: u64) -> Backoff {
-        Backoff { base, cap, failures: 0 }
+        Backoff {
+            base,
+            cap,
+            failures: 0,
+        }
     }
 
     pub(crate) fn failures(&self) -> u32 {
@@ -96,7 +100,12 @@ mod tests {
     #[test]
     fn different_seeds_give_different_delays() {
         let first = |seed| {
-            Backoff { base: 1_000, cap: 30_000, failures: 4 }.next_delay(&mut Rng::new(seed))
+            Backoff {
+                base: 1_000,
+                cap: 30_000,
+                failures: 4,
+            }
+            .next_delay(&mut Rng::new(seed))
         };
         assert_ne!(first(1), first(2));
     }

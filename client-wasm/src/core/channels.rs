@@ -1,6 +1,8 @@
 //! The channels the app asked for: their kind, how far their subscription got on the current
 //! socket, and, on presence channels, the members deduplicated by user id.
 
+use crate::prelude::*;
+
 use overtone_protocol::channel::ChannelType;
 
 /// How far a channel's subscription got on the current socket.
@@ -107,7 +109,10 @@ mod tests {
         assert!(!channel.upsert("2".into(), "bob again"));
         assert!(channel.upsert("3".into(), "cat"));
         assert_eq!(ids(&channel), ["1", "2", "3"]);
-        assert_eq!(channel.remove_member("2").map(|m| m.info), Some("bob again"));
+        assert_eq!(
+            channel.remove_member("2").map(|m| m.info),
+            Some("bob again")
+        );
         assert_eq!(channel.remove_member("2"), None);
         assert_eq!(ids(&channel), ["1", "3"]);
     }

@@ -1,8 +1,10 @@
 //! The client facade: the connection state machine plus the channel registry, listeners,
 //! presence members and user sign-in, behind the input methods the shell calls.
 
-use std::collections::VecDeque;
-use std::fmt;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
@@ -24,18 +26,23 @@ pub enum Error {
     SignInRequired,
 }
 
+impl Error {
+    /// The message as users see it; a plain `&str` keeps `core::fmt` out of the wasm.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Error::InvalidChannelName(e) => e.message(),
+            Error::NotSubscribed => "Not subscribed to this channel",
+            Error::ClientEventsNotAllowed => {
+                "Client events are only allowed on private and presence channels"
+            }
+            Error::SignInRequired => "Server-to-user channels are joined by signing in",
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidChannelName(e) => e.fmt(f),
-            Error::NotSubscribed => f.write_str("Not subscribed to this channel"),
-            Error::ClientEventsNotAllowed => {
-                f.write_str("Client events are only allowed on private and presence channels")
-            }
-            Error::SignInRequired => {
-                f.write_str("Server-to-user channels are joined by signing in")
-            }
-        }
+        f.write_str(self.message())
     }
 }
 
@@ -147,7 +154,10 @@ impl<P: Clone> Client<P> {
     /// One frame from the socket, parsed by the shell.
     pub fn handle_message(&mut self, now: u64, message: ServerMessage<P>) {
         if let ServerMessage::Error { code, message } = &message {
-            self.actions.push_back(Action::ServerError { code: *code, message: message.clone() });
+            self.actions.push_back(Action::ServerError {
+                code: *code,
+                message: message.clone(),
+            });
         }
         let change = self.connection.received(now, &message, &mut self.actions);
         if change.is_some() {
@@ -160,11 +170,19 @@ impl<P: Clone> Client<P> {
             ServerMessage::SubscriptionSucceeded { channel, presence } => {
                 self.subscribed(&channel, presence)
             }
-            ServerMessage::SubscriptionError { channel, status, error } => {
-                self.subscription_failed(&channel, status, error)
-            }
-            ServerMessage::MemberAdded { channel, user_id, info } => {
-                let Some(ch) = self.presence_channel(&channel) else { return };
+            ServerMessage::SubscriptionError {
+                channel,
+                status,
+                error,
+            } => self.subscription_failed(&channel, status, error),
+            ServerMessage::MemberAdded {
+                channel,
+                user_id,
+                info,
+            } => {
+                let Some(ch) = self.presence_channel(&channel) else {
+                    return;
+                };
                 if ch.upsert(user_id.clone(), info.clone()) {
                     let member = Member { user_id, info };
                     dispatch(
@@ -177,7 +195,9 @@ impl<P: Clone> Client<P> {
                 }
             }
             ServerMessage::MemberRemoved { channel, user_id } => {
-                let Some(ch) = self.presence_channel(&channel) else { return };
+                let Some(ch) = self.presence_channel(&channel) else {
+                    return;
+                };
                 if let Some(member) = ch.remove_member(&user_id) {
                     dispatch(
                         &self.listeners,
@@ -189,9 +209,12 @@ impl<P: Clone> Client<P> {
                 }
             }
             ServerMessage::SigninSuccess { user_id } => self.signed_in(user_id),
-            ServerMessage::Event { channel, event, data, user_id } => {
-                self.event(&channel, &event, data, user_id)
-            }
+            ServerMessage::Event {
+                channel,
+                event,
+                data,
+                user_id,
+            } => self.event(&channel, &event, data, user_id),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -224,8 +247,14 @@ impl<P: Clone> Client<P> {
             return Vec::new();
         };
         let entry = self.channels.remove(index);
-        if matches!(entry.subscription, Subscription::Pending | Subscription::Subscribed) {
-            self.actions.push_back(Action::Send(ClientFrame::Unsubscribe { channel: entry.name }));
+        if matches!(
+            entry.subscription,
+            Subscription::Pending | Subscription::Subscribed
+        ) {
+            self.actions
+                .push_back(Action::Send(ClientFrame::Unsubscribe {
+                    channel: entry.name,
+                }));
         }
         self.listeners.remove_matching(key_for(channel), |_| true)
     }
@@ -246,13 +275,18 @@ impl<P: Clone> Client<P> {
             .filter(|c| c.kind.kind != ChannelKind::ServerToUser)
             .map(|c| c.name.clone())
             .collect();
-        names.iter().flat_map(|name| self.leave_channel(name)).collect()
+        names
+            .iter()
+            .flat_map(|name| self.leave_channel(name))
+            .collect()
     }
 
     /// The reply to an [`Action::Authorize`]. Ignored if the socket changed meanwhile: a
     /// signature is bound to its socket id, and a fresh request went out for the new one.
     pub fn authorized(&mut self, channel: &str, socket_id: &str, auth: ChannelAuth) {
-        let Some(entry) = self.awaiting_auth(channel, socket_id) else { return };
+        let Some(entry) = self.awaiting_auth(channel, socket_id) else {
+            return;
+        };
         entry.my_id = auth.user_id;
         entry.subscription = Subscription::Pending;
         let frame = ClientFrame::Subscribe {
@@ -286,12 +320,18 @@ impl<P: Clone> Client<P> {
         if entry.subscription != Subscription::Subscribed {
             return Err(Error::NotSubscribed);
         }
-        self.actions.push_back(Action::Send(ClientFrame::ClientEvent {
-            channel: channel.to_owned(),
-            event: whisper_event(event),
-            data,
-        }));
+        self.actions
+            .push_back(Action::Send(ClientFrame::ClientEvent {
+                channel: channel.to_owned(),
+                event: whisper_event(event),
+                data,
+            }));
         Ok(())
+    }
+
+    /// Whether the app subscribed `channel` and has not left it.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.find(channel).is_some()
     }
 
     /// A presence channel's members, one per user id (empty until subscribed).
@@ -337,7 +377,8 @@ impl<P: Clone> Client<P> {
     /// Removes every listener bound with `binding` on `channel` (`stopListening(event)` and
     /// `stopListeningToAll()` without a callback); returns their ids.
     pub fn unbind_all(&mut self, channel: &str, binding: &Binding) -> Vec<ListenerId> {
-        self.listeners.remove_matching(key_for(channel), |b| b == binding)
+        self.listeners
+            .remove_matching(key_for(channel), |b| b == binding)
     }
 
     // ---- user sign-in ----
@@ -346,14 +387,17 @@ impl<P: Clone> Client<P> {
     pub fn signin(&mut self) {
         self.signin_wanted = true;
         if let Some(socket_id) = self.connection.socket_id() {
-            self.actions.push_back(Action::AuthorizeUser { socket_id: socket_id.to_owned() });
+            self.actions.push_back(Action::AuthorizeUser {
+                socket_id: socket_id.to_owned(),
+            });
         }
     }
 
     /// The reply to an [`Action::AuthorizeUser`]; ignored if the socket changed meanwhile.
     pub fn user_authorized(&mut self, socket_id: &str, auth: String, user_data: String) {
         if self.connection.socket_id() == Some(socket_id) {
-            self.actions.push_back(Action::Send(ClientFrame::Signin { auth, user_data }));
+            self.actions
+                .push_back(Action::Send(ClientFrame::Signin { auth, user_data }));
         }
     }
 
@@ -378,16 +422,21 @@ impl<P: Clone> Client<P> {
     fn apply(&mut self, change: Option<Change>) {
         match change {
             Some(Change::Up) => {
-                let Some(socket_id) = self.connection.socket_id() else { return };
+                let Some(socket_id) = self.connection.socket_id() else {
+                    return;
+                };
                 // The user channel is only valid after sign-in on this socket: see `signed_in`.
-                for entry in
-                    self.channels.iter_mut().filter(|c| c.kind.kind != ChannelKind::ServerToUser)
+                for entry in self
+                    .channels
+                    .iter_mut()
+                    .filter(|c| c.kind.kind != ChannelKind::ServerToUser)
                 {
                     start_subscription(entry, socket_id, &mut self.actions);
                 }
                 if self.signin_wanted {
-                    self.actions
-                        .push_back(Action::AuthorizeUser { socket_id: socket_id.to_owned() });
+                    self.actions.push_back(Action::AuthorizeUser {
+                        socket_id: socket_id.to_owned(),
+                    });
                 }
             }
             Some(Change::Down) => {
@@ -399,7 +448,9 @@ impl<P: Clone> Client<P> {
     }
 
     fn subscribed(&mut self, channel: &str, presence: Option<Vec<(String, P)>>) {
-        let Some(entry) = find_mut(&mut self.channels, channel) else { return };
+        let Some(entry) = find_mut(&mut self.channels, channel) else {
+            return;
+        };
         entry.subscription = Subscription::Subscribed;
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
@@ -425,7 +476,9 @@ impl<P: Clone> Client<P> {
     }
 
     fn subscription_failed(&mut self, channel: &str, status: Option<u16>, error: String) {
-        let Some(entry) = find_mut(&mut self.channels, channel) else { return };
+        let Some(entry) = find_mut(&mut self.channels, channel) else {
+            return;
+        };
         entry.subscription = Subscription::Failed;
         dispatch(
             &self.listeners,
@@ -446,7 +499,8 @@ impl<P: Clone> Client<P> {
             return;
         }
         // A different user may have signed in since the last socket.
-        self.channels.retain(|c| c.kind.kind != ChannelKind::ServerToUser || c.name == name);
+        self.channels
+            .retain(|c| c.kind.kind != ChannelKind::ServerToUser || c.name == name);
         if self.find(&name).is_none() {
             self.channels.push(Channel::new(name.clone()));
         }
@@ -455,7 +509,9 @@ impl<P: Clone> Client<P> {
                 start_subscription(entry, socket_id, &mut self.actions);
             }
         }
-        self.actions.push_back(Action::SignedIn { user_id: user_id.clone() });
+        self.actions.push_back(Action::SignedIn {
+            user_id: user_id.clone(),
+        });
         self.user_id = Some(user_id);
     }
 
@@ -468,7 +524,10 @@ impl<P: Clone> Client<P> {
             &mut self.actions,
             channel,
             |b| matches!(b, Binding::Event(e) if e == event),
-            || Payload::Event { data: data.clone(), user_id },
+            || Payload::Event {
+                data: data.clone(),
+                user_id,
+            },
         );
         if !event.starts_with("pusher:") && !event.starts_with("pusher_internal:") {
             let formatter = &self.formatter;
@@ -477,7 +536,10 @@ impl<P: Clone> Client<P> {
                 &mut self.actions,
                 channel,
                 |b| *b == Binding::AllEvents,
-                || Payload::NamedEvent { event: formatter.name_for_all(event), data },
+                || Payload::NamedEvent {
+                    event: formatter.name_for_all(event),
+                    data,
+                },
             );
         }
     }
@@ -515,6 +577,9 @@ fn dispatch<P>(
 ) {
     let ids = listeners.matching(key_for(channel), wanted);
     if !ids.is_empty() {
-        out.push_back(Action::Dispatch { listeners: ids, payload: payload() });
+        out.push_back(Action::Dispatch {
+            listeners: ids,
+            payload: payload(),
+        });
     }
 }

@@ -2,7 +2,9 @@
 //! liveness checks on visibility/online changes, and the state the app sees. It knows nothing
 //! of channels; it tells the client when the link came up or went down.
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use overtone_protocol::codes::CloseAction;
 
@@ -122,18 +124,29 @@ impl Connection {
     /// `ws[s]://host:port[/path]/app/{key}?protocol=7&...`, as pusher-js builds it.
     pub(crate) fn url(&self) -> String {
         let c = &self.config;
-        let (scheme, port) = if self.tls { ("wss://", c.wss_port) } else { ("ws://", c.ws_port) };
-        format!(
-            "{scheme}{}:{port}{}/app/{}?protocol={}&client=js&version=8.6.0&flash=false",
-            c.host,
-            c.path,
-            c.key,
-            overtone_protocol::PROTOCOL_VERSION
-        )
+        let (scheme, port) = if self.tls {
+            ("wss://", c.wss_port)
+        } else {
+            ("ws://", c.ws_port)
+        };
+        let mut url = String::from(scheme);
+        url.push_str(&c.host);
+        url.push(':');
+        super::push_decimal(&mut url, port.into());
+        url.push_str(&c.path);
+        url.push_str("/app/");
+        url.push_str(&c.key);
+        url.push_str("?protocol=");
+        super::push_decimal(&mut url, overtone_protocol::PROTOCOL_VERSION.into());
+        url.push_str("&client=js&version=8.6.0&flash=false");
+        url
     }
 
     pub(crate) fn connect<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
-        if !matches!(self.state, State::Initialized | State::Disconnected | State::Failed) {
+        if !matches!(
+            self.state,
+            State::Initialized | State::Disconnected | State::Failed
+        ) {
             return;
         }
         self.backoff.reset();
@@ -183,9 +196,15 @@ impl Connection {
             (Link::Down, _) => return None,
             (
                 Link::Opening,
-                ServerMessage::ConnectionEstablished { socket_id, activity_timeout },
+                ServerMessage::ConnectionEstablished {
+                    socket_id,
+                    activity_timeout,
+                },
             ) => {
-                self.link = Link::Up { socket_id: socket_id.clone(), since: now };
+                self.link = Link::Up {
+                    socket_id: socket_id.clone(),
+                    since: now,
+                };
                 self.activity_timeout = match activity_timeout {
                     Some(secs) if *secs > 0 => {
                         self.config.activity_timeout.min(secs.saturating_mul(1_000))
@@ -265,7 +284,10 @@ impl Connection {
 
     /// Whether the app wants a connection that we do not have (and were not refused).
     fn retrying(&self) -> bool {
-        matches!(self.state, State::Connecting | State::Reconnecting | State::Unavailable)
+        matches!(
+            self.state,
+            State::Connecting | State::Reconnecting | State::Unavailable
+        )
     }
 
     fn retry_now<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
@@ -287,12 +309,15 @@ impl Connection {
     fn open<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
         out.push_back(Action::OpenSocket { url: self.url() });
         self.link = Link::Opening;
-        self.timer = Some((now.saturating_add(self.config.connect_timeout), Timer::ConnectTimeout));
+        self.timer = Some((
+            now.saturating_add(self.config.connect_timeout),
+            Timer::ConnectTimeout,
+        ));
     }
 
     /// Closes the socket if there is one; `Down` if it was established.
     fn drop_link<P>(&mut self, out: &mut VecDeque<Action<P>>) -> Option<Change> {
-        match std::mem::replace(&mut self.link, Link::Down) {
+        match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => None,
             Link::Opening => {
                 out.push_back(Action::CloseSocket);
@@ -312,7 +337,7 @@ impl Connection {
         action: CloseAction,
         out: &mut VecDeque<Action<P>>,
     ) -> Option<Change> {
-        let change = match std::mem::replace(&mut self.link, Link::Down) {
+        let change = match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => return None,
             Link::Opening => None,
             Link::Up { since, .. } => {
@@ -361,7 +386,10 @@ impl Connection {
 
     fn set_state<P>(&mut self, current: State, out: &mut VecDeque<Action<P>>) {
         if current != self.state {
-            out.push_back(Action::StateChanged { previous: self.state, current });
+            out.push_back(Action::StateChanged {
+                previous: self.state,
+                current,
+            });
             self.state = current;
         }
     }

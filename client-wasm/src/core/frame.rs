@@ -1,6 +1,8 @@
 //! Frames the client sends, typed, and their JSON text. The payload of a client event stays
 //! opaque: the shell supplies the function that turns it into JSON (`JSON.stringify`).
 
+use crate::prelude::*;
+
 /// One client -> server frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame<P> {
@@ -33,7 +35,11 @@ impl<P> ClientFrame<P> {
         let mut out = String::with_capacity(64);
         out.push_str("{\"event\":");
         match self {
-            ClientFrame::Subscribe { channel, auth, channel_data } => {
+            ClientFrame::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => {
                 push_str(&mut out, "pusher:subscribe");
                 out.push_str(",\"data\":{");
                 push_field(&mut out, "channel", channel);
@@ -61,7 +67,11 @@ impl<P> ClientFrame<P> {
                 push_field(&mut out, "user_data", user_data);
                 out.push('}');
             }
-            ClientFrame::ClientEvent { channel, event, data } => {
+            ClientFrame::ClientEvent {
+                channel,
+                event,
+                data,
+            } => {
                 push_str(&mut out, event);
                 out.push(',');
                 push_field(&mut out, "channel", channel);
@@ -115,7 +125,11 @@ mod tests {
     fn renders_every_frame() {
         let cases = [
             (
-                ClientFrame::Subscribe { channel: "chat".into(), auth: None, channel_data: None },
+                ClientFrame::Subscribe {
+                    channel: "chat".into(),
+                    auth: None,
+                    channel_data: None,
+                },
                 r#"{"event":"pusher:subscribe","data":{"channel":"chat"}}"#,
             ),
             (
@@ -129,13 +143,18 @@ mod tests {
                 r#"{"event":"pusher:subscribe","data":{"channel":"presence-room","auth":"key:abc","channel_data":"{\"user_id\":10,\"user_info\":{\"name\":\"Mr. Channels\"}}"}}"#,
             ),
             (
-                ClientFrame::Unsubscribe { channel: "chat".into() },
+                ClientFrame::Unsubscribe {
+                    channel: "chat".into(),
+                },
                 r#"{"event":"pusher:unsubscribe","data":{"channel":"chat"}}"#,
             ),
             (ClientFrame::Ping, r#"{"event":"pusher:ping","data":{}}"#),
             (ClientFrame::Pong, r#"{"event":"pusher:pong","data":{}}"#),
             (
-                ClientFrame::Signin { auth: "key:sig".into(), user_data: r#"{"id":"7"}"#.into() },
+                ClientFrame::Signin {
+                    auth: "key:sig".into(),
+                    user_data: r#"{"id":"7"}"#.into(),
+                },
                 r#"{"event":"pusher:signin","data":{"auth":"key:sig","user_data":"{\"id\":\"7\"}"}}"#,
             ),
             (

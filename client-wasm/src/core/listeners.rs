@@ -1,6 +1,8 @@
 //! Listener bindings as ids: the shell keeps the callbacks, the core decides which ids an
 //! incoming frame reaches.
 
+use crate::prelude::*;
+
 use overtone_protocol::channel::SERVER_TO_USER_PREFIX;
 
 /// A listener registered with the core; the shell maps it to its callback.
@@ -54,7 +56,11 @@ impl Listeners {
     pub(crate) fn add(&mut self, key: &str, binding: Binding) -> ListenerId {
         let id = ListenerId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
-        self.list.push(Listener { id, key: key.to_owned(), binding });
+        self.list.push(Listener {
+            id,
+            key: key.to_owned(),
+            binding,
+        });
         id
     }
 
@@ -66,7 +72,11 @@ impl Listeners {
 
     /// Ids of the listeners on `key` whose binding satisfies `wanted`, in bind order.
     pub(crate) fn matching(&self, key: &str, wanted: impl Fn(&Binding) -> bool) -> Vec<ListenerId> {
-        self.list.iter().filter(|l| l.key == key && wanted(&l.binding)).map(|l| l.id).collect()
+        self.list
+            .iter()
+            .filter(|l| l.key == key && wanted(&l.binding))
+            .map(|l| l.id)
+            .collect()
     }
 
     /// Removes the listeners `matching` returns, and returns their ids.

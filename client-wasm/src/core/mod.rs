@@ -22,6 +22,8 @@
 //! - Window events: `online`/`offline` -> `set_online`; `visibilitychange` to visible and
 //!   `pageshow` -> `page_shown`.
 
+use crate::prelude::*;
+
 mod backoff;
 mod channels;
 mod client;
@@ -39,6 +41,25 @@ pub use listeners::{Binding, ListenerId};
 pub use message::ServerMessage;
 pub use names::{whisper_listen_name, EventFormatter, NOTIFICATION_EVENT};
 pub use overtone_protocol::channel::NameError;
+
+/// Appends `n` in decimal. Used instead of `to_string()`/`format!`, whose `core::fmt`
+/// machinery would cost the browser client kilobytes of wasm.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(digit as char);
+    }
+}
 
 /// Where to connect and how patient to be. Durations are milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

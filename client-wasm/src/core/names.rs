@@ -1,6 +1,8 @@
 //! Event names as laravel-echo 2.5 writes them: namespace prefixing for `listen`, the name
 //! `listenToAll` reports, whispers and the notification event.
 
+use crate::prelude::*;
+
 /// What `notification(cb)` listens for (leading `.`: taken as written).
 pub const NOTIFICATION_EVENT: &str =
     ".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
@@ -31,7 +33,9 @@ impl Default for EventFormatter {
 impl EventFormatter {
     /// An empty namespace behaves like none, as in Echo (`if (this.namespace)`).
     pub fn new(namespace: Option<String>) -> EventFormatter {
-        EventFormatter { namespace: namespace.filter(|ns| !ns.is_empty()) }
+        EventFormatter {
+            namespace: namespace.filter(|ns| !ns.is_empty()),
+        }
     }
 
     /// A leading `.` or `\` means "as written" and is stripped; otherwise the namespace is

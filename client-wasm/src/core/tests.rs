@@ -17,7 +17,10 @@ fn drain(client: &mut Client<String>) -> Vec<Action<String>> {
 }
 
 fn established(socket_id: &str) -> Msg {
-    ServerMessage::ConnectionEstablished { socket_id: socket_id.into(), activity_timeout: Some(30) }
+    ServerMessage::ConnectionEstablished {
+        socket_id: socket_id.into(),
+        activity_timeout: Some(30),
+    }
 }
 
 /// A client connected at `now` with socket id `socket_id`, actions drained.
@@ -30,11 +33,18 @@ fn connected(now: u64, socket_id: &str) -> Client<String> {
 }
 
 fn opens(actions: &[Action<String>]) -> usize {
-    actions.iter().filter(|a| matches!(a, Action::OpenSocket { .. })).count()
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::OpenSocket { .. }))
+        .count()
 }
 
 fn subscribe_frame(channel: &str) -> Action<String> {
-    Action::Send(ClientFrame::Subscribe { channel: channel.into(), auth: None, channel_data: None })
+    Action::Send(ClientFrame::Subscribe {
+        channel: channel.into(),
+        auth: None,
+        channel_data: None,
+    })
 }
 
 fn state_change(previous: State, current: State) -> Action<String> {
@@ -61,15 +71,23 @@ fn connect_opens_the_socket_and_establishment_connects() {
         drain(&mut c),
         [
             state_change(State::Initialized, State::Connecting),
-            Action::OpenSocket { url: OPEN_WSS.into() }
+            Action::OpenSocket {
+                url: OPEN_WSS.into()
+            }
         ]
     );
     assert_eq!(c.poll_timeout(), Some(10_000), "connect timeout");
     c.handle_message(5, established("1.2"));
-    assert_eq!(drain(&mut c), [state_change(State::Connecting, State::Connected)]);
+    assert_eq!(
+        drain(&mut c),
+        [state_change(State::Connecting, State::Connected)]
+    );
     assert_eq!(c.socket_id(), Some("1.2"));
     c.connect(6);
-    assert!(drain(&mut c).is_empty(), "connect while connected is a no-op");
+    assert!(
+        drain(&mut c).is_empty(),
+        "connect while connected is a no-op"
+    );
 }
 
 #[test]
@@ -77,17 +95,28 @@ fn refused_codes_fail_and_nothing_reconnects() {
     for code in [4001, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4301, 4999] {
         let mut c = connected(0, "1.1");
         c.socket_closed(100, code);
-        assert_eq!(drain(&mut c), [state_change(State::Connected, State::Failed)], "{code}");
+        assert_eq!(
+            drain(&mut c),
+            [state_change(State::Connected, State::Failed)],
+            "{code}"
+        );
         assert_eq!(c.poll_timeout(), None);
         c.handle_timeout(1_000_000);
         c.set_online(1_000_001, false);
         c.set_online(1_000_002, true);
         c.page_shown(1_000_003);
         c.socket_error(1_000_004);
-        assert!(drain(&mut c).is_empty(), "{code}: no action after a refusal");
+        assert!(
+            drain(&mut c).is_empty(),
+            "{code}: no action after a refusal"
+        );
         assert_eq!(c.state(), State::Failed);
         c.connect(2_000_000);
-        assert_eq!(opens(&drain(&mut c)), 1, "the app may still connect explicitly");
+        assert_eq!(
+            opens(&drain(&mut c)),
+            1,
+            "the app may still connect explicitly"
+        );
     }
 }
 
@@ -97,8 +126,18 @@ fn retry_codes_reconnect_at_once() {
         let mut c = connected(0, "1.1");
         c.socket_closed(60_000, code);
         let actions = drain(&mut c);
-        assert_eq!(actions[0], state_change(State::Connected, State::Reconnecting), "{code}");
-        assert_eq!(actions[1..], [Action::OpenSocket { url: OPEN_WSS.into() }], "{code}");
+        assert_eq!(
+            actions[0],
+            state_change(State::Connected, State::Reconnecting),
+            "{code}"
+        );
+        assert_eq!(
+            actions[1..],
+            [Action::OpenSocket {
+                url: OPEN_WSS.into()
+            }],
+            "{code}"
+        );
         assert_eq!(c.socket_id(), None);
     }
 }
@@ -108,7 +147,11 @@ fn backoff_codes_wait_at_least_the_base_delay() {
     for code in [4100, 4199, 1002, 1003, 1004] {
         let mut c = connected(0, "1.1");
         c.socket_closed(60_000, code);
-        assert_eq!(drain(&mut c), [state_change(State::Connected, State::Reconnecting)], "{code}");
+        assert_eq!(
+            drain(&mut c),
+            [state_change(State::Connected, State::Reconnecting)],
+            "{code}"
+        );
         let at = c.poll_timeout().expect("a retry is scheduled");
         assert!(
             (61_000..=61_000).contains(&at),
@@ -132,7 +175,12 @@ fn close_4000_switches_to_tls() {
         "ws://ws.example.com:6001/app/app-key?protocol=7&client=js&version=8.6.0&flash=false";
     assert_eq!(drain(&mut c)[1], Action::OpenSocket { url: plain.into() });
     c.socket_closed(10, 4000);
-    assert_eq!(drain(&mut c)[1], Action::OpenSocket { url: OPEN_WSS.into() });
+    assert_eq!(
+        drain(&mut c)[1],
+        Action::OpenSocket {
+            url: OPEN_WSS.into()
+        }
+    );
 }
 
 #[test]
@@ -158,7 +206,10 @@ fn unanswered_attempts_time_out_back_off_and_become_unavailable() {
     }
     assert_eq!(states, [State::Reconnecting, State::Unavailable]);
     c.handle_message(now + 60_000, established("9.9"));
-    assert_eq!(drain(&mut c), [state_change(State::Unavailable, State::Connected)]);
+    assert_eq!(
+        drain(&mut c),
+        [state_change(State::Unavailable, State::Connected)]
+    );
 }
 
 /// Fails `n` attempts in a row by closing each with 1006 before it is established; returns
@@ -190,11 +241,17 @@ fn backoff_delays_are_bounded_jittered_and_capped() {
         assert_eq!(delays[0], 0, "the first failure retries at once");
         for (n, delay) in delays.iter().enumerate().skip(1) {
             let bound = (1_000u64 << n).min(30_000);
-            assert!(*delay <= bound, "seed {seed}, failure {n}: {delay} > {bound}");
+            assert!(
+                *delay <= bound,
+                "seed {seed}, failure {n}: {delay} > {bound}"
+            );
         }
         all_at_fifth.push(delays[5]);
     }
-    assert!(all_at_fifth.iter().any(|d| *d != all_at_fifth[0]), "jittered: {all_at_fifth:?}");
+    assert!(
+        all_at_fifth.iter().any(|d| *d != all_at_fifth[0]),
+        "jittered: {all_at_fifth:?}"
+    );
 }
 
 #[test]
@@ -218,7 +275,10 @@ fn disconnect_closes_and_stays_closed() {
     c.disconnect();
     assert_eq!(
         drain(&mut c),
-        [Action::CloseSocket, state_change(State::Connected, State::Disconnected)]
+        [
+            Action::CloseSocket,
+            state_change(State::Connected, State::Disconnected)
+        ]
     );
     assert_eq!(c.poll_timeout(), None);
     c.socket_closed(5, 1000);
@@ -233,7 +293,11 @@ fn disconnect_closes_and_stays_closed() {
 #[test]
 fn silence_sends_a_ping_and_a_missing_pong_reconnects() {
     let mut c = connected(0, "1.1");
-    assert_eq!(c.poll_timeout(), Some(30_000), "min(120 s client, 30 s server)");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(30_000),
+        "min(120 s client, 30 s server)"
+    );
     c.handle_message(20_000, event("x", "y", "z"));
     assert_eq!(c.poll_timeout(), Some(50_000), "any frame is activity");
     c.handle_timeout(50_000);
@@ -247,7 +311,10 @@ fn silence_sends_a_ping_and_a_missing_pong_reconnects() {
     let actions = drain(&mut c);
     assert_eq!(
         actions[..2],
-        [Action::CloseSocket, state_change(State::Connected, State::Reconnecting)]
+        [
+            Action::CloseSocket,
+            state_change(State::Connected, State::Reconnecting)
+        ]
     );
     assert_eq!(opens(&actions), 1);
 }
@@ -293,26 +360,42 @@ fn page_shown_while_backing_off_retries_now() {
 fn offline_pauses_retries_and_online_resumes_them() {
     let mut c = connected(0, "1.1");
     c.set_online(50, false);
-    assert_eq!(drain(&mut c), [Action::Send(ClientFrame::Ping)], "liveness check");
+    assert_eq!(
+        drain(&mut c),
+        [Action::Send(ClientFrame::Ping)],
+        "liveness check"
+    );
     c.socket_closed(100, 1006);
-    assert_eq!(drain(&mut c), [state_change(State::Connected, State::Unavailable)]);
+    assert_eq!(
+        drain(&mut c),
+        [state_change(State::Connected, State::Unavailable)]
+    );
     assert_eq!(c.poll_timeout(), None, "no retries while offline");
     c.set_online(5_000, true);
     let actions = drain(&mut c);
-    assert_eq!(actions[0], state_change(State::Unavailable, State::Reconnecting));
+    assert_eq!(
+        actions[0],
+        state_change(State::Unavailable, State::Reconnecting)
+    );
     assert_eq!(opens(&actions), 1);
 
     let mut waiting = connected(0, "1.1");
     waiting.socket_closed(100, 4100);
     drain(&mut waiting);
     waiting.set_online(200, false);
-    assert_eq!(drain(&mut waiting), [state_change(State::Reconnecting, State::Unavailable)]);
+    assert_eq!(
+        drain(&mut waiting),
+        [state_change(State::Reconnecting, State::Unavailable)]
+    );
     assert_eq!(waiting.poll_timeout(), None);
 
     let mut never = client();
     never.set_online(0, false);
     never.connect(1);
-    assert_eq!(drain(&mut never), [state_change(State::Initialized, State::Unavailable)]);
+    assert_eq!(
+        drain(&mut never),
+        [state_change(State::Initialized, State::Unavailable)]
+    );
     never.set_online(2, true);
     assert_eq!(opens(&drain(&mut never)), 1);
 }
@@ -328,7 +411,10 @@ fn auth(user_id: Option<&str>) -> ChannelAuth {
 }
 
 fn authorize(channel: &str, socket_id: &str) -> Action<String> {
-    Action::Authorize { channel: channel.into(), socket_id: socket_id.into() }
+    Action::Authorize {
+        channel: channel.into(),
+        socket_id: socket_id.into(),
+    }
 }
 
 #[test]
@@ -338,7 +424,10 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
         c.subscribe(name).unwrap();
     }
     c.leave_channel("private-gone");
-    assert!(drain(&mut c).is_empty(), "nothing is sent before connecting");
+    assert!(
+        drain(&mut c).is_empty(),
+        "nothing is sent before connecting"
+    );
     c.connect(0);
     c.handle_message(1, established("1.1"));
     let first = drain(&mut c);
@@ -363,7 +452,10 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
     c.socket_closed(60_000, 4200);
     drain(&mut c);
     c.authorized("presence-room", "1.1", auth(Some("7")));
-    assert!(drain(&mut c).is_empty(), "a reply for the old socket is never used");
+    assert!(
+        drain(&mut c).is_empty(),
+        "a reply for the old socket is never used"
+    );
     c.handle_message(60_001, established("2.2"));
     assert_eq!(
         drain(&mut c)[1..],
@@ -389,18 +481,27 @@ fn subscribing_while_connected_and_leaving() {
     assert_eq!(c.subscribe("#server-to-user-1"), Err(Error::SignInRequired));
     c.subscribe("chat").unwrap();
     c.subscribe("chat").unwrap();
-    assert_eq!(drain(&mut c), [subscribe_frame("chat")], "subscribing twice sends once");
+    assert_eq!(
+        drain(&mut c),
+        [subscribe_frame("chat")],
+        "subscribing twice sends once"
+    );
     let id = c.listen("chat", "OrderShipped").unwrap();
     c.subscribe("presence-chat").unwrap();
     drain(&mut c);
     assert_eq!(c.leave("chat"), [id]);
     assert_eq!(
         drain(&mut c),
-        [Action::Send(ClientFrame::Unsubscribe { channel: "chat".into() })],
+        [Action::Send(ClientFrame::Unsubscribe {
+            channel: "chat".into()
+        })],
         "presence-chat was still authorizing: nothing to unsubscribe"
     );
     c.authorized("presence-chat", "1.1", auth(Some("1")));
-    assert!(drain(&mut c).is_empty(), "a late reply for a left channel is dropped");
+    assert!(
+        drain(&mut c).is_empty(),
+        "a late reply for a left channel is dropped"
+    );
     assert_eq!(c.listen("chat", "OrderShipped"), Err(Error::NotSubscribed));
 }
 
@@ -415,7 +516,10 @@ fn auth_failures_and_subscription_errors_reach_error_listeners() {
         drain(&mut c),
         [Action::Dispatch {
             listeners: vec![on_error],
-            payload: Payload::SubscriptionError { status: Some(403), error: "Forbidden".into() },
+            payload: Payload::SubscriptionError {
+                status: Some(403),
+                error: "Forbidden".into()
+            },
         }]
     );
     c.handle_message(
@@ -428,7 +532,13 @@ fn auth_failures_and_subscription_errors_reach_error_listeners() {
     );
     assert!(matches!(
         &drain(&mut c)[..],
-        [Action::Dispatch { payload: Payload::SubscriptionError { status: Some(401), .. }, .. }]
+        [Action::Dispatch {
+            payload: Payload::SubscriptionError {
+                status: Some(401),
+                ..
+            },
+            ..
+        }]
     ));
 }
 
@@ -444,11 +554,17 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
 
     c.handle_message(
         1,
-        ServerMessage::SubscriptionSucceeded { channel: "orders".into(), presence: None },
+        ServerMessage::SubscriptionSucceeded {
+            channel: "orders".into(),
+            presence: None,
+        },
     );
     assert_eq!(
         drain(&mut c),
-        [Action::Dispatch { listeners: vec![subscribed], payload: Payload::Subscribed }]
+        [Action::Dispatch {
+            listeners: vec![subscribed],
+            payload: Payload::Subscribed
+        }]
     );
 
     c.handle_message(2, event("orders", "App\\Events\\OrderShipped", "{}"));
@@ -457,11 +573,17 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
         [
             Action::Dispatch {
                 listeners: vec![shipped],
-                payload: Payload::Event { data: "{}".into(), user_id: None }
+                payload: Payload::Event {
+                    data: "{}".into(),
+                    user_id: None
+                }
             },
             Action::Dispatch {
                 listeners: vec![all],
-                payload: Payload::NamedEvent { event: "OrderShipped".into(), data: "{}".into() },
+                payload: Payload::NamedEvent {
+                    event: "OrderShipped".into(),
+                    data: "{}".into()
+                },
             },
         ]
     );
@@ -470,16 +592,28 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
         drain(&mut c)[0],
         Action::Dispatch {
             listeners: vec![dotted],
-            payload: Payload::Event { data: "1".into(), user_id: None },
+            payload: Payload::Event {
+                data: "1".into(),
+                user_id: None
+            },
         }
     );
     c.handle_message(4, event("orders", "pusher:cache_miss", ""));
-    assert!(drain(&mut c).is_empty(), "pusher:* events do not reach listenToAll");
+    assert!(
+        drain(&mut c).is_empty(),
+        "pusher:* events do not reach listenToAll"
+    );
     c.handle_message(5, event("elsewhere", "App\\Events\\OrderShipped", "{}"));
-    assert!(drain(&mut c).is_empty(), "events of unknown channels are dropped");
+    assert!(
+        drain(&mut c).is_empty(),
+        "events of unknown channels are dropped"
+    );
 
     assert_eq!(
-        c.listeners("orders", &Binding::Event("App\\Events\\OrderShipped".into())),
+        c.listeners(
+            "orders",
+            &Binding::Event("App\\Events\\OrderShipped".into())
+        ),
         [shipped]
     );
     assert_eq!(c.unbind_all("orders", &Binding::AllEvents), [all]);
@@ -495,21 +629,36 @@ fn whispers_only_on_subscribed_private_and_presence_channels() {
     c.subscribe("chat").unwrap();
     c.subscribe("private-encrypted-secret").unwrap();
     c.subscribe("private-chat").unwrap();
-    assert_eq!(c.whisper("chat", "typing", "{}".into()), Err(Error::ClientEventsNotAllowed));
+    assert_eq!(
+        c.whisper("chat", "typing", "{}".into()),
+        Err(Error::ClientEventsNotAllowed)
+    );
     assert_eq!(
         c.whisper("private-encrypted-secret", "typing", "{}".into()),
         Err(Error::ClientEventsNotAllowed)
     );
-    assert_eq!(c.whisper("private-chat", "typing", "{}".into()), Err(Error::NotSubscribed));
-    assert_eq!(c.whisper("private-none", "typing", "{}".into()), Err(Error::NotSubscribed));
+    assert_eq!(
+        c.whisper("private-chat", "typing", "{}".into()),
+        Err(Error::NotSubscribed)
+    );
+    assert_eq!(
+        c.whisper("private-none", "typing", "{}".into()),
+        Err(Error::NotSubscribed)
+    );
     c.authorized("private-chat", "1.1", auth(None));
     c.handle_message(
         1,
-        ServerMessage::SubscriptionSucceeded { channel: "private-chat".into(), presence: None },
+        ServerMessage::SubscriptionSucceeded {
+            channel: "private-chat".into(),
+            presence: None,
+        },
     );
     drain(&mut c);
-    let whisper_listener = c.listen("private-chat", &whisper_listen_name("typing")).unwrap();
-    c.whisper("private-chat", "typing", "{\"a\":1}".into()).unwrap();
+    let whisper_listener = c
+        .listen("private-chat", &whisper_listen_name("typing"))
+        .unwrap();
+    c.whisper("private-chat", "typing", "{\"a\":1}".into())
+        .unwrap();
     assert_eq!(
         drain(&mut c),
         [Action::Send(ClientFrame::ClientEvent {
@@ -527,7 +676,10 @@ fn whispers_only_on_subscribed_private_and_presence_channels() {
 // ---- presence ----
 
 fn member(user_id: &str, info: &str) -> Member<String> {
-    Member { user_id: user_id.into(), info: info.into() }
+    Member {
+        user_id: user_id.into(),
+        info: info.into(),
+    }
 }
 
 #[test]
@@ -540,8 +692,11 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
     c.authorized("presence-room", "1.1", auth(Some("1")));
     drain(&mut c);
 
-    let list =
-        vec![("1".into(), "ann".into()), ("2".into(), "bob".into()), ("1".into(), "ann".into())];
+    let list = vec![
+        ("1".into(), "ann".into()),
+        ("2".into(), "bob".into()),
+        ("1".into(), "ann".into()),
+    ];
     c.handle_message(
         1,
         ServerMessage::SubscriptionSucceeded {
@@ -577,7 +732,10 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
         }]
     );
     c.handle_message(3, added("3", "cat, second tab"));
-    assert!(drain(&mut c).is_empty(), "the same user again is not a new member");
+    assert!(
+        drain(&mut c).is_empty(),
+        "the same user again is not a new member"
+    );
     assert_eq!(c.members("presence-room").len(), 3);
     c.handle_message(4, removed("3"));
     assert_eq!(
@@ -588,13 +746,24 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
         }]
     );
     c.handle_message(5, removed("3"));
-    assert!(drain(&mut c).is_empty(), "removing an absent member says nothing");
-    assert_eq!(c.members("presence-room"), [member("1", "ann"), member("2", "bob")]);
+    assert!(
+        drain(&mut c).is_empty(),
+        "removing an absent member says nothing"
+    );
+    assert_eq!(
+        c.members("presence-room"),
+        [member("1", "ann"), member("2", "bob")]
+    );
 
     c.socket_closed(6, 1006);
-    assert!(c.members("presence-room").is_empty(), "the list belongs to the socket");
     assert!(
-        drain(&mut c).iter().all(|a| !matches!(a, Action::Dispatch { .. })),
+        c.members("presence-room").is_empty(),
+        "the list belongs to the socket"
+    );
+    assert!(
+        drain(&mut c)
+            .iter()
+            .all(|a| !matches!(a, Action::Dispatch { .. })),
         "no leaving on a drop"
     );
 }
@@ -609,7 +778,12 @@ fn signin_on_every_socket_then_the_user_channel() {
     assert!(drain(&mut c).is_empty());
     c.connect(0);
     c.handle_message(1, established("1.1"));
-    assert_eq!(drain(&mut c)[3..], [Action::AuthorizeUser { socket_id: "1.1".into() }]);
+    assert_eq!(
+        drain(&mut c)[3..],
+        [Action::AuthorizeUser {
+            socket_id: "1.1".into()
+        }]
+    );
     c.user_authorized("1.1", "app-key:sig".into(), "{\"id\":\"7\"}".into());
     assert_eq!(
         drain(&mut c),
@@ -618,10 +792,20 @@ fn signin_on_every_socket_then_the_user_channel() {
             user_data: "{\"id\":\"7\"}".into()
         })]
     );
-    c.handle_message(2, ServerMessage::SigninSuccess { user_id: "7".into() });
+    c.handle_message(
+        2,
+        ServerMessage::SigninSuccess {
+            user_id: "7".into(),
+        },
+    );
     assert_eq!(
         drain(&mut c),
-        [subscribe_frame("#server-to-user-7"), Action::SignedIn { user_id: "7".into() }]
+        [
+            subscribe_frame("#server-to-user-7"),
+            Action::SignedIn {
+                user_id: "7".into()
+            }
+        ]
     );
     assert_eq!(c.user_id(), Some("7"));
     c.handle_message(3, event("#server-to-user-7", "notify", "hi"));
@@ -629,7 +813,10 @@ fn signin_on_every_socket_then_the_user_channel() {
         drain(&mut c),
         [Action::Dispatch {
             listeners: vec![notified],
-            payload: Payload::Event { data: "hi".into(), user_id: None }
+            payload: Payload::Event {
+                data: "hi".into(),
+                user_id: None
+            }
         }]
     );
 
@@ -640,9 +827,17 @@ fn signin_on_every_socket_then_the_user_channel() {
         !actions.contains(&subscribe_frame("#server-to-user-7")),
         "only after signing in again"
     );
-    assert_eq!(actions.last(), Some(&Action::AuthorizeUser { socket_id: "2.2".into() }));
+    assert_eq!(
+        actions.last(),
+        Some(&Action::AuthorizeUser {
+            socket_id: "2.2".into()
+        })
+    );
     c.user_authorized("1.1", "old".into(), "{}".into());
-    assert!(drain(&mut c).is_empty(), "a sign-in for the old socket is dropped");
+    assert!(
+        drain(&mut c).is_empty(),
+        "a sign-in for the old socket is dropped"
+    );
 }
 
 #[test]
@@ -650,10 +845,19 @@ fn server_errors_are_surfaced() {
     let mut c = client();
     c.connect(0);
     drain(&mut c);
-    c.handle_message(1, ServerMessage::Error { code: Some(4001), message: "App not found".into() });
+    c.handle_message(
+        1,
+        ServerMessage::Error {
+            code: Some(4001),
+            message: "App not found".into(),
+        },
+    );
     assert_eq!(
         drain(&mut c),
-        [Action::ServerError { code: Some(4001), message: "App not found".into() }]
+        [Action::ServerError {
+            code: Some(4001),
+            message: "App not found".into()
+        }]
     );
 }
 
@@ -664,7 +868,19 @@ fn connect_after_disconnect_resubscribes() {
     c.disconnect();
     drain(&mut c);
     c.connect(100);
-    assert_eq!(drain(&mut c)[0], state_change(State::Disconnected, State::Connecting));
+    assert_eq!(
+        drain(&mut c)[0],
+        state_change(State::Disconnected, State::Connecting)
+    );
     c.handle_message(200, established("3.3"));
     assert_eq!(drain(&mut c)[1..], [subscribe_frame("chat")]);
+}
+
+#[test]
+fn decimals_match_to_string() {
+    for n in [0, 7, 10, 4000, u64::from(u32::MAX), u64::MAX] {
+        let mut text = String::from("x");
+        push_decimal(&mut text, n);
+        assert_eq!(text, ["x", &n.to_string()].concat());
+    }
 }

@@ -23,7 +23,12 @@
 //!   `c <category> <count>` (absolute count), or mark-read records: `r <id>` per id and
 //!   `x <category> <count>` for unread the marking tab counted without knowing their ids.
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use super::sorted_map::SortedMap;
+use crate::core::push_decimal;
 
 /// How many notification ids (unread and read) are remembered.
 pub const MAX_TRACKED_IDS: usize = 200;
@@ -77,7 +82,7 @@ enum Op {
 #[derive(Debug, Default)]
 pub struct Badges {
     /// Non-zero unread counts by category.
-    counts: BTreeMap<String, u32>,
+    counts: SortedMap<u32>,
     /// Remembered notification ids, oldest first.
     tracked: VecDeque<Tracked>,
     actions: VecDeque<BadgeAction>,
@@ -103,22 +108,36 @@ impl Badges {
     pub fn encode(&self) -> String {
         let mut text = String::from(STATE_HEADER);
         for (category, count) in &self.counts {
-            push_record(&mut text, &["c", category, &count.to_string()]);
+            push_record(&mut text, &["c", category, &decimal(*count)]);
         }
         for entry in &self.tracked {
-            push_record(&mut text, &["t", &entry.id, &entry.category, if entry.unread { "u" } else { "r" }]);
+            push_record(
+                &mut text,
+                &[
+                    "t",
+                    &entry.id,
+                    &entry.category,
+                    if entry.unread { "u" } else { "r" },
+                ],
+            );
         }
         text
     }
 
     /// A notification arrived from the server; an id already seen (or read) is ignored.
     pub fn notification(&mut self, id: &str, category: &str) {
-        self.apply_local(Op::Notify { id: id.to_owned(), category: category.to_owned() });
+        self.apply_local(Op::Notify {
+            id: id.to_owned(),
+            category: category.to_owned(),
+        });
     }
 
     /// The server's absolute unread count for `category`; it replaces the local count.
     pub fn set_count(&mut self, category: &str, count: u32) {
-        self.apply_local(Op::SetCount { category: category.to_owned(), count });
+        self.apply_local(Op::SetCount {
+            category: category.to_owned(),
+            count,
+        });
     }
 
     /// The user read a notification, a category or everything.
@@ -133,7 +152,11 @@ impl Badges {
         if let ReadTarget::Id(id) = target {
             ids.push(id.to_owned());
         }
-        for (category, &count) in self.counts.iter().filter(|(category, _)| in_target(category)) {
+        for (category, &count) in self
+            .counts
+            .iter()
+            .filter(|(category, _)| in_target(category))
+        {
             let known: Vec<String> = self
                 .tracked
                 .iter()
@@ -179,18 +202,23 @@ impl Badges {
 
     /// Unread count of all categories.
     pub fn total(&self) -> u32 {
-        self.counts.values().fold(0, |total, &count| total.saturating_add(count))
+        self.counts
+            .values()
+            .fold(0, |total, &count| total.saturating_add(count))
     }
 
     /// Categories with unread notifications and their counts, sorted by category.
     pub fn counts(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.counts.iter().map(|(category, &count)| (category.as_str(), count))
+        self.counts
+            .iter()
+            .map(|(category, &count)| (category.as_str(), count))
     }
 
     fn apply_local(&mut self, op: Op) {
         if self.apply(&op) {
             self.actions.push_back(BadgeAction::Changed);
-            self.actions.push_back(BadgeAction::Broadcast(encode_op(&op)));
+            self.actions
+                .push_back(BadgeAction::Broadcast(encode_op(&op)));
         }
     }
 
@@ -201,7 +229,11 @@ impl Badges {
                 if self.find(id).is_some() {
                     return false;
                 }
-                self.track(Tracked { id: id.clone(), category: category.clone(), unread: true });
+                self.track(Tracked {
+                    id: id.clone(),
+                    category: category.clone(),
+                    unread: true,
+                });
                 self.add(category, 1);
                 true
             }
@@ -209,7 +241,11 @@ impl Badges {
                 let mut changed = false;
                 if *count == 0 {
                     // Nothing unread: the remembered ids of the category were read.
-                    for entry in self.tracked.iter_mut().filter(|entry| entry.unread && entry.category == *category) {
+                    for entry in self
+                        .tracked
+                        .iter_mut()
+                        .filter(|entry| entry.unread && entry.category == *category)
+                    {
                         entry.unread = false;
                         changed = true;
                     }
@@ -233,7 +269,11 @@ impl Badges {
                         Some(_) => {}
                         None => {
                             // Read before it arrived here: remember it so it is never counted.
-                            self.track(Tracked { id: id.clone(), category: String::new(), unread: false });
+                            self.track(Tracked {
+                                id: id.clone(),
+                                category: String::new(),
+                                unread: false,
+                            });
                             changed = true;
                         }
                     }
@@ -258,7 +298,7 @@ impl Badges {
     }
 
     fn add(&mut self, category: &str, amount: u32) {
-        let count = self.counts.entry(category.to_owned()).or_insert(0);
+        let count = self.counts.get_or_insert(category, 0);
         *count = count.saturating_add(amount);
     }
 
@@ -279,13 +319,15 @@ fn encode_op(op: &Op) -> String {
     let mut text = String::from(OP_HEADER);
     match op {
         Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
-        Op::SetCount { category, count } => push_record(&mut text, &["c", category, &count.to_string()]),
+        Op::SetCount { category, count } => {
+            push_record(&mut text, &["c", category, &decimal(*count)])
+        }
         Op::Read { ids, uncounted } => {
             for id in ids {
                 push_record(&mut text, &["r", id]);
             }
             for (category, count) in uncounted {
-                push_record(&mut text, &["x", category, &count.to_string()]);
+                push_record(&mut text, &["x", category, &decimal(*count)]);
             }
         }
     }
@@ -297,10 +339,16 @@ fn decode_op(text: &str) -> Option<Op> {
     if let [record] = records.as_slice() {
         match record.as_slice() {
             [kind, id, category] if kind == "n" => {
-                return Some(Op::Notify { id: id.clone(), category: category.clone() });
+                return Some(Op::Notify {
+                    id: id.clone(),
+                    category: category.clone(),
+                });
             }
             [kind, category, count] if kind == "c" => {
-                return Some(Op::SetCount { category: category.clone(), count: count.parse().ok()? });
+                return Some(Op::SetCount {
+                    category: category.clone(),
+                    count: count.parse().ok()?,
+                });
             }
             _ => {}
         }
@@ -310,15 +358,17 @@ fn decode_op(text: &str) -> Option<Op> {
     for record in &records {
         match record.as_slice() {
             [kind, id] if kind == "r" => ids.push(id.clone()),
-            [kind, category, count] if kind == "x" => uncounted.push((category.clone(), count.parse().ok()?)),
+            [kind, category, count] if kind == "x" => {
+                uncounted.push((category.clone(), count.parse().ok()?))
+            }
             _ => return None,
         }
     }
     (!records.is_empty()).then_some(Op::Read { ids, uncounted })
 }
 
-fn decode_state(text: &str) -> Option<(BTreeMap<String, u32>, VecDeque<Tracked>)> {
-    let mut counts = BTreeMap::new();
+fn decode_state(text: &str) -> Option<(SortedMap<u32>, VecDeque<Tracked>)> {
+    let mut counts = SortedMap::default();
     let mut tracked: VecDeque<Tracked> = VecDeque::new();
     for record in records_after(text, STATE_HEADER)? {
         match record.as_slice() {
@@ -337,7 +387,11 @@ fn decode_state(text: &str) -> Option<(BTreeMap<String, u32>, VecDeque<Tracked>)
                 if tracked.len() == MAX_TRACKED_IDS || tracked.iter().any(|entry| entry.id == *id) {
                     return None;
                 }
-                tracked.push_back(Tracked { id: id.clone(), category: category.clone(), unread });
+                tracked.push_back(Tracked {
+                    id: id.clone(),
+                    category: category.clone(),
+                    unread,
+                });
             }
             _ => return None,
         }
@@ -347,10 +401,26 @@ fn decode_state(text: &str) -> Option<(BTreeMap<String, u32>, VecDeque<Tracked>)
 
 /// The records of `text` if its first line is `header`; `None` for another header. A record
 /// that does not unescape comes out empty, which every decoder rejects.
-fn records_after<'a>(text: &'a str, header: &str) -> Option<impl Iterator<Item = Vec<String>> + 'a> {
+fn records_after<'a>(
+    text: &'a str,
+    header: &str,
+) -> Option<impl Iterator<Item = Vec<String>> + 'a> {
     let mut lines = text.split('\n');
-    (lines.next()? == header)
-        .then(|| lines.map(|line| line.split('\t').map(unescape).collect::<Option<Vec<_>>>().unwrap_or_default()))
+    (lines.next()? == header).then(|| {
+        lines.map(|line| {
+            line.split('\t')
+                .map(unescape)
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        })
+    })
+}
+
+/// `n` in decimal, without `to_string()`'s `core::fmt` (see [`push_decimal`]).
+fn decimal(n: u32) -> String {
+    let mut text = String::new();
+    push_decimal(&mut text, n.into());
+    text
 }
 
 fn push_record(text: &mut String, fields: &[&str]) {
@@ -376,7 +446,7 @@ fn unescape(field: &str) -> Option<String> {
     let mut parts = field.split('%');
     out.push_str(parts.next()?);
     for part in parts {
-        let (code, rest) = (part.get(..2)?, &part[2..]);
+        let (code, rest) = part.split_at_checked(2)?;
         out.push(match code {
             "25" => '%',
             "09" => '\t',
@@ -414,10 +484,24 @@ mod tests {
         badges.notification("3", "orders");
         assert!(drain(&mut badges).0);
         badges.notification("2", "messages");
-        assert_eq!(drain(&mut badges), (false, vec![]), "a duplicate changes nothing");
-        assert_eq!((badges.count("messages"), badges.count("orders"), badges.count("other")), (2, 1, 0));
+        assert_eq!(
+            drain(&mut badges),
+            (false, vec![]),
+            "a duplicate changes nothing"
+        );
+        assert_eq!(
+            (
+                badges.count("messages"),
+                badges.count("orders"),
+                badges.count("other")
+            ),
+            (2, 1, 0)
+        );
         assert_eq!(badges.total(), 3);
-        assert_eq!(badges.counts().collect::<Vec<_>>(), [("messages", 2), ("orders", 1)]);
+        assert_eq!(
+            badges.counts().collect::<Vec<_>>(),
+            [("messages", 2), ("orders", 1)]
+        );
     }
 
     #[test]
@@ -435,17 +519,30 @@ mod tests {
         assert_eq!(badges.total(), 0);
         drain(&mut badges);
         badges.set_count("messages", 0);
-        assert_eq!(drain(&mut badges), (false, vec![]), "the second zero changes nothing");
+        assert_eq!(
+            drain(&mut badges),
+            (false, vec![]),
+            "the second zero changes nothing"
+        );
         badges.mark_read(ReadTarget::Id("2"));
         badges.set_count("messages", 3);
         badges.mark_read(ReadTarget::Id("2"));
-        assert_eq!(badges.count("messages"), 3, "zero marked every known id of the category read");
+        assert_eq!(
+            badges.count("messages"),
+            3,
+            "zero marked every known id of the category read"
+        );
     }
 
     #[test]
     fn mark_read_by_id_category_and_all() {
         let mut badges = Badges::new();
-        for (id, category) in [("1", "messages"), ("2", "messages"), ("3", "orders"), ("4", "alerts")] {
+        for (id, category) in [
+            ("1", "messages"),
+            ("2", "messages"),
+            ("3", "orders"),
+            ("4", "alerts"),
+        ] {
             badges.notification(id, category);
         }
         badges.set_count("alerts", 5);
@@ -454,7 +551,11 @@ mod tests {
         assert_eq!(badges.count("messages"), 1);
         badges.mark_read(ReadTarget::Id("1"));
         badges.mark_read(ReadTarget::Category("nothing-here"));
-        assert_eq!(drain(&mut badges).1.len(), 1, "only the first read changed something");
+        assert_eq!(
+            drain(&mut badges).1.len(),
+            1,
+            "only the first read changed something"
+        );
         badges.mark_read(ReadTarget::Category("alerts"));
         assert_eq!((badges.count("alerts"), badges.total()), (0, 2));
         badges.mark_read(ReadTarget::All);
@@ -480,7 +581,11 @@ mod tests {
         assert_eq!(badges.tracked.len(), MAX_TRACKED_IDS);
         assert_eq!(badges.count("messages"), MAX_TRACKED_IDS as u32 + 50);
         badges.mark_read(ReadTarget::All);
-        assert_eq!(badges.total(), 0, "unread without a remembered id are cleared too");
+        assert_eq!(
+            badges.total(),
+            0,
+            "unread without a remembered id are cleared too"
+        );
     }
 
     #[test]
@@ -493,7 +598,10 @@ mod tests {
         badges.set_count("orders", 7);
         let text = badges.encode();
         let restored = Badges::restore(&text);
-        assert_eq!((&restored.counts, &restored.tracked), (&badges.counts, &badges.tracked));
+        assert_eq!(
+            (&restored.counts, &restored.tracked),
+            (&badges.counts, &badges.tracked)
+        );
         assert_eq!(restored.encode(), text);
     }
 
@@ -517,7 +625,11 @@ mod tests {
         ];
         for text in corrupt {
             let restored = Badges::restore(&text);
-            assert_eq!((restored.total(), restored.tracked.len()), (0, 0), "{text:?}");
+            assert_eq!(
+                (restored.total(), restored.tracked.len()),
+                (0, 0),
+                "{text:?}"
+            );
         }
     }
 
@@ -547,7 +659,10 @@ mod tests {
         for message in drain(from).1 {
             to.apply_remote(&message);
             let (to_changed, echoed) = drain(to);
-            assert!(echoed.is_empty(), "remote operations are never re-broadcast");
+            assert!(
+                echoed.is_empty(),
+                "remote operations are never re-broadcast"
+            );
             changed |= to_changed;
         }
         changed

@@ -8,7 +8,10 @@
 //! (send this client event, redraw, broadcast to the other tabs). That keeps them testable
 //! natively with a fake clock.
 
+use crate::prelude::*;
+
 pub mod badges;
+mod sorted_map;
 pub mod status;
 pub mod typing;
 
@@ -29,9 +32,21 @@ pub enum Action {
 /// shell calls `client_events_refused()` on the typing and status machines.
 pub fn refuses_client_events(error_message: &str) -> bool {
     let message = error_message.to_ascii_lowercase();
-    let about_client_events = message.contains("client event") || message.contains("client messaging");
+    let about_client_events =
+        contains(&message, "client event") || contains(&message, "client messaging");
     about_client_events
-        && ["enable", "disabled", "only", "not supported", "not allowed"].iter().any(|w| message.contains(w))
+        && ["enable", "disabled", "only", "not supported", "not allowed"]
+            .iter()
+            .any(|w| contains(&message, w))
+}
+
+/// `haystack.contains(needle)` by plain byte comparison: `str::contains` brings a two-way
+/// searcher (~2.3 KB of wasm) that short server messages do not need.
+fn contains(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
 }
 
 /// Appends `value` to `out` as a JSON string literal, quotes included.
@@ -106,7 +121,13 @@ mod tests {
 
     #[test]
     fn payload_carries_user_id_only_when_known() {
-        assert_eq!(payload_with_user_id("typing", "true", None), r#"{"typing":true}"#);
-        assert_eq!(payload_with_user_id("status", "\"away\"", Some("7")), r#"{"status":"away","user_id":"7"}"#);
+        assert_eq!(
+            payload_with_user_id("typing", "true", None),
+            r#"{"typing":true}"#
+        );
+        assert_eq!(
+            payload_with_user_id("status", "\"away\"", Some("7")),
+            r#"{"status":"away","user_id":"7"}"#
+        );
     }
 }

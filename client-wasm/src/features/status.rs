@@ -15,7 +15,11 @@
 //! If the server refuses client events the machine stops sending and the feature degrades to
 //! plain presence: everyone stays `online` unless they manage to announce otherwise.
 
-use std::collections::{BTreeMap, VecDeque};
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+
+use super::sorted_map::SortedMap;
 
 use super::{payload_with_user_id, push_json_string, Action};
 
@@ -61,7 +65,11 @@ pub struct StatusConfig {
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { away_after_ms: 30_000, idle_after_ms: None, announce_delay_ms: 1000 }
+        StatusConfig {
+            away_after_ms: 30_000,
+            idle_after_ms: None,
+            announce_delay_ms: 1000,
+        }
     }
 }
 
@@ -78,7 +86,7 @@ pub struct AwayStatus {
     last_input_ms: u64,
     own: Status,
     /// Present members by user id (sorted, so listings are stable), own entry included.
-    members: BTreeMap<String, Status>,
+    members: SortedMap<Status>,
     /// When the re-announcement for newcomers is due.
     announce_at_ms: Option<u64>,
     actions: VecDeque<Action>,
@@ -89,7 +97,12 @@ impl AwayStatus {
     /// marks the own entry among the members, which mirrors [`AwayStatus::own_status`]. Create
     /// it once per channel and keep it across reconnects: the own status follows the page, not
     /// the connection.
-    pub fn new(config: StatusConfig, own_user_id: Option<String>, visible: bool, now_ms: u64) -> AwayStatus {
+    pub fn new(
+        config: StatusConfig,
+        own_user_id: Option<String>,
+        visible: bool,
+        now_ms: u64,
+    ) -> AwayStatus {
         AwayStatus {
             config,
             own_user_id,
@@ -98,7 +111,7 @@ impl AwayStatus {
             hidden_since_ms: (!visible).then_some(now_ms),
             last_input_ms: now_ms,
             own: Status::Online,
-            members: BTreeMap::new(),
+            members: SortedMap::default(),
             announce_at_ms: None,
             actions: VecDeque::new(),
         }
@@ -132,7 +145,10 @@ impl AwayStatus {
         if self.own == Status::Away && was == Status::Away {
             self.announce();
         }
-        self.members = member_ids.into_iter().map(|id| (id.to_owned(), Status::Online)).collect();
+        self.members = member_ids
+            .into_iter()
+            .map(|id| (id.to_owned(), Status::Online))
+            .collect();
         self.mirror_own();
         self.actions.push_back(Action::Changed);
     }
@@ -187,7 +203,11 @@ impl AwayStatus {
 
     /// The earliest time [`AwayStatus::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let goes_away = if self.own == Status::Online { self.away_at() } else { None };
+        let goes_away = if self.own == Status::Online {
+            self.away_at()
+        } else {
+            None
+        };
         goes_away.into_iter().chain(self.announce_at_ms).min()
     }
 
@@ -219,18 +239,29 @@ impl AwayStatus {
 
     /// Every present member with their status, sorted by user id.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, Status)> {
-        self.members.iter().map(|(id, &status)| (id.as_str(), status))
+        self.members
+            .iter()
+            .map(|(id, &status)| (id.as_str(), status))
     }
 
     /// When being hidden or idle makes the own status away, unless the user comes back first.
     fn away_at(&self) -> Option<u64> {
-        let hidden = self.hidden_since_ms.map(|since| since.saturating_add(self.config.away_after_ms));
-        let idle = self.config.idle_after_ms.map(|idle| self.last_input_ms.saturating_add(idle));
+        let hidden = self
+            .hidden_since_ms
+            .map(|since| since.saturating_add(self.config.away_after_ms));
+        let idle = self
+            .config
+            .idle_after_ms
+            .map(|idle| self.last_input_ms.saturating_add(idle));
         hidden.into_iter().chain(idle).min()
     }
 
     fn update_own(&mut self, now_ms: u64) {
-        let status = if self.away_at().is_some_and(|at| now_ms >= at) { Status::Away } else { Status::Online };
+        let status = if self.away_at().is_some_and(|at| now_ms >= at) {
+            Status::Away
+        } else {
+            Status::Online
+        };
         if status != self.own {
             self.own = status;
             self.mirror_own();
@@ -240,7 +271,11 @@ impl AwayStatus {
     }
 
     fn mirror_own(&mut self) {
-        if let Some(entry) = self.own_user_id.as_deref().and_then(|id| self.members.get_mut(id)) {
+        if let Some(entry) = self
+            .own_user_id
+            .as_deref()
+            .and_then(|id| self.members.get_mut(id))
+        {
             *entry = self.own;
         }
     }
@@ -254,7 +289,10 @@ impl AwayStatus {
         let mut literal = String::new();
         push_json_string(&mut literal, self.own.as_str());
         let data = payload_with_user_id("status", &literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent { event: STATUS_EVENT, data });
+        self.actions.push_back(Action::SendClientEvent {
+            event: STATUS_EVENT,
+            data,
+        });
     }
 }
 
@@ -263,7 +301,8 @@ mod tests {
     use super::*;
 
     fn status(visible: bool) -> AwayStatus {
-        let mut machine = AwayStatus::new(StatusConfig::default(), Some("me".to_owned()), visible, 0);
+        let mut machine =
+            AwayStatus::new(StatusConfig::default(), Some("me".to_owned()), visible, 0);
         machine.subscribed(["ana", "me"], 0);
         machine
     }
@@ -290,7 +329,10 @@ mod tests {
     #[test]
     fn hidden_past_the_threshold_goes_away_and_visible_comes_back_at_once() {
         let mut machine = status(true);
-        assert!(drain(&mut machine).0.is_empty(), "online needs no announcement");
+        assert!(
+            drain(&mut machine).0.is_empty(),
+            "online needs no announcement"
+        );
         machine.visibility_changed(false, 1000);
         assert_eq!(machine.poll_timeout(), Some(31_000));
         machine.handle_timeout(30_999);
@@ -318,7 +360,10 @@ mod tests {
 
     #[test]
     fn idle_threshold_goes_away_and_input_comes_back() {
-        let config = StatusConfig { idle_after_ms: Some(60_000), ..StatusConfig::default() };
+        let config = StatusConfig {
+            idle_after_ms: Some(60_000),
+            ..StatusConfig::default()
+        };
         let mut machine = AwayStatus::new(config, None, true, 0);
         machine.subscribed(["ana"], 0);
         machine.user_input(10_000);
@@ -376,7 +421,11 @@ mod tests {
         assert_eq!(machine.poll_timeout(), None);
         machine.member_joined("eve", 50_000);
         machine.handle_timeout(51_000);
-        assert_eq!(drain(&mut machine).0, [AWAY], "a later join is answered again");
+        assert_eq!(
+            drain(&mut machine).0,
+            [AWAY],
+            "a later join is answered again"
+        );
     }
 
     #[test]
@@ -410,7 +459,14 @@ mod tests {
         machine.received("me", Status::Away);
         machine.received("ghost", Status::Away);
         let all: Vec<_> = machine.statuses().collect();
-        assert_eq!(all, [("ana", Status::Away), ("bob", Status::Online), ("me", Status::Online)]);
+        assert_eq!(
+            all,
+            [
+                ("ana", Status::Away),
+                ("bob", Status::Online),
+                ("me", Status::Online)
+            ]
+        );
         machine.member_left("ana");
         assert_eq!(machine.status_of("ana"), None);
         assert!(drain(&mut machine).1);

@@ -14,7 +14,9 @@
 //! own id; on presence channels the server also puts `user_id` on the event itself. The shell
 //! passes whichever it finds (event first, then payload) to [`Typing::received`].
 
-use std::collections::VecDeque;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use super::{payload_with_user_id, Action};
 
@@ -38,7 +40,11 @@ pub struct TypingConfig {
 
 impl Default for TypingConfig {
     fn default() -> Self {
-        TypingConfig { throttle_ms: 1000, idle_ms: 3000, expire_ms: 5000 }
+        TypingConfig {
+            throttle_ms: 1000,
+            idle_ms: 3000,
+            expire_ms: 5000,
+        }
     }
 }
 
@@ -108,7 +114,10 @@ impl Typing {
         match (typing, position) {
             (true, Some(i)) => self.typists[i].1 = now_ms.saturating_add(self.config.expire_ms),
             (true, None) => {
-                self.typists.push((user_id.to_owned(), now_ms.saturating_add(self.config.expire_ms)));
+                self.typists.push((
+                    user_id.to_owned(),
+                    now_ms.saturating_add(self.config.expire_ms),
+                ));
                 self.actions.push_back(Action::Changed);
             }
             (false, Some(_)) => self.member_left(user_id),
@@ -147,9 +156,16 @@ impl Typing {
     /// The earliest time [`Typing::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
         let idle_stop = self.active.then(|| self.idle_stop_at());
-        let deferred_start = if self.active && !self.announced { self.true_allowed_at() } else { None };
+        let deferred_start = if self.active && !self.announced {
+            self.true_allowed_at()
+        } else {
+            None
+        };
         let expiry = self.typists.iter().map(|&(_, at)| at).min();
-        [idle_stop, deferred_start, expiry].into_iter().flatten().min()
+        [idle_stop, deferred_start, expiry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs what is due at `now_ms`: the idle stop, a start deferred by the throttle, expiries.
@@ -182,7 +198,8 @@ impl Typing {
 
     /// When the throttle lets the next `typing:true` go; `None` before the first one.
     fn true_allowed_at(&self) -> Option<u64> {
-        self.last_true_ms.map(|at| at.saturating_add(self.config.throttle_ms))
+        self.last_true_ms
+            .map(|at| at.saturating_add(self.config.throttle_ms))
     }
 
     fn idle_stop_at(&self) -> u64 {
@@ -196,7 +213,10 @@ impl Typing {
         self.announced = typing;
         let literal = if typing { "true" } else { "false" };
         let data = payload_with_user_id("typing", literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent { event: TYPING_EVENT, data });
+        self.actions.push_back(Action::SendClientEvent {
+            event: TYPING_EVENT,
+            data,
+        });
     }
 }
 
@@ -317,7 +337,11 @@ mod tests {
                 receiver.received("me", typing, now);
             }
             if now < last_key + 3000 {
-                assert_eq!(receiver.typing_users().collect::<Vec<_>>(), ["me"], "at {now}");
+                assert_eq!(
+                    receiver.typing_users().collect::<Vec<_>>(),
+                    ["me"],
+                    "at {now}"
+                );
             }
         }
         assert_eq!(receiver.typing_users().count(), 0, "the stop arrived");

@@ -1,100 +1,333 @@
-//! The browser shell: owns the WebSocket and hands frames, parsed with the browser's own
-//! `JSON.parse`, to JavaScript callbacks.
+//! The browser shell: [`Client`], the one class JavaScript sees (the TypeScript layer in
+//! `pkg-js/src` wraps it in laravel-echo's API). It owns nothing but a handle on the
+//! [`shell::Shell`], which runs the sans-IO core and feature machines; frames are parsed by
+//! [`parse`] with the browser's `JSON.parse`. Channel auth and user sign-in go out through
+//! JavaScript hooks (the TypeScript layer does the `fetch`), answered with `authorized`,
+//! `authorizationFailed` and `userAuthorized`.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::prelude::*;
 
-use js_sys::{Function, Reflect, JSON};
+mod parse;
+mod shell;
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
+use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
-use web_sys::{MessageEvent, WebSocket};
 
-/// A connection to a Pusher-protocol server, as JavaScript sees it.
+use crate::core::{Binding, ChannelAuth, Config, ListenerId};
+use crate::features::badges::ReadTarget;
+use crate::features::status::StatusConfig;
+use parse::{get, id_string, parse_json};
+use shell::{now, run, Hooks, Shell, Watch};
+
+/// A Pusher-protocol connection with its channels, listeners and features.
 #[wasm_bindgen]
-pub struct Connection {
-    inner: Rc<RefCell<Inner>>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
+pub struct Client {
+    shell: Rc<RefCell<Shell>>,
 }
 
-struct Inner {
-    socket: WebSocket,
-    connected: bool,
-    channels: Vec<String>,
-    listeners: Vec<(String, String, Function)>,
+fn option_string(options: &JsValue, key: &str) -> Option<String> {
+    get(options, key).as_string()
+}
+
+fn option_number(options: &JsValue, key: &str) -> Option<u64> {
+    get(options, key)
+        .as_f64()
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
+}
+
+fn hook(hooks: &JsValue, key: &str) -> Result<Function, JsValue> {
+    get(hooks, key)
+        .dyn_into()
+        .map_err(|_| JsValue::from_str(&["missing hook ", key].concat()))
+}
+
+/// The listener kind names `bind` takes, and their bindings.
+fn binding(kind: &str, event: Option<String>) -> Result<Binding, JsValue> {
+    Ok(match (kind, event) {
+        ("event", Some(event)) => Binding::Event(event),
+        ("all", _) => Binding::AllEvents,
+        ("subscribed", _) => Binding::Subscribed,
+        ("error", _) => Binding::Error,
+        ("here", _) => Binding::Here,
+        ("joining", _) => Binding::Joining,
+        ("leaving", _) => Binding::Leaving,
+        _ => return Err(JsValue::from_str("unknown listener kind")),
+    })
+}
+
+fn error_value(error: crate::core::Error) -> JsValue {
+    JsValue::from_str(error.message())
 }
 
 #[wasm_bindgen]
-impl Connection {
-    /// Opens `url` (`ws://host:port/app/{key}?protocol=7...`).
+impl Client {
+    /// `options`: `{key, host, wsPort, wssPort, forceTLS, path?, namespace (string | null),
+    /// awayAfterMs?, badgeScope?}`. `hooks`: `{authorize(channel, socketId),
+    /// authorizeUser(socketId), stateChanged(state), error(code, message)}`.
     #[wasm_bindgen(constructor)]
-    pub fn new(url: &str) -> Result<Connection, JsValue> {
-        let socket = WebSocket::new(url)?;
-        let inner = Rc::new(RefCell::new(Inner {
-            socket: socket.clone(),
-            connected: false,
-            channels: Vec::new(),
-            listeners: Vec::new(),
-        }));
-        let weak = Rc::downgrade(&inner);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let (Some(inner), Some(text)) = (weak.upgrade(), event.data().as_string()) {
-                inner.borrow_mut().on_frame(&text);
-            }
-        });
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        Ok(Connection { inner, _on_message: on_message })
+    pub fn new(options: JsValue, hooks: JsValue) -> Result<Client, JsValue> {
+        let key = option_string(&options, "key").ok_or_else(|| JsValue::from_str("missing key"))?;
+        let host = option_string(&options, "host").unwrap_or_else(|| "localhost".into());
+        let mut config = Config::new(key, host);
+        let port = |name| option_number(&options, name).and_then(|p| u16::try_from(p).ok());
+        config.ws_port = port("wsPort").unwrap_or(config.ws_port);
+        config.wss_port = port("wssPort").unwrap_or(config.wss_port);
+        config.force_tls = get(&options, "forceTLS").is_truthy();
+        config.path = option_string(&options, "path").unwrap_or_default();
+        config.namespace = option_string(&options, "namespace");
+        let mut status = StatusConfig::default();
+        status.away_after_ms =
+            option_number(&options, "awayAfterMs").unwrap_or(status.away_after_ms);
+        let hooks = Hooks {
+            authorize: hook(&hooks, "authorize")?,
+            authorize_user: hook(&hooks, "authorizeUser")?,
+            state_changed: hook(&hooks, "stateChanged")?,
+            error: hook(&hooks, "error")?,
+        };
+        let badge_scope = option_string(&options, "badgeScope");
+        Ok(Client {
+            shell: Shell::new(config, status, badge_scope, hooks),
+        })
     }
 
-    /// Subscribes to a public channel (now, or once connected).
-    pub fn subscribe(&self, channel: &str) {
-        let mut inner = self.inner.borrow_mut();
-        inner.channels.push(channel.to_owned());
-        if inner.connected {
-            inner.send_subscribe(channel);
-        }
+    fn run<R>(&self, f: impl FnOnce(&mut Shell) -> R) -> R {
+        run(&self.shell, f)
     }
 
-    /// Calls `callback(data)` for every `event` on `channel`.
-    pub fn bind(&self, channel: &str, event: &str, callback: Function) {
-        self.inner.borrow_mut().listeners.push((channel.to_owned(), event.to_owned(), callback));
+    pub fn connect(&self) {
+        self.run(|s| s.core().connect(now()));
     }
 
     pub fn disconnect(&self) {
-        let _ = self.inner.borrow().socket.close();
+        self.run(|s| s.core().disconnect());
     }
-}
 
-impl Inner {
-    fn on_frame(&mut self, text: &str) {
-        let Ok(frame) = JSON::parse(text) else { return };
-        let field = |name: &str| Reflect::get(&frame, &JsValue::from_str(name)).ok();
-        let event = field("event").and_then(|v| v.as_string()).unwrap_or_default();
-        let data = field("data").unwrap_or(JsValue::UNDEFINED);
-        // The protocol double-encodes data; undo it when it is a JSON string.
-        let data = match data.as_string() {
-            Some(s) => JSON::parse(&s).unwrap_or(data),
-            None => data,
+    /// `initialized | connecting | connected | reconnecting | unavailable | failed |
+    /// disconnected`.
+    pub fn state(&self) -> String {
+        self.run(|s| s.core().state().as_str().to_owned())
+    }
+
+    #[wasm_bindgen(js_name = socketId)]
+    pub fn socket_id(&self) -> Option<String> {
+        self.run(|s| s.core().socket_id().map(str::to_owned))
+    }
+
+    /// The signed-in user's id, once the server confirmed the sign-in.
+    #[wasm_bindgen(js_name = userId)]
+    pub fn user_id(&self) -> Option<String> {
+        self.run(|s| s.core().user_id().map(str::to_owned))
+    }
+
+    /// Subscribes now if connected, else on connect; throws on an invalid name.
+    pub fn subscribe(&self, channel: &str) -> Result<(), JsValue> {
+        self.run(|s| s.core().subscribe(channel))
+            .map_err(error_value)
+    }
+
+    #[wasm_bindgen(js_name = leaveChannel)]
+    pub fn leave_channel(&self, channel: &str) {
+        self.run(|s| {
+            let dropped = s.core().leave_channel(channel);
+            s.left(dropped);
+        });
+    }
+
+    #[wasm_bindgen(js_name = leaveAll)]
+    pub fn leave_all(&self) {
+        self.run(|s| {
+            let dropped = s.core().leave_all();
+            s.left(dropped);
+        });
+    }
+
+    /// Binds `callback` on a subscribed channel; returns the listener id for `unbind`.
+    /// `kind`: `event` (with `event` as the app writes it: namespace rules apply), `all`,
+    /// `subscribed`, `error`, `here`, `joining`, `leaving`.
+    pub fn bind(
+        &self,
+        channel: &str,
+        kind: &str,
+        event: Option<String>,
+        callback: Function,
+    ) -> Result<u32, JsValue> {
+        self.run(|s| {
+            let binding = binding(kind, event.map(|e| s.core().formatter().format(&e)))?;
+            let id = s.core().bind(channel, binding).map_err(error_value)?;
+            Ok(s.add_callback(id, callback))
+        })
+    }
+
+    /// Binds `callback` to `event` (namespace rules apply) on the signed-in user's channel.
+    #[wasm_bindgen(js_name = bindUser)]
+    pub fn bind_user(&self, event: &str, callback: Function) -> u32 {
+        self.run(|s| {
+            let wire = s.core().formatter().format(event);
+            let id = s.core().bind_user(Binding::Event(wire));
+            s.add_callback(id, callback)
+        })
+    }
+
+    pub fn unbind(&self, id: u32) {
+        self.run(|s| s.unbind(ListenerId(id)));
+    }
+
+    /// Unbinds the `kind` (+ `event`) listeners of `channel`; only those calling `callback`
+    /// when it is given.
+    #[wasm_bindgen(js_name = unbindMatching)]
+    pub fn unbind_matching(
+        &self,
+        channel: &str,
+        kind: &str,
+        event: Option<String>,
+        callback: Option<Function>,
+    ) -> Result<(), JsValue> {
+        self.run(|s| {
+            let binding = binding(kind, event.map(|e| s.core().formatter().format(&e)))?;
+            s.unbind_matching(channel, &binding, callback.as_ref());
+            Ok(())
+        })
+    }
+
+    /// Sends `client-{event}` with `data`; throws when not subscribed or not allowed.
+    pub fn whisper(&self, channel: &str, event: &str, data: JsValue) -> Result<(), JsValue> {
+        self.run(|s| s.core().whisper(channel, event, data))
+            .map_err(error_value)
+    }
+
+    /// A presence channel's members' `user_info`, one per user.
+    pub fn members(&self, channel: &str) -> Array {
+        self.run(|s| {
+            s.core()
+                .members(channel)
+                .iter()
+                .map(|m| m.info.clone())
+                .collect()
+        })
+    }
+
+    /// The auth reply for `channel` on `socketId`: `channelData` on presence channels,
+    /// `sharedSecret` (base64) on encrypted ones.
+    pub fn authorized(
+        &self,
+        channel: &str,
+        socket_id: &str,
+        auth: String,
+        channel_data: Option<String>,
+        shared_secret: Option<String>,
+    ) {
+        let user_id = channel_data
+            .as_deref()
+            .and_then(parse_json)
+            .and_then(|data| id_string(&get(&data, "user_id")));
+        let secret = shared_secret
+            .as_deref()
+            .and_then(crate::secretbox::base64_decode)
+            .and_then(|key| <[u8; 32]>::try_from(key).ok());
+        let auth = ChannelAuth {
+            auth,
+            channel_data,
+            user_id,
         };
-        if event == "pusher:connection_established" {
-            self.connected = true;
-            for channel in self.channels.clone() {
-                self.send_subscribe(&channel);
-            }
-            return;
-        }
-        let Some(channel) = field("channel").and_then(|v| v.as_string()) else { return };
-        for (_, _, callback) in self.listeners.iter().filter(|(c, e, _)| *c == channel && *e == event) {
-            let _ = callback.call1(&JsValue::NULL, &data);
-        }
+        self.run(|s| s.authorized(channel, socket_id, auth, secret));
     }
 
-    fn send_subscribe(&self, channel: &str) {
-        let frame = js_sys::Object::new();
-        let data = js_sys::Object::new();
-        let _ = Reflect::set(&data, &"channel".into(), &channel.into());
-        let _ = Reflect::set(&frame, &"event".into(), &"pusher:subscribe".into());
-        let _ = Reflect::set(&frame, &"data".into(), &data);
-        if let Ok(text) = JSON::stringify(&frame) {
-            let _ = self.socket.send_with_str(&String::from(text));
-        }
+    /// The auth endpoint refused (`status`) or could not be reached (`undefined`).
+    #[wasm_bindgen(js_name = authorizationFailed)]
+    pub fn authorization_failed(
+        &self,
+        channel: &str,
+        socket_id: &str,
+        status: Option<u16>,
+        error: String,
+    ) {
+        self.run(|s| {
+            s.core()
+                .authorization_failed(channel, socket_id, status, error)
+        });
+    }
+
+    /// User sign-in now (if connected) and after every reconnect.
+    pub fn signin(&self) {
+        self.run(|s| s.core().signin());
+    }
+
+    #[wasm_bindgen(js_name = userAuthorized)]
+    pub fn user_authorized(&self, socket_id: &str, auth: String, user_data: String) {
+        self.run(|s| s.core().user_authorized(socket_id, auth, user_data));
+    }
+
+    // ---- typing, status, badges ----
+
+    /// Call on every keystroke in the channel's message box.
+    pub fn typing(&self, channel: &str) {
+        self.run(|s| s.typing(channel).keystroke(now()));
+    }
+
+    /// The message was sent (or the box cleared): stop the indicator now.
+    #[wasm_bindgen(js_name = stopTyping)]
+    pub fn stop_typing(&self, channel: &str) {
+        self.run(|s| s.typing(channel).sent(now()));
+    }
+
+    /// `[{id, info?}]` typing on `channel`, in the order they started.
+    #[wasm_bindgen(js_name = typingUsers)]
+    pub fn typing_users(&self, channel: &str) -> Array {
+        self.run(|s| {
+            s.typing(channel);
+            s.typing_users(channel)
+        })
+    }
+
+    /// `{userId: "online" | "away"}` on a presence channel.
+    pub fn statuses(&self, channel: &str) -> Object {
+        self.run(|s| s.statuses(channel))
+    }
+
+    /// A member's status, or this tab's own when `user` is absent.
+    pub fn status(&self, channel: &str, user: Option<String>) -> Option<String> {
+        self.run(|s| s.status(channel, user.as_deref()))
+    }
+
+    /// `{category: count}` of unread notifications.
+    #[wasm_bindgen(js_name = badgeCounts)]
+    pub fn badge_counts(&self) -> Object {
+        self.run(|s| s.badge_counts())
+    }
+
+    /// Marks read: `kind` is `id`, `category` or `all`.
+    #[wasm_bindgen(js_name = markRead)]
+    pub fn mark_read(&self, kind: &str, value: &str) {
+        let target = match kind {
+            "id" => ReadTarget::Id(value),
+            "category" => ReadTarget::Category(value),
+            _ => ReadTarget::All,
+        };
+        self.run(|s| s.badges().map(|b| b.mark_read(target)));
+    }
+
+    /// Calls `callback(state)` on every change of `what`: `typing` (`[{id, info?}]`) or `status`
+    /// (`{userId: status}`) on `channel`, or `badges` (`{category: count}`). Returns an id for
+    /// `unwatch`.
+    pub fn watch(&self, what: &str, channel: &str, callback: Function) -> u32 {
+        let watch = match what {
+            "typing" => Watch::Typing(channel.to_owned()),
+            "status" => Watch::Status(channel.to_owned()),
+            _ => Watch::Badges,
+        };
+        self.run(|s| {
+            if let Watch::Typing(channel) = &watch {
+                s.typing(channel);
+            }
+            s.watch(watch, callback)
+        })
+    }
+
+    pub fn unwatch(&self, id: u32) {
+        self.run(|s| s.unwatch(id));
     }
 }

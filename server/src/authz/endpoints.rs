@@ -45,7 +45,11 @@ struct Service {
 
 pub fn routes(config: &Config) -> Router<Shared> {
     let service = Service {
-        apps: config.apps.iter().filter_map(|app| Some((app.clone(), app.authz.clone()?))).collect(),
+        apps: config
+            .apps
+            .iter()
+            .filter_map(|app| Some((app.clone(), app.authz.clone()?)))
+            .collect(),
         // No redirects: a rule names the one URL trusted with users' tokens.
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -54,7 +58,10 @@ pub fn routes(config: &Config) -> Router<Shared> {
     };
     Router::new()
         .route("/broadcasting/auth", post(channel_auth).options(preflight))
-        .route("/broadcasting/user-auth", post(user_auth).options(preflight))
+        .route(
+            "/broadcasting/user-auth",
+            post(user_auth).options(preflight),
+        )
         .with_state(Arc::new(service))
 }
 
@@ -79,11 +86,16 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn socket_id(&self) -> Result<&str, AuthzError> {
-        let socket_id = self.get("socket_id").ok_or_else(|| AuthzError::bad_request("socket_id is missing"))?;
+        let socket_id = self
+            .get("socket_id")
+            .ok_or_else(|| AuthzError::bad_request("socket_id is missing"))?;
         let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         match socket_id.split_once('.') {
             Some((a, b)) if is_digits(a) && is_digits(b) => Ok(socket_id),
@@ -95,10 +107,15 @@ impl Params {
 async fn read_params(req: Request) -> Result<(HeaderMap, Params), AuthzError> {
     let (parts, body) = req.into_parts();
     let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let body = to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| AuthzError(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large".into()))?;
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let body = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        AuthzError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body is too large".into(),
+        )
+    })?;
     let is_json = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -107,7 +124,11 @@ async fn read_params(req: Request) -> Result<(HeaderMap, Params), AuthzError> {
     if is_json {
         let object: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| AuthzError::bad_request(format!("Invalid JSON body: {e}")))?;
-        params.extend(object.into_iter().filter_map(|(k, v)| Some((k, rules::claim_text(&v)?))));
+        params.extend(
+            object
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, rules::claim_text(&v)?))),
+        );
     } else {
         params.extend(form_urlencoded::parse(&body).into_owned());
     }
@@ -122,8 +143,15 @@ impl Service {
                 .apps
                 .iter()
                 .find(|(app, _)| app.key == key)
-                .ok_or_else(|| not_found(format!("No app with key {key} has authorization configured")))?,
-            None => self.apps.first().ok_or_else(|| not_found("No app has authorization configured".into()))?,
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "No app with key {key} has authorization configured"
+                    ))
+                })?,
+            None => self
+                .apps
+                .first()
+                .ok_or_else(|| not_found("No app has authorization configured".into()))?,
         };
         if !found.0.enabled {
             return Err(AuthzError(StatusCode::FORBIDDEN, "App is disabled".into()));
@@ -134,22 +162,34 @@ impl Service {
 
 /// The CORS headers for a request from `headers`' origin, or 403 if the app does not allow it.
 /// Requests without an `Origin` are not from browsers and need none.
-fn cors(app: &AppConfig, headers: &HeaderMap) -> Result<Vec<(header::HeaderName, HeaderValue)>, AuthzError> {
+fn cors(
+    app: &AppConfig,
+    headers: &HeaderMap,
+) -> Result<Vec<(header::HeaderName, HeaderValue)>, AuthzError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(Vec::new());
     };
     if !origin.to_str().is_ok_and(|o| app.allows_origin(o)) {
-        return Err(AuthzError(StatusCode::FORBIDDEN, "Origin is not allowed for this app".into()));
+        return Err(AuthzError(
+            StatusCode::FORBIDDEN,
+            "Origin is not allowed for this app".into(),
+        ));
     }
     // The origin itself rather than `*`: credentials (cookies) need it.
     Ok(vec![
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
-        (header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")),
+        (
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        ),
         (header::VARY, HeaderValue::from_static("Origin")),
     ])
 }
 
-fn with_headers(mut response: Response, headers: Vec<(header::HeaderName, HeaderValue)>) -> Response {
+fn with_headers(
+    mut response: Response,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+) -> Response {
     response.headers_mut().extend(headers);
     response
 }
@@ -159,11 +199,19 @@ async fn preflight(State(service): State<Arc<Service>>, req: Request) -> Respons
     let app_key = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "app_key")
         .map(|(_, v)| v.into_owned());
-    let allowed = service.app(app_key.as_deref()).and_then(|(app, _)| cors(app, headers));
+    let allowed = service
+        .app(app_key.as_deref())
+        .and_then(|(app, _)| cors(app, headers));
     match allowed {
         Ok(mut cors_headers) => {
-            cors_headers.push((header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS")));
-            cors_headers.push((header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS)));
+            cors_headers.push((
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            ));
+            cors_headers.push((
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
+            ));
             if let Some(asked) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
                 cors_headers.push((header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone()));
             }
@@ -183,7 +231,10 @@ where
         Ok(read) => read,
         Err(err) => return err.into_response(),
     };
-    let cors_headers = match service.app(params.get("app_key")).and_then(|(app, _)| cors(app, &headers)) {
+    let cors_headers = match service
+        .app(params.get("app_key"))
+        .and_then(|(app, _)| cors(app, &headers))
+    {
         Ok(cors_headers) => cors_headers,
         Err(err) => return err.into_response(),
     };
@@ -203,19 +254,30 @@ async fn user_auth(State(service): State<Arc<Service>>, req: Request) -> Respons
 }
 
 fn identify(authz: &AuthzConfig, headers: &HeaderMap) -> Result<Identity, AuthzError> {
-    authz.verifier.identify(headers).map_err(|e| AuthzError(StatusCode::UNAUTHORIZED, e))
+    authz
+        .verifier
+        .identify(headers)
+        .map_err(|e| AuthzError(StatusCode::UNAUTHORIZED, e))
 }
 
 /// `{auth, channel_data?, shared_secret?}` for a channel the rules allow.
-async fn authorize_channel(service: Arc<Service>, headers: HeaderMap, params: Params) -> Result<Value, AuthzError> {
+async fn authorize_channel(
+    service: Arc<Service>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Value, AuthzError> {
     let (app, authz) = service.app(params.get("app_key"))?;
     let socket_id = params.socket_id()?;
-    let channel = params.get("channel_name").ok_or_else(|| AuthzError::bad_request("channel_name is missing"))?;
+    let channel = params
+        .get("channel_name")
+        .ok_or_else(|| AuthzError::bad_request("channel_name is missing"))?;
     validate_name(channel).map_err(|e| AuthzError::bad_request(e.to_string()))?;
     let channel_type = ChannelType::of(channel);
     let kind = channel_type.kind;
     if !channel_type.needs_auth() {
-        return Err(AuthzError::bad_request(format!("{channel} needs no authorization")));
+        return Err(AuthzError::bad_request(format!(
+            "{channel} needs no authorization"
+        )));
     }
     let identity = identify(authz, &headers)?;
 
@@ -223,14 +285,23 @@ async fn authorize_channel(service: Arc<Service>, headers: HeaderMap, params: Pa
         Verdict::Deny(reason) => return Err(AuthzError(StatusCode::FORBIDDEN, reason)),
         Verdict::Allow(rule) => (rule, None),
         Verdict::Delegate(rule, to, captures) => {
-            let asked = upstream::Question { app_id: &app.id, socket_id, channel, identity: &identity, captures };
+            let asked = upstream::Question {
+                app_id: &app.id,
+                socket_id,
+                channel,
+                identity: &identity,
+                captures,
+            };
             (rule, upstream::ask(&service.http, to, asked).await?)
         }
     };
 
     let mut reply = Map::new();
     let channel_data = (kind == ChannelKind::Presence).then(|| {
-        let names = rule.user_info_claims.as_ref().unwrap_or(&authz.user_info_claims);
+        let names = rule
+            .user_info_claims
+            .as_ref()
+            .unwrap_or(&authz.user_info_claims);
         let user_info = upstream_info.unwrap_or_else(|| rules::user_info(&identity.claims, names));
         json!({ "user_id": identity.user_id, "user_info": user_info }).to_string()
     });
@@ -243,7 +314,10 @@ async fn authorize_channel(service: Arc<Service>, headers: HeaderMap, params: Pa
         reply.insert("shared_secret".into(), secret.into());
     }
     let message = signature::channel_auth_message(socket_id, channel, channel_data.as_deref());
-    reply.insert("auth".into(), signature::auth_token(&app.key, &app.secret, &message).into());
+    reply.insert(
+        "auth".into(),
+        signature::auth_token(&app.key, &app.secret, &message).into(),
+    );
     if let Some(data) = channel_data {
         reply.insert("channel_data".into(), data.into());
     }
@@ -251,12 +325,18 @@ async fn authorize_channel(service: Arc<Service>, headers: HeaderMap, params: Pa
 }
 
 /// `{auth, user_data}` for `pusher:signin`: any authenticated user may sign in as themselves.
-async fn authenticate_user(service: Arc<Service>, headers: HeaderMap, params: Params) -> Result<Value, AuthzError> {
+async fn authenticate_user(
+    service: Arc<Service>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Value, AuthzError> {
     let (app, authz) = service.app(params.get("app_key"))?;
     let socket_id = params.socket_id()?;
     let identity = identify(authz, &headers)?;
     let user_info = rules::user_info(&identity.claims, &authz.user_info_claims);
     let user_data = json!({ "id": identity.user_id, "user_info": user_info }).to_string();
     let message = signature::user_auth_message(socket_id, &user_data);
-    Ok(json!({ "auth": signature::auth_token(&app.key, &app.secret, &message), "user_data": user_data }))
+    Ok(
+        json!({ "auth": signature::auth_token(&app.key, &app.secret, &message), "user_data": user_data }),
+    )
 }

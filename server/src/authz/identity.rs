@@ -18,8 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
-use serde::Deserialize;
 use overtone_protocol::signature;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::rules::claim_text;
@@ -69,10 +69,14 @@ impl TryFrom<KeyFile> for VerifyingKey {
                 Ok(DecodingKey::from_secret(secret.as_bytes()))
             }
             (HS256 | HS384 | HS512, _, _) => {
-                return Err(format!("an {alg:?} key needs `secret` (and no public_key_pem)"));
+                return Err(format!(
+                    "an {alg:?} key needs `secret` (and no public_key_pem)"
+                ));
             }
             (_, Some(_), _) | (_, _, None) => {
-                return Err(format!("an {alg:?} key needs `public_key_pem` (and no secret)"));
+                return Err(format!(
+                    "an {alg:?} key needs `public_key_pem` (and no secret)"
+                ));
             }
             (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, None, Some(pem)) => {
                 DecodingKey::from_rsa_pem(pem.as_bytes())
@@ -81,7 +85,12 @@ impl TryFrom<KeyFile> for VerifyingKey {
             (EdDSA, None, Some(pem)) => DecodingKey::from_ed_pem(pem.as_bytes()),
         }
         .map_err(|e| format!("{alg:?} key: public_key_pem is not a usable PEM public key: {e}"))?;
-        Ok(VerifyingKey { algorithm: alg, kid: file.kid, key, hmac_secret: file.secret })
+        Ok(VerifyingKey {
+            algorithm: alg,
+            kid: file.kid,
+            key,
+            hmac_secret: file.secret,
+        })
     }
 }
 
@@ -143,16 +152,30 @@ impl Verifier {
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or("The Authorization header must be `Bearer <token>`")?;
-            (self.verify_jwt(token)?, Credential::Bearer(token.to_string()))
-        } else if let Some((cookie, value)) =
-            self.cookie.as_ref().and_then(|c| find_cookie(headers, &c.name).map(|v| (c, v)))
+            (
+                self.verify_jwt(token)?,
+                Credential::Bearer(token.to_string()),
+            )
+        } else if let Some((cookie, value)) = self
+            .cookie
+            .as_ref()
+            .and_then(|c| find_cookie(headers, &c.name).map(|v| (c, v)))
         {
             let claims = verify_cookie(&cookie.secret, &value, now())?;
-            (claims, Credential::Cookie { name: cookie.name.clone(), value })
+            (
+                claims,
+                Credential::Cookie {
+                    name: cookie.name.clone(),
+                    value,
+                },
+            )
         } else {
             return Err("No credentials: send `Authorization: Bearer <token>`".into());
         };
@@ -160,13 +183,23 @@ impl Verifier {
             .get(&self.user_id_claim)
             .and_then(claim_text)
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| format!("The token has no {} claim (the user id)", self.user_id_claim))?;
-        Ok(Identity { user_id, claims, credential })
+            .ok_or_else(|| {
+                format!(
+                    "The token has no {} claim (the user id)",
+                    self.user_id_claim
+                )
+            })?;
+        Ok(Identity {
+            user_id,
+            claims,
+            credential,
+        })
     }
 
     /// Verifies a JWT with the configured keys of the algorithm its header names.
     pub fn verify_jwt(&self, token: &str) -> Result<Map<String, Value>, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("Invalid token: {e}"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("Invalid token: {e}"))?;
         let candidates: Vec<&VerifyingKey> = self
             .keys
             .iter()
@@ -174,7 +207,10 @@ impl Verifier {
             .filter(|k| k.kid.is_none() || k.kid == header.kid)
             .collect();
         if candidates.is_empty() {
-            return Err(format!("Tokens signed with {:?} are not accepted", header.alg));
+            return Err(format!(
+                "Tokens signed with {:?} are not accepted",
+                header.alg
+            ));
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = LEEWAY_SECS;
@@ -205,8 +241,13 @@ impl Verifier {
             Some(ErrorKind::InvalidAudience) => "The token is for another audience".into(),
             Some(ErrorKind::InvalidIssuer) => "The token is from another issuer".into(),
             Some(ErrorKind::InvalidSignature) => "The token's signature is invalid".into(),
-            Some(ErrorKind::MissingRequiredClaim(claim)) => format!("The token has no {claim} claim"),
-            _ => format!("Invalid token: {}", last_error.map_or_else(String::new, |e| e.to_string())),
+            Some(ErrorKind::MissingRequiredClaim(claim)) => {
+                format!("The token has no {claim} claim")
+            }
+            _ => format!(
+                "Invalid token: {}",
+                last_error.map_or_else(String::new, |e| e.to_string())
+            ),
         })
     }
 }
@@ -232,18 +273,27 @@ fn verify_cookie(secret: &str, value: &str, now: u64) -> Result<Map<String, Valu
     }
     let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| invalid())?;
     let claims: Map<String, Value> = serde_json::from_slice(&json).map_err(|_| invalid())?;
-    let exp = claims.get("exp").and_then(Value::as_u64).ok_or("The session cookie has no exp claim")?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or("The session cookie has no exp claim")?;
     if exp + LEEWAY_SECS <= now {
         return Err("The session has expired".into());
     }
-    if claims.get("nbf").and_then(Value::as_u64).is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+    if claims
+        .get("nbf")
+        .and_then(Value::as_u64)
+        .is_some_and(|nbf| nbf > now + LEEWAY_SECS)
+    {
         return Err("The session is not valid yet (nbf)".into());
     }
     Ok(claims)
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -265,34 +315,54 @@ mod tests {
         Verifier {
             keys: vec![
                 key(&format!("algorithm = 'HS256'\nsecret = '{SECRET}'")).unwrap(),
-                key(&format!("algorithm = 'RS256'\nkid = 'rsa-1'\npublic_key_pem = '''{RSA_PUBLIC}'''")).unwrap(),
+                key(&format!(
+                    "algorithm = 'RS256'\nkid = 'rsa-1'\npublic_key_pem = '''{RSA_PUBLIC}'''"
+                ))
+                .unwrap(),
             ],
             issuer: Some("https://login.test".into()),
             audience: Some("chat".into()),
-            cookie: Some(SessionCookie { name: "sess".into(), secret: SECRET.into() }),
+            cookie: Some(SessionCookie {
+                name: "sess".into(),
+                secret: SECRET.into(),
+            }),
             user_id_claim: "sub".into(),
         }
     }
 
     fn claims(extra: Value) -> Value {
-        let mut claims = json!({"sub": "42", "iss": "https://login.test", "aud": "chat", "exp": now() + 600});
-        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let mut claims =
+            json!({"sub": "42", "iss": "https://login.test", "aud": "chat", "exp": now() + 600});
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         claims
     }
 
     fn hs256(claims: &Value) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn bearer(token: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
         headers
     }
 
     #[test]
     fn valid_hs256_and_rs256_tokens_identify_the_user() {
-        let identity = verifier().identify(&bearer(&hs256(&claims(json!({"name": "Ana"}))))).unwrap();
+        let identity = verifier()
+            .identify(&bearer(&hs256(&claims(json!({"name": "Ana"})))))
+            .unwrap();
         assert_eq!(identity.user_id, "42");
         assert_eq!(identity.claims["name"], "Ana");
         let mut header = Header::new(Algorithm::RS256);
@@ -303,7 +373,10 @@ mod tests {
         for other_kid in [Some("rsa-2".to_string()), None] {
             header.kid = other_kid;
             let token = encode(&header, &claims(json!({})), &rsa).unwrap();
-            assert!(verifier().identify(&bearer(&token)).unwrap_err().contains("RS256"));
+            assert!(verifier()
+                .identify(&bearer(&token))
+                .unwrap_err()
+                .contains("RS256"));
         }
     }
 
@@ -316,8 +389,14 @@ mod tests {
         assert!(err(json!({"aud": "billing"})).contains("audience"));
         assert!(err(json!({"iss": "https://evil.test"})).contains("issuer"));
         // A claim of the wrong type is refused, not skipped (CVE-2026-25537 in jsonwebtoken < 10.3).
-        assert!(v.verify_jwt(&hs256(&claims(json!({"nbf": (now() + 999_999).to_string()})))).is_err());
-        assert!(v.verify_jwt(&hs256(&claims(json!({"exp": "9999999999"})))).is_err());
+        assert!(v
+            .verify_jwt(&hs256(&claims(
+                json!({"nbf": (now() + 999_999).to_string()})
+            )))
+            .is_err());
+        assert!(v
+            .verify_jwt(&hs256(&claims(json!({"exp": "9999999999"}))))
+            .is_err());
         let mut no_exp = claims(json!({}));
         no_exp.as_object_mut().unwrap().remove("exp");
         assert!(v.verify_jwt(&hs256(&no_exp)).unwrap_err().contains("exp"));
@@ -330,7 +409,12 @@ mod tests {
     fn wrong_keys_alg_none_and_algorithm_confusion_are_refused() {
         let v = verifier();
         let hs256_with = |secret: &[u8]| {
-            encode(&Header::new(Algorithm::HS256), &claims(json!({})), &EncodingKey::from_secret(secret)).unwrap()
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims(json!({})),
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
         };
         let other = hs256_with(b"another-secret-another-secret-xx");
         assert!(v.verify_jwt(&other).unwrap_err().contains("signature"));
@@ -343,17 +427,30 @@ mod tests {
         assert!(v.verify_jwt(&none).is_err());
         // An HS256 token whose "secret" is the RS256 public key.
         let confused = hs256_with(RSA_PUBLIC.as_bytes());
-        let rsa_only = Verifier { keys: vec![v.keys[1].clone()], ..v.clone() };
-        assert!(rsa_only.verify_jwt(&confused).unwrap_err().contains("HS256"));
+        let rsa_only = Verifier {
+            keys: vec![v.keys[1].clone()],
+            ..v.clone()
+        };
+        assert!(rsa_only
+            .verify_jwt(&confused)
+            .unwrap_err()
+            .contains("HS256"));
         assert!(v.verify_jwt(&confused).is_err());
     }
 
     #[test]
     fn keys_are_checked_when_the_config_is_read() {
-        assert!(key("algorithm = 'HS256'\nsecret = 'short'").unwrap_err().contains("32 bytes"));
+        assert!(key("algorithm = 'HS256'\nsecret = 'short'")
+            .unwrap_err()
+            .contains("32 bytes"));
         assert!(key("algorithm = 'RS256'\nsecret = 'x'").is_err());
-        assert!(key("algorithm = 'RS256'\npublic_key_pem = 'not a pem'").unwrap_err().contains("PEM"));
-        assert!(key(&format!("algorithm = 'HS256'\npublic_key_pem = '''{RSA_PUBLIC}'''")).is_err());
+        assert!(key("algorithm = 'RS256'\npublic_key_pem = 'not a pem'")
+            .unwrap_err()
+            .contains("PEM"));
+        assert!(key(&format!(
+            "algorithm = 'HS256'\npublic_key_pem = '''{RSA_PUBLIC}'''"
+        ))
+        .is_err());
         assert!(key("algorithm = 'none'\nsecret = 'x'").is_err());
     }
 
@@ -366,28 +463,49 @@ mod tests {
     fn session_cookies_are_signed_and_expire() {
         let good = cookie(&json!({"sub": 7, "exp": now() + 60}), SECRET);
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("theme=dark; sess={good}")).unwrap());
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("theme=dark; sess={good}")).unwrap(),
+        );
         let identity = verifier().identify(&headers).unwrap();
         assert_eq!(identity.user_id, "7");
         assert!(matches!(identity.credential, Credential::Cookie { .. }));
 
-        assert!(verify_cookie(SECRET, &cookie(&json!({"sub": 7, "exp": now() + 60}), "wrong-secret"), now()).is_err());
+        assert!(verify_cookie(
+            SECRET,
+            &cookie(&json!({"sub": 7, "exp": now() + 60}), "wrong-secret"),
+            now()
+        )
+        .is_err());
         let expired = cookie(&json!({"sub": 7, "exp": now() - 60}), SECRET);
-        assert!(verify_cookie(SECRET, &expired, now()).unwrap_err().contains("expired"));
-        assert!(verify_cookie(SECRET, &cookie(&json!({"sub": 7}), SECRET), now()).unwrap_err().contains("exp"));
+        assert!(verify_cookie(SECRET, &expired, now())
+            .unwrap_err()
+            .contains("expired"));
+        assert!(
+            verify_cookie(SECRET, &cookie(&json!({"sub": 7}), SECRET), now())
+                .unwrap_err()
+                .contains("exp")
+        );
         let (_, signature) = good.split_once('.').unwrap();
-        let forged_claims = URL_SAFE_NO_PAD.encode(json!({"sub": 1, "exp": now() + 60}).to_string());
+        let forged_claims =
+            URL_SAFE_NO_PAD.encode(json!({"sub": 1, "exp": now() + 60}).to_string());
         assert!(verify_cookie(SECRET, &format!("{forged_claims}.{signature}"), now()).is_err());
         assert!(verify_cookie(SECRET, "no-dot", now()).is_err());
     }
 
     #[test]
     fn requests_without_usable_credentials_are_refused() {
-        assert!(verifier().identify(&HeaderMap::new()).unwrap_err().contains("No credentials"));
+        assert!(verifier()
+            .identify(&HeaderMap::new())
+            .unwrap_err()
+            .contains("No credentials"));
         let mut basic = HeaderMap::new();
         basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert!(verifier().identify(&basic).unwrap_err().contains("Bearer"));
         let no_sub = hs256(&json!({"iss": "https://login.test", "aud": "chat", "exp": now() + 60}));
-        assert!(verifier().identify(&bearer(&no_sub)).unwrap_err().contains("sub"));
+        assert!(verifier()
+            .identify(&bearer(&no_sub))
+            .unwrap_err()
+            .contains("sub"));
     }
 }

@@ -78,26 +78,44 @@ impl TryFrom<AuthzFile> for AuthzConfig {
 
     fn try_from(file: AuthzFile) -> Result<AuthzConfig, String> {
         if file.keys.is_empty() && file.cookie.is_none() {
-            return Err("[apps.authz] needs at least one [[apps.authz.keys]] or an [apps.authz.cookie]".into());
+            return Err(
+                "[apps.authz] needs at least one [[apps.authz.keys]] or an [apps.authz.cookie]"
+                    .into(),
+            );
         }
         let encryption_master_key = file
             .encryption_master_key_base64
             .map(|b64| {
-                let bytes = STANDARD.decode(b64.trim()).map_err(|e| format!("encryption_master_key_base64: {e}"))?;
+                let bytes = STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| format!("encryption_master_key_base64: {e}"))?;
                 <[u8; 32]>::try_from(bytes.as_slice())
                     .map(MasterKey)
-                    .map_err(|_| format!("encryption_master_key_base64 must decode to 32 bytes, not {}", bytes.len()))
+                    .map_err(|_| {
+                        format!(
+                            "encryption_master_key_base64 must decode to 32 bytes, not {}",
+                            bytes.len()
+                        )
+                    })
             })
             .transpose()?;
         Ok(AuthzConfig {
             verifier: Verifier {
-                keys: file.keys.into_iter().map(VerifyingKey::try_from).collect::<Result<_, _>>()?,
+                keys: file
+                    .keys
+                    .into_iter()
+                    .map(VerifyingKey::try_from)
+                    .collect::<Result<_, _>>()?,
                 issuer: file.issuer,
                 audience: file.audience,
                 cookie: file.cookie,
                 user_id_claim: file.user_id_claim,
             },
-            rules: file.rules.into_iter().map(Rule::try_from).collect::<Result<_, _>>()?,
+            rules: file
+                .rules
+                .into_iter()
+                .map(Rule::try_from)
+                .collect::<Result<_, _>>()?,
             user_info_claims: file.user_info_claims,
             encryption_master_key,
         })
@@ -109,7 +127,10 @@ impl AuthzConfig {
     /// it: SHA-256 of the channel name followed by the master key. None without a master key.
     pub fn shared_secret(&self, channel: &str) -> Option<String> {
         let MasterKey(master) = self.encryption_master_key.as_ref()?;
-        let digest = Sha256::new().chain_update(channel.as_bytes()).chain_update(master).finalize();
+        let digest = Sha256::new()
+            .chain_update(channel.as_bytes())
+            .chain_update(master)
+            .finalize();
         Some(STANDARD.encode(digest))
     }
 }
@@ -122,7 +143,8 @@ mod tests {
         toml::from_str::<AuthzConfig>(text).map_err(|e| e.to_string())
     }
 
-    const KEY: &str = "[[keys]]\nalgorithm = 'HS256'\nsecret = 'a-test-secret-of-at-least-32-bytes!!'\n";
+    const KEY: &str =
+        "[[keys]]\nalgorithm = 'HS256'\nsecret = 'a-test-secret-of-at-least-32-bytes!!'\n";
 
     #[test]
     fn shared_secrets_match_pusher_http_node() {
@@ -137,7 +159,10 @@ mod tests {
             config.shared_secret("private-encrypted-x").as_deref(),
             Some(PUSHER_NODE_SHARED_SECRET)
         );
-        assert_eq!(parse(KEY).unwrap().shared_secret("private-encrypted-x"), None);
+        assert_eq!(
+            parse(KEY).unwrap().shared_secret("private-encrypted-x"),
+            None
+        );
     }
 
     const PUSHER_NODE_SHARED_SECRET: &str = "yg0RrojlChIBGKYDax2K5oqaMIaBtMi7HK+TiLLndM0=";
@@ -145,9 +170,19 @@ mod tests {
     #[test]
     fn config_mistakes_are_reported_when_the_file_is_read() {
         assert!(parse("").unwrap_err().contains("at least one"));
-        assert!(parse(&format!("encryption_master_key_base64 = 'c2hvcnQ='\n{KEY}")).unwrap_err().contains("32 bytes"));
-        assert!(parse(&format!("{KEY}[[rules]]\nchannel = 'private-{{id'\n")).unwrap_err().contains("unclosed"));
-        assert!(parse(&format!("audiences = ['x']\n{KEY}")).unwrap_err().contains("audiences"));
+        assert!(
+            parse(&format!("encryption_master_key_base64 = 'c2hvcnQ='\n{KEY}"))
+                .unwrap_err()
+                .contains("32 bytes")
+        );
+        assert!(
+            parse(&format!("{KEY}[[rules]]\nchannel = 'private-{{id'\n"))
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(parse(&format!("audiences = ['x']\n{KEY}"))
+            .unwrap_err()
+            .contains("audiences"));
         let config = parse(&format!("{KEY}[[rules]]\nchannel = 'private-a'\n")).unwrap();
         assert_eq!(config.verifier.user_id_claim, "sub");
         assert_eq!(config.rules.len(), 1);

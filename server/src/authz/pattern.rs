@@ -34,7 +34,9 @@ impl ChannelPattern {
                         .find('}')
                         .ok_or_else(|| format!("channel pattern {pattern:?} has an unclosed {{"))?;
                     let name = &rest[at + 1..at + close];
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    if name.is_empty()
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
                         return Err(format!(
                             "channel pattern {pattern:?}: placeholder {{{name}}} must be a non-empty name \
                              of letters, digits and _"
@@ -46,13 +48,18 @@ impl ChannelPattern {
                             "channel pattern {pattern:?} has two placeholders with nothing between them"
                         ));
                     }
-                    if pieces.iter().any(|p| *p == Piece::Placeholder(name.to_string())) {
+                    if pieces
+                        .iter()
+                        .any(|p| *p == Piece::Placeholder(name.to_string()))
+                    {
                         return Err(format!("channel pattern {pattern:?} uses {{{name}}} twice"));
                     }
                     pieces.push(Piece::Placeholder(name.to_string()));
                     rest = &rest[at + close + 1..];
                 }
-                Some(_) => return Err(format!("channel pattern {pattern:?} has a }} without a {{")),
+                Some(_) => {
+                    return Err(format!("channel pattern {pattern:?} has a }} without a {{"))
+                }
                 None => {
                     pieces.push(Piece::Literal(rest.to_string()));
                     rest = "";
@@ -67,7 +74,9 @@ impl ChannelPattern {
 
     /// Whether the pattern has a placeholder called `name`.
     pub fn has_placeholder(&self, name: &str) -> bool {
-        self.pieces.iter().any(|p| matches!(p, Piece::Placeholder(n) if n == name))
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Placeholder(n) if n == name))
     }
 
     /// The placeholders' values if `channel` matches the whole pattern.
@@ -82,19 +91,21 @@ impl ChannelPattern {
 fn match_from(pieces: &[Piece], text: &str, captures: &mut Captures) -> bool {
     match pieces.split_first() {
         None => text.is_empty(),
-        Some((Piece::Literal(literal), rest)) => {
-            text.strip_prefix(literal.as_str()).is_some_and(|after| match_from(rest, after, captures))
-        }
+        Some((Piece::Literal(literal), rest)) => text
+            .strip_prefix(literal.as_str())
+            .is_some_and(|after| match_from(rest, after, captures)),
         Some((Piece::Placeholder(name), rest)) => {
             let longest = text.find('.').unwrap_or(text.len());
-            (1..=longest).filter(|&end| text.is_char_boundary(end)).any(|end| {
-                captures.push((name.clone(), text[..end].to_string()));
-                let matched = match_from(rest, &text[end..], captures);
-                if !matched {
-                    captures.pop();
-                }
-                matched
-            })
+            (1..=longest)
+                .filter(|&end| text.is_char_boundary(end))
+                .any(|end| {
+                    captures.push((name.clone(), text[..end].to_string()));
+                    let matched = match_from(rest, &text[end..], captures);
+                    if !matched {
+                        captures.pop();
+                    }
+                    matched
+                })
         }
     }
 }
@@ -120,14 +131,20 @@ mod tests {
 
     #[test]
     fn placeholders_capture_one_dot_free_segment() {
-        assert_eq!(caps("private-user.{id}", "private-user.42"), Some(vec![pair("id", "42")]));
+        assert_eq!(
+            caps("private-user.{id}", "private-user.42"),
+            Some(vec![pair("id", "42")])
+        );
         assert_eq!(caps("private-user.{id}", "private-user."), None);
         assert_eq!(caps("private-user.{id}", "private-user.42.admin"), None);
         assert_eq!(
             caps("private-App.Models.User.{id}", "private-App.Models.User.7"),
             Some(vec![pair("id", "7")])
         );
-        assert_eq!(caps("private-App.Models.User.{id}", "private-App.Models.Team.7"), None);
+        assert_eq!(
+            caps("private-App.Models.User.{id}", "private-App.Models.Team.7"),
+            None
+        );
     }
 
     #[test]
@@ -142,11 +159,17 @@ mod tests {
     #[test]
     fn malformed_patterns_are_config_errors() {
         assert!(ChannelPattern::parse("").is_err());
-        assert!(ChannelPattern::parse("private-{id").unwrap_err().contains("unclosed"));
+        assert!(ChannelPattern::parse("private-{id")
+            .unwrap_err()
+            .contains("unclosed"));
         assert!(ChannelPattern::parse("private-id}").is_err());
         assert!(ChannelPattern::parse("private-{}").is_err());
         assert!(ChannelPattern::parse("private-{a b}").is_err());
-        assert!(ChannelPattern::parse("private-{a}{b}").unwrap_err().contains("nothing between"));
-        assert!(ChannelPattern::parse("private-{a}.{a}").unwrap_err().contains("twice"));
+        assert!(ChannelPattern::parse("private-{a}{b}")
+            .unwrap_err()
+            .contains("nothing between"));
+        assert!(ChannelPattern::parse("private-{a}.{a}")
+            .unwrap_err()
+            .contains("twice"));
     }
 }

@@ -59,22 +59,42 @@ impl TryFrom<RuleFile> for Rule {
     fn try_from(file: RuleFile) -> Result<Rule, String> {
         let pattern = ChannelPattern::parse(&file.channel)?;
         let placeholders = file.claim_equals.keys().chain(file.claim_contains.keys());
-        if let Some(unknown) = placeholders.into_iter().find(|p| !pattern.has_placeholder(p)) {
+        if let Some(unknown) = placeholders
+            .into_iter()
+            .find(|p| !pattern.has_placeholder(p))
+        {
             let channel = &file.channel;
-            return Err(format!("rule for {channel:?} has a condition on {{{unknown}}}, which the pattern lacks"));
+            return Err(format!(
+                "rule for {channel:?} has a condition on {{{unknown}}}, which the pattern lacks"
+            ));
         }
         let upstream = match file.upstream {
             Some(url) => {
-                let url = reqwest::Url::parse(&url)
-                    .map_err(|e| format!("rule for {:?}: upstream {url:?} is not a URL: {e}", file.channel))?;
+                let url = reqwest::Url::parse(&url).map_err(|e| {
+                    format!(
+                        "rule for {:?}: upstream {url:?} is not a URL: {e}",
+                        file.channel
+                    )
+                })?;
                 if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("rule for {:?}: upstream must be an http(s) URL", file.channel));
+                    return Err(format!(
+                        "rule for {:?}: upstream must be an http(s) URL",
+                        file.channel
+                    ));
                 }
-                let ms = file.upstream_timeout_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS);
-                Some(Upstream { url, timeout: Duration::from_millis(ms) })
+                let ms = file
+                    .upstream_timeout_ms
+                    .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS);
+                Some(Upstream {
+                    url,
+                    timeout: Duration::from_millis(ms),
+                })
             }
             None if file.upstream_timeout_ms.is_some() => {
-                return Err(format!("rule for {:?} has upstream_timeout_ms but no upstream", file.channel));
+                return Err(format!(
+                    "rule for {:?} has upstream_timeout_ms but no upstream",
+                    file.channel
+                ));
             }
             None => None,
         };
@@ -100,15 +120,26 @@ pub enum Verdict<'a> {
 
 /// Applies the first rule matching `channel` to `claims`.
 pub fn decide<'a>(rules: &'a [Rule], channel: &str, claims: &Map<String, Value>) -> Verdict<'a> {
-    let Some((rule, captures)) = rules.iter().find_map(|r| r.pattern.captures(channel).map(|c| (r, c))) else {
+    let Some((rule, captures)) = rules
+        .iter()
+        .find_map(|r| r.pattern.captures(channel).map(|c| (r, c)))
+    else {
         return Verdict::Deny(format!("No rule allows {channel}"));
     };
     let value_of = |placeholder: &str| {
-        captures.iter().find(|(name, _)| name == placeholder).map_or("", |(_, v)| v.as_str())
+        captures
+            .iter()
+            .find(|(name, _)| name == placeholder)
+            .map_or("", |(_, v)| v.as_str())
     };
     for (placeholder, claim) in &rule.claim_equals {
-        if !claims.get(claim).is_some_and(|c| claim_text_is(c, value_of(placeholder))) {
-            return Verdict::Deny(format!("The token's {claim} claim does not match {{{placeholder}}} of {channel}"));
+        if !claims
+            .get(claim)
+            .is_some_and(|c| claim_text_is(c, value_of(placeholder)))
+        {
+            return Verdict::Deny(format!(
+                "The token's {claim} claim does not match {{{placeholder}}} of {channel}"
+            ));
         }
     }
     for (placeholder, claim) in &rule.claim_contains {
@@ -117,7 +148,9 @@ pub fn decide<'a>(rules: &'a [Rule], channel: &str, claims: &Map<String, Value>)
             .and_then(Value::as_array)
             .is_some_and(|list| list.iter().any(|c| claim_text_is(c, value_of(placeholder))));
         if !listed {
-            return Verdict::Deny(format!("The token's {claim} claim does not list {{{placeholder}}} of {channel}"));
+            return Verdict::Deny(format!(
+                "The token's {claim} claim does not list {{{placeholder}}} of {channel}"
+            ));
         }
     }
     match &rule.upstream {
@@ -141,7 +174,10 @@ fn claim_text_is(claim: &Value, text: &str) -> bool {
 
 /// The listed claims the token has, as a `user_info` object.
 pub fn user_info(claims: &Map<String, Value>, names: &[String]) -> Map<String, Value> {
-    names.iter().filter_map(|n| claims.get(n).map(|v| (n.clone(), v.clone()))).collect()
+    names
+        .iter()
+        .filter_map(|n| claims.get(n).map(|v| (n.clone(), v.clone())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -181,30 +217,60 @@ mod tests {
     fn placeholder_must_equal_the_claim() {
         let rules = rules(RULES).unwrap();
         let user = claims(json!({"sub": "42"}));
-        assert!(matches!(decide(&rules, "private-user.42", &user), Verdict::Allow(_)));
-        assert!(matches!(decide(&rules, "private-user.43", &user), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "private-user.42", &user),
+            Verdict::Allow(_)
+        ));
+        assert!(matches!(
+            decide(&rules, "private-user.43", &user),
+            Verdict::Deny(_)
+        ));
         // Numeric claims compare as their decimal text.
-        assert!(matches!(decide(&rules, "private-user.42", &claims(json!({"sub": 42}))), Verdict::Allow(_)));
-        assert!(matches!(decide(&rules, "private-user.42", &claims(json!({}))), Verdict::Deny(_)));
-        assert!(matches!(decide(&rules, "private-user.42", &claims(json!({"sub": ["42"]}))), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "private-user.42", &claims(json!({"sub": 42}))),
+            Verdict::Allow(_)
+        ));
+        assert!(matches!(
+            decide(&rules, "private-user.42", &claims(json!({}))),
+            Verdict::Deny(_)
+        ));
+        assert!(matches!(
+            decide(&rules, "private-user.42", &claims(json!({"sub": ["42"]}))),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
     fn placeholder_must_be_in_the_list_claim() {
         let rules = rules(RULES).unwrap();
         let user = claims(json!({"sub": "1", "rooms": ["lobby", 7]}));
-        assert!(matches!(decide(&rules, "presence-chat.lobby", &user), Verdict::Allow(_)));
-        assert!(matches!(decide(&rules, "presence-chat.7", &user), Verdict::Allow(_)));
-        assert!(matches!(decide(&rules, "presence-chat.kitchen", &user), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "presence-chat.lobby", &user),
+            Verdict::Allow(_)
+        ));
+        assert!(matches!(
+            decide(&rules, "presence-chat.7", &user),
+            Verdict::Allow(_)
+        ));
+        assert!(matches!(
+            decide(&rules, "presence-chat.kitchen", &user),
+            Verdict::Deny(_)
+        ));
         let not_a_list = claims(json!({"sub": "1", "rooms": "lobby"}));
-        assert!(matches!(decide(&rules, "presence-chat.lobby", &not_a_list), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "presence-chat.lobby", &not_a_list),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
     fn no_condition_admits_anyone_authenticated_and_unmatched_channels_are_denied() {
         let rules = rules(RULES).unwrap();
         let user = claims(json!({"sub": "1"}));
-        assert!(matches!(decide(&rules, "private-news", &user), Verdict::Allow(_)));
+        assert!(matches!(
+            decide(&rules, "private-news", &user),
+            Verdict::Allow(_)
+        ));
         match decide(&rules, "private-secrets", &user) {
             Verdict::Deny(reason) => assert!(reason.contains("No rule")),
             other => panic!("expected a denial, got {other:?}"),
@@ -218,12 +284,18 @@ mod tests {
         match decide(&rules, "private-orders.5", &user) {
             Verdict::Delegate(_, upstream, captures) => {
                 assert_eq!(upstream.url.as_str(), "http://127.0.0.1:9/authorize");
-                assert_eq!(upstream.timeout, Duration::from_millis(DEFAULT_UPSTREAM_TIMEOUT_MS));
+                assert_eq!(
+                    upstream.timeout,
+                    Duration::from_millis(DEFAULT_UPSTREAM_TIMEOUT_MS)
+                );
                 assert_eq!(captures, vec![("order".to_string(), "5".to_string())]);
             }
             other => panic!("expected delegation, got {other:?}"),
         }
-        assert!(matches!(decide(&rules, "private-orders.6", &user), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "private-orders.6", &user),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
@@ -233,14 +305,22 @@ mod tests {
              [[rules]]\nchannel = 'private-doc.{id}'\n",
         )
         .unwrap();
-        assert!(matches!(decide(&rules, "private-doc.2", &claims(json!({"sub": "1"}))), Verdict::Deny(_)));
+        assert!(matches!(
+            decide(&rules, "private-doc.2", &claims(json!({"sub": "1"}))),
+            Verdict::Deny(_)
+        ));
     }
 
     #[test]
     fn bad_rules_are_config_errors() {
-        let err = rules("[[rules]]\nchannel = 'private-a.{id}'\nclaim_equals = { room = 'sub' }\n").unwrap_err();
+        let err = rules("[[rules]]\nchannel = 'private-a.{id}'\nclaim_equals = { room = 'sub' }\n")
+            .unwrap_err();
         assert!(err.contains("{room}"));
-        assert!(rules("[[rules]]\nchannel = 'private-a'\nupstream = 'ftp://x'\n").unwrap_err().contains("http"));
+        assert!(
+            rules("[[rules]]\nchannel = 'private-a'\nupstream = 'ftp://x'\n")
+                .unwrap_err()
+                .contains("http")
+        );
         assert!(rules("[[rules]]\nchannel = 'private-a'\nupstream_timeout_ms = 5\n").is_err());
         assert!(rules("[[rules]]\nchannel = 'private-a'\nclaims_equal = {}\n").is_err());
     }

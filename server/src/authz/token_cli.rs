@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::identity::now;
+use super::AuthzConfig;
 use crate::config::AppConfig;
 
 /// Flags of `overtone token`.
@@ -45,38 +46,58 @@ impl TokenArgs {
     pub fn mint(&self) -> Result<String, String> {
         let text = std::fs::read_to_string(&self.config)
             .map_err(|e| format!("cannot read config file {}: {e}", self.config.display()))?;
-        let file: AppsOnly = toml::from_str(&text).map_err(|e| format!("config file {}: {e}", self.config.display()))?;
-        let mut with_authz = file.apps.iter().filter_map(|app| Some((app, app.authz.as_ref()?)));
+        let file: AppsOnly = toml::from_str(&text)
+            .map_err(|e| format!("config file {}: {e}", self.config.display()))?;
+        let mut with_authz = file
+            .apps
+            .iter()
+            .filter_map(|app| Some((app, app.authz.as_ref()?)));
         let (app, authz) = match &self.app {
             Some(wanted) => with_authz.find(|(app, _)| app.key == *wanted || app.id == *wanted),
             None => with_authz.next(),
         }
         .ok_or("no such app with an [apps.authz] table in the config file")?;
-        let (key, (algorithm, signing_key)) =
-            authz.verifier.keys.iter().find_map(|k| Some((k, k.signing_key()?))).ok_or_else(|| {
-                format!("app {} has no HS256/HS384/HS512 key to sign with (its other keys are public keys)", app.id)
-            })?;
-
         let mut claims = Map::new();
         for claim in &self.claims {
-            let (name, value) = claim.split_once('=').ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
+            let (name, value) = claim
+                .split_once('=')
+                .ok_or_else(|| format!("--claim {claim}: expected NAME=VALUE"))?;
             let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
             claims.insert(name.into(), value);
         }
-        let issued = now();
-        claims.insert("sub".into(), self.sub.clone().into());
-        claims.insert("iat".into(), issued.into());
-        claims.insert("exp".into(), (issued + self.ttl).into());
-        if let Some(issuer) = &authz.verifier.issuer {
-            claims.insert("iss".into(), issuer.clone().into());
-        }
-        if let Some(audience) = &authz.verifier.audience {
-            claims.insert("aud".into(), audience.clone().into());
-        }
-        let mut header = Header::new(algorithm);
-        header.kid = key.kid().map(Into::into);
-        jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| format!("cannot sign the token: {e}"))
+        mint(authz, &self.sub, claims, self.ttl).map_err(|e| format!("app {}: {e}", app.id))
     }
+}
+
+/// A token `authz` accepts for user `sub` with `claims`, valid for `ttl` seconds: signed with its
+/// first HMAC key, with `sub`, `iat`, `exp` and the configured `iss` / `aud` set. Also used by
+/// the demo to sign its visitors in.
+pub fn mint(
+    authz: &AuthzConfig,
+    sub: &str,
+    mut claims: Map<String, Value>,
+    ttl: u64,
+) -> Result<String, String> {
+    let (key, (algorithm, signing_key)) = authz
+        .verifier
+        .keys
+        .iter()
+        .find_map(|k| Some((k, k.signing_key()?)))
+        .ok_or("no HS256/HS384/HS512 key to sign with (the other keys are public keys)")?;
+    let issued = now();
+    claims.insert("sub".into(), sub.into());
+    claims.insert("iat".into(), issued.into());
+    claims.insert("exp".into(), (issued + ttl).into());
+    if let Some(issuer) = &authz.verifier.issuer {
+        claims.insert("iss".into(), issuer.clone().into());
+    }
+    if let Some(audience) = &authz.verifier.audience {
+        claims.insert("aud".into(), audience.clone().into());
+    }
+    let mut header = Header::new(algorithm);
+    header.kid = key.kid().map(Into::into);
+    jsonwebtoken::encode(&header, &claims, &signing_key)
+        .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
 #[cfg(test)]
@@ -106,12 +127,27 @@ mod tests {
         let token = args.mint().unwrap();
         let file: AppsOnly = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        let identity = file.apps[0].authz.as_ref().unwrap().verifier.identify(&headers).unwrap();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let identity = file.apps[0]
+            .authz
+            .as_ref()
+            .unwrap()
+            .verifier
+            .identify(&headers)
+            .unwrap();
         assert_eq!(identity.user_id, "42");
         assert_eq!(identity.claims["name"], "Ana");
         assert_eq!(identity.claims["rooms"], serde_json::json!(["lobby"]));
-        assert!(TokenArgs { app: Some("other".into()), ..args }.mint().unwrap_err().contains("no such app"));
+        assert!(TokenArgs {
+            app: Some("other".into()),
+            ..args
+        }
+        .mint()
+        .unwrap_err()
+        .contains("no such app"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -42,7 +42,11 @@ pub async fn ask(
     question: Question<'_>,
 ) -> Result<Option<Map<String, Value>>, AuthzError> {
     let identity = question.identity;
-    let params: Map<String, Value> = question.captures.into_iter().map(|(k, v)| (k, v.into())).collect();
+    let params: Map<String, Value> = question
+        .captures
+        .into_iter()
+        .map(|(k, v)| (k, v.into()))
+        .collect();
     let body = json!({
         "app_id": question.app_id,
         "socket_id": question.socket_id,
@@ -51,10 +55,15 @@ pub async fn ask(
         "claims": identity.claims,
         "params": params,
     });
-    let request = http.post(upstream.url.clone()).timeout(upstream.timeout).json(&body);
+    let request = http
+        .post(upstream.url.clone())
+        .timeout(upstream.timeout)
+        .json(&body);
     let request = match &identity.credential {
         Credential::Bearer(token) => request.bearer_auth(token),
-        Credential::Cookie { name, value } => request.header(reqwest::header::COOKIE, format!("{name}={value}")),
+        Credential::Cookie { name, value } => {
+            request.header(reqwest::header::COOKIE, format!("{name}={value}"))
+        }
     };
     let failed = |status: StatusCode, what: String| {
         tracing::warn!(url = %upstream.url, "authorization upstream {what}");
@@ -62,7 +71,10 @@ pub async fn ask(
     };
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {
-            failed(StatusCode::GATEWAY_TIMEOUT, format!("did not answer within {} ms", upstream.timeout.as_millis()))
+            failed(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("did not answer within {} ms", upstream.timeout.as_millis()),
+            )
         } else {
             failed(StatusCode::BAD_GATEWAY, "could not be reached".into())
         }
@@ -72,16 +84,32 @@ pub async fn ask(
         return Err(AuthzError(status, "Denied by the app".into()));
     }
     if !status.is_success() {
-        return Err(failed(StatusCode::BAD_GATEWAY, format!("answered {status}")));
+        return Err(failed(
+            StatusCode::BAD_GATEWAY,
+            format!("answered {status}"),
+        ));
     }
     let answer: Answer = response.json().await.map_err(|e| {
-        let what =
-            if e.is_timeout() { "was too slow to answer" } else { "answered something other than {\"allow\": ..}" };
-        failed(if e.is_timeout() { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY }, what.into())
+        let what = if e.is_timeout() {
+            "was too slow to answer"
+        } else {
+            "answered something other than {\"allow\": ..}"
+        };
+        failed(
+            if e.is_timeout() {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            },
+            what.into(),
+        )
     })?;
     if answer.allow {
         Ok(answer.user_info)
     } else {
-        Err(AuthzError(StatusCode::FORBIDDEN, answer.message.unwrap_or_else(|| "Denied by the app".into())))
+        Err(AuthzError(
+            StatusCode::FORBIDDEN,
+            answer.message.unwrap_or_else(|| "Denied by the app".into()),
+        ))
     }
 }

@@ -1,0 +1,842 @@
+//! The shell's state and the loop that runs the sans-IO machines: it feeds the core and the
+//! feature machines with socket frames, window events and the one timer, performs their actions
+//! (socket, auth requests through the JavaScript hooks, listener calls, localStorage and
+//! BroadcastChannel for badges) and queues every call into JavaScript until the state is no
+//! longer borrowed, so a callback may call back into the client.
+
+use crate::prelude::*;
+
+use alloc::rc::{Rc, Weak};
+use core::cell::RefCell;
+
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use web_sys::{BroadcastChannel, CloseEvent, MessageEvent, WebSocket};
+
+use super::parse::{get, id_string, parse_frame, parse_json, to_json};
+use crate::core::{
+    Action, Binding, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage, State,
+};
+use crate::features::badges::{BadgeAction, Badges};
+use crate::features::status::{AwayStatus, Status, StatusConfig, STATUS_EVENT};
+use crate::features::typing::{Typing, TypingConfig, TYPING_EVENT};
+use crate::features::{refuses_client_events, Action as FeatureAction};
+use crate::secretbox;
+
+/// The wire name of Laravel's notification event (`notification(cb)`), which feeds the badges.
+const NOTIFICATION_WIRE: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
+/// An absolute unread count from the server, `{category, count}` (Laravel: `broadcastAs()`).
+pub(crate) const BADGE_COUNT_EVENT: &str = "overtone.badge-count";
+
+/// The JavaScript functions the TypeScript layer hands the shell.
+pub(crate) struct Hooks {
+    /// `(channel, socketId)`: answer with `authorized` or `authorizationFailed`.
+    pub authorize: Function,
+    /// `(socketId)`: answer with `userAuthorized`.
+    pub authorize_user: Function,
+    /// `(state)`, the core's state name.
+    pub state_changed: Function,
+    /// `(code | undefined, message)`: a `pusher:error` or a refused frame.
+    pub error: Function,
+}
+
+/// What a change callback registered with `watch` follows.
+#[derive(PartialEq)]
+pub(crate) enum Watch {
+    Typing(String),
+    Status(String),
+    Badges,
+}
+
+/// The unread badges with their persistence and their link to the user's other tabs.
+struct BadgeStore {
+    badges: Badges,
+    storage_key: String,
+    tabs: Option<BroadcastChannel>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+pub(crate) struct Shell {
+    core: Client<JsValue>,
+    hooks: Hooks,
+    this: Weak<RefCell<Shell>>,
+    socket: Option<WebSocket>,
+    on_message: Closure<dyn FnMut(MessageEvent)>,
+    on_close: Closure<dyn FnMut(CloseEvent)>,
+    on_error: Closure<dyn FnMut()>,
+    on_timer: Closure<dyn FnMut()>,
+    /// The armed timer: its handle and the deadline it is for.
+    timer: Option<(i32, u64)>,
+    callbacks: Vec<(ListenerId, Function)>,
+    /// `private-encrypted-*` channels' keys, from their auth replies.
+    secrets: Vec<(String, [u8; 32])>,
+    typing: Vec<(String, Typing)>,
+    statuses: Vec<(String, AwayStatus)>,
+    status_config: StatusConfig,
+    badges: Option<BadgeStore>,
+    watchers: Vec<(u32, Watch, Function)>,
+    next_watch: u32,
+    /// JavaScript calls to make once the state is released.
+    calls: Vec<(Function, Array)>,
+}
+
+/// Milliseconds on the page's monotonic clock.
+pub(crate) fn now() -> u64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now()) as u64
+}
+
+pub(crate) fn page_visible() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_none_or(|d| !d.hidden())
+}
+
+/// Runs `f` on the shell, performs what it caused, then makes the queued JavaScript calls.
+pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R) -> R {
+    let Ok(mut state) = shell.try_borrow_mut() else {
+        // Unreachable by construction (no JavaScript runs while borrowed); never panic.
+        wasm_bindgen::throw_str("overtone: re-entrant call");
+    };
+    let result = f(&mut state);
+    drop(state);
+    finish(shell);
+    result
+}
+
+/// The non-generic half of [`run`], kept out of line so each entry point stays small.
+#[inline(never)]
+fn finish(shell: &Rc<RefCell<Shell>>) {
+    let calls = {
+        let mut state = shell.borrow_mut();
+        state.flush();
+        core::mem::take(&mut state.calls)
+    };
+    for (function, args) in calls {
+        if let Err(error) = function.apply(&JsValue::NULL, &args) {
+            web_sys::console::error_1(&error);
+        }
+    }
+}
+
+/// Runs `f` on the shell behind `weak`, if it still exists.
+fn run_weak(weak: &Weak<RefCell<Shell>>, f: impl FnOnce(&mut Shell)) {
+    if let Some(shell) = weak.upgrade() {
+        run(&shell, f);
+    }
+}
+
+fn args(values: &[&JsValue]) -> Array {
+    values.iter().copied().collect()
+}
+
+impl Shell {
+    pub(crate) fn new(
+        config: Config,
+        status_config: StatusConfig,
+        badge_scope: Option<String>,
+        hooks: Hooks,
+    ) -> Rc<RefCell<Shell>> {
+        let seed = (js_sys::Math::random() * 9e15) as u64;
+        let shell = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
+            let weak = this.clone();
+            let on_message = Closure::new(move |event: MessageEvent| {
+                if let Some(text) = event.data().as_string() {
+                    run_weak(&weak, |s| s.on_frame(&text));
+                }
+            });
+            let weak = this.clone();
+            let on_close = Closure::new(move |event: CloseEvent| {
+                run_weak(&weak, |s| s.core.socket_closed(now(), event.code()));
+            });
+            let weak = this.clone();
+            let on_error = Closure::new(move || run_weak(&weak, |s| s.core.socket_error(now())));
+            let weak = this.clone();
+            let on_timer = Closure::new(move || {
+                run_weak(&weak, |s| {
+                    s.timer = None;
+                    s.timeout(now());
+                })
+            });
+            RefCell::new(Shell {
+                core: Client::new(config, seed),
+                hooks,
+                this: this.clone(),
+                socket: None,
+                on_message,
+                on_close,
+                on_error,
+                on_timer,
+                timer: None,
+                callbacks: Vec::new(),
+                secrets: Vec::new(),
+                typing: Vec::new(),
+                statuses: Vec::new(),
+                status_config,
+                badges: None,
+                watchers: Vec::new(),
+                next_watch: 0,
+                calls: Vec::new(),
+            })
+        });
+        {
+            let mut state = shell.borrow_mut();
+            state.listen_to_window();
+            if let Some(scope) = badge_scope {
+                state.badges = Some(state.open_badges(&scope));
+            }
+        }
+        shell
+    }
+
+    pub(crate) fn core(&mut self) -> &mut Client<JsValue> {
+        &mut self.core
+    }
+
+    // ---- window and socket inputs ----
+
+    /// `online`/`offline`, `visibilitychange` and `pageshow`, for the life of the page.
+    fn listen_to_window(&mut self) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        type Handler = fn(&mut Shell, u64, &JsValue);
+        let events: [(&str, Handler); 4] = [
+            ("online", |s, now, _| s.core.set_online(now, true)),
+            ("offline", |s, now, _| s.core.set_online(now, false)),
+            ("visibilitychange", |s, now, _| s.visibility_changed(now)),
+            ("pageshow", |s, now, event| {
+                // A bfcache restore: the socket may have died while the page was frozen.
+                if get(event, "persisted").is_truthy() {
+                    s.core.page_shown(now);
+                }
+            }),
+        ];
+        for (name, handle) in events {
+            let weak = self.this.clone();
+            let closure = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+                run_weak(&weak, |s| handle(s, now(), &event));
+            });
+            let callback = closure.as_ref().unchecked_ref();
+            let _ = match (name, window.document()) {
+                ("visibilitychange", Some(document)) => {
+                    document.add_event_listener_with_callback(name, callback)
+                }
+                _ => window.add_event_listener_with_callback(name, callback),
+            };
+            // Listeners live as long as the page: the shell is never torn down.
+            closure.forget();
+        }
+        if !window.navigator().on_line() {
+            self.core.set_online(now(), false);
+        }
+    }
+
+    fn visibility_changed(&mut self, now: u64) {
+        let visible = page_visible();
+        if visible {
+            self.core.page_shown(now);
+        }
+        for (_, status) in &mut self.statuses {
+            status.visibility_changed(visible, now);
+        }
+    }
+
+    fn on_frame(&mut self, text: &str) {
+        let Some(mut message) = parse_frame(text) else {
+            return self.error(None, "Unreadable frame from the server");
+        };
+        let now = now();
+        if let ServerMessage::Event {
+            channel,
+            event,
+            data,
+            ..
+        } = &mut message
+        {
+            if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
+                match self.decrypt(channel, data) {
+                    Some(plain) => *data = plain,
+                    None => return self.error(None, "Could not decrypt an event"),
+                }
+            }
+        }
+        let observed = Observed::of(&message);
+        self.core.handle_message(now, message);
+        if let Some(observed) = observed {
+            self.observe(observed, now);
+        }
+    }
+
+    fn decrypt(&self, channel: &str, data: &JsValue) -> Option<JsValue> {
+        let (_, key) = self.secrets.iter().find(|(name, _)| name == channel)?;
+        let nonce = secretbox::base64_decode(&get(data, "nonce").as_string()?)?;
+        let ciphertext = secretbox::base64_decode(&get(data, "ciphertext").as_string()?)?;
+        let plain = secretbox::secretbox_open(key, &nonce, &ciphertext)?;
+        parse_json(core::str::from_utf8(&plain).ok()?)
+    }
+
+    fn timeout(&mut self, now: u64) {
+        if self.core.poll_timeout().is_some_and(|at| at <= now) {
+            self.core.handle_timeout(now);
+        }
+        for (_, typing) in &mut self.typing {
+            if typing.poll_timeout().is_some_and(|at| at <= now) {
+                typing.handle_timeout(now);
+            }
+        }
+        for (_, status) in &mut self.statuses {
+            if status.poll_timeout().is_some_and(|at| at <= now) {
+                status.handle_timeout(now);
+            }
+        }
+    }
+
+    // ---- performing what the machines ask ----
+
+    /// Drains every machine's actions until none is left, then re-arms the timer.
+    fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.core.poll_action() {
+                progressed = true;
+                self.perform(action);
+            }
+            let mut feature_actions = Vec::new();
+            for (channel, typing) in &mut self.typing {
+                while let Some(action) = typing.poll_action() {
+                    feature_actions.push((Watch::Typing(channel.clone()), action));
+                }
+            }
+            for (channel, status) in &mut self.statuses {
+                while let Some(action) = status.poll_action() {
+                    feature_actions.push((Watch::Status(channel.clone()), action));
+                }
+            }
+            for (watch, action) in feature_actions {
+                progressed = true;
+                self.perform_feature(watch, action);
+            }
+            while let Some(action) = self.badges.as_mut().and_then(|b| b.badges.poll_action()) {
+                progressed = true;
+                self.perform_badges(action);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.arm_timer();
+    }
+
+    fn perform(&mut self, action: Action<JsValue>) {
+        match action {
+            Action::OpenSocket { url } => {
+                self.close_socket();
+                match WebSocket::new(&url) {
+                    Ok(socket) => {
+                        socket.set_onmessage(Some(self.on_message.as_ref().unchecked_ref()));
+                        socket.set_onclose(Some(self.on_close.as_ref().unchecked_ref()));
+                        socket.set_onerror(Some(self.on_error.as_ref().unchecked_ref()));
+                        self.socket = Some(socket);
+                    }
+                    Err(_) => self.core.socket_error(now()),
+                }
+            }
+            Action::CloseSocket => self.close_socket(),
+            Action::Send(frame) => {
+                let text = frame.to_json(to_json);
+                if let Some(socket) = &self.socket {
+                    let _ = socket.send_with_str(&text);
+                }
+            }
+            Action::StateChanged { previous, current } => {
+                if previous == State::Connected {
+                    self.typing.iter_mut().for_each(|(_, t)| t.reset());
+                    self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
+                }
+                let state = JsValue::from_str(current.as_str());
+                self.calls
+                    .push((self.hooks.state_changed.clone(), args(&[&state])));
+            }
+            Action::Authorize { channel, socket_id } => {
+                let call = args(&[&channel.into(), &socket_id.into()]);
+                self.calls.push((self.hooks.authorize.clone(), call));
+            }
+            Action::AuthorizeUser { socket_id } => {
+                self.calls.push((
+                    self.hooks.authorize_user.clone(),
+                    args(&[&socket_id.into()]),
+                ));
+            }
+            Action::Dispatch { listeners, payload } => {
+                let call = payload_args(payload);
+                for id in listeners {
+                    if let Some((_, callback)) = self.callbacks.iter().find(|(l, _)| *l == id) {
+                        self.calls.push((callback.clone(), call.clone()));
+                    }
+                }
+            }
+            // The user channel's events reach user listeners; the id is in `userId()`.
+            Action::SignedIn { .. } => {}
+            Action::ServerError { code, message } => {
+                if refuses_client_events(&message) {
+                    self.typing
+                        .iter_mut()
+                        .for_each(|(_, t)| t.client_events_refused());
+                    self.statuses
+                        .iter_mut()
+                        .for_each(|(_, s)| s.client_events_refused());
+                }
+                self.error(code, &message);
+            }
+        }
+    }
+
+    fn perform_feature(&mut self, watch: Watch, action: FeatureAction) {
+        match action {
+            FeatureAction::SendClientEvent { event, data } => {
+                let channel = match &watch {
+                    Watch::Typing(c) | Watch::Status(c) => c,
+                    Watch::Badges => return,
+                };
+                let name = event.strip_prefix("client-").unwrap_or(event);
+                if let Some(payload) = parse_json(&data) {
+                    // Not subscribed (yet): the machines re-announce after subscribing.
+                    let _ = self.core.whisper(channel, name, payload);
+                }
+            }
+            FeatureAction::Changed => self.notify(&watch),
+        }
+    }
+
+    fn perform_badges(&mut self, action: BadgeAction) {
+        let Some(store) = &self.badges else { return };
+        match action {
+            BadgeAction::Changed => {
+                let storage = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+                if let Some(storage) = storage {
+                    // Full or disabled storage: the badges still work for this page's life.
+                    let _ = storage.set_item(&store.storage_key, &store.badges.encode());
+                }
+                self.notify(&Watch::Badges);
+            }
+            BadgeAction::Broadcast(message) => {
+                if let Some(tabs) = &store.tabs {
+                    let _ = tabs.post_message(&message.into());
+                }
+            }
+        }
+    }
+
+    fn close_socket(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            socket.set_onmessage(None);
+            socket.set_onclose(None);
+            socket.set_onerror(None);
+            let _ = socket.close();
+        }
+    }
+
+    fn arm_timer(&mut self) {
+        let due = [self.core.poll_timeout()]
+            .into_iter()
+            .chain(self.typing.iter().map(|(_, t)| t.poll_timeout()))
+            .chain(self.statuses.iter().map(|(_, s)| s.poll_timeout()))
+            .flatten()
+            .min();
+        if self.timer.map(|(_, at)| at) == due {
+            return;
+        }
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        if let Some((handle, _)) = self.timer.take() {
+            window.clear_timeout_with_handle(handle);
+        }
+        if let Some(at) = due {
+            let delay = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
+            if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+                self.on_timer.as_ref().unchecked_ref(),
+                delay,
+            ) {
+                self.timer = Some((handle, at));
+            }
+        }
+    }
+
+    fn error(&mut self, code: Option<u16>, message: &str) {
+        let code = code.map_or(JsValue::UNDEFINED, JsValue::from);
+        self.calls
+            .push((self.hooks.error.clone(), args(&[&code, &message.into()])));
+    }
+
+    // ---- listeners ----
+
+    pub(crate) fn add_callback(&mut self, id: ListenerId, callback: Function) -> u32 {
+        self.callbacks.push((id, callback));
+        id.0
+    }
+
+    /// Forgets the callbacks of listeners the core dropped.
+    pub(crate) fn drop_callbacks(&mut self, ids: &[ListenerId]) {
+        self.callbacks.retain(|(id, _)| !ids.contains(id));
+    }
+
+    pub(crate) fn unbind(&mut self, id: ListenerId) {
+        self.core.unbind(id);
+        self.drop_callbacks(&[id]);
+    }
+
+    /// Removes the listeners bound with `binding` on `channel`, only those calling `callback`
+    /// when given (Echo's `stopListening(event, callback?)`).
+    pub(crate) fn unbind_matching(
+        &mut self,
+        channel: &str,
+        binding: &Binding,
+        callback: Option<&Function>,
+    ) {
+        for id in self.core.listeners(channel, binding) {
+            if callback.is_none_or(|c| self.callbacks.iter().any(|(l, f)| *l == id && f == c)) {
+                self.unbind(id);
+            }
+        }
+    }
+
+    /// The channel was left: its listeners and feature machines go with it.
+    pub(crate) fn left(&mut self, dropped: Vec<ListenerId>) {
+        self.drop_callbacks(&dropped);
+        let core = &self.core;
+        let kept = |name: &String| core.has_channel(name);
+        self.typing.retain(|(name, _)| kept(name));
+        self.statuses.retain(|(name, _)| kept(name));
+        self.secrets.retain(|(name, _)| kept(name));
+        self.watchers.retain(|(_, watch, _)| match watch {
+            Watch::Typing(name) | Watch::Status(name) => kept(name),
+            Watch::Badges => true,
+        });
+    }
+
+    pub(crate) fn authorized(
+        &mut self,
+        channel: &str,
+        socket_id: &str,
+        auth: ChannelAuth,
+        secret: Option<[u8; 32]>,
+    ) {
+        if let Some(key) = secret {
+            self.secrets.retain(|(name, _)| name != channel);
+            self.secrets.push((channel.to_owned(), key));
+        }
+        self.core.authorized(channel, socket_id, auth);
+    }
+
+    // ---- features ----
+
+    fn observe(&mut self, observed: Observed, now: u64) {
+        match observed {
+            Observed::PresenceUp(channel) => {
+                let me = self.core.me(&channel).map(|m| m.user_id.clone());
+                if !self.statuses.iter().any(|(name, _)| *name == channel) {
+                    let status = AwayStatus::new(self.status_config, me, page_visible(), now);
+                    self.statuses.push((channel.clone(), status));
+                }
+                let ids: Vec<String> = self
+                    .core
+                    .members(&channel)
+                    .iter()
+                    .map(|m| m.user_id.clone())
+                    .collect();
+                if let Some(status) = self.status_mut(&channel) {
+                    status.subscribed(ids.iter().map(String::as_str), now);
+                }
+            }
+            Observed::Joined(channel, user) => {
+                if let Some(status) = self.status_mut(&channel) {
+                    status.member_joined(&user, now);
+                }
+            }
+            Observed::Left(channel, user) => {
+                if let Some(status) = self.status_mut(&channel) {
+                    status.member_left(&user);
+                }
+                if let Some(typing) = self.typing_mut(&channel) {
+                    typing.member_left(&user);
+                }
+            }
+            Observed::Typing {
+                channel,
+                user,
+                typing,
+            } => {
+                if let Some(machine) = self.typing_mut(&channel) {
+                    machine.received(&user, typing, now);
+                }
+            }
+            Observed::Status {
+                channel,
+                user,
+                status,
+            } => {
+                if let Some(machine) = self.status_mut(&channel) {
+                    machine.received(&user, status);
+                }
+            }
+            Observed::Notification { id, category } => {
+                if let Some(store) = &mut self.badges {
+                    store.badges.notification(&id, &category);
+                }
+            }
+            Observed::BadgeCount { category, count } => {
+                if let Some(store) = &mut self.badges {
+                    store.badges.set_count(&category, count);
+                }
+            }
+        }
+    }
+
+    fn status_mut(&mut self, channel: &str) -> Option<&mut AwayStatus> {
+        self.statuses
+            .iter_mut()
+            .find(|(name, _)| name == channel)
+            .map(|(_, s)| s)
+    }
+
+    fn typing_mut(&mut self, channel: &str) -> Option<&mut Typing> {
+        self.typing
+            .iter_mut()
+            .find(|(name, _)| name == channel)
+            .map(|(_, t)| t)
+    }
+
+    /// The channel's typing machine, made on first use: own id from presence, else sign-in.
+    pub(crate) fn typing(&mut self, channel: &str) -> &mut Typing {
+        if let Some(index) = self.typing.iter().position(|(name, _)| name == channel) {
+            return &mut self.typing[index].1;
+        }
+        let me = self.core.me(channel).map(|m| m.user_id.clone());
+        let own = me.or_else(|| self.core.user_id().map(str::to_owned));
+        self.typing.push((
+            channel.to_owned(),
+            Typing::new(TypingConfig::default(), own),
+        ));
+        let last = self.typing.len() - 1;
+        &mut self.typing[last].1
+    }
+
+    /// `[{id, info?}]` of who is typing, `info` from the presence member list when known.
+    pub(crate) fn typing_users(&self, channel: &str) -> Array {
+        let Some((_, typing)) = self.typing.iter().find(|(name, _)| name == channel) else {
+            return Array::new();
+        };
+        let members = self.core.members(channel);
+        typing
+            .typing_users()
+            .map(|id| {
+                let user = Object::new();
+                let _ = Reflect::set(&user, &"id".into(), &id.into());
+                if let Some(member) = members.iter().find(|m| m.user_id == id) {
+                    let _ = Reflect::set(&user, &"info".into(), &member.info);
+                }
+                JsValue::from(user)
+            })
+            .collect()
+    }
+
+    /// `{userId: "online" | "away"}` of a presence channel's members.
+    pub(crate) fn statuses(&self, channel: &str) -> Object {
+        let object = Object::new();
+        if let Some((_, status)) = self.statuses.iter().find(|(name, _)| name == channel) {
+            for (user, value) in status.statuses() {
+                let _ = Reflect::set(&object, &user.into(), &value.as_str().into());
+            }
+        }
+        object
+    }
+
+    pub(crate) fn status(&self, channel: &str, user: Option<&str>) -> Option<String> {
+        let (_, status) = self.statuses.iter().find(|(name, _)| name == channel)?;
+        let value = match user {
+            Some(user) => status.status_of(user)?,
+            None => status.own_status(),
+        };
+        Some(value.as_str().to_owned())
+    }
+
+    pub(crate) fn badges(&mut self) -> Option<&mut Badges> {
+        self.badges.as_mut().map(|b| &mut b.badges)
+    }
+
+    /// `{category: count}` of the unread badges.
+    pub(crate) fn badge_counts(&self) -> Object {
+        let object = Object::new();
+        if let Some(store) = &self.badges {
+            for (category, count) in store.badges.counts() {
+                let _ = Reflect::set(&object, &category.into(), &count.into());
+            }
+        }
+        object
+    }
+
+    pub(crate) fn watch(&mut self, watch: Watch, callback: Function) -> u32 {
+        let id = self.next_watch;
+        self.next_watch = self.next_watch.wrapping_add(1);
+        self.watchers.push((id, watch, callback));
+        id
+    }
+
+    pub(crate) fn unwatch(&mut self, id: u32) {
+        self.watchers.retain(|(w, _, _)| *w != id);
+    }
+
+    /// Queues the change callbacks following `watch`, with the new state.
+    fn notify(&mut self, watch: &Watch) {
+        let value: JsValue = match watch {
+            Watch::Typing(channel) => self.typing_users(channel).into(),
+            Watch::Status(channel) => self.statuses(channel).into(),
+            Watch::Badges => self.badge_counts().into(),
+        };
+        for (_, _, callback) in self.watchers.iter().filter(|(_, w, _)| w == watch) {
+            self.calls.push((callback.clone(), args(&[&value])));
+        }
+    }
+
+    /// Badges restored from localStorage and linked to the other tabs of the same scope.
+    fn open_badges(&self, scope: &str) -> BadgeStore {
+        let storage_key = ["overtone-badges:", scope].concat();
+        let window = web_sys::window();
+        let stored = window
+            .as_ref()
+            .and_then(|w| w.local_storage().ok().flatten())
+            .and_then(|s| s.get_item(&storage_key).ok().flatten());
+        let badges = stored.map_or_else(Badges::new, |text| Badges::restore(&text));
+        let weak = self.this.clone();
+        let on_message = Closure::new(move |event: MessageEvent| {
+            if let Some(text) = event.data().as_string() {
+                run_weak(&weak, |s| {
+                    if let Some(store) = &mut s.badges {
+                        store.badges.apply_remote(&text);
+                    }
+                });
+            }
+        });
+        let tabs = BroadcastChannel::new(&storage_key).ok();
+        if let Some(tabs) = &tabs {
+            tabs.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        }
+        BadgeStore {
+            badges,
+            storage_key,
+            tabs,
+            _on_message: on_message,
+        }
+    }
+}
+
+/// The arguments listeners receive, as laravel-echo passes them.
+fn payload_args(payload: Payload<JsValue>) -> Array {
+    match payload {
+        Payload::Event { data, user_id } => match user_id {
+            Some(user_id) => {
+                let meta = Object::new();
+                let _ = Reflect::set(&meta, &"user_id".into(), &user_id.into());
+                args(&[&data, &meta])
+            }
+            None => args(&[&data]),
+        },
+        Payload::NamedEvent { event, data } => args(&[&event.into(), &data]),
+        Payload::Subscribed => Array::new(),
+        Payload::Members(members) => {
+            let infos: Array = members.into_iter().map(|m| m.info).collect();
+            args(&[&infos])
+        }
+        Payload::Member(member) => args(&[&member.info]),
+        Payload::SubscriptionError { status, error } => {
+            let value = Object::new();
+            let _ = Reflect::set(&value, &"type".into(), &"AuthError".into());
+            let _ = Reflect::set(&value, &"error".into(), &error.into());
+            let status = status.map_or(JsValue::NULL, JsValue::from);
+            let _ = Reflect::set(&value, &"status".into(), &status);
+            args(&[&value])
+        }
+    }
+}
+
+/// What the feature machines need to hear of a frame, taken before the core consumes it.
+enum Observed {
+    PresenceUp(String),
+    Joined(String, String),
+    Left(String, String),
+    Typing {
+        channel: String,
+        user: String,
+        typing: bool,
+    },
+    Status {
+        channel: String,
+        user: String,
+        status: Status,
+    },
+    Notification {
+        id: String,
+        category: String,
+    },
+    BadgeCount {
+        category: String,
+        count: u32,
+    },
+}
+
+impl Observed {
+    fn of(message: &ServerMessage<JsValue>) -> Option<Observed> {
+        Some(match message {
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence: Some(_),
+            } => Observed::PresenceUp(channel.clone()),
+            ServerMessage::MemberAdded {
+                channel, user_id, ..
+            } => Observed::Joined(channel.clone(), user_id.clone()),
+            ServerMessage::MemberRemoved { channel, user_id } => {
+                Observed::Left(channel.clone(), user_id.clone())
+            }
+            ServerMessage::Event {
+                channel,
+                event,
+                data,
+                user_id,
+            } => {
+                // The server's user id on presence channels, else the one in the payload.
+                let user = || user_id.clone().or_else(|| id_string(&get(data, "user_id")));
+                match event.as_str() {
+                    TYPING_EVENT => Observed::Typing {
+                        channel: channel.clone(),
+                        user: user()?,
+                        typing: get(data, "typing").is_truthy(),
+                    },
+                    STATUS_EVENT => Observed::Status {
+                        channel: channel.clone(),
+                        user: user()?,
+                        status: Status::parse(&get(data, "status").as_string()?)?,
+                    },
+                    NOTIFICATION_WIRE => {
+                        let category = ["category", "type"]
+                            .iter()
+                            .find_map(|key| get(data, key).as_string())
+                            .unwrap_or_else(|| "default".into());
+                        Observed::Notification {
+                            id: id_string(&get(data, "id"))?,
+                            category,
+                        }
+                    }
+                    BADGE_COUNT_EVENT => Observed::BadgeCount {
+                        category: get(data, "category").as_string()?,
+                        count: get(data, "count").as_f64().filter(|n| *n >= 0.0)? as u32,
+                    },
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
+    }
+}

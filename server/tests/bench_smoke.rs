@@ -1,0 +1,142 @@
+//! `overtone bench` keeps working: every scenario at a tiny size against a started server, and
+//! bad input (no server, wrong key) fails fast with a clear message.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const OVERTONE: &str = env!("CARGO_BIN_EXE_overtone");
+const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench/overtone.toml");
+
+/// A server on a free port, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Self {
+        let mut child = Command::new(OVERTONE)
+            .args(["serve", "--port", "0", "--config", CONFIG])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start overtone serve");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let port = stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let rest = line.split("ws://127.0.0.1:").nth(1)?;
+                rest.split('/').next()?.parse().ok()
+            })
+            .expect("the server prints its address");
+        Self { child, port }
+    }
+
+    fn bench(&self, args: &[&str]) -> Output {
+        let url = format!("ws://127.0.0.1:{}", self.port);
+        let pid = self.child.id().to_string();
+        bench(&[&["--url", &url, "--server-pid", &pid], args].concat())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(OVERTONE).arg("bench").args(args).output().expect("run overtone bench")
+}
+
+/// The one JSON line a successful run prints.
+fn summary(output: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
+    assert_eq!(stdout.lines().count(), 1, "one summary line, got: {stdout}");
+    serde_json::from_str(&stdout).expect("the summary is JSON")
+}
+
+#[test]
+fn connect_measures_server_memory() {
+    let server = Server::start();
+    let s = summary(&server.bench(&["connect", "-n", "50", "--hold", "0"]));
+    assert_eq!(s["dropped"], 0);
+    assert!(s["server_kib_per_connection"].is_number(), "{s}");
+}
+
+#[test]
+fn fanout_delivers_everything() {
+    let server = Server::start();
+    let s = summary(&server.bench(&[
+        "fanout",
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+    ]));
+    assert_eq!(s["expected"], 400);
+    assert_eq!(s["loss"], 0, "{s}");
+    assert!(s["latency"]["p99_ms"].as_f64().unwrap() > 0.0, "{s}");
+}
+
+#[test]
+fn presence_views_end_right() {
+    let server = Server::start();
+    let s = summary(&server.bench(&[
+        "presence",
+        "-n",
+        "20",
+        "--join-window-ms",
+        "100",
+        "--churn",
+        "5",
+        "--rounds",
+        "1",
+        "--churn-window-ms",
+        "100",
+    ]));
+    assert_eq!(s["wrong_views_at_end"], 0, "{s}");
+    assert!(s["churn_member_removed"]["count"].as_u64().unwrap() > 0, "{s}");
+}
+
+#[test]
+fn client_events_arrive() {
+    let server = Server::start();
+    let s =
+        summary(&server.bench(&["client-events", "-n", "6", "--group", "3", "--duration", "1"]));
+    assert_eq!(s["expected"], 60);
+    assert_eq!(s["loss"], 0, "{s}");
+    assert_eq!(s["refusals"], 0, "{s}");
+}
+
+#[test]
+fn bad_input_fails_fast_and_clearly() {
+    let fails = |args: &[&str], expected: &str| {
+        let started = Instant::now();
+        let output = bench(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took too long");
+    };
+    let server = Server::start();
+    let url = format!("ws://127.0.0.1:{}", server.port);
+    // A port nobody listens on: one that was free a moment ago.
+    let gone = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ws://127.0.0.1:{}", listener.local_addr().unwrap().port())
+    };
+    fails(&["--url", &gone, "connect", "-n", "1"], "cannot connect");
+    fails(&["--url", &url, "--app-key", "wrong", "connect", "-n", "1"], "refused");
+    fails(&["--url", &url, "--app-secret", "wrong", "fanout", "-n", "1", "--duration", "1"], "401");
+    fails(&["--url", "ws://10.0.0.1:80", "connect"], "loopback");
+}

@@ -1,0 +1,47 @@
+// Pages that use the built overtone package against a started server (in demo mode, serving
+// tests/page/fixture): the page's `/broadcasting/auth` requests are answered here, signed with
+// the app secret by the `pusher` server SDK, as a Laravel backend would.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, serverSdk } from './server.mjs';
+import { strictPage } from './browser.mjs';
+
+const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../page/fixture');
+
+/** A server serving the fixture page and the built package (`/pkg/`). */
+export function startPageServer(options = {}) {
+  return startServer({ ...options, args: ['--demo', '--demo-dir', fixture, ...(options.args ?? [])] });
+}
+
+/**
+ * Opens the fixture page in `context` and creates `window.echo` with `options` on top of the
+ * server's address. `user` ({id, info}) is who the auth endpoints say joins presence channels
+ * and signs in; `sdk` signs (pass one with an encryption master key for encrypted channels).
+ */
+export async function openEchoPage(context, server, { user = { id: '1', info: { name: 'one' } }, options = {}, sdk } = {}) {
+  const page = await strictPage(context);
+  sdk ??= await serverSdk(server);
+  const form = (route) => new URLSearchParams(route.request().postData() ?? '');
+  await page.route('**/broadcasting/auth', async (route) => {
+    const channel = form(route).get('channel_name');
+    const presence = channel.startsWith('presence-') ? { user_id: user.id, user_info: user.info } : undefined;
+    await route.fulfill({ json: sdk.authorizeChannel(form(route).get('socket_id'), channel, presence) });
+  });
+  await page.route('**/broadcasting/user-auth', (route) =>
+    route.fulfill({ json: sdk.authenticateUser(form(route).get('socket_id'), { id: user.id, user_info: user.info }) }),
+  );
+  await page.goto(`${server.url}/`);
+  await page.waitForFunction(() => window.Echo);
+  await page.evaluate(
+    ({ port, key, options }) => {
+      window.echo = new window.Echo({ broadcaster: 'reverb', key, wsHost: '127.0.0.1', wsPort: port, forceTLS: false, ...options });
+    },
+    { port: server.port, key: server.app.key, options },
+  );
+  return page;
+}
+
+/** Waits until `fn(arg)` is truthy in the page (5 s). */
+export function until(page, fn, arg) {
+  return page.waitForFunction(fn, arg, { timeout: 5000, polling: 50 });
+}
