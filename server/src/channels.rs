@@ -173,9 +173,43 @@ pub struct ChannelSummary {
 #[derive(Default)]
 pub struct ChannelRegistry {
     channels: DashMap<Arc<str>, Channel>,
+    /// Presence is cluster-wide: joins, leaves and member lists are announced by
+    /// [`crate::cluster::presence`], not from this node's members alone.
+    clustered: bool,
 }
 
 impl ChannelRegistry {
+    /// A registry whose presence announcements are left to the cluster.
+    pub fn clustered() -> ChannelRegistry {
+        ChannelRegistry {
+            clustered: true,
+            ..ChannelRegistry::default()
+        }
+    }
+
+    /// This node's presence members, as `(channel, member)`: what it re-registers after
+    /// reconnecting to the cluster.
+    pub fn local_members(&self) -> Vec<(Arc<str>, Member)> {
+        self.channels
+            .iter()
+            .flat_map(|ch| {
+                let name = ch.key().clone();
+                ch.members
+                    .members()
+                    .map(|m| (name.clone(), m))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// `pusher_internal:subscription_succeeded` data from this node's members only.
+    pub fn local_presence_data(&self, channel: &str) -> String {
+        self.channels.get(channel).map_or_else(
+            || Members::default().subscription_data(),
+            |ch| ch.members.subscription_data(),
+        )
+    }
+
     /// Subscribes `conn` (as `member` on presence channels), sends it
     /// `pusher_internal:subscription_succeeded` and, on cache channels, the cached event or
     /// `pusher:cache_miss`, and announces a presence member's first connection to the others.
@@ -208,15 +242,17 @@ impl ChannelRegistry {
         let joined = match member {
             Some(member) => {
                 let joined = ch.members.join(member);
-                if joined {
-                    let added =
-                        frame::member_added(channel, &member.user_id, member.user_info.get());
-                    ch.broadcast(&added, Some(&conn.socket_id));
+                if !self.clustered {
+                    if joined {
+                        let added =
+                            frame::member_added(channel, &member.user_id, member.user_info.get());
+                        ch.broadcast(&added, Some(&conn.socket_id));
+                    }
+                    conn.send(frame::subscription_succeeded(
+                        channel,
+                        &ch.members.subscription_data(),
+                    ));
                 }
-                conn.send(frame::subscription_succeeded(
-                    channel,
-                    &ch.members.subscription_data(),
-                ));
                 joined
             }
             None => {
@@ -250,7 +286,7 @@ impl ChannelRegistry {
             let subscriber = ch.subscribers.remove(socket_id)?;
             let left = subscriber.user_id.is_some_and(|user_id| {
                 let left = ch.members.leave(&user_id);
-                if left {
+                if left && !self.clustered {
                     ch.broadcast(&frame::member_removed(channel, &user_id), None);
                 }
                 left

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::cluster::RedisConfig;
 use crate::webhooks::WebhookConfig;
 
 const DEFAULT_APP_ID: &str = "app-id";
@@ -21,6 +22,8 @@ const DEFAULT_APP_SECRET: &str = "app-secret";
 const DEFAULT_HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_ACTIVITY_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_REDIS_PREFIX: &str = "overtone";
+const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
 /// Flags of `overtone serve`.
 #[derive(Args, Debug, Clone)]
@@ -55,6 +58,17 @@ pub struct ServeArgs {
     /// Where the built npm package is, served to the demo at `/pkg/` (default: `pkg-js/dist`).
     #[arg(long, env = "OVERTONE_PACKAGE_DIR")]
     pub package_dir: Option<PathBuf>,
+    /// Redis shared by every node of a cluster (`redis://host:port/db`); without it this node
+    /// is alone and keeps everything in memory.
+    #[arg(long, env = "OVERTONE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Starts every Redis key and channel, so deployments sharing a Redis stay apart
+    /// [default: overtone].
+    #[arg(long, env = "OVERTONE_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Seconds shutdown waits for connections to close after asking them to (4200) [default: 10].
+    #[arg(long, env = "OVERTONE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -192,6 +206,9 @@ struct ServerSection {
     host: Option<IpAddr>,
     port: Option<u16>,
     activity_timeout: Option<u64>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    shutdown_grace: Option<u64>,
 }
 
 /// Files served in demo mode.
@@ -211,6 +228,10 @@ pub struct Config {
     pub activity_timeout: Duration,
     pub apps: Vec<AppConfig>,
     pub demo: Option<DemoAssets>,
+    /// The Redis this node shares with the others, if it is one of several.
+    pub redis: Option<RedisConfig>,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -222,6 +243,8 @@ impl Config {
             activity_timeout: Duration::from_secs(DEFAULT_ACTIVITY_TIMEOUT_SECS),
             apps: vec![app],
             demo: None,
+            redis: None,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }
 }
@@ -297,12 +320,28 @@ impl ServeArgs {
                 package: self.package_dir.unwrap_or_else(|| root.join("pkg-js/dist")),
             }
         });
+        let redis = match self.redis_url.or(file.server.redis_url) {
+            Some(url) => {
+                let prefix = self.redis_prefix.or(file.server.redis_prefix);
+                Some(RedisConfig::new(
+                    &url,
+                    prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX),
+                )?)
+            }
+            None => None,
+        };
         Ok(Config {
             host,
             port,
             activity_timeout: Duration::from_secs(activity_timeout),
             apps,
             demo,
+            redis,
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace
+                    .or(file.server.shutdown_grace)
+                    .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECS),
+            ),
         })
     }
 }

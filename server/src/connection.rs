@@ -171,8 +171,6 @@ struct Connection {
     subscriptions: HashMap<String, Option<Arc<str>>>,
     user: Option<SignedIn>,
     client_events: RateWindow,
-    /// Held for the connection's life: it counts against the app's quota.
-    _admission: Admission,
 }
 
 impl Connection {
@@ -189,7 +187,7 @@ impl Connection {
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
         let (sink, mut stream) = socket.split();
-        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone()));
+        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone(), shared.clone()));
         let mut conn = Connection {
             shared,
             app,
@@ -200,7 +198,6 @@ impl Connection {
                 started: Instant::now(),
                 used: 0,
             },
-            _admission: admission,
         };
         let closed_by_server = conn.read_loop(&mut stream, &closer, activity_timeout).await;
         conn.leave_all();
@@ -226,6 +223,9 @@ impl Connection {
             writer.abort();
         }
         tracing::debug!(socket_id = socket_id.as_str(), "disconnected");
+        // Counted (against the quota, and by shutdown waiting for connections to close) until
+        // the close is sent.
+        drop(admission);
     }
 
     /// Reads until the client leaves, the server shuts down, someone asks this connection to
@@ -263,7 +263,10 @@ impl Connection {
                     last_seen = Instant::now();
                     pinged = false;
                     match message {
-                        Message::Text(text) => self.on_text(text.as_str()),
+                        Message::Text(text) => {
+                            self.shared.metrics().received(text.len());
+                            self.on_text(text.as_str())
+                        }
                         Message::Binary(_) => self.invalid(None, "Binary frames are not part of the protocol"),
                         Message::Close(_) => break false,
                         // tungstenite answers control pings itself.
@@ -331,6 +334,7 @@ impl Connection {
             message,
             "refused a client frame"
         );
+        self.shared.metrics().error(code);
         self.handle.send(frame::error(code, message));
     }
 
@@ -375,6 +379,12 @@ impl Connection {
         ) {
             Ok(change) => {
                 self.announce_count(&channel, kind, change.occupancy);
+                self.app
+                    .subscriptions_changed(&channel, change.occupancy.subscriptions);
+                if let Some(member) = &member {
+                    self.app
+                        .presence_joined(&channel, member, &self.handle, change.member);
+                }
                 let user_id = member.map(|m| m.user_id);
                 webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
                 self.subscriptions.insert(channel, user_id);
@@ -458,6 +468,11 @@ impl Connection {
             if change.occupancy.subscriptions > 0 {
                 self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
             }
+            self.app
+                .subscriptions_changed(channel, change.occupancy.subscriptions);
+            if let (true, Some(user_id)) = (change.member, user_id) {
+                self.app.presence_left(channel, user_id);
+            }
             webhooks::unsubscribed(&self.app, channel, change, user_id);
         }
     }
@@ -537,7 +552,7 @@ impl Connection {
         let user_id = user_id.as_deref();
         let out = frame::channel_event(channel, &frame.event, data, user_id);
         let socket_id = &self.handle.socket_id;
-        self.app.channels.publish(channel, &out, Some(socket_id));
+        self.app.publish(channel, &out, Some(socket_id));
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 
@@ -573,6 +588,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queued: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
+    shared: Shared,
 ) {
     let closed = closer.closed();
     tokio::pin!(closed);
@@ -582,7 +598,7 @@ async fn write_loop(
             code = &mut closed => break code,
             frame = queued.recv() => match frame {
                 Some(frame) => {
-                    if write_burst(&mut sink, &mut queued, frame).await.is_err() {
+                    if write_burst(&mut sink, &mut queued, frame, &shared).await.is_err() {
                         return;
                     }
                 }
@@ -602,11 +618,16 @@ async fn write_burst(
     sink: &mut SplitSink<WebSocket, Message>,
     queued: &mut mpsc::Receiver<Utf8Bytes>,
     first: Utf8Bytes,
+    shared: &Shared,
 ) -> Result<(), axum::Error> {
+    shared.metrics().sent(first.len());
     sink.feed(Message::Text(first)).await?;
     for _ in 1..WRITE_BURST {
         match queued.try_recv() {
-            Ok(frame) => sink.feed(Message::Text(frame)).await?,
+            Ok(frame) => {
+                shared.metrics().sent(frame.len());
+                sink.feed(Message::Text(frame)).await?
+            }
             Err(_) => break,
         }
     }

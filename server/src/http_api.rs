@@ -207,17 +207,13 @@ impl Event {
     fn publish(&self, app: &App) {
         for channel in &self.channels {
             let out = frame::channel_event(channel, &self.name, &self.data, None);
-            app.channels.publish(channel, &out, self.except.as_ref());
+            app.publish(channel, &out, self.except.as_ref());
         }
     }
 
     /// The `info` attributes asked for, per channel.
-    fn channel_attributes(&self, app: &App, channel: &str) -> Value {
-        Value::Object(attributes(
-            app,
-            channel,
-            self.info.iter().map(String::as_str),
-        ))
+    async fn channel_attributes(&self, app: &App, channel: &str) -> Value {
+        Value::Object(attributes(app, channel, self.info.iter().map(String::as_str)).await)
     }
 }
 
@@ -244,12 +240,12 @@ fn check_info(info: &[impl AsRef<str>], known: &[&str]) -> Result<(), ApiError> 
 }
 
 /// `user_count` (presence channels only) and `subscription_count` of a channel, as asked.
-fn attributes<'a>(
+async fn attributes<'a>(
     app: &App,
     channel: &str,
     info: impl Iterator<Item = &'a str>,
 ) -> Map<String, Value> {
-    let occupancy = app.channels.occupancy(channel);
+    let occupancy = app.occupancy(channel).await;
     let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
     let mut out = Map::new();
     for attribute in info {
@@ -270,11 +266,11 @@ async fn trigger_event(signed: Signed) -> Result<Json<Value>, ApiError> {
     if event.info.is_empty() {
         return Ok(Json(json!({})));
     }
-    let channels: Map<String, Value> = event
-        .channels
-        .iter()
-        .map(|c| (c.clone(), event.channel_attributes(&signed.app, c)))
-        .collect();
+    let mut channels = Map::new();
+    for channel in &event.channels {
+        let attributes = event.channel_attributes(&signed.app, channel).await;
+        channels.insert(channel.clone(), attributes);
+    }
     Ok(Json(json!({ "channels": channels })))
 }
 
@@ -301,10 +297,14 @@ async fn trigger_batch(signed: Signed) -> Result<Json<Value>, ApiError> {
     if events.iter().all(|e| e.info.is_empty()) {
         return Ok(Json(json!({})));
     }
-    let batch: Vec<Value> = events
-        .iter()
-        .map(|e| e.channel_attributes(&signed.app, &e.channels[0]))
-        .collect();
+    let mut batch = Vec::with_capacity(events.len());
+    for event in &events {
+        batch.push(
+            event
+                .channel_attributes(&signed.app, &event.channels[0])
+                .await,
+        );
+    }
     Ok(Json(json!({ "batch": batch })))
 }
 
@@ -319,8 +319,8 @@ async fn list_channels(signed: Signed) -> Result<Json<Value>, ApiError> {
     }
     let channels: Map<String, Value> = signed
         .app
-        .channels
         .occupied(prefix)
+        .await
         .into_iter()
         .map(|summary| {
             let mut attrs = Map::new();
@@ -355,11 +355,9 @@ async fn channel_info(
         ));
     }
     let app = &signed.app;
-    let mut reply = attributes(app, &channel, info.iter().copied());
-    reply.insert(
-        "occupied".into(),
-        (app.channels.occupancy(&channel).subscriptions > 0).into(),
-    );
+    let mut reply = attributes(app, &channel, info.iter().copied()).await;
+    let occupied = app.occupancy(&channel).await.subscriptions > 0;
+    reply.insert("occupied".into(), occupied.into());
     if info.contains(&"cache") {
         if let Some((cached, ttl)) = app.channels.cached(&channel) {
             let event: Value = serde_json::from_str(cached.as_str()).unwrap_or_default();
@@ -382,8 +380,8 @@ async fn channel_users(
     }
     let users: Vec<Value> = signed
         .app
-        .channels
         .user_ids(&channel)
+        .await
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();
@@ -394,8 +392,7 @@ async fn terminate_connections(
     Path((_, user_id)): Path<(String, String)>,
     signed: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let closed = signed.app.users.terminate(&user_id, codes::UNAUTHORIZED);
-    tracing::debug!(user_id, closed, "terminated a user's connections");
+    signed.app.terminate(&user_id, codes::UNAUTHORIZED);
     Ok(Json(json!({})))
 }
 

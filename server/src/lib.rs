@@ -5,17 +5,21 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`authz`] (the
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
+//! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
 
 pub mod auth;
 pub mod authz;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod frame;
+pub mod health;
 pub mod http_api;
+pub mod metrics;
 pub mod presence;
 pub mod state;
 pub mod users;
@@ -36,6 +40,8 @@ pub fn router(shared: Shared) -> Router {
     let router = Router::new()
         .merge(connection::routes())
         .merge(http_api::routes())
+        .merge(health::routes())
+        .merge(metrics::routes())
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
         Some(assets) => router.merge(demo::routes(assets, &shared)),
@@ -61,6 +67,7 @@ pub async fn serve_on(
     let shared = Shared::new(config, shutdown.clone());
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    cluster::start(&shared);
     shared
         .apps()
         .for_each(|app| webhooks::start(app, shutdown.clone()));
@@ -76,9 +83,21 @@ pub async fn serve_on(
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .await;
+    // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
+    // here until each has sent its 4200 close, for at most the grace period.
+    let grace = shared.config().shutdown_grace;
+    let drained = async {
+        while shared.apps().any(|app| app.connection_count() > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
+    }
+    served
 }
 
 /// Every minute, forgets expired cache-channel events nobody is subscribed to, until shutdown.

@@ -148,6 +148,14 @@ impl Members {
         }
     }
 
+    /// Each member, with the `user_info` of their latest connection.
+    pub fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.by_user.iter().map(|(id, e)| Member {
+            user_id: id.clone(),
+            user_info: e.info.clone(),
+        })
+    }
+
     pub fn user_ids(&self) -> impl Iterator<Item = &str> {
         self.by_user.keys().map(|id| &**id)
     }

@@ -1,5 +1,6 @@
 //! The one handle every task shares: the configuration, the apps (each with its channel
-//! registry, signed-in users and connection count), and the shutdown signal.
+//! registry, signed-in users and connection count), the link to other nodes, the metrics, and
+//! the shutdown signal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -7,8 +8,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::ChannelRegistry;
+use axum::extract::ws::Utf8Bytes;
+
+use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
+use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
+use crate::metrics::Metrics;
+use crate::presence::Member;
 use crate::users::Users;
 use crate::webhooks::Webhooks;
 
@@ -20,6 +26,8 @@ struct Inner {
     config: Config,
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
+    cluster: Option<Arc<Cluster>>,
+    metrics: Metrics,
     shutdown: CancellationToken,
     /// Random per process so socket ids do not repeat across restarts.
     socket_id_prefix: u32,
@@ -33,6 +41,8 @@ pub struct App {
     connections: AtomicUsize,
     pub users: Users,
     pub webhooks: Webhooks,
+    /// The other nodes, when there are any.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -46,13 +56,146 @@ impl Drop for Admission {
 
 impl App {
     pub fn new(config: AppConfig) -> App {
+        App::in_cluster(config, None)
+    }
+
+    fn in_cluster(config: AppConfig, cluster: Option<Arc<Cluster>>) -> App {
         App {
             webhooks: Webhooks::new(&config),
             config,
-            channels: ChannelRegistry::default(),
+            channels: match cluster {
+                Some(_) => ChannelRegistry::clustered(),
+                None => ChannelRegistry::default(),
+            },
             connections: AtomicUsize::new(0),
             users: Users::default(),
+            cluster,
         }
+    }
+
+    /// Sends `frame` to the channel's subscribers on every node, except the `except` socket
+    /// wherever it is connected.
+    pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
+        self.channels.publish(channel, frame, except);
+        if let Some(cluster) = &self.cluster {
+            let message = cluster::Message::Event {
+                channel: channel.into(),
+                frame: frame.as_str().into(),
+                except: except.map(|id| id.as_str().into()),
+            };
+            cluster.forward(&self.config.id, message);
+        }
+    }
+
+    /// After `conn` joined a presence channel as `member`: on a cluster, the member is shared
+    /// and `subscription_succeeded` (with every node's members) sent; alone, the registry
+    /// already did both.
+    pub fn presence_joined(
+        self: &Arc<App>,
+        channel: &str,
+        member: &Member,
+        conn: &ConnectionHandle,
+        first_here: bool,
+    ) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Join {
+                app: self.clone(),
+                channel: channel.into(),
+                member: member.clone(),
+                conn: conn.clone(),
+                first_here,
+            });
+        }
+    }
+
+    /// After a subscribe or unsubscribe: the channel has `subscriptions` on this node.
+    pub fn subscriptions_changed(self: &Arc<App>, channel: &str, subscriptions: usize) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Count {
+                app: self.clone(),
+                channel: channel.into(),
+                subscriptions,
+            });
+        }
+    }
+
+    /// After a user's last connection on this node left a presence channel.
+    pub fn presence_left(self: &Arc<App>, channel: &str, user_id: &str) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::Leave {
+                app: self.clone(),
+                channel: channel.into(),
+                user_id: user_id.into(),
+            });
+        }
+    }
+
+    /// Whether this node is one of several (presence and its webhooks are then cluster-wide).
+    pub fn is_clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The user ids of a presence channel's members, on every node (this node's alone when
+    /// Redis cannot be reached).
+    pub async fn user_ids(&self, channel: &str) -> Vec<String> {
+        if let Some(cluster) = &self.cluster {
+            if let Some(ids) = cluster.user_ids(&self.config.id, channel).await {
+                return ids;
+            }
+        }
+        self.channels.user_ids(channel)
+    }
+
+    /// A channel's subscriptions and members on every node (this node's alone when Redis
+    /// cannot be reached).
+    pub async fn occupancy(&self, channel: &str) -> Occupancy {
+        if let Some(cluster) = &self.cluster {
+            if let Some((subscriptions, users)) = cluster.occupancy(&self.config.id, channel).await
+            {
+                return Occupancy {
+                    subscriptions,
+                    users,
+                };
+            }
+        }
+        self.channels.occupancy(channel)
+    }
+
+    /// Occupied channels whose names start with `prefix`, on every node.
+    pub async fn occupied(&self, prefix: &str) -> Vec<ChannelSummary> {
+        let Some(cluster) = &self.cluster else {
+            return self.channels.occupied(prefix);
+        };
+        let Some(totals) = cluster.occupied(&self.config.id).await else {
+            return self.channels.occupied(prefix);
+        };
+        let mut summaries = Vec::new();
+        for (name, _) in totals.into_iter().filter(|(n, _)| n.starts_with(prefix)) {
+            let occupancy = self.occupancy(&name).await;
+            summaries.push(ChannelSummary {
+                name: name.into(),
+                occupancy,
+            });
+        }
+        summaries
+    }
+
+    /// Closes every connection signed in as `user_id`, on every node.
+    pub fn terminate(&self, user_id: &str, code: u16) {
+        let closed = self.users.terminate(user_id, code);
+        tracing::debug!(user_id, closed, "terminated a user's connections");
+        if let Some(cluster) = &self.cluster {
+            let message = cluster::Message::Terminate {
+                user_id: user_id.into(),
+                code,
+            };
+            cluster.forward(&self.config.id, message);
+        }
+    }
+
+    /// Open connections (and ones being refused this instant).
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Counts a new connection, or None if the app is at its `max_connections`.
@@ -68,10 +211,14 @@ impl App {
 
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
+        let cluster = config
+            .redis
+            .clone()
+            .map(|redis| Arc::new(Cluster::new(redis)));
         let apps: Vec<Arc<App>> = config
             .apps
             .iter()
-            .map(|app| Arc::new(App::new(app.clone())))
+            .map(|app| Arc::new(App::in_cluster(app.clone(), cluster.clone())))
             .collect();
         let apps_by_key = apps
             .iter()
@@ -85,6 +232,8 @@ impl Shared {
             config,
             apps_by_key,
             apps_by_id,
+            cluster,
+            metrics: Metrics::default(),
             shutdown,
             socket_id_prefix: fastrand::u32(1..1_000_000_000),
             next_socket: AtomicU64::new(1),
@@ -105,6 +254,15 @@ impl Shared {
 
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.0.apps_by_id.values()
+    }
+
+    /// The link to the other nodes, when this node is one of several.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.cluster.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     pub fn shutdown(&self) -> &CancellationToken {

@@ -110,7 +110,7 @@ impl Webhooks {
         }
     }
 
-    fn enabled(&self) -> bool {
+    pub fn enabled(&self) -> bool {
         self.queue.is_some()
     }
 
@@ -145,17 +145,14 @@ pub fn subscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Option
         return;
     }
     let config = &app.config;
-    if change.occupancy.subscriptions == 1 && hooks.occupied.insert(channel.into()) {
-        hooks.push(
-            config,
-            Kind::ChannelOccupied,
-            json!({"name": Kind::ChannelOccupied, "channel": channel}),
-        );
+    let alone = !app.is_clustered();
+    if alone && change.occupancy.subscriptions == 1 && hooks.occupied.insert(channel.into()) {
+        channel_occupied(app, channel);
     }
-    if let (true, Some(user_id)) = (change.member, user_id) {
+    // On a cluster, members come and go cluster-wide: see `cluster::presence`.
+    if let (true, Some(user_id), false) = (change.member, user_id, app.is_clustered()) {
         if hooks.members.insert((channel.into(), user_id.into())) {
-            let body = json!({"name": Kind::MemberAdded, "channel": channel, "user_id": user_id});
-            hooks.push(config, Kind::MemberAdded, body);
+            member_added(app, channel, user_id);
         }
     }
     if change.cache_miss {
@@ -173,18 +170,17 @@ pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Opti
     if !app.webhooks.enabled() {
         return;
     }
-    if change.occupancy.subscriptions == 0 {
+    if change.occupancy.subscriptions == 0 && !app.is_clustered() {
         let (app, channel) = (app.clone(), Arc::<str>::from(channel));
         tokio::spawn(async move {
             tokio::time::sleep(LEAVE_GRACE).await;
             let still_empty = app.channels.occupancy(&channel).subscriptions == 0;
             if still_empty && app.webhooks.occupied.remove(&channel).is_some() {
-                let body = json!({"name": Kind::ChannelVacated, "channel": &*channel});
-                app.webhooks.push(&app.config, Kind::ChannelVacated, body);
+                channel_vacated(&app, &channel);
             }
         });
     }
-    if let (true, Some(user_id)) = (change.member, user_id) {
+    if let (true, Some(user_id), false) = (change.member, user_id, app.is_clustered()) {
         let (app, key) = (
             app.clone(),
             (Arc::<str>::from(channel), Arc::<str>::from(user_id)),
@@ -195,14 +191,37 @@ pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Opti
             if !app.channels.has_member(channel, user_id)
                 && app.webhooks.members.remove(&key).is_some()
             {
-                let body = json!({"name": Kind::MemberRemoved, "channel": &**channel, "user_id": &**user_id});
-                app.webhooks.push(&app.config, Kind::MemberRemoved, body);
+                member_removed(&app, channel, user_id);
             }
         });
     }
     if change.occupancy.subscriptions > 0 {
         subscription_count(app, channel, change);
     }
+}
+
+/// Reports a channel's first subscriber (the caller made sure it was not reported already).
+pub fn channel_occupied(app: &App, channel: &str) {
+    let body = json!({"name": Kind::ChannelOccupied, "channel": channel});
+    app.webhooks.push(&app.config, Kind::ChannelOccupied, body);
+}
+
+/// Reports a channel's last subscriber gone (the caller waited out [`LEAVE_GRACE`]).
+pub fn channel_vacated(app: &App, channel: &str) {
+    let body = json!({"name": Kind::ChannelVacated, "channel": channel});
+    app.webhooks.push(&app.config, Kind::ChannelVacated, body);
+}
+
+/// Reports a member's arrival (the caller made sure it is their first connection).
+pub fn member_added(app: &App, channel: &str, user_id: &str) {
+    let body = json!({"name": Kind::MemberAdded, "channel": channel, "user_id": user_id});
+    app.webhooks.push(&app.config, Kind::MemberAdded, body);
+}
+
+/// Reports a member's departure (the caller waited out [`LEAVE_GRACE`]).
+pub fn member_removed(app: &App, channel: &str, user_id: &str) {
+    let body = json!({"name": Kind::MemberRemoved, "channel": channel, "user_id": user_id});
+    app.webhooks.push(&app.config, Kind::MemberRemoved, body);
 }
 
 fn subscription_count(app: &App, channel: &str, change: Change) {

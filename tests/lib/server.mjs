@@ -135,3 +135,110 @@ export function nextPusherError(client, ms = 5000) {
 
 /** Resolves when `ms` have passed; for checking that something did NOT happen. */
 export const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A free loopback TCP port (bound, read, released). */
+export async function freePort() {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a throwaway `redis-server` (no persistence) on a free loopback port; resolves once it
+ * accepts connections. `restart()` stops it and starts a fresh one on the same port.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  let child;
+  const start = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+    });
+  };
+  const stop = () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    });
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+  };
+}
+
+/** Starts `count` nodes of one cluster on `redis` (extra `args` for each). */
+export async function startCluster(redis, count, { args = [], env = {} } = {}) {
+  return Promise.all(Array.from({ length: count }, () => startServer({ args: ['--redis-url', redis.url, ...args], env })));
+}
+
+/** Retries `attempt` (an async function that throws until it succeeds) for up to `ms`. */
+export async function eventually(attempt, ms = 10000, every = 200) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, every));
+    }
+  }
+}
+
+/**
+ * A TCP load balancer on a free loopback port in front of `servers`: each connection goes to
+ * the first server that accepts it, so a stopped or killed node's clients reconnect to another.
+ */
+export async function startBalancer(servers) {
+  const net = await import('node:net');
+  const sockets = new Set();
+  const proxy = net.createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    const tryFrom = (i) => {
+      if (i >= servers.length) return client.destroy();
+      const upstream = net.connect(servers[i].port, '127.0.0.1');
+      upstream.once('error', () => tryFrom(i + 1));
+      upstream.once('connect', () => {
+        sockets.add(upstream);
+        upstream.on('close', () => sockets.delete(upstream));
+        upstream.removeAllListeners('error');
+        upstream.on('error', () => client.destroy());
+        client.on('error', () => upstream.destroy());
+        client.pipe(upstream).pipe(client);
+      });
+    };
+    tryFrom(0);
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    host: '127.0.0.1',
+    port: proxy.address().port,
+    app: servers[0].app,
+    stop: () => new Promise((resolve) => {
+      sockets.forEach((s) => s.destroy());
+      proxy.close(() => resolve());
+    }),
+  };
+}

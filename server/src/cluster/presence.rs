@@ -1,0 +1,623 @@
+//! Presence across nodes: a member joins when their first connection anywhere in the cluster
+//! subscribes and leaves after their last one anywhere, and `here()` lists every node's members.
+//!
+//! In Redis, per app and presence channel: the hash `{prefix}:{app}:presence:{channel}` holds
+//! one field `{node}:{user_id}` (user_info as value) per node the user is connected to, and
+//! `{prefix}:{app}:presence-users:{channel}` counts, per user, the nodes they are on; a Lua
+//! script updates both at once, so exactly one node sees a user's cluster-wide first join or
+//! last leave and announces it to all. Each node remembers its channels in
+//! `{prefix}:{app}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
+//! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
+//! sends `member_removed` for the members only it had.
+//!
+//! Webhooks follow the cluster too: `member_added` is sent by the node that saw the user's
+//! cluster-wide first join, `member_removed` by the one that saw their last leave, after
+//! [`LEAVE_GRACE`] and only if they did not come back anywhere meanwhile; the hash
+//! `{prefix}:{app}:hooked:{channel}` remembers who was reported, so a quick return reports
+//! neither a removal nor a second arrival.
+//!
+//! One task applies this node's joins and leaves in order (a leave never overtakes its join).
+//! Without Redis it falls back to this node's own members, and after reconnecting it
+//! re-registers them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::channels::ConnectionHandle;
+use crate::frame;
+use crate::presence::Member;
+use crate::state::{App, Shared};
+use crate::webhooks::{self, LEAVE_GRACE};
+
+use super::Cluster;
+
+/// How often a node heartbeats, and how long a silent node keeps its members.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Adds a node's field; returns 1 if the user is new to the channel cluster-wide.
+const JOIN: &str = r#"
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) == 1 then
+  redis.call('SADD', KEYS[3], ARGV[4])
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then return 1 end
+end
+return 0
+"#;
+/// Removes a node's field; returns 1 if that was the user's last node.
+const LEAVE: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    return 1
+  end
+end
+return 0
+"#;
+
+/// Sets a node's subscription count for a channel and moves the cluster's total by the
+/// difference (so applying the same count twice changes nothing); returns the total before
+/// and after.
+const COUNT: &str = r#"
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local new = tonumber(ARGV[2])
+if new > 0 then redis.call('HSET', KEYS[1], ARGV[1], new) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+local after = redis.call('HINCRBY', KEYS[2], ARGV[1], new - old)
+if after <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]); after = 0 end
+return {after - (new - old), after}
+"#;
+
+/// A presence or occupancy change on this node, in the order it happened.
+pub enum Op {
+    /// The channel now has `subscriptions` connections on this node.
+    Count {
+        app: Arc<App>,
+        channel: Arc<str>,
+        subscriptions: usize,
+    },
+    /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
+    Join {
+        app: Arc<App>,
+        channel: Arc<str>,
+        member: Member,
+        conn: ConnectionHandle,
+        first_here: bool,
+    },
+    /// The user's last connection on this node left the channel.
+    Leave {
+        app: Arc<App>,
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Cluster {
+    fn presence_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:presence:{channel}", self.prefix)
+    }
+    fn users_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:presence-users:{channel}", self.prefix)
+    }
+    fn node_channels_key(&self, app: &str, node: &str) -> String {
+        format!("{}:{app}:node-channels:{node}", self.prefix)
+    }
+    fn node_counts_key(&self, app: &str, node: &str) -> String {
+        format!("{}:{app}:subscriptions:{node}", self.prefix)
+    }
+    fn totals_key(&self, app: &str) -> String {
+        format!("{}:{app}:subscriptions", self.prefix)
+    }
+    fn hooked_channels_key(&self, app: &str) -> String {
+        format!("{}:{app}:hooked-channels", self.prefix)
+    }
+    fn hooked_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:hooked:{channel}", self.prefix)
+    }
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    async fn join(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+        member: &Member,
+    ) -> redis::RedisResult<bool> {
+        let first: i64 = redis::cmd("EVAL")
+            .arg(JOIN)
+            .arg(3)
+            .arg(self.presence_key(app, channel))
+            .arg(self.users_key(app, channel))
+            .arg(self.node_channels_key(app, &self.node))
+            .arg(format!("{}:{}", self.node, member.user_id))
+            .arg(&*member.user_id)
+            .arg(member.user_info.get())
+            .arg(channel)
+            .query_async(conn)
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn leave(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+        node: &str,
+        user_id: &str,
+    ) -> redis::RedisResult<bool> {
+        let last: i64 = redis::cmd("EVAL")
+            .arg(LEAVE)
+            .arg(2)
+            .arg(self.presence_key(app, channel))
+            .arg(self.users_key(app, channel))
+            .arg(format!("{node}:{user_id}"))
+            .arg(user_id)
+            .query_async(conn)
+            .await?;
+        Ok(last == 1)
+    }
+
+    /// Every member of a presence channel cluster-wide, by user id.
+    pub async fn members(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &str,
+        channel: &str,
+    ) -> redis::RedisResult<BTreeMap<String, String>> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.presence_key(app, channel))
+            .query_async(conn)
+            .await?;
+        Ok(fields
+            .into_iter()
+            .filter_map(|(field, info)| {
+                let (_node, user) = field.split_once(':')?;
+                Some((user.to_owned(), info))
+            })
+            .collect())
+    }
+
+    /// Sets `node`'s count for a channel; reports occupied or (after the grace) vacated when
+    /// the cluster's total crosses zero.
+    async fn count(
+        self: &Arc<Self>,
+        conn: &mut MultiplexedConnection,
+        app: &Arc<App>,
+        node: &str,
+        channel: &str,
+        subscriptions: usize,
+    ) -> redis::RedisResult<()> {
+        let id = &app.config.id;
+        let (before, after): (i64, i64) = redis::cmd("EVAL")
+            .arg(COUNT)
+            .arg(2)
+            .arg(self.node_counts_key(id, node))
+            .arg(self.totals_key(id))
+            .arg(channel)
+            .arg(subscriptions)
+            .query_async(conn)
+            .await?;
+        if !app.webhooks.enabled() {
+            return Ok(());
+        }
+        if before == 0 && after > 0 {
+            let new: i64 = redis::cmd("HSETNX")
+                .arg(self.hooked_channels_key(id))
+                .arg(channel)
+                .arg(1)
+                .query_async(conn)
+                .await?;
+            if new == 1 {
+                webhooks::channel_occupied(app, channel);
+            }
+        } else if before > 0 && after == 0 {
+            let (cluster, app, channel) = (self.clone(), app.clone(), channel.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(LEAVE_GRACE).await;
+                let vacated = async {
+                    let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                    let id = &app.config.id;
+                    let back: bool = redis::cmd("HEXISTS")
+                        .arg(cluster.totals_key(id))
+                        .arg(&channel)
+                        .query_async(&mut conn)
+                        .await?;
+                    if back {
+                        return Ok(false);
+                    }
+                    let forgotten: i64 = redis::cmd("HDEL")
+                        .arg(cluster.hooked_channels_key(id))
+                        .arg(&channel)
+                        .query_async(&mut conn)
+                        .await?;
+                    redis::RedisResult::Ok(forgotten == 1)
+                };
+                match vacated.await {
+                    Ok(true) => webhooks::channel_vacated(&app, &channel),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(%err, "redis: channel_vacated webhook not sent"),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Subscriptions per occupied channel cluster-wide; None if Redis cannot say.
+    pub async fn occupied(&self, app: &str) -> Option<Vec<(String, usize)>> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("HGETALL")
+            .arg(self.totals_key(app))
+            .query_async(&mut conn)
+            .await
+            .ok()
+    }
+
+    /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
+    pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.totals_key(app))
+            .arg(channel)
+            .cmd("HLEN")
+            .arg(self.users_key(app, channel))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some((subscriptions.unwrap_or(0), users))
+    }
+
+    /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
+    pub async fn user_ids(&self, app: &str, channel: &str) -> Option<Vec<String>> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let members = self.members(&mut conn, app, channel).await.ok()?;
+        Some(members.into_keys().collect())
+    }
+
+    /// Sends `member_added` unless the user's arrival was reported already (and their
+    /// departure not yet).
+    async fn hook_added(
+        &self,
+        conn: &mut MultiplexedConnection,
+        app: &App,
+        channel: &str,
+        user_id: &str,
+    ) -> redis::RedisResult<()> {
+        if !app.webhooks.enabled() {
+            return Ok(());
+        }
+        let new: i64 = redis::cmd("HSETNX")
+            .arg(self.hooked_key(&app.config.id, channel))
+            .arg(user_id)
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        if new == 1 {
+            webhooks::member_added(app, channel, user_id);
+        }
+        Ok(())
+    }
+
+    /// After [`LEAVE_GRACE`], sends `member_removed` if the user is on no node and their
+    /// arrival was reported.
+    fn hook_removed(self: &Arc<Self>, app: &Arc<App>, channel: &str, user_id: &str) {
+        if !app.webhooks.enabled() {
+            return;
+        }
+        let (cluster, app) = (self.clone(), app.clone());
+        let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(LEAVE_GRACE).await;
+            let reported = async {
+                let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                let id = &app.config.id;
+                let back: bool = redis::cmd("HEXISTS")
+                    .arg(cluster.users_key(id, &channel))
+                    .arg(&user_id)
+                    .query_async(&mut conn)
+                    .await?;
+                if back {
+                    return Ok(false);
+                }
+                let forgotten: i64 = redis::cmd("HDEL")
+                    .arg(cluster.hooked_key(id, &channel))
+                    .arg(&user_id)
+                    .query_async(&mut conn)
+                    .await?;
+                redis::RedisResult::Ok(forgotten == 1)
+            };
+            match reported.await {
+                Ok(true) => webhooks::member_removed(&app, &channel, &user_id),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(%err, "redis: member_removed webhook not sent"),
+            }
+        });
+    }
+
+    /// Queues a presence change for the presence task.
+    pub fn presence(&self, op: Op) {
+        if self.presence_ops.send(op).is_err() {
+            tracing::warn!("cluster presence task gone: change not shared");
+        }
+    }
+
+    /// Removes nodes silent for [`NODE_TIMEOUT`]; the node that wins each removal announces
+    /// the departure of the members only it had.
+    async fn reap(
+        self: &Arc<Self>,
+        shared: &Shared,
+        conn: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let cutoff = now_ms().saturating_sub(NODE_TIMEOUT.as_millis() as u64);
+        let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.nodes_key())
+            .arg("-inf")
+            .arg(cutoff)
+            .query_async(conn)
+            .await?;
+        for node in dead {
+            let won: i64 = redis::cmd("ZREM")
+                .arg(self.nodes_key())
+                .arg(&node)
+                .query_async(conn)
+                .await?;
+            if won != 1 {
+                continue;
+            }
+            tracing::warn!(node, "cluster: node timed out; removing its members");
+            for app in shared.apps() {
+                let key = self.node_channels_key(&app.config.id, &node);
+                let channels: Vec<String> =
+                    redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
+                for channel in channels {
+                    let fields: Vec<String> = redis::cmd("HKEYS")
+                        .arg(self.presence_key(&app.config.id, &channel))
+                        .query_async(conn)
+                        .await?;
+                    let prefix = format!("{node}:");
+                    for user_id in fields.iter().filter_map(|f| f.strip_prefix(&prefix)) {
+                        if self
+                            .leave(conn, &app.config.id, &channel, &node, user_id)
+                            .await?
+                        {
+                            app.publish(&channel, &frame::member_removed(&channel, user_id), None);
+                            self.hook_removed(app, &channel, user_id);
+                        }
+                    }
+                }
+                let _: i64 = redis::cmd("DEL").arg(&key).query_async(conn).await?;
+                let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
+                    .arg(self.node_counts_key(&app.config.id, &node))
+                    .query_async(conn)
+                    .await?;
+                for (channel, _) in counts {
+                    self.count(conn, app, &node, &channel, 0).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies presence changes in order and heartbeats, reconnecting to Redis when needed.
+pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::UnboundedReceiver<Op>) {
+    let shutdown = shared.shutdown().clone();
+    let mut connection: Option<MultiplexedConnection> = None;
+    // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
+    // so a join is not kept waiting.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            op = ops.recv() => match op {
+                Some(op) => {
+                    // A connection that Redis dropped (a restart) fails once: reconnect, retry.
+                    // Every change is idempotent, so a half-applied first try does no harm.
+                    for _ in 0..2 {
+                        if connection.is_none() {
+                            connection = connect(&shared, &cluster).await;
+                        }
+                        let Some(conn) = connection.as_mut() else { break };
+                        match apply(&cluster, conn, &op).await {
+                            Ok(()) => break,
+                            Err(err) => {
+                                tracing::warn!(%err, "redis: presence update failed; reconnecting");
+                                connection = None;
+                            }
+                        }
+                    }
+                    if connection.is_none() {
+                        apply_locally(&op);
+                    }
+                }
+                None => return,
+            },
+            _ = heartbeat.tick() => match connection.as_mut() {
+                Some(conn) => {
+                    if let Err(err) = beat(&shared, &cluster, conn).await {
+                        tracing::warn!(%err, "redis: heartbeat failed; reconnecting");
+                        connection = None;
+                    }
+                }
+                None => connection = connect(&shared, &cluster).await,
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Connects and puts this node's members and counts back (a Redis restart lost them).
+async fn connect(shared: &Shared, cluster: &Arc<Cluster>) -> Option<MultiplexedConnection> {
+    let registered = async {
+        let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+        reregister(shared, cluster, &mut conn).await?;
+        redis::RedisResult::Ok(conn)
+    };
+    match registered.await {
+        Ok(conn) => Some(conn),
+        Err(err) => {
+            tracing::debug!(%err, "redis: cannot connect for presence");
+            None
+        }
+    }
+}
+
+async fn beat(
+    shared: &Shared,
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let _: i64 = redis::cmd("ZADD")
+        .arg(cluster.nodes_key())
+        .arg(now_ms())
+        .arg(&cluster.node)
+        .query_async(conn)
+        .await?;
+    cluster.reap(shared, conn).await
+}
+
+async fn reregister(
+    shared: &Shared,
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    for app in shared.apps() {
+        for (channel, member) in app.channels.local_members() {
+            cluster
+                .join(conn, &app.config.id, &channel, &member)
+                .await?;
+        }
+        for summary in app.channels.occupied("") {
+            let subscriptions = summary.occupancy.subscriptions;
+            cluster
+                .count(conn, app, &cluster.node, &summary.name, subscriptions)
+                .await?;
+        }
+    }
+    beat(shared, cluster, conn).await
+}
+
+/// Applies one change through Redis.
+async fn apply(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    op: &Op,
+) -> redis::RedisResult<()> {
+    match op {
+        Op::Count {
+            app,
+            channel,
+            subscriptions,
+        } => {
+            cluster
+                .count(conn, app, &cluster.node, channel, *subscriptions)
+                .await
+        }
+        Op::Join {
+            app,
+            channel,
+            member,
+            conn: subscriber,
+            first_here,
+        } => {
+            let id = &app.config.id;
+            if *first_here && cluster.join(conn, id, channel, member).await? {
+                let added = frame::member_added(channel, &member.user_id, member.user_info.get());
+                app.publish(channel, &added, Some(&subscriber.socket_id));
+                cluster
+                    .hook_added(conn, app, channel, &member.user_id)
+                    .await?;
+            }
+            let members = cluster.members(conn, id, channel).await?;
+            let data = subscription_data(&members);
+            subscriber.send(frame::subscription_succeeded(channel, &data));
+            Ok(())
+        }
+        Op::Leave {
+            app,
+            channel,
+            user_id,
+        } => {
+            let (id, node) = (&app.config.id, &cluster.node);
+            if cluster.leave(conn, id, channel, node, user_id).await? {
+                app.publish(channel, &frame::member_removed(channel, user_id), None);
+                cluster.hook_removed(app, channel, user_id);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Applies one change from this node's members alone, while Redis is away: local clients
+/// keep working; the cluster learns of this node's members when it reconnects.
+fn apply_locally(op: &Op) {
+    match op {
+        Op::Count { .. } => {}
+        Op::Join {
+            app,
+            channel,
+            member,
+            conn: subscriber,
+            first_here,
+        } => {
+            if *first_here {
+                let added = frame::member_added(channel, &member.user_id, member.user_info.get());
+                app.channels
+                    .publish(channel, &added, Some(&subscriber.socket_id));
+            }
+            let data = app.channels.local_presence_data(channel);
+            subscriber.send(frame::subscription_succeeded(channel, &data));
+        }
+        Op::Leave {
+            app,
+            channel,
+            user_id,
+        } => {
+            app.channels
+                .publish(channel, &frame::member_removed(channel, user_id), None);
+        }
+    }
+}
+
+/// `{"presence":{"ids","hash","count"}}` from cluster-wide members (user_info kept as sent).
+fn subscription_data(members: &BTreeMap<String, String>) -> String {
+    let null = RawValue::from_string("null".into()).expect("null is JSON");
+    let hash: BTreeMap<&str, Box<RawValue>> = members
+        .iter()
+        .map(|(id, info)| {
+            let info = RawValue::from_string(info.clone()).unwrap_or_else(|_| null.clone());
+            (id.as_str(), info)
+        })
+        .collect();
+    let ids: Vec<&str> = members.keys().map(String::as_str).collect();
+    serde_json::json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_data_keeps_user_info_and_survives_bad_json() {
+        let members = BTreeMap::from([
+            ("1".to_string(), r#"{"name":"Ann"}"#.to_string()),
+            ("2".to_string(), "not json".to_string()),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&subscription_data(&members)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"presence":{"ids":["1","2"],"hash":{"1":{"name":"Ann"},"2":null},"count":2}})
+        );
+    }
+}

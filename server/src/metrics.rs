@@ -1,0 +1,199 @@
+//! Prometheus metrics at `/metrics`: connections and occupied channels per app, frames and
+//! bytes in and out, errors sent by code, how long events from other nodes took to arrive, and
+//! whether this node reaches Redis. The per-frame counters are plain atomics
+//! (no lock on the hot path); everything else is read from the state when scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use dashmap::DashMap;
+
+use crate::state::Shared;
+
+/// Counters every connection updates.
+#[derive(Default)]
+pub struct Metrics {
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_out: AtomicU64,
+    /// `pusher:error` frames sent, by code (0: no code). Errors are rare, so a map is fine.
+    errors: DashMap<u16, u64>,
+    /// From another node's publish to this node's delivery, through Redis.
+    pub cluster_latency: Histogram,
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// A Prometheus histogram of atomics: observing one value is a few relaxed adds.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations at or under each bound (not cumulative; summed when rendered).
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+impl Metrics {
+    pub fn received(&self, bytes: usize) {
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        self.frames_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, code: Option<u16>) {
+        *self.errors.entry(code.unwrap_or(0)).or_default() += 1;
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&shared),
+    )
+}
+
+/// The Prometheus text exposition of this node's metrics.
+fn render(shared: &Shared) -> String {
+    let m = shared.metrics();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP overtone_connections Open WebSocket connections.\n# TYPE overtone_connections gauge"
+    );
+    for app in shared.apps() {
+        let _ = writeln!(
+            out,
+            "overtone_connections{{app=\"{}\"}} {}",
+            app.config.id,
+            app.connection_count()
+        );
+    }
+    let counters = [
+        (
+            "overtone_frames_received_total",
+            "Frames received from clients.",
+            &m.frames_in,
+        ),
+        (
+            "overtone_bytes_received_total",
+            "Bytes of frames received from clients.",
+            &m.bytes_in,
+        ),
+        (
+            "overtone_frames_sent_total",
+            "Frames sent to clients.",
+            &m.frames_out,
+        ),
+        (
+            "overtone_bytes_sent_total",
+            "Bytes of frames sent to clients.",
+            &m.bytes_out,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP overtone_errors_total pusher:error frames sent, by code (0: none).\n# TYPE overtone_errors_total counter"
+    );
+    for entry in m.errors.iter() {
+        let _ = writeln!(
+            out,
+            "overtone_errors_total{{code=\"{}\"}} {}",
+            entry.key(),
+            entry.value()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP overtone_channels Channels with subscribers on this node.\n# TYPE overtone_channels gauge"
+    );
+    for app in shared.apps() {
+        let channels = app.channels.occupied("").len();
+        let _ = writeln!(
+            out,
+            "overtone_channels{{app=\"{}\"}} {channels}",
+            app.config.id
+        );
+    }
+    if let Some(cluster) = shared.cluster() {
+        m.cluster_latency.render(
+            &mut out,
+            "overtone_cluster_delivery_seconds",
+            "From another node's publish to delivery here, through Redis.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP overtone_redis_connected Whether this node is subscribed to Redis.\n# TYPE overtone_redis_connected gauge\novertone_redis_connected {}",
+            u8::from(cluster.is_connected())
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let histogram = Histogram::default();
+        histogram.observe(std::time::Duration::from_micros(300));
+        histogram.observe(std::time::Duration::from_millis(20));
+        histogram.observe(std::time::Duration::from_secs(3));
+        let mut out = String::new();
+        histogram.render(&mut out, "h", "test");
+        assert!(out.contains("h_bucket{le=\"0.0005\"} 1\n"));
+        assert!(out.contains("h_bucket{le=\"0.025\"} 2\n"));
+        assert!(out.contains("h_bucket{le=\"1\"} 2\n"));
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("h_count 3\n"));
+    }
+}

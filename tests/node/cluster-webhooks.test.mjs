@@ -1,0 +1,95 @@
+// Webhooks from a cluster: channel_occupied / member_added when the first connection anywhere
+// subscribes, channel_vacated / member_removed only after the last one anywhere left (3 s
+// later, and not at all after a quick return), each sent once, signed, checked by the `pusher`
+// SDK's own validation.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Pusher from 'pusher-js';
+import {
+  startServer, serverSdk, signedClientOptions, connected, once, pause, startRedis, eventually,
+} from '../lib/server.mjs';
+
+const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
+
+let dir;
+let receiver;
+let redis;
+let nodes = [];
+const posts = [];
+const clients = [];
+
+before(async () => {
+  receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      posts.push({ headers: req.headers, rawBody: body });
+      res.end('ok');
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  dir = mkdtempSync(path.join(tmpdir(), 'overtone-cluster-webhooks-'));
+  const config = path.join(dir, 'overtone.toml');
+  writeFileSync(config, `
+[[apps]]
+id = "${hooked.id}"
+key = "${hooked.key}"
+secret = "${hooked.secret}"
+webhooks = [{ url = "http://127.0.0.1:${receiver.address().port}/hook", event_types = ["member_added", "member_removed", "channel_occupied", "channel_vacated"] }]
+`);
+  redis = await startRedis();
+  nodes = await Promise.all([0, 1].map(() => startServer({ args: ['--config', config, '--redis-url', redis.url] })));
+  nodes = nodes.map((n) => ({ ...n, app: hooked }));
+});
+after(async () => {
+  clients.forEach((c) => c.disconnect());
+  await Promise.all(nodes.map((n) => n.stop()));
+  await redis?.stop();
+  receiver?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Webhook events so far, as `name:user_id` (or `name` for channel events), each post's
+ * signature checked; sorted, as concurrent POSTs may arrive in any order. */
+async function hookEvents() {
+  const sdk = await serverSdk(nodes[0]);
+  return posts.flatMap((post) => sdk.webhook(post).getEvents())
+    .map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name))
+    .sort();
+}
+
+async function joinOn(server, id) {
+  const sdk = await serverSdk(server);
+  const client = new Pusher(server.app.key, signedClientOptions(server, sdk, { user: { id, info: {} } }));
+  clients.push(client);
+  await connected(client);
+  const channel = client.subscribe('presence-hooks');
+  await once((cb) => channel.bind('pusher:subscription_succeeded', cb), 5000, 'subscription');
+  return client;
+}
+
+test('member and channel webhooks are cluster-wide: one added, one removed after the last node, none on a quick return', async () => {
+  const [a, b] = nodes;
+  const annA = await joinOn(a, 'ann');
+  await eventually(async () => assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']));
+  const annB = await joinOn(b, 'ann');
+  // Ann leaves A but is still on B: nothing, even after the grace period.
+  annA.unsubscribe('presence-hooks');
+  await pause(3500);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
+  // Ann leaves B and comes back on A within the grace period: still nothing.
+  annB.unsubscribe('presence-hooks');
+  await pause(500);
+  const annAgain = await joinOn(a, 'ann');
+  await pause(3500);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
+  // Gone for good: one member_removed, about 3 s later.
+  annAgain.unsubscribe('presence-hooks');
+  await pause(1000);
+  assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
+  await eventually(async () => assert.deepEqual(await hookEvents(), ['channel_occupied', 'channel_vacated', 'member_added:ann', 'member_removed:ann']), 6000);
+});
