@@ -233,7 +233,7 @@ impl Demo {
     /// Sends an event to a channel's subscribers (but `except`) as the HTTP API does.
     fn publish(&self, channel: &str, event: &str, data: &Value, except: Option<&SocketId>) {
         let out = frame::channel_event(channel, event, &data.to_string(), None);
-        self.app.channels.publish(channel, &out, except);
+        self.app.publish(channel, &out, except);
     }
 
     /// A Laravel-style broadcast notification to one visitor; `category` groups the badge.
