@@ -40,7 +40,7 @@ impl<P> ClientFrame<P> {
                 auth,
                 channel_data,
             } => {
-                push_str(&mut out, "pusher:subscribe");
+                push_json_string(&mut out, "pusher:subscribe");
                 out.push_str(",\"data\":{");
                 push_field(&mut out, "channel", channel);
                 for (key, value) in [("auth", auth), ("channel_data", channel_data)] {
@@ -52,7 +52,7 @@ impl<P> ClientFrame<P> {
                 out.push('}');
             }
             ClientFrame::Unsubscribe { channel } => {
-                push_str(&mut out, "pusher:unsubscribe");
+                push_json_string(&mut out, "pusher:unsubscribe");
                 out.push_str(",\"data\":{");
                 push_field(&mut out, "channel", channel);
                 out.push('}');
@@ -60,7 +60,7 @@ impl<P> ClientFrame<P> {
             ClientFrame::Ping => out.push_str("\"pusher:ping\",\"data\":{}"),
             ClientFrame::Pong => out.push_str("\"pusher:pong\",\"data\":{}"),
             ClientFrame::Signin { auth, user_data } => {
-                push_str(&mut out, "pusher:signin");
+                push_json_string(&mut out, "pusher:signin");
                 out.push_str(",\"data\":{");
                 push_field(&mut out, "auth", auth);
                 out.push(',');
@@ -72,7 +72,7 @@ impl<P> ClientFrame<P> {
                 event,
                 data,
             } => {
-                push_str(&mut out, event);
+                push_json_string(&mut out, event);
                 out.push(',');
                 push_field(&mut out, "channel", channel);
                 out.push_str(",\"data\":");
@@ -85,13 +85,13 @@ impl<P> ClientFrame<P> {
 }
 
 fn push_field(out: &mut String, key: &str, value: &str) {
-    push_str(out, key);
+    push_json_string(out, key);
     out.push(':');
-    push_str(out, value);
+    push_json_string(out, value);
 }
 
-/// Appends `s` as a JSON string literal.
-fn push_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal, quotes included (also used by the feature machines).
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     for c in s.chars() {
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn escapes_strings() {
         let mut out = String::new();
-        push_str(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}h é ☃");
+        push_json_string(&mut out, "a\"b\\c\nd\re\tf\u{1}g\u{1f}h é ☃");
         assert_eq!(out, r#""a\"b\\c\nd\re\tf\u0001g\u001fh é ☃""#);
     }
 }

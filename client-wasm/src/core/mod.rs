@@ -37,6 +37,7 @@ pub use channels::Member;
 pub use client::{ChannelAuth, Client, Error};
 pub use connection::State;
 pub use frame::ClientFrame;
+pub(crate) use frame::push_json_string;
 pub use listeners::{Binding, ListenerId};
 pub use message::ServerMessage;
 pub use names::{whisper_listen_name, EventFormatter, NOTIFICATION_EVENT};

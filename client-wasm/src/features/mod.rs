@@ -10,6 +10,8 @@
 
 use crate::prelude::*;
 
+pub(crate) use crate::core::push_json_string;
+
 pub mod badges;
 mod sorted_map;
 pub mod status;
@@ -49,27 +51,6 @@ fn contains(haystack: &str, needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// Appends `value` to `out` as a JSON string literal, quotes included.
-fn push_json_string(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 0xf] as char);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 /// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
 /// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
@@ -90,13 +71,6 @@ fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut out = String::new();
-        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
-    }
 
     #[test]
     fn client_event_refusals_are_told_from_transient_errors() {
