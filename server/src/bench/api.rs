@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::target::Target;
+use super::server_under_test::Target;
 use super::Result;
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);

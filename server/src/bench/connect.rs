@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::procfs::{self, CpuWindow};
-use super::target::Target;
+use super::server_under_test::Target;
 use super::ws::{self, Connection};
 use super::{progress, round, Result};
 

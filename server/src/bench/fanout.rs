@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::api::Api;
 use super::latency::{read_stamp, stamp_now, Latencies};
 use super::procfs::CpuWindow;
-use super::target::Target;
+use super::server_under_test::Target;
 use super::ws::{self, Connection};
 use super::{per_100k, progress, round, Result};
 

@@ -1,10 +1,11 @@
 //! `overtone bench`: a load generator for any Pusher-protocol server on 127.0.0.1.
 //!
 //! Owns the command line, the run's overall time bound and the one-line JSON summary on stdout
-//! (progress goes to stderr). One module per concern: [`target`] (where the server is and its
-//! app credentials), [`ws`] (WebSocket clients), [`api`] (signed HTTP API calls), [`procfs`]
-//! (RSS and CPU time from /proc), [`latency`] (timestamps in payloads and histograms), and one
-//! module per scenario: [`connect`], [`fanout`], [`presence`], [`client_events`].
+//! (progress goes to stderr). One module per concern: [`server_under_test`] (where the server
+//! is and its app credentials), [`ws`] (WebSocket clients), [`api`] (signed HTTP API calls),
+//! [`procfs`] (RSS and CPU time from /proc), [`latency`] (timestamps in payloads and
+//! histograms), and one module per scenario: [`connect`], [`fanout`], [`presence`],
+//! [`client_events`].
 
 mod api;
 mod client_events;
@@ -13,7 +14,7 @@ mod fanout;
 mod latency;
 mod presence;
 mod procfs;
-mod target;
+mod server_under_test;
 mod ws;
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use target::TargetArgs;
+use server_under_test::TargetArgs;
 
 /// A bench failure, already worded for the person running it.
 pub type Result<T> = std::result::Result<T, String>;

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::latency::{now_micros, Latencies};
 use super::procfs::CpuWindow;
-use super::target::Target;
+use super::server_under_test::Target;
 use super::ws::{self, Client, Connection, Frame};
 use super::{progress, round, Result};
 

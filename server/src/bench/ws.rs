@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
 
-use super::target::Target;
+use super::server_under_test::Target;
 use super::{progress, Result};
 
 /// How long the server may take to accept a connection or answer a subscription.
