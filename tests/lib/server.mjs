@@ -1,5 +1,8 @@
 // Starts a real `overtone serve` on a free loopback port for one test file, and stops it.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -241,4 +244,36 @@ export async function startBalancer(servers) {
       proxy.close(() => resolve());
     }),
   };
+}
+
+/** Writes `toml` to a config file in a fresh temporary folder; `remove()` deletes the folder. */
+export function writeConfig(toml) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'overtone-config-'));
+  const file = path.join(dir, 'overtone.toml');
+  writeFileSync(file, toml);
+  return { path: file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * An HTTP endpoint on 127.0.0.1 that records every POST (`{headers, rawBody}`, the shape the
+ * `pusher` SDK's `webhook()` takes) in `posts` and calls `onPost` after each.
+ */
+export async function startWebhookReceiver() {
+  const receiver = {
+    posts: [],
+    onPost: () => {},
+    url: (urlPath) => `http://127.0.0.1:${server.address().port}${urlPath}`,
+    stop: () => server.close(),
+  };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      receiver.posts.push({ headers: req.headers, rawBody: body });
+      res.end('ok');
+      receiver.onPost();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return receiver;
 }

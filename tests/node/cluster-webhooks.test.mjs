@@ -4,60 +4,46 @@
 // SDK's own validation.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import Pusher from 'pusher-js';
 import {
   startServer, serverSdk, signedClientOptions, connected, once, pause, startRedis, eventually,
+  writeConfig, startWebhookReceiver,
 } from '../lib/server.mjs';
 
 const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
 
-let dir;
+let config;
 let receiver;
 let redis;
 let nodes = [];
-const posts = [];
 const clients = [];
 
 before(async () => {
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => { body += chunk; });
-    req.on('end', () => {
-      posts.push({ headers: req.headers, rawBody: body });
-      res.end('ok');
-    });
-  });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  dir = mkdtempSync(path.join(tmpdir(), 'overtone-cluster-webhooks-'));
-  const config = path.join(dir, 'overtone.toml');
-  writeFileSync(config, `
+  receiver = await startWebhookReceiver();
+  config = writeConfig(`
 [[apps]]
 id = "${hooked.id}"
 key = "${hooked.key}"
 secret = "${hooked.secret}"
-webhooks = [{ url = "http://127.0.0.1:${receiver.address().port}/hook", event_types = ["member_added", "member_removed", "channel_occupied", "channel_vacated"] }]
+webhooks = [{ url = "${receiver.url('/hook')}", event_types = ["member_added", "member_removed", "channel_occupied", "channel_vacated"] }]
 `);
   redis = await startRedis();
-  nodes = await Promise.all([0, 1].map(() => startServer({ args: ['--config', config, '--redis-url', redis.url] })));
+  nodes = await Promise.all([0, 1].map(() => startServer({ args: ['--config', config.path, '--redis-url', redis.url] })));
   nodes = nodes.map((n) => ({ ...n, app: hooked }));
 });
 after(async () => {
   clients.forEach((c) => c.disconnect());
   await Promise.all(nodes.map((n) => n.stop()));
   await redis?.stop();
-  receiver?.close();
-  rmSync(dir, { recursive: true, force: true });
+  receiver?.stop();
+  config?.remove();
 });
 
 /** Webhook events so far, as `name:user_id` (or `name` for channel events), each post's
  * signature checked; sorted, as concurrent POSTs may arrive in any order. */
 async function hookEvents() {
   const sdk = await serverSdk(nodes[0]);
-  return posts.flatMap((post) => sdk.webhook(post).getEvents())
+  return receiver.posts.flatMap((post) => sdk.webhook(post).getEvents())
     .map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name))
     .sort();
 }

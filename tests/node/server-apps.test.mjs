@@ -3,27 +3,22 @@
 // limit; and a Laravel `.env`'s REVERB_* variables read as they are.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import Pusher from 'pusher-js';
 import {
   startServer, startServerWithoutApp, serverSdk, clientOptions, signedClientOptions, connected,
-  nextPusherError, once, pause,
+  nextPusherError, once, pause, writeConfig,
 } from '../lib/server.mjs';
 
 const off = { id: 'off', key: 'off-key', secret: 'off-secret' };
 const solo = { id: 'solo', key: 'solo-key', secret: 'solo-secret' };
 const strict = { id: 'strict', key: 'strict-key', secret: 'strict-secret' };
 
-let dir;
+let config;
 let server;
 const clients = [];
 
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'overtone-apps-'));
-  const config = path.join(dir, 'overtone.toml');
-  writeFileSync(config, `
+  config = writeConfig(`
 [[apps]]
 id = "off"
 key = "off-key"
@@ -44,12 +39,12 @@ client_events = false
 subscription_count = true
 max_presence_members = 1
 `);
-  server = await startServer({ args: ['--config', config] });
+  server = await startServer({ args: ['--config', config.path] });
 });
 after(async () => {
   clients.forEach((c) => c.disconnect());
   await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  config?.remove();
 });
 
 /** The started server as seen by one of its apps. */

@@ -3,55 +3,40 @@
 // the 3 s grace period has passed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import Pusher from 'pusher-js';
-import { startServer, serverSdk, signedClientOptions, connected, once } from '../lib/server.mjs';
+import {
+  startServer, serverSdk, signedClientOptions, connected, once, writeConfig, startWebhookReceiver,
+} from '../lib/server.mjs';
 
 const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
 
-let dir;
+let config;
 let receiver;
 let server;
-const posts = [];
-let onPost = () => {};
 
 before(async () => {
-  receiver = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => { body += chunk; });
-    req.on('end', () => {
-      posts.push({ headers: req.headers, rawBody: body });
-      res.end('ok');
-      onPost();
-    });
-  });
-  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-  dir = mkdtempSync(path.join(tmpdir(), 'overtone-webhooks-'));
-  const config = path.join(dir, 'overtone.toml');
-  writeFileSync(config, `
+  receiver = await startWebhookReceiver();
+  config = writeConfig(`
 [[apps]]
 id = "${hooked.id}"
 key = "${hooked.key}"
 secret = "${hooked.secret}"
-webhooks = [{ url = "http://127.0.0.1:${receiver.address().port}/pusher/webhook" }]
+webhooks = [{ url = "${receiver.url('/pusher/webhook')}" }]
 `);
-  server = await startServer({ args: ['--config', config] });
+  server = await startServer({ args: ['--config', config.path] });
 });
 after(async () => {
   await server?.stop();
-  receiver?.close();
-  rmSync(dir, { recursive: true, force: true });
+  receiver?.stop();
+  config?.remove();
 });
 
 /** Resolves once the webhook events received so far include every name in `names`. */
 function eventsNamed(sdk, names, ms) {
-  const seen = () => posts.flatMap((post) => sdk.webhook(post).getEvents()).map((e) => e.name);
+  const seen = () => receiver.posts.flatMap((post) => sdk.webhook(post).getEvents()).map((e) => e.name);
   return once((cb) => {
-    onPost = () => names.every((n) => seen().includes(n)) && cb(seen());
-    onPost();
+    receiver.onPost = () => names.every((n) => seen().includes(n)) && cb(seen());
+    receiver.onPost();
   }, ms, `webhooks ${names.join(', ')}`);
 }
 
@@ -68,7 +53,7 @@ test('signed webhooks report occupancy, members and client events', async () => 
     const joined = await eventsNamed(sdk, joinedNames, 5000);
     assert.deepEqual([...new Set(joined)].sort(), [...joinedNames].sort());
 
-    const clientEvent = posts.flatMap((p) => sdk.webhook(p).getEvents()).find((e) => e.name === 'client_event');
+    const clientEvent = receiver.posts.flatMap((p) => sdk.webhook(p).getEvents()).find((e) => e.name === 'client_event');
     assert.equal(clientEvent.channel, 'presence-hooked');
     assert.equal(clientEvent.event, 'client-wave');
     assert.deepEqual(JSON.parse(clientEvent.data), { hi: 1 });
@@ -77,7 +62,7 @@ test('signed webhooks report occupancy, members and client events', async () => 
 
     client.disconnect();
     await eventsNamed(sdk, ['member_removed', 'channel_vacated'], 6000);
-    for (const post of posts) {
+    for (const post of receiver.posts) {
       const webhook = sdk.webhook(post);
       assert.ok(webhook.isValid(), 'signed with the app secret');
       assert.equal(post.headers['x-pusher-key'], hooked.key);
