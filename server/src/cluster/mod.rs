@@ -12,11 +12,12 @@
 //! shared through Redis too: see [`presence`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,10 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// Reconnection waits double from the first to the last.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
+/// How long the shared connection tries to connect, and waits for an answer, before a query
+/// gives up (and the caller answers from this node alone).
+pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const SHARED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one node tells the others, on its app's Redis channel.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -78,6 +83,9 @@ impl RedisConfig {
 /// This node's link to the others.
 pub struct Cluster {
     client: redis::Client,
+    /// The connection queries share (see [`Cluster::redis`]); made on first use, inside the
+    /// runtime.
+    shared_connection: OnceLock<ConnectionManager>,
     prefix: String,
     node: String,
     outbound: mpsc::Sender<Envelope>,
@@ -100,6 +108,7 @@ impl Cluster {
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
         Cluster {
             client: redis.client,
+            shared_connection: OnceLock::new(),
             prefix: redis.prefix,
             node: format!("{:016x}", fastrand::u64(..)),
             outbound,
@@ -110,6 +119,34 @@ impl Cluster {
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The node's one shared Redis connection, for queries and short scripts: the HTTP API's
+    /// channel and user queries, the webhooks' grace checks, subscription counts, and any
+    /// other module that needs Redis (clone it; clones share one multiplexed connection,
+    /// which reconnects by itself after Redis comes back). Long-lived work that must notice a
+    /// reconnection (pub/sub, the presence task) keeps its own connection.
+    ///
+    /// Commands fail fast while Redis is away ([`SHARED_RESPONSE_TIMEOUT`]), so callers can
+    /// fall back to what this node knows.
+    pub fn redis(&self) -> ConnectionManager {
+        self.shared_connection
+            .get_or_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_connection_timeout(Some(SHARED_CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(SHARED_RESPONSE_TIMEOUT));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                    .expect("a connection manager without push subscriptions is valid")
+            })
+            .clone()
+    }
+
+    /// The start of every key and channel of this deployment, for modules adding their own:
+    /// `{prefix}:{app_id}:...`.
+    pub fn key(&self, app_id: &str, rest: &str) -> String {
+        format!("{}:{app_id}:{rest}", self.prefix)
     }
 
     fn channel_of(&self, app_id: &str) -> String {

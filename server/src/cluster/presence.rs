@@ -172,7 +172,7 @@ impl Cluster {
     /// Every member of a presence channel cluster-wide, by user id.
     pub async fn members(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut impl redis::aio::ConnectionLike,
         app: &str,
         channel: &str,
     ) -> redis::RedisResult<BTreeMap<String, String>> {
@@ -227,7 +227,7 @@ impl Cluster {
             tokio::spawn(async move {
                 tokio::time::sleep(LEAVE_GRACE).await;
                 let vacated = async {
-                    let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                    let mut conn = cluster.redis();
                     let id = &app.config.id;
                     let back: bool = redis::cmd("HEXISTS")
                         .arg(cluster.totals_key(id))
@@ -256,7 +256,7 @@ impl Cluster {
 
     /// Subscriptions per occupied channel cluster-wide; None if Redis cannot say.
     pub async fn occupied(&self, app: &str) -> Option<Vec<(String, usize)>> {
-        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let mut conn = self.redis();
         redis::cmd("HGETALL")
             .arg(self.totals_key(app))
             .query_async(&mut conn)
@@ -266,7 +266,7 @@ impl Cluster {
 
     /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
     pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
-        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let mut conn = self.redis();
         let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
             .cmd("HGET")
             .arg(self.totals_key(app))
@@ -281,7 +281,7 @@ impl Cluster {
 
     /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
     pub async fn user_ids(&self, app: &str, channel: &str) -> Option<Vec<String>> {
-        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let mut conn = self.redis();
         let members = self.members(&mut conn, app, channel).await.ok()?;
         Some(members.into_keys().collect())
     }
@@ -321,7 +321,7 @@ impl Cluster {
         tokio::spawn(async move {
             tokio::time::sleep(LEAVE_GRACE).await;
             let reported = async {
-                let mut conn = cluster.client.get_multiplexed_async_connection().await?;
+                let mut conn = cluster.redis();
                 let id = &app.config.id;
                 let back: bool = redis::cmd("HEXISTS")
                     .arg(cluster.users_key(id, &channel))
