@@ -355,7 +355,11 @@ impl Connection {
             return self.subscription_error(&channel, "InvalidChannel", &err.to_string(), 400);
         }
         if self.subscriptions.contains_key(&channel) {
-            return self.invalid(None, &format!("Already subscribed to {channel}"));
+            if self.is_subscribed(&channel) {
+                return self.invalid(None, &format!("Already subscribed to {channel}"));
+            }
+            // The cluster refused it after the fact (its member limit): forget it, try again.
+            self.subscriptions.remove(&channel);
         }
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             return self.subscription_error(
@@ -393,11 +397,13 @@ impl Connection {
                 self.invalid(None, &format!("Already subscribed to {channel}"))
             }
             Err(SubscribeError::MemberLimit) => {
-                let error = format!(
-                    "The presence channel already has {} members",
-                    config.max_presence_members
+                tracing::debug!(
+                    socket_id = self.handle.socket_id.as_str(),
+                    channel,
+                    "subscription refused: presence member limit"
                 );
-                self.subscription_error(&channel, "LimitReached", &error, 403)
+                let max = config.max_presence_members;
+                self.handle.send(frame::member_limit(&channel, max));
             }
         }
     }
@@ -446,9 +452,11 @@ impl Connection {
         }
     }
 
-    /// Sends `pusher_internal:subscription_count` if the app wants it (never on presence).
+    /// Sends `pusher_internal:subscription_count` if the app wants it (never on presence). On
+    /// a cluster the count is the cluster's, announced by [`crate::cluster::counts`].
     fn announce_count(&self, channel: &str, kind: ChannelKind, occupancy: Occupancy) {
-        if self.app.config.subscription_count && kind != ChannelKind::Presence {
+        let alone = !self.app.is_clustered();
+        if alone && self.app.config.subscription_count && kind != ChannelKind::Presence {
             let count = frame::subscription_count(channel, occupancy.subscriptions);
             self.app.channels.publish(channel, &count, None);
         }
@@ -530,7 +538,8 @@ impl Connection {
                 "Client events are only allowed on private and presence channels",
             );
         }
-        let Some(user_id) = self.subscriptions.get(channel) else {
+        let subscribed = self.is_subscribed(channel);
+        let Some(user_id) = self.subscriptions.get(channel).filter(|_| subscribed) else {
             return self.invalid(
                 None,
                 "Subscribe to the channel before sending client events",
@@ -554,6 +563,18 @@ impl Connection {
         let socket_id = &self.handle.socket_id;
         self.app.publish(channel, &out, Some(socket_id));
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
+    }
+
+    /// Whether this connection is subscribed to `channel`. On a cluster the registry has the
+    /// last word: a presence join the cluster refused (over `max_presence_members`) is taken
+    /// out of the registry by the presence task, but stays in `subscriptions` until noticed.
+    fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions.contains_key(channel)
+            && (!self.app.is_clustered()
+                || self
+                    .app
+                    .channels
+                    .is_subscribed(channel, &self.handle.socket_id))
     }
 
     fn leave_all(&mut self) {

@@ -128,6 +128,13 @@ pub fn member_removed(channel: &str, user_id: &str) -> Utf8Bytes {
     )
 }
 
+/// The refusal of a presence subscription over the app's `max_presence_members` (one node's
+/// check or the cluster's).
+pub fn member_limit(channel: &str, max_members: usize) -> Utf8Bytes {
+    let error = format!("The presence channel already has {max_members} members");
+    subscription_error(channel, "LimitReached", &error, 403)
+}
+
 pub fn subscription_count(channel: &str, count: usize) -> Utf8Bytes {
     let data = serde_json::json!({ "subscription_count": count });
     build(

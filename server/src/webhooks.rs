@@ -162,7 +162,9 @@ pub fn subscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Option
             json!({"name": Kind::CacheMiss, "channel": channel}),
         );
     }
-    subscription_count(app, channel, change);
+    if alone {
+        subscription_count(app, channel, change.occupancy.subscriptions as u64);
+    }
 }
 
 /// An unsubscription happened: vacated and member removed (after the grace period), count.
@@ -195,8 +197,8 @@ pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Opti
             }
         });
     }
-    if change.occupancy.subscriptions > 0 {
-        subscription_count(app, channel, change);
+    if change.occupancy.subscriptions > 0 && !app.is_clustered() {
+        subscription_count(app, channel, change.occupancy.subscriptions as u64);
     }
 }
 
@@ -224,11 +226,19 @@ pub fn member_removed(app: &App, channel: &str, user_id: &str) {
     app.webhooks.push(&app.config, Kind::MemberRemoved, body);
 }
 
-fn subscription_count(app: &App, channel: &str, change: Change) {
+/// On a cluster: the channel's count cluster-wide, sent by a node whose change moved it (at
+/// most once per [`crate::cluster::counts::WINDOW`] per node, with the total then).
+pub fn cluster_subscription_count(app: &App, channel: &str, total: u64) {
+    if app.webhooks.enabled() && total > 0 {
+        subscription_count(app, channel, total);
+    }
+}
+
+fn subscription_count(app: &App, channel: &str, subscriptions: u64) {
     let body = json!({
         "name": Kind::SubscriptionCount,
         "channel": channel,
-        "subscription_count": change.occupancy.subscriptions,
+        "subscription_count": subscriptions,
     });
     app.webhooks
         .push(&app.config, Kind::SubscriptionCount, body);

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::{Shared, SocketId};
 
+pub mod counts;
 pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
@@ -48,6 +49,9 @@ pub enum Message {
     },
     /// Close every connection signed in as this user (`terminate_connections`).
     Terminate { user_id: String, code: u16 },
+    /// A channel's subscription count cluster-wide, for its subscribers on every node, the
+    /// sender's included (see [`counts`]).
+    SubscriptionCount { channel: String, count: u64 },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +98,9 @@ pub struct Cluster {
     /// Presence changes, in order; never dropped, or the cluster's member lists would drift.
     presence_ops: mpsc::UnboundedSender<presence::Op>,
     pending_presence: Mutex<Option<mpsc::UnboundedReceiver<presence::Op>>>,
+    /// Channels whose cluster-wide subscription count changed, for [`counts::run`].
+    counts: mpsc::UnboundedSender<(Arc<crate::state::App>, Arc<str>)>,
+    pending_counts: Mutex<Option<mpsc::UnboundedReceiver<(Arc<crate::state::App>, Arc<str>)>>>,
     /// Whether the subscription to the other nodes is up.
     connected: AtomicBool,
     /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
@@ -106,6 +113,7 @@ impl Cluster {
     pub fn new(redis: RedisConfig) -> Cluster {
         let (outbound, pending) = mpsc::channel(QUEUE_CAPACITY);
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
+        let (counts, pending_counts) = mpsc::unbounded_channel();
         Cluster {
             client: redis.client,
             shared_connection: OnceLock::new(),
@@ -115,6 +123,8 @@ impl Cluster {
             pending: Mutex::new(Some(pending)),
             presence_ops,
             pending_presence: Mutex::new(Some(pending_presence)),
+            counts,
+            pending_counts: Mutex::new(Some(pending_counts)),
             connected: AtomicBool::new(false),
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
@@ -202,6 +212,10 @@ pub fn start(shared: &Shared) {
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
         tokio::spawn(presence::run(shared.clone(), cluster.clone(), ops));
+    }
+    let pending = cluster.pending_counts.lock().map(|mut p| p.take());
+    if let Ok(Some(changed)) = pending {
+        tokio::spawn(counts::run(shared.clone(), cluster.clone(), changed));
     }
 }
 
@@ -316,7 +330,10 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
         return tracing::debug!("redis: malformed cluster message");
     };
-    if envelope.node == cluster.node {
+    // The sender delivered its own messages already, except counts: every node, the sender
+    // included, delivers those in the order Redis published them.
+    let own = envelope.node == cluster.node;
+    if own && !matches!(envelope.message, Message::SubscriptionCount { .. }) {
         return;
     }
     let Some(app) = shared.app_by_id(&envelope.app) else {
@@ -339,6 +356,11 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         }
         Message::Terminate { user_id, code } => {
             app.users.terminate(&user_id, code);
+        }
+        Message::SubscriptionCount { channel, count } => {
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            let frame = crate::frame::subscription_count(&channel, count);
+            app.channels.publish(&channel, &frame, None);
         }
     }
 }

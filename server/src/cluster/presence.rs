@@ -40,8 +40,14 @@ use super::Cluster;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Adds a node's field; returns 1 if the user is new to the channel cluster-wide.
+/// Adds a node's field; returns 1 if the user is new to the channel cluster-wide, 0 if not,
+/// and -1 (changing nothing) if they are new and the channel already has ARGV[5] members
+/// (`max_presence_members`; empty: no limit).
 const JOIN: &str = r#"
+local max = tonumber(ARGV[5])
+if max and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 and redis.call('HLEN', KEYS[2]) >= max then
+  return -1
+end
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) == 1 then
   redis.call('SADD', KEYS[3], ARGV[4])
   if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then return 1 end
@@ -95,6 +101,17 @@ pub enum Op {
     },
 }
 
+/// What the cluster made of a join.
+#[derive(Debug, PartialEq, Eq)]
+enum Joined {
+    /// The user's first connection anywhere: announce them.
+    First,
+    /// The user was a member already.
+    Again,
+    /// The channel has `max_presence_members` members already, and the user is not one.
+    Refused,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -127,14 +144,17 @@ impl Cluster {
         format!("{}:nodes", self.prefix)
     }
 
+    /// Adds this node's connection of `member`; `max_members`: refuse a user new to the
+    /// channel when it is full (None when putting known members back after a reconnection).
     async fn join(
         &self,
         conn: &mut MultiplexedConnection,
         app: &str,
         channel: &str,
         member: &Member,
-    ) -> redis::RedisResult<bool> {
-        let first: i64 = redis::cmd("EVAL")
+        max_members: Option<usize>,
+    ) -> redis::RedisResult<Joined> {
+        let joined: i64 = redis::cmd("EVAL")
             .arg(JOIN)
             .arg(3)
             .arg(self.presence_key(app, channel))
@@ -144,9 +164,14 @@ impl Cluster {
             .arg(&*member.user_id)
             .arg(member.user_info.get())
             .arg(channel)
+            .arg(max_members.map_or(String::new(), |max| max.to_string()))
             .query_async(conn)
             .await?;
-        Ok(first == 1)
+        Ok(match joined {
+            1 => Joined::First,
+            -1 => Joined::Refused,
+            _ => Joined::Again,
+        })
     }
 
     async fn leave(
@@ -209,6 +234,9 @@ impl Cluster {
             .arg(subscriptions)
             .query_async(conn)
             .await?;
+        if before != after {
+            self.count_changed(app, channel);
+        }
         if !app.webhooks.enabled() {
             return Ok(());
         }
@@ -495,7 +523,7 @@ async fn reregister(
     for app in shared.apps() {
         for (channel, member) in app.channels.local_members() {
             cluster
-                .join(conn, &app.config.id, &channel, &member)
+                .join(conn, &app.config.id, &channel, &member, None)
                 .await?;
         }
         for summary in app.channels.occupied("") {
@@ -529,15 +557,37 @@ async fn apply(
             channel,
             member,
             conn: subscriber,
-            first_here,
+            first_here: _,
         } => {
             let id = &app.config.id;
-            if *first_here && cluster.join(conn, id, channel, member).await? {
-                let added = frame::member_added(channel, &member.user_id, member.user_info.get());
-                app.publish(channel, &added, Some(&subscriber.socket_id));
-                cluster
-                    .hook_added(conn, app, channel, &member.user_id)
-                    .await?;
+            // Every join goes to Redis, not only the user's first here: if that first one was
+            // refused, a later connection of theirs must be checked against the limit too.
+            let max = Some(app.config.max_presence_members);
+            match cluster.join(conn, id, channel, member, max).await? {
+                Joined::First => {
+                    let added =
+                        frame::member_added(channel, &member.user_id, member.user_info.get());
+                    app.publish(channel, &added, Some(&subscriber.socket_id));
+                    cluster
+                        .hook_added(conn, app, channel, &member.user_id)
+                        .await?;
+                }
+                Joined::Again => {}
+                Joined::Refused => {
+                    // Over the cluster's limit: undo the local subscription the connection made
+                    // (it notices; see `Connection::is_subscribed`) and refuse it as one node
+                    // would have.
+                    let socket_id = &subscriber.socket_id;
+                    if let Some(change) = app.channels.unsubscribe(channel, socket_id) {
+                        let subscriptions = change.occupancy.subscriptions;
+                        cluster
+                            .count(conn, app, &cluster.node, channel, subscriptions)
+                            .await?;
+                    }
+                    let max = app.config.max_presence_members;
+                    subscriber.send(frame::member_limit(channel, max));
+                    return Ok(());
+                }
             }
             let members = cluster.members(conn, id, channel).await?;
             let data = subscription_data(&members);
@@ -563,7 +613,7 @@ async fn apply(
 /// keep working; the cluster learns of this node's members when it reconnects.
 fn apply_locally(op: &Op) {
     match op {
-        Op::Count { .. } => {}
+        Op::Count { app, channel, .. } => super::counts::announce_locally(app, channel),
         Op::Join {
             app,
             channel,
