@@ -24,6 +24,8 @@ const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_ACTIVITY_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_REDIS_PREFIX: &str = "overtone";
 const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Seconds between SIGTERM (`/ready` turning 503) and no longer accepting connections.
+const DEFAULT_SHUTDOWN_DRAIN_SECS: f64 = 1.0;
 
 /// Flags of `overtone serve`.
 #[derive(Args, Debug, Clone)]
@@ -69,6 +71,11 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for connections to close after asking them to (4200) [default: 10].
     #[arg(long, env = "OVERTONE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<u64>,
+    /// Seconds between SIGTERM/SIGINT and closing: `/ready` answers 503 at once so the load
+    /// balancer stops sending new clients, while this node keeps serving (fractions allowed)
+    /// [default: 1].
+    #[arg(long, env = "OVERTONE_SHUTDOWN_DRAIN")]
+    pub shutdown_drain: Option<f64>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -209,6 +216,7 @@ struct ServerSection {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     shutdown_grace: Option<u64>,
+    shutdown_drain: Option<f64>,
 }
 
 /// Files served in demo mode.
@@ -232,6 +240,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// How long shutdown waits for connections to close.
     pub shutdown_grace: Duration,
+    /// How long a shutting-down node keeps serving, not ready, before it closes.
+    pub shutdown_drain: Duration,
 }
 
 impl Config {
@@ -245,6 +255,7 @@ impl Config {
             demo: None,
             redis: None,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            shutdown_drain: Duration::ZERO,
         }
     }
 }
@@ -330,7 +341,14 @@ impl ServeArgs {
             }
             None => None,
         };
+        let drain = self
+            .shutdown_drain
+            .or(file.server.shutdown_drain)
+            .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_SECS);
+        let shutdown_drain = Duration::try_from_secs_f64(drain)
+            .map_err(|_| format!("shutdown_drain must be a number of seconds >= 0, not {drain}"))?;
         Ok(Config {
+            shutdown_drain,
             host,
             port,
             activity_timeout: Duration::from_secs(activity_timeout),
@@ -393,6 +411,7 @@ mod tests {
         let text = include_str!("../overtone.example.toml");
         let file: ConfigFile = toml::from_str(text).unwrap();
         assert_eq!(file.server.port, Some(8080));
+        assert_eq!(file.server.shutdown_drain, Some(1.0));
         assert_eq!(file.apps.len(), 2);
         let second = &file.apps[1];
         assert!(second.enabled && second.client_events);

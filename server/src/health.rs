@@ -1,5 +1,7 @@
 //! Health checks for load balancers and orchestrators: `/up` answers 200 while the process
-//! serves at all; `/ready` answers 503 once the node is shutting down, or when it has been cut
+//! serves at all; `/ready` answers 503 from the moment the node is asked to shut down (through
+//! the drain delay, while it still serves, so the load balancer stops sending it clients before
+//! it stops accepting them), or when it has been cut
 //! off from the cluster's Redis for longer than [`REDIS_GRACE`] (its clients would miss what
 //! other nodes publish), and 200 otherwise.
 
@@ -23,7 +25,7 @@ pub fn routes() -> Router<Shared> {
 }
 
 async fn ready(State(shared): State<Shared>) -> (StatusCode, &'static str) {
-    if shared.shutdown().is_cancelled() {
+    if shared.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     if shared

@@ -50,7 +50,8 @@ pub fn router(shared: Shared) -> Router {
     router.with_state(shared)
 }
 
-/// Binds, serves until `shutdown` is cancelled, then closes every client with 4200.
+/// Binds and serves until `shutdown` is cancelled; then drains (see [`serve_on`]) and closes
+/// every client with 4200.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -58,13 +59,21 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> std::io::Resu
 }
 
 /// Serves on a listener already bound (the config's host and port are not used again).
+///
+/// Once `shutdown` is cancelled: `/ready` answers 503 at once, the node keeps serving (new
+/// connections included) for the config's `shutdown_drain`, then stops accepting, closes every
+/// client with 4200 and waits up to `shutdown_grace` for them to go.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let shared = Shared::new(config, shutdown.clone());
+    // What everything inside stops on: cancelled after the drain.
+    let closing = CancellationToken::new();
+    let shared = Shared::new(config, closing.clone());
+    tokio::spawn(drain_then_close(shared.clone(), shutdown));
+    let shutdown = closing;
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
     cluster::start(&shared);
@@ -100,6 +109,19 @@ pub async fn serve_on(
     served
 }
 
+/// When `shutdown` is cancelled: not ready at once, closing after the drain delay.
+async fn drain_then_close(shared: Shared, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = shared.shutdown().cancelled() => return,
+    }
+    shared.start_draining();
+    let drain = shared.config().shutdown_drain;
+    tracing::info!(?drain, "shutting down: not ready; closing after the drain delay");
+    tokio::time::sleep(drain).await;
+    shared.shutdown().cancel();
+}
+
 /// Every minute, forgets expired cache-channel events nobody is subscribed to, until shutdown.
 async fn sweep_caches(shared: Shared) {
     let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -115,6 +137,24 @@ async fn sweep_caches(shared: Shared) {
 mod tests {
     use super::*;
     use crate::config::{AppConfig, DemoAssets};
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_before_closing() {
+        let mut config = Config::for_tests(AppConfig::new("a", "k", "s"));
+        config.shutdown_drain = Duration::from_secs(2);
+        let shared = Shared::new(config, CancellationToken::new());
+        let asked = CancellationToken::new();
+        let task = tokio::spawn(drain_then_close(shared.clone(), asked.clone()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!shared.is_draining(), "nothing before shutdown is asked for");
+        asked.cancel();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(shared.is_draining(), "not ready at once");
+        assert!(!shared.shutdown().is_cancelled(), "still serving during the drain");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(shared.shutdown().is_cancelled(), "closing after the drain");
+        task.await.unwrap();
+    }
 
     #[test]
     fn routes_build_with_and_without_the_demo() {

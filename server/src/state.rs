@@ -3,7 +3,7 @@
 //! the shutdown signal.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,8 @@ struct Inner {
     cluster: Option<Arc<Cluster>>,
     metrics: Metrics,
     shutdown: CancellationToken,
+    /// Shutdown was asked for: not ready, though still serving until `shutdown` is cancelled.
+    draining: AtomicBool,
     /// Random per process so socket ids do not repeat across restarts.
     socket_id_prefix: u32,
     next_socket: AtomicU64,
@@ -235,6 +237,7 @@ impl Shared {
             cluster,
             metrics: Metrics::default(),
             shutdown,
+            draining: AtomicBool::new(false),
             socket_id_prefix: fastrand::u32(1..1_000_000_000),
             next_socket: AtomicU64::new(1),
         }))
@@ -265,8 +268,19 @@ impl Shared {
         &self.0.metrics
     }
 
+    /// Cancelled when the node stops accepting and closes its clients (after the drain).
     pub fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
+    }
+
+    /// Marks the node as shutting down: `/ready` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether shutdown has begun (the drain, or the closing after it).
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Acquire) || self.0.shutdown.is_cancelled()
     }
 
     /// A new socket id in Pusher's `digits.digits` form, unique within this process.
