@@ -91,8 +91,9 @@ impl Cluster {
             },
         };
         let text = serde_json::to_string(&envelope).ok()?;
+        // The count is serialized last; a channel name can only hold the marker escaped.
         let marker = format!("\"count\":{PLACEHOLDER}");
-        let (head, tail) = text.split_once(&marker)?;
+        let (head, tail) = text.rsplit_once(&marker)?;
         Some((format!("{head}\"count\":"), tail.to_owned()))
     }
 
@@ -212,7 +213,9 @@ mod tests {
         let (head, tail) = cluster
             .count_envelope("app", r#"odd "count":18446744073709551615 name"#)
             .unwrap();
-        let envelope: Envelope = serde_json::from_str(&format!("{head}42{tail}")).unwrap();
+        let text = format!("{head}42{tail}");
+        assert!(text.ends_with(r#","count":42}"#), "{text}");
+        let envelope: Envelope = serde_json::from_str(&text).unwrap();
         assert_eq!(envelope.app, "app");
         assert_eq!(
             envelope.message,
