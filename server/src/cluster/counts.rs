@@ -41,6 +41,9 @@ end
 return total
 "#;
 
+/// A channel whose cluster-wide count changed, and its app.
+pub(crate) type Changed = (Arc<App>, Arc<str>);
+
 /// Stands for the count in a serialized [`Message::SubscriptionCount`], to cut it around.
 const PLACEHOLDER: u64 = u64::MAX;
 
@@ -136,7 +139,7 @@ pub(crate) fn announce_locally(app: &App, channel: &str) {
 pub(crate) async fn run(
     shared: Shared,
     cluster: Arc<Cluster>,
-    mut changed: mpsc::UnboundedReceiver<(Arc<App>, Arc<str>)>,
+    mut changed: mpsc::UnboundedReceiver<Changed>,
 ) {
     let shutdown = shared.shutdown().clone();
     let mut pending = Pending::default();

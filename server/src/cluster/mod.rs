@@ -99,8 +99,8 @@ pub struct Cluster {
     presence_ops: mpsc::UnboundedSender<presence::Op>,
     pending_presence: Mutex<Option<mpsc::UnboundedReceiver<presence::Op>>>,
     /// Channels whose cluster-wide subscription count changed, for [`counts::run`].
-    counts: mpsc::UnboundedSender<(Arc<crate::state::App>, Arc<str>)>,
-    pending_counts: Mutex<Option<mpsc::UnboundedReceiver<(Arc<crate::state::App>, Arc<str>)>>>,
+    counts: mpsc::UnboundedSender<counts::Changed>,
+    pending_counts: Mutex<Option<mpsc::UnboundedReceiver<counts::Changed>>>,
     /// Whether the subscription to the other nodes is up.
     connected: AtomicBool,
     /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
