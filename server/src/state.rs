@@ -168,18 +168,19 @@ impl App {
         let Some(cluster) = &self.cluster else {
             return self.channels.occupied(prefix);
         };
-        let Some(totals) = cluster.occupied(&self.config.id).await else {
+        let Some(occupied) = cluster.occupied(&self.config.id, prefix).await else {
             return self.channels.occupied(prefix);
         };
-        let mut summaries = Vec::new();
-        for (name, _) in totals.into_iter().filter(|(n, _)| n.starts_with(prefix)) {
-            let occupancy = self.occupancy(&name).await;
-            summaries.push(ChannelSummary {
+        occupied
+            .into_iter()
+            .map(|(name, subscriptions, users)| ChannelSummary {
                 name: name.into(),
-                occupancy,
-            });
-        }
-        summaries
+                occupancy: Occupancy {
+                    subscriptions,
+                    users,
+                },
+            })
+            .collect()
     }
 
     /// Closes every connection signed in as `user_id`, on every node.

@@ -282,14 +282,35 @@ impl Cluster {
         Ok(())
     }
 
-    /// Subscriptions per occupied channel cluster-wide; None if Redis cannot say.
-    pub async fn occupied(&self, app: &str) -> Option<Vec<(String, usize)>> {
+    /// Occupied channels whose names start with `prefix`, with their subscriptions and
+    /// members cluster-wide, in two round trips; None if Redis cannot say.
+    pub async fn occupied(&self, app: &str, prefix: &str) -> Option<Vec<(String, usize, usize)>> {
         let mut conn = self.redis();
-        redis::cmd("HGETALL")
+        let totals: Vec<(String, usize)> = redis::cmd("HGETALL")
             .arg(self.totals_key(app))
             .query_async(&mut conn)
             .await
-            .ok()
+            .ok()?;
+        let totals: Vec<(String, usize)> = totals
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .collect();
+        let mut members = redis::pipe();
+        for (name, _) in &totals {
+            members.cmd("HLEN").arg(self.users_key(app, name));
+        }
+        let users: Vec<usize> = if totals.is_empty() {
+            Vec::new()
+        } else {
+            members.query_async(&mut conn).await.ok()?
+        };
+        Some(
+            totals
+                .into_iter()
+                .zip(users)
+                .map(|((name, subscriptions), users)| (name, subscriptions, users))
+                .collect(),
+        )
     }
 
     /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
