@@ -226,6 +226,16 @@ pub fn member_removed(app: &App, channel: &str, user_id: &str) {
     app.webhooks.push(&app.config, Kind::MemberRemoved, body);
 }
 
+/// Whether any of the app's endpoints wants `subscription_count` webhooks.
+pub fn wants_subscription_count(app: &App) -> bool {
+    app.webhooks.enabled()
+        && app
+            .config
+            .webhooks
+            .iter()
+            .any(|hook| hook.wants(Kind::SubscriptionCount))
+}
+
 /// On a cluster: the channel's count cluster-wide, sent by a node whose change moved it (at
 /// most once per [`crate::cluster::counts::WINDOW`] per node, with the total then).
 pub fn cluster_subscription_count(app: &App, channel: &str, total: u64) {

@@ -11,21 +11,30 @@ import {
 } from '../lib/server.mjs';
 
 const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
+const counted = { id: 'counted', key: 'counted-key', secret: 'counted-secret' };
 
 let config;
 let receiver;
+let countReceiver;
 let redis;
 let nodes = [];
 const clients = [];
 
 before(async () => {
   receiver = await startWebhookReceiver();
+  countReceiver = await startWebhookReceiver();
   config = writeConfig(`
 [[apps]]
 id = "${hooked.id}"
 key = "${hooked.key}"
 secret = "${hooked.secret}"
 webhooks = [{ url = "${receiver.url('/hook')}", event_types = ["member_added", "member_removed", "channel_occupied", "channel_vacated"] }]
+
+[[apps]]
+id = "${counted.id}"
+key = "${counted.key}"
+secret = "${counted.secret}"
+webhooks = [{ url = "${countReceiver.url('/count')}", event_types = ["subscription_count"] }]
 `);
   redis = await startRedis();
   nodes = await Promise.all([0, 1].map(() => startServer({ args: ['--config', config.path, '--redis-url', redis.url] })));
@@ -36,6 +45,7 @@ after(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
   await redis?.stop();
   receiver?.stop();
+  countReceiver?.stop();
   config?.remove();
 });
 
@@ -78,4 +88,28 @@ test('member and channel webhooks are cluster-wide: one added, one removed after
   await pause(1000);
   assert.deepEqual(await hookEvents(), ['channel_occupied', 'member_added:ann']);
   await eventually(async () => assert.deepEqual(await hookEvents(), ['channel_occupied', 'channel_vacated', 'member_added:ann', 'member_removed:ann']), 6000);
+});
+
+test('subscription_count webhooks carry the cluster total', async () => {
+  const [a, b] = nodes.map((n) => ({ ...n, app: counted }));
+  const subscribeOn = async (server) => {
+    const client = new Pusher(counted.key, signedClientOptions(server, await serverSdk(server), {}));
+    clients.push(client);
+    await connected(client);
+    const channel = client.subscribe('tally');
+    await once((cb) => channel.bind('pusher:subscription_succeeded', cb), 5000, 'subscription');
+    return client;
+  };
+  const counts = async () => {
+    const sdk = await serverSdk(a);
+    return countReceiver.posts.flatMap((post) => sdk.webhook(post).getEvents())
+      .filter((e) => e.name === 'subscription_count' && e.channel === 'tally')
+      .map((e) => e.subscription_count);
+  };
+  await subscribeOn(a);
+  await eventually(async () => assert.ok((await counts()).includes(1)));
+  // One subscriber on each node: the node that saw the second reports 2, not its own 1.
+  await subscribeOn(b);
+  await eventually(async () => assert.ok((await counts()).includes(2), `reported ${await counts()}`));
+  assert.ok((await counts()).every((n) => n === 1 || n === 2), `reported ${await counts()}`);
 });

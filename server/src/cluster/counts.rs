@@ -72,9 +72,10 @@ impl Pending {
 }
 
 impl Cluster {
-    /// A channel's total changed: announce it (coalesced) if its app wants counts.
+    /// A channel's total changed: announce it (coalesced) if its app wants counts, as frames
+    /// or as webhooks.
     pub(crate) fn count_changed(&self, app: &Arc<App>, channel: &str) {
-        if !wants_counts(app, channel) {
+        if !wants_counts(app, channel) && !webhooks::wants_subscription_count(app) {
             return;
         }
         if self.counts.send((app.clone(), channel.into())).is_err() {
@@ -100,17 +101,26 @@ impl Cluster {
         Some((format!("{head}\"count\":"), tail.to_owned()))
     }
 
-    /// Reads the channel's total and publishes it to every node, in one step.
+    /// Reads the channel's total and publishes it to every node, in one step (only reads it
+    /// when the app wants webhooks but no frames).
     async fn announce(&self, app: &App, channel: &str) -> redis::RedisResult<u64> {
         let id = &app.config.id;
+        let mut conn = self.redis();
+        if !wants_counts(app, channel) {
+            let total: Option<u64> = redis::cmd("HGET")
+                .arg(self.totals_key(id))
+                .arg(channel)
+                .query_async(&mut conn)
+                .await?;
+            return Ok(total.unwrap_or(0));
+        }
         let Some((head, tail)) = self.count_envelope(id, channel) else {
             return Ok(0);
         };
-        let mut conn = self.redis();
         redis::cmd("EVAL")
             .arg(ANNOUNCE)
             .arg(2)
-            .arg(self.key(id, "subscriptions"))
+            .arg(self.totals_key(id))
             .arg(self.channel_of(id))
             .arg(channel)
             .arg(head)

@@ -131,7 +131,7 @@ impl Cluster {
     fn node_counts_key(&self, app: &str, node: &str) -> String {
         format!("{}:{app}:subscriptions:{node}", self.prefix)
     }
-    fn totals_key(&self, app: &str) -> String {
+    pub(super) fn totals_key(&self, app: &str) -> String {
         format!("{}:{app}:subscriptions", self.prefix)
     }
     fn hooked_channels_key(&self, app: &str) -> String {
