@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import Pusher from 'pusher-js';
 import {
   serverSdk, clientOptions, signedClientOptions, connected, once, startRedis, startCluster,
-  eventually, writeConfig,
+  eventually, writeConfig, nextPusherError,
 } from '../lib/server.mjs';
 
 const counted = { id: 'counted', key: 'counted-key', secret: 'counted-secret' };
@@ -121,6 +121,9 @@ test('max_presence_members holds across nodes, with the error one node gives', a
   // A member already in may open another connection anywhere.
   assert.equal((await join(b, 'ann', 'presence-full')).result, 'ok');
   // The refused connection is not subscribed: it may not whisper and is in no count.
+  const whisper = nextPusherError(remote.client);
+  remote.client.send_event('client-psst', {}, 'presence-full');
+  assert.match((await whisper).message, /Subscribe to the channel before sending client events/);
   const users = async (node) => (await (await (await serverSdk(as(node))).get({ path: '/channels/presence-full/users' })).json()).users.map((u) => u.id).sort();
   assert.deepEqual(await users(b), ['ann', 'bob']);
   const info = await (await (await serverSdk(as(b))).get({ path: '/channels/presence-full', params: { info: 'user_count,subscription_count' } })).json();
