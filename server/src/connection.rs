@@ -501,9 +501,12 @@ impl Connection {
         };
         self.sign_out();
         self.handle.send(frame::signin_success(&data.user_data));
-        self.app
+        let first = self
+            .app
             .users
             .sign_in(&member.user_id, &self.handle, &watchlist);
+        self.app
+            .signed_in(&member.user_id, &self.handle, &watchlist, first);
         self.user = Some(SignedIn {
             id: member.user_id,
             user_data: data.user_data,
@@ -514,9 +517,13 @@ impl Connection {
     /// Forgets the signed-in user, leaving their server-to-user channel.
     fn sign_out(&mut self) {
         if let Some(user) = self.user.take() {
-            self.app
-                .users
-                .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
+            let last =
+                self.app
+                    .users
+                    .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
+            if last {
+                self.app.signed_out(&user.id);
+            }
             let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
             if self.subscriptions.remove(&own_channel).is_some() {
                 self.leave(&own_channel, None);

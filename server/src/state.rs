@@ -70,7 +70,10 @@ impl App {
                 None => ChannelRegistry::default(),
             },
             connections: AtomicUsize::new(0),
-            users: Users::default(),
+            users: match cluster {
+                Some(_) => Users::clustered(),
+                None => Users::default(),
+            },
             cluster,
         }
     }
@@ -117,6 +120,38 @@ impl App {
                 app: self.clone(),
                 channel: channel.into(),
                 subscriptions,
+            });
+        }
+    }
+
+    /// After `conn` signed in as `user_id` (`first`: their first connection here): on a
+    /// cluster, online and the watchlist's online users are announced cluster-wide.
+    pub fn signed_in(
+        self: &Arc<App>,
+        user_id: &Arc<str>,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+        first: bool,
+    ) {
+        if let Some(cluster) = &self.cluster {
+            if first || !watchlist.is_empty() {
+                cluster.presence(cluster::presence::Op::SignIn {
+                    app: self.clone(),
+                    user_id: user_id.clone(),
+                    conn: conn.clone(),
+                    watchlist: watchlist.to_vec(),
+                    first_here: first,
+                });
+            }
+        }
+    }
+
+    /// After a user's last connection on this node signed out (or closed).
+    pub fn signed_out(self: &Arc<App>, user_id: &Arc<str>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.presence(cluster::presence::Op::SignOut {
+                app: self.clone(),
+                user_id: user_id.clone(),
             });
         }
     }

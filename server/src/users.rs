@@ -3,6 +3,10 @@
 //! `pusher_internal:watchlist_events`) when that user comes online (their first signed-in
 //! connection) and goes offline (their last one closed), and on sign-in which of its watched
 //! users are online already.
+//!
+//! On a cluster, online and offline are cluster-wide (a user's first connection anywhere, their
+//! last one anywhere): this node keeps its own connections and watchers, and
+//! [`crate::cluster::online`] decides what to tell them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +29,29 @@ pub struct Users {
     connections: DashMap<Arc<str>, Connections>,
     /// Watched user id -> the connections watching them.
     watchers: DashMap<Arc<str>, Connections>,
+    /// Online and offline are the cluster's to announce.
+    clustered: bool,
 }
 
 impl Users {
-    pub fn sign_in(&self, user_id: &Arc<str>, conn: &ConnectionHandle, watchlist: &[Arc<str>]) {
+    /// The users of a node in a cluster: [`Users::sign_in`] and [`Users::sign_out`] tell no
+    /// watcher anything; the cluster does.
+    pub fn clustered() -> Users {
+        Users {
+            clustered: true,
+            ..Users::default()
+        }
+    }
+
+    /// Signs `conn` in as `user_id`, watching `watchlist`; returns whether it is the user's
+    /// first connection here. Alone, tells `conn` which watched users are online and the
+    /// user's watchers that they came online.
+    pub fn sign_in(
+        &self,
+        user_id: &Arc<str>,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+    ) -> bool {
         let first = {
             let mut own = self.connections.entry(user_id.clone()).or_default();
             own.insert(conn.socket_id.clone(), conn.clone());
@@ -40,6 +63,21 @@ impl Users {
                 .or_default()
                 .insert(conn.socket_id.clone(), conn.clone());
         }
+        if !self.clustered {
+            self.announce_sign_in(user_id, conn, watchlist, first);
+        }
+        first
+    }
+
+    /// Tells `conn` which of `watchlist` are signed in here, and, on the user's `first`
+    /// connection, their watchers that they came online: a lone node's announcements.
+    pub fn announce_sign_in(
+        &self,
+        user_id: &str,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+        first: bool,
+    ) {
         let online: Vec<&str> = watchlist
             .iter()
             .filter(|w| self.connections.contains_key(&***w))
@@ -53,14 +91,23 @@ impl Users {
         }
     }
 
-    pub fn sign_out(&self, user_id: &str, socket_id: &SocketId, watchlist: &[Arc<str>]) {
+    /// Every user signed in here: what a node re-registers after reconnecting to the cluster.
+    pub fn signed_in_here(&self) -> Vec<Arc<str>> {
+        self.connections.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Signs a connection out; returns whether it was the user's last one here. Alone, tells
+    /// the user's watchers they went offline.
+    pub fn sign_out(&self, user_id: &str, socket_id: &SocketId, watchlist: &[Arc<str>]) -> bool {
         let last = match self.connections.get_mut(user_id) {
             Some(mut own) => own.remove(socket_id).is_some() && own.is_empty(),
             None => false,
         };
         if last {
             self.connections.remove_if(user_id, |_, own| own.is_empty());
-            self.tell_watchers(user_id, "offline");
+            if !self.clustered {
+                self.tell_watchers(user_id, "offline");
+            }
         }
         for watched in watchlist {
             if let Some(mut watching) = self.watchers.get_mut(&**watched) {
@@ -69,9 +116,11 @@ impl Users {
             self.watchers
                 .remove_if(&**watched, |_, watching| watching.is_empty());
         }
+        last
     }
 
-    fn tell_watchers(&self, user_id: &str, name: &str) {
+    /// Tells the connections here watching `user_id` that they went `online` or `offline`.
+    pub fn tell_watchers(&self, user_id: &str, name: &str) {
         if let Some(watching) = self.watchers.get(user_id) {
             let event = frame::watchlist_event(name, &[user_id]);
             watching.values().for_each(|conn| {
@@ -125,6 +174,25 @@ mod tests {
         let offline = frame::watchlist_event("offline", &["bob"]).to_string();
         assert_eq!(received(&mut ann_rx), [online, offline]);
         assert_eq!(users.terminate("bob", 4009), 0);
+    }
+
+    #[test]
+    fn on_a_cluster_sign_in_and_out_report_first_and_last_and_tell_nobody() {
+        let users = Users::clustered();
+        let (ann, mut ann_rx) = connection("1.1");
+        let (bob1, _) = connection("1.2");
+        let (bob2, _) = connection("1.3");
+        let bob_id: Arc<str> = "bob".into();
+        assert!(users.sign_in(&"ann".into(), &ann, std::slice::from_ref(&bob_id)));
+        assert!(users.sign_in(&bob_id, &bob1, &[]));
+        assert!(!users.sign_in(&bob_id, &bob2, &[]));
+        assert!(!users.sign_out("bob", &bob1.socket_id, &[]));
+        assert!(users.sign_out("bob", &bob2.socket_id, &[]));
+        assert!(received(&mut ann_rx).is_empty(), "the cluster announces, not this node");
+        users.tell_watchers("bob", "online");
+        let online = frame::watchlist_event("online", &["bob"]).to_string();
+        assert_eq!(received(&mut ann_rx), [online]);
+        assert_eq!(users.signed_in_here(), [Arc::<str>::from("ann")]);
     }
 
     #[test]

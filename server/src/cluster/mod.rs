@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::{Shared, SocketId};
 
 pub mod counts;
+pub mod online;
 pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
@@ -52,6 +53,8 @@ pub enum Message {
     /// A channel's subscription count cluster-wide, for its subscribers on every node, the
     /// sender's included (see [`counts`]).
     SubscriptionCount { channel: String, count: u64 },
+    /// A user signed in on their first node, or out of their last (watchlists).
+    Watchlist { user_id: String, online: bool },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -356,6 +359,10 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         }
         Message::Terminate { user_id, code } => {
             app.users.terminate(&user_id, code);
+        }
+        Message::Watchlist { user_id, online } => {
+            let name = if online { "online" } else { "offline" };
+            app.users.tell_watchers(&user_id, name);
         }
         Message::SubscriptionCount { channel, count } => {
             let count = usize::try_from(count).unwrap_or(usize::MAX);

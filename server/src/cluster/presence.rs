@@ -99,6 +99,17 @@ pub enum Op {
         channel: Arc<str>,
         user_id: Arc<str>,
     },
+    /// `conn` signed in as `user_id` watching `watchlist`; `first_here`: the user's first
+    /// signed-in connection on this node (see [`super::online`]).
+    SignIn {
+        app: Arc<App>,
+        user_id: Arc<str>,
+        conn: ConnectionHandle,
+        watchlist: Vec<Arc<str>>,
+        first_here: bool,
+    },
+    /// The user's last signed-in connection on this node is gone.
+    SignOut { app: Arc<App>, user_id: Arc<str> },
 }
 
 /// What the cluster made of a join.
@@ -427,6 +438,7 @@ impl Cluster {
             }
             tracing::warn!(node, "cluster: node timed out; removing its members");
             for app in shared.apps() {
+                self.reap_users(conn, app, &node).await?;
                 let key = self.node_channels_key(&app.config.id, &node);
                 let channels: Vec<String> =
                     redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
@@ -547,6 +559,9 @@ async fn reregister(
                 .join(conn, &app.config.id, &channel, &member, None)
                 .await?;
         }
+        for user_id in app.users.signed_in_here() {
+            cluster.sign_in(conn, &app.config.id, &user_id).await?;
+        }
         for summary in app.channels.occupied("") {
             let subscriptions = summary.occupancy.subscriptions;
             cluster
@@ -627,6 +642,18 @@ async fn apply(
             }
             Ok(())
         }
+        Op::SignIn {
+            app,
+            user_id,
+            conn: subscriber,
+            watchlist,
+            first_here,
+        } => {
+            cluster
+                .apply_sign_in(conn, app, user_id, subscriber, watchlist, *first_here)
+                .await
+        }
+        Op::SignOut { app, user_id } => cluster.apply_sign_out(conn, app, user_id).await,
     }
 }
 
@@ -658,6 +685,16 @@ fn apply_locally(op: &Op) {
             app.channels
                 .publish(channel, &frame::member_removed(channel, user_id), None);
         }
+        Op::SignIn {
+            app,
+            user_id,
+            conn: subscriber,
+            watchlist,
+            first_here,
+        } => app
+            .users
+            .announce_sign_in(user_id, subscriber, watchlist, *first_here),
+        Op::SignOut { app, user_id } => app.users.tell_watchers(user_id, "offline"),
     }
 }
 

@@ -1,0 +1,67 @@
+// Signed-in users across nodes on one real redis-server: watchlists hear a user come online
+// with their first sign-in anywhere and go offline after their last one anywhere, and a
+// connection signing in is told which watched users are online on any node.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import Pusher from 'pusher-js';
+import {
+  serverSdk, signedClientOptions, connected, once, startRedis, startCluster,
+} from '../lib/server.mjs';
+
+let redis;
+let nodes = [];
+const clients = [];
+
+before(async () => {
+  redis = await startRedis();
+  nodes = await startCluster(redis, 2);
+});
+after(async () => {
+  clients.forEach((c) => c.disconnect());
+  await Promise.all(nodes.map((n) => n.stop()));
+  await redis?.stop();
+});
+
+/** A pusher-js client on `server` signed in as `user`; resolves once signed in. */
+async function signedIn(server, user, beforeSignIn = () => {}) {
+  const sdk = await serverSdk(server);
+  const client = new Pusher(server.app.key, signedClientOptions(server, sdk, { user: { info: {}, ...user } }));
+  clients.push(client);
+  await connected(client);
+  beforeSignIn(client);
+  const done = once((cb) => client.connection.bind('message', (m) => m.event === 'pusher:signin_success' && cb()), 5000, `sign-in of ${user.id}`);
+  client.signin();
+  await done;
+  return client;
+}
+
+test('watchlists hear online and offline cluster-wide, once per user', async () => {
+  const [a, b] = nodes;
+  const heard = [];
+  const watcher = await signedIn(a, { id: 'watcher', watchlist: ['friend'] });
+  watcher.user.watchlist.bind('online', (e) => heard.push(`online:${e.user_ids}`));
+  watcher.user.watchlist.bind('offline', (e) => heard.push(`offline:${e.user_ids}`));
+
+  // Online on B: the watcher on A hears it.
+  const online = once((cb) => watcher.user.watchlist.bind('online', cb), 5000, 'online');
+  const friendB = await signedIn(b, { id: 'friend' });
+  assert.deepEqual((await online).user_ids, ['friend']);
+  // A second connection on A, then the first one leaving B: still online, nothing to hear.
+  // The last one leaving (whichever node applies it last): offline, once.
+  const friendA = await signedIn(a, { id: 'friend' });
+  const offline = once((cb) => watcher.user.watchlist.bind('offline', cb), 5000, 'offline');
+  friendB.disconnect();
+  friendA.disconnect();
+  assert.deepEqual((await offline).user_ids, ['friend']);
+  assert.deepEqual(heard, ['online:friend', 'offline:friend']);
+});
+
+test('signing in tells a watcher which watched users are online on other nodes', async () => {
+  const [a, b] = nodes;
+  await signedIn(a, { id: 'pal' });
+  let told;
+  await signedIn(b, { id: 'late', watchlist: ['pal', 'nobody'] }, (c) => {
+    told = once((cb) => c.user.watchlist.bind('online', cb), 5000, 'online list');
+  });
+  assert.deepEqual((await told).user_ids, ['pal']);
+});
