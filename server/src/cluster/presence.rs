@@ -5,7 +5,9 @@
 //! one field `{node}:{user_id}` (user_info as value) per node the user is connected to, and
 //! `{prefix}:{app}:presence-users:{channel}` counts, per user, the nodes they are on; a Lua
 //! script updates both at once, so exactly one node sees a user's cluster-wide first join or
-//! last leave and announces it to all. Each node remembers its channels in
+//! last leave and announces it to all. The same script enforces `max_presence_members` for the
+//! cluster: a user new to a full channel is refused (the connection's local subscription is
+//! undone and it gets the `LimitReached` error a lone node sends). Each node remembers its channels in
 //! `{prefix}:{app}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
 //! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
 //! sends `member_removed` for the members only it had.
