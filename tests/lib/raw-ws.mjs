@@ -4,11 +4,13 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 
 /**
- * Connects to `ws://host:port/app/{key}` and resolves once the upgrade is done.
- * `onMessage(json)` gets every text frame parsed; `closed` resolves with the close code (1006
+ * Connects to a started server's `ws://host:port/app/{key}` and resolves once the upgrade is done.
+ * `onMessage(json, raw)` gets every text frame parsed (the first may come before the promise
+ * resolves, hence `raw`); `closed` resolves with the close code (1006
  * when the TCP connection just ends).
  */
-export function rawConnect({ host, port, key }, onMessage = () => {}) {
+export function rawConnect({ host, port, app }, onMessage = () => {}) {
+  const { key } = app;
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, host);
     const wsKey = crypto.randomBytes(16).toString('base64');
@@ -76,7 +78,7 @@ export function rawConnect({ host, port, key }, onMessage = () => {}) {
           if (fin) {
             const text = Buffer.concat(fragments).toString();
             fragments = [];
-            onMessage(JSON.parse(text));
+            onMessage(JSON.parse(text), raw);
           }
         }
       }
@@ -132,6 +134,7 @@ function parseFrame(buffer) {
  * `events` are the event frames it got, in order; `succeeded` every subscription_succeeded.
  */
 export function resumingClient(server, channel, { user, sdk, gate } = {}) {
+  const stopAll = resumingClient.all;
   const state = {
     events: [],
     succeeded: [],
@@ -151,16 +154,16 @@ export function resumingClient(server, channel, { user, sdk, gate } = {}) {
   const connect = async () => {
     let raw;
     try {
-      raw = await rawConnect(server, (message) => {
+      raw = await rawConnect(server, (message, socket) => {
         if (message.event === 'pusher:connection_established') {
           const { socket_id: socketId } = JSON.parse(message.data);
           if (user) {
             const signed = sdk.authenticateUser(socketId, { id: user });
-            raw.send({ event: 'pusher:signin', data: signed });
+            socket.send({ event: 'pusher:signin', data: signed });
           }
           const data = { channel };
           if (state.position) data.position = state.position;
-          raw.send({ event: 'pusher:subscribe', data });
+          socket.send({ event: 'pusher:subscribe', data });
         } else if (message.event === 'pusher_internal:subscription_succeeded' && message.channel === channel) {
           state.succeeded.push(message);
           if (message.position && state.position === null) state.position = message.position;
@@ -186,8 +189,11 @@ export function resumingClient(server, channel, { user, sdk, gate } = {}) {
     connect();
   };
   connect();
+  stopAll.push(state);
   return state;
 }
+/** Every resuming client made, for a test file's after() to stop. */
+resumingClient.all = [];
 
 /** The offset of a position `EPOCH:OFFSET`. */
 export const offsetOf = (position) => Number(position.split(':')[1]);
