@@ -70,12 +70,15 @@ return offset
 
 /// KEYS: stream, meta, cache. ARGV: a fresh epoch to start if there is none ('' to only read),
 /// the client's epoch ('' for none), its offset, limit, max_age (ms), cache ("1"/"0").
-/// Returns false when there is no history, else {epoch, last offset, entries, newest-first
-/// ("1"/"0"), cached frame or false}.
+/// Returns false when there is no history (unless the cache was asked for: then an empty
+/// epoch), else {epoch, last offset, entries, newest-first ("1"/"0"), cached frame or false}.
 const HISTORY: &str = r#"
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
-  if ARGV[1] == '' then return false end
+  if ARGV[1] == '' then
+    if ARGV[6] == '1' then return {'', 0, {}, '0', redis.call('GET', KEYS[3])} end
+    return false
+  end
   epoch = ARGV[1]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
