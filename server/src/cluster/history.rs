@@ -42,6 +42,9 @@ use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY};
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Most publishes sent to Redis in one pipeline.
 const BATCH: usize = 256;
+/// How long publishes wait for this node's pub/sub subscription (starting, or just lost)
+/// before they are published on this node only.
+const SUBSCRIPTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a read or a connection attempt may take before Redis counts as away.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -320,7 +323,11 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
                     Err(_) => break,
                 }
             }
-            // Without our pub/sub subscription, our own clients would not get these back.
+            // Without our pub/sub subscription, our own clients would not get these back: wait
+            // for it while it is only just lost (or not up yet at start), then publish here.
+            while !cluster.is_connected() && !cluster.disconnected_for(SUBSCRIPTION_GRACE) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             if !cluster.is_connected() {
                 batch.into_iter().for_each(|item| publish_here(&shared, item));
                 continue;
