@@ -109,7 +109,7 @@ struct Subscriber {
 /// A subscriber not yet live, and what was published for it meanwhile.
 struct Held {
     id: u64,
-    buffer: Vec<(Option<(Arc<str>, u64)>, Utf8Bytes)>,
+    buffer: Vec<(Option<OwnedPosition>, Utf8Bytes)>,
 }
 
 /// Most events buffered for a held subscriber before it counts as a slow reader.
@@ -117,6 +117,8 @@ const MAX_HELD: usize = 1024;
 
 /// An event's position, when its channel has history.
 pub type Position<'a> = Option<(&'a Arc<str>, u64)>;
+/// An epoch and an offset.
+pub type OwnedPosition = (Arc<str>, u64);
 
 struct CachedEvent {
     frame: Utf8Bytes,
@@ -130,8 +132,6 @@ struct Channel {
     cached: Option<CachedEvent>,
     /// This node's history of the channel (on a cluster: only while Redis is away).
     history: Option<Ring>,
-    /// On a cluster: the newest position delivered here from Redis.
-    last_seen: Option<(Arc<str>, u64)>,
 }
 
 impl Channel {
@@ -487,7 +487,7 @@ impl ChannelRegistry {
         let conn = sub.conn.clone();
         let mut out = Released::default();
         // The epoch and newest offset the subscriber has: later buffered events still go.
-        let mut seen: Option<(Arc<str>, u64)> = None;
+        let mut seen: Option<OwnedPosition> = None;
         match (release.position, release.limits) {
             (_, None) => {
                 conn.send(frame::subscription_succeeded(channel, "{}"));
@@ -691,7 +691,6 @@ impl ChannelRegistry {
         if cache {
             ch.remember(frame);
         }
-        ch.last_seen = Some((epoch.clone(), offset));
         let positioned = frame::with_position(frame, epoch, offset);
         ch.broadcast_at(&positioned, except, Some((epoch, offset)))
     }

@@ -22,8 +22,9 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
 use crate::channels::{Closer, ConnectionHandle, HistoryMode, Occupancy, Release, SubscribeError};
-use crate::history::{self, Limits};
+use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
+use crate::history::{self, Limits};
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
 use crate::users::MAX_WATCHLIST;
@@ -458,11 +459,13 @@ impl Connection {
                 .read_history(
                     &app.config.id,
                     &channel,
-                    after,
-                    history::MAX_REPLAY + 1,
-                    read_limits,
-                    limits.is_some(),
-                    cache,
+                    Read {
+                        after,
+                        limit: history::MAX_REPLAY,
+                        limits: read_limits,
+                        create: limits.is_some(),
+                        cache,
+                    },
                 )
                 .await;
             let release = match read {

@@ -83,7 +83,11 @@ impl Rules {
     /// Parses the rules (the default rule when `rules` is empty).
     pub fn new(rules: &[HistoryRule]) -> Result<Rules, String> {
         let default = [HistoryRule::default_rule()];
-        let rules = if rules.is_empty() { &default[..] } else { rules };
+        let rules = if rules.is_empty() {
+            &default[..]
+        } else {
+            rules
+        };
         rules
             .iter()
             .map(|rule| {
@@ -145,9 +149,9 @@ impl Pattern {
                     rest = &rest[at + 1..];
                 }
                 b'{' => {
-                    let close = rest[at..].find('}').ok_or_else(|| {
-                        format!("history pattern {pattern:?} has an unclosed {{")
-                    })?;
+                    let close = rest[at..]
+                        .find('}')
+                        .ok_or_else(|| format!("history pattern {pattern:?} has an unclosed {{"))?;
                     let name = &rest[at + 1..at + close];
                     if name.is_empty()
                         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -456,7 +460,10 @@ mod tests {
         let later = t0 + Duration::from_secs(12);
         assert!(ring.is_live(later));
         // Event 1 is older than 10 s: gone even before a trim.
-        assert_eq!(ring.replay(&format!("{epoch}:0"), later), Replay::Incomplete);
+        assert_eq!(
+            ring.replay(&format!("{epoch}:0"), later),
+            Replay::Incomplete
+        );
         assert_eq!(offsets(&ring.replay(&format!("{epoch}:1"), later)), [2]);
         assert!(ring.trim(later) > 0);
         assert!(!ring.is_live(t0 + Duration::from_secs(16)));
@@ -490,7 +497,10 @@ mod tests {
             ring.push(&event(n), now);
         }
         let (events, complete) = ring.after(Some(1), 10, now);
-        assert_eq!(events.iter().map(|e| e.0).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+        assert_eq!(
+            events.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [4, 5, 6, 7, 8]
+        );
         assert!(!complete, "2 and 3 were trimmed");
     }
 

@@ -416,9 +416,10 @@ async fn channel_history(
     };
     let after = match signed.param("after") {
         None => None,
-        Some(text) => Some(history::parse_position(text).ok_or_else(|| {
-            ApiError::bad_request("after must be a position EPOCH:OFFSET")
-        })?),
+        Some(text) => Some(
+            history::parse_position(text)
+                .ok_or_else(|| ApiError::bad_request("after must be a position EPOCH:OFFSET"))?,
+        ),
     };
     let app = &signed.app;
     let no_history = || ApiError::new(StatusCode::NOT_FOUND, "The channel has no history");
@@ -429,11 +430,13 @@ async fn channel_history(
                 .read_history(
                     &app.config.id,
                     &channel,
-                    after,
-                    limit,
-                    limits,
-                    false,
-                    false,
+                    crate::cluster::history::Read {
+                        after,
+                        limit,
+                        limits,
+                        create: false,
+                        cache: false,
+                    },
                 )
                 .await
                 .map_err(|err| {

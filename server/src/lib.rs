@@ -96,7 +96,10 @@ pub async fn serve_on(
         }
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over: leaving open connections"
+        );
     }
     served
 }

@@ -33,7 +33,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
 use crate::channels::CACHE_TTL;
-use crate::history::{self, Limits, Replay, MAX_REPLAY};
+use crate::history::{self, Limits, Replay};
 use crate::state::{Shared, SocketId};
 
 use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY};
@@ -108,6 +108,20 @@ local cached = false
 if ARGV[6] == '1' then cached = redis.call('GET', KEYS[3]) end
 return {epoch, last, entries, newest, cached}
 "#;
+
+/// What [`Cluster::read_history`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    /// The events after this position (`EPOCH:OFFSET`, parsed); the newest without it.
+    pub after: Option<(&'a str, u64)>,
+    /// At most this many events.
+    pub limit: usize,
+    pub limits: Limits,
+    /// Start an epoch when there is none (a subscriber needs a position).
+    pub create: bool,
+    /// Also read a cache channel's last event.
+    pub cache: bool,
+}
 
 /// One publish on a channel with history, waiting for its position.
 pub struct Publish {
@@ -187,19 +201,21 @@ impl Cluster {
         Ok(conn)
     }
 
-    /// Reads a channel's history after `after` (`EPOCH:OFFSET`, parsed), at most `limit`
-    /// events (the newest without `after`). `create`: start an epoch when there is none (a
-    /// subscriber needs a position); otherwise None when the channel has no history.
+    /// Reads a channel's history as `read` says; None when the channel has no history (and
+    /// no epoch was to be started).
     pub async fn read_history(
         &self,
         app: &str,
         channel: &str,
-        after: Option<(&str, u64)>,
-        limit: usize,
-        limits: Limits,
-        create: bool,
-        cache: bool,
+        read: Read<'_>,
     ) -> redis::RedisResult<Option<Snapshot>> {
+        let Read {
+            after,
+            limit,
+            limits,
+            create,
+            cache,
+        } = read;
         let read = async {
             let mut conn = self.reader().await?;
             let fresh = if create {
@@ -329,7 +345,9 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if !cluster.is_connected() {
-                batch.into_iter().for_each(|item| publish_here(&shared, item));
+                batch
+                    .into_iter()
+                    .for_each(|item| publish_here(&shared, item));
                 continue;
             }
             let mut pipe = redis::pipe();
@@ -339,7 +357,9 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
             if let Err(err) = done {
                 tracing::warn!(%err, "redis: history publish failed; publishing here and reconnecting");
-                batch.into_iter().for_each(|item| publish_here(&shared, item));
+                batch
+                    .into_iter()
+                    .for_each(|item| publish_here(&shared, item));
                 if !back_off(&mut retry, &shutdown).await {
                     return;
                 }
@@ -386,13 +406,14 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
 /// Publishes to this node's clients only, positioned by this node's ring.
 fn publish_here(shared: &Shared, item: Publish) {
     if let Some(app) = shared.app_by_id(&item.app) {
-        app.channels
-            .publish_recorded(&item.channel, &item.frame, item.except.as_ref(), item.limits);
+        app.channels.publish_recorded(
+            &item.channel,
+            &item.frame,
+            item.except.as_ref(),
+            item.limits,
+        );
     }
 }
-
-/// How many events a subscriber resuming may be replayed at most.
-pub const REPLAY_LIMIT: usize = MAX_REPLAY;
 
 #[cfg(test)]
 mod tests {

@@ -351,8 +351,13 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         } => {
             let except = except.as_deref().map(SocketId::from);
             let frame = Utf8Bytes::from(frame);
-            app.channels
-                .deliver_positioned(&channel, &frame, except.as_ref(), &epoch.into(), offset);
+            app.channels.deliver_positioned(
+                &channel,
+                &frame,
+                except.as_ref(),
+                &epoch.into(),
+                offset,
+            );
         }
         Message::History { .. } => tracing::debug!("redis: history event without a position"),
     }
