@@ -906,4 +906,124 @@ mod tests {
             .block_on(closer.closed());
         assert_eq!(code, overtone_protocol::codes::OVER_CAPACITY);
     }
+
+    fn positions(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+                format!(
+                    "{} {} {}",
+                    v["event"].as_str().unwrap(),
+                    v["position"].as_str().unwrap_or("-"),
+                    v["recovered"]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_local_resume_replays_what_was_missed_then_goes_live() {
+        let registry = ChannelRegistry::default();
+        let limits = Limits {
+            max_events: 10,
+            max_age: Duration::from_secs(60),
+        };
+        for n in 0..3 {
+            let event = frame::channel_event("c", "e", &n.to_string(), None);
+            registry.publish_recorded("c", &event, None, limits);
+        }
+        let (a, mut ra, _) = connection("1.1", 16);
+        let mode = HistoryMode::Local {
+            limits,
+            resume: None,
+        };
+        registry.subscribe_with("c", &a, None, 100, mode).unwrap();
+        let first = positions(&mut ra);
+        assert_eq!(first.len(), 1);
+        let epoch = first[0]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        assert!(first[0].ends_with(":3 null"), "{first:?}");
+        registry.unsubscribe("c", &a.socket_id);
+        let resume = format!("{epoch}:1");
+        let mode = HistoryMode::Local {
+            limits,
+            resume: Some(&resume),
+        };
+        let change = registry.subscribe_with("c", &a, None, 100, mode).unwrap();
+        assert_eq!((change.recovered, change.replayed), (Some(true), 2));
+        registry.publish_recorded(
+            "c",
+            &frame::channel_event("c", "e", "3", None),
+            None,
+            limits,
+        );
+        assert_eq!(
+            positions(&mut ra),
+            [
+                format!("pusher_internal:subscription_succeeded {epoch}:3 true"),
+                format!("e {epoch}:2 null"),
+                format!("e {epoch}:3 null"),
+                format!("e {epoch}:4 null"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_subscriber_gets_the_replay_then_only_the_buffered_events_it_lacks() {
+        let registry = ChannelRegistry::clustered();
+        let limits = Limits {
+            max_events: 10,
+            max_age: Duration::from_secs(60),
+        };
+        let (a, mut ra, _) = connection("1.1", 16);
+        let mode = HistoryMode::Held { id: 7 };
+        registry.subscribe_with("c", &a, None, 100, mode).unwrap();
+        let epoch: Arc<str> = "E".into();
+        let base = |n: u64| frame::channel_event("c", "e", &n.to_string(), None);
+        // Redis hands these back while the connection reads history: 4 and 5.
+        for n in [4, 5] {
+            registry.deliver_positioned("c", &base(n), None, &epoch, n);
+        }
+        assert!(ra.try_recv().is_err(), "held: nothing sent yet");
+        // The read saw up to 4: it replays 3 and 4; 5 comes from the buffer, 4 not twice.
+        let release = Release {
+            position: Some((epoch.clone(), 4)),
+            replay: Some(Replay::Complete(vec![(3, base(3)), (4, base(4))])),
+            cached: None,
+            limits: Some(limits),
+        };
+        assert!(
+            registry
+                .release("c", &a.socket_id, 8, release_copy(&release))
+                .is_none(),
+            "another hold"
+        );
+        let released = registry.release("c", &a.socket_id, 7, release).unwrap();
+        assert_eq!((released.recovered, released.replayed), (Some(true), 2));
+        registry.deliver_positioned("c", &base(6), None, &epoch, 6);
+        assert_eq!(
+            positions(&mut ra),
+            [
+                "pusher_internal:subscription_succeeded E:4 true",
+                "e E:3 null",
+                "e E:4 null",
+                "e E:5 null",
+                "e E:6 null",
+            ]
+        );
+    }
+
+    fn release_copy(r: &Release) -> Release {
+        Release {
+            position: r.position.clone(),
+            replay: None,
+            cached: None,
+            limits: r.limits,
+        }
+    }
 }
