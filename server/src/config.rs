@@ -413,6 +413,11 @@ mod tests {
         assert_eq!(second.max_presence_members, 100);
         assert_eq!(second.max_user_info_bytes, 1024);
         assert_eq!(second.webhooks.len(), 1);
+        assert!(second.history.is_empty());
+        let rules = crate::history::Rules::new(&file.apps[0].history).unwrap();
+        assert_eq!(rules.for_channel("private-orders.7").unwrap().max_events, 500);
+        assert_eq!(rules.for_channel("presence-room"), None);
+        assert_eq!(rules.for_channel("news").unwrap().max_events, 100);
         validate_apps(&file.apps).unwrap();
     }
 
