@@ -3,7 +3,8 @@
 //!
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
-//! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
+//! [`channels`] (who is subscribed to what, fanout, cache channels), [`history`] (which channels
+//! keep history, positions, the in-memory ring), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
