@@ -104,6 +104,9 @@ struct Subscriber {
     user_id: Option<Arc<str>>,
     /// While its connection reads Redis history: the live events it would have got.
     held: Option<Held>,
+    /// After a release: the newest position it was sent. Redis may have counted an event
+    /// before this node's pub/sub feed delivered it, so live events up to here are skipped.
+    floor: Option<OwnedPosition>,
 }
 
 /// A subscriber not yet live, and what was published for it meanwhile.
@@ -153,7 +156,17 @@ impl Channel {
                 continue;
             }
             let sent = match &mut sub.held {
-                None => sub.conn.send(frame.clone()),
+                None => {
+                    if let (Some((floor_epoch, floor)), Some((epoch, offset))) =
+                        (&sub.floor, position)
+                    {
+                        if floor_epoch == epoch && offset <= *floor {
+                            continue; // already replayed to it
+                        }
+                        sub.floor = None;
+                    }
+                    sub.conn.send(frame.clone())
+                }
                 Some(held) if held.buffer.len() >= MAX_HELD => {
                     sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);
                     false
@@ -234,6 +247,8 @@ pub struct Release {
     /// The channel's history limits (None: no history, a cache channel held for its cluster
     /// -wide last event); for this node's ring when Redis could not be read.
     pub limits: Option<Limits>,
+    /// `subscription_succeeded` data: `{}`, or a presence channel's members.
+    pub data: String,
 }
 
 /// What a release sent, for metrics and webhooks.
@@ -401,6 +416,7 @@ impl ChannelRegistry {
             conn: conn.clone(),
             user_id: member.map(|m| m.user_id.clone()),
             held,
+            floor: None,
         };
         ch.subscribers.insert(conn.socket_id.clone(), subscriber);
         let (joined, data) = match member {
@@ -490,7 +506,7 @@ impl ChannelRegistry {
         let mut seen: Option<OwnedPosition> = None;
         match (release.position, release.limits) {
             (_, None) => {
-                conn.send(frame::subscription_succeeded(channel, "{}"));
+                conn.send(frame::subscription_succeeded(channel, &release.data));
             }
             (position, Some(limits)) => {
                 let (epoch, last, replay) = match position {
@@ -505,7 +521,7 @@ impl ChannelRegistry {
                 out.recovered = replay.as_ref().map(|r| matches!(r, Replay::Complete(_)));
                 conn.send(frame::subscription_succeeded_at(
                     channel,
-                    "{}",
+                    &release.data,
                     &history::format_position(&epoch, last),
                     out.recovered,
                 ));
@@ -533,7 +549,8 @@ impl ChannelRegistry {
                 }
             });
         }
-        let held = ch.subscribers.get_mut(socket_id)?.held.take()?;
+        let sub = ch.subscribers.get_mut(socket_id)?;
+        let held = sub.held.take()?;
         for (position, frame) in held.buffer {
             match (&position, &seen) {
                 (Some((e, offset)), Some((epoch, sent))) if e == epoch && offset <= sent => {}
@@ -542,6 +559,7 @@ impl ChannelRegistry {
                 }
             }
         }
+        sub.floor = seen;
         Some(out)
     }
 
@@ -985,31 +1003,32 @@ mod tests {
         registry.subscribe_with("c", &a, None, 100, mode).unwrap();
         let epoch: Arc<str> = "E".into();
         let base = |n: u64| frame::channel_event("c", "e", &n.to_string(), None);
-        // Redis hands these back while the connection reads history: 4 and 5.
-        for n in [4, 5] {
-            registry.deliver_positioned("c", &base(n), None, &epoch, n);
-        }
+        // Redis hands 4 back while the connection reads history: it is buffered.
+        registry.deliver_positioned("c", &base(4), None, &epoch, 4);
         assert!(ra.try_recv().is_err(), "held: nothing sent yet");
-        // The read saw up to 4: it replays 3 and 4; 5 comes from the buffer, 4 not twice.
+        // The read saw up to 5 (its feed has not delivered 5 here yet): replays 3, 4, 5.
         let release = Release {
-            position: Some((epoch.clone(), 4)),
-            replay: Some(Replay::Complete(vec![(3, base(3)), (4, base(4))])),
+            position: Some((epoch.clone(), 5)),
+            replay: Some(Replay::Complete(vec![
+                (3, base(3)),
+                (4, base(4)),
+                (5, base(5)),
+            ])),
             cached: None,
             limits: Some(limits),
+            data: "{}".into(),
         };
-        assert!(
-            registry
-                .release("c", &a.socket_id, 8, release_copy(&release))
-                .is_none(),
-            "another hold"
-        );
+        let other_hold = registry.release("c", &a.socket_id, 8, release_copy(&release));
+        assert!(other_hold.is_none(), "another hold is not released");
         let released = registry.release("c", &a.socket_id, 7, release).unwrap();
-        assert_eq!((released.recovered, released.replayed), (Some(true), 2));
+        assert_eq!((released.recovered, released.replayed), (Some(true), 3));
+        // 5 arrives from the feed after the release: not sent twice; 6 is new.
+        registry.deliver_positioned("c", &base(5), None, &epoch, 5);
         registry.deliver_positioned("c", &base(6), None, &epoch, 6);
         assert_eq!(
             positions(&mut ra),
             [
-                "pusher_internal:subscription_succeeded E:4 true",
+                "pusher_internal:subscription_succeeded E:5 true",
                 "e E:3 null",
                 "e E:4 null",
                 "e E:5 null",
@@ -1024,6 +1043,7 @@ mod tests {
             replay: None,
             cached: None,
             limits: r.limits,
+            data: r.data.clone(),
         }
     }
 }

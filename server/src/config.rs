@@ -415,7 +415,10 @@ mod tests {
         assert_eq!(second.webhooks.len(), 1);
         assert!(second.history.is_empty());
         let rules = crate::history::Rules::new(&file.apps[0].history).unwrap();
-        assert_eq!(rules.for_channel("private-orders.7").unwrap().max_events, 500);
+        assert_eq!(
+            rules.for_channel("private-orders.7").unwrap().max_events,
+            500
+        );
         assert_eq!(rules.for_channel("presence-room"), None);
         assert_eq!(rules.for_channel("news").unwrap().max_events, 100);
         validate_apps(&file.apps).unwrap();

@@ -380,8 +380,9 @@ impl Connection {
         let limits = self.app.history_limits(&channel);
         let cache = ChannelType::of(&channel).cache;
         let clustered = self.app.is_clustered();
-        // On a cluster, presence confirmations come from `cluster::presence` (no position).
-        let mode = if clustered && kind == ChannelKind::Presence {
+        // On a cluster, held subscribers are released once Redis was read: by
+        // `cluster::presence` on presence channels (it knows the members), else below.
+        let mode = if clustered && kind == ChannelKind::Presence && limits.is_none() {
             HistoryMode::Off
         } else if clustered && (limits.is_some() || cache) {
             HistoryMode::Held {
@@ -404,7 +405,21 @@ impl Connection {
             mode,
         ) {
             Ok(change) => {
-                if let HistoryMode::Held { id } = mode {
+                let held = match mode {
+                    HistoryMode::Held { id } => Some(id),
+                    _ => None,
+                };
+                let presence_hold = match (held, limits, kind) {
+                    (Some(id), Some(limits), ChannelKind::Presence) => {
+                        Some(crate::cluster::presence::Hold {
+                            id,
+                            limits,
+                            resume: resume.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                if let (Some(id), None) = (held, &presence_hold) {
                     self.release_later(&channel, id, limits, resume, cache);
                 }
                 self.shared
@@ -414,8 +429,13 @@ impl Connection {
                 self.app
                     .subscriptions_changed(&channel, change.occupancy.subscriptions);
                 if let Some(member) = &member {
-                    self.app
-                        .presence_joined(&channel, member, &self.handle, change.member);
+                    self.app.presence_joined(
+                        &channel,
+                        member,
+                        &self.handle,
+                        change.member,
+                        presence_hold,
+                    );
                 }
                 let user_id = member.map(|m| m.user_id);
                 webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
@@ -468,25 +488,7 @@ impl Connection {
                     },
                 )
                 .await;
-            let release = match read {
-                Ok(Some(snapshot)) => Release {
-                    replay: resume.as_deref().map(|r| snapshot.replay(r)),
-                    position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
-                    cached: cache.then_some(snapshot.cached),
-                    limits,
-                },
-                Ok(None) | Err(_) => {
-                    if let Err(err) = read {
-                        tracing::debug!(%err, channel, "redis: history not read; serving this node's");
-                    }
-                    Release {
-                        replay: resume.as_ref().map(|_| history::Replay::Incomplete),
-                        position: None,
-                        cached: None,
-                        limits,
-                    }
-                }
-            };
+            let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
             if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
                 shared
                     .metrics()
@@ -657,6 +659,39 @@ impl Connection {
         self.sign_out();
         for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel, user_id.as_deref());
+        }
+    }
+}
+
+/// What a held subscriber is released with, from what Redis answered (this node's ring when
+/// it could not be read).
+pub(crate) fn release_of(
+    read: redis::RedisResult<Option<crate::cluster::history::Snapshot>>,
+    channel: &str,
+    limits: Option<Limits>,
+    resume: Option<&str>,
+    cache: bool,
+    data: &str,
+) -> Release {
+    match read {
+        Ok(Some(snapshot)) => Release {
+            replay: resume.map(|r| snapshot.replay(r)),
+            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
+            cached: cache.then_some(snapshot.cached),
+            limits,
+            data: data.into(),
+        },
+        Ok(None) | Err(_) => {
+            if let Err(err) = read {
+                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
+            }
+            Release {
+                replay: resume.map(|_| history::Replay::Incomplete),
+                position: None,
+                cached: None,
+                limits,
+                data: data.into(),
+            }
         }
     }
 }

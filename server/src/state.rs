@@ -129,14 +129,16 @@ impl App {
     }
 
     /// After `conn` joined a presence channel as `member`: on a cluster, the member is shared
-    /// and `subscription_succeeded` (with every node's members) sent; alone, the registry
-    /// already did both.
+    /// and `subscription_succeeded` (with every node's members) sent, releasing the held
+    /// subscriber with its history when the channel keeps some; alone, the registry already
+    /// did both.
     pub fn presence_joined(
         self: &Arc<App>,
         channel: &str,
         member: &Member,
         conn: &ConnectionHandle,
         first_here: bool,
+        hold: Option<cluster::presence::Hold>,
     ) {
         if let Some(cluster) = &self.cluster {
             cluster.presence(cluster::presence::Op::Join {
@@ -145,6 +147,7 @@ impl App {
                 member: member.clone(),
                 conn: conn.clone(),
                 first_here,
+                hold,
             });
         }
     }

@@ -130,7 +130,8 @@ function parseFrame(buffer) {
 /**
  * A client that speaks the history extension on one channel and resumes after every cut:
  * it reconnects (after `gate()` resolves, if given), signs in as `user` when given (so
- * terminate_connections can cut it), and subscribes with the last position it saw.
+ * terminate_connections can cut it; on presence channels it joins as that user), and
+ * subscribes with the last position it saw, signed by `sdk` on private and presence channels.
  * `events` are the event frames it got, in order; `succeeded` every subscription_succeeded.
  */
 export function resumingClient(server, channel, { user, sdk, gate } = {}) {
@@ -162,6 +163,10 @@ export function resumingClient(server, channel, { user, sdk, gate } = {}) {
             socket.send({ event: 'pusher:signin', data: signed });
           }
           const data = { channel };
+          if (channel.startsWith('private-') || channel.startsWith('presence-')) {
+            const member = channel.startsWith('presence-') ? { user_id: user, user_info: {} } : undefined;
+            Object.assign(data, sdk.authorizeChannel(socketId, channel, member));
+          }
           if (state.position) data.position = state.position;
           socket.send({ event: 'pusher:subscribe', data });
         } else if (message.event === 'pusher_internal:subscription_succeeded' && message.channel === channel) {

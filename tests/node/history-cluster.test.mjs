@@ -125,6 +125,33 @@ test("cache channels' last event is served cluster-wide, even by a node started 
   }
 });
 
+test('presence channels on a cluster resume too: members in the confirmation, every event once', async () => {
+  const channel = 'presence-resume';
+  const [a, b] = nodes;
+  const sdkA = await serverSdk(a);
+  let reopen;
+  const gate = new Promise((r) => { reopen = r; });
+  const client = resumingClient(b, channel, { sdk: sdkA, user: 'p1', gate: () => gate });
+  const first = await subscribed(client);
+  assert.match(first.position, /^[A-Za-z0-9]+:0$/);
+  assert.deepEqual(JSON.parse(first.data).presence.ids, ['p1']);
+  await triggerRange(sdkA, channel, 0, 50);
+  await eventually(() => assert.equal(client.events.length, 50));
+  client.current.close();
+  await eventually(() => assert.equal(client.closes, 1));
+  await triggerRange(sdkA, channel, 50, 100);
+  const resubscribed = subscribed(client);
+  reopen();
+  const triggered = triggerRange(sdkA, channel, 100, 150);
+  const succeeded = await resubscribed;
+  assert.equal(succeeded.recovered, true);
+  assert.deepEqual(JSON.parse(succeeded.data).presence.ids, ['p1']);
+  await triggered;
+  await eventually(() => assert.equal(client.events.length, 150), 15000, 50);
+  assertExactlyOnce(client, 150);
+  client.stop();
+});
+
 test('a node killed while 1,000 events are triggered: the client resumes on the other node, every event once', async () => {
   const channel = 'resume-killed-node';
   const [a, b] = nodes;
