@@ -1037,6 +1037,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn over_the_apps_history_memory_a_channel_keeps_only_its_newest_event() {
+        let registry = ChannelRegistry::new(false, 300);
+        let limits = Limits {
+            max_events: 100,
+            max_age: Duration::from_secs(60),
+        };
+        for n in 0..20 {
+            let event = frame::channel_event("c", "e", &n.to_string(), None);
+            registry.publish_recorded("c", &event, None, limits);
+        }
+        assert!(
+            registry.history_bytes() <= 300 + 100,
+            "{}",
+            registry.history_bytes()
+        );
+        let (position, events, complete) = registry.history("c", None, 100).unwrap();
+        assert!(position.ends_with(":20"));
+        assert!(!events.is_empty() && events.len() < 20);
+        assert!(!complete);
+        registry.sweep_expired_cache();
+        let (a, _ra, _) = connection("1.1", 4);
+        registry.subscribe("c", &a, None, 100).unwrap();
+        registry.unsubscribe("c", &a.socket_id);
+        assert!(
+            registry.history("c", None, 1).is_some(),
+            "live history outlives subscribers"
+        );
+    }
+
     fn release_copy(r: &Release) -> Release {
         Release {
             position: r.position.clone(),

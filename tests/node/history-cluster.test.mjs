@@ -201,3 +201,29 @@ test('a node restarted finds the history in Redis: the client resumes with recov
   assertExactlyOnce(client, 200);
   client.stop();
 });
+
+test('Redis away: the node keeps serving its clients, with positions a later resume will not trust', async () => {
+  const channel = 'redis-away';
+  const node = nodes[1];
+  const sdk = await serverSdk(node);
+  const client = resumingClient(node, channel);
+  await subscribed(client);
+  await triggerRange(sdk, channel, 0, 10);
+  await eventually(() => assert.equal(client.events.length, 10));
+  const [redisEpoch] = client.events[0].position.split(':');
+  await redis.stop();
+  await triggerRange(sdk, channel, 10, 20);
+  await eventually(() => assert.equal(client.events.length, 20), 15000, 50);
+  assert.deepEqual(client.events.map((e) => JSON.parse(e.data).n), range(20));
+  const [hereEpoch] = client.events[10].position.split(':');
+  assert.notEqual(hereEpoch, redisEpoch, 'positioned on this node, in another epoch');
+  // Resuming from the Redis epoch while Redis is away: not recoverable, but served.
+  const frames = [];
+  const raw = await rawConnect(node, (m) => frames.push(m));
+  raw.send({ event: 'pusher:subscribe', data: { channel, position: client.events[9].position } });
+  await eventually(() => assert.ok(frames.some((m) => m.event === 'pusher_internal:subscription_succeeded')), 10000);
+  assert.equal(frames.find((m) => m.event === 'pusher_internal:subscription_succeeded').recovered, false);
+  raw.close();
+  client.stop();
+  await redis.restart();
+});
