@@ -364,7 +364,11 @@ async fn channel_info(
     let occupied = app.occupancy(&channel).await.subscriptions > 0;
     reply.insert("occupied".into(), occupied.into());
     if info.contains(&"cache") {
-        if let Some((cached, ttl)) = app.channels.cached(&channel) {
+        let cluster_wide = match app.cluster() {
+            Some(cluster) => cluster.cached(&app.config.id, &channel).await,
+            None => None,
+        };
+        if let Some((cached, ttl)) = cluster_wide.or_else(|| app.channels.cached(&channel)) {
             let event: Value = serde_json::from_str(cached.as_str()).unwrap_or_default();
             let cache =
                 json!({ "event": event["event"], "data": event["data"], "ttl": ttl.as_secs() });

@@ -120,6 +120,15 @@ test("cache channels' last event is served cluster-wide, even by a node started 
     }
     const miss = await pusherJs(late, 'cache-never');
     await eventually(() => assert.deepEqual(miss.got, ['cache_miss']));
+    // The HTTP API's info=cache too.
+    const res = await (await serverSdk(late)).get({ path: '/channels/cache-plain-y', params: { info: 'cache' } });
+    assert.equal((await res.json()).cache, undefined);
+    await sdkA.trigger('cache-plain-y', 'seq', { n: 8 });
+    await eventually(async () => {
+      const info = await (await (await serverSdk(late)).get({ path: '/channels/cache-plain-y', params: { info: 'cache' } })).json();
+      assert.equal(info.cache.data, JSON.stringify({ n: 8 }));
+      assert.ok(info.cache.ttl > 1700);
+    });
   } finally {
     await late.stop();
   }

@@ -201,6 +201,29 @@ impl Cluster {
         Ok(conn)
     }
 
+    /// A cache channel's last event in Redis and how long it is kept yet (None when there is
+    /// none, or Redis cannot be read).
+    pub async fn cached(&self, app: &str, channel: &str) -> Option<(Utf8Bytes, Duration)> {
+        let read = async {
+            let mut conn = self.reader().await?;
+            let key = self.cache_key(app, channel);
+            let (frame, ttl_ms): (Option<String>, i64) = redis::pipe()
+                .cmd("GET")
+                .arg(&key)
+                .cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await?;
+            redis::RedisResult::Ok(
+                frame.map(|f| (f.into(), Duration::from_millis(ttl_ms.max(0) as u64))),
+            )
+        };
+        match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+            Ok(Ok(cached)) => cached,
+            _ => None,
+        }
+    }
+
     /// Reads a channel's history as `read` says; None when the channel has no history (and
     /// no epoch was to be started).
     pub async fn read_history(
