@@ -122,6 +122,14 @@ pub struct AppConfig {
     /// Channel authorization by the server itself (`/broadcasting/auth`); see [`crate::authz`].
     #[serde(default)]
     pub authz: Option<crate::authz::AuthzConfig>,
+    /// Which channels keep history, and how much (the first matching rule decides). None
+    /// configured: every channel, 100 events, 300 s. See [`crate::history`].
+    #[serde(default)]
+    pub history: Vec<crate::history::HistoryRule>,
+    /// Most bytes of history this node keeps in memory for the app, all channels together;
+    /// over it, a channel that publishes keeps only its newest event.
+    #[serde(default = "default_history_max_bytes")]
+    pub history_max_bytes: usize,
 }
 
 fn yes() -> bool {
@@ -145,6 +153,9 @@ fn default_max_channels_per_event() -> usize {
 fn default_max_batch_size() -> usize {
     10
 }
+fn default_history_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
 
 impl AppConfig {
     /// An app with the given credentials and every other setting at its default.
@@ -166,6 +177,8 @@ impl AppConfig {
             max_batch_size: default_max_batch_size(),
             webhooks: Vec::new(),
             authz: None,
+            history: Vec::new(),
+            history_max_bytes: default_history_max_bytes(),
         }
     }
 
@@ -389,6 +402,7 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
             hook.validate()
                 .map_err(|e| format!("app {:?}: {e}", app.id))?;
         }
+        crate::history::Rules::new(&app.history).map_err(|e| format!("app {:?}: {e}", app.id))?;
     }
     Ok(())
 }
@@ -418,6 +432,14 @@ mod tests {
         assert_eq!(second.max_presence_members, 100);
         assert_eq!(second.max_user_info_bytes, 1024);
         assert_eq!(second.webhooks.len(), 1);
+        assert!(second.history.is_empty());
+        let rules = crate::history::Rules::new(&file.apps[0].history).unwrap();
+        assert_eq!(
+            rules.for_channel("private-orders.7").unwrap().max_events,
+            500
+        );
+        assert_eq!(rules.for_channel("presence-room"), None);
+        assert_eq!(rules.for_channel("news").unwrap().max_events, 100);
         validate_apps(&file.apps).unwrap();
     }
 

@@ -21,8 +21,10 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::channels::{Closer, ConnectionHandle, Occupancy, SubscribeError};
+use crate::channels::{Closer, ConnectionHandle, HistoryMode, Occupancy, Release, SubscribeError};
+use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
+use crate::history::{self, Limits};
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
 use crate::users::MAX_WATCHLIST;
@@ -374,20 +376,70 @@ impl Connection {
             Ok(member) => member,
             Err(error) => return self.subscription_error(&channel, "AuthError", &error, 401),
         };
+        // A position that is not a string is as unrecoverable as a malformed one.
+        let resume = data
+            .position
+            .as_ref()
+            .map(|p| p.as_str().unwrap_or("").to_owned());
+        let limits = self.app.history_limits(&channel);
+        let cache = ChannelType::of(&channel).cache;
+        let clustered = self.app.is_clustered();
+        // On a cluster, held subscribers are released once Redis was read: by
+        // `cluster::presence` on presence channels (it knows the members), else below.
+        let mode = if clustered && kind == ChannelKind::Presence && limits.is_none() {
+            HistoryMode::Off
+        } else if clustered && (limits.is_some() || cache) {
+            HistoryMode::Held {
+                id: fastrand::u64(..),
+            }
+        } else if let Some(limits) = limits {
+            HistoryMode::Local {
+                limits,
+                resume: resume.as_deref(),
+            }
+        } else {
+            HistoryMode::Off
+        };
         let config = &self.app.config;
-        match self.app.channels.subscribe(
+        match self.app.channels.subscribe_with(
             &channel,
             &self.handle,
             member.as_ref(),
             config.max_presence_members,
+            mode,
         ) {
             Ok(change) => {
+                let held = match mode {
+                    HistoryMode::Held { id } => Some(id),
+                    _ => None,
+                };
+                let presence_hold = match (held, limits, kind) {
+                    (Some(id), Some(limits), ChannelKind::Presence) => {
+                        Some(crate::cluster::presence::Hold {
+                            id,
+                            limits,
+                            resume: resume.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                if let (Some(id), None) = (held, &presence_hold) {
+                    self.release_later(&channel, id, limits, resume, cache);
+                }
+                self.shared
+                    .metrics()
+                    .resumed(change.recovered, change.replayed);
                 self.announce_count(&channel, kind, change.occupancy);
                 self.app
                     .subscriptions_changed(&channel, change.occupancy.subscriptions);
                 if let Some(member) = &member {
-                    self.app
-                        .presence_joined(&channel, member, &self.handle, change.member);
+                    self.app.presence_joined(
+                        &channel,
+                        member,
+                        &self.handle,
+                        change.member,
+                        presence_hold,
+                    );
                 }
                 let user_id = member.map(|m| m.user_id);
                 webhooks::subscribed(&self.app, &channel, change, user_id.as_deref());
@@ -406,6 +458,52 @@ impl Connection {
                 self.handle.send(frame::member_limit(&channel, max));
             }
         }
+    }
+
+    /// On a cluster: reads the channel's history (and a cache channel's last event) from
+    /// Redis without holding up this connection, then releases the held subscriber.
+    fn release_later(
+        &self,
+        channel: &str,
+        hold_id: u64,
+        limits: Option<Limits>,
+        resume: Option<String>,
+        cache: bool,
+    ) {
+        let (app, shared) = (self.app.clone(), self.shared.clone());
+        let (channel, socket_id) = (channel.to_owned(), self.handle.socket_id.clone());
+        tokio::spawn(async move {
+            let Some(cluster) = app.cluster().cloned() else {
+                return;
+            };
+            let after = resume.as_deref().and_then(history::parse_position);
+            let read_limits = limits.unwrap_or(Limits {
+                max_events: 0,
+                max_age: crate::channels::CACHE_TTL,
+            });
+            let read = cluster
+                .read_history(
+                    &app.config.id,
+                    &channel,
+                    Read {
+                        after,
+                        limit: history::MAX_REPLAY,
+                        limits: read_limits,
+                        create: limits.is_some(),
+                        cache,
+                    },
+                )
+                .await;
+            let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
+            if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
+                shared
+                    .metrics()
+                    .resumed(released.recovered, released.replayed);
+                if released.cache_miss {
+                    webhooks::cache_missed(&app, &channel);
+                }
+            }
+        });
     }
 
     /// Checks the right to subscribe; on presence channels, returns who joins.
@@ -568,7 +666,8 @@ impl Connection {
         let user_id = user_id.as_deref();
         let out = frame::channel_event(channel, &frame.event, data, user_id);
         let socket_id = &self.handle.socket_id;
-        self.app.publish(channel, &out, Some(socket_id));
+        // Client events get no position and are never stored.
+        self.app.relay(channel, &out, Some(socket_id));
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 
@@ -588,6 +687,39 @@ impl Connection {
         self.sign_out();
         for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel, user_id.as_deref());
+        }
+    }
+}
+
+/// What a held subscriber is released with, from what Redis answered (this node's ring when
+/// it could not be read).
+pub(crate) fn release_of(
+    read: redis::RedisResult<Option<crate::cluster::history::Snapshot>>,
+    channel: &str,
+    limits: Option<Limits>,
+    resume: Option<&str>,
+    cache: bool,
+    data: &str,
+) -> Release {
+    match read {
+        Ok(Some(snapshot)) => Release {
+            replay: resume.map(|r| snapshot.replay(r)),
+            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
+            cached: cache.then_some(snapshot.cached),
+            limits,
+            data: data.into(),
+        },
+        Ok(None) | Err(_) => {
+            if let Err(err) = read {
+                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
+            }
+            Release {
+                replay: resume.map(|_| history::Replay::Incomplete),
+                position: None,
+                cached: None,
+                limits,
+                data: data.into(),
+            }
         }
     }
 }

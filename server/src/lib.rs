@@ -3,7 +3,8 @@
 //!
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
-//! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
+//! [`channels`] (who is subscribed to what, fanout, cache channels), [`history`] (which channels
+//! keep history, positions, the in-memory ring), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod demo;
 pub mod frame;
 pub mod health;
+pub mod history;
 pub mod http_api;
 pub mod metrics;
 pub mod presence;
@@ -104,7 +106,10 @@ pub async fn serve_on(
         }
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over: leaving open connections"
+        );
     }
     served
 }

@@ -6,7 +6,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const OVERTONE: &str = env!("CARGO_BIN_EXE_overtone");
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench/overtone.toml");
+const CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../scripts/bench/overtone.toml"
+);
 
 /// A server on a free port, killed when dropped.
 struct Server {
@@ -49,7 +52,11 @@ impl Drop for Server {
 }
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(OVERTONE).arg("bench").args(args).output().expect("run overtone bench")
+    Command::new(OVERTONE)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run overtone bench")
 }
 
 /// The one JSON line a successful run prints.
@@ -105,14 +112,24 @@ fn presence_views_end_right() {
         "100",
     ]));
     assert_eq!(s["wrong_views_at_end"], 0, "{s}");
-    assert!(s["churn_member_removed"]["count"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["churn_member_removed"]["count"].as_u64().unwrap() > 0,
+        "{s}"
+    );
 }
 
 #[test]
 fn client_events_arrive() {
     let server = Server::start();
-    let s =
-        summary(&server.bench(&["client-events", "-n", "6", "--group", "3", "--duration", "1"]));
+    let s = summary(&server.bench(&[
+        "client-events",
+        "-n",
+        "6",
+        "--group",
+        "3",
+        "--duration",
+        "1",
+    ]));
     assert_eq!(s["expected"], 60);
     assert_eq!(s["loss"], 0, "{s}");
     assert_eq!(s["refusals"], 0, "{s}");
@@ -126,7 +143,10 @@ fn bad_input_fails_fast_and_clearly() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} should fail");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took too long");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} took too long"
+        );
     };
     let server = Server::start();
     let url = format!("ws://127.0.0.1:{}", server.port);
@@ -136,7 +156,23 @@ fn bad_input_fails_fast_and_clearly() {
         format!("ws://127.0.0.1:{}", listener.local_addr().unwrap().port())
     };
     fails(&["--url", &gone, "connect", "-n", "1"], "cannot connect");
-    fails(&["--url", &url, "--app-key", "wrong", "connect", "-n", "1"], "refused");
-    fails(&["--url", &url, "--app-secret", "wrong", "fanout", "-n", "1", "--duration", "1"], "401");
+    fails(
+        &["--url", &url, "--app-key", "wrong", "connect", "-n", "1"],
+        "refused",
+    );
+    fails(
+        &[
+            "--url",
+            &url,
+            "--app-secret",
+            "wrong",
+            "fanout",
+            "-n",
+            "1",
+            "--duration",
+            "1",
+        ],
+        "401",
+    );
     fails(&["--url", "ws://10.0.0.1:80", "connect"], "loopback");
 }

@@ -22,7 +22,10 @@ pub struct Api {
 
 impl Api {
     pub fn new(target: &Target) -> Self {
-        Self { target: target.clone(), stream: None }
+        Self {
+            target: target.clone(),
+            stream: None,
+        }
     }
 
     /// Triggers event `name` with string `data` on `channels`; Ok once the server answered 2xx.
@@ -65,7 +68,10 @@ impl Api {
     }
 
     fn signed_request(&self, path: &str, body: &str) -> String {
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let body_md5 = hex::encode(Md5::digest(body.as_bytes()));
         let timestamp = timestamp.to_string();
         let params = [
@@ -74,8 +80,10 @@ impl Api {
             ("auth_version", "1.0"),
             ("body_md5", body_md5.as_str()),
         ];
-        let signature =
-            hmac_hex(&self.target.app_secret, &api_string_to_sign("POST", path, params));
+        let signature = hmac_hex(
+            &self.target.app_secret,
+            &api_string_to_sign("POST", path, params),
+        );
         let query: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .append_pair("auth_signature", &signature)
@@ -146,5 +154,9 @@ async fn exchange(
         stream.read_to_end(&mut body).await?;
         keep_alive = false;
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned(), keep_alive))
+    Ok((
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        keep_alive,
+    ))
 }

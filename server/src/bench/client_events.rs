@@ -86,7 +86,9 @@ pub async fn run(target: Target, args: ClientEventsArgs) -> Result<Value> {
             per_client * ((start + group).min(n) - start - 1) as u64
         })
         .sum();
-    progress(format!("sending {sent} whispers ({expected} deliveries expected)"));
+    progress(format!(
+        "sending {sent} whispers ({expected} deliveries expected)"
+    ));
     let cpu = CpuWindow::start(target.server_pid)?;
     let started = Instant::now();
     // One schedule for all senders, spread evenly so whispers do not arrive in bursts.

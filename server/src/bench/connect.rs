@@ -59,8 +59,9 @@ pub async fn run(target: Target, args: ConnectArgs) -> Result<Value> {
     let spent = cpu.stop()?;
 
     let kib = |bytes: Option<u64>| bytes.map(|b| b / 1024);
-    let per_connection =
-        before.zip(open).map(|(b, o)| o.saturating_sub(b) as f64 / 1024.0 / n as f64);
+    let per_connection = before
+        .zip(open)
+        .map(|(b, o)| o.saturating_sub(b) as f64 / 1024.0 / n as f64);
     let returned = before.zip(open).zip(closed).map(|((b, o), c)| {
         if o > b {
             o.saturating_sub(c) as f64 / (o - b) as f64

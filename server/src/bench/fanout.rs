@@ -47,9 +47,14 @@ impl FanoutArgs {
 
 pub async fn run(target: Target, args: FanoutArgs) -> Result<Value> {
     let n = args.subscribers;
-    let channels: Vec<String> = (0..args.channels).map(|c| format!("bench-fanout-{c}")).collect();
+    let channels: Vec<String> = (0..args.channels)
+        .map(|c| format!("bench-fanout-{c}"))
+        .collect();
     let latencies = Arc::new(Latencies::new());
-    progress(format!("connecting {n} subscribers over {} channels", channels.len()));
+    progress(format!(
+        "connecting {n} subscribers over {} channels",
+        channels.len()
+    ));
     let clients = ws::gather("subscribed", n, args.in_flight, |i| {
         let target = target.clone();
         let channel = channels[i % channels.len()].clone();
@@ -76,7 +81,8 @@ pub async fn run(target: Target, args: FanoutArgs) -> Result<Value> {
     let trigger_round_trips = Latencies::new();
     // Opens the keep-alive connection outside the measurement: a first request's setup is not
     // what the latency figures are about.
-    api.trigger("bench-warmup", &["bench-warmup".to_owned()], "warmup").await?;
+    api.trigger("bench-warmup", &["bench-warmup".to_owned()], "warmup")
+        .await?;
     let cpu = CpuWindow::start(target.server_pid)?;
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));

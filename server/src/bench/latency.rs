@@ -45,7 +45,10 @@ impl Latencies {
     /// Records the latency of something sent at `sent_micros` and received now.
     pub fn record_since(&self, sent_micros: u64) {
         let latency = now_micros().saturating_sub(sent_micros);
-        self.0.lock().expect("histogram lock").saturating_record(latency);
+        self.0
+            .lock()
+            .expect("histogram lock")
+            .saturating_record(latency);
     }
 
     pub fn count(&self) -> u64 {
@@ -75,7 +78,10 @@ mod tests {
         let sent = read_stamp(&stamp).unwrap();
         let double_encoded =
             serde_json::to_string(&serde_json::to_string(&stamp).unwrap()).unwrap();
-        assert_eq!(read_stamp(&format!(r#"{{"data":{double_encoded}}}"#)), Some(sent));
+        assert_eq!(
+            read_stamp(&format!(r#"{{"data":{double_encoded}}}"#)),
+            Some(sent)
+        );
         assert_eq!(read_stamp(r#"{"event":"x","data":"{}"}"#), None);
     }
 }

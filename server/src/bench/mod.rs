@@ -65,7 +65,10 @@ pub fn run(args: BenchArgs, runtime: &tokio::runtime::Runtime) -> std::process::
         };
         let limit = budget + SETUP_BUDGET;
         tokio::time::timeout(limit, run).await.map_err(|_| {
-            format!("gave up after {} s (server too slow or stuck)", limit.as_secs())
+            format!(
+                "gave up after {} s (server too slow or stuck)",
+                limit.as_secs()
+            )
         })?
     });
     match result {

@@ -102,10 +102,17 @@ async fn join(
     let channel_data = json!({ "user_id": user_id(i), "user_info": { "n": i } }).to_string();
     let auth = target.channel_auth(&connection.socket_id, CHANNEL, Some(&channel_data));
     shared.joined_at[i].store(now_micros(), Ordering::Relaxed);
-    let succeeded = connection.subscribe(CHANNEL, Some(auth), Some(&channel_data)).await?;
-    let ids = succeeded["presence"]["ids"].as_array().cloned().unwrap_or_default();
-    let initial: HashSet<usize> =
-        ids.iter().filter_map(|id| id.as_str()?.strip_prefix('u')?.parse().ok()).collect();
+    let succeeded = connection
+        .subscribe(CHANNEL, Some(auth), Some(&channel_data))
+        .await?;
+    let ids = succeeded["presence"]["ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let initial: HashSet<usize> = ids
+        .iter()
+        .filter_map(|id| id.as_str()?.strip_prefix('u')?.parse().ok())
+        .collect();
     let view: View = Arc::new(Mutex::new(initial));
     let kept = view.clone();
     let client = connection.spawn(move |text| {
@@ -159,9 +166,16 @@ async fn join_all(
     let connections = Mutex::new(connections.into_iter().map(Some).collect::<Vec<_>>());
     let spacing = window / who.len().max(1) as u32;
     ws::gather("joined", who.len(), who.len(), |k| {
-        let connection =
-            connections.lock().expect("connections lock")[k].take().expect("each once");
-        join(target.clone(), shared.clone(), who[k], connection, spacing * k as u32)
+        let connection = connections.lock().expect("connections lock")[k]
+            .take()
+            .expect("each once");
+        join(
+            target.clone(),
+            shared.clone(),
+            who[k],
+            connection,
+            spacing * k as u32,
+        )
     })
     .await
 }
@@ -170,8 +184,13 @@ async fn join_all(
 /// how many views are still wrong.
 async fn wrong_views(members: &[Option<Member>]) -> usize {
     let truth: HashSet<usize> = (0..members.len()).collect();
-    let count_wrong =
-        || members.iter().flatten().filter(|m| *m.view.lock().expect("view lock") != truth).count();
+    let count_wrong = || {
+        members
+            .iter()
+            .flatten()
+            .filter(|m| *m.view.lock().expect("view lock") != truth)
+            .count()
+    };
     let deadline = Instant::now() + SETTLE;
     while count_wrong() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -192,7 +211,10 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
         spurious_removals: AtomicU64::new(0),
     });
     let window = Duration::from_millis(args.join_window_ms);
-    progress(format!("{n} members joining {CHANNEL} within {} ms", args.join_window_ms));
+    progress(format!(
+        "{n} members joining {CHANNEL} within {} ms",
+        args.join_window_ms
+    ));
     let cpu = CpuWindow::start(target.server_pid)?;
     let everyone: Vec<usize> = (0..n).collect();
     let joined = Instant::now();
@@ -204,7 +226,9 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
             .collect();
     let join_seconds = joined.elapsed().as_secs_f64();
     let wrong_after_join = wrong_views(&members).await;
-    progress(format!("{wrong_after_join} views wrong after the joins; churning"));
+    progress(format!(
+        "{wrong_after_join} views wrong after the joins; churning"
+    ));
 
     shared.churning.store(true, Ordering::Relaxed);
     let churn = args.churn.min(n);
@@ -237,7 +261,11 @@ pub async fn run(target: Target, args: PresenceArgs) -> Result<Value> {
     }
     let wrong_at_end = wrong_views(&members).await;
     let spent = cpu.stop()?;
-    let dropped = members.iter().flatten().filter(|m| !m.client.is_open()).count();
+    let dropped = members
+        .iter()
+        .flatten()
+        .filter(|m| !m.client.is_open())
+        .count();
     shared.finished.store(true, Ordering::Relaxed);
     ws::close_all(members.into_iter().flatten().map(|m| m.client).collect()).await;
 

@@ -26,12 +26,19 @@ pub fn sample(pid: u32) -> Result<Sample> {
     let stat = read("stat")?;
     // Fields after the parenthesised command name (which may hold spaces): state is field 3,
     // utime and stime are fields 14 and 15.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let (utime, stime) =
-        ticks(11).zip(ticks(12)).ok_or_else(|| format!("/proc/{pid}/stat: unexpected format"))?;
-    Ok(Sample { rss_bytes: rss_kib * 1024, cpu_seconds: (utime + stime) as f64 / clock_ticks() })
+    let (utime, stime) = ticks(11)
+        .zip(ticks(12))
+        .ok_or_else(|| format!("/proc/{pid}/stat: unexpected format"))?;
+    Ok(Sample {
+        rss_bytes: rss_kib * 1024,
+        cpu_seconds: (utime + stime) as f64 / clock_ticks(),
+    })
 }
 
 /// The bench's own figures.
@@ -65,7 +72,11 @@ pub struct CpuSpent {
 impl CpuWindow {
     pub fn start(server_pid: Option<u32>) -> Result<Self> {
         let server_start = server_pid.map(sample).transpose()?;
-        Ok(Self { server_pid, server_start, own_start: own() })
+        Ok(Self {
+            server_pid,
+            server_start,
+            own_start: own(),
+        })
     }
 
     pub fn stop(&self) -> Result<CpuSpent> {
@@ -73,13 +84,19 @@ impl CpuWindow {
             (Some(pid), Some(start)) => Some(sample(pid)?.cpu_seconds - start.cpu_seconds),
             _ => None,
         };
-        Ok(CpuSpent { server, bench: own().cpu_seconds - self.own_start.cpu_seconds })
+        Ok(CpuSpent {
+            server,
+            bench: own().cpu_seconds - self.own_start.cpu_seconds,
+        })
     }
 }
 
 /// Raises the soft open-file limit to the hard limit: each connection needs a descriptor.
 pub fn raise_fd_limit() -> Result<()> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `limit` is a valid rlimit for getrlimit/setrlimit to read and write.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {

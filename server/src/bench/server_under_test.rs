@@ -47,7 +47,10 @@ impl TargetArgs {
             .map_err(|_| format!("--url {}: expected ws://127.0.0.1:PORT", self.url))?;
         // Load is only ever sent to this machine.
         if !addr.ip().is_loopback() {
-            return Err(format!("--url {}: only loopback servers may be benchmarked", self.url));
+            return Err(format!(
+                "--url {}: only loopback servers may be benchmarked",
+                self.url
+            ));
         }
         if let Some(pid) = self.server_pid {
             super::procfs::sample(pid)?;

@@ -61,7 +61,9 @@ impl Connection {
             .map_err(|err| unreachable(&err))?;
         tcp.set_nodelay(true).map_err(|err| unreachable(&err))?;
         // Small buffers: thousands of clients live in this process next to the server.
-        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
         let (ws, _) = tokio::time::timeout(
             REPLY_TIMEOUT,
             client_async_with_config(target.ws_url(), tcp, Some(config)),
@@ -69,10 +71,16 @@ impl Connection {
         .await
         .map_err(|_| unreachable(&"WebSocket handshake timed out"))?
         .map_err(|err| unreachable(&format!("WebSocket handshake failed: {err}")))?;
-        let mut connection = Self { ws, socket_id: String::new() };
+        let mut connection = Self {
+            ws,
+            socket_id: String::new(),
+        };
         let frame = connection.next_frame().await?;
         if frame.event != "pusher:connection_established" {
-            return Err(format!("server refused the connection: {} {}", frame.event, frame.data));
+            return Err(format!(
+                "server refused the connection: {} {}",
+                frame.event, frame.data
+            ));
         }
         connection.socket_id = frame.data_json()["socket_id"]
             .as_str()
@@ -95,7 +103,8 @@ impl Connection {
         if let Some(channel_data) = channel_data {
             data["channel_data"] = channel_data.into();
         }
-        self.send(json!({ "event": "pusher:subscribe", "data": data }).to_string()).await?;
+        self.send(json!({ "event": "pusher:subscribe", "data": data }).to_string())
+            .await?;
         loop {
             let frame = self.next_frame().await?;
             match frame.event.as_str() {
@@ -127,7 +136,9 @@ impl Connection {
                     return Frame::parse(&text).ok_or_else(|| format!("unparsable frame: {text}"));
                 }
                 Some(Ok(Message::Close(close))) => {
-                    let why = close.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default();
+                    let why = close
+                        .map(|c| format!("{} {}", c.code, c.reason))
+                        .unwrap_or_default();
                     return Err(format!("the server closed the connection: {why}"));
                 }
                 Some(Ok(_)) => {}
@@ -231,13 +242,19 @@ where
             running.spawn(async move { (i, job.await) });
             next += 1;
         }
-        let (i, result) =
-            running.join_next().await.expect("jobs are running").map_err(|e| e.to_string())?;
+        let (i, result) = running
+            .join_next()
+            .await
+            .expect("jobs are running")
+            .map_err(|e| e.to_string())?;
         results[i] = Some(result?);
         done += 1;
         if done % 5000 == 0 && done < n {
             progress(format!("{what}: {done}/{n}"));
         }
     }
-    Ok(results.into_iter().map(|r| r.expect("every job finished")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every job finished"))
+        .collect())
 }

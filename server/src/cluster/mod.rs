@@ -26,6 +26,7 @@ use crate::state::{Shared, SocketId};
 
 pub mod counts;
 pub mod online;
+pub mod history;
 pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
@@ -55,6 +56,18 @@ pub enum Message {
     SubscriptionCount { channel: String, count: u64 },
     /// A user signed in on their first node, or out of their last (watchlists).
     Watchlist { user_id: String, online: bool },
+    /// An event on a channel with history: `frame` without its position; the publish script
+    /// appends `epoch` and `offset` (see [`history`]). Every node delivers it, the publisher
+    /// too.
+    History {
+        channel: String,
+        frame: String,
+        except: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,6 +122,9 @@ pub struct Cluster {
     /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
     started: Instant,
     lost_at_ms: AtomicU64,
+    /// Publishes on channels with history, waiting for their positions; see [`history`].
+    history_queue: mpsc::Sender<history::Publish>,
+    pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
 }
 
 impl Cluster {
@@ -117,7 +133,10 @@ impl Cluster {
         let (outbound, pending) = mpsc::channel(QUEUE_CAPACITY);
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
         let (counts, pending_counts) = mpsc::unbounded_channel();
+        let (history_queue, pending_history) = mpsc::channel(history::QUEUE_CAPACITY);
         Cluster {
+            history_queue,
+            pending_history: Mutex::new(Some(pending_history)),
             client: redis.client,
             shared_connection: OnceLock::new(),
             prefix: redis.prefix,
@@ -220,6 +239,10 @@ pub fn start(shared: &Shared) {
     if let Ok(Some(changed)) = pending {
         tokio::spawn(counts::run(shared.clone(), cluster.clone(), changed));
     }
+    let pending = cluster.pending_history.lock().map(|mut p| p.take());
+    if let Ok(Some(queue)) = pending {
+        tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
+    }
 }
 
 /// Waits before the next reconnection attempt; false if shutdown came first.
@@ -262,11 +285,23 @@ async fn publish(
             let Ok(payload) = serde_json::to_string(&envelope) else {
                 continue;
             };
-            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            let mut pipe = redis::pipe();
+            pipe.cmd("PUBLISH")
                 .arg(cluster.channel_of(&envelope.app))
                 .arg(payload)
-                .query_async(&mut conn)
-                .await;
+                .ignore();
+            // A cache channel's last event, for subscribers on every node.
+            if let Message::Event { channel, frame, .. } = &envelope.message {
+                if overtone_protocol::channel::ChannelType::of(channel).cache {
+                    pipe.cmd("SET")
+                        .arg(cluster.cache_key(&envelope.app, channel))
+                        .arg(frame)
+                        .arg("PX")
+                        .arg(crate::channels::CACHE_TTL.as_millis() as u64)
+                        .ignore();
+                }
+            }
+            let published: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
             if let Err(err) = published {
                 tracing::warn!(%err, "redis: publish failed; reconnecting");
                 break;
@@ -333,10 +368,13 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
         return tracing::debug!("redis: malformed cluster message");
     };
-    // The sender delivered its own messages already, except counts: every node, the sender
-    // included, delivers those in the order Redis published them.
-    let own = envelope.node == cluster.node;
-    if own && !matches!(envelope.message, Message::SubscriptionCount { .. }) {
+    // The sender delivered its own messages already, except counts and history events: every
+    // node, the sender included, delivers those in the order Redis published them.
+    let everywhere = matches!(
+        envelope.message,
+        Message::SubscriptionCount { .. } | Message::History { .. }
+    );
+    if envelope.node == cluster.node && !everywhere {
         return;
     }
     let Some(app) = shared.app_by_id(&envelope.app) else {
@@ -369,6 +407,24 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
             let frame = crate::frame::subscription_count(&channel, count);
             app.channels.publish(&channel, &frame, None);
         }
+        Message::History {
+            channel,
+            frame,
+            except,
+            epoch: Some(epoch),
+            offset: Some(offset),
+        } => {
+            let except = except.as_deref().map(SocketId::from);
+            let frame = Utf8Bytes::from(frame);
+            app.channels.deliver_positioned(
+                &channel,
+                &frame,
+                except.as_ref(),
+                &epoch.into(),
+                offset,
+            );
+        }
+        Message::History { .. } => tracing::debug!("redis: history event without a position"),
     }
 }
 

@@ -31,7 +31,9 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::channels::ConnectionHandle;
+use crate::cluster::history::{Read, Snapshot};
 use crate::frame;
+use crate::history::{self, Limits};
 use crate::presence::Member;
 use crate::state::{App, Shared};
 use crate::webhooks::{self, LEAVE_GRACE};
@@ -79,6 +81,47 @@ if after <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]); after = 0 end
 return {after - (new - old), after}
 "#;
 
+/// A presence subscriber held until its channel's history is read (see
+/// [`crate::channels::HistoryMode::Held`]).
+pub struct Hold {
+    pub id: u64,
+    pub limits: Limits,
+    /// The position the client asked to resume after.
+    pub resume: Option<String>,
+}
+
+/// Sends `subscription_succeeded` with `data`: directly, or by releasing the held subscriber
+/// with its history (`read`: what Redis answered, if it was asked).
+fn confirm(
+    app: &App,
+    channel: &str,
+    subscriber: &ConnectionHandle,
+    data: &str,
+    hold: Option<&Hold>,
+    read: Option<redis::RedisResult<Option<Snapshot>>>,
+) {
+    let Some(hold) = hold else {
+        subscriber.send(frame::subscription_succeeded(channel, data));
+        return;
+    };
+    let read = read.unwrap_or_else(|| {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "redis away",
+        )))
+    });
+    let release = crate::connection::release_of(
+        read,
+        channel,
+        Some(hold.limits),
+        hold.resume.as_deref(),
+        false,
+        data,
+    );
+    app.channels
+        .release(channel, &subscriber.socket_id, hold.id, release);
+}
+
 /// A presence or occupancy change on this node, in the order it happened.
 pub enum Op {
     /// The channel now has `subscriptions` connections on this node.
@@ -94,6 +137,8 @@ pub enum Op {
         member: Member,
         conn: ConnectionHandle,
         first_here: bool,
+        /// On a channel with history: the subscriber is held until its history is read.
+        hold: Option<Hold>,
     },
     /// The user's last connection on this node left the channel.
     Leave {
@@ -455,7 +500,7 @@ impl Cluster {
                             .leave(conn, &app.config.id, &channel, &node, user_id)
                             .await?
                         {
-                            app.publish(&channel, &frame::member_removed(&channel, user_id), None);
+                            app.relay(&channel, &frame::member_removed(&channel, user_id), None);
                             self.hook_removed(app, &channel, user_id);
                         }
                     }
@@ -596,6 +641,7 @@ async fn apply(
             member,
             conn: subscriber,
             first_here: _,
+            hold,
         } => {
             let id = &app.config.id;
             // Every join goes to Redis, not only the user's first here: if that first one was
@@ -605,7 +651,7 @@ async fn apply(
                 Joined::First => {
                     let added =
                         frame::member_added(channel, &member.user_id, member.user_info.get());
-                    app.publish(channel, &added, Some(&subscriber.socket_id));
+                    app.relay(channel, &added, Some(&subscriber.socket_id));
                     cluster
                         .hook_added(conn, app, channel, &member.user_id)
                         .await?;
@@ -629,7 +675,21 @@ async fn apply(
             }
             let members = cluster.members(conn, id, channel).await?;
             let data = subscription_data(&members);
-            subscriber.send(frame::subscription_succeeded(channel, &data));
+            let read = match hold {
+                Some(hold) => {
+                    let after = hold.resume.as_deref().and_then(history::parse_position);
+                    let read = Read {
+                        after,
+                        limit: history::MAX_REPLAY,
+                        limits: hold.limits,
+                        create: true,
+                        cache: false,
+                    };
+                    Some(cluster.read_history(id, channel, read).await)
+                }
+                None => None,
+            };
+            confirm(app, channel, subscriber, &data, hold.as_ref(), read);
             Ok(())
         }
         Op::Leave {
@@ -639,7 +699,7 @@ async fn apply(
         } => {
             let (id, node) = (&app.config.id, &cluster.node);
             if cluster.leave(conn, id, channel, node, user_id).await? {
-                app.publish(channel, &frame::member_removed(channel, user_id), None);
+                app.relay(channel, &frame::member_removed(channel, user_id), None);
                 cluster.hook_removed(app, channel, user_id);
             }
             Ok(())
@@ -670,6 +730,7 @@ fn apply_locally(op: &Op) {
             member,
             conn: subscriber,
             first_here,
+            hold,
         } => {
             if *first_here {
                 let added = frame::member_added(channel, &member.user_id, member.user_info.get());
@@ -677,7 +738,7 @@ fn apply_locally(op: &Op) {
                     .publish(channel, &added, Some(&subscriber.socket_id));
             }
             let data = app.channels.local_presence_data(channel);
-            subscriber.send(frame::subscription_succeeded(channel, &data));
+            confirm(app, channel, subscriber, &data, hold.as_ref(), None);
         }
         Op::Leave {
             app,
