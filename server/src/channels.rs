@@ -472,7 +472,8 @@ impl ChannelRegistry {
                 }
             }
         }
-        if ChannelType::of(channel).cache {
+        // After a complete recovery the client has the cached event already (or newer ones).
+        if ChannelType::of(channel).cache && change.recovered != Some(true) {
             conn.send(match ch.cached() {
                 Some(event) => event.clone(),
                 None => {
@@ -536,7 +537,7 @@ impl ChannelRegistry {
                 seen = Some((epoch, sent));
             }
         }
-        if ChannelType::of(channel).cache {
+        if ChannelType::of(channel).cache && out.recovered != Some(true) {
             let cached = match release.cached {
                 Some(cached) => cached,
                 None => ch.cached().cloned(),

@@ -487,7 +487,7 @@ impl Connection {
                     &channel,
                     Read {
                         after,
-                        limit: history::MAX_REPLAY,
+                        limit: read_limits.max_events.max(1),
                         limits: read_limits,
                         create: limits.is_some(),
                         cache,

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use serde::Deserialize;
 
-/// Most events one subscribe replays (and the HTTP API returns at once).
-pub const MAX_REPLAY: usize = 1000;
+/// Most events one HTTP history read returns (a resuming subscribe replays up to the
+/// channel's `max_events`).
+pub const MAX_READ: usize = 1000;
 /// Longest epoch on the wire.
 pub const MAX_EPOCH_CHARS: usize = 16;
 
@@ -327,7 +328,7 @@ impl Ring {
         if epoch != &*self.epoch || offset > self.last {
             return Replay::Incomplete;
         }
-        let (events, complete) = self.after(Some(offset), MAX_REPLAY, now);
+        let (events, complete) = self.after(Some(offset), self.limits.max_events, now);
         match complete {
             true => Replay::Complete(events.into_iter().map(|(_, f)| f).collect()),
             false => Replay::Incomplete,

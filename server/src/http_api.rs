@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth;
 use crate::frame;
-use crate::history::{self, MAX_REPLAY};
+use crate::history::{self, MAX_READ};
 use crate::state::{App, Shared, SocketId};
 
 /// Longest event name accepted, in bytes (Pusher's limit).
@@ -410,10 +410,10 @@ async fn channel_history(
     let limit = match signed.param("limit") {
         None => DEFAULT_HISTORY_LIMIT,
         Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_REPLAY).contains(&n) => n,
+            Ok(n) if (1..=MAX_READ).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "limit must be a number from 1 to {MAX_REPLAY}"
+                    "limit must be a number from 1 to {MAX_READ}"
                 )))
             }
         },

@@ -680,7 +680,7 @@ async fn apply(
                     let after = hold.resume.as_deref().and_then(history::parse_position);
                     let read = Read {
                         after,
-                        limit: history::MAX_REPLAY,
+                        limit: hold.limits.max_events,
                         limits: hold.limits,
                         create: true,
                         cache: false,
