@@ -1,5 +1,6 @@
 //! The channels the app asked for: their kind, how far their subscription got on the current
-//! socket, and, on presence channels, the members deduplicated by user id.
+//! socket, the position of the last event seen (history and resume), and, on presence
+//! channels, the members deduplicated by user id.
 
 use crate::prelude::*;
 
@@ -19,6 +20,39 @@ pub(crate) enum Subscription {
     Failed,
 }
 
+/// Where a channel's event stream stands on a server with history: the history's epoch and
+/// the offset of the last event seen. On the wire: `"EPOCH:OFFSET"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
+}
+
+impl Position {
+    /// `"EPOCH:OFFSET"`, or `None` when malformed (the event is then treated as having none).
+    pub(crate) fn parse(text: &str) -> Option<Position> {
+        let (epoch, digits) = text.split_once(':')?;
+        let mut offset: u64 = 0;
+        for b in digits.bytes() {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            offset = offset.checked_mul(10)?.checked_add(digit.into())?;
+        }
+        (!epoch.is_empty() && !digits.is_empty()).then(|| Position {
+            epoch: epoch.into(),
+            offset,
+        })
+    }
+
+    pub(crate) fn to_wire(&self) -> String {
+        let mut out = [self.epoch.as_str(), ":"].concat();
+        super::push_decimal(&mut out, self.offset);
+        out
+    }
+}
+
 /// A presence channel member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member<P> {
@@ -35,6 +69,9 @@ pub(crate) struct Channel<P> {
     pub(crate) members: Vec<Member<P>>,
     /// Our own user id on a presence channel, from the auth reply's `channel_data`.
     pub(crate) my_id: Option<String>,
+    /// The last event's position, kept across sockets: every resubscribe asks the server to
+    /// replay what came after it. Gone with the channel when the app leaves it.
+    pub(crate) position: Option<Position>,
 }
 
 impl<P> Channel<P> {
@@ -45,10 +82,12 @@ impl<P> Channel<P> {
             subscription: Subscription::Idle,
             members: Vec::new(),
             my_id: None,
+            position: None,
         }
     }
 
-    /// The socket is gone: so are the subscription and the member list it reported.
+    /// The socket is gone: so are the subscription and the member list it reported (the
+    /// position stays, for the resubscribe).
     pub(crate) fn reset(&mut self) {
         self.subscription = Subscription::Idle;
         self.members.clear();
@@ -115,6 +154,28 @@ mod tests {
         );
         assert_eq!(channel.remove_member("2"), None);
         assert_eq!(ids(&channel), ["1", "3"]);
+    }
+
+    #[test]
+    fn positions_parse_and_render() {
+        let p = Position::parse("k3J9x:17").unwrap();
+        assert_eq!((p.epoch.as_str(), p.offset), ("k3J9x", 17));
+        assert_eq!(p.to_wire(), "k3J9x:17");
+        assert_eq!(Position::parse("e:0").unwrap().to_wire(), "e:0");
+        let max = Position::parse("e:18446744073709551615").unwrap();
+        assert_eq!(max.offset, u64::MAX);
+        for bad in [
+            "",
+            "e",
+            ":1",
+            "e:",
+            "e:-1",
+            "e:1x",
+            "e:+1",
+            "e:18446744073709551616",
+        ] {
+            assert_eq!(Position::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

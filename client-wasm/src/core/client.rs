@@ -8,11 +8,17 @@ use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
-use super::channels::{Channel, Member, Subscription};
+use super::channels::{Channel, Member, Position, Subscription};
 use super::connection::{Change, Connection, State};
 use super::listeners::{key_for, Binding, ListenerId, Listeners};
 use super::names::{whisper_event, EventFormatter};
 use super::{Action, ClientFrame, Config, Payload, ServerMessage};
+
+/// The reserved event name under which a channel's listeners hear that a resubscribe could
+/// not recover the events missed meanwhile (the server's history no longer reached back, or
+/// was lost): the app's state may be stale. Listeners get no arguments. Bind it with
+/// `listen(".pusher:recovery_failed")`; `listenToAll` does not see it.
+pub const RECOVERY_FAILED_EVENT: &str = "pusher:recovery_failed";
 
 /// Why the core refused an app call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,9 +173,12 @@ impl<P: Clone> Client<P> {
             return;
         }
         match message {
-            ServerMessage::SubscriptionSucceeded { channel, presence } => {
-                self.subscribed(&channel, presence)
-            }
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence,
+                position,
+                recovered,
+            } => self.subscribed(&channel, presence, position, recovered),
             ServerMessage::SubscriptionError {
                 channel,
                 status,
@@ -214,7 +223,8 @@ impl<P: Clone> Client<P> {
                 event,
                 data,
                 user_id,
-            } => self.event(&channel, &event, data, user_id),
+                position,
+            } => self.event(&channel, &event, data, user_id, position),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -293,6 +303,7 @@ impl<P: Clone> Client<P> {
             channel: entry.name.clone(),
             auth: Some(auth.auth),
             channel_data: auth.channel_data,
+            position: entry.position.as_ref().map(Position::to_wire),
         };
         self.actions.push_back(Action::Send(frame));
     }
@@ -447,11 +458,33 @@ impl<P: Clone> Client<P> {
         }
     }
 
-    fn subscribed(&mut self, channel: &str, presence: Option<Vec<(String, P)>>) {
+    fn subscribed(
+        &mut self,
+        channel: &str,
+        presence: Option<Vec<(String, P)>>,
+        position: Option<String>,
+        recovered: Option<bool>,
+    ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
         };
         entry.subscription = Subscription::Subscribed;
+        // Recovered: the missed events follow, each moving our position on. Otherwise (a
+        // first subscribe, or a recovery that failed) the stream starts after the server's
+        // position; none means the channel has no history (any more).
+        if recovered != Some(true) {
+            entry.position = position.as_deref().and_then(Position::parse);
+        }
+        // Before `subscribed`, so that its listeners already know.
+        if recovered == Some(false) {
+            dispatch(
+                &self.listeners,
+                &mut self.actions,
+                channel,
+                |b| matches!(b, Binding::Event(e) if e == RECOVERY_FAILED_EVENT),
+                || Payload::Subscribed,
+            );
+        }
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
@@ -515,9 +548,24 @@ impl<P: Clone> Client<P> {
         self.user_id = Some(user_id);
     }
 
-    fn event(&mut self, channel: &str, event: &str, data: P, user_id: Option<String>) {
-        if self.find(channel).is_none() {
+    fn event(
+        &mut self,
+        channel: &str,
+        event: &str,
+        data: P,
+        user_id: Option<String>,
+        position: Option<String>,
+    ) {
+        let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
+        };
+        if let Some(new) = position.as_deref().and_then(Position::parse) {
+            match &mut entry.position {
+                // Already seen (e.g. replayed and live at once): drop it.
+                Some(last) if last.epoch == new.epoch && new.offset <= last.offset => return,
+                Some(last) if last.epoch == new.epoch => last.offset = new.offset,
+                last => *last = Some(new),
+            }
         }
         dispatch(
             &self.listeners,
@@ -563,6 +611,7 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecD
             channel: entry.name.clone(),
             auth: None,
             channel_data: None,
+            position: entry.position.as_ref().map(Position::to_wire),
         }));
     }
 }
