@@ -21,35 +21,42 @@ pub(crate) enum Subscription {
 }
 
 /// Where a channel's event stream stands on a server with history: the history's epoch and
-/// the offset of the last event seen. On the wire: `"EPOCH:OFFSET"`.
+/// the offset of the last event seen, kept as received (`"EPOCH:OFFSET"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Position {
-    pub(crate) epoch: String,
+    pub(crate) wire: String,
+    /// Where the epoch ends: the index of the `:`.
+    epoch_len: usize,
     pub(crate) offset: u64,
 }
 
 impl Position {
     /// `"EPOCH:OFFSET"`, or `None` when malformed (the event is then treated as having none).
-    pub(crate) fn parse(text: &str) -> Option<Position> {
-        let (epoch, digits) = text.split_once(':')?;
+    pub(crate) fn parse(wire: String) -> Option<Position> {
+        let bytes = wire.as_bytes();
+        let epoch_len = bytes.iter().position(|&b| b == b':')?;
+        let digits = bytes.get(epoch_len + 1..)?;
+        // At most 19 digits always fit: no overflow checks (128-bit multiplies in wasm).
+        if epoch_len == 0 || digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
         let mut offset: u64 = 0;
-        for b in digits.bytes() {
+        for &b in digits {
             let digit = b.wrapping_sub(b'0');
             if digit > 9 {
                 return None;
             }
-            offset = offset.checked_mul(10)?.checked_add(digit.into())?;
+            offset = offset * 10 + u64::from(digit);
         }
-        (!epoch.is_empty() && !digits.is_empty()).then(|| Position {
-            epoch: epoch.into(),
+        Some(Position {
+            wire,
+            epoch_len,
             offset,
         })
     }
 
-    pub(crate) fn to_wire(&self) -> String {
-        let mut out = [self.epoch.as_str(), ":"].concat();
-        super::push_decimal(&mut out, self.offset);
-        out
+    pub(crate) fn same_epoch(&self, other: &Position) -> bool {
+        self.wire.as_bytes().get(..self.epoch_len) == other.wire.as_bytes().get(..other.epoch_len)
     }
 }
 
@@ -157,13 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn positions_parse_and_render() {
-        let p = Position::parse("k3J9x:17").unwrap();
-        assert_eq!((p.epoch.as_str(), p.offset), ("k3J9x", 17));
-        assert_eq!(p.to_wire(), "k3J9x:17");
-        assert_eq!(Position::parse("e:0").unwrap().to_wire(), "e:0");
-        let max = Position::parse("e:18446744073709551615").unwrap();
-        assert_eq!(max.offset, u64::MAX);
+    fn positions_parse_and_compare_epochs() {
+        let parse = |text: &str| Position::parse(text.into());
+        let p = parse("k3J9x:17").unwrap();
+        assert_eq!((p.wire.as_str(), p.offset), ("k3J9x:17", 17));
+        assert_eq!(parse("e:0").unwrap().offset, 0);
+        let max = parse("e:9999999999999999999").unwrap();
+        assert_eq!(max.offset, 9_999_999_999_999_999_999);
+        assert!(p.same_epoch(&parse("k3J9x:1").unwrap()));
+        assert!(!p.same_epoch(&parse("k3J9:17").unwrap()));
+        assert!(!p.same_epoch(&parse("k3J9xy:17").unwrap()));
         for bad in [
             "",
             "e",
@@ -172,9 +182,10 @@ mod tests {
             "e:-1",
             "e:1x",
             "e:+1",
-            "e:18446744073709551616",
+            "e:1:2",
+            "e:10000000000000000000",
         ] {
-            assert_eq!(Position::parse(bad), None, "{bad}");
+            assert_eq!(parse(bad), None, "{bad}");
         }
     }
 

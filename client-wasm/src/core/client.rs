@@ -303,7 +303,7 @@ impl<P: Clone> Client<P> {
             channel: entry.name.clone(),
             auth: Some(auth.auth),
             channel_data: auth.channel_data,
-            position: entry.position.as_ref().map(Position::to_wire),
+            position: entry.position.as_ref().map(|p| p.wire.clone()),
         };
         self.actions.push_back(Action::Send(frame));
     }
@@ -473,30 +473,28 @@ impl<P: Clone> Client<P> {
         // first subscribe, or a recovery that failed) the stream starts after the server's
         // position; none means the channel has no history (any more).
         if recovered != Some(true) {
-            entry.position = position.as_deref().and_then(Position::parse);
+            entry.position = position.and_then(Position::parse);
         }
-        // Before `subscribed`, so that its listeners already know.
+        // A failed recovery is told before `subscribed`, so that its listeners already know.
+        let mut told = Vec::new();
         if recovered == Some(false) {
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
-                channel,
-                |b| matches!(b, Binding::Event(e) if e == RECOVERY_FAILED_EVENT),
-                || Payload::Subscribed,
-            );
+            told.push(Binding::Event(RECOVERY_FAILED_EVENT.into()));
         }
+        told.push(Binding::Subscribed);
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
         }
         let members = &entry.members;
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| *b == Binding::Subscribed,
-            || Payload::Subscribed,
-        );
+        for wanted in &told {
+            dispatch(
+                &self.listeners,
+                &mut self.actions,
+                channel,
+                |b| b == wanted,
+                || Payload::Subscribed,
+            );
+        }
         if is_presence {
             dispatch(
                 &self.listeners,
@@ -559,11 +557,10 @@ impl<P: Clone> Client<P> {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
         };
-        if let Some(new) = position.as_deref().and_then(Position::parse) {
+        if let Some(new) = position.and_then(Position::parse) {
             match &mut entry.position {
                 // Already seen (e.g. replayed and live at once): drop it.
-                Some(last) if last.epoch == new.epoch && new.offset <= last.offset => return,
-                Some(last) if last.epoch == new.epoch => last.offset = new.offset,
+                Some(last) if last.same_epoch(&new) && new.offset <= last.offset => return,
                 last => *last = Some(new),
             }
         }
@@ -611,7 +608,7 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecD
             channel: entry.name.clone(),
             auth: None,
             channel_data: None,
-            position: entry.position.as_ref().map(Position::to_wire),
+            position: entry.position.as_ref().map(|p| p.wire.clone()),
         }));
     }
 }
