@@ -476,17 +476,14 @@ impl<P: Clone> Client<P> {
             entry.position = position.and_then(Position::parse);
         }
         // A failed recovery is told before `subscribed`, so that its listeners already know.
-        let mut told = Vec::new();
-        if recovered == Some(false) {
-            told.push(Binding::Event(RECOVERY_FAILED_EVENT.into()));
-        }
-        told.push(Binding::Subscribed);
+        let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
+        let skip = usize::from(recovered != Some(false));
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
         }
         let members = &entry.members;
-        for wanted in &told {
+        for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
             dispatch(
                 &self.listeners,
                 &mut self.actions,
