@@ -297,3 +297,28 @@ test('10,000 events with random disconnects: nothing lost, nothing duplicated', 
     await context.close();
   }
 });
+
+// Known server gap: after a recovered resubscribe (`recovered: true`), the server also replays a
+// cache channel's last event, without a position, so the client cannot tell it is one it has.
+test('cache channels still replay their last event on subscribe, and on resubscribe nothing twice', {
+  todo: 'server: a recovered resubscribe must not replay the cache channel\'s last event again',
+}, async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server);
+  try {
+    await publish(sdk, 'cache-feed', 1, 2);
+    await follow(page, 'cache-feed');
+    await received(page, 'cache-feed', 1);
+    await publish(sdk, 'cache-feed', 3, 3);
+    await received(page, 'cache-feed', 2);
+    await terminate(page);
+    await page.evaluate(() => window.echo.connect());
+    await page.waitForFunction(() => window.feeds['cache-feed'].subs === 2, null, { timeout: 5000, polling: 50 });
+    await publish(sdk, 'cache-feed', 4, 4);
+    await received(page, 'cache-feed', 3);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(await feed(page, 'cache-feed'), { got: [2, 3, 4], subs: 2, failed: 0, recovered: true });
+  } finally {
+    await context.close();
+  }
+});
