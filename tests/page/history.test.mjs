@@ -75,7 +75,10 @@ async function follow(page, ...names) {
     window.feeds ??= {};
     for (const name of names) {
       const feed = (window.feeds[name] = { got: [], subs: 0, failed: 0 });
-      feed.channel = window.echo.channel(name)
+      // `private-x` and `presence-x` through Echo's own methods.
+      const [, kind, rest] = name.match(/^(private|presence)-(.*)$/) ?? [];
+      const channel = kind === 'private' ? window.echo.private(rest) : kind ? window.echo.join(rest) : window.echo.channel(name);
+      feed.channel = channel
         .subscribed(() => feed.subs++)
         .recoveryFailed(() => feed.failed++)
         .listen('.tick', (data) => feed.got.push(data.n));
@@ -292,6 +295,29 @@ test('10,000 events with random disconnects: nothing lost, nothing duplicated', 
     assert.deepEqual(got, range(1, 10_000), 'in order');
     t.diagnostic(`${cuts} cuts, ${subs} subscriptions`);
     assert.ok(cuts >= 10 && subs >= 5, `the socket was really cut: ${cuts} cuts, ${subs} subscriptions`);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('private and presence channels recover the same way', async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server);
+  try {
+    const names = ['private-orders', 'presence-room'];
+    await follow(page, ...names);
+    for (const name of names) await publish(sdk, name, 1, 5);
+    for (const name of names) await received(page, name, 5);
+    await terminate(page);
+    for (const name of names) await publish(sdk, name, 6, 105);
+    await page.evaluate(() => window.echo.connect());
+    for (const name of names) await received(page, name, 105);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const name of names) {
+      assert.deepEqual(await feed(page, name), { got: range(1, 105), subs: 2, failed: 0, recovered: true }, name);
+    }
+    assert.deepEqual(await page.evaluate(() => window.echo.join('room').members().length), 1);
     assert.deepEqual(page.problems, []);
   } finally {
     await context.close();
