@@ -382,7 +382,7 @@ impl<P: Clone> Client<P> {
     /// The ids bound with exactly `binding` on `channel`, e.g. to find the one for a callback
     /// in `stopListening(event, callback)`.
     pub fn listeners(&self, channel: &str, binding: &Binding) -> Vec<ListenerId> {
-        self.listeners.matching(key_for(channel), |b| b == binding)
+        bound(&self.listeners, channel, binding)
     }
 
     /// Removes every listener bound with `binding` on `channel` (`stopListening(event)` and
@@ -484,13 +484,13 @@ impl<P: Clone> Client<P> {
         }
         let members = &entry.members;
         for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
-                channel,
-                |b| b == wanted,
-                || Payload::Subscribed,
-            );
+            let ids = bound(&self.listeners, channel, wanted);
+            if !ids.is_empty() {
+                self.actions.push_back(Action::Dispatch {
+                    listeners: ids,
+                    payload: Payload::Subscribed,
+                });
+            }
         }
         if is_presence {
             dispatch(
@@ -585,6 +585,11 @@ impl<P: Clone> Client<P> {
             );
         }
     }
+}
+
+/// The ids bound with exactly `binding` on `channel`.
+fn bound(listeners: &Listeners, channel: &str, binding: &Binding) -> Vec<ListenerId> {
+    listeners.matching(key_for(channel), |b| b == binding)
 }
 
 fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut Channel<P>> {
