@@ -39,8 +39,8 @@ max_age_secs = 300
 `);
 
 /** A server of the test app serving the fixture page, with the history rules above. */
-const startHistoryServer = (args = []) =>
-  startServerWithoutApp({ args: ['--demo', '--demo-dir', fixture, '--config', config.path, ...args] });
+const startHistoryServer = (args = [], port = 0) =>
+  startServerWithoutApp({ args: ['--demo', '--demo-dir', fixture, '--config', config.path, ...args], port });
 
 let server, sdk, browser;
 before(async () => {
@@ -252,6 +252,60 @@ test('a killed node of a two-node Redis cluster: the client reconnects to the ot
     await context.close();
     await balancer.stop();
     await Promise.all(nodes.map((n) => n.stop()));
+    await redis.stop();
+  }
+});
+
+test('a restarted server: with Redis the client resumes where it was; without, it hears recoveryFailed', async () => {
+  const redis = await startRedis();
+  const servers = [];
+  const context = await browser.newContext();
+  try {
+    for (const withRedis of [true, false]) {
+      const args = withRedis ? ['--redis-url', redis.url] : [];
+      const first = await startHistoryServer(args);
+      servers.push(first);
+      const page = await openEchoPage(context, first);
+      const frames = watchFrames(page, 'restart-feed');
+      const own = await serverSdk(first);
+      await follow(page, 'restart-feed');
+      await publish(own, 'restart-feed', 1, 10);
+      await received(page, 'restart-feed', 10);
+
+      const exited = new Promise((resolve) => first.process.once('exit', resolve));
+      first.process.kill('SIGKILL');
+      await exited;
+      const second = await startHistoryServer(args, first.port);
+      servers.push(second);
+      // Published while the client is still backing off from the refused reconnects.
+      await publish(own, 'restart-feed', 11, 510);
+      await page.waitForFunction(() => window.feeds['restart-feed'].subs === 2, null, { timeout: 15000, polling: 50 });
+      await publish(own, 'restart-feed', 511, 520);
+      const [epoch] = frames.succeeded[0].position.split(':');
+      assert.equal(frames.subscribes[0].position, undefined, 'a first subscribe has nothing to resume');
+      const resumed = frames.subscribes[1].position;
+      if (withRedis) {
+        await received(page, 'restart-feed', 520);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.deepEqual(await feed(page, 'restart-feed'), { got: range(1, 520), subs: 2, failed: 0, recovered: true });
+        assert.equal(resumed, `${epoch}:10`);
+        assert.equal(frames.succeeded[1].recovered, true, 'the epoch lives in Redis');
+      } else {
+        // The history died with the process: a new epoch, and the app is told.
+        await page.waitForFunction(() => window.feeds['restart-feed'].got.includes(520), null, { timeout: 5000, polling: 50 });
+        const { got, failed, recovered } = await feed(page, 'restart-feed');
+        assert.deepEqual([failed, recovered], [1, false]);
+        assert.deepEqual(got.slice(0, 10), range(1, 10));
+        assert.equal(new Set(got).size, got.length, 'no duplicates');
+        assert.equal(resumed, `${epoch}:10`);
+        assert.equal(frames.succeeded[1].recovered, false);
+        assert.notEqual(frames.succeeded[1].position.split(':')[0], epoch);
+      }
+      await page.close();
+    }
+  } finally {
+    await context.close();
+    await Promise.all(servers.map((s) => s.stop()));
     await redis.stop();
   }
 });
