@@ -1,8 +1,9 @@
 // History and resume (issue #11) end to end: the overtone package in Chromium remembers each
-// channel's position and, whenever its socket was cut (terminated through the HTTP API, or its
-// node killed in a two-node Redis cluster), gets every missed event back exactly once and in
-// order; a client away longer than the history hears `recoveryFailed`; pusher-js connected
-// alongside sees the same events as always.
+// channel's position and, whenever its socket was cut (terminated through the HTTP API, its node
+// killed in a two-node Redis cluster, its server restarted on Redis), gets every missed event
+// back exactly once and in order; a client away longer than the history, or whose server lost
+// its history, hears `recoveryFailed`; pusher-js connected alongside sees the same events as
+// always; channels without history behave as before.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
