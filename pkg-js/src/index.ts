@@ -310,8 +310,8 @@ export default class Echo implements ClientRunner {
 
   private subscribe<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
     if (!this.channels[name]) {
-      this.channels[name] = new Kind(this, name);
       this.use((c) => c.subscribe(name));
+      this.channels[name] = new Kind(this, name);
     }
     return this.channels[name] as C;
   }

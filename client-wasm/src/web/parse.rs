@@ -63,6 +63,7 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
     };
     let field = |key: &str| get(&data, key);
     let channel = get(&frame, "channel").as_string();
+    let position = get(&frame, "position").as_string();
     Some(match (event.as_str(), channel) {
         ("pusher:connection_established", _) => ServerMessage::ConnectionEstablished {
             socket_id: field("socket_id").as_string()?,
@@ -92,7 +93,12 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
                     })
                     .collect()
             });
-            ServerMessage::SubscriptionSucceeded { channel, presence }
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence,
+                position,
+                recovered: get(&frame, "recovered").as_bool(),
+            }
         }
         ("pusher:subscription_error", Some(channel)) => ServerMessage::SubscriptionError {
             channel,
@@ -115,6 +121,7 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
             event,
             data,
             user_id: id_string(&get(&frame, "user_id")),
+            position,
         },
     })
 }
