@@ -452,6 +452,19 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_replays_all_the_ring_holds_even_past_the_http_read_limit() {
+        let now = Instant::now();
+        let mut ring = Ring::new(limits(MAX_READ + 500, 60));
+        let epoch = ring.epoch().to_string();
+        for n in 1..=(MAX_READ as u64 + 500) {
+            ring.push(&event(n), now);
+        }
+        let replayed = offsets(&ring.replay(&format!("{epoch}:0"), now));
+        assert_eq!(replayed.len(), MAX_READ + 500);
+        assert_eq!(replayed.last(), Some(&(MAX_READ as u64 + 500)));
+    }
+
+    #[test]
     fn the_ring_trims_by_age() {
         let t0 = Instant::now();
         let mut ring = Ring::new(limits(100, 10));
