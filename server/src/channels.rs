@@ -662,6 +662,18 @@ impl ChannelRegistry {
         }
     }
 
+    /// Tells a channel's subscribers how many they are (`pusher_internal:subscription_count`):
+    /// `total` on a cluster, else this node's count, taken under the channel's lock so
+    /// concurrent subscribes are heard in order. Never remembered as a cache channel's event.
+    pub fn announce_count(&self, channel: &str, total: Option<usize>) {
+        if let Some(mut ch) = self.channels.get_mut(channel) {
+            let count = total.unwrap_or(ch.subscribers.len());
+            if count > 0 {
+                ch.broadcast(&frame::subscription_count(channel, count), None);
+            }
+        }
+    }
+
     /// Publishes an event (`frame`, without a position) on a channel with history kept here:
     /// under the channel's lock, assigns the next offset, stores the positioned frame and
     /// sends it. Over the app's history memory, the channel keeps only this newest event.

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::channels::{Closer, ConnectionHandle, HistoryMode, Occupancy, Release, SubscribeError};
+use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
 use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
@@ -429,9 +429,8 @@ impl Connection {
                 self.shared
                     .metrics()
                     .resumed(change.recovered, change.replayed);
-                self.announce_count(&channel, kind, change.occupancy);
-                self.app
-                    .subscriptions_changed(&channel, change.occupancy.subscriptions);
+                self.announce_count(&channel, kind);
+                self.app.subscriptions_changed(&channel);
                 if let Some(member) = &member {
                     self.app.presence_joined(
                         &channel,
@@ -552,11 +551,10 @@ impl Connection {
 
     /// Sends `pusher_internal:subscription_count` if the app wants it (never on presence). On
     /// a cluster the count is the cluster's, announced by [`crate::cluster::counts`].
-    fn announce_count(&self, channel: &str, kind: ChannelKind, occupancy: Occupancy) {
+    fn announce_count(&self, channel: &str, kind: ChannelKind) {
         let alone = !self.app.is_clustered();
         if alone && self.app.config.subscription_count && kind != ChannelKind::Presence {
-            let count = frame::subscription_count(channel, occupancy.subscriptions);
-            self.app.channels.publish(channel, &count, None);
+            self.app.channels.announce_count(channel, None);
         }
     }
 
@@ -571,11 +569,8 @@ impl Connection {
     fn leave(&self, channel: &str, user_id: Option<&str>) {
         let socket_id = &self.handle.socket_id;
         if let Some(change) = self.app.channels.unsubscribe(channel, socket_id) {
-            if change.occupancy.subscriptions > 0 {
-                self.announce_count(channel, ChannelType::of(channel).kind, change.occupancy);
-            }
-            self.app
-                .subscriptions_changed(channel, change.occupancy.subscriptions);
+            self.announce_count(channel, ChannelType::of(channel).kind);
+            self.app.subscriptions_changed(channel);
             if let (true, Some(user_id)) = (change.member, user_id) {
                 self.app.presence_left(channel, user_id);
             }
@@ -615,10 +610,10 @@ impl Connection {
     /// Forgets the signed-in user, leaving their server-to-user channel.
     fn sign_out(&mut self) {
         if let Some(user) = self.user.take() {
-            let last =
-                self.app
-                    .users
-                    .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
+            let last = self
+                .app
+                .users
+                .sign_out(&user.id, &self.handle.socket_id, &user.watchlist);
             if last {
                 self.app.signed_out(&user.id);
             }

@@ -122,7 +122,10 @@ async fn drain_then_close(shared: Shared, shutdown: CancellationToken) {
     }
     shared.start_draining();
     let drain = shared.config().shutdown_drain;
-    tracing::info!(?drain, "shutting down: not ready; closing after the drain delay");
+    tracing::info!(
+        ?drain,
+        "shutting down: not ready; closing after the drain delay"
+    );
     tokio::time::sleep(drain).await;
     shared.shutdown().cancel();
 }
@@ -151,11 +154,17 @@ mod tests {
         let asked = CancellationToken::new();
         let task = tokio::spawn(drain_then_close(shared.clone(), asked.clone()));
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!shared.is_draining(), "nothing before shutdown is asked for");
+        assert!(
+            !shared.is_draining(),
+            "nothing before shutdown is asked for"
+        );
         asked.cancel();
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(shared.is_draining(), "not ready at once");
-        assert!(!shared.shutdown().is_cancelled(), "still serving during the drain");
+        assert!(
+            !shared.shutdown().is_cancelled(),
+            "still serving during the drain"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(shared.shutdown().is_cancelled(), "closing after the drain");
         task.await.unwrap();

@@ -157,13 +157,12 @@ impl App {
         }
     }
 
-    /// After a subscribe or unsubscribe: the channel has `subscriptions` on this node.
-    pub fn subscriptions_changed(self: &Arc<App>, channel: &str, subscriptions: usize) {
+    /// After a subscribe or unsubscribe on this node.
+    pub fn subscriptions_changed(self: &Arc<App>, channel: &str) {
         if let Some(cluster) = &self.cluster {
             cluster.presence(cluster::presence::Op::Count {
                 app: self.clone(),
                 channel: channel.into(),
-                subscriptions,
             });
         }
     }

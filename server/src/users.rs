@@ -188,7 +188,10 @@ mod tests {
         assert!(!users.sign_in(&bob_id, &bob2, &[]));
         assert!(!users.sign_out("bob", &bob1.socket_id, &[]));
         assert!(users.sign_out("bob", &bob2.socket_id, &[]));
-        assert!(received(&mut ann_rx).is_empty(), "the cluster announces, not this node");
+        assert!(
+            received(&mut ann_rx).is_empty(),
+            "the cluster announces, not this node"
+        );
         users.tell_watchers("bob", "online");
         let online = frame::watchlist_event("online", &["bob"]).to_string();
         assert_eq!(received(&mut ann_rx), [online]);

@@ -21,7 +21,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::frame;
 use crate::state::{App, Shared};
 use crate::webhooks;
 
@@ -138,10 +137,8 @@ pub(crate) fn wants_counts(app: &App, channel: &str) -> bool {
 
 /// This node's own count, to its own subscribers: what a node without Redis announces.
 pub(crate) fn announce_locally(app: &App, channel: &str) {
-    let subscriptions = app.channels.occupancy(channel).subscriptions;
-    if wants_counts(app, channel) && subscriptions > 0 {
-        let count = frame::subscription_count(channel, subscriptions);
-        app.channels.publish(channel, &count, None);
+    if wants_counts(app, channel) {
+        app.channels.announce_count(channel, None);
     }
 }
 

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::state::{Shared, SocketId};
 
 pub mod counts;
-pub mod online;
 pub mod history;
+pub mod online;
 pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
@@ -404,8 +404,7 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         }
         Message::SubscriptionCount { channel, count } => {
             let count = usize::try_from(count).unwrap_or(usize::MAX);
-            let frame = crate::frame::subscription_count(&channel, count);
-            app.channels.publish(&channel, &frame, None);
+            app.channels.announce_count(&channel, Some(count));
         }
         Message::History {
             channel,

@@ -150,7 +150,10 @@ impl Cluster {
         app: &App,
         user_id: &str,
     ) -> redis::RedisResult<()> {
-        if self.sign_out(conn, &app.config.id, &self.node, user_id).await? {
+        if self
+            .sign_out(conn, &app.config.id, &self.node, user_id)
+            .await?
+        {
             self.announce_online(app, user_id, false);
         }
         Ok(())

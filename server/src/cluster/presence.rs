@@ -124,12 +124,10 @@ fn confirm(
 
 /// A presence or occupancy change on this node, in the order it happened.
 pub enum Op {
-    /// The channel now has `subscriptions` connections on this node.
-    Count {
-        app: Arc<App>,
-        channel: Arc<str>,
-        subscriptions: usize,
-    },
+    /// The channel's subscriptions on this node changed. The count is read when the op is
+    /// applied: connections queue their ops in no set order, so a count taken at subscribe
+    /// time could overwrite a newer one.
+    Count { app: Arc<App>, channel: Arc<str> },
     /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
     Join {
         app: Arc<App>,
@@ -626,13 +624,10 @@ async fn apply(
     op: &Op,
 ) -> redis::RedisResult<()> {
     match op {
-        Op::Count {
-            app,
-            channel,
-            subscriptions,
-        } => {
+        Op::Count { app, channel } => {
+            let subscriptions = app.channels.occupancy(channel).subscriptions;
             cluster
-                .count(conn, app, &cluster.node, channel, *subscriptions)
+                .count(conn, app, &cluster.node, channel, subscriptions)
                 .await
         }
         Op::Join {
