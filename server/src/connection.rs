@@ -38,6 +38,10 @@ const MAX_SUBSCRIPTIONS: usize = 5_000;
 const WRITE_BURST: usize = 64;
 /// How long a connection the server closes waits for the client's answering close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// tungstenite's read buffer per connection. Its default (128 KiB) is zero-filled up to capacity
+/// on the first read, so every idle connection would hold 128 KiB; client frames are small
+/// (a larger one grows the buffer as far as [`MAX_FRAME_BYTES`]).
+const READ_BUFFER_BYTES: usize = 4096;
 /// WebSocket close codes for a broken frame and for one larger than the server accepts.
 const PROTOCOL_ERROR: u16 = 1002;
 const MESSAGE_TOO_BIG: u16 = 1009;
@@ -60,6 +64,7 @@ async fn upgrade(
     let protocol_supported = supports_protocol(query.as_deref());
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             // pusher-js learns why only from a close code, so every refusal happens after the
             // upgrade.

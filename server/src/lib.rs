@@ -5,7 +5,7 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
+//! [`http_api`] (the signed REST API), [`memory`] (returning memory after mass closes), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
 
@@ -19,6 +19,7 @@ pub mod demo;
 pub mod frame;
 pub mod health;
 pub mod http_api;
+pub mod memory;
 pub mod metrics;
 pub mod presence;
 pub mod state;
@@ -67,6 +68,7 @@ pub async fn serve_on(
     let shared = Shared::new(config, shutdown.clone());
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
     shared
         .apps()
@@ -95,7 +97,10 @@ pub async fn serve_on(
         }
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(?grace, "shutdown grace period over: leaving open connections");
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over: leaving open connections"
+        );
     }
     served
 }
