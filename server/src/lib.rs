@@ -5,9 +5,10 @@
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`presence`] (members by
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`memory`] (returning memory after mass closes), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
+//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
+//! [`memory`] (handing the heap back after many connections close).
 
 pub mod auth;
 pub mod authz;
