@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
+use futures_util::task::AtomicWaker;
 use overtone_protocol::channel::ChannelType;
 use tokio::sync::{mpsc, Notify};
 
@@ -40,11 +41,14 @@ pub struct ConnectionHandle {
     closer: Arc<Closer>,
 }
 
-/// Asks a connection to close with a code; the connection task watches it.
+/// Asks a connection to close with a code; the connection's reader and writer watch it.
 #[derive(Default)]
 pub struct Closer {
     code: AtomicU16,
     notify: Notify,
+    /// The writer, which checks [`Closer::code`] with one atomic load per wakeup instead of
+    /// polling a `Notified` (which takes the `Notify`'s lock) for every frame it sends.
+    writer: AtomicWaker,
 }
 
 impl Closer {
@@ -56,7 +60,22 @@ impl Closer {
             .is_ok()
         {
             self.notify.notify_waiters();
+            self.writer.wake();
         }
+    }
+
+    /// The close code asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Wakes the task of `cx` when a close is asked for; returns the code if one already was.
+    pub fn poll_code(&self, cx: &mut std::task::Context<'_>) -> Option<u16> {
+        self.writer.register(cx.waker());
+        self.code()
     }
 
     /// Waits until someone asks to close, and returns the code they gave.

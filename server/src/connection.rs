@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -40,6 +41,10 @@ const MAX_SUBSCRIPTIONS: usize = 5_000;
 const WRITE_BURST: usize = 64;
 /// How long a connection the server closes waits for the client's answering close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// tungstenite's read buffer per connection. Its default (128 KiB) is zero-filled up to capacity
+/// on the first read, so every idle connection would hold 128 KiB; client frames are small
+/// (a larger one grows the buffer as far as [`MAX_FRAME_BYTES`]).
+const READ_BUFFER_BYTES: usize = 4096;
 /// WebSocket close codes for a broken frame and for one larger than the server accepts.
 const PROTOCOL_ERROR: u16 = 1002;
 const MESSAGE_TOO_BIG: u16 = 1009;
@@ -62,6 +67,7 @@ async fn upgrade(
     let protocol_supported = supports_protocol(query.as_deref());
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             // pusher-js learns why only from a close code, so every refusal happens after the
             // upgrade.
@@ -745,20 +751,34 @@ async fn write_loop(
     closer: Arc<Closer>,
     shared: Shared,
 ) {
-    let closed = closer.closed();
-    tokio::pin!(closed);
     let code = loop {
-        tokio::select! {
-            biased;
-            code = &mut closed => break code,
-            frame = queued.recv() => match frame {
-                Some(frame) => {
-                    if write_burst(&mut sink, &mut queued, frame, &shared).await.is_err() {
-                        return;
-                    }
+        // A close asked for goes ahead of queued frames (a slow reader's 4100 must not wait
+        // behind its 1,024 queued frames). One atomic load per wakeup: this runs once per
+        // frame delivered.
+        let next = std::future::poll_fn(|cx| {
+            if let Some(code) = closer.code() {
+                return Poll::Ready(Err(code));
+            }
+            match queued.poll_recv(cx) {
+                Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+                Poll::Pending => match closer.poll_code(cx) {
+                    Some(code) => Poll::Ready(Err(code)),
+                    None => Poll::Pending,
+                },
+            }
+        })
+        .await;
+        match next {
+            Err(code) => break code,
+            Ok(Some(frame)) => {
+                if write_burst(&mut sink, &mut queued, frame, &shared)
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-                None => break 1000,
-            },
+            }
+            Ok(None) => break 1000,
         }
     };
     let reason = Utf8Bytes::from_static(close_reason(code));
@@ -775,17 +795,21 @@ async fn write_burst(
     first: Utf8Bytes,
     shared: &Shared,
 ) -> Result<(), axum::Error> {
-    shared.metrics().sent(first.len());
+    let mut frames = 1;
+    let mut bytes = first.len();
     sink.feed(Message::Text(first)).await?;
-    for _ in 1..WRITE_BURST {
+    while frames < WRITE_BURST {
         match queued.try_recv() {
             Ok(frame) => {
-                shared.metrics().sent(frame.len());
+                frames += 1;
+                bytes += frame.len();
                 sink.feed(Message::Text(frame)).await?
             }
             Err(_) => break,
         }
     }
+    // Counted once per burst: the counters are shared by every worker thread.
+    shared.metrics().sent(frames, bytes);
     sink.flush().await
 }
 

@@ -8,7 +8,8 @@
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend).
+//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
+//! [`memory`] (handing the heap back after many connections close).
 
 pub mod auth;
 pub mod authz;
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod health;
 pub mod history;
 pub mod http_api;
+pub mod memory;
 pub mod metrics;
 pub mod presence;
 pub mod state;
@@ -78,6 +80,7 @@ pub async fn serve_on(
     let shutdown = closing;
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
+    tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
     shared
         .apps()

@@ -77,8 +77,9 @@ impl Metrics {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn sent(&self, bytes: usize) {
-        self.frames_out.fetch_add(1, Ordering::Relaxed);
+    /// `frames` frames of `bytes` bytes in all written to one connection.
+    pub fn sent(&self, frames: usize, bytes: usize) {
+        self.frames_out.fetch_add(frames as u64, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 

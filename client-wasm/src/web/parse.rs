@@ -51,19 +51,47 @@ fn number(value: JsValue) -> Option<u64> {
     value.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
 }
 
-/// One text frame from the socket.
-pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
-    let frame = parse_json(text)?;
-    let event = get(&frame, "event").as_string()?;
-    let raw = get(&frame, "data");
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `JSON.parse` of a string that stays in JavaScript: a frame's text is never copied into
+    /// the wasm and back out (two UTF-8 conversions per event).
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn parse_js(text: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// A parsed frame's fields, read by property access in the glue (no key string is
+    /// passed from the wasm for each read). Only used on objects.
+    type RawFrame;
+    #[wasm_bindgen(method, getter, structural)]
+    fn event(this: &RawFrame) -> JsValue;
+    #[wasm_bindgen(method, getter, structural)]
+    fn channel(this: &RawFrame) -> JsValue;
+    #[wasm_bindgen(method, getter, structural)]
+    fn data(this: &RawFrame) -> JsValue;
+    #[wasm_bindgen(method, getter, structural)]
+    fn user_id(this: &RawFrame) -> JsValue;
+    #[wasm_bindgen(method, getter, structural)]
+    fn position(this: &RawFrame) -> JsValue;
+    #[wasm_bindgen(method, getter, structural)]
+    fn recovered(this: &RawFrame) -> JsValue;
+}
+
+/// One text frame from the socket, as the JavaScript string the socket gave.
+pub(crate) fn parse_frame(text: &JsValue) -> Option<ServerMessage<JsValue>> {
+    let frame = parse_js(text).ok()?;
+    if !frame.is_object() {
+        return None;
+    }
+    let frame: &RawFrame = frame.unchecked_ref();
+    let event = frame.event().as_string()?;
+    let raw = frame.data();
     // The protocol double-encodes data; undo it when it is a JSON string.
-    let data = match raw.as_string() {
-        Some(text) => parse_json(&text).unwrap_or(raw),
-        None => raw,
+    let data = match raw.is_string() {
+        true => parse_js(&raw).unwrap_or(raw),
+        false => raw,
     };
     let field = |key: &str| get(&data, key);
-    let channel = get(&frame, "channel").as_string();
-    let position = get(&frame, "position").as_string();
+    let channel = frame.channel().as_string();
+    let position = frame.position().as_string();
     Some(match (event.as_str(), channel) {
         ("pusher:connection_established", _) => ServerMessage::ConnectionEstablished {
             socket_id: field("socket_id").as_string()?,
@@ -97,7 +125,7 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
                 channel,
                 presence,
                 position,
-                recovered: get(&frame, "recovered").as_bool(),
+                recovered: frame.recovered().as_bool(),
             }
         }
         ("pusher:subscription_error", Some(channel)) => ServerMessage::SubscriptionError {
@@ -120,7 +148,7 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
             channel,
             event,
             data,
-            user_id: id_string(&get(&frame, "user_id")),
+            user_id: id_string(&frame.user_id()),
             position,
         },
     })

@@ -81,10 +81,16 @@ pub(crate) struct Shell {
 }
 
 /// Milliseconds on the page's monotonic clock.
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `performance.now()` in one call (not window, then performance, then now): it runs for
+    /// every frame.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
 pub(crate) fn now() -> u64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map_or(0.0, |p| p.now()) as u64
+    performance_now() as u64
 }
 
 pub(crate) fn page_visible() -> bool {
@@ -142,7 +148,8 @@ impl Shell {
         let shell = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             let weak = this.clone();
             let on_message = Closure::new(move |event: MessageEvent| {
-                if let Some(text) = event.data().as_string() {
+                let text = event.data();
+                if text.is_string() {
                     run_weak(&weak, |s| s.on_frame(&text));
                 }
             });
@@ -243,7 +250,7 @@ impl Shell {
         }
     }
 
-    fn on_frame(&mut self, text: &str) {
+    fn on_frame(&mut self, text: &JsValue) {
         let Some(mut message) = parse_frame(text) else {
             return self.error(None, "Unreadable frame from the server");
         };
@@ -445,8 +452,13 @@ impl Shell {
             .chain(self.statuses.iter().map(|(_, s)| s.poll_timeout()))
             .flatten()
             .min();
-        if self.timer.map(|(_, at)| at) == due {
-            return;
+        // Every frame moves the activity timeout a little later: a timer already due no later
+        // than `due` stays (it finds nothing to do when it fires early, then re-arms), so the
+        // common case costs no clearTimeout/setTimeout per event.
+        match (self.timer, due) {
+            (Some((_, at)), Some(due)) if at <= due => return,
+            (None, None) => return,
+            _ => {}
         }
         let Some(window) = web_sys::window() else {
             return;
