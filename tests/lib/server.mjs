@@ -1,5 +1,6 @@
 // Starts a real `overtone serve` on a free loopback port for one test file, and stops it.
 import { spawn } from 'node:child_process';
+import { before, after } from 'node:test';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -196,6 +197,25 @@ export async function startCluster(redis, count, { args = [], env = {} } = {}) {
   return Promise.all(Array.from({ length: count }, () => startServer({ args: ['--redis-url', redis.url, ...args], env })));
 }
 
+/**
+ * A test file's cluster: `before` its tests, a Redis and `count` nodes (pushed into `nodes`);
+ * `after` them, `clients` disconnected and everything stopped. The returned fixture's `redis`
+ * is set once started.
+ */
+export function useCluster(count, { nodes, clients }) {
+  const fixture = { redis: null };
+  before(async () => {
+    fixture.redis = await startRedis();
+    nodes.push(...(await startCluster(fixture.redis, count)));
+  });
+  after(async () => {
+    clients.forEach((c) => c.disconnect());
+    await Promise.all(nodes.map((n) => n.stop()));
+    await fixture.redis?.stop();
+  });
+  return fixture;
+}
+
 /** Retries `attempt` (an async function that throws until it succeeds) for up to `ms`. */
 export async function eventually(attempt, ms = 10000, every = 200) {
   const deadline = Date.now() + ms;
@@ -252,6 +272,19 @@ export function writeConfig(toml) {
   const file = path.join(dir, 'overtone.toml');
   writeFileSync(file, toml);
   return { path: file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** An `[[apps]]` table for `app` ({id, key, secret}) followed by `extra` TOML lines. */
+export function appToml(app, extra = '') {
+  return `[[apps]]\nid = "${app.id}"\nkey = "${app.key}"\nsecret = "${app.secret}"\n${extra}`;
+}
+
+/** `[[apps.history]]` rules, first match first: `[channel pattern, max_events, max_age_secs?]`. */
+export function historyToml(rules) {
+  return rules
+    .map(([channel, maxEvents, maxAgeSecs]) => `\n[[apps.history]]\nchannel = "${channel}"\nmax_events = ${maxEvents}\n`
+      + (maxAgeSecs === undefined ? '' : `max_age_secs = ${maxAgeSecs}\n`))
+    .join('');
 }
 
 /**

@@ -2,28 +2,18 @@
 // node reaches clients on the others, toOthers() and client events exclude the sender wherever
 // it is connected, terminate_connections reaches every node, apps and prefixes stay apart, and
 // delivery resumes by itself after Redis restarts.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
 import {
   startServerWithoutApp, serverSdk, signedClientOptions, connected, once, pause,
-  startRedis, startCluster, eventually,
+  useCluster, startCluster, eventually,
 } from '../lib/server.mjs';
 
-let redis;
-let nodes = [];
+const nodes = [];
 const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  nodes = await startCluster(redis, 2);
-});
-after(async () => {
-  clients.forEach((c) => c.disconnect());
-  await Promise.all(nodes.map((n) => n.stop()));
-  await redis?.stop();
-});
+const cluster = useCluster(2, { nodes, clients });
 
 /** A connected laravel-echo on node `server`, signed in-process as `user`. */
 async function echoOn(server, user = { id: '1', info: { name: 'Ann' } }) {
@@ -122,10 +112,10 @@ test('sendToUser and terminate_connections reach the user on another node', asyn
 test('two apps on one Redis, and two prefixes, never see each other\'s events', async () => {
   const other = { id: 'other-app', key: 'other-key', secret: 'other-secret' };
   const otherApp = await startServerWithoutApp({
-    args: ['--app-id', other.id, '--app-key', other.key, '--app-secret', other.secret, '--redis-url', redis.url],
+    args: ['--app-id', other.id, '--app-key', other.key, '--app-secret', other.secret, '--redis-url', cluster.redis.url],
     serverApp: other,
   });
-  const otherPrefix = (await startCluster(redis, 1, { args: ['--redis-prefix', 'elsewhere'] }))[0];
+  const otherPrefix = (await startCluster(cluster.redis, 1, { args: ['--redis-prefix', 'elsewhere'] }))[0];
   nodes.push(otherApp, otherPrefix);
   const [a, b] = nodes;
   const listening = await echoOn(a);
@@ -151,7 +141,7 @@ test('Redis restarted: delivery across nodes resumes without restarting any node
   const echo = await echoOn(a);
   const channel = echo.channel('after-restart');
   await subscribed(channel);
-  await redis.restart();
+  await cluster.redis.restart();
   const got = once((cb) => channel.listen('.back', cb), 15000, 'event after the restart');
   await triggerUntil(b, 'after-restart', 'back', got);
   assert.equal(echo.connector.pusher.connection.state, 'connected', 'local clients stayed connected');

@@ -2,27 +2,17 @@
 // two nodes joins once and leaves once, the API's user lists and channel counts agree on every
 // node, and a killed
 // node's members leave the others' lists within the heartbeat timeout.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
 import {
-  serverSdk, signedClientOptions, connected, once, pause, startRedis, startCluster, eventually,
+  serverSdk, signedClientOptions, connected, once, pause, useCluster, eventually,
 } from '../lib/server.mjs';
 
-let redis;
-let nodes = [];
+const nodes = [];
 const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  nodes = await startCluster(redis, 3);
-});
-after(async () => {
-  clients.forEach((c) => c.disconnect());
-  await Promise.all(nodes.map((n) => n.stop()));
-  await redis?.stop();
-});
+const cluster = useCluster(3, { nodes, clients });
 
 async function echoOn(server, user) {
   const sdk = await serverSdk(server);
@@ -112,7 +102,7 @@ test('a killed node\'s members leave the other nodes\' lists within the heartbea
 test('after a Redis restart the nodes re-register their members: here() is whole again', async () => {
   const [a, b] = nodes;
   await join(a, user('stays'), 'room.3');
-  await redis.restart();
+  await cluster.redis.restart();
   // The nodes notice on their next heartbeat and put their members back.
   await eventually(async () => assert.deepEqual(await usersOn(b, 'presence-room.3'), ['stays']), 10000);
   const late = await join(b, user('late'), 'room.3');

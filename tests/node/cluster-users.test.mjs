@@ -1,26 +1,16 @@
 // Signed-in users across nodes on one real redis-server: watchlists hear a user come online
 // with their first sign-in anywhere and go offline after their last one anywhere, and a
 // connection signing in is told which watched users are online on any node.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  serverSdk, signedClientOptions, connected, once, startRedis, startCluster,
+  serverSdk, signedClientOptions, connected, once, useCluster,
 } from '../lib/server.mjs';
 
-let redis;
-let nodes = [];
+const nodes = [];
 const clients = [];
-
-before(async () => {
-  redis = await startRedis();
-  nodes = await startCluster(redis, 2);
-});
-after(async () => {
-  clients.forEach((c) => c.disconnect());
-  await Promise.all(nodes.map((n) => n.stop()));
-  await redis?.stop();
-});
+useCluster(2, { nodes, clients });
 
 /** A pusher-js client on `server` signed in as `user`; resolves once signed in. */
 async function signedIn(server, user, beforeSignIn = () => {}) {

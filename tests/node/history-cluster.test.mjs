@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  startServerWithoutApp, serverSdk, clientOptions, connected, once, eventually, writeConfig, app,
+  startServerWithoutApp, serverSdk, clientOptions, connected, once, eventually, writeConfig, appToml, historyToml, app,
   startRedis, startBalancer,
 } from '../lib/server.mjs';
 import { rawConnect, resumingClient, offsetOf } from '../lib/raw-ws.mjs';
@@ -20,21 +20,7 @@ const sockets = [];
 const startNode = (port = 0) => startServerWithoutApp({ args: ['--config', config.path, '--redis-url', redis.url], port });
 
 before(async () => {
-  config = writeConfig(`
-[[apps]]
-id = "${app.id}"
-key = "${app.key}"
-secret = "${app.secret}"
-
-[[apps.history]]
-channel = "cache-plain-*"
-max_events = 0
-
-[[apps.history]]
-channel = "*"
-max_events = 2000
-max_age_secs = 300
-`);
+  config = writeConfig(appToml(app) + historyToml([['cache-plain-*', 0], ['*', 2000, 300]]));
   redis = await startRedis();
   nodes = [await startNode(), await startNode()];
   balancer = await startBalancer(nodes);

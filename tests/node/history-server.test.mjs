@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  startServerWithoutApp, serverSdk, clientOptions, connected, once, eventually, writeConfig, app,
+  startServerWithoutApp, serverSdk, clientOptions, connected, once, eventually, writeConfig, appToml, historyToml, app,
 } from '../lib/server.mjs';
 import { rawConnect, resumingClient, offsetOf } from '../lib/raw-ws.mjs';
 
@@ -17,26 +17,8 @@ const clients = [];
 const sockets = [];
 
 before(async () => {
-  config = writeConfig(`
-[[apps]]
-id = "${app.id}"
-key = "${app.key}"
-secret = "${app.secret}"
-max_batch_size = 10
-
-[[apps.history]]
-channel = "short-*"
-max_events = 5
-
-[[apps.history]]
-channel = "nohistory-*"
-max_events = 0
-
-[[apps.history]]
-channel = "*"
-max_events = 2000
-max_age_secs = 300
-`);
+  config = writeConfig(appToml(app, 'max_batch_size = 10\n')
+    + historyToml([['short-*', 5], ['nohistory-*', 0], ['*', 2000, 300]]));
   server = await startServerWithoutApp({ args: ['--config', config.path] });
   sdk = await serverSdk(server);
 });

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Pusher from 'pusher-js';
 import {
-  app, startServerWithoutApp, startRedis, startBalancer, serverSdk, clientOptions, connected, writeConfig,
+  app, startServerWithoutApp, startRedis, startBalancer, serverSdk, clientOptions, connected, writeConfig, appToml, historyToml,
 } from '../lib/server.mjs';
 import { launchBrowser } from '../lib/browser.mjs';
 import { openEchoPage, until } from '../lib/client-page.mjs';
@@ -19,25 +19,7 @@ const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixt
 
 // `short-*`: 5 events of history; `plain-*`: none (as a server without the extension);
 // everything else: 2000 events.
-const config = writeConfig(`
-[[apps]]
-id = "${app.id}"
-key = "${app.key}"
-secret = "${app.secret}"
-
-[[apps.history]]
-channel = "short-*"
-max_events = 5
-
-[[apps.history]]
-channel = "plain-*"
-max_events = 0
-
-[[apps.history]]
-channel = "*"
-max_events = 2000
-max_age_secs = 300
-`);
+const config = writeConfig(appToml(app) + historyToml([['short-*', 5], ['plain-*', 0], ['*', 2000, 300]]));
 
 /** A server of the test app serving the fixture page, with the history rules above. */
 const startHistoryServer = (args = [], port = 0) =>
