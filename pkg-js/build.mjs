@@ -1,6 +1,6 @@
 // Bundles the TypeScript layer with the wasm-bindgen glue into dist/, next to the .wasm
 // (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`), the React and Vue
-// bindings on top of it, and the declarations of all three entries.
+// bindings and the with-encryption entry on top of it, and the declarations of every entry.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,33 +21,39 @@ const sharedEntry = {
 // Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
 // .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
 // (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
-// and plain pages get the lean entries, with the .wasm as a file.
+// and plain pages get the lean entries, with the .wasm as a file. The encryption build's glue
+// (wasm-encryption/, bundled into with-encryption.js) points at overtone_encryption_bg.wasm.
 const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
-const inlineWasm = {
-  name: 'inline-wasm',
+const WASM_FILES = { wasm: 'overtone_bg.wasm', 'wasm-encryption': 'overtone_encryption_bg.wasm' };
+const wasmGlue = (inline) => ({
+  name: 'wasm-glue',
   setup(build) {
-    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
+    build.onLoad({ filter: /wasm(-encryption)?[\\/]overtone\.js$/ }, ({ path }) => {
       const glue = readFileSync(path, 'utf8');
       if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
-      const bytes = readFileSync('wasm/overtone_bg.wasm').toString('base64');
-      return { contents: glue.replace(WASM_URL, `new URL('data:application/wasm;base64,${bytes}')`), loader: 'js' };
+      const dir = /wasm-encryption[\\/]overtone\.js$/.test(path) ? 'wasm-encryption' : 'wasm';
+      const url = inline
+        ? `new URL('data:application/wasm;base64,${readFileSync(`${dir}/overtone_bg.wasm`).toString('base64')}')`
+        : `new URL('${WASM_FILES[dir]}', import.meta.url)`;
+      return { contents: glue.replace(WASM_URL, url), loader: 'js' };
     });
   },
-};
+});
 
-for (const [outdir, minify, wasmPlugins] of [['dist', true, []], ['dist/dev', false, [inlineWasm]]]) {
-  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: wasmPlugins });
+for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', false, true]]) {
+  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: [wasmGlue(inline)] });
   await build({
     ...common,
     outdir,
     minify,
-    entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts' },
+    entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts', 'with-encryption': 'src/with-encryption.ts' },
     external: ['react', 'vue'],
-    plugins: [sharedEntry],
+    plugins: [sharedEntry, wasmGlue(inline)],
   });
 }
 
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
+copyFileSync('wasm-encryption/overtone_bg.wasm', 'dist/overtone_encryption_bg.wasm');
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
 // wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
 // without skipLibCheck whatever their own `lib` setting.

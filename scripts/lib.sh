@@ -56,20 +56,31 @@ ensure_apt() {
   fi
 }
 
-# The npm package: wasm-pack builds the client, wasm-opt shrinks it, esbuild bundles the layer.
+# The npm package: wasm-pack builds the client twice (`overtone` without decryption into
+# pkg-js/wasm, `overtone/with-encryption` with it into pkg-js/wasm-encryption, as pusher-js splits
+# its builds; the second recompiles only the client crate), wasm-opt shrinks both, esbuild bundles
+# the layer.
 build_package() {
   ensure_rust_wasm
   ensure_npm pkg-js
-  say "building the wasm package"
-  # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
+  say "building the wasm package (without and with encryption)"
   local log="$ROOT/target/wasm-pack.log"
   mkdir -p "$ROOT/target"
+  # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
   (cd "$ROOT/client-wasm" && wasm-pack build --target web --profile wasm --no-opt \
-    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std \
+    && wasm-pack build --target web --profile wasm --no-opt \
+    --out-dir "$ROOT/pkg-js/wasm-encryption" --out-name overtone -- --features no-std,encryption) \
+    >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   # --converge: rerun -Oz until it stops shrinking; --zero-filled-memory: the module's own
-  # memory starts zeroed, so zero data segments can go.
-  wasm-opt -Oz --converge --strip-producers --zero-filled-memory --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$ROOT/pkg-js/wasm/overtone_bg.wasm" -o "$ROOT/pkg-js/wasm/overtone_bg.wasm"
+  # memory starts zeroed, so zero data segments can go. Both builds at once (2 cores).
+  local flags=(-Oz --converge --strip-producers --zero-filled-memory --enable-bulk-memory
+    --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
+    --enable-reference-types --enable-multivalue)
+  local wasm="$ROOT/pkg-js/wasm/overtone_bg.wasm" encrypting="$ROOT/pkg-js/wasm-encryption/overtone_bg.wasm"
+  wasm-opt "${flags[@]}" "$wasm" -o "$wasm" &
+  local first=$!
+  wasm-opt "${flags[@]}" "$encrypting" -o "$encrypting"
+  wait "$first"
   (cd "$ROOT/pkg-js" && node build.mjs)
 }

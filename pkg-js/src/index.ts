@@ -57,12 +57,19 @@ export interface EchoOptions {
   [option: string]: unknown;
 }
 
-type Wasm = typeof import('../wasm/overtone.js');
+export type Wasm = typeof import('../wasm/overtone.js');
 let wasm: Promise<Wasm> | undefined;
+/** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
+let encryptionBuild: (() => Promise<Wasm>) | undefined;
+
+/** @internal `overtone/with-encryption` loads its own build instead of the one without decryption. */
+export function useEncryptionBuild(load: () => Promise<Wasm>): void {
+  encryptionBuild = load;
+}
 
 /** Loads the wasm module once (the glue finds the .wasm next to this file). */
 function loadWasm(): Promise<Wasm> {
-  return (wasm ??= import('../wasm/overtone.js').then(async (module) => {
+  return (wasm ??= (encryptionBuild ?? (() => import('../wasm/overtone.js')))().then(async (module) => {
     await module.default();
     return module;
   }));
@@ -310,6 +317,10 @@ export default class Echo implements ClientRunner {
 
   private subscribe<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
     if (!this.channels[name]) {
+      if (!encryptionBuild && name.startsWith('private-encrypted-')) {
+        // The wasm refuses the subscription (the channel's error listeners hear it); say so here.
+        console.error(`overtone: ${name}: private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'`);
+      }
       this.channels[name] = new Kind(this, name);
       this.use((c) => c.subscribe(name));
     }

@@ -224,16 +224,12 @@ impl Client {
             .as_deref()
             .and_then(parse_json)
             .and_then(|data| id_string(&get(&data, "user_id")));
-        let secret = shared_secret
-            .as_deref()
-            .and_then(crate::secretbox::base64_decode)
-            .and_then(|key| <[u8; 32]>::try_from(key).ok());
         let auth = ChannelAuth {
             auth,
             channel_data,
             user_id,
         };
-        self.run(|s| s.authorized(channel, socket_id, auth, secret));
+        self.run(|s| s.authorized(channel, socket_id, auth, shared_secret));
     }
 
     /// The auth endpoint refused (`status`) or could not be reached (`undefined`).

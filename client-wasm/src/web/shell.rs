@@ -21,7 +21,13 @@ use crate::features::badges::{BadgeAction, Badges};
 use crate::features::status::{AwayStatus, Status, StatusConfig, STATUS_EVENT};
 use crate::features::typing::{Typing, TypingConfig, TYPING_EVENT};
 use crate::features::{refuses_client_events, Action as FeatureAction};
+#[cfg(feature = "encryption")]
 use crate::secretbox;
+
+/// Why a `private-encrypted-` channel fails on the build without decryption.
+#[cfg(not(feature = "encryption"))]
+pub(crate) const NO_ENCRYPTION: &str =
+    "private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'";
 
 /// The wire name of Laravel's notification event (`notification(cb)`), which feeds the badges.
 const NOTIFICATION_WIRE: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
@@ -69,6 +75,7 @@ pub(crate) struct Shell {
     timer: Option<(i32, u64)>,
     callbacks: Vec<(ListenerId, Function)>,
     /// `private-encrypted-*` channels' keys, from their auth replies.
+    #[cfg(feature = "encryption")]
     secrets: Vec<(String, [u8; 32])>,
     typing: Vec<(String, Typing)>,
     statuses: Vec<(String, AwayStatus)>,
@@ -170,6 +177,7 @@ impl Shell {
                 on_timer,
                 timer: None,
                 callbacks: Vec::new(),
+                #[cfg(feature = "encryption")]
                 secrets: Vec::new(),
                 typing: Vec::new(),
                 statuses: Vec::new(),
@@ -256,9 +264,15 @@ impl Shell {
         } = &mut message
         {
             if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
+                #[cfg(feature = "encryption")]
                 match self.decrypt(channel, data) {
                     Some(plain) => *data = plain,
                     None => return self.error(None, "Could not decrypt an event"),
+                }
+                #[cfg(not(feature = "encryption"))]
+                {
+                    let _ = data;
+                    return self.error(None, NO_ENCRYPTION);
                 }
             }
         }
@@ -269,6 +283,7 @@ impl Shell {
         }
     }
 
+    #[cfg(feature = "encryption")]
     fn decrypt(&self, channel: &str, data: &JsValue) -> Option<JsValue> {
         let (_, key) = self.secrets.iter().find(|(name, _)| name == channel)?;
         let nonce = secretbox::base64_decode(&get(data, "nonce").as_string()?)?;
@@ -510,6 +525,7 @@ impl Shell {
         let kept = |name: &String| core.has_channel(name);
         self.typing.retain(|(name, _)| kept(name));
         self.statuses.retain(|(name, _)| kept(name));
+        #[cfg(feature = "encryption")]
         self.secrets.retain(|(name, _)| kept(name));
         self.watchers.retain(|(_, watch, _)| match watch {
             Watch::Typing(name) | Watch::Status(name) => kept(name),
@@ -522,11 +538,22 @@ impl Shell {
         channel: &str,
         socket_id: &str,
         auth: ChannelAuth,
-        secret: Option<[u8; 32]>,
+        shared_secret: Option<String>,
     ) {
-        if let Some(key) = secret {
+        #[cfg(feature = "encryption")]
+        if let Some(key) = shared_secret
+            .as_deref()
+            .and_then(secretbox::base64_decode)
+            .and_then(|key| <[u8; 32]>::try_from(key).ok())
+        {
             self.secrets.retain(|(name, _)| name != channel);
             self.secrets.push((channel.to_owned(), key));
+        }
+        #[cfg(not(feature = "encryption"))]
+        if shared_secret.is_some() || channel.starts_with("private-encrypted-") {
+            // Refused clearly, not left to fail on the first event: the channel's error
+            // listeners hear why (the TypeScript layer also says it on the console).
+            return self.core.authorization_failed(channel, socket_id, None, NO_ENCRYPTION.into());
         }
         self.core.authorized(channel, socket_id, auth);
     }
