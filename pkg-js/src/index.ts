@@ -2,7 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import type { Client } from '../wasm/overtone.js';
+import { wrap, type Client } from './client.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
@@ -57,7 +57,8 @@ export interface EchoOptions {
   [option: string]: unknown;
 }
 
-export type Wasm = typeof import('../wasm/overtone.js');
+/** What the layer uses of a wasm build's glue (both builds' glues have it). */
+export type Wasm = { default: () => Promise<unknown>; Client: typeof import('../wasm/overtone.js').Client };
 let wasm: Promise<Wasm> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
 let encryptionBuild: (() => Promise<Wasm>) | undefined;
@@ -281,7 +282,7 @@ export default class Echo implements ClientRunner {
     const { Client } = await loadWasm();
     const o = this.options;
     const tls = o.forceTLS ?? location.protocol === 'https:';
-    this.client = new Client(
+    this.client = wrap(new Client(
       {
         key: o.key,
         host: o.wsHost ?? location.hostname,
@@ -299,7 +300,7 @@ export default class Echo implements ClientRunner {
         stateChanged: (state: string) => this.setStatus(STATUS[state] ?? 'disconnected'),
         error: (code: number | undefined, message: string) => console.warn('overtone:', code ?? '', message),
       },
-    );
+    ));
     for (const call of this.queue.splice(0)) {
       try {
         call(this.client);
