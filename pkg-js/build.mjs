@@ -18,6 +18,28 @@ const sharedEntry = {
   },
 };
 
+/**
+ * The glue with the one-letter import, export and module names wasm-opt gave the .wasm
+ * (`--minify-imports-and-exports-and-modules`, whose mapping scripts/lib.sh saved as names.json).
+ * Throws unless every import, the module and every export the glue uses were renamed.
+ */
+function renameWasmNames(glue, { imports, exports }) {
+  const fail = (what) => {
+    throw new Error(`renaming the wasm's names in the wasm-bindgen glue: ${what}`);
+  };
+  const MODULE = '"./overtone_bg.js": import0';
+  if (glue.split(MODULE).length !== 2 || imports.some(([module]) => module !== './overtone_bg.js')) fail('not one module');
+  glue = glue.replace(MODULE, '"a": import0');
+  for (const [, name, short] of imports) {
+    const key = new RegExp(`^(\\s+)${name.replace(/\$/g, '\\$')}:`, 'm');
+    if (!key.test(glue)) fail(`import ${name} not found`);
+    glue = glue.replace(key, (_, indent) => `${indent}${JSON.stringify(short)}:`);
+  }
+  if (/^\s+__wbg\w*:/m.test(glue)) fail('an import was not renamed');
+  const byName = new Map(exports);
+  return glue.replace(/\bwasm\.(\w+)\b/g, (_, name) => `wasm.${byName.get(name) ?? fail(`export ${name} not found`)}`);
+}
+
 // Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
 // .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
 // (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
@@ -29,9 +51,9 @@ const wasmGlue = (inline) => ({
   name: 'wasm-glue',
   setup(build) {
     build.onLoad({ filter: /wasm(-encryption)?[\\/]overtone\.js$/ }, ({ path }) => {
-      const glue = readFileSync(path, 'utf8');
-      if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
       const dir = /wasm-encryption[\\/]overtone\.js$/.test(path) ? 'wasm-encryption' : 'wasm';
+      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync(`${dir}/names.json`, 'utf8')));
+      if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
       const url = inline
         ? `new URL('data:application/wasm;base64,${readFileSync(`${dir}/overtone_bg.wasm`).toString('base64')}')`
         : `new URL('${WASM_FILES[dir]}', import.meta.url)`;

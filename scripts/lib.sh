@@ -74,13 +74,21 @@ build_package() {
     >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   # --converge: rerun -Oz until it stops shrinking; --zero-filled-memory: the module's own
   # memory starts zeroed, so zero data segments can go. Both builds at once (2 cores).
-  local flags=(-Oz --converge --strip-producers --zero-filled-memory --enable-bulk-memory
-    --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals
-    --enable-reference-types --enable-multivalue)
+  local features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+    --enable-mutable-globals --enable-reference-types --enable-multivalue)
+  local flags=(-Oz --converge --strip-producers --zero-filled-memory "${features[@]}")
   local wasm="$ROOT/pkg-js/wasm/overtone_bg.wasm" encrypting="$ROOT/pkg-js/wasm-encryption/overtone_bg.wasm"
   wasm-opt "${flags[@]}" "$wasm" -o "$wasm" &
   local first=$!
   wasm-opt "${flags[@]}" "$encrypting" -o "$encrypting"
   wait "$first"
+  # Then one-letter import, export and module names instead of wasm-bindgen's hashed ones (~3 KB
+  # of each .wasm and of its glue); the mapping, printed as JSON, lets build.mjs rename them in
+  # the glue. Not under --converge, which would rename (and print) twice.
+  local module
+  for module in "$wasm" "$encrypting"; do
+    wasm-opt "${features[@]}" --minify-imports-and-exports-and-modules "$module" -o "$module" \
+      >"$(dirname "$module")/names.json"
+  done
   (cd "$ROOT/pkg-js" && node build.mjs)
 }
