@@ -8,7 +8,8 @@ const OPS = [
   'connect', 'disconnect', 'state', 'socketId', 'userId', 'subscribe', 'leaveChannel', 'leaveAll',
   'bind', 'bindUser', 'unbind', 'unbindMatching', 'whisper', 'members', 'authorized',
   'authorizationFailed', 'signin', 'userAuthorized', 'typing', 'stopTyping', 'typingUsers',
-  'statuses', 'status', 'badgeCounts', 'markRead', 'watch', 'unwatch',
+  'statuses', 'status', 'badgeCounts', 'markRead', 'watch', 'unwatch', 'frame', 'closed',
+  'socketError', 'timer', 'online', 'visibility', 'pageShown', 'badgesRemote',
 ] as const;
 
 type Callback = (...args: any[]) => void;
@@ -43,6 +44,15 @@ export interface Client {
   markRead(kind: string, value: string): void;
   watch(what: string, channel: string, callback: Callback): number;
   unwatch(id: number): void;
+  // What the page reports (src/io.ts).
+  frame(event: unknown, channel: unknown, data: unknown, frame: unknown): void;
+  closed(code: number): void;
+  socketError(): void;
+  timer(): void;
+  online(online: boolean): void;
+  visibility(visible: boolean): void;
+  pageShown(): void;
+  badgesRemote(text: string): void;
 }
 
 /** The layer's view of a wasm `Client`. */

@@ -2,7 +2,8 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import { wrap, type Client } from './client.js';
+import type { Client } from './client.js';
+import { start } from './io.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
@@ -282,7 +283,8 @@ export default class Echo implements ClientRunner {
     const { Client } = await loadWasm();
     const o = this.options;
     const tls = o.forceTLS ?? location.protocol === 'https:';
-    this.client = wrap(new Client(
+    this.client = start(
+      Client,
       {
         key: o.key,
         host: o.wsHost ?? location.hostname,
@@ -295,12 +297,12 @@ export default class Echo implements ClientRunner {
         badgeScope: o.badgeScope ?? o.key,
       },
       {
-        authorize: (channel: string, socketId: string) => this.authorize(channel, socketId),
-        authorizeUser: (socketId: string) => this.authorizeUser(socketId),
-        stateChanged: (state: string) => this.setStatus(STATUS[state] ?? 'disconnected'),
-        error: (code: number | undefined, message: string) => console.warn('overtone:', code ?? '', message),
+        authorize: (channel, socketId) => this.authorize(channel, socketId),
+        authorizeUser: (socketId) => this.authorizeUser(socketId),
+        stateChanged: (state) => this.setStatus(STATUS[state] ?? 'disconnected'),
+        error: (code, message) => console.warn('overtone:', code ?? '', message),
       },
-    ));
+    );
     for (const call of this.queue.splice(0)) {
       try {
         call(this.client);

@@ -1,9 +1,11 @@
 //! The browser shell: [`Client`], the one class JavaScript sees (the TypeScript layer in
 //! `pkg-js/src` wraps it in laravel-echo's API). It owns nothing but a handle on the
-//! [`shell::Shell`], which runs the sans-IO core and feature machines; frames are parsed by
-//! [`parse`] with the browser's `JSON.parse`. Channel auth and user sign-in go out through
-//! JavaScript hooks (the TypeScript layer does the `fetch`), answered with `authorized`,
-//! `authorizationFailed` and `userAuthorized`.
+//! [`shell::Shell`], which runs the sans-IO core and feature machines. The page's JavaScript
+//! does the IO (the socket, the timer, window events, storage and tabs: `pkg-js/src/io.ts`) and
+//! the JSON: everything goes out through one function, `out` (see [`shell::Out`]), and comes in
+//! through [`Client::call`]. Channel auth and user sign-in go out the same way (the TypeScript
+//! layer does the `fetch`), answered with `authorized`, `authorizationFailed` and
+//! `userAuthorized`.
 
 use crate::prelude::*;
 
@@ -20,7 +22,7 @@ use crate::core::{Binding, ChannelAuth, Config, ListenerId};
 use crate::features::badges::ReadTarget;
 use crate::features::status::StatusConfig;
 use parse::{get, id_string, parse_json};
-use shell::{now, run, Hooks, Shell, Watch};
+use shell::{now, run, Shell, Watch};
 
 /// A Pusher-protocol connection with its channels, listeners and features.
 #[wasm_bindgen]
@@ -37,12 +39,6 @@ fn option_number(options: &JsValue, key: &str) -> Option<u64> {
         .as_f64()
         .filter(|n| *n >= 0.0)
         .map(|n| n as u64)
-}
-
-fn hook(hooks: &JsValue, key: &str) -> Result<Function, JsValue> {
-    get(hooks, key)
-        .dyn_into()
-        .map_err(|_| JsValue::from_str(&["missing hook ", key].concat()))
 }
 
 /// The listener kind names `bind` takes, and their bindings.
@@ -66,10 +62,11 @@ fn error_value(error: crate::core::Error) -> JsValue {
 #[wasm_bindgen]
 impl Client {
     /// `options`: `{key, host, wsPort, wssPort, forceTLS, path?, namespace (string | null),
-    /// awayAfterMs?, badgeScope?}`. `hooks`: `{authorize(channel, socketId),
-    /// authorizeUser(socketId), stateChanged(state), error(code, message)}`.
+    /// awayAfterMs?, badges? (the stored badges' text, `""` for none: keeps badges), hidden?
+    /// (`document.hidden`)}`. `out(kind, a, b)`: see [`shell::Out`]. Report `offline` with
+    /// `online(false)` after constructing.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, hooks: JsValue) -> Result<Client, JsValue> {
+    pub fn new(options: JsValue, out: Function) -> Result<Client, JsValue> {
         let key = option_string(&options, "key").ok_or_else(|| JsValue::from_str("missing key"))?;
         let host = option_string(&options, "host").unwrap_or_else(|| "localhost".into());
         let mut config = Config::new(key, host);
@@ -82,15 +79,10 @@ impl Client {
         let mut status = StatusConfig::default();
         status.away_after_ms =
             option_number(&options, "awayAfterMs").unwrap_or(status.away_after_ms);
-        let hooks = Hooks {
-            authorize: hook(&hooks, "authorize")?,
-            authorize_user: hook(&hooks, "authorizeUser")?,
-            state_changed: hook(&hooks, "stateChanged")?,
-            error: hook(&hooks, "error")?,
-        };
-        let badge_scope = option_string(&options, "badgeScope");
+        let badges = option_string(&options, "badges");
+        let visible = !get(&options, "hidden").is_truthy();
         Ok(Client {
-            shell: Shell::new(config, status, badge_scope, hooks),
+            shell: Shell::new(config, status, badges, visible, out),
         })
     }
 
@@ -135,7 +127,8 @@ impl Client {
             }
             8 => {
                 let callback = function(d).ok_or_else(|| JsValue::from_str("not a function"))?;
-                self.bind(&text(&a), &text(&b), c.as_string(), callback)?.into()
+                self.bind(&text(&a), &text(&b), c.as_string(), callback)?
+                    .into()
             }
             9 => {
                 let callback = function(b).ok_or_else(|| JsValue::from_str("not a function"))?;
@@ -195,6 +188,38 @@ impl Client {
                 self.unwatch(id(&a));
                 JsValue::UNDEFINED
             }
+            27 => {
+                self.frame(a.as_string(), b.as_string(), c, &d);
+                JsValue::UNDEFINED
+            }
+            28 => {
+                self.closed(id(&a) as u16);
+                JsValue::UNDEFINED
+            }
+            29 => {
+                self.socket_error();
+                JsValue::UNDEFINED
+            }
+            30 => {
+                self.timer();
+                JsValue::UNDEFINED
+            }
+            31 => {
+                self.online(a.is_truthy());
+                JsValue::UNDEFINED
+            }
+            32 => {
+                self.visibility(a.is_truthy());
+                JsValue::UNDEFINED
+            }
+            33 => {
+                self.page_shown();
+                JsValue::UNDEFINED
+            }
+            34 => {
+                self.badges_remote(&text(&a));
+                JsValue::UNDEFINED
+            }
             _ => return Err(JsValue::from_str("unknown operation")),
         })
     }
@@ -206,6 +231,57 @@ impl Client {
     fn run<R>(&self, f: impl FnOnce(&mut Shell) -> R) -> R {
         run(&self.shell, f)
     }
+
+    // ---- what the page reports ----
+
+    /// A socket frame, parsed: `frame.event`, `frame.channel`, `data` (`frame.data`, itself
+    /// parsed when it is a JSON string) and `frame`. No event: an unreadable frame.
+    pub fn frame(
+        &self,
+        event: Option<String>,
+        channel: Option<String>,
+        data: JsValue,
+        frame: &JsValue,
+    ) {
+        self.run(|s| s.on_frame(event, channel, data, frame));
+    }
+
+    /// The socket closed with `code`.
+    pub fn closed(&self, code: u16) {
+        self.run(|s| s.core().socket_closed(now(), code));
+    }
+
+    /// The socket failed (or could not be opened).
+    pub fn socket_error(&self) {
+        self.run(|s| s.core().socket_error(now()));
+    }
+
+    /// The timer asked for with `out` fired.
+    pub fn timer(&self) {
+        self.run(|s| s.timer_fired(now()));
+    }
+
+    /// `online` / `offline`.
+    pub fn online(&self, online: bool) {
+        self.run(|s| s.core().set_online(now(), online));
+    }
+
+    /// `visibilitychange`: `!document.hidden`.
+    pub fn visibility(&self, visible: bool) {
+        self.run(|s| s.visibility_changed(now(), visible));
+    }
+
+    /// `pageshow` from the bfcache (`persisted`): the socket may have died while frozen.
+    pub fn page_shown(&self) {
+        self.run(|s| s.core().page_shown(now()));
+    }
+
+    /// A badge change posted by another tab.
+    pub fn badges_remote(&self, text: &str) {
+        self.run(|s| s.badges_remote(text));
+    }
+
+    // ---- the app's calls ----
 
     pub fn connect(&self) {
         self.run(|s| s.core().connect(now()));

@@ -1,4 +1,4 @@
-//! Server frames from text to the core's [`ServerMessage`], with the browser's `JSON.parse` and
+//! Server frames, parsed by the page's `JSON.parse`, to the core's [`ServerMessage`], read with
 //! `Reflect` (no JSON parser in the wasm). Frames missing a required field are dropped.
 
 use crate::prelude::*;
@@ -51,18 +51,17 @@ fn number(value: JsValue) -> Option<u64> {
     value.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
 }
 
-/// One text frame from the socket.
-pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
-    let frame = parse_json(text)?;
-    let event = get(&frame, "event").as_string()?;
-    let raw = get(&frame, "data");
-    // The protocol double-encodes data; undo it when it is a JSON string.
-    let data = match raw.as_string() {
-        Some(text) => parse_json(&text).unwrap_or(raw),
-        None => raw,
-    };
+/// One frame from the socket, which the page parsed with `JSON.parse` (and `data` too when it
+/// was a JSON string: the protocol double-encodes it): its `event`, `channel` and `data`, and the
+/// frame for its other fields. `None` when a required field is missing.
+pub(crate) fn parse_message(
+    event: Option<String>,
+    channel: Option<String>,
+    data: JsValue,
+    frame: &JsValue,
+) -> Option<ServerMessage<JsValue>> {
+    let event = event?;
     let field = |key: &str| get(&data, key);
-    let channel = get(&frame, "channel").as_string();
     Some(match (event.as_str(), channel) {
         ("pusher:connection_established", _) => ServerMessage::ConnectionEstablished {
             socket_id: field("socket_id").as_string()?,
@@ -114,7 +113,7 @@ pub(crate) fn parse_frame(text: &str) -> Option<ServerMessage<JsValue>> {
             channel,
             event,
             data,
-            user_id: id_string(&get(&frame, "user_id")),
+            user_id: id_string(&get(frame, "user_id")),
         },
     })
 }
