@@ -43,21 +43,24 @@ function renameWasmNames(glue, { imports, exports }) {
 // Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
 // .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
 // (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
-// and plain pages get the lean entries, with the .wasm as a file. The encryption build's glue
-// (wasm-encryption/, bundled into with-encryption.js) points at overtone_encryption_bg.wasm.
+// and plain pages get the lean entries, with the .wasm as a file.
 const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
-const WASM_FILES = { wasm: 'overtone_bg.wasm', 'wasm-encryption': 'overtone_encryption_bg.wasm' };
+// with-encryption.js points the same glue at the encryption build.
+const ENCRYPTION_URL = "new URL('overtone_encryption_bg.wasm', import.meta.url)";
+const dataUrl = (file) => `new URL('data:application/wasm;base64,${readFileSync(file).toString('base64')}')`;
 const wasmGlue = (inline) => ({
   name: 'wasm-glue',
   setup(build) {
-    build.onLoad({ filter: /wasm(-encryption)?[\\/]overtone\.js$/ }, ({ path }) => {
-      const dir = /wasm-encryption[\\/]overtone\.js$/.test(path) ? 'wasm-encryption' : 'wasm';
-      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync(`${dir}/names.json`, 'utf8')));
+    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
+      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync('wasm/names.json', 'utf8')));
       if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
-      const url = inline
-        ? `new URL('data:application/wasm;base64,${readFileSync(`${dir}/overtone_bg.wasm`).toString('base64')}')`
-        : `new URL('${WASM_FILES[dir]}', import.meta.url)`;
-      return { contents: glue.replace(WASM_URL, url), loader: 'js' };
+      return { contents: inline ? glue.replace(WASM_URL, dataUrl('wasm/overtone_bg.wasm')) : glue, loader: 'js' };
+    });
+    build.onLoad({ filter: /src[\\/]with-encryption\.ts$/ }, ({ path }) => {
+      const source = readFileSync(path, 'utf8');
+      if (!source.includes(ENCRYPTION_URL)) throw new Error(`src/with-encryption.ts no longer names ${ENCRYPTION_URL}`);
+      const url = inline ? dataUrl('wasm-encryption/overtone_bg.wasm') : ENCRYPTION_URL;
+      return { contents: source.replace(ENCRYPTION_URL, url), loader: 'ts' };
     });
   },
 });

@@ -59,7 +59,7 @@ ensure_apt() {
 # The npm package: wasm-pack builds the client twice (`overtone` without decryption into
 # pkg-js/wasm, `overtone/with-encryption` with it into pkg-js/wasm-encryption, as pusher-js splits
 # its builds; the second recompiles only the client crate), wasm-opt shrinks both, esbuild bundles
-# the layer.
+# the layer. Both .wasm have the same imports and exports, so one glue loads either: checked here.
 build_package() {
   ensure_rust_wasm
   ensure_npm pkg-js
@@ -89,6 +89,13 @@ build_package() {
   for module in "$wasm" "$encrypting"; do
     wasm-opt "${features[@]}" --minify-imports-and-exports-and-modules "$module" -o "$module" \
       >"$(dirname "$module")/names.json"
+  done
+  local file
+  for file in overtone.js names.json; do
+    if ! cmp -s "$ROOT/pkg-js/wasm/$file" "$ROOT/pkg-js/wasm-encryption/$file"; then
+      echo "the encryption build's $file differs from the base build's: one glue cannot load both" >&2
+      exit 1
+    fi
   done
   (cd "$ROOT/pkg-js" && node build.mjs)
 }

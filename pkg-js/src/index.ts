@@ -58,21 +58,20 @@ export interface EchoOptions {
   [option: string]: unknown;
 }
 
-/** What the layer uses of a wasm build's glue (both builds' glues have it). */
-export type Wasm = { default: () => Promise<unknown>; Client: typeof import('../wasm/overtone.js').Client };
+type Wasm = typeof import('../wasm/overtone.js');
 let wasm: Promise<Wasm> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
-let encryptionBuild: (() => Promise<Wasm>) | undefined;
+let encryptionBuild: URL | undefined;
 
-/** @internal `overtone/with-encryption` loads its own build instead of the one without decryption. */
-export function useEncryptionBuild(load: () => Promise<Wasm>): void {
-  encryptionBuild = load;
+/** @internal `overtone/with-encryption` loads this .wasm (same glue) instead of the one without decryption. */
+export function useEncryptionBuild(url: URL): void {
+  encryptionBuild = url;
 }
 
 /** Loads the wasm module once (the glue finds the .wasm next to this file). */
 function loadWasm(): Promise<Wasm> {
-  return (wasm ??= (encryptionBuild ?? (() => import('../wasm/overtone.js')))().then(async (module) => {
-    await module.default();
+  return (wasm ??= import('../wasm/overtone.js').then(async (module) => {
+    await module.default(encryptionBuild && { module_or_path: encryptionBuild });
     return module;
   }));
 }
