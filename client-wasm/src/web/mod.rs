@@ -12,7 +12,6 @@ use crate::prelude::*;
 mod parse;
 mod shell;
 
-use alloc::rc::Rc;
 use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object};
@@ -27,7 +26,9 @@ use shell::{now, run, Shell, Watch};
 /// A Pusher-protocol connection with its channels, listeners and features.
 #[wasm_bindgen]
 pub struct Client {
-    shell: Rc<RefCell<Shell>>,
+    /// Never freed: a page keeps its client for its life, and code to drop a whole client
+    /// would be wasm bytes for nothing.
+    shell: &'static RefCell<Shell>,
 }
 
 fn option_string(options: &JsValue, key: &str) -> Option<String> {

@@ -8,7 +8,7 @@
 
 use crate::prelude::*;
 
-use alloc::rc::Rc;
+use alloc::boxed::Box;
 use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object, Reflect};
@@ -103,7 +103,7 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Runs `f` on the shell, performs what it caused, then makes the queued JavaScript calls.
-pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R) -> R {
+pub(crate) fn run<R>(shell: &RefCell<Shell>, f: impl FnOnce(&mut Shell) -> R) -> R {
     let Ok(mut state) = shell.try_borrow_mut() else {
         // Unreachable by construction (no JavaScript runs while borrowed); never panic.
         wasm_bindgen::throw_str("overtone: re-entrant call");
@@ -116,7 +116,7 @@ pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R
 
 /// The non-generic half of [`run`], kept out of line so each entry point stays small.
 #[inline(never)]
-fn finish(shell: &Rc<RefCell<Shell>>) {
+fn finish(shell: &RefCell<Shell>) {
     let calls = {
         let mut state = shell.borrow_mut();
         state.flush();
@@ -141,9 +141,9 @@ impl Shell {
         badges: Option<String>,
         visible: bool,
         out: Function,
-    ) -> Rc<RefCell<Shell>> {
+    ) -> &'static RefCell<Shell> {
         let seed = (js_sys::Math::random() * 9e15) as u64;
-        Rc::new(RefCell::new(Shell {
+        Box::leak(Box::new(RefCell::new(Shell {
             core: Client::new(config, seed),
             out,
             timer: None,
@@ -161,7 +161,7 @@ impl Shell {
             watchers: Vec::new(),
             next_watch: 0,
             calls: Vec::new(),
-        }))
+        })))
     }
 
     /// Queues `out(kind, a, b)`.
