@@ -13,12 +13,25 @@ export interface ClientRunner {
 }
 
 const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
+/** The reserved event the wasm dispatches when a resubscription could not recover. */
+const RECOVERY_FAILED = '.pusher:recovery_failed';
 
 export class Channel {
+  /**
+   * False from a resubscription that could not recover the events missed while disconnected
+   * (the server's history no longer reached back) until the next one that lost nothing.
+   */
+  recovered = true;
+  private failing = false;
+
+  /** Create it after asking the client to subscribe: it binds its own bookkeeping. */
   constructor(
     protected readonly runner: ClientRunner,
     readonly name: string,
-  ) {}
+  ) {
+    this.keep('subscribed');
+    this.keep('event', RECOVERY_FAILED);
+  }
 
   /** Binds `callback` to `event` (Echo's namespace rules: `.name` means as written). */
   listen(event: string, callback: Callback): this {
@@ -73,6 +86,19 @@ export class Channel {
     return this.off('error', callback);
   }
 
+  /**
+   * `callback()` when the server could not replay the events missed while disconnected (Overtone
+   * servers with history; others never call it): refetch what the page shows. Runs before the
+   * `subscribed` callbacks of that resubscription.
+   */
+  recoveryFailed(callback: Callback): this {
+    return this.listen(RECOVERY_FAILED, callback);
+  }
+
+  stopListeningForRecoveryFailed(callback?: Callback): this {
+    return this.stopListening(RECOVERY_FAILED, callback);
+  }
+
   /** Sends `client-{event}` (private and presence channels, once subscribed). */
   whisper(event: string, data: unknown): this {
     this.runner.use((c) => c.whisper(this.name, event, data));
@@ -120,7 +146,24 @@ export class Channel {
 
   protected off(kind: string, callback?: Callback, event?: string): this {
     this.runner.use((c) => c.unbindMatching(this.name, kind, event, callback));
+    // Without a callback, that also removed the `recovered` bookkeeping: bind it again.
+    if (!callback) this.keep(kind, event);
     return this;
+  }
+
+  private keep(kind: string, event?: string): void {
+    if (kind === 'subscribed') {
+      this.on(kind, () => {
+        this.recovered = !this.failing;
+        this.failing = false;
+      });
+    }
+    if (event === RECOVERY_FAILED) {
+      this.on(kind, () => {
+        this.recovered = false;
+        this.failing = true;
+      }, event);
+    }
   }
 }
 

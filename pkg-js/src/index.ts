@@ -323,8 +323,8 @@ export default class Echo implements ClientRunner {
         // The wasm refuses the subscription (the channel's error listeners hear it); say so here.
         console.error(`overtone: ${name}: private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'`);
       }
-      this.channels[name] = new Kind(this, name);
       this.use((c) => c.subscribe(name));
+      this.channels[name] = new Kind(this, name);
     }
     return this.channels[name] as C;
   }

@@ -22,6 +22,14 @@ export interface Channel {
   stopListeningForNotification(callback: Callback): this;
   subscribed(callback: () => void): this;
   error(callback: (error: unknown) => void): this;
+  /**
+   * Overtone: `callback()` when a resubscription could not replay the events missed while
+   * disconnected (the server's history no longer reached back): refetch the page's state.
+   */
+  recoveryFailed(callback: () => void): this;
+  stopListeningForRecoveryFailed(callback?: () => void): this;
+  /** Overtone: false after a resubscription that could not recover, until one that did. */
+  readonly recovered: boolean;
 }
 
 /** A private channel: whispers, and Overtone's typing indicator. */

@@ -6,9 +6,16 @@
 //! and each channel's subscribe, unsubscribe and presence bookkeeping happen under that
 //! channel's shard lock, so joins and leaves are announced in the order they happened. Cache
 //! channels keep their last event here too, for 30 minutes, even with nobody subscribed.
+//!
+//! Channels with history keep their [`Ring`] in their entry: an event's position is assigned,
+//! stored and delivered under the channel's lock, and a subscriber resuming from a position is
+//! registered and sent what it missed under that same lock. On a cluster, positions come from
+//! Redis; a subscriber is then *held* (its live events buffered with their positions) while
+//! its connection reads Redis, and *released* with the replay, then the buffered events it did
+//! not already get.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +25,7 @@ use overtone_protocol::channel::ChannelType;
 use tokio::sync::{mpsc, Notify};
 
 use crate::frame;
+use crate::history::{self, Limits, Replay, Ring};
 use crate::presence::{Member, Members};
 use crate::state::SocketId;
 
@@ -94,7 +102,21 @@ struct Subscriber {
     conn: ConnectionHandle,
     /// The presence member this connection joined as.
     user_id: Option<Arc<str>>,
+    /// While its connection reads Redis history: the live events it would have got.
+    held: Option<Held>,
 }
+
+/// A subscriber not yet live, and what was published for it meanwhile.
+struct Held {
+    id: u64,
+    buffer: Vec<(Option<(Arc<str>, u64)>, Utf8Bytes)>,
+}
+
+/// Most events buffered for a held subscriber before it counts as a slow reader.
+const MAX_HELD: usize = 1024;
+
+/// An event's position, when its channel has history.
+pub type Position<'a> = Option<(&'a Arc<str>, u64)>;
 
 struct CachedEvent {
     frame: Utf8Bytes,
@@ -106,15 +128,45 @@ struct Channel {
     subscribers: HashMap<SocketId, Subscriber>,
     members: Members,
     cached: Option<CachedEvent>,
+    /// This node's history of the channel (on a cluster: only while Redis is away).
+    history: Option<Ring>,
+    /// On a cluster: the newest position delivered here from Redis.
+    last_seen: Option<(Arc<str>, u64)>,
 }
 
 impl Channel {
-    fn broadcast(&self, frame: &Utf8Bytes, except: Option<&SocketId>) -> usize {
-        self.subscribers
-            .iter()
-            .filter(|(id, _)| except != Some(*id))
-            .filter(|(_, sub)| sub.conn.send(frame.clone()))
-            .count()
+    fn broadcast(&mut self, frame: &Utf8Bytes, except: Option<&SocketId>) -> usize {
+        self.broadcast_at(frame, except, None)
+    }
+
+    /// Sends `frame` to every live subscriber but `except`, and buffers it (with `position`)
+    /// for held ones.
+    fn broadcast_at(
+        &mut self,
+        frame: &Utf8Bytes,
+        except: Option<&SocketId>,
+        position: Position<'_>,
+    ) -> usize {
+        let mut delivered = 0;
+        for (id, sub) in self.subscribers.iter_mut() {
+            if except == Some(id) {
+                continue;
+            }
+            let sent = match &mut sub.held {
+                None => sub.conn.send(frame.clone()),
+                Some(held) if held.buffer.len() >= MAX_HELD => {
+                    sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);
+                    false
+                }
+                Some(held) => {
+                    let position = position.map(|(e, o)| (e.clone(), o));
+                    held.buffer.push((position, frame.clone()));
+                    true
+                }
+            };
+            delivered += usize::from(sent);
+        }
+        delivered
     }
 
     fn cached(&self) -> Option<&Utf8Bytes> {
@@ -131,10 +183,65 @@ impl Channel {
         }
     }
 
-    /// Nothing here worth keeping: no subscriber and no live cached event.
+    /// Nothing here worth keeping: no subscriber, no live cached event, no live history.
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.cached().is_none()
+        self.subscribers.is_empty()
+            && self.cached().is_none()
+            && !self
+                .history
+                .as_ref()
+                .is_some_and(|h| h.is_live(Instant::now()))
     }
+
+    /// The ring, created (with a fresh epoch) if the channel has none yet.
+    fn ring(&mut self, limits: Limits) -> &mut Ring {
+        self.history.get_or_insert_with(|| Ring::new(limits))
+    }
+
+    fn remember(&mut self, frame: &Utf8Bytes) {
+        self.cached = Some(CachedEvent {
+            frame: frame.clone(),
+            at: Instant::now(),
+        });
+    }
+}
+
+/// How a subscribe treats the channel's history.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryMode<'a> {
+    /// No history: `subscription_succeeded` as Pusher sends it.
+    Off,
+    /// History in this node's ring: a `position` in `subscription_succeeded` and, if the
+    /// client gave one, `recovered` and the replay.
+    Local {
+        limits: Limits,
+        resume: Option<&'a str>,
+    },
+    /// On a cluster: register the subscriber but hold it until [`ChannelRegistry::release`].
+    Held { id: u64 },
+}
+
+/// What a held subscriber is released with.
+pub struct Release {
+    /// The newest position in Redis when it was read, or None if Redis could not be read (or
+    /// the channel keeps no history).
+    pub position: Option<(Arc<str>, u64)>,
+    /// Whether the client asked to resume, and if so, the events it missed (Incomplete when
+    /// they are not all there), with their positions.
+    pub replay: Option<Replay<(u64, Utf8Bytes)>>,
+    /// On cache channels, the cluster's last event (None: ask this node's cache).
+    pub cached: Option<Option<Utf8Bytes>>,
+    /// The channel's history limits (None: no history, a cache channel held for its cluster
+    /// -wide last event); for this node's ring when Redis could not be read.
+    pub limits: Option<Limits>,
+}
+
+/// What a release sent, for metrics and webhooks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Released {
+    pub recovered: Option<bool>,
+    pub replayed: usize,
+    pub cache_miss: bool,
 }
 
 /// Why a subscription was not made.
@@ -161,6 +268,10 @@ pub struct Change {
     pub member: bool,
     /// A cache channel had nothing to replay.
     pub cache_miss: bool,
+    /// Whether a client that asked to resume got every event it missed.
+    pub recovered: Option<bool>,
+    /// Events replayed to it.
+    pub replayed: usize,
 }
 
 /// One occupied channel, as the HTTP API lists it.
@@ -170,21 +281,51 @@ pub struct ChannelSummary {
 }
 
 /// Every channel of one app.
-#[derive(Default)]
 pub struct ChannelRegistry {
     channels: DashMap<Arc<str>, Channel>,
     /// Presence is cluster-wide: joins, leaves and member lists are announced by
     /// [`crate::cluster::presence`], not from this node's members alone.
     clustered: bool,
+    /// Bytes held by every channel's ring together, and the most allowed.
+    history_bytes: AtomicUsize,
+    max_history_bytes: usize,
+}
+
+impl Default for ChannelRegistry {
+    fn default() -> ChannelRegistry {
+        ChannelRegistry::new(false, 64 * 1024 * 1024)
+    }
 }
 
 impl ChannelRegistry {
+    /// `clustered`: presence announcements are left to the cluster.
+    pub fn new(clustered: bool, max_history_bytes: usize) -> ChannelRegistry {
+        ChannelRegistry {
+            channels: DashMap::new(),
+            clustered,
+            history_bytes: AtomicUsize::new(0),
+            max_history_bytes,
+        }
+    }
+
     /// A registry whose presence announcements are left to the cluster.
     pub fn clustered() -> ChannelRegistry {
-        ChannelRegistry {
-            clustered: true,
-            ..ChannelRegistry::default()
+        ChannelRegistry::new(true, 64 * 1024 * 1024)
+    }
+
+    fn account(&self, delta: isize) {
+        if delta >= 0 {
+            self.history_bytes
+                .fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.history_bytes
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
+    }
+
+    /// Bytes of history held in memory for the app.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes.load(Ordering::Relaxed)
     }
 
     /// This node's presence members, as `(channel, member)`: what it re-registers after
@@ -222,6 +363,20 @@ impl ChannelRegistry {
         member: Option<&Member>,
         max_members: usize,
     ) -> Result<Change, SubscribeError> {
+        self.subscribe_with(channel, conn, member, max_members, HistoryMode::Off)
+    }
+
+    /// [`ChannelRegistry::subscribe`], with the channel's history as `mode` says: its position
+    /// in the confirmation, and the replay of what a resuming client missed, still under the
+    /// channel's lock so that no live event is lost or sent twice.
+    pub fn subscribe_with(
+        &self,
+        channel: &str,
+        conn: &ConnectionHandle,
+        member: Option<&Member>,
+        max_members: usize,
+        mode: HistoryMode<'_>,
+    ) -> Result<Change, SubscribeError> {
         let mut entry = self.channels.entry(Arc::from(channel)).or_default();
         let ch = entry.value_mut();
         if ch.subscribers.contains_key(&conn.socket_id) {
@@ -234,47 +389,160 @@ impl ChannelRegistry {
                 return Err(SubscribeError::MemberLimit);
             }
         }
+        let held = match mode {
+            HistoryMode::Held { id } => Some(Held {
+                id,
+                buffer: Vec::new(),
+            }),
+            _ => None,
+        };
+        let holding = held.is_some();
         let subscriber = Subscriber {
             conn: conn.clone(),
             user_id: member.map(|m| m.user_id.clone()),
+            held,
         };
         ch.subscribers.insert(conn.socket_id.clone(), subscriber);
-        let joined = match member {
+        let (joined, data) = match member {
             Some(member) => {
                 let joined = ch.members.join(member);
-                if !self.clustered {
+                if self.clustered {
+                    (joined, None)
+                } else {
                     if joined {
                         let added =
                             frame::member_added(channel, &member.user_id, member.user_info.get());
                         ch.broadcast(&added, Some(&conn.socket_id));
                     }
-                    conn.send(frame::subscription_succeeded(
-                        channel,
-                        &ch.members.subscription_data(),
-                    ));
+                    (joined, Some(ch.members.subscription_data()))
                 }
-                joined
             }
-            None => {
-                conn.send(frame::subscription_succeeded(channel, "{}"));
-                false
-            }
+            None => (false, Some("{}".to_owned())),
         };
-        let mut cache_miss = false;
+        let mut change = Change {
+            occupancy: ch.occupancy(),
+            member: joined,
+            cache_miss: false,
+            recovered: None,
+            replayed: 0,
+        };
+        if holding {
+            return Ok(change);
+        }
+        if let Some(data) = data {
+            match mode {
+                HistoryMode::Local { limits, resume } => {
+                    let now = Instant::now();
+                    let ring = ch.ring(limits);
+                    let freed = ring.trim(now);
+                    let replay = resume.map(|p| ring.replay(p, now));
+                    change.recovered = replay.as_ref().map(|r| matches!(r, Replay::Complete(_)));
+                    conn.send(frame::subscription_succeeded_at(
+                        channel,
+                        &data,
+                        &ring.position(),
+                        change.recovered,
+                    ));
+                    if let Some(Replay::Complete(frames)) = replay {
+                        change.replayed = frames.len();
+                        frames.into_iter().for_each(|f| {
+                            conn.send(f);
+                        });
+                    }
+                    self.account(-(freed as isize));
+                }
+                _ => {
+                    conn.send(frame::subscription_succeeded(channel, &data));
+                }
+            }
+        }
         if ChannelType::of(channel).cache {
             conn.send(match ch.cached() {
                 Some(event) => event.clone(),
                 None => {
-                    cache_miss = true;
+                    change.cache_miss = true;
                     frame::cache_miss(channel)
                 }
             });
         }
-        Ok(Change {
-            occupancy: ch.occupancy(),
-            member: joined,
-            cache_miss,
-        })
+        Ok(change)
+    }
+
+    /// Makes a held subscriber live: sends its confirmation with the channel's position, the
+    /// replay, the cached event on cache channels, then the events buffered meanwhile that
+    /// the replay did not already hold. Nothing happens if it unsubscribed meanwhile.
+    pub fn release(
+        &self,
+        channel: &str,
+        socket_id: &SocketId,
+        hold_id: u64,
+        release: Release,
+    ) -> Option<Released> {
+        let mut entry = self.channels.get_mut(channel)?;
+        let ch = entry.value_mut();
+        let sub = ch.subscribers.get(socket_id)?;
+        if sub.held.as_ref().map(|h| h.id) != Some(hold_id) {
+            return None;
+        }
+        let conn = sub.conn.clone();
+        let mut out = Released::default();
+        // The epoch and newest offset the subscriber has: later buffered events still go.
+        let mut seen: Option<(Arc<str>, u64)> = None;
+        match (release.position, release.limits) {
+            (_, None) => {
+                conn.send(frame::subscription_succeeded(channel, "{}"));
+            }
+            (position, Some(limits)) => {
+                let (epoch, last, replay) = match position {
+                    Some((epoch, last)) => (epoch, last, release.replay),
+                    // Redis could not be read: this node's ring, and nothing recoverable.
+                    None => {
+                        let ring = ch.ring(limits);
+                        let incomplete = release.replay.map(|_| Replay::Incomplete);
+                        (ring.epoch().clone(), ring.last(), incomplete)
+                    }
+                };
+                out.recovered = replay.as_ref().map(|r| matches!(r, Replay::Complete(_)));
+                conn.send(frame::subscription_succeeded_at(
+                    channel,
+                    "{}",
+                    &history::format_position(&epoch, last),
+                    out.recovered,
+                ));
+                let mut sent = last;
+                if let Some(Replay::Complete(events)) = replay {
+                    out.replayed = events.len();
+                    for (offset, frame) in events {
+                        conn.send(frame::with_position(&frame, &epoch, offset));
+                        sent = sent.max(offset);
+                    }
+                }
+                seen = Some((epoch, sent));
+            }
+        }
+        if ChannelType::of(channel).cache {
+            let cached = match release.cached {
+                Some(cached) => cached,
+                None => ch.cached().cloned(),
+            };
+            conn.send(match cached {
+                Some(event) => event,
+                None => {
+                    out.cache_miss = true;
+                    frame::cache_miss(channel)
+                }
+            });
+        }
+        let held = ch.subscribers.get_mut(socket_id)?.held.take()?;
+        for (position, frame) in held.buffer {
+            match (&position, &seen) {
+                (Some((e, offset)), Some((epoch, sent))) if e == epoch && offset <= sent => {}
+                _ => {
+                    conn.send(frame);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Unsubscribes; announces a presence member's last connection leaving to the others.
@@ -295,6 +563,8 @@ impl ChannelRegistry {
                 occupancy: ch.occupancy(),
                 member: left,
                 cache_miss: false,
+                recovered: None,
+                replayed: 0,
             }
         };
         self.drop_if_idle(channel);
@@ -302,7 +572,9 @@ impl ChannelRegistry {
     }
 
     fn drop_if_idle(&self, channel: &str) {
-        self.channels.remove_if(channel, |_, ch| ch.is_idle());
+        if let Some((_, ch)) = self.channels.remove_if(channel, |_, ch| ch.is_idle()) {
+            self.account(-(ch.history.map_or(0, |h| h.bytes()) as isize));
+        }
     }
 
     pub fn is_subscribed(&self, channel: &str, socket_id: &SocketId) -> bool {
@@ -362,21 +634,113 @@ impl ChannelRegistry {
     pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) -> usize {
         if ChannelType::of(channel).cache {
             let mut entry = self.channels.entry(Arc::from(channel)).or_default();
-            entry.cached = Some(CachedEvent {
-                frame: frame.clone(),
-                at: Instant::now(),
-            });
+            entry.remember(frame);
             return entry.broadcast(frame, except);
         }
-        match self.channels.get(channel) {
-            Some(ch) => ch.broadcast(frame, except),
+        match self.channels.get_mut(channel) {
+            Some(mut ch) => ch.broadcast(frame, except),
             None => 0,
         }
     }
 
-    /// Forgets cached events older than [`CACHE_TTL`] on channels nobody is subscribed to.
+    /// Publishes an event (`frame`, without a position) on a channel with history kept here:
+    /// under the channel's lock, assigns the next offset, stores the positioned frame and
+    /// sends it. Over the app's history memory, the channel keeps only this newest event.
+    pub fn publish_recorded(
+        &self,
+        channel: &str,
+        frame: &Utf8Bytes,
+        except: Option<&SocketId>,
+        limits: Limits,
+    ) -> usize {
+        let mut entry = self.channels.entry(Arc::from(channel)).or_default();
+        let ch = entry.value_mut();
+        let ring = ch.ring(limits);
+        let (positioned, mut delta) = ring.push(frame, Instant::now());
+        let epoch = ring.epoch().clone();
+        let offset = ring.last();
+        if self.history_bytes() > self.max_history_bytes {
+            delta -= ring.shrink_to_newest() as isize;
+        }
+        self.account(delta);
+        if ChannelType::of(channel).cache {
+            // Without a position: a replayed cache event must not move a client's position.
+            ch.remember(frame);
+        }
+        ch.broadcast_at(&positioned, except, Some((&epoch, offset)))
+    }
+
+    /// Delivers an event whose position Redis assigned (`frame` without it): builds the
+    /// positioned frame once and sends it, buffering it for held subscribers.
+    pub fn deliver_positioned(
+        &self,
+        channel: &str,
+        frame: &Utf8Bytes,
+        except: Option<&SocketId>,
+        epoch: &Arc<str>,
+        offset: u64,
+    ) -> usize {
+        let cache = ChannelType::of(channel).cache;
+        let mut ch = match cache {
+            true => self.channels.entry(Arc::from(channel)).or_default(),
+            false => match self.channels.get_mut(channel) {
+                Some(ch) => ch,
+                None => return 0,
+            },
+        };
+        if cache {
+            ch.remember(frame);
+        }
+        ch.last_seen = Some((epoch.clone(), offset));
+        let positioned = frame::with_position(frame, epoch, offset);
+        ch.broadcast_at(&positioned, except, Some((epoch, offset)))
+    }
+
+    /// This node's history of a channel: its position, up to `limit` events after `after`
+    /// (offset; the newest without it) and whether they are all of them. None when the
+    /// channel keeps none here.
+    pub fn history(
+        &self,
+        channel: &str,
+        after: Option<(&str, u64)>,
+        limit: usize,
+    ) -> Option<(String, Vec<Utf8Bytes>, bool)> {
+        let ch = self.channels.get(channel)?;
+        let ring = ch.history.as_ref()?;
+        let now = Instant::now();
+        let (events, complete) = match after {
+            Some((epoch, offset)) if epoch == &**ring.epoch() => {
+                ring.after(Some(offset), limit, now)
+            }
+            // Another epoch: what is kept, oldest first, and not complete.
+            Some(_) => (ring.after(Some(0), limit, now).0, false),
+            None => ring.after(None, limit, now),
+        };
+        let frames = events.into_iter().map(|(_, f)| f).collect();
+        Some((ring.position(), frames, complete))
+    }
+
+    /// Forgets cached events older than [`CACHE_TTL`] on channels nobody is subscribed to,
+    /// trims every ring by age, and drops rings whose events all aged out on channels nobody
+    /// is subscribed to.
     pub fn sweep_expired_cache(&self) {
-        self.channels.retain(|_, ch| !ch.is_idle());
+        let now = Instant::now();
+        let mut freed = 0;
+        self.channels.retain(|_, ch| {
+            if let Some(ring) = &mut ch.history {
+                freed += ring.trim(now);
+                if ch.subscribers.is_empty() && !ring.is_live(now) {
+                    freed += ring.bytes();
+                    ch.history = None;
+                }
+            }
+            let keep = !ch.is_idle();
+            if !keep {
+                freed += ch.history.as_ref().map_or(0, |h| h.bytes());
+            }
+            keep
+        });
+        self.account(-(freed as isize));
     }
 }
 

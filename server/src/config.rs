@@ -115,6 +115,14 @@ pub struct AppConfig {
     /// Channel authorization by the server itself (`/broadcasting/auth`); see [`crate::authz`].
     #[serde(default)]
     pub authz: Option<crate::authz::AuthzConfig>,
+    /// Which channels keep history, and how much (the first matching rule decides). None
+    /// configured: every channel, 100 events, 300 s. See [`crate::history`].
+    #[serde(default)]
+    pub history: Vec<crate::history::HistoryRule>,
+    /// Most bytes of history this node keeps in memory for the app, all channels together;
+    /// over it, a channel that publishes keeps only its newest event.
+    #[serde(default = "default_history_max_bytes")]
+    pub history_max_bytes: usize,
 }
 
 fn yes() -> bool {
@@ -138,6 +146,9 @@ fn default_max_channels_per_event() -> usize {
 fn default_max_batch_size() -> usize {
     10
 }
+fn default_history_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
 
 impl AppConfig {
     /// An app with the given credentials and every other setting at its default.
@@ -159,6 +170,8 @@ impl AppConfig {
             max_batch_size: default_max_batch_size(),
             webhooks: Vec::new(),
             authz: None,
+            history: Vec::new(),
+            history_max_bytes: default_history_max_bytes(),
         }
     }
 
@@ -371,6 +384,7 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
             hook.validate()
                 .map_err(|e| format!("app {:?}: {e}", app.id))?;
         }
+        crate::history::Rules::new(&app.history).map_err(|e| format!("app {:?}: {e}", app.id))?;
     }
     Ok(())
 }

@@ -21,7 +21,8 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::channels::{Closer, ConnectionHandle, Occupancy, SubscribeError};
+use crate::channels::{Closer, ConnectionHandle, HistoryMode, Occupancy, Release, SubscribeError};
+use crate::history::{self, Limits};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
@@ -370,14 +371,44 @@ impl Connection {
             Ok(member) => member,
             Err(error) => return self.subscription_error(&channel, "AuthError", &error, 401),
         };
+        // A position that is not a string is as unrecoverable as a malformed one.
+        let resume = data
+            .position
+            .as_ref()
+            .map(|p| p.as_str().unwrap_or("").to_owned());
+        let limits = self.app.history_limits(&channel);
+        let cache = ChannelType::of(&channel).cache;
+        let clustered = self.app.is_clustered();
+        // On a cluster, presence confirmations come from `cluster::presence` (no position).
+        let mode = if clustered && kind == ChannelKind::Presence {
+            HistoryMode::Off
+        } else if clustered && (limits.is_some() || cache) {
+            HistoryMode::Held {
+                id: fastrand::u64(..),
+            }
+        } else if let Some(limits) = limits {
+            HistoryMode::Local {
+                limits,
+                resume: resume.as_deref(),
+            }
+        } else {
+            HistoryMode::Off
+        };
         let config = &self.app.config;
-        match self.app.channels.subscribe(
+        match self.app.channels.subscribe_with(
             &channel,
             &self.handle,
             member.as_ref(),
             config.max_presence_members,
+            mode,
         ) {
             Ok(change) => {
+                if let HistoryMode::Held { id } = mode {
+                    self.release_later(&channel, id, limits, resume, cache);
+                }
+                self.shared
+                    .metrics()
+                    .resumed(change.recovered, change.replayed);
                 self.announce_count(&channel, kind, change.occupancy);
                 self.app
                     .subscriptions_changed(&channel, change.occupancy.subscriptions);
@@ -400,6 +431,68 @@ impl Connection {
                 self.subscription_error(&channel, "LimitReached", &error, 403)
             }
         }
+    }
+
+    /// On a cluster: reads the channel's history (and a cache channel's last event) from
+    /// Redis without holding up this connection, then releases the held subscriber.
+    fn release_later(
+        &self,
+        channel: &str,
+        hold_id: u64,
+        limits: Option<Limits>,
+        resume: Option<String>,
+        cache: bool,
+    ) {
+        let (app, shared) = (self.app.clone(), self.shared.clone());
+        let (channel, socket_id) = (channel.to_owned(), self.handle.socket_id.clone());
+        tokio::spawn(async move {
+            let Some(cluster) = app.cluster().cloned() else {
+                return;
+            };
+            let after = resume.as_deref().and_then(history::parse_position);
+            let read_limits = limits.unwrap_or(Limits {
+                max_events: 0,
+                max_age: crate::channels::CACHE_TTL,
+            });
+            let read = cluster
+                .read_history(
+                    &app.config.id,
+                    &channel,
+                    after,
+                    history::MAX_REPLAY + 1,
+                    read_limits,
+                    limits.is_some(),
+                    cache,
+                )
+                .await;
+            let release = match read {
+                Ok(Some(snapshot)) => Release {
+                    replay: resume.as_deref().map(|r| snapshot.replay(r)),
+                    position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
+                    cached: cache.then_some(snapshot.cached),
+                    limits,
+                },
+                Ok(None) | Err(_) => {
+                    if let Err(err) = read {
+                        tracing::debug!(%err, channel, "redis: history not read; serving this node's");
+                    }
+                    Release {
+                        replay: resume.as_ref().map(|_| history::Replay::Incomplete),
+                        position: None,
+                        cached: None,
+                        limits,
+                    }
+                }
+            };
+            if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
+                shared
+                    .metrics()
+                    .resumed(released.recovered, released.replayed);
+                if released.cache_miss {
+                    webhooks::cache_missed(&app, &channel);
+                }
+            }
+        });
     }
 
     /// Checks the right to subscribe; on presence channels, returns who joins.
@@ -552,7 +645,8 @@ impl Connection {
         let user_id = user_id.as_deref();
         let out = frame::channel_event(channel, &frame.event, data, user_id);
         let socket_id = &self.handle.socket_id;
-        self.app.publish(channel, &out, Some(socket_id));
+        // Client events get no position and are never stored.
+        self.app.relay(channel, &out, Some(socket_id));
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 

@@ -35,6 +35,10 @@ pub struct SubscribeData {
     pub auth: Option<String>,
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// The last position the client saw (`EPOCH:OFFSET`), asking to resume after it. Any JSON
+    /// value is accepted here; anything but a well-formed string is simply not recoverable.
+    #[serde(default)]
+    pub position: Option<serde_json::Value>,
 }
 
 /// `pusher:signin` data.
@@ -76,6 +80,50 @@ fn build(event: &str, channel: Option<&str>, data: &str, user_id: Option<&str>) 
 /// An event on a channel; `data` is the event's payload as a JSON string.
 pub fn channel_event(channel: &str, event: &str, data: &str, user_id: Option<&str>) -> Utf8Bytes {
     build(event, Some(channel), data, user_id)
+}
+
+/// `frame` (an event frame, a JSON object) with `"position":"EPOCH:OFFSET"` added as its last
+/// top-level field.
+pub fn with_position(frame: &str, epoch: &str, offset: u64) -> Utf8Bytes {
+    let head = frame.strip_suffix('}').unwrap_or(frame);
+    let mut out = String::with_capacity(frame.len() + epoch.len() + 36);
+    out.push_str(head);
+    out.push_str(",\"position\":\"");
+    out.push_str(epoch);
+    out.push(':');
+    out.push_str(&offset.to_string());
+    out.push_str("\"}");
+    out.into()
+}
+
+/// `pusher_internal:subscription_succeeded` on a channel with history: with the `position`
+/// of the newest event before the subscriber went live and, when the client asked to resume,
+/// whether every event it missed follows.
+pub fn subscription_succeeded_at(
+    channel: &str,
+    data: &str,
+    position: &str,
+    recovered: Option<bool>,
+) -> Utf8Bytes {
+    #[derive(Serialize)]
+    struct Succeeded<'a> {
+        event: &'a str,
+        channel: &'a str,
+        data: &'a str,
+        position: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    }
+    let frame = Succeeded {
+        event: "pusher_internal:subscription_succeeded",
+        channel,
+        data,
+        position,
+        recovered,
+    };
+    serde_json::to_string(&frame)
+        .expect("frames serialize")
+        .into()
 }
 
 pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> Utf8Bytes {
@@ -185,6 +233,20 @@ mod tests {
             frame.as_str(),
             r#"{"event":"msg","channel":"chat","data":"{\"a\":1}"}"#
         );
+    }
+
+    #[test]
+    fn positions_are_a_last_top_level_field() {
+        let frame = channel_event("chat", "msg", r#"{"a":1}"#, None);
+        assert_eq!(
+            with_position(&frame, "k3J9x", 17).as_str(),
+            r#"{"event":"msg","channel":"chat","data":"{\"a\":1}","position":"k3J9x:17"}"#
+        );
+        assert_eq!(
+            subscription_succeeded_at("c", "{}", "k3J9x:40", Some(true)).as_str(),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"c","data":"{}","position":"k3J9x:40","recovered":true}"#
+        );
+        assert!(!subscription_succeeded_at("c", "{}", "e:0", None).contains("recovered"));
     }
 
     #[test]

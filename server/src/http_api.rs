@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth;
 use crate::frame;
+use crate::history::{self, MAX_REPLAY};
 use crate::state::{App, Shared, SocketId};
 
 /// Longest event name accepted, in bytes (Pusher's limit).
@@ -34,6 +35,10 @@ pub fn routes() -> Router<Shared> {
         .route(
             "/apps/{app_id}/channels/{channel}/users",
             get(channel_users),
+        )
+        .route(
+            "/apps/{app_id}/channels/{channel}/history",
+            get(channel_history),
         )
         .route(
             "/apps/{app_id}/users/{user_id}/terminate_connections",
@@ -386,6 +391,76 @@ async fn channel_users(
         .map(|id| json!({ "id": id }))
         .collect();
     Ok(Json(json!({ "users": users })))
+}
+
+/// Events in a reply when the request does not say (`limit`).
+const DEFAULT_HISTORY_LIMIT: usize = 100;
+
+/// `GET channels/{name}/history?after=EPOCH:OFFSET&limit=N`: the channel's position, up to
+/// `limit` events after `after` (the newest without it), and whether they are all of them.
+async fn channel_history(
+    Path((_, channel)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    checked_channel(&channel)?;
+    let limit = match signed.param("limit") {
+        None => DEFAULT_HISTORY_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_REPLAY).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a number from 1 to {MAX_REPLAY}"
+                )))
+            }
+        },
+    };
+    let after = match signed.param("after") {
+        None => None,
+        Some(text) => Some(history::parse_position(text).ok_or_else(|| {
+            ApiError::bad_request("after must be a position EPOCH:OFFSET")
+        })?),
+    };
+    let app = &signed.app;
+    let no_history = || ApiError::new(StatusCode::NOT_FOUND, "The channel has no history");
+    let limits = app.history_limits(&channel).ok_or_else(no_history)?;
+    let (position, frames, complete) = match app.cluster() {
+        Some(cluster) => {
+            let snapshot = cluster
+                .read_history(
+                    &app.config.id,
+                    &channel,
+                    after,
+                    limit,
+                    limits,
+                    false,
+                    false,
+                )
+                .await
+                .map_err(|err| {
+                    tracing::warn!(%err, "redis: history not read");
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "History is unavailable")
+                })?
+                .ok_or_else(no_history)?;
+            let frames = snapshot
+                .events
+                .iter()
+                .map(|(offset, f)| frame::with_position(f, &snapshot.epoch, *offset))
+                .collect();
+            let position = history::format_position(&snapshot.epoch, snapshot.last);
+            (position, frames, snapshot.complete)
+        }
+        None => app
+            .channels
+            .history(&channel, after, limit)
+            .ok_or_else(no_history)?,
+    };
+    let events: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| serde_json::from_str(f.as_str()).ok())
+        .collect();
+    Ok(Json(
+        json!({ "position": position, "complete": complete, "events": events }),
+    ))
 }
 
 async fn terminate_connections(

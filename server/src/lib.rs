@@ -18,6 +18,7 @@ pub mod connection;
 pub mod demo;
 pub mod frame;
 pub mod health;
+pub mod history;
 pub mod http_api;
 pub mod metrics;
 pub mod presence;

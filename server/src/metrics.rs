@@ -26,6 +26,10 @@ pub struct Metrics {
     errors: DashMap<u16, u64>,
     /// From another node's publish to this node's delivery, through Redis.
     pub cluster_latency: Histogram,
+    /// Events replayed to subscribers resuming from a position.
+    replayed: AtomicU64,
+    /// Subscribes that asked to resume and were told `recovered: false`.
+    recoveries_failed: AtomicU64,
 }
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -76,6 +80,15 @@ impl Metrics {
     pub fn sent(&self, bytes: usize) {
         self.frames_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A subscribe done: whether it asked to resume and got everything, and how many events
+    /// it was replayed.
+    pub fn resumed(&self, recovered: Option<bool>, replayed: usize) {
+        if recovered == Some(false) {
+            self.recoveries_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.replayed.fetch_add(replayed as u64, Ordering::Relaxed);
     }
 
     pub fn error(&self, code: Option<u16>) {
@@ -130,6 +143,16 @@ fn render(shared: &Shared) -> String {
             "overtone_bytes_sent_total",
             "Bytes of frames sent to clients.",
             &m.bytes_out,
+        ),
+        (
+            "overtone_history_replayed_total",
+            "Events replayed to subscribers resuming from a position.",
+            &m.replayed,
+        ),
+        (
+            "overtone_history_recoveries_failed_total",
+            "Subscribes that asked to resume and were told recovered: false.",
+            &m.recoveries_failed,
         ),
     ];
     for (name, help, value) in counters {

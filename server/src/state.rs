@@ -13,6 +13,7 @@ use axum::extract::ws::Utf8Bytes;
 use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
+use crate::history::{Limits, Rules};
 use crate::metrics::Metrics;
 use crate::presence::Member;
 use crate::users::Users;
@@ -41,6 +42,8 @@ pub struct App {
     connections: AtomicUsize,
     pub users: Users,
     pub webhooks: Webhooks,
+    /// Which channels keep history (parsed from the config's rules).
+    pub history: Rules,
     /// The other nodes, when there are any.
     cluster: Option<Arc<Cluster>>,
 }
@@ -62,20 +65,58 @@ impl App {
     fn in_cluster(config: AppConfig, cluster: Option<Arc<Cluster>>) -> App {
         App {
             webhooks: Webhooks::new(&config),
+            // Checked when the config was read (`config::validate_apps`).
+            history: Rules::new(&config.history).unwrap_or_default(),
+            channels: ChannelRegistry::new(cluster.is_some(), config.history_max_bytes),
             config,
-            channels: match cluster {
-                Some(_) => ChannelRegistry::clustered(),
-                None => ChannelRegistry::default(),
-            },
             connections: AtomicUsize::new(0),
             users: Users::default(),
             cluster,
         }
     }
 
-    /// Sends `frame` to the channel's subscribers on every node, except the `except` socket
-    /// wherever it is connected.
+    /// Publishes a server event (`frame` built by [`crate::frame::channel_event`]) to the
+    /// channel's subscribers on every node, except the `except` socket wherever it is
+    /// connected. On a channel with history the event gets its position first: here, under
+    /// the channel's lock; on a cluster, from Redis, and every node (this one too) delivers it
+    /// when Redis hands it back, in position order.
     pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
+        match (self.history.for_channel(channel), &self.cluster) {
+            (None, _) => self.relay(channel, frame, except),
+            (Some(limits), None) => {
+                self.channels
+                    .publish_recorded(channel, frame, except, limits);
+            }
+            (Some(limits), Some(cluster)) => {
+                let item = cluster::history::Publish {
+                    app: self.config.id.clone(),
+                    channel: channel.into(),
+                    frame: frame.clone(),
+                    except: except.cloned(),
+                    limits,
+                };
+                if let Err(item) = cluster.publish_history(item) {
+                    // Redis too far behind: this node's clients still get it, positioned here.
+                    self.channels
+                        .publish_recorded(channel, &item.frame, except, limits);
+                }
+            }
+        }
+    }
+
+    /// The channel's history limits, or None when it keeps none.
+    pub fn history_limits(&self, channel: &str) -> Option<Limits> {
+        self.history.for_channel(channel)
+    }
+
+    /// The link to the other nodes, when there are any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Sends `frame` to the channel's subscribers on every node, except the `except` socket,
+    /// without a position (client events, and channels without history).
+    pub fn relay(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
         self.channels.publish(channel, frame, except);
         if let Some(cluster) = &self.cluster {
             let message = cluster::Message::Event {

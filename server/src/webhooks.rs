@@ -165,6 +165,17 @@ pub fn subscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Option
     subscription_count(app, channel, change);
 }
 
+/// A held subscriber on a cluster found no cached event on a cache channel.
+pub fn cache_missed(app: &Arc<App>, channel: &str) {
+    if app.webhooks.enabled() {
+        app.webhooks.push(
+            &app.config,
+            Kind::CacheMiss,
+            json!({"name": Kind::CacheMiss, "channel": channel}),
+        );
+    }
+}
+
 /// An unsubscription happened: vacated and member removed (after the grace period), count.
 pub fn unsubscribed(app: &Arc<App>, channel: &str, change: Change, user_id: Option<&str>) {
     if !app.webhooks.enabled() {

@@ -25,8 +25,8 @@ export async function startServer({ args = [], env = {}, port = 0 } = {}) {
  * Starts the server with only `args` and `env` (no `--app-*` flags), e.g. to read apps from a
  * config file or Reverb's environment; `serverApp` is the app the returned handle reports.
  */
-export async function startServerWithoutApp({ args = [], env = {}, serverApp = app } = {}) {
-  return spawnServer(args, env, serverApp);
+export async function startServerWithoutApp({ args = [], env = {}, serverApp = app, port = 0 } = {}) {
+  return spawnServer(args, env, serverApp, port);
 }
 
 async function spawnServer(args, env, serverApp, listenPort = 0) {

@@ -1,5 +1,6 @@
 //! The channels the app asked for: their kind, how far their subscription got on the current
-//! socket, and, on presence channels, the members deduplicated by user id.
+//! socket, the position of the last event seen (history and resume), and, on presence
+//! channels, the members deduplicated by user id.
 
 use crate::prelude::*;
 
@@ -19,6 +20,46 @@ pub(crate) enum Subscription {
     Failed,
 }
 
+/// Where a channel's event stream stands on a server with history: the history's epoch and
+/// the offset of the last event seen, kept as received (`"EPOCH:OFFSET"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) wire: String,
+    /// Where the epoch ends: the index of the `:`.
+    epoch_len: usize,
+    pub(crate) offset: u64,
+}
+
+impl Position {
+    /// `"EPOCH:OFFSET"`, or `None` when malformed (the event is then treated as having none).
+    pub(crate) fn parse(wire: String) -> Option<Position> {
+        let bytes = wire.as_bytes();
+        let epoch_len = bytes.iter().position(|&b| b == b':')?;
+        let digits = bytes.get(epoch_len + 1..)?;
+        // At most 19 digits always fit: no overflow checks (128-bit multiplies in wasm).
+        if epoch_len == 0 || digits.is_empty() || digits.len() > 19 {
+            return None;
+        }
+        let mut offset: u64 = 0;
+        for &b in digits {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            offset = offset * 10 + u64::from(digit);
+        }
+        Some(Position {
+            wire,
+            epoch_len,
+            offset,
+        })
+    }
+
+    pub(crate) fn same_epoch(&self, other: &Position) -> bool {
+        self.wire.as_bytes().get(..self.epoch_len) == other.wire.as_bytes().get(..other.epoch_len)
+    }
+}
+
 /// A presence channel member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member<P> {
@@ -35,6 +76,9 @@ pub(crate) struct Channel<P> {
     pub(crate) members: Vec<Member<P>>,
     /// Our own user id on a presence channel, from the auth reply's `channel_data`.
     pub(crate) my_id: Option<String>,
+    /// The last event's position, kept across sockets: every resubscribe asks the server to
+    /// replay what came after it. Gone with the channel when the app leaves it.
+    pub(crate) position: Option<Position>,
 }
 
 impl<P> Channel<P> {
@@ -45,10 +89,12 @@ impl<P> Channel<P> {
             subscription: Subscription::Idle,
             members: Vec::new(),
             my_id: None,
+            position: None,
         }
     }
 
-    /// The socket is gone: so are the subscription and the member list it reported.
+    /// The socket is gone: so are the subscription and the member list it reported (the
+    /// position stays, for the resubscribe).
     pub(crate) fn reset(&mut self) {
         self.subscription = Subscription::Idle;
         self.members.clear();
@@ -115,6 +161,32 @@ mod tests {
         );
         assert_eq!(channel.remove_member("2"), None);
         assert_eq!(ids(&channel), ["1", "3"]);
+    }
+
+    #[test]
+    fn positions_parse_and_compare_epochs() {
+        let parse = |text: &str| Position::parse(text.into());
+        let p = parse("k3J9x:17").unwrap();
+        assert_eq!((p.wire.as_str(), p.offset), ("k3J9x:17", 17));
+        assert_eq!(parse("e:0").unwrap().offset, 0);
+        let max = parse("e:9999999999999999999").unwrap();
+        assert_eq!(max.offset, 9_999_999_999_999_999_999);
+        assert!(p.same_epoch(&parse("k3J9x:1").unwrap()));
+        assert!(!p.same_epoch(&parse("k3J9:17").unwrap()));
+        assert!(!p.same_epoch(&parse("k3J9xy:17").unwrap()));
+        for bad in [
+            "",
+            "e",
+            ":1",
+            "e:",
+            "e:-1",
+            "e:1x",
+            "e:+1",
+            "e:1:2",
+            "e:10000000000000000000",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

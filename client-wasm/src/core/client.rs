@@ -8,11 +8,17 @@ use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
-use super::channels::{Channel, Member, Subscription};
+use super::channels::{Channel, Member, Position, Subscription};
 use super::connection::{Change, Connection, State};
 use super::listeners::{key_for, Binding, ListenerId, Listeners};
 use super::names::{whisper_event, EventFormatter};
 use super::{Action, ClientFrame, Config, Payload, ServerMessage};
+
+/// The reserved event name under which a channel's listeners hear that a resubscribe could
+/// not recover the events missed meanwhile (the server's history no longer reached back, or
+/// was lost): the app's state may be stale. Listeners get no arguments. Bind it with
+/// `listen(".pusher:recovery_failed")`; `listenToAll` does not see it.
+pub const RECOVERY_FAILED_EVENT: &str = "pusher:recovery_failed";
 
 /// Why the core refused an app call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,9 +173,12 @@ impl<P: Clone> Client<P> {
             return;
         }
         match message {
-            ServerMessage::SubscriptionSucceeded { channel, presence } => {
-                self.subscribed(&channel, presence)
-            }
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence,
+                position,
+                recovered,
+            } => self.subscribed(&channel, presence, position, recovered),
             ServerMessage::SubscriptionError {
                 channel,
                 status,
@@ -214,7 +223,8 @@ impl<P: Clone> Client<P> {
                 event,
                 data,
                 user_id,
-            } => self.event(&channel, &event, data, user_id),
+                position,
+            } => self.event(&channel, &event, data, user_id, position),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -293,6 +303,7 @@ impl<P: Clone> Client<P> {
             channel: entry.name.clone(),
             auth: Some(auth.auth),
             channel_data: auth.channel_data,
+            position: entry.position.as_ref().map(|p| p.wire.clone()),
         };
         self.actions.push_back(Action::Send(frame));
     }
@@ -371,7 +382,7 @@ impl<P: Clone> Client<P> {
     /// The ids bound with exactly `binding` on `channel`, e.g. to find the one for a callback
     /// in `stopListening(event, callback)`.
     pub fn listeners(&self, channel: &str, binding: &Binding) -> Vec<ListenerId> {
-        self.listeners.matching(key_for(channel), |b| b == binding)
+        bound(&self.listeners, channel, binding)
     }
 
     /// Removes every listener bound with `binding` on `channel` (`stopListening(event)` and
@@ -447,23 +458,40 @@ impl<P: Clone> Client<P> {
         }
     }
 
-    fn subscribed(&mut self, channel: &str, presence: Option<Vec<(String, P)>>) {
+    fn subscribed(
+        &mut self,
+        channel: &str,
+        presence: Option<Vec<(String, P)>>,
+        position: Option<String>,
+        recovered: Option<bool>,
+    ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
         };
         entry.subscription = Subscription::Subscribed;
+        // Recovered: the missed events follow, each moving our position on. Otherwise (a
+        // first subscribe, or a recovery that failed) the stream starts after the server's
+        // position; none means the channel has no history (any more).
+        if recovered != Some(true) {
+            entry.position = position.and_then(Position::parse);
+        }
+        // A failed recovery is told before `subscribed`, so that its listeners already know.
+        let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
+        let skip = usize::from(recovered != Some(false));
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
         }
         let members = &entry.members;
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| *b == Binding::Subscribed,
-            || Payload::Subscribed,
-        );
+        for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
+            let ids = bound(&self.listeners, channel, wanted);
+            if !ids.is_empty() {
+                self.actions.push_back(Action::Dispatch {
+                    listeners: ids,
+                    payload: Payload::Subscribed,
+                });
+            }
+        }
         if is_presence {
             dispatch(
                 &self.listeners,
@@ -515,9 +543,23 @@ impl<P: Clone> Client<P> {
         self.user_id = Some(user_id);
     }
 
-    fn event(&mut self, channel: &str, event: &str, data: P, user_id: Option<String>) {
-        if self.find(channel).is_none() {
+    fn event(
+        &mut self,
+        channel: &str,
+        event: &str,
+        data: P,
+        user_id: Option<String>,
+        position: Option<String>,
+    ) {
+        let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
+        };
+        if let Some(new) = position.and_then(Position::parse) {
+            match &mut entry.position {
+                // Already seen (e.g. replayed and live at once): drop it.
+                Some(last) if last.same_epoch(&new) && new.offset <= last.offset => return,
+                last => *last = Some(new),
+            }
         }
         dispatch(
             &self.listeners,
@@ -545,6 +587,11 @@ impl<P: Clone> Client<P> {
     }
 }
 
+/// The ids bound with exactly `binding` on `channel`.
+fn bound(listeners: &Listeners, channel: &str, binding: &Binding) -> Vec<ListenerId> {
+    listeners.matching(key_for(channel), |b| b == binding)
+}
+
 fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut Channel<P>> {
     channels.iter_mut().find(|c| c.name == name)
 }
@@ -563,6 +610,7 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecD
             channel: entry.name.clone(),
             auth: None,
             channel_data: None,
+            position: entry.position.as_ref().map(|p| p.wire.clone()),
         }));
     }
 }

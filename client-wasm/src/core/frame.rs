@@ -7,10 +7,13 @@ use crate::prelude::*;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame<P> {
     /// `channel_data` is the exact string the auth endpoint returned: the signature covers it.
+    /// `position` (`"EPOCH:OFFSET"`, the last event seen) asks the server to replay what
+    /// came after it.
     Subscribe {
         channel: String,
         auth: Option<String>,
         channel_data: Option<String>,
+        position: Option<String>,
     },
     Unsubscribe {
         channel: String,
@@ -39,11 +42,16 @@ impl<P> ClientFrame<P> {
                 channel,
                 auth,
                 channel_data,
+                position,
             } => {
                 push_json_string(&mut out, "pusher:subscribe");
                 out.push_str(",\"data\":{");
                 push_field(&mut out, "channel", channel);
-                for (key, value) in [("auth", auth), ("channel_data", channel_data)] {
+                for (key, value) in [
+                    ("auth", auth),
+                    ("channel_data", channel_data),
+                    ("position", position),
+                ] {
                     if let Some(value) = value {
                         out.push(',');
                         push_field(&mut out, key, value);
@@ -129,8 +137,18 @@ mod tests {
                     channel: "chat".into(),
                     auth: None,
                     channel_data: None,
+                    position: None,
                 },
                 r#"{"event":"pusher:subscribe","data":{"channel":"chat"}}"#,
+            ),
+            (
+                ClientFrame::Subscribe {
+                    channel: "private-chat".into(),
+                    auth: Some("key:abc".into()),
+                    channel_data: None,
+                    position: Some("k3J9x:17".into()),
+                },
+                r#"{"event":"pusher:subscribe","data":{"channel":"private-chat","auth":"key:abc","position":"k3J9x:17"}}"#,
             ),
             (
                 ClientFrame::Subscribe {
@@ -139,6 +157,7 @@ mod tests {
                     channel_data: Some(
                         r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#.into(),
                     ),
+                    position: None,
                 },
                 r#"{"event":"pusher:subscribe","data":{"channel":"presence-room","auth":"key:abc","channel_data":"{\"user_id\":10,\"user_info\":{\"name\":\"Mr. Channels\"}}"}}"#,
             ),

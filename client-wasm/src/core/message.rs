@@ -18,10 +18,14 @@ pub enum ServerMessage<P> {
     /// `pusher:error`.
     Error { code: Option<u16>, message: String },
     /// `pusher_internal:subscription_succeeded`; `presence` holds the member list
-    /// (`presence.hash` as `(user_id, user_info)` pairs) on presence channels.
+    /// (`presence.hash` as `(user_id, user_info)` pairs) on presence channels. On a channel with
+    /// history, `position` (`"EPOCH:OFFSET"`) and, when the subscribe asked for recovery,
+    /// `recovered`: the top-level fields of that name.
     SubscriptionSucceeded {
         channel: String,
         presence: Option<Vec<(String, P)>>,
+        position: Option<String>,
+        recovered: Option<bool>,
     },
     /// `pusher:subscription_error`.
     SubscriptionError {
@@ -40,11 +44,13 @@ pub enum ServerMessage<P> {
     /// `pusher:signin_success`, with the `id` from its `user_data`.
     SigninSuccess { user_id: String },
     /// Any other frame with a `channel`: app events, whispers (`user_id` on presence
-    /// channels), `pusher:cache_miss`, ... `data` is the decoded payload.
+    /// channels), `pusher:cache_miss`, ... `data` is the decoded payload; `position` is the
+    /// top-level `"EPOCH:OFFSET"` of events on a channel with history.
     Event {
         channel: String,
         event: String,
         data: P,
         user_id: Option<String>,
+        position: Option<String>,
     },
 }

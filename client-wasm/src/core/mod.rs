@@ -34,10 +34,10 @@ mod message;
 mod names;
 
 pub use channels::Member;
-pub use client::{ChannelAuth, Client, Error};
+pub use client::{ChannelAuth, Client, Error, RECOVERY_FAILED_EVENT};
 pub use connection::State;
-pub use frame::ClientFrame;
 pub(crate) use frame::push_json_string;
+pub use frame::ClientFrame;
 pub use listeners::{Binding, ListenerId};
 pub use message::ServerMessage;
 pub use names::{whisper_listen_name, EventFormatter, NOTIFICATION_EVENT};
@@ -166,7 +166,7 @@ pub enum Payload<P> {
     Event { data: P, user_id: Option<String> },
     /// `Binding::AllEvents`: the event name as `listenToAll` reports it, and the data.
     NamedEvent { event: String, data: P },
-    /// `Binding::Subscribed`: no arguments.
+    /// `Binding::Subscribed`, and listeners of [`RECOVERY_FAILED_EVENT`]: no arguments.
     Subscribed,
     /// `Binding::Here`: every member (Echo passes the infos).
     Members(Vec<Member<P>>),

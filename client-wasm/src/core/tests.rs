@@ -44,6 +44,7 @@ fn subscribe_frame(channel: &str) -> Action<String> {
         channel: channel.into(),
         auth: None,
         channel_data: None,
+        position: None,
     })
 }
 
@@ -57,6 +58,7 @@ fn event(channel: &str, name: &str, data: &str) -> Msg {
         event: name.into(),
         data: data.into(),
         user_id: None,
+        position: None,
     }
 }
 
@@ -446,6 +448,7 @@ fn every_reconnect_resubscribes_everything_with_fresh_auth() {
             channel: "private-orders".into(),
             auth: Some("app-key:sig".into()),
             channel_data: None,
+            position: None,
         })]
     );
 
@@ -557,6 +560,8 @@ fn events_reach_listeners_by_formatted_name_and_listen_to_all() {
         ServerMessage::SubscriptionSucceeded {
             channel: "orders".into(),
             presence: None,
+            position: None,
+            recovered: None,
         },
     );
     assert_eq!(
@@ -651,6 +656,8 @@ fn whispers_only_on_subscribed_private_and_presence_channels() {
         ServerMessage::SubscriptionSucceeded {
             channel: "private-chat".into(),
             presence: None,
+            position: None,
+            recovered: None,
         },
     );
     drain(&mut c);
@@ -702,6 +709,8 @@ fn presence_members_are_one_per_user_and_leave_only_when_the_server_says() {
         ServerMessage::SubscriptionSucceeded {
             channel: "presence-room".into(),
             presence: Some(list),
+            position: None,
+            recovered: None,
         },
     );
     assert_eq!(
@@ -883,4 +892,361 @@ fn decimals_match_to_string() {
         push_decimal(&mut text, n);
         assert_eq!(text, ["x", &n.to_string()].concat());
     }
+}
+
+// ---- history and resume (issue #11) ----
+
+fn positioned(channel: &str, data: &str, position: &str) -> Msg {
+    ServerMessage::Event {
+        channel: channel.into(),
+        event: "App\\Events\\Tick".into(),
+        data: data.into(),
+        user_id: None,
+        position: Some(position.into()),
+    }
+}
+
+fn succeeded(channel: &str, position: Option<&str>, recovered: Option<bool>) -> Msg {
+    ServerMessage::SubscriptionSucceeded {
+        channel: channel.into(),
+        presence: None,
+        position: position.map(Into::into),
+        recovered,
+    }
+}
+
+fn subscribe_at(channel: &str, position: &str) -> Action<String> {
+    Action::Send(ClientFrame::Subscribe {
+        channel: channel.into(),
+        auth: None,
+        channel_data: None,
+        position: Some(position.into()),
+    })
+}
+
+/// The data of every event dispatched to `listener`, in order.
+fn delivered(actions: &[Action<String>], listener: ListenerId) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dispatch {
+                listeners,
+                payload: Payload::Event { data, .. },
+            } if listeners.contains(&listener) => Some(data.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drops the socket at `now` and brings up a new one with `socket_id`; returns the actions.
+fn reconnect(c: &mut Client<String>, now: u64, socket_id: &str) -> Vec<Action<String>> {
+    c.socket_closed(now, 4200);
+    drain(c);
+    c.handle_message(now + 1, established(socket_id));
+    drain(c)
+}
+
+#[test]
+fn the_last_position_is_sent_on_every_resubscribe_and_replayed_events_are_delivered() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    let tick = c.listen("chat", "Tick").unwrap();
+    assert_eq!(
+        drain(&mut c),
+        [subscribe_frame("chat")],
+        "nothing known yet"
+    );
+    c.handle_message(1, succeeded("chat", Some("ep1:0"), None));
+    c.handle_message(2, positioned("chat", "a", "ep1:1"));
+    c.handle_message(3, positioned("chat", "b", "ep1:2"));
+    assert_eq!(delivered(&drain(&mut c), tick), ["a", "b"]);
+
+    let actions = reconnect(&mut c, 60_000, "2.2");
+    assert_eq!(actions[1..], [subscribe_at("chat", "ep1:2")]);
+    // The newest position comes first, then the missed events, then live ones.
+    c.handle_message(60_002, succeeded("chat", Some("ep1:4"), Some(true)));
+    c.handle_message(60_003, positioned("chat", "c", "ep1:3"));
+    c.handle_message(60_004, positioned("chat", "d", "ep1:4"));
+    c.handle_message(60_005, positioned("chat", "d", "ep1:4"));
+    c.handle_message(60_006, positioned("chat", "e", "ep1:5"));
+    assert_eq!(delivered(&drain(&mut c), tick), ["c", "d", "e"]);
+
+    // A second drop asks from where the first recovery left off.
+    let actions = reconnect(&mut c, 120_000, "3.3");
+    assert_eq!(actions[1..], [subscribe_at("chat", "ep1:5")]);
+}
+
+#[test]
+fn duplicates_are_dropped_for_every_listener_and_other_epochs_are_adopted() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    let tick = c.listen("chat", "Tick").unwrap();
+    let all = c.bind("chat", Binding::AllEvents).unwrap();
+    c.handle_message(1, succeeded("chat", Some("ep1:10"), None));
+    drain(&mut c);
+    for (data, position) in [
+        ("old", "ep1:9"),
+        ("same", "ep1:10"),
+        ("11", "ep1:11"),
+        ("11 again", "ep1:11"),
+        ("13", "ep1:13"),
+        ("12 late", "ep1:12"),
+        // History was lost (server restart): a new epoch starts over.
+        ("new 1", "ep2:1"),
+        ("new 2", "ep2:2"),
+        // A malformed position counts as none: delivered, and the position stays.
+        ("bad", "ep2:x"),
+        ("new 2 again", "ep2:2"),
+    ] {
+        c.handle_message(2, positioned("chat", data, position));
+    }
+    let actions = drain(&mut c);
+    let expected = ["11", "13", "new 1", "new 2", "bad"];
+    assert_eq!(delivered(&actions, tick), expected);
+    let named: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Dispatch {
+                payload: Payload::NamedEvent { data, .. },
+                listeners,
+            } if *listeners == [all] => Some(data.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, expected, "listenToAll sees no duplicate either");
+    // Client events have no position and never move it.
+    c.handle_message(3, event("chat", "client-x", "w"));
+    drain(&mut c);
+    assert_eq!(
+        reconnect(&mut c, 60_000, "2.2")[1..],
+        [subscribe_at("chat", "ep2:2")]
+    );
+}
+
+#[test]
+fn a_failed_recovery_is_told_before_subscribed_and_the_new_position_is_adopted() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    let failed = c.listen("chat", ".pusher:recovery_failed").unwrap();
+    let subscribed = c.bind("chat", Binding::Subscribed).unwrap();
+    let tick = c.listen("chat", "Tick").unwrap();
+    drain(&mut c);
+    c.handle_message(1, succeeded("chat", Some("ep1:0"), None));
+    assert_eq!(
+        drain(&mut c),
+        [Action::Dispatch {
+            listeners: vec![subscribed],
+            payload: Payload::Subscribed
+        }],
+        "a first subscribe recovers nothing, so nothing failed"
+    );
+    c.handle_message(2, positioned("chat", "a", "ep1:1"));
+    drain(&mut c);
+
+    assert_eq!(
+        reconnect(&mut c, 60_000, "2.2")[1..],
+        [subscribe_at("chat", "ep1:1")]
+    );
+    c.handle_message(60_002, succeeded("chat", Some("ep1:900"), Some(false)));
+    assert_eq!(
+        drain(&mut c),
+        [
+            Action::Dispatch {
+                listeners: vec![failed],
+                payload: Payload::Subscribed
+            },
+            Action::Dispatch {
+                listeners: vec![subscribed],
+                payload: Payload::Subscribed
+            }
+        ]
+    );
+    c.handle_message(60_003, positioned("chat", "old", "ep1:900"));
+    c.handle_message(60_004, positioned("chat", "live", "ep1:901"));
+    assert_eq!(delivered(&drain(&mut c), tick), ["live"]);
+
+    // The server's history is gone altogether (e.g. turned off): no position is kept.
+    reconnect(&mut c, 120_000, "3.3");
+    c.handle_message(120_002, succeeded("chat", None, Some(false)));
+    drain(&mut c);
+    assert_eq!(
+        reconnect(&mut c, 180_000, "4.4")[1..],
+        [subscribe_frame("chat")]
+    );
+}
+
+#[test]
+fn private_channels_send_the_position_with_their_auth() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("private-orders").unwrap();
+    c.authorized("private-orders", "1.1", auth(None));
+    c.handle_message(1, succeeded("private-orders", Some("ep1:0"), None));
+    c.handle_message(2, positioned("private-orders", "a", "ep1:7"));
+    let actions = reconnect(&mut c, 60_000, "2.2");
+    assert_eq!(actions[1..], [authorize("private-orders", "2.2")]);
+    c.authorized("private-orders", "2.2", auth(None));
+    assert_eq!(
+        drain(&mut c),
+        [Action::Send(ClientFrame::Subscribe {
+            channel: "private-orders".into(),
+            auth: Some("app-key:sig".into()),
+            channel_data: None,
+            position: Some("ep1:7".into()),
+        })]
+    );
+}
+
+#[test]
+fn leaving_forgets_the_position() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    c.handle_message(1, succeeded("chat", Some("ep1:3"), None));
+    c.leave_channel("chat");
+    drain(&mut c);
+    c.subscribe("chat").unwrap();
+    assert_eq!(drain(&mut c), [subscribe_frame("chat")]);
+}
+
+#[test]
+fn without_the_extension_nothing_changes() {
+    let mut c = connected(0, "1.1");
+    c.subscribe("chat").unwrap();
+    let tick = c.listen("chat", "Tick").unwrap();
+    let failed = c.listen("chat", ".pusher:recovery_failed").unwrap();
+    c.handle_message(1, succeeded("chat", None, None));
+    let same = || event("chat", "App\\Events\\Tick", "same");
+    c.handle_message(2, same());
+    c.handle_message(3, same());
+    let actions = drain(&mut c);
+    assert_eq!(
+        delivered(&actions, tick),
+        ["same", "same"],
+        "no deduplication"
+    );
+    assert_eq!(delivered(&actions, failed), Vec::<String>::new());
+    assert_eq!(
+        reconnect(&mut c, 60_000, "2.2")[1..],
+        [subscribe_frame("chat")]
+    );
+}
+
+/// A model server with history (`keep` events) and a client whose socket drops at random,
+/// losing what was in flight, while the server also resends at random: the app sees every
+/// event exactly once and in order, or hears that recovery failed.
+#[test]
+fn random_drops_and_resends_lose_nothing_and_duplicate_nothing() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let keep = 50;
+    let mut c = connected(0, "1.1");
+    c.subscribe("feed").unwrap();
+    let tick = c.listen("feed", "Tick").unwrap();
+    let failed = c.listen("feed", ".pusher:recovery_failed").unwrap();
+    c.handle_message(1, succeeded("feed", Some("ep:0"), None));
+    drain(&mut c);
+    let collect = |actions: Vec<Action<String>>, seen: &mut Vec<String>, failures: &mut usize| {
+        for action in actions {
+            match action {
+                Action::Dispatch {
+                    listeners,
+                    payload: Payload::Event { data, .. },
+                } if listeners == [tick] => seen.push(data),
+                Action::Dispatch { listeners, .. } if listeners == [failed] => *failures += 1,
+                _ => {}
+            }
+        }
+    };
+    let (mut published, mut seen, mut failures) = (0u64, Vec::new(), 0);
+    let (mut connected_now, mut opened) = (true, false);
+    let mut now = 10;
+    while published < 10_000 {
+        now += 1;
+        published += 1;
+        let position = ["ep:", &published.to_string()].concat();
+        if connected_now {
+            c.handle_message(now, positioned("feed", &published.to_string(), &position));
+            if random(10) == 0 {
+                // A resend of something recent (replay and live overlapping).
+                let back = published - random(published.min(5));
+                let again = ["ep:", &back.to_string()].concat();
+                c.handle_message(now, positioned("feed", &back.to_string(), &again));
+            }
+            if random(200) == 0 {
+                connected_now = false;
+                let mut actions = drain(&mut c);
+                c.socket_closed(now, 4200);
+                let closing = drain(&mut c);
+                opened = opens(&closing) == 1;
+                actions.extend(closing);
+                collect(actions, &mut seen, &mut failures);
+            }
+        } else if random(30) == 0 {
+            // Back (after the backoff): the server replays from the client's position if
+            // its history reaches back.
+            if !opened {
+                now = c.poll_timeout().unwrap();
+                c.handle_timeout(now);
+                assert_eq!(opens(&drain(&mut c)), 1);
+            }
+            c.handle_message(now, established("2.2"));
+            let actions = drain(&mut c);
+            let Some(Action::Send(ClientFrame::Subscribe {
+                position: Some(from),
+                ..
+            })) = actions.last()
+            else {
+                panic!("no resubscribe with a position: {actions:?}");
+            };
+            let from: u64 = from["ep:".len()..].parse().unwrap();
+            let newest = ["ep:", &published.to_string()].concat();
+            if published - from <= keep {
+                c.handle_message(now, succeeded("feed", Some(&newest), Some(true)));
+                for n in from + 1..=published {
+                    let at = ["ep:", &n.to_string()].concat();
+                    c.handle_message(now, positioned("feed", &n.to_string(), &at));
+                }
+            } else {
+                c.handle_message(now, succeeded("feed", Some(&newest), Some(false)));
+                seen.push(String::from("failed"));
+            }
+            connected_now = true;
+        }
+        collect(drain(&mut c), &mut seen, &mut failures);
+    }
+    // Every event once and in order, except the stretches a failure announced as lost.
+    let mut expected = 0u64;
+    for entry in &seen {
+        if entry == "failed" {
+            continue;
+        }
+        let n: u64 = entry.parse().unwrap();
+        assert!(
+            n > expected,
+            "duplicate or out of order: {n} after {expected}"
+        );
+        let gap_announced = seen
+            .iter()
+            .position(|e| e == entry)
+            .is_some_and(|i| i > 0 && seen[i - 1] == "failed");
+        assert!(
+            n == expected + 1 || gap_announced,
+            "lost {}..{n}",
+            expected + 1
+        );
+        expected = n;
+    }
+    assert_eq!(
+        failures,
+        seen.iter().filter(|e| *e == "failed").count(),
+        "the app heard every failure"
+    );
+    assert!(
+        failures > 0 && failures < 20,
+        "both paths ran: {failures} failures"
+    );
 }

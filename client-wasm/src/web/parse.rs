@@ -62,6 +62,7 @@ pub(crate) fn parse_message(
 ) -> Option<ServerMessage<JsValue>> {
     let event = event?;
     let field = |key: &str| get(&data, key);
+    let position = get(frame, "position").as_string();
     Some(match (event.as_str(), channel) {
         ("pusher:connection_established", _) => ServerMessage::ConnectionEstablished {
             socket_id: field("socket_id").as_string()?,
@@ -91,7 +92,12 @@ pub(crate) fn parse_message(
                     })
                     .collect()
             });
-            ServerMessage::SubscriptionSucceeded { channel, presence }
+            ServerMessage::SubscriptionSucceeded {
+                channel,
+                presence,
+                position,
+                recovered: get(frame, "recovered").as_bool(),
+            }
         }
         ("pusher:subscription_error", Some(channel)) => ServerMessage::SubscriptionError {
             channel,
@@ -114,6 +120,7 @@ pub(crate) fn parse_message(
             event,
             data,
             user_id: id_string(&get(frame, "user_id")),
+            position,
         },
     })
 }

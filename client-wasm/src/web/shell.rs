@@ -705,6 +705,7 @@ impl Observed {
             ServerMessage::SubscriptionSucceeded {
                 channel,
                 presence: Some(_),
+                ..
             } => Observed::PresenceUp(channel.clone()),
             ServerMessage::MemberAdded {
                 channel, user_id, ..
@@ -717,6 +718,7 @@ impl Observed {
                 event,
                 data,
                 user_id,
+                ..
             } => {
                 // The server's user id on presence channels, else the one in the payload.
                 let user = || user_id.clone().or_else(|| id_string(&get(data, "user_id")));

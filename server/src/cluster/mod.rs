@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::{Shared, SocketId};
 
+pub mod history;
 pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
@@ -43,6 +44,18 @@ pub enum Message {
     },
     /// Close every connection signed in as this user (`terminate_connections`).
     Terminate { user_id: String, code: u16 },
+    /// An event on a channel with history: `frame` without its position; the publish script
+    /// appends `epoch` and `offset` (see [`history`]). Every node delivers it, the publisher
+    /// too.
+    History {
+        channel: String,
+        frame: String,
+        except: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +104,11 @@ pub struct Cluster {
     /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
     started: Instant,
     lost_at_ms: AtomicU64,
+    /// Publishes on channels with history, waiting for their positions; see [`history`].
+    history_queue: mpsc::Sender<history::Publish>,
+    pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
+    /// The connection history reads share.
+    reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl Cluster {
@@ -98,7 +116,11 @@ impl Cluster {
     pub fn new(redis: RedisConfig) -> Cluster {
         let (outbound, pending) = mpsc::channel(QUEUE_CAPACITY);
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
+        let (history_queue, pending_history) = mpsc::channel(history::QUEUE_CAPACITY);
         Cluster {
+            history_queue,
+            pending_history: Mutex::new(Some(pending_history)),
+            reader: tokio::sync::Mutex::new(None),
             client: redis.client,
             prefix: redis.prefix,
             node: format!("{:016x}", fastrand::u64(..)),
@@ -166,6 +188,10 @@ pub fn start(shared: &Shared) {
     if let Ok(Some(ops)) = pending {
         tokio::spawn(presence::run(shared.clone(), cluster.clone(), ops));
     }
+    let pending = cluster.pending_history.lock().map(|mut p| p.take());
+    if let Ok(Some(queue)) = pending {
+        tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
+    }
 }
 
 /// Waits before the next reconnection attempt; false if shutdown came first.
@@ -208,11 +234,23 @@ async fn publish(
             let Ok(payload) = serde_json::to_string(&envelope) else {
                 continue;
             };
-            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            let mut pipe = redis::pipe();
+            pipe.cmd("PUBLISH")
                 .arg(cluster.channel_of(&envelope.app))
                 .arg(payload)
-                .query_async(&mut conn)
-                .await;
+                .ignore();
+            // A cache channel's last event, for subscribers on every node.
+            if let Message::Event { channel, frame, .. } = &envelope.message {
+                if overtone_protocol::channel::ChannelType::of(channel).cache {
+                    pipe.cmd("SET")
+                        .arg(cluster.cache_key(&envelope.app, channel))
+                        .arg(frame)
+                        .arg("PX")
+                        .arg(crate::channels::CACHE_TTL.as_millis() as u64)
+                        .ignore();
+                }
+            }
+            let published: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
             if let Err(err) = published {
                 tracing::warn!(%err, "redis: publish failed; reconnecting");
                 break;
@@ -279,7 +317,8 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
         return tracing::debug!("redis: malformed cluster message");
     };
-    if envelope.node == cluster.node {
+    let history = matches!(envelope.message, Message::History { .. });
+    if envelope.node == cluster.node && !history {
         return;
     }
     let Some(app) = shared.app_by_id(&envelope.app) else {
@@ -303,6 +342,19 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         Message::Terminate { user_id, code } => {
             app.users.terminate(&user_id, code);
         }
+        Message::History {
+            channel,
+            frame,
+            except,
+            epoch: Some(epoch),
+            offset: Some(offset),
+        } => {
+            let except = except.as_deref().map(SocketId::from);
+            let frame = Utf8Bytes::from(frame);
+            app.channels
+                .deliver_positioned(&channel, &frame, except.as_ref(), &epoch.into(), offset);
+        }
+        Message::History { .. } => tracing::debug!("redis: history event without a position"),
     }
 }
 

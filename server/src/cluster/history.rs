@@ -1,0 +1,462 @@
+//! Channel history in Redis, shared by every node: positions are assigned by Redis, so they
+//! are one sequence per channel whichever node publishes, and history survives a node's death
+//! or restart.
+//!
+//! Per app and channel: the stream `{prefix}:{app}:history:{channel}` holds the recent events
+//! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
+//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch` and last `offset`. One Lua
+//! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
+//! drops a few entries older than `max_age_secs`), sets both keys to expire after
+//! `max_age_secs` of silence, remembers cache channels' last event
+//! (`{prefix}:{app}:cache:{channel}`, 30 minutes) and PUBLISHes the event with its position on
+//! the app's pub/sub channel, all atomically: every node, the publisher included, receives a
+//! channel's events in position order and delivers them then
+//! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing
+//! (never written, or expired), the script starts a new epoch: a client's old position is then
+//! recognised as lost, never replayed wrongly.
+//!
+//! One task runs the script for this node's publishes, in order, pipelined. While Redis is
+//! away (or this node's pub/sub subscription is down) it publishes to this node's clients only,
+//! with positions from this node's in-memory ring ([`crate::history`]): those have another
+//! epoch, so a client resuming from one later is told `recovered: false` instead of getting
+//! wrong data.
+//!
+//! [`HISTORY`] reads a channel's epoch, last offset and events after a position (a subscriber
+//! resuming, or `GET .../history`), creating the epoch for a subscriber when there is none yet.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use overtone_protocol::channel::ChannelType;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use crate::channels::CACHE_TTL;
+use crate::history::{self, Limits, Replay, MAX_REPLAY};
+use crate::state::{Shared, SocketId};
+
+use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY};
+
+/// Publishes waiting for Redis before new ones are published on this node only.
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// Most publishes sent to Redis in one pipeline.
+const BATCH: usize = 256;
+/// How long a read or a connection attempt may take before Redis counts as away.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// KEYS: stream, meta, cache. ARGV: fresh epoch, frame, now (ms), max_events, max_age (ms),
+/// pub/sub channel, envelope head (JSON without its closing brace), cache ("1"/"0"), cache
+/// ttl (ms). Returns the offset.
+const PUBLISH: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-1', 'f', ARGV[2], 't', ARGV[3])
+local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[5])
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 16)) do
+  if tonumber(e[2][4]) < cutoff then redis.call('XDEL', KEYS[1], e[1]) else break end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[9]) end
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. '}')
+return offset
+"#;
+
+/// KEYS: stream, meta, cache. ARGV: a fresh epoch to start if there is none ('' to only read),
+/// the client's epoch ('' for none), its offset, limit, max_age (ms), cache ("1"/"0").
+/// Returns false when there is no history, else {epoch, last offset, entries, newest-first
+/// ("1"/"0"), cached frame or false}.
+const HISTORY: &str = r#"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[1] == '' then return false end
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+  redis.call('XADD', KEYS[1], '0-1', 'f', '', 't', '0')
+  redis.call('XDEL', KEYS[1], '0-1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+local last = tonumber(redis.call('HGET', KEYS[2], 'offset') or '0')
+local entries = {}
+local newest = '0'
+if ARGV[2] == epoch then
+  local after = tonumber(ARGV[3])
+  if after < last then
+    entries = redis.call('XRANGE', KEYS[1], (after + 1) .. '-0', '+', 'COUNT', ARGV[4])
+  end
+elseif ARGV[2] ~= '' then
+  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[4])
+else
+  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[4])
+  newest = '1'
+end
+local cached = false
+if ARGV[6] == '1' then cached = redis.call('GET', KEYS[3]) end
+return {epoch, last, entries, newest, cached}
+"#;
+
+/// One publish on a channel with history, waiting for its position.
+pub struct Publish {
+    pub app: String,
+    pub channel: String,
+    /// The event frame, without a position.
+    pub frame: Utf8Bytes,
+    pub except: Option<SocketId>,
+    pub limits: Limits,
+}
+
+/// A channel's history as read from Redis.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub epoch: Arc<str>,
+    pub last: u64,
+    /// Events (offset, frame without position), oldest first.
+    pub events: Vec<(u64, Utf8Bytes)>,
+    /// Whether `events` are every event after the position asked about.
+    pub complete: bool,
+    /// A cache channel's last event, when asked for.
+    pub cached: Option<Utf8Bytes>,
+}
+
+impl Snapshot {
+    /// What a subscriber resuming from `resume` gets.
+    pub fn replay(&self, resume: &str) -> Replay<(u64, Utf8Bytes)> {
+        match history::parse_position(resume) {
+            Some((epoch, _)) if epoch == &*self.epoch && self.complete => {
+                Replay::Complete(self.events.clone())
+            }
+            _ => Replay::Incomplete,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Cluster {
+    fn stream_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:history:{channel}", self.prefix)
+    }
+    fn meta_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:history-meta:{channel}", self.prefix)
+    }
+    pub(crate) fn cache_key(&self, app: &str, channel: &str) -> String {
+        format!("{}:{app}:cache:{channel}", self.prefix)
+    }
+
+    /// Queues a publish for Redis without waiting; gives it back when the queue is full.
+    pub fn publish_history(&self, item: Publish) -> Result<(), Publish> {
+        self.history_queue.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => {
+                tracing::warn!("history queue full: an event is positioned on this node only");
+                item
+            }
+        })
+    }
+
+    /// A connection for reads, shared and reconnected when it fails.
+    async fn reader(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut slot = self.reader.lock().await;
+        if let Some(conn) = &*slot {
+            return Ok(conn.clone());
+        }
+        let conn = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Reads a channel's history after `after` (`EPOCH:OFFSET`, parsed), at most `limit`
+    /// events (the newest without `after`). `create`: start an epoch when there is none (a
+    /// subscriber needs a position); otherwise None when the channel has no history.
+    pub async fn read_history(
+        &self,
+        app: &str,
+        channel: &str,
+        after: Option<(&str, u64)>,
+        limit: usize,
+        limits: Limits,
+        create: bool,
+        cache: bool,
+    ) -> redis::RedisResult<Option<Snapshot>> {
+        let read = async {
+            let mut conn = self.reader().await?;
+            let fresh = if create {
+                history::new_epoch()
+            } else {
+                String::new()
+            };
+            let max_age_ms = limits.max_age.as_millis() as u64;
+            let reply: redis::RedisResult<redis::Value> = redis::cmd("EVAL")
+                .arg(HISTORY)
+                .arg(3)
+                .arg(self.stream_key(app, channel))
+                .arg(self.meta_key(app, channel))
+                .arg(self.cache_key(app, channel))
+                .arg(fresh)
+                .arg(after.map_or("", |a| a.0))
+                .arg(after.map_or(0, |a| a.1))
+                .arg(limit)
+                .arg(max_age_ms.max(1))
+                .arg(if cache { "1" } else { "0" })
+                .query_async(&mut conn)
+                .await;
+            if reply.is_err() {
+                *self.reader.lock().await = None;
+            }
+            parse_history(reply?, after, limits)
+        };
+        tokio::time::timeout(REDIS_TIMEOUT, read)
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "read timed out")))?
+    }
+}
+
+type Entry = (String, Vec<String>);
+
+fn parse_history(
+    reply: redis::Value,
+    after: Option<(&str, u64)>,
+    limits: Limits,
+) -> redis::RedisResult<Option<Snapshot>> {
+    if matches!(reply, redis::Value::Nil) {
+        return Ok(None);
+    }
+    let (epoch, last, entries, newest, cached): (String, u64, Vec<Entry>, String, Option<String>) =
+        redis::from_redis_value(reply)?;
+    let cutoff = now_ms().saturating_sub(limits.max_age.as_millis() as u64);
+    let mut events: Vec<(u64, Utf8Bytes)> = entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let offset = id.split_once('-')?.0.parse().ok()?;
+            let time: u64 = fields.get(3)?.parse().ok()?;
+            let frame = Utf8Bytes::from(fields.get(1)?.clone());
+            (time >= cutoff).then_some((offset, frame))
+        })
+        .collect();
+    if newest == "1" {
+        events.reverse();
+    }
+    let complete = match after {
+        Some((e, offset)) if e == epoch => {
+            offset <= last
+                && events.len() as u64 == last - offset
+                && events.first().is_none_or(|first| first.0 == offset + 1)
+        }
+        Some(_) => false,
+        None => last == 0 || events.first().is_some_and(|first| first.0 == 1),
+    };
+    Ok(Some(Snapshot {
+        epoch: epoch.into(),
+        last,
+        events,
+        complete,
+        cached: cached.map(Utf8Bytes::from),
+    }))
+}
+
+/// Runs the publish script for this node's publishes, in order, pipelined; falls back to
+/// this node's ring while Redis is away.
+pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
+    let shutdown = shared.shutdown().clone();
+    let mut retry = FIRST_RETRY;
+    loop {
+        let connected = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            cluster.client.get_multiplexed_async_connection(),
+        )
+        .await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            _ => {
+                // Meanwhile this node's clients still get events.
+                let wait = tokio::time::sleep(retry);
+                retry = (retry * 2).min(super::LAST_RETRY);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        item = queue.recv() => match item {
+                            Some(item) => publish_here(&shared, item),
+                            None => return,
+                        },
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                continue;
+            }
+        };
+        retry = FIRST_RETRY;
+        loop {
+            let first = tokio::select! {
+                item = queue.recv() => match item {
+                    Some(item) => item,
+                    None => return,
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            // Without our pub/sub subscription, our own clients would not get these back.
+            if !cluster.is_connected() {
+                batch.into_iter().for_each(|item| publish_here(&shared, item));
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for item in &batch {
+                script_call(&cluster, &mut pipe, item);
+            }
+            let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
+            if let Err(err) = done {
+                tracing::warn!(%err, "redis: history publish failed; publishing here and reconnecting");
+                batch.into_iter().for_each(|item| publish_here(&shared, item));
+                if !back_off(&mut retry, &shutdown).await {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Adds one publish script call to `pipe`.
+fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
+    let envelope = Envelope {
+        node: cluster.node.clone(),
+        app: item.app.clone(),
+        sent_us: unix_micros(),
+        message: Message::History {
+            channel: item.channel.clone(),
+            frame: item.frame.as_str().into(),
+            except: item.except.as_ref().map(|id| id.as_str().into()),
+            epoch: None,
+            offset: None,
+        },
+    };
+    let head = serde_json::to_string(&envelope).unwrap_or_default();
+    let head = head.strip_suffix('}').unwrap_or(&head);
+    let cache = ChannelType::of(&item.channel).cache;
+    pipe.cmd("EVAL")
+        .arg(PUBLISH)
+        .arg(3)
+        .arg(cluster.stream_key(&item.app, &item.channel))
+        .arg(cluster.meta_key(&item.app, &item.channel))
+        .arg(cluster.cache_key(&item.app, &item.channel))
+        .arg(history::new_epoch())
+        .arg(item.frame.as_str())
+        .arg(now_ms())
+        .arg(item.limits.max_events)
+        .arg((item.limits.max_age.as_millis() as u64).max(1))
+        .arg(cluster.channel_of(&item.app))
+        .arg(head)
+        .arg(if cache { "1" } else { "0" })
+        .arg(CACHE_TTL.as_millis() as u64);
+}
+
+/// Publishes to this node's clients only, positioned by this node's ring.
+fn publish_here(shared: &Shared, item: Publish) {
+    if let Some(app) = shared.app_by_id(&item.app) {
+        app.channels
+            .publish_recorded(&item.channel, &item.frame, item.except.as_ref(), item.limits);
+    }
+}
+
+/// How many events a subscriber resuming may be replayed at most.
+pub const REPLAY_LIMIT: usize = MAX_REPLAY;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_events: 100,
+            max_age: Duration::from_secs(300),
+        }
+    }
+
+    fn reply(last: u64, offsets: &[u64], newest: bool) -> redis::Value {
+        use redis::Value::*;
+        let now = now_ms().to_string();
+        let entries = offsets
+            .iter()
+            .map(|o| {
+                Array(vec![
+                    BulkString(format!("{o}-1").into_bytes()),
+                    Array(vec![
+                        BulkString(b"f".to_vec()),
+                        BulkString(format!(r#"{{"event":"e","data":"{o}"}}"#).into_bytes()),
+                        BulkString(b"t".to_vec()),
+                        BulkString(now.clone().into_bytes()),
+                    ]),
+                ])
+            })
+            .collect();
+        Array(vec![
+            BulkString(b"ep".to_vec()),
+            Int(last as i64),
+            Array(entries),
+            BulkString(if newest { b"1".to_vec() } else { b"0".to_vec() }),
+            Nil,
+        ])
+    }
+
+    #[test]
+    fn completeness_of_what_redis_returned() {
+        let s = parse_history(reply(5, &[3, 4, 5], false), Some(("ep", 2)), limits())
+            .unwrap()
+            .unwrap();
+        assert!(s.complete);
+        assert_eq!(s.events.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(matches!(s.replay("ep:2"), Replay::Complete(v) if v.len() == 3));
+        assert_eq!(s.replay("other:2"), Replay::Incomplete);
+        // Trimmed: 2 is missing.
+        let s = parse_history(reply(5, &[3, 4, 5], false), Some(("ep", 1)), limits())
+            .unwrap()
+            .unwrap();
+        assert!(!s.complete);
+        // Up to date, and from the future.
+        let s = parse_history(reply(5, &[], false), Some(("ep", 5)), limits())
+            .unwrap()
+            .unwrap();
+        assert!(s.complete);
+        let s = parse_history(reply(5, &[], false), Some(("ep", 9)), limits())
+            .unwrap()
+            .unwrap();
+        assert!(!s.complete);
+        // Another epoch.
+        let s = parse_history(reply(5, &[4, 5], false), Some(("old", 1)), limits())
+            .unwrap()
+            .unwrap();
+        assert!(!s.complete);
+        // Newest first from Redis, oldest first here.
+        let s = parse_history(reply(2, &[2, 1], true), None, limits())
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.events.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+        assert!(s.complete);
+        assert!(parse_history(redis::Value::Nil, None, limits())
+            .unwrap()
+            .is_none());
+    }
+}
