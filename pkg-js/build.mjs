@@ -1,6 +1,6 @@
 // Bundles the TypeScript layer with the wasm-bindgen glue into dist/, next to the .wasm
 // (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`), the React and Vue
-// bindings on top of it, and the declarations of all three entries.
+// bindings and the with-encryption entry on top of it, and the declarations of every entry.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,36 +18,67 @@ const sharedEntry = {
   },
 };
 
+/**
+ * The glue with the one-letter import, export and module names wasm-opt gave the .wasm
+ * (`--minify-imports-and-exports-and-modules`, whose mapping scripts/lib.sh saved as names.json).
+ * Throws unless every import, the module and every export the glue uses were renamed.
+ */
+function renameWasmNames(glue, { imports, exports }) {
+  const fail = (what) => {
+    throw new Error(`renaming the wasm's names in the wasm-bindgen glue: ${what}`);
+  };
+  const MODULE = '"./overtone_bg.js": import0';
+  if (glue.split(MODULE).length !== 2 || imports.some(([module]) => module !== './overtone_bg.js')) fail('not one module');
+  glue = glue.replace(MODULE, '"a": import0');
+  for (const [, name, short] of imports) {
+    const key = new RegExp(`^(\\s+)${name.replace(/\$/g, '\\$')}:`, 'm');
+    if (!key.test(glue)) fail(`import ${name} not found`);
+    glue = glue.replace(key, (_, indent) => `${indent}${JSON.stringify(short)}:`);
+  }
+  if (/^\s+__wbg\w*:/m.test(glue)) fail('an import was not renamed');
+  const byName = new Map(exports);
+  return glue.replace(/\bwasm\.(\w+)\b/g, (_, name) => `wasm.${byName.get(name) ?? fail(`export ${name} not found`)}`);
+}
+
 // Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
 // .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
 // (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
 // and plain pages get the lean entries, with the .wasm as a file.
 const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
-const inlineWasm = {
-  name: 'inline-wasm',
+// with-encryption.js points the same glue at the encryption build.
+const ENCRYPTION_URL = "new URL('overtone_encryption_bg.wasm', import.meta.url)";
+const dataUrl = (file) => `new URL('data:application/wasm;base64,${readFileSync(file).toString('base64')}')`;
+const wasmGlue = (inline) => ({
+  name: 'wasm-glue',
   setup(build) {
     build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
-      const glue = readFileSync(path, 'utf8');
+      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync('wasm/names.json', 'utf8')));
       if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
-      const bytes = readFileSync('wasm/overtone_bg.wasm').toString('base64');
-      return { contents: glue.replace(WASM_URL, `new URL('data:application/wasm;base64,${bytes}')`), loader: 'js' };
+      return { contents: inline ? glue.replace(WASM_URL, dataUrl('wasm/overtone_bg.wasm')) : glue, loader: 'js' };
+    });
+    build.onLoad({ filter: /src[\\/]with-encryption\.ts$/ }, ({ path }) => {
+      const source = readFileSync(path, 'utf8');
+      if (!source.includes(ENCRYPTION_URL)) throw new Error(`src/with-encryption.ts no longer names ${ENCRYPTION_URL}`);
+      const url = inline ? dataUrl('wasm-encryption/overtone_bg.wasm') : ENCRYPTION_URL;
+      return { contents: source.replace(ENCRYPTION_URL, url), loader: 'ts' };
     });
   },
-};
+});
 
-for (const [outdir, minify, wasmPlugins] of [['dist', true, []], ['dist/dev', false, [inlineWasm]]]) {
-  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: wasmPlugins });
+for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', false, true]]) {
+  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: [wasmGlue(inline)] });
   await build({
     ...common,
     outdir,
     minify,
-    entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts' },
+    entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts', 'with-encryption': 'src/with-encryption.ts' },
     external: ['react', 'vue'],
-    plugins: [sharedEntry],
+    plugins: [sharedEntry, wasmGlue(inline)],
   });
 }
 
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
+copyFileSync('wasm-encryption/overtone_bg.wasm', 'dist/overtone_encryption_bg.wasm');
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
 // wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
 // without skipLibCheck whatever their own `lib` setting.

@@ -1,16 +1,36 @@
-// Prints what an app ships for Overtone (the wasm, the glue + TypeScript layer, and each
-// framework binding on top) in gzip -9 and brotli bytes, against the budget: laravel-echo +
-// pusher-js bundled and minified, 21.7 KB gzip -9 — with React or Vue bindings too, which
-// laravel-echo users add on top of that (@laravel/echo-react, -vue).
+// Prints what an app ships for Overtone (the wasm, the glue + TypeScript layer, each entry and
+// each framework binding on top) in gzip -9 and brotli bytes, against what the same app ships with
+// laravel-echo + pusher-js, and fails when a row is over its limit.
 //
-// The full client does not meet the budget yet (issue #7 stays open until it does). Until then
-// the suite fails when any row grows past CEILING_GZIP, what the client weighs today plus a
-// little, so the size can only go down; lower the ceiling as it shrinks.
+// Budgets: what laravel-echo 2.5 + pusher-js 8.6 weigh bundled and minified (esbuild --bundle
+// --minify, one file, gzip -9), measured with those packages from npm:
+//   overtone                  laravel-echo + pusher-js                            21.7 KB
+//   overtone/with-encryption  laravel-echo + pusher-js/with-encryption            32.9 KB
+//   overtone + react          + what @laravel/echo-react 2.5 adds on top (1.4 KB)  23.1 KB
+//   overtone + vue            + what @laravel/echo-vue 2.5 adds on top (1.3 KB)    23.0 KB
+// (@laravel/echo-react and -vue carry their own copy of laravel-echo's Echo: an app using them
+// ships echo-react + pusher-js, 23.0 KB, 1.4 KB more than laravel-echo + pusher-js; -vue 22.9 KB.)
+//
+// Issue #7 stays open until every row meets its budget. Until a row does, its CEILING (what it
+// weighed when last lowered, plus ~2%) is its limit instead, so the size can only go down: the
+// report says NOT MET and passes; past the ceiling it fails. Lower the ceilings as it shrinks, and
+// drop a row's ceiling once the row meets its budget (the budget is then its limit).
 import { readFileSync, existsSync } from 'node:fs';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
 
-const BUDGET_GZIP = 21_700;
-const CEILING_GZIP = 57_000;
+const BUDGET_GZIP = {
+  overtone: 21_700,
+  'overtone/with-encryption': 32_900,
+  'overtone + react': 23_100,
+  'overtone + vue': 23_000,
+};
+// Measured 2026-11-24 (40.0, 43.5, 41.9, 41.8 KB, with history positions), plus ~2%.
+const CEILING_GZIP = {
+  overtone: 40_900,
+  'overtone/with-encryption': 44_400,
+  'overtone + react': 42_700,
+  'overtone + vue': 42_700,
+};
 
 const gzip = (buf) => gzipSync(buf, { level: 9 }).length;
 const brotli = (buf) =>
@@ -31,25 +51,39 @@ function measure(files) {
   };
 }
 
+// The wasm is loaded on first use, from the entry's own build: `overtone` (and the bindings on
+// it) fetch overtone_bg.wasm, `overtone/with-encryption` overtone_encryption_bg.wasm.
 const core = ['dist/overtone_bg.wasm', 'dist/index.js'];
 const rows = [
   ['wasm', measure(['dist/overtone_bg.wasm'])],
+  ['wasm (with encryption)', measure(['dist/overtone_encryption_bg.wasm'])],
   ['glue + layer (js)', measure(['dist/index.js'])],
-  ['overtone (wasm + js)', measure(core)],
+  ['overtone', measure(core)],
+  ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', 'dist/index.js', 'dist/with-encryption.js'])],
   ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
 ];
 
 const kb = (n) => `${(n / 1000).toFixed(1)} KB`;
-console.log('what an app ships'.padEnd(24), 'raw'.padStart(10), 'gzip -9'.padStart(10), 'brotli'.padStart(10));
+console.log(
+  'what an app ships'.padEnd(26),
+  ...['raw', 'gzip -9', 'brotli', 'budget', 'ceiling'].map((h) => h.padStart(10)),
+);
+const notMet = [];
+const failed = [];
 for (const [name, m] of rows) {
-  console.log(name.padEnd(24), kb(m.raw).padStart(10), kb(m.gzip).padStart(10), kb(m.brotli).padStart(10));
+  const budget = BUDGET_GZIP[name];
+  const ceiling = CEILING_GZIP[name];
+  console.log(
+    name.padEnd(26),
+    ...[m.raw, m.gzip, m.brotli, budget, ceiling].map((n) => (n ? kb(n) : '').padStart(10)),
+  );
+  if (budget === undefined || m.gzip <= budget) continue;
+  notMet.push(`${name} ${kb(m.gzip)} > ${kb(budget)}`);
+  if (ceiling === undefined || m.gzip > ceiling) failed.push(`${name} ${kb(m.gzip)} > ${kb(ceiling ?? budget)}`);
 }
-const largest = Math.max(...rows.map(([, m]) => m.gzip));
-console.log(`budget: largest ${kb(largest)} of ${kb(BUDGET_GZIP)} gzip -9 (laravel-echo + pusher-js)`);
-const overBudget = rows.filter(([, m]) => m.gzip > BUDGET_GZIP).map(([name]) => name);
-if (overBudget.length > 0) console.log(`NOT MET: over the budget: ${overBudget.join(', ')}`);
-const overCeiling = rows.filter(([, m]) => m.gzip > CEILING_GZIP).map(([name]) => name);
-if (overCeiling.length > 0) {
-  console.error(`grew past the ${kb(CEILING_GZIP)} ceiling: ${overCeiling.join(', ')}`);
+if (notMet.length > 0) console.log(`NOT MET: over the budget (laravel-echo + pusher-js): ${notMet.join('; ')}`);
+else console.log('budget met: every entry weighs less than laravel-echo + pusher-js');
+if (failed.length > 0) {
+  console.error(`over the limit: ${failed.join('; ')}`);
   process.exit(1);
 }

@@ -56,20 +56,46 @@ ensure_apt() {
   fi
 }
 
-# The npm package: wasm-pack builds the client, wasm-opt shrinks it, esbuild bundles the layer.
+# The npm package: wasm-pack builds the client twice (`overtone` without decryption into
+# pkg-js/wasm, `overtone/with-encryption` with it into pkg-js/wasm-encryption, as pusher-js splits
+# its builds; the second recompiles only the client crate), wasm-opt shrinks both, esbuild bundles
+# the layer. Both .wasm have the same imports and exports, so one glue loads either: checked here.
 build_package() {
   ensure_rust_wasm
   ensure_npm pkg-js
-  say "building the wasm package"
-  # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
+  say "building the wasm package (without and with encryption)"
   local log="$ROOT/target/wasm-pack.log"
   mkdir -p "$ROOT/target"
+  # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
   (cd "$ROOT/client-wasm" && wasm-pack build --target web --profile wasm --no-opt \
-    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std \
+    && wasm-pack build --target web --profile wasm --no-opt \
+    --out-dir "$ROOT/pkg-js/wasm-encryption" --out-name overtone -- --features no-std,encryption) \
+    >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   # --converge: rerun -Oz until it stops shrinking; --zero-filled-memory: the module's own
-  # memory starts zeroed, so zero data segments can go.
-  wasm-opt -Oz --converge --strip-producers --zero-filled-memory --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$ROOT/pkg-js/wasm/overtone_bg.wasm" -o "$ROOT/pkg-js/wasm/overtone_bg.wasm"
+  # memory starts zeroed, so zero data segments can go. Both builds at once (2 cores).
+  local features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+    --enable-mutable-globals --enable-reference-types --enable-multivalue)
+  local flags=(-Oz --converge --strip-producers --zero-filled-memory "${features[@]}")
+  local wasm="$ROOT/pkg-js/wasm/overtone_bg.wasm" encrypting="$ROOT/pkg-js/wasm-encryption/overtone_bg.wasm"
+  wasm-opt "${flags[@]}" "$wasm" -o "$wasm" &
+  local first=$!
+  wasm-opt "${flags[@]}" "$encrypting" -o "$encrypting"
+  wait "$first"
+  # Then one-letter import, export and module names instead of wasm-bindgen's hashed ones (~3 KB
+  # of each .wasm and of its glue); the mapping, printed as JSON, lets build.mjs rename them in
+  # the glue. Not under --converge, which would rename (and print) twice.
+  local module
+  for module in "$wasm" "$encrypting"; do
+    wasm-opt "${features[@]}" --minify-imports-and-exports-and-modules "$module" -o "$module" \
+      >"$(dirname "$module")/names.json"
+  done
+  local file
+  for file in overtone.js names.json; do
+    if ! cmp -s "$ROOT/pkg-js/wasm/$file" "$ROOT/pkg-js/wasm-encryption/$file"; then
+      echo "the encryption build's $file differs from the base build's: one glue cannot load both" >&2
+      exit 1
+    fi
+  done
   (cd "$ROOT/pkg-js" && node build.mjs)
 }

@@ -25,10 +25,11 @@ fn panic(_: &::core::panic::PanicInfo) -> ! {
     ::core::arch::wasm32::unreachable()
 }
 
-/// std's allocator on wasm, taken directly since std is not linked.
+/// A small allocator for single-threaded wasm, growing the memory as needed (std's dlmalloc is
+/// bigger; see Cargo.toml).
 #[cfg(all(feature = "no-std", target_arch = "wasm32"))]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 #[cfg(target_arch = "wasm32")]
 mod web;

@@ -25,6 +25,55 @@ const SECRET: &str = match option_env!("OVERTONE_TEST_SECRET") {
     None => "app-secret",
 };
 
+// The page's side of the wasm client, as pkg-js/src/io.ts does it, reduced to what these tests
+// use: the socket (frames parsed with JSON.parse) and the one timer, reported with `call(op, ...)`;
+// the state, auth and errors go to `hooks`.
+#[wasm_bindgen(inline_js = r#"
+export function pageIo(hooks, call) {
+  let socket, timer;
+  const close = () => {
+    if (!socket) return;
+    socket.onmessage = socket.onclose = socket.onerror = null;
+    socket.close();
+    socket = undefined;
+  };
+  const frame = (text) => {
+    let parsed;
+    try { parsed = JSON.parse(text); } catch {}
+    let data = parsed?.data;
+    if (typeof data === 'string') try { data = JSON.parse(data); } catch {}
+    call(27, parsed?.event, parsed?.channel, data, parsed);
+  };
+  return (kind, a, b) => {
+    switch (kind) {
+      case 0:
+        close();
+        try {
+          socket = new WebSocket(a);
+          socket.onmessage = (event) => frame(event.data);
+          socket.onclose = (event) => call(28, event.code);
+          socket.onerror = () => call(29);
+        } catch { call(29); }
+        return;
+      case 1: if (socket?.readyState === 1) socket.send(a); return;
+      case 2: return close();
+      case 3:
+        clearTimeout(timer);
+        if (a >= 0) timer = setTimeout(() => call(30), a);
+        return;
+      case 4: return hooks.stateChanged(a);
+      case 5: return hooks.authorize(a, b);
+      case 6: return hooks.authorizeUser(a);
+      case 7: return hooks.error(a, b);
+    }
+  };
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = pageIo)]
+    fn page_io(hooks: &JsValue, call: &JsValue) -> Function;
+}
+
 /// What the test's callbacks saw, in order.
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -106,7 +155,16 @@ impl Peer {
                 |_: JsValue, _: String| {},
             )),
         );
-        let client = Rc::new(Client::new(options.into(), hooks.into()).expect("client"));
+        let call_slot = slot.clone();
+        let call = Closure::<dyn FnMut(u32, JsValue, JsValue, JsValue, JsValue)>::new(
+            move |op: u32, a: JsValue, b: JsValue, c: JsValue, d: JsValue| {
+                if let Some(client) = call_slot.borrow().upgrade() {
+                    client.call(op, a, b, c, d, JsValue::UNDEFINED).expect("call");
+                }
+            },
+        );
+        let out = page_io(&hooks, &function(call));
+        let client = Rc::new(Client::new(options.into(), out).expect("client"));
         *slot.borrow_mut() = Rc::downgrade(&client);
         client.connect();
         Peer { client, log }

@@ -2,7 +2,8 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import type { Client } from '../wasm/overtone.js';
+import type { Client } from './client.js';
+import { start } from './io.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
@@ -59,11 +60,18 @@ export interface EchoOptions {
 
 type Wasm = typeof import('../wasm/overtone.js');
 let wasm: Promise<Wasm> | undefined;
+/** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
+let encryptionBuild: URL | undefined;
+
+/** @internal `overtone/with-encryption` loads this .wasm (same glue) instead of the one without decryption. */
+export function useEncryptionBuild(url: URL): void {
+  encryptionBuild = url;
+}
 
 /** Loads the wasm module once (the glue finds the .wasm next to this file). */
 function loadWasm(): Promise<Wasm> {
   return (wasm ??= import('../wasm/overtone.js').then(async (module) => {
-    await module.default();
+    await module.default(encryptionBuild && { module_or_path: encryptionBuild });
     return module;
   }));
 }
@@ -274,7 +282,8 @@ export default class Echo implements ClientRunner {
     const { Client } = await loadWasm();
     const o = this.options;
     const tls = o.forceTLS ?? location.protocol === 'https:';
-    this.client = new Client(
+    this.client = start(
+      Client,
       {
         key: o.key,
         host: o.wsHost ?? location.hostname,
@@ -287,10 +296,10 @@ export default class Echo implements ClientRunner {
         badgeScope: o.badgeScope ?? o.key,
       },
       {
-        authorize: (channel: string, socketId: string) => this.authorize(channel, socketId),
-        authorizeUser: (socketId: string) => this.authorizeUser(socketId),
-        stateChanged: (state: string) => this.setStatus(STATUS[state] ?? 'disconnected'),
-        error: (code: number | undefined, message: string) => console.warn('overtone:', code ?? '', message),
+        authorize: (channel, socketId) => this.authorize(channel, socketId),
+        authorizeUser: (socketId) => this.authorizeUser(socketId),
+        stateChanged: (state) => this.setStatus(STATUS[state] ?? 'disconnected'),
+        error: (code, message) => console.warn('overtone:', code ?? '', message),
       },
     );
     for (const call of this.queue.splice(0)) {
@@ -310,6 +319,10 @@ export default class Echo implements ClientRunner {
 
   private subscribe<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
     if (!this.channels[name]) {
+      if (!encryptionBuild && name.startsWith('private-encrypted-')) {
+        // The wasm refuses the subscription (the channel's error listeners hear it); say so here.
+        console.error(`overtone: ${name}: private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'`);
+      }
       this.use((c) => c.subscribe(name));
       this.channels[name] = new Kind(this, name);
     }

@@ -1,7 +1,8 @@
-// Server-side rendering in plain Node, as a Next/Nuxt-style server would: imports overtone and
-// both bindings by name and renders a component using the hooks. Prints the two HTML strings;
+// Server-side rendering in plain Node, as a Next/Nuxt-style server would: imports overtone (and
+// overtone/with-encryption) and both bindings by name and renders a component using the hooks. Prints the two HTML strings;
 // any touch of `window` or of the wasm would throw instead.
 import 'overtone';
+import 'overtone/with-encryption';
 import { createElement } from 'react';
 import { renderToString as renderReact } from 'react-dom/server';
 import * as react from 'overtone/react';

@@ -17,8 +17,9 @@ export function startPageServer(options = {}) {
  * Opens the fixture page in `context` and creates `window.echo` with `options` on top of the
  * server's address. `user` ({id, info}) is who the auth endpoints say joins presence channels
  * and signs in; `sdk` signs (pass one with an encryption master key for encrypted channels).
+ * `entry`: the package entry the page imports, `index` (`overtone`) or `with-encryption`.
  */
-export async function openEchoPage(context, server, { user = { id: '1', info: { name: 'one' } }, options = {}, sdk } = {}) {
+export async function openEchoPage(context, server, { user = { id: '1', info: { name: 'one' } }, options = {}, sdk, entry = 'index' } = {}) {
   const page = await strictPage(context);
   sdk ??= await serverSdk(server);
   const form = (route) => new URLSearchParams(route.request().postData() ?? '');
@@ -30,7 +31,7 @@ export async function openEchoPage(context, server, { user = { id: '1', info: { 
   await page.route('**/broadcasting/user-auth', (route) =>
     route.fulfill({ json: sdk.authenticateUser(form(route).get('socket_id'), { id: user.id, user_info: user.info }) }),
   );
-  await page.goto(`${server.url}/`);
+  await page.goto(`${server.url}/?entry=${entry}`);
   await page.waitForFunction(() => window.Echo);
   await page.evaluate(
     ({ port, key, options }) => {

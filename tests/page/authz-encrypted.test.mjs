@@ -1,27 +1,38 @@
 // The browser path of the authorization service: a page on another origin (localhost vs the
-// server's 127.0.0.1) loads pusher-js/with-encryption, authorizes a private-encrypted channel
-// at the server's /broadcasting/auth with a bearer token (a real CORS preflight), and decrypts
-// an event the `pusher` SDK encrypted with encryptionMasterKeyBase64.
+// server's 127.0.0.1) loads pusher-js/with-encryption, or overtone/with-encryption (the built
+// package, served as files), authorizes a private-encrypted channel at the server's
+// /broadcasting/auth with a bearer token (a real CORS preflight), and decrypts an event the
+// `pusher` SDK encrypted with encryptionMasterKeyBase64.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { launchBrowser, strictPage, retryUntil } from '../lib/browser.mjs';
 import { startAuthzServer, authzSdk, jwt, authzApp, MASTER_KEY_BASE64 } from '../lib/authz.mjs';
 
 const require = createRequire(import.meta.url);
 const PUSHER_WITH_ENCRYPTION = require.resolve('pusher-js/dist/web/pusher-with-encryption.min.js');
+const PACKAGE = fileURLToPath(new URL('../../pkg-js/dist/', import.meta.url));
+const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
 let server, site, browser;
 before(async () => {
   server = await startAuthzServer('[[apps.authz.rules]]\nchannel = "private-encrypted-vault.{id}"\nclaim_equals = { id = "sub" }\n');
   const script = await readFile(PUSHER_WITH_ENCRYPTION);
-  // The app's own site: an empty page and the pusher-js/with-encryption bundle.
-  site = http.createServer((req, res) => {
+  // The app's own site: an empty page, the pusher-js/with-encryption bundle and the built
+  // overtone package under /pkg/.
+  site = http.createServer(async (req, res) => {
     if (req.url === '/pusher.js') {
       res.writeHead(200, { 'Content-Type': 'text/javascript' });
       return res.end(script);
+    }
+    if (req.url.startsWith('/pkg/') && /^[\w.-]+$/.test(req.url.slice(5))) {
+      const file = req.url.slice(5);
+      res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+      return res.end(await readFile(path.join(PACKAGE, file)));
     }
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end('<!doctype html><title>app</title><script src="/pusher.js"></script>');
@@ -49,6 +60,31 @@ test('a page on another origin subscribes to an encrypted channel and reads the 
     const channel = client.subscribe('private-encrypted-vault.42');
     channel.bind('pusher:subscription_succeeded', () => { window.subscribed = true; });
     channel.bind('secret', (data) => window.received.push(data));
+  }, { key: authzApp.key, port: server.port, token: jwt({ sub: '42' }) });
+  await retryUntil(async () => {}, () => page.evaluate(() => window.subscribed === true), { what: 'the subscription' });
+
+  const sdk = await authzSdk(server, { encryptionMasterKeyBase64: MASTER_KEY_BASE64 });
+  await sdk.trigger('private-encrypted-vault.42', 'secret', { pin: '1234' });
+  await retryUntil(async () => {}, () => page.evaluate(() => window.received.length > 0), { what: 'the decrypted event' });
+  assert.deepEqual(await page.evaluate(() => window.received), [{ pin: '1234' }]);
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
+test('overtone/with-encryption on a page on another origin reads the plaintext of an encrypted channel', async () => {
+  const context = await browser.newContext();
+  const page = await strictPage(context);
+  await page.goto(`http://localhost:${site.address().port}/`);
+  await page.evaluate(async ({ key, port, token }) => {
+    const { default: Echo } = await import('/pkg/with-encryption.js');
+    window.received = [];
+    const echo = new Echo({
+      broadcaster: 'reverb', key, wsHost: '127.0.0.1', wsPort: port, forceTLS: false,
+      authEndpoint: `http://127.0.0.1:${port}/broadcasting/auth`, bearerToken: token,
+    });
+    echo.encryptedPrivate('vault.42')
+      .subscribed(() => { window.subscribed = true; })
+      .listen('.secret', (data) => window.received.push(data));
   }, { key: authzApp.key, port: server.port, token: jwt({ sub: '42' }) });
   await retryUntil(async () => {}, () => page.evaluate(() => window.subscribed === true), { what: 'the subscription' });
 

@@ -111,21 +111,42 @@ test('after the server is killed and restarted the page reconnects and resubscri
   }
 });
 
-test('encrypted private channels deliver what the server SDK encrypted, decrypted', async () => {
+/** The `pusher` server SDK with an encryption master key, which encrypts for encrypted channels. */
+async function encryptingSdk() {
   const { default: Pusher } = await import('pusher');
   const encryptionMasterKeyBase64 = Buffer.alloc(32, 7).toString('base64');
-  const encrypting = new Pusher({
+  return new Pusher({
     appId: server.app.id, key: server.app.key, secret: server.app.secret,
     host: server.host, port: String(server.port), useTLS: false, encryptionMasterKeyBase64,
   });
+}
+
+test('encrypted private channels deliver what the server SDK encrypted, decrypted (overtone/with-encryption)', async () => {
+  const encrypting = await encryptingSdk();
   const context = await browser.newContext();
-  const page = await openEchoPage(context, server, { sdk: encrypting });
+  const page = await openEchoPage(context, server, { sdk: encrypting, entry: 'with-encryption' });
   await listen(page, 'encryptedPrivate', 'vault', '.opened');
   await until(page, () => window.subscribed.length === 1);
   await encrypting.trigger('private-encrypted-vault', 'opened', { secret: 'é☃ 42' });
   await until(page, () => window.got.length === 1);
   assert.deepEqual(await page.evaluate(() => window.got), [{ secret: 'é☃ 42' }]);
   assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
+test('encrypted private channels on the base entry fail clearly, naming overtone/with-encryption', async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server, { sdk: await encryptingSdk() });
+  await page.evaluate(() => {
+    window.errors = [];
+    window.echo.encryptedPrivate('vault').error((error) => window.errors.push(error));
+  });
+  await until(page, () => window.errors.length === 1);
+  const [error] = await page.evaluate(() => window.errors);
+  assert.equal(error.type, 'AuthError');
+  assert.match(error.error, /overtone\/with-encryption/);
+  assert.equal(page.problems.length, 1);
+  assert.match(page.problems[0], /private-encrypted-vault: .*import Echo from 'overtone\/with-encryption'/);
   await context.close();
 });
 

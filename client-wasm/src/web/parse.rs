@@ -1,4 +1,4 @@
-//! Server frames from text to the core's [`ServerMessage`], with the browser's `JSON.parse` and
+//! Server frames, parsed by the page's `JSON.parse`, to the core's [`ServerMessage`], read with
 //! `Reflect` (no JSON parser in the wasm). Frames missing a required field are dropped.
 
 use crate::prelude::*;
@@ -51,47 +51,18 @@ fn number(value: JsValue) -> Option<u64> {
     value.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64)
 }
 
-#[wasm_bindgen::prelude::wasm_bindgen]
-extern "C" {
-    /// `JSON.parse` of a string that stays in JavaScript: a frame's text is never copied into
-    /// the wasm and back out (two UTF-8 conversions per event).
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn parse_js(text: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// A parsed frame's fields, read by property access in the glue (no key string is
-    /// passed from the wasm for each read). Only used on objects.
-    type RawFrame;
-    #[wasm_bindgen(method, getter, structural)]
-    fn event(this: &RawFrame) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn channel(this: &RawFrame) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn data(this: &RawFrame) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn user_id(this: &RawFrame) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn position(this: &RawFrame) -> JsValue;
-    #[wasm_bindgen(method, getter, structural)]
-    fn recovered(this: &RawFrame) -> JsValue;
-}
-
-/// One text frame from the socket, as the JavaScript string the socket gave.
-pub(crate) fn parse_frame(text: &JsValue) -> Option<ServerMessage<JsValue>> {
-    let frame = parse_js(text).ok()?;
-    if !frame.is_object() {
-        return None;
-    }
-    let frame: &RawFrame = frame.unchecked_ref();
-    let event = frame.event().as_string()?;
-    let raw = frame.data();
-    // The protocol double-encodes data; undo it when it is a JSON string.
-    let data = match raw.is_string() {
-        true => parse_js(&raw).unwrap_or(raw),
-        false => raw,
-    };
+/// One frame from the socket, which the page parsed with `JSON.parse` (and `data` too when it
+/// was a JSON string: the protocol double-encodes it): its `event`, `channel` and `data`, and the
+/// frame for its other fields. `None` when a required field is missing.
+pub(crate) fn parse_message(
+    event: Option<String>,
+    channel: Option<String>,
+    data: JsValue,
+    frame: &JsValue,
+) -> Option<ServerMessage<JsValue>> {
+    let event = event?;
     let field = |key: &str| get(&data, key);
-    let channel = frame.channel().as_string();
-    let position = frame.position().as_string();
+    let position = get(frame, "position").as_string();
     Some(match (event.as_str(), channel) {
         ("pusher:connection_established", _) => ServerMessage::ConnectionEstablished {
             socket_id: field("socket_id").as_string()?,
@@ -125,7 +96,7 @@ pub(crate) fn parse_frame(text: &JsValue) -> Option<ServerMessage<JsValue>> {
                 channel,
                 presence,
                 position,
-                recovered: frame.recovered().as_bool(),
+                recovered: get(frame, "recovered").as_bool(),
             }
         }
         ("pusher:subscription_error", Some(channel)) => ServerMessage::SubscriptionError {
@@ -148,7 +119,7 @@ pub(crate) fn parse_frame(text: &JsValue) -> Option<ServerMessage<JsValue>> {
             channel,
             event,
             data,
-            user_id: id_string(&frame.user_id()),
+            user_id: id_string(&get(frame, "user_id")),
             position,
         },
     })

@@ -1,19 +1,20 @@
 //! The shell's state and the loop that runs the sans-IO machines: it feeds the core and the
-//! feature machines with socket frames, window events and the one timer, performs their actions
-//! (socket, auth requests through the JavaScript hooks, listener calls, localStorage and
-//! BroadcastChannel for badges) and queues every call into JavaScript until the state is no
-//! longer borrowed, so a callback may call back into the client.
+//! feature machines with what the page's JavaScript reports (socket frames, closes and errors,
+//! window events, the one timer, the user's other tabs), performs their actions through one
+//! outbound JavaScript function, `out(kind, a, b)` (socket, timer, auth requests, state, errors,
+//! badge storage and tabs; see [`Out`]), calls listeners, and queues every call into JavaScript
+//! until the state is no longer borrowed, so a callback may call back into the client.
+//! The JavaScript side of `out` is `pkg-js/src/io.ts` (and the browser tests' own).
 
 use crate::prelude::*;
 
-use alloc::rc::{Rc, Weak};
+use alloc::boxed::Box;
 use core::cell::RefCell;
 
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
-use web_sys::{BroadcastChannel, CloseEvent, MessageEvent, WebSocket};
 
-use super::parse::{get, id_string, parse_frame, parse_json, to_json};
+use super::parse::{get, id_string, parse_json, parse_message, to_json};
 use crate::core::{
     Action, Binding, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage, State,
 };
@@ -21,23 +22,42 @@ use crate::features::badges::{BadgeAction, Badges};
 use crate::features::status::{AwayStatus, Status, StatusConfig, STATUS_EVENT};
 use crate::features::typing::{Typing, TypingConfig, TYPING_EVENT};
 use crate::features::{refuses_client_events, Action as FeatureAction};
+#[cfg(feature = "encryption")]
 use crate::secretbox;
+
+/// Why a `private-encrypted-` channel fails on the build without decryption.
+#[cfg(not(feature = "encryption"))]
+pub(crate) const NO_ENCRYPTION: &str =
+    "private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'";
 
 /// The wire name of Laravel's notification event (`notification(cb)`), which feeds the badges.
 const NOTIFICATION_WIRE: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
 /// An absolute unread count from the server, `{category, count}` (Laravel: `broadcastAs()`).
 pub(crate) const BADGE_COUNT_EVENT: &str = "overtone.badge-count";
 
-/// The JavaScript functions the TypeScript layer hands the shell.
-pub(crate) struct Hooks {
-    /// `(channel, socketId)`: answer with `authorized` or `authorizationFailed`.
-    pub authorize: Function,
-    /// `(socketId)`: answer with `userAuthorized`.
-    pub authorize_user: Function,
+/// What `out(kind, a, b)` is asked to do; `kind` is the number.
+#[derive(Clone, Copy)]
+pub(crate) enum Out {
+    /// `(url)`: close any socket, open one; report with `frame`, `closed`, `socketError`.
+    Open = 0,
+    /// `(text)` on the open socket (dropped when it is not open).
+    Send = 1,
+    /// Close the socket, without reporting it.
+    Close = 2,
+    /// `(delayMs)`: replace the timer (`-1`: none); report with `timer`.
+    Timer = 3,
     /// `(state)`, the core's state name.
-    pub state_changed: Function,
+    State = 4,
+    /// `(channel, socketId)`: answer with `authorized` or `authorizationFailed`.
+    Authorize = 5,
+    /// `(socketId)`: answer with `userAuthorized`.
+    AuthorizeUser = 6,
     /// `(code | undefined, message)`: a `pusher:error` or a refused frame.
-    pub error: Function,
+    Error = 7,
+    /// `(text)`: the badges to keep (localStorage).
+    StoreBadges = 8,
+    /// `(text)`: a badge change for the user's other tabs (BroadcastChannel).
+    PostBadges = 9,
 }
 
 /// What a change callback registered with `watch` follows.
@@ -48,59 +68,42 @@ pub(crate) enum Watch {
     Badges,
 }
 
-/// The unread badges with their persistence and their link to the user's other tabs.
-struct BadgeStore {
-    badges: Badges,
-    storage_key: String,
-    tabs: Option<BroadcastChannel>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-}
-
 pub(crate) struct Shell {
     core: Client<JsValue>,
-    hooks: Hooks,
-    this: Weak<RefCell<Shell>>,
-    socket: Option<WebSocket>,
-    on_message: Closure<dyn FnMut(MessageEvent)>,
-    on_close: Closure<dyn FnMut(CloseEvent)>,
-    on_error: Closure<dyn FnMut()>,
-    on_timer: Closure<dyn FnMut()>,
-    /// The armed timer: its handle and the deadline it is for.
-    timer: Option<(i32, u64)>,
+    out: Function,
+    /// The deadline the armed timer is for.
+    timer: Option<u64>,
+    /// Whether the page is visible, as last reported.
+    visible: bool,
     callbacks: Vec<(ListenerId, Function)>,
     /// `private-encrypted-*` channels' keys, from their auth replies.
+    #[cfg(feature = "encryption")]
     secrets: Vec<(String, [u8; 32])>,
     typing: Vec<(String, Typing)>,
     statuses: Vec<(String, AwayStatus)>,
     status_config: StatusConfig,
-    badges: Option<BadgeStore>,
+    badges: Option<Badges>,
     watchers: Vec<(u32, Watch, Function)>,
     next_watch: u32,
     /// JavaScript calls to make once the state is released.
     calls: Vec<(Function, Array)>,
 }
 
-/// Milliseconds on the page's monotonic clock.
-#[wasm_bindgen::prelude::wasm_bindgen]
+#[wasm_bindgen]
 extern "C" {
-    /// `performance.now()` in one call (not window, then performance, then now): it runs for
-    /// every frame.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(value: &JsValue);
 }
 
+/// Milliseconds on the page's monotonic clock.
 pub(crate) fn now() -> u64 {
     performance_now() as u64
 }
 
-pub(crate) fn page_visible() -> bool {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .is_none_or(|d| !d.hidden())
-}
-
 /// Runs `f` on the shell, performs what it caused, then makes the queued JavaScript calls.
-pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R) -> R {
+pub(crate) fn run<R>(shell: &RefCell<Shell>, f: impl FnOnce(&mut Shell) -> R) -> R {
     let Ok(mut state) = shell.try_borrow_mut() else {
         // Unreachable by construction (no JavaScript runs while borrowed); never panic.
         wasm_bindgen::throw_str("overtone: re-entrant call");
@@ -113,7 +116,7 @@ pub(crate) fn run<R>(shell: &Rc<RefCell<Shell>>, f: impl FnOnce(&mut Shell) -> R
 
 /// The non-generic half of [`run`], kept out of line so each entry point stays small.
 #[inline(never)]
-fn finish(shell: &Rc<RefCell<Shell>>) {
+fn finish(shell: &RefCell<Shell>) {
     let calls = {
         let mut state = shell.borrow_mut();
         state.flush();
@@ -121,15 +124,8 @@ fn finish(shell: &Rc<RefCell<Shell>>) {
     };
     for (function, args) in calls {
         if let Err(error) = function.apply(&JsValue::NULL, &args) {
-            web_sys::console::error_1(&error);
+            console_error(&error);
         }
-    }
-}
-
-/// Runs `f` on the shell behind `weak`, if it still exists.
-fn run_weak(weak: &Weak<RefCell<Shell>>, f: impl FnOnce(&mut Shell)) {
-    if let Some(shell) = weak.upgrade() {
-        run(&shell, f);
     }
 }
 
@@ -138,63 +134,40 @@ fn args(values: &[&JsValue]) -> Array {
 }
 
 impl Shell {
+    /// `badges`: the stored badges' text when the page keeps badges (`None`: no badges).
     pub(crate) fn new(
         config: Config,
         status_config: StatusConfig,
-        badge_scope: Option<String>,
-        hooks: Hooks,
-    ) -> Rc<RefCell<Shell>> {
+        badges: Option<String>,
+        visible: bool,
+        out: Function,
+    ) -> &'static RefCell<Shell> {
         let seed = (js_sys::Math::random() * 9e15) as u64;
-        let shell = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
-            let weak = this.clone();
-            let on_message = Closure::new(move |event: MessageEvent| {
-                let text = event.data();
-                if text.is_string() {
-                    run_weak(&weak, |s| s.on_frame(&text));
-                }
-            });
-            let weak = this.clone();
-            let on_close = Closure::new(move |event: CloseEvent| {
-                run_weak(&weak, |s| s.core.socket_closed(now(), event.code()));
-            });
-            let weak = this.clone();
-            let on_error = Closure::new(move || run_weak(&weak, |s| s.core.socket_error(now())));
-            let weak = this.clone();
-            let on_timer = Closure::new(move || {
-                run_weak(&weak, |s| {
-                    s.timer = None;
-                    s.timeout(now());
-                })
-            });
-            RefCell::new(Shell {
-                core: Client::new(config, seed),
-                hooks,
-                this: this.clone(),
-                socket: None,
-                on_message,
-                on_close,
-                on_error,
-                on_timer,
-                timer: None,
-                callbacks: Vec::new(),
-                secrets: Vec::new(),
-                typing: Vec::new(),
-                statuses: Vec::new(),
-                status_config,
-                badges: None,
-                watchers: Vec::new(),
-                next_watch: 0,
-                calls: Vec::new(),
-            })
-        });
-        {
-            let mut state = shell.borrow_mut();
-            state.listen_to_window();
-            if let Some(scope) = badge_scope {
-                state.badges = Some(state.open_badges(&scope));
-            }
-        }
-        shell
+        Box::leak(Box::new(RefCell::new(Shell {
+            core: Client::new(config, seed),
+            out,
+            timer: None,
+            visible,
+            callbacks: Vec::new(),
+            #[cfg(feature = "encryption")]
+            secrets: Vec::new(),
+            typing: Vec::new(),
+            statuses: Vec::new(),
+            status_config,
+            badges: badges.map(|text| match text.as_str() {
+                "" => Badges::new(),
+                text => Badges::restore(text),
+            }),
+            watchers: Vec::new(),
+            next_watch: 0,
+            calls: Vec::new(),
+        })))
+    }
+
+    /// Queues `out(kind, a, b)`.
+    fn out(&mut self, kind: Out, a: JsValue, b: JsValue) {
+        let args = args(&[&(kind as u32).into(), &a, &b]);
+        self.calls.push((self.out.clone(), args));
     }
 
     pub(crate) fn core(&mut self) -> &mut Client<JsValue> {
@@ -203,45 +176,9 @@ impl Shell {
 
     // ---- window and socket inputs ----
 
-    /// `online`/`offline`, `visibilitychange` and `pageshow`, for the life of the page.
-    fn listen_to_window(&mut self) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        type Handler = fn(&mut Shell, u64, &JsValue);
-        let events: [(&str, Handler); 4] = [
-            ("online", |s, now, _| s.core.set_online(now, true)),
-            ("offline", |s, now, _| s.core.set_online(now, false)),
-            ("visibilitychange", |s, now, _| s.visibility_changed(now)),
-            ("pageshow", |s, now, event| {
-                // A bfcache restore: the socket may have died while the page was frozen.
-                if get(event, "persisted").is_truthy() {
-                    s.core.page_shown(now);
-                }
-            }),
-        ];
-        for (name, handle) in events {
-            let weak = self.this.clone();
-            let closure = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-                run_weak(&weak, |s| handle(s, now(), &event));
-            });
-            let callback = closure.as_ref().unchecked_ref();
-            let _ = match (name, window.document()) {
-                ("visibilitychange", Some(document)) => {
-                    document.add_event_listener_with_callback(name, callback)
-                }
-                _ => window.add_event_listener_with_callback(name, callback),
-            };
-            // Listeners live as long as the page: the shell is never torn down.
-            closure.forget();
-        }
-        if !window.navigator().on_line() {
-            self.core.set_online(now(), false);
-        }
-    }
-
-    fn visibility_changed(&mut self, now: u64) {
-        let visible = page_visible();
+    /// `visibilitychange`: `visible` is `!document.hidden`.
+    pub(crate) fn visibility_changed(&mut self, now: u64, visible: bool) {
+        self.visible = visible;
         if visible {
             self.core.page_shown(now);
         }
@@ -250,8 +187,23 @@ impl Shell {
         }
     }
 
-    fn on_frame(&mut self, text: &JsValue) {
-        let Some(mut message) = parse_frame(text) else {
+    /// The other tabs' badge change.
+    pub(crate) fn badges_remote(&mut self, text: &str) {
+        if let Some(badges) = &mut self.badges {
+            badges.apply_remote(text);
+        }
+    }
+
+    /// A frame the page parsed (`JSON.parse`, `data` decoded when it was a JSON string): its
+    /// `event`, `channel`, `data`, and the frame itself for the rest.
+    pub(crate) fn on_frame(
+        &mut self,
+        event: Option<String>,
+        channel: Option<String>,
+        data: JsValue,
+        frame: &JsValue,
+    ) {
+        let Some(mut message) = parse_message(event, channel, data, frame) else {
             return self.error(None, "Unreadable frame from the server");
         };
         let now = now();
@@ -263,9 +215,15 @@ impl Shell {
         } = &mut message
         {
             if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
+                #[cfg(feature = "encryption")]
                 match self.decrypt(channel, data) {
                     Some(plain) => *data = plain,
                     None => return self.error(None, "Could not decrypt an event"),
+                }
+                #[cfg(not(feature = "encryption"))]
+                {
+                    let _ = data;
+                    return self.error(None, NO_ENCRYPTION);
                 }
             }
         }
@@ -276,12 +234,19 @@ impl Shell {
         }
     }
 
+    #[cfg(feature = "encryption")]
     fn decrypt(&self, channel: &str, data: &JsValue) -> Option<JsValue> {
         let (_, key) = self.secrets.iter().find(|(name, _)| name == channel)?;
         let nonce = secretbox::base64_decode(&get(data, "nonce").as_string()?)?;
         let ciphertext = secretbox::base64_decode(&get(data, "ciphertext").as_string()?)?;
         let plain = secretbox::secretbox_open(key, &nonce, &ciphertext)?;
         parse_json(core::str::from_utf8(&plain).ok()?)
+    }
+
+    /// The timer fired.
+    pub(crate) fn timer_fired(&mut self, now: u64) {
+        self.timer = None;
+        self.timeout(now);
     }
 
     fn timeout(&mut self, now: u64) {
@@ -325,7 +290,7 @@ impl Shell {
                 progressed = true;
                 self.perform_feature(watch, action);
             }
-            while let Some(action) = self.badges.as_mut().and_then(|b| b.badges.poll_action()) {
+            while let Some(action) = self.badges.as_mut().and_then(|b| b.poll_action()) {
                 progressed = true;
                 self.perform_badges(action);
             }
@@ -338,43 +303,24 @@ impl Shell {
 
     fn perform(&mut self, action: Action<JsValue>) {
         match action {
-            Action::OpenSocket { url } => {
-                self.close_socket();
-                match WebSocket::new(&url) {
-                    Ok(socket) => {
-                        socket.set_onmessage(Some(self.on_message.as_ref().unchecked_ref()));
-                        socket.set_onclose(Some(self.on_close.as_ref().unchecked_ref()));
-                        socket.set_onerror(Some(self.on_error.as_ref().unchecked_ref()));
-                        self.socket = Some(socket);
-                    }
-                    Err(_) => self.core.socket_error(now()),
-                }
-            }
-            Action::CloseSocket => self.close_socket(),
+            Action::OpenSocket { url } => self.out(Out::Open, url.into(), JsValue::UNDEFINED),
+            Action::CloseSocket => self.out(Out::Close, JsValue::UNDEFINED, JsValue::UNDEFINED),
             Action::Send(frame) => {
                 let text = frame.to_json(to_json);
-                if let Some(socket) = &self.socket {
-                    let _ = socket.send_with_str(&text);
-                }
+                self.out(Out::Send, text.into(), JsValue::UNDEFINED);
             }
             Action::StateChanged { previous, current } => {
                 if previous == State::Connected {
                     self.typing.iter_mut().for_each(|(_, t)| t.reset());
                     self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
                 }
-                let state = JsValue::from_str(current.as_str());
-                self.calls
-                    .push((self.hooks.state_changed.clone(), args(&[&state])));
+                self.out(Out::State, current.as_str().into(), JsValue::UNDEFINED);
             }
             Action::Authorize { channel, socket_id } => {
-                let call = args(&[&channel.into(), &socket_id.into()]);
-                self.calls.push((self.hooks.authorize.clone(), call));
+                self.out(Out::Authorize, channel.into(), socket_id.into());
             }
             Action::AuthorizeUser { socket_id } => {
-                self.calls.push((
-                    self.hooks.authorize_user.clone(),
-                    args(&[&socket_id.into()]),
-                ));
+                self.out(Out::AuthorizeUser, socket_id.into(), JsValue::UNDEFINED);
             }
             Action::Dispatch { listeners, payload } => {
                 let call = payload_args(payload);
@@ -418,30 +364,17 @@ impl Shell {
     }
 
     fn perform_badges(&mut self, action: BadgeAction) {
-        let Some(store) = &self.badges else { return };
         match action {
             BadgeAction::Changed => {
-                let storage = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
-                if let Some(storage) = storage {
-                    // Full or disabled storage: the badges still work for this page's life.
-                    let _ = storage.set_item(&store.storage_key, &store.badges.encode());
-                }
+                let Some(badges) = &self.badges else { return };
+                // Full or disabled storage: the badges still work for this page's life.
+                let text = badges.encode();
+                self.out(Out::StoreBadges, text.into(), JsValue::UNDEFINED);
                 self.notify(&Watch::Badges);
             }
             BadgeAction::Broadcast(message) => {
-                if let Some(tabs) = &store.tabs {
-                    let _ = tabs.post_message(&message.into());
-                }
+                self.out(Out::PostBadges, message.into(), JsValue::UNDEFINED);
             }
-        }
-    }
-
-    fn close_socket(&mut self) {
-        if let Some(socket) = self.socket.take() {
-            socket.set_onmessage(None);
-            socket.set_onclose(None);
-            socket.set_onerror(None);
-            let _ = socket.close();
         }
     }
 
@@ -456,31 +389,20 @@ impl Shell {
         // than `due` stays (it finds nothing to do when it fires early, then re-arms), so the
         // common case costs no clearTimeout/setTimeout per event.
         match (self.timer, due) {
-            (Some((_, at)), Some(due)) if at <= due => return,
+            (Some(at), Some(due)) if at <= due => return,
             (None, None) => return,
             _ => {}
         }
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        if let Some((handle, _)) = self.timer.take() {
-            window.clear_timeout_with_handle(handle);
-        }
-        if let Some(at) = due {
-            let delay = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
-            if let Ok(handle) = window.set_timeout_with_callback_and_timeout_and_arguments_0(
-                self.on_timer.as_ref().unchecked_ref(),
-                delay,
-            ) {
-                self.timer = Some((handle, at));
-            }
-        }
+        self.timer = due;
+        let delay = due.map_or(-1.0, |at| {
+            at.saturating_sub(now()).min(i32::MAX as u64) as f64
+        });
+        self.out(Out::Timer, delay.into(), JsValue::UNDEFINED);
     }
 
     fn error(&mut self, code: Option<u16>, message: &str) {
         let code = code.map_or(JsValue::UNDEFINED, JsValue::from);
-        self.calls
-            .push((self.hooks.error.clone(), args(&[&code, &message.into()])));
+        self.out(Out::Error, code, message.into());
     }
 
     // ---- listeners ----
@@ -522,6 +444,7 @@ impl Shell {
         let kept = |name: &String| core.has_channel(name);
         self.typing.retain(|(name, _)| kept(name));
         self.statuses.retain(|(name, _)| kept(name));
+        #[cfg(feature = "encryption")]
         self.secrets.retain(|(name, _)| kept(name));
         self.watchers.retain(|(_, watch, _)| match watch {
             Watch::Typing(name) | Watch::Status(name) => kept(name),
@@ -534,11 +457,24 @@ impl Shell {
         channel: &str,
         socket_id: &str,
         auth: ChannelAuth,
-        secret: Option<[u8; 32]>,
+        shared_secret: Option<String>,
     ) {
-        if let Some(key) = secret {
+        #[cfg(feature = "encryption")]
+        if let Some(key) = shared_secret
+            .as_deref()
+            .and_then(secretbox::base64_decode)
+            .and_then(|key| <[u8; 32]>::try_from(key).ok())
+        {
             self.secrets.retain(|(name, _)| name != channel);
             self.secrets.push((channel.to_owned(), key));
+        }
+        #[cfg(not(feature = "encryption"))]
+        if shared_secret.is_some() || channel.starts_with("private-encrypted-") {
+            // Refused clearly, not left to fail on the first event: the channel's error
+            // listeners hear why (the TypeScript layer also says it on the console).
+            return self
+                .core
+                .authorization_failed(channel, socket_id, None, NO_ENCRYPTION.into());
         }
         self.core.authorized(channel, socket_id, auth);
     }
@@ -550,7 +486,7 @@ impl Shell {
             Observed::PresenceUp(channel) => {
                 let me = self.core.me(&channel).map(|m| m.user_id.clone());
                 if !self.statuses.iter().any(|(name, _)| *name == channel) {
-                    let status = AwayStatus::new(self.status_config, me, page_visible(), now);
+                    let status = AwayStatus::new(self.status_config, me, self.visible, now);
                     self.statuses.push((channel.clone(), status));
                 }
                 let ids: Vec<String> = self
@@ -595,13 +531,13 @@ impl Shell {
                 }
             }
             Observed::Notification { id, category } => {
-                if let Some(store) = &mut self.badges {
-                    store.badges.notification(&id, &category);
+                if let Some(badges) = &mut self.badges {
+                    badges.notification(&id, &category);
                 }
             }
             Observed::BadgeCount { category, count } => {
-                if let Some(store) = &mut self.badges {
-                    store.badges.set_count(&category, count);
+                if let Some(badges) = &mut self.badges {
+                    badges.set_count(&category, count);
                 }
             }
         }
@@ -676,14 +612,14 @@ impl Shell {
     }
 
     pub(crate) fn badges(&mut self) -> Option<&mut Badges> {
-        self.badges.as_mut().map(|b| &mut b.badges)
+        self.badges.as_mut()
     }
 
     /// `{category: count}` of the unread badges.
     pub(crate) fn badge_counts(&self) -> Object {
         let object = Object::new();
-        if let Some(store) = &self.badges {
-            for (category, count) in store.badges.counts() {
+        if let Some(badges) = &self.badges {
+            for (category, count) in badges.counts() {
                 let _ = Reflect::set(&object, &category.into(), &count.into());
             }
         }
@@ -710,37 +646,6 @@ impl Shell {
         };
         for (_, _, callback) in self.watchers.iter().filter(|(_, w, _)| w == watch) {
             self.calls.push((callback.clone(), args(&[&value])));
-        }
-    }
-
-    /// Badges restored from localStorage and linked to the other tabs of the same scope.
-    fn open_badges(&self, scope: &str) -> BadgeStore {
-        let storage_key = ["overtone-badges:", scope].concat();
-        let window = web_sys::window();
-        let stored = window
-            .as_ref()
-            .and_then(|w| w.local_storage().ok().flatten())
-            .and_then(|s| s.get_item(&storage_key).ok().flatten());
-        let badges = stored.map_or_else(Badges::new, |text| Badges::restore(&text));
-        let weak = self.this.clone();
-        let on_message = Closure::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                run_weak(&weak, |s| {
-                    if let Some(store) = &mut s.badges {
-                        store.badges.apply_remote(&text);
-                    }
-                });
-            }
-        });
-        let tabs = BroadcastChannel::new(&storage_key).ok();
-        if let Some(tabs) = &tabs {
-            tabs.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        }
-        BadgeStore {
-            badges,
-            storage_key,
-            tabs,
-            _on_message: on_message,
         }
     }
 }
