@@ -198,6 +198,24 @@ export async function startCluster(redis, count, { args = [], env = {} } = {}) {
 }
 
 /**
+ * A test file's server: `before` its tests, one `overtone serve` with the default test app and
+ * a `pusher` SDK for it (the fixture's `server` and `sdk`); `after` them, `clients`
+ * disconnected and the server stopped.
+ */
+export function useServer(clients) {
+  const fixture = { server: null, sdk: null };
+  before(async () => {
+    fixture.server = await startServer();
+    fixture.sdk = await serverSdk(fixture.server);
+  });
+  after(async () => {
+    clients.forEach((c) => c.disconnect());
+    await fixture.server?.stop();
+  });
+  return fixture;
+}
+
+/**
  * A test file's cluster: `before` its tests, a Redis and `count` nodes (pushed into `nodes`);
  * `after` them, `clients` disconnected and everything stopped. The returned fixture's `redis`
  * is set once started.

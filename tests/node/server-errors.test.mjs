@@ -1,28 +1,18 @@
 // Bad input answered correctly: an unknown app key is refused once (pusher-js does not retry),
 // malformed frames on a live pusher-js connection get the protocol's error frames without
 // breaking it, and the HTTP API answers bad requests with the right status and a JSON error.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  startServer, serverSdk, clientOptions, connected, nextPusherError, once, pause,
+  useServer, clientOptions, connected, nextPusherError, once, pause,
 } from '../lib/server.mjs';
 
-let server;
-let sdk;
 const clients = [];
-
-before(async () => {
-  server = await startServer();
-  sdk = await serverSdk(server);
-});
-after(async () => {
-  clients.forEach((c) => c.disconnect());
-  await server?.stop();
-});
+const fixture = useServer(clients);
 
 async function connect() {
-  const client = new Pusher(server.app.key, clientOptions(server));
+  const client = new Pusher(fixture.server.app.key, clientOptions(fixture.server));
   clients.push(client);
   await connected(client);
   return client;
@@ -33,7 +23,7 @@ const nextMessage = (client, event, channel) => once((cb) => client.connection.b
   (m) => m.event === event && (channel === undefined || m.channel === channel) && cb(m)), 5000, event);
 
 test('an unknown app key gets error 4001 and pusher-js stops without reconnecting', async () => {
-  const client = new Pusher('no-such-key', clientOptions(server));
+  const client = new Pusher('no-such-key', clientOptions(fixture.server));
   clients.push(client);
   const states = [client.connection.state];
   client.connection.bind('state_change', ({ current }) => states.push(current));
@@ -76,7 +66,7 @@ test('malformed frames get pusher:error and the connection keeps working', async
   assert.match((await twice).message, /Already subscribed/);
 
   const delivered = once((cb) => channel.bind('ok', cb), 5000, 'event after bad input');
-  await sdk.trigger('still-alive', 'ok', { fine: true });
+  await fixture.sdk.trigger('still-alive', 'ok', { fine: true });
   assert.deepEqual(await delivered, { fine: true });
   assert.equal(client.connection.state, 'connected');
 });
@@ -85,7 +75,7 @@ test('a presence subscription needs a signature over valid channel_data', async 
   const client = await connect();
   const socketId = client.connection.socket_id;
   const crypto = await import('node:crypto');
-  const sign = (channelData) => `${server.app.key}:${crypto.createHmac('sha256', server.app.secret)
+  const sign = (channelData) => `${fixture.server.app.key}:${crypto.createHmac('sha256', fixture.server.app.secret)
     .update(`${socketId}:presence-x${channelData === undefined ? '' : `:${channelData}`}`).digest('hex')}`;
   const noUser = '{"user_info":{}}';
   const cases = [
@@ -121,30 +111,30 @@ async function refused(request, status, pattern) {
 
 test('the HTTP API answers bad requests with a status and a JSON error', async () => {
   const event = { name: 'e', data: '{}', channel: 'a' };
-  await refused(sdk.post({ path: '/events', body: { ...event, data: 'x'.repeat(10 * 1024 + 1) } }), 413, /larger than/);
+  await refused(fixture.sdk.post({ path: '/events', body: { ...event, data: 'x'.repeat(10 * 1024 + 1) } }), 413, /larger than/);
   const channels = Array.from({ length: 101 }, (_, i) => `c${i}`);
-  await refused(sdk.post({ path: '/events', body: { name: 'e', data: '{}', channels } }), 400, /100 channels/);
-  await refused(sdk.post({ path: '/events', body: { ...event, channel: 'bad channel' } }), 400, /Channel name/);
-  await refused(sdk.post({ path: '/events', body: { data: '{}', channel: 'a' } }), 400, /Invalid JSON body/);
-  await refused(sdk.post({ path: '/events', body: { ...event, channels: 'a' } }), 400, /Invalid JSON body/);
-  await refused(sdk.post({ path: '/events', body: 'just a string' }), 400, /Invalid JSON body/);
-  await refused(sdk.post({ path: '/events', body: { name: 'e', data: '{}' } }), 400, /at least one channel/);
-  await refused(sdk.post({ path: '/events', body: { ...event, socket_id: 'abc' } }), 400, /socket_id/);
-  await refused(sdk.get({ path: '/channels/public-one', params: { info: 'user_count' } }), 400, /presence/);
-  await refused(sdk.get({ path: '/channels', params: { info: 'bogus' } }), 400, /Unknown info/);
+  await refused(fixture.sdk.post({ path: '/events', body: { name: 'e', data: '{}', channels } }), 400, /100 channels/);
+  await refused(fixture.sdk.post({ path: '/events', body: { ...event, channel: 'bad channel' } }), 400, /Channel name/);
+  await refused(fixture.sdk.post({ path: '/events', body: { data: '{}', channel: 'a' } }), 400, /Invalid JSON body/);
+  await refused(fixture.sdk.post({ path: '/events', body: { ...event, channels: 'a' } }), 400, /Invalid JSON body/);
+  await refused(fixture.sdk.post({ path: '/events', body: 'just a string' }), 400, /Invalid JSON body/);
+  await refused(fixture.sdk.post({ path: '/events', body: { name: 'e', data: '{}' } }), 400, /at least one channel/);
+  await refused(fixture.sdk.post({ path: '/events', body: { ...event, socket_id: 'abc' } }), 400, /socket_id/);
+  await refused(fixture.sdk.get({ path: '/channels/public-one', params: { info: 'user_count' } }), 400, /presence/);
+  await refused(fixture.sdk.get({ path: '/channels', params: { info: 'bogus' } }), 400, /Unknown info/);
 
   const { default: PusherSdk } = await import('pusher');
   const otherApp = new PusherSdk({
-    appId: 'no-such-app', key: server.app.key, secret: server.app.secret,
-    host: server.host, port: String(server.port), useTLS: false,
+    appId: 'no-such-app', key: fixture.server.app.key, secret: fixture.server.app.secret,
+    host: fixture.server.host, port: String(fixture.server.port), useTLS: false,
   });
   await refused(otherApp.trigger('a', 'e', {}), 404, /Unknown app/);
 });
 
 test('an HTTP API request with a tampered body is refused with 401', async () => {
   // Sign one body, send another: the recomputed body_md5 no longer matches.
-  const token = { key: server.app.key, secret: server.app.secret };
-  const signedUrl = new URL(`${server.url}/apps/${server.app.id}/events`);
+  const token = { key: fixture.server.app.key, secret: fixture.server.app.secret };
+  const signedUrl = new URL(`${fixture.server.url}/apps/${fixture.server.app.id}/events`);
   const crypto = await import('node:crypto');
   const body = JSON.stringify({ name: 'e', data: '{}', channel: 'a' });
   const params = {

@@ -1,29 +1,19 @@
 // Presence and client events with laravel-echo on pusher-js: members counted by user id
 // (one user on two sockets joins once and leaves once), whispers relayed to others but never
 // echoed, refused on public channels, and rate limited per connection.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import Echo from 'laravel-echo';
 import {
-  startServer, serverSdk, signedClientOptions, connected, nextPusherError, once, pause,
+  useServer, signedClientOptions, connected, nextPusherError, once, pause,
 } from '../lib/server.mjs';
 
-let server;
-let sdk;
 const clients = [];
-
-before(async () => {
-  server = await startServer();
-  sdk = await serverSdk(server);
-});
-after(async () => {
-  clients.forEach((c) => c.disconnect());
-  await server?.stop();
-});
+const fixture = useServer(clients);
 
 async function connect(user) {
-  const client = new Pusher(server.app.key, signedClientOptions(server, sdk, { user }));
+  const client = new Pusher(fixture.server.app.key, signedClientOptions(fixture.server, fixture.sdk, { user }));
   clients.push(client);
   await connected(client);
   return { client, echo: new Echo({ broadcaster: 'pusher', client }) };
@@ -49,7 +39,7 @@ test('here, joining and leaving count one user on two sockets once', async () =>
   await pause(150);
   assert.deepEqual(joined, ['Bob']);
 
-  const users = await (await sdk.get({ path: '/channels/presence-team', params: { info: 'user_count' } })).json();
+  const users = await (await fixture.sdk.get({ path: '/channels/presence-team', params: { info: 'user_count' } })).json();
   assert.deepEqual(users, { occupied: true, user_count: 2 });
 
   bob1.echo.leave('team');
