@@ -46,6 +46,17 @@ after(async () => {
   await server?.stop();
 });
 
+/** Once `page` is subscribed to `private-encrypted-vault.42`: an encrypted event triggered there
+ * reaches `window.received` as plaintext, and the page logged no problem. */
+async function expectDecrypted(page) {
+  await retryUntil(async () => {}, () => page.evaluate(() => window.subscribed === true), { what: 'the subscription' });
+  const sdk = await authzSdk(server, { encryptionMasterKeyBase64: MASTER_KEY_BASE64 });
+  await sdk.trigger('private-encrypted-vault.42', 'secret', { pin: '1234' });
+  await retryUntil(async () => {}, () => page.evaluate(() => window.received.length > 0), { what: 'the decrypted event' });
+  assert.deepEqual(await page.evaluate(() => window.received), [{ pin: '1234' }]);
+  assert.deepEqual(page.problems, []);
+}
+
 test('a page on another origin subscribes to an encrypted channel and reads the plaintext', async () => {
   const context = await browser.newContext();
   const page = await strictPage(context);
@@ -61,13 +72,7 @@ test('a page on another origin subscribes to an encrypted channel and reads the 
     channel.bind('pusher:subscription_succeeded', () => { window.subscribed = true; });
     channel.bind('secret', (data) => window.received.push(data));
   }, { key: authzApp.key, port: server.port, token: jwt({ sub: '42' }) });
-  await retryUntil(async () => {}, () => page.evaluate(() => window.subscribed === true), { what: 'the subscription' });
-
-  const sdk = await authzSdk(server, { encryptionMasterKeyBase64: MASTER_KEY_BASE64 });
-  await sdk.trigger('private-encrypted-vault.42', 'secret', { pin: '1234' });
-  await retryUntil(async () => {}, () => page.evaluate(() => window.received.length > 0), { what: 'the decrypted event' });
-  assert.deepEqual(await page.evaluate(() => window.received), [{ pin: '1234' }]);
-  assert.deepEqual(page.problems, []);
+  await expectDecrypted(page);
   await context.close();
 });
 
@@ -86,12 +91,6 @@ test('overtone/with-encryption on a page on another origin reads the plaintext o
       .subscribed(() => { window.subscribed = true; })
       .listen('.secret', (data) => window.received.push(data));
   }, { key: authzApp.key, port: server.port, token: jwt({ sub: '42' }) });
-  await retryUntil(async () => {}, () => page.evaluate(() => window.subscribed === true), { what: 'the subscription' });
-
-  const sdk = await authzSdk(server, { encryptionMasterKeyBase64: MASTER_KEY_BASE64 });
-  await sdk.trigger('private-encrypted-vault.42', 'secret', { pin: '1234' });
-  await retryUntil(async () => {}, () => page.evaluate(() => window.received.length > 0), { what: 'the decrypted event' });
-  assert.deepEqual(await page.evaluate(() => window.received), [{ pin: '1234' }]);
-  assert.deepEqual(page.problems, []);
+  await expectDecrypted(page);
   await context.close();
 });
