@@ -309,26 +309,9 @@ impl Cluster {
         } else if before > 0 && after == 0 {
             let (cluster, app, channel) = (self.clone(), app.clone(), channel.to_owned());
             tokio::spawn(async move {
-                tokio::time::sleep(LEAVE_GRACE).await;
-                let vacated = async {
-                    let mut conn = cluster.redis();
-                    let id = &app.config.id;
-                    let back: bool = redis::cmd("HEXISTS")
-                        .arg(cluster.totals_key(id))
-                        .arg(&channel)
-                        .query_async(&mut conn)
-                        .await?;
-                    if back {
-                        return Ok(false);
-                    }
-                    let forgotten: i64 = redis::cmd("HDEL")
-                        .arg(cluster.hooked_channels_key(id))
-                        .arg(&channel)
-                        .query_async(&mut conn)
-                        .await?;
-                    redis::RedisResult::Ok(forgotten == 1)
-                };
-                match vacated.await {
+                let id = &app.config.id;
+                let (present, reported) = (cluster.totals_key(id), cluster.hooked_channels_key(id));
+                match cluster.gone_after_grace(present, reported, &channel).await {
                     Ok(true) => webhooks::channel_vacated(&app, &channel),
                     Ok(false) => {}
                     Err(err) => tracing::warn!(%err, "redis: channel_vacated webhook not sent"),
@@ -415,6 +398,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// After [`LEAVE_GRACE`]: unless `field` is back in the hash `present` (it returned on some
+    /// node), removes it from the hash `reported`; true when this call removed it, so only one
+    /// node sends the webhook.
+    async fn gone_after_grace(
+        &self,
+        present: String,
+        reported: String,
+        field: &str,
+    ) -> redis::RedisResult<bool> {
+        tokio::time::sleep(LEAVE_GRACE).await;
+        let mut conn = self.redis();
+        let back: bool = redis::cmd("HEXISTS")
+            .arg(present)
+            .arg(field)
+            .query_async(&mut conn)
+            .await?;
+        if back {
+            return Ok(false);
+        }
+        let forgotten: i64 = redis::cmd("HDEL")
+            .arg(reported)
+            .arg(field)
+            .query_async(&mut conn)
+            .await?;
+        Ok(forgotten == 1)
+    }
+
     /// After [`LEAVE_GRACE`], sends `member_removed` if the user is on no node and their
     /// arrival was reported.
     fn hook_removed(self: &Arc<Self>, app: &Arc<App>, channel: &str, user_id: &str) {
@@ -424,26 +434,12 @@ impl Cluster {
         let (cluster, app) = (self.clone(), app.clone());
         let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
         tokio::spawn(async move {
-            tokio::time::sleep(LEAVE_GRACE).await;
-            let reported = async {
-                let mut conn = cluster.redis();
-                let id = &app.config.id;
-                let back: bool = redis::cmd("HEXISTS")
-                    .arg(cluster.users_key(id, &channel))
-                    .arg(&user_id)
-                    .query_async(&mut conn)
-                    .await?;
-                if back {
-                    return Ok(false);
-                }
-                let forgotten: i64 = redis::cmd("HDEL")
-                    .arg(cluster.hooked_key(id, &channel))
-                    .arg(&user_id)
-                    .query_async(&mut conn)
-                    .await?;
-                redis::RedisResult::Ok(forgotten == 1)
-            };
-            match reported.await {
+            let id = &app.config.id;
+            let (present, reported) = (
+                cluster.users_key(id, &channel),
+                cluster.hooked_key(id, &channel),
+            );
+            match cluster.gone_after_grace(present, reported, &user_id).await {
                 Ok(true) => webhooks::member_removed(&app, &channel, &user_id),
                 Ok(false) => {}
                 Err(err) => tracing::warn!(%err, "redis: member_removed webhook not sent"),
