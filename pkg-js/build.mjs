@@ -4,6 +4,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 rmSync('dist', { recursive: true, force: true });
 mkdirSync('dist/types/wasm', { recursive: true });
@@ -51,6 +52,8 @@ const dataUrl = (file) => `new URL('data:application/wasm;base64,${readFileSync(
 const wasmGlue = (inline) => ({
   name: 'wasm-glue',
   setup(build) {
+    // The wasm's one import, `out`, lives in the layer (client-wasm/src/web/shell.rs).
+    build.onResolve({ filter: /^overtone-io$/ }, () => ({ path: resolve('src/client.ts') }));
     build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
       const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync('wasm/names.json', 'utf8')));
       if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);

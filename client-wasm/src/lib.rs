@@ -34,7 +34,7 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 #[cfg(target_arch = "wasm32")]
 mod web;
 #[cfg(target_arch = "wasm32")]
-pub use web::Client;
+pub use web::call;
 pub mod core;
 pub mod features;
 pub mod secretbox;

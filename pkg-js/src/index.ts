@@ -2,8 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import type { Client } from './client.js';
-import { start } from './io.js';
+import { Client } from './client.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
@@ -279,11 +278,10 @@ export default class Echo implements ClientRunner {
   }
 
   private async load(): Promise<void> {
-    const { Client } = await loadWasm();
+    await loadWasm();
     const o = this.options;
     const tls = o.forceTLS ?? location.protocol === 'https:';
-    this.client = start(
-      Client,
+    this.client = new Client(
       {
         key: o.key,
         host: o.wsHost ?? location.hostname,

@@ -1,503 +1,381 @@
-//! The browser shell: [`Client`], the one class JavaScript sees (the TypeScript layer in
-//! `pkg-js/src` wraps it in laravel-echo's API). It owns nothing but a handle on the
-//! [`shell::Shell`], which runs the sans-IO core and feature machines. The page's JavaScript
-//! does the IO (the socket, the timer, window events, storage and tabs: `pkg-js/src/io.ts`) and
-//! the JSON: everything goes out through one function, `out` (see [`shell::Out`]), and comes in
-//! through [`Client::call`]. Channel auth and user sign-in go out the same way (the TypeScript
-//! layer does the `fetch`), answered with `authorized`, `authorizationFailed` and
-//! `userAuthorized`.
+//! The browser shell: the wasm's one export, [`call`], and its one import, `out` (see
+//! [`shell::Out`]). Only numbers and strings cross: the page's JavaScript (`pkg-js/src/io.ts`)
+//! does the IO (socket, timer, window events, storage, tabs, `fetch`) and the JSON, keeps the
+//! listeners' callbacks, event payloads and presence members' `user_info`, and tells the wasm
+//! what it needs to decide: a frame's kind, channel, event name, user id and position. The
+//! wasm answers with what to do: open, send, arm the timer, call listener 7, ... Payloads never
+//! enter the wasm, which keeps it small and each event cheap.
 
 use crate::prelude::*;
 
-mod parse;
 mod shell;
 
 use core::cell::RefCell;
 
-use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 
-use crate::core::{Binding, ChannelAuth, Config, ListenerId};
+use crate::core::{Binding, ChannelAuth, Config, Error, ListenerId, ServerMessage};
 use crate::features::badges::ReadTarget;
-use crate::features::status::StatusConfig;
-use parse::{get, id_string, parse_json};
-use shell::{now, run, Shell, Watch};
+use crate::features::status::{Status, StatusConfig};
+use shell::{now, Shell};
 
-/// A Pusher-protocol connection with its channels, listeners and features.
-#[wasm_bindgen]
-pub struct Client {
-    /// Never freed: a page keeps its client for its life, and code to drop a whole client
-    /// would be wasm bytes for nothing.
-    shell: &'static RefCell<Shell>,
+/// The page's clients (one per Echo), by the index `call`'s `client` names. A client lives as
+/// long as the page: code to drop one would be wasm bytes for nothing.
+struct Clients(RefCell<Vec<Shell>>);
+
+// The wasm is single-threaded: there is no other thread to share with.
+unsafe impl Sync for Clients {}
+
+static CLIENTS: Clients = Clients(RefCell::new(Vec::new()));
+
+/// The operations of [`call`]; `OPS` in `pkg-js/src/client.ts` names them in the same order.
+/// Arguments are `a`–`d` (strings, `""` for none) and `n` (a number, `-1` for none).
+pub(crate) mod op {
+    /// `(key, host, path, namespace ("" for none), n: wsPort + wssPort * 2^16 + (forceTLS ?
+    /// 2^32 : 0))`, then `Options` before anything else. Returns the client's index.
+    pub const NEW: u32 = 0;
+    /// `(a: the stored badges' text, b: "1" when hidden, d: awayAfterMs in decimal or "")`.
+    pub const OPTIONS: u32 = 1;
+    pub const CONNECT: u32 = 2;
+    pub const DISCONNECT: u32 = 3;
+    /// `(channel)`; throws on an invalid name.
+    pub const SUBSCRIBE: u32 = 4;
+    /// `(channel)`; its listeners are dropped (`out` `Drop`).
+    pub const LEAVE: u32 = 5;
+    /// `(channel, kind, event)` -> listener id. `kind`: `event` (with `event` as the app
+    /// writes it: namespace rules apply), `all`, `subscribed`, `error`, `here`, `joining`,
+    /// `leaving`.
+    pub const BIND: u32 = 6;
+    /// `(event)` -> listener id on the signed-in user's channel.
+    pub const BIND_USER: u32 = 7;
+    /// `(n: listener id)`.
+    pub const UNBIND: u32 = 8;
+    /// `(channel, kind, event)`: the ids bound so (`out` `Item` each), for `stopListening`.
+    pub const LISTENERS: u32 = 9;
+    /// `(channel, event, json)`: sends `client-{event}`; throws when not subscribed or not
+    /// allowed.
+    pub const WHISPER: u32 = 10;
+    /// `(channelData, userId, sharedSecret)` of the auth reply `Authorized` then gives.
+    pub const AUTH_EXTRA: u32 = 11;
+    /// `(channel, socketId, auth)`.
+    pub const AUTHORIZED: u32 = 12;
+    /// `(channel, socketId, error, n: status)`.
+    pub const AUTHORIZATION_FAILED: u32 = 13;
+    pub const SIGNIN: u32 = 14;
+    /// `(socketId, auth, userData)`.
+    pub const USER_AUTHORIZED: u32 = 15;
+    /// `(channel)`: a keystroke; `StopTyping` when the message was sent.
+    pub const TYPING: u32 = 16;
+    pub const STOP_TYPING: u32 = 17;
+    /// `(channel)`: who is typing (`Item` each: id).
+    pub const TYPING_USERS: u32 = 18;
+    /// `(channel)`: `Item` (user, status) each.
+    pub const STATUSES: u32 = 19;
+    /// `(channel, user)` -> status index (0 online, 1 away), `-1` unknown; the own status
+    /// without `user`.
+    pub const STATUS: u32 = 20;
+    /// `Item` (category, count) each.
+    pub const BADGE_COUNTS: u32 = 21;
+    /// `(kind: id | category | all, value)`.
+    pub const MARK_READ: u32 = 22;
+    // ---- frames, read by the page ----
+    /// `(socketId, n: activity_timeout)`.
+    pub const ESTABLISHED: u32 = 23;
+    pub const PING: u32 = 24;
+    pub const PONG: u32 = 25;
+    /// `(message, n: code)`.
+    pub const SERVER_ERROR: u32 = 26;
+    /// `(userId)`.
+    pub const SIGNIN_SUCCESS: u32 = 27;
+    /// `(userId)`: one member of the presence list the next `Subscribed` carries.
+    pub const PRESENCE_MEMBER: u32 = 28;
+    /// `(channel, position, d: "1" on presence channels, n: recovered: 1 | 0 | -1)`.
+    pub const SUBSCRIBED: u32 = 29;
+    /// `(channel, error, n: status)`.
+    pub const SUBSCRIPTION_ERROR: u32 = 30;
+    /// `(channel, userId)`.
+    pub const MEMBER_ADDED: u32 = 31;
+    pub const MEMBER_REMOVED: u32 = 32;
+    /// `(channel, event, userId, position)`; the payload stays in the page.
+    pub const EVENT: u32 = 33;
+    /// `(channel, nonce, ciphertext)` of a `private-encrypted-` event: `Plain` with the text.
+    pub const DECRYPT: u32 = 34;
+    /// A `client-typing` whisper: `(channel, user, n: 1 typing | 0)`.
+    pub const TYPING_SEEN: u32 = 35;
+    /// A `client-status` whisper: `(channel, user, status)`.
+    pub const STATUS_SEEN: u32 = 36;
+    /// A notification: `(id, category)`.
+    pub const NOTIFICATION: u32 = 37;
+    /// An absolute unread count: `(category, n: count)`.
+    pub const BADGE_COUNT: u32 = 38;
+    // ---- the page's events ----
+    /// `(n: code)`.
+    pub const CLOSED: u32 = 39;
+    pub const SOCKET_ERROR: u32 = 40;
+    pub const TIMER: u32 = 41;
+    /// `(n: 1 | 0)`.
+    pub const ONLINE: u32 = 42;
+    /// `(n: 1 visible | 0)`.
+    pub const VISIBILITY: u32 = 43;
+    pub const PAGE_SHOWN: u32 = 44;
+    /// `(text)` from another tab.
+    pub const BADGES_REMOTE: u32 = 45;
 }
 
-fn option_string(options: &JsValue, key: &str) -> Option<String> {
-    get(options, key).as_string()
+/// `Some(text)` unless empty: the page sends `""` for "none".
+fn given(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
 }
 
-fn option_number(options: &JsValue, key: &str) -> Option<u64> {
-    get(options, key)
-        .as_f64()
-        .filter(|n| *n >= 0.0)
-        .map(|n| n as u64)
+/// `Some(n)` for a number the page gave (`-1`: none), clamped to `u16`.
+fn small(n: f64) -> Option<u16> {
+    (n >= 0.0).then(|| n.min(u16::MAX.into()) as u16)
 }
 
-/// The listener kind names `bind` takes, and their bindings.
-fn binding(kind: &str, event: Option<String>) -> Result<Binding, JsValue> {
-    Ok(match (kind, event) {
-        ("event", Some(event)) => Binding::Event(event),
-        ("all", _) => Binding::AllEvents,
-        ("subscribed", _) => Binding::Subscribed,
-        ("error", _) => Binding::Error,
-        ("here", _) => Binding::Here,
-        ("joining", _) => Binding::Joining,
-        ("leaving", _) => Binding::Leaving,
-        _ => return Err(JsValue::from_str("unknown listener kind")),
+/// The listener kinds `bind` takes.
+fn binding(kind: &str, event: String) -> Option<Binding> {
+    Some(match kind {
+        "event" => Binding::Event(event),
+        "all" => Binding::AllEvents,
+        "subscribed" => Binding::Subscribed,
+        "error" => Binding::Error,
+        "here" => Binding::Here,
+        "joining" => Binding::Joining,
+        "leaving" => Binding::Leaving,
+        _ => return None,
     })
 }
 
-fn error_value(error: crate::core::Error) -> JsValue {
-    JsValue::from_str(error.message())
-}
-
+/// Runs operation `op` (one of [`op`], which documents the arguments) on client
+/// `client`, then makes the `out` calls it caused. Returns a number for the operations that
+/// answer one (`-1` otherwise).
 #[wasm_bindgen]
-impl Client {
-    /// `options`: `{key, host, wsPort, wssPort, forceTLS, path?, namespace (string | null),
-    /// awayAfterMs?, badges? (the stored badges' text, `""` for none: keeps badges), hidden?
-    /// (`document.hidden`)}`. `out(kind, a, b)`: see [`shell::Out`]. Report `offline` with
-    /// `online(false)` after constructing.
-    #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, out: Function) -> Result<Client, JsValue> {
-        let key = option_string(&options, "key").ok_or_else(|| JsValue::from_str("missing key"))?;
-        let host = option_string(&options, "host").unwrap_or_else(|| "localhost".into());
-        let mut config = Config::new(key, host);
-        let port = |name| option_number(&options, name).and_then(|p| u16::try_from(p).ok());
-        config.ws_port = port("wsPort").unwrap_or(config.ws_port);
-        config.wss_port = port("wssPort").unwrap_or(config.wss_port);
-        config.force_tls = get(&options, "forceTLS").is_truthy();
-        config.path = option_string(&options, "path").unwrap_or_default();
-        config.namespace = option_string(&options, "namespace");
-        let mut status = StatusConfig::default();
-        status.away_after_ms =
-            option_number(&options, "awayAfterMs").unwrap_or(status.away_after_ms);
-        let badges = option_string(&options, "badges");
-        let visible = !get(&options, "hidden").is_truthy();
-        Ok(Client {
-            shell: Shell::new(config, status, badges, visible, out),
-        })
+pub fn call(client: u32, op: u32, a: String, b: String, c: String, d: String, n: f64) -> f64 {
+    let mut clients = CLIENTS.0.borrow_mut();
+    if op == op::NEW {
+        let mut config = Config::new(a, b);
+        config.path = c;
+        config.namespace = given(d);
+        let ports = n as u64;
+        config.ws_port = ports as u16;
+        config.wss_port = (ports >> 16) as u16;
+        config.force_tls = ports >> 32 & 1 == 1;
+        let index = clients.len() as u32;
+        clients.push(Shell::new(index, config));
+        return index.into();
     }
-
-    /// The one entry point besides the constructor: operation `op` (an index into `OPS` in
-    /// `pkg-js/src/client.ts`, which names them as the methods below) with up to five arguments.
-    /// One export instead of one per method keeps the wasm and its glue small.
-    pub fn call(
-        &self,
-        op: u32,
-        a: JsValue,
-        b: JsValue,
-        c: JsValue,
-        d: JsValue,
-        e: JsValue,
-    ) -> Result<JsValue, JsValue> {
-        let text = |v: &JsValue| v.as_string().unwrap_or_default();
-        let id = |v: &JsValue| v.as_f64().unwrap_or(-1.0) as u32;
-        let function = |v: JsValue| v.dyn_into::<Function>().ok();
-        Ok(match op {
-            0 => {
-                self.connect();
-                JsValue::UNDEFINED
-            }
-            1 => {
-                self.disconnect();
-                JsValue::UNDEFINED
-            }
-            2 => self.state().into(),
-            3 => self.socket_id().into(),
-            4 => self.user_id().into(),
-            5 => {
-                self.subscribe(&text(&a))?;
-                JsValue::UNDEFINED
-            }
-            6 => {
-                self.leave_channel(&text(&a));
-                JsValue::UNDEFINED
-            }
-            7 => {
-                self.leave_all();
-                JsValue::UNDEFINED
-            }
-            8 => {
-                let callback = function(d).ok_or_else(|| JsValue::from_str("not a function"))?;
-                self.bind(&text(&a), &text(&b), c.as_string(), callback)?
-                    .into()
-            }
-            9 => {
-                let callback = function(b).ok_or_else(|| JsValue::from_str("not a function"))?;
-                self.bind_user(&text(&a), callback).into()
-            }
-            10 => {
-                self.unbind(id(&a));
-                JsValue::UNDEFINED
-            }
-            11 => {
-                self.unbind_matching(&text(&a), &text(&b), c.as_string(), function(d))?;
-                JsValue::UNDEFINED
-            }
-            12 => {
-                self.whisper(&text(&a), &text(&b), c)?;
-                JsValue::UNDEFINED
-            }
-            13 => self.members(&text(&a)).into(),
-            14 => {
-                self.authorized(&text(&a), &text(&b), text(&c), d.as_string(), e.as_string());
-                JsValue::UNDEFINED
-            }
-            15 => {
-                let status = c.as_f64().map(|n| n as u16);
-                self.authorization_failed(&text(&a), &text(&b), status, text(&d));
-                JsValue::UNDEFINED
-            }
-            16 => {
-                self.signin();
-                JsValue::UNDEFINED
-            }
-            17 => {
-                self.user_authorized(&text(&a), text(&b), text(&c));
-                JsValue::UNDEFINED
-            }
-            18 => {
-                self.typing(&text(&a));
-                JsValue::UNDEFINED
-            }
-            19 => {
-                self.stop_typing(&text(&a));
-                JsValue::UNDEFINED
-            }
-            20 => self.typing_users(&text(&a)).into(),
-            21 => self.statuses(&text(&a)).into(),
-            22 => self.status(&text(&a), b.as_string()).into(),
-            23 => self.badge_counts().into(),
-            24 => {
-                self.mark_read(&text(&a), &text(&b));
-                JsValue::UNDEFINED
-            }
-            25 => {
-                let callback = function(c).ok_or_else(|| JsValue::from_str("not a function"))?;
-                self.watch(&text(&a), &text(&b), callback).into()
-            }
-            26 => {
-                self.unwatch(id(&a));
-                JsValue::UNDEFINED
-            }
-            27 => {
-                self.frame(a.as_string(), b.as_string(), c, &d);
-                JsValue::UNDEFINED
-            }
-            28 => {
-                self.closed(id(&a) as u16);
-                JsValue::UNDEFINED
-            }
-            29 => {
-                self.socket_error();
-                JsValue::UNDEFINED
-            }
-            30 => {
-                self.timer();
-                JsValue::UNDEFINED
-            }
-            31 => {
-                self.online(a.is_truthy());
-                JsValue::UNDEFINED
-            }
-            32 => {
-                self.visibility(a.is_truthy());
-                JsValue::UNDEFINED
-            }
-            33 => {
-                self.page_shown();
-                JsValue::UNDEFINED
-            }
-            34 => {
-                self.badges_remote(&text(&a));
-                JsValue::UNDEFINED
-            }
-            _ => return Err(JsValue::from_str("unknown operation")),
-        })
+    let Some(shell) = clients.get_mut(client as usize) else {
+        return -1.0;
+    };
+    let result = perform(shell, op, a, b, c, d, n);
+    shell.flush();
+    let outs = shell.take_outs();
+    // Released before calling out: listeners may call back in.
+    drop(clients);
+    for record in outs {
+        record.send(client);
     }
+    result
 }
 
-/// The client's operations, for Rust callers (the browser tests); JavaScript reaches them through
-/// [`Client::call`].
-impl Client {
-    fn run<R>(&self, f: impl FnOnce(&mut Shell) -> R) -> R {
-        run(&self.shell, f)
-    }
-
-    // ---- what the page reports ----
-
-    /// A socket frame, parsed: `frame.event`, `frame.channel`, `data` (`frame.data`, itself
-    /// parsed when it is a JSON string) and `frame`. No event: an unreadable frame.
-    pub fn frame(
-        &self,
-        event: Option<String>,
-        channel: Option<String>,
-        data: JsValue,
-        frame: &JsValue,
-    ) {
-        self.run(|s| s.on_frame(event, channel, data, frame));
-    }
-
-    /// The socket closed with `code`.
-    pub fn closed(&self, code: u16) {
-        self.run(|s| s.core().socket_closed(now(), code));
-    }
-
-    /// The socket failed (or could not be opened).
-    pub fn socket_error(&self) {
-        self.run(|s| s.core().socket_error(now()));
-    }
-
-    /// The timer asked for with `out` fired.
-    pub fn timer(&self) {
-        self.run(|s| s.timer_fired(now()));
-    }
-
-    /// `online` / `offline`.
-    pub fn online(&self, online: bool) {
-        self.run(|s| s.core().set_online(now(), online));
-    }
-
-    /// `visibilitychange`: `!document.hidden`.
-    pub fn visibility(&self, visible: bool) {
-        self.run(|s| s.visibility_changed(now(), visible));
-    }
-
-    /// `pageshow` from the bfcache (`persisted`): the socket may have died while frozen.
-    pub fn page_shown(&self) {
-        self.run(|s| s.core().page_shown(now()));
-    }
-
-    /// A badge change posted by another tab.
-    pub fn badges_remote(&self, text: &str) {
-        self.run(|s| s.badges_remote(text));
-    }
-
-    // ---- the app's calls ----
-
-    pub fn connect(&self) {
-        self.run(|s| s.core().connect(now()));
-    }
-
-    pub fn disconnect(&self) {
-        self.run(|s| s.core().disconnect());
-    }
-
-    /// `initialized | connecting | connected | reconnecting | unavailable | failed |
-    /// disconnected`.
-    pub fn state(&self) -> String {
-        self.run(|s| s.core().state().as_str().to_owned())
-    }
-
-    pub fn socket_id(&self) -> Option<String> {
-        self.run(|s| s.core().socket_id().map(str::to_owned))
-    }
-
-    /// The signed-in user's id, once the server confirmed the sign-in.
-    pub fn user_id(&self) -> Option<String> {
-        self.run(|s| s.core().user_id().map(str::to_owned))
-    }
-
-    /// Subscribes now if connected, else on connect; throws on an invalid name.
-    pub fn subscribe(&self, channel: &str) -> Result<(), JsValue> {
-        self.run(|s| s.core().subscribe(channel))
-            .map_err(error_value)
-    }
-
-    pub fn leave_channel(&self, channel: &str) {
-        self.run(|s| {
-            let dropped = s.core().leave_channel(channel);
+fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n: f64) -> f64 {
+    let now = now();
+    let thrown = |s: &mut Shell, result: Result<(), Error>| {
+        if let Err(error) = result {
+            s.throw(error.message());
+        }
+    };
+    match op {
+        op::OPTIONS => {
+            let mut status = StatusConfig::default();
+            if let Ok(ms) = d.parse() {
+                status.away_after_ms = ms;
+            }
+            s.configure(&a, b == "1", status, now);
+        }
+        op::CONNECT => s.core.connect(now),
+        op::DISCONNECT => s.core.disconnect(),
+        op::SUBSCRIBE => {
+            let result = s.core.subscribe(&a);
+            thrown(s, result);
+        }
+        op::LEAVE => {
+            let dropped = s.core.leave_channel(&a);
             s.left(dropped);
-        });
+        }
+        op::BIND => {
+            let event = s.core.formatter().format(&c);
+            let Some(binding) = binding(&b, event) else {
+                s.throw("unknown listener kind");
+                return -1.0;
+            };
+            match s.core.bind(&a, binding) {
+                Ok(id) => return id.0.into(),
+                Err(error) => s.throw(error.message()),
+            }
+        }
+        op::BIND_USER => {
+            let event = s.core.formatter().format(&a);
+            return s.core.bind_user(Binding::Event(event)).0.into();
+        }
+        op::UNBIND => {
+            s.core.unbind(ListenerId(n as u32));
+        }
+        op::LISTENERS => {
+            let event = s.core.formatter().format(&c);
+            if let Some(binding) = binding(&b, event) {
+                for id in s.core.listeners(&a, &binding) {
+                    s.item(id.0.into(), "", "");
+                }
+            }
+        }
+        op::WHISPER => {
+            let result = s.core.whisper(&a, &b, c);
+            thrown(s, result);
+        }
+        op::AUTH_EXTRA => s.auth_extra = (given(a), given(b), given(c)),
+        op::AUTHORIZED => s.authorized(&a, &b, c),
+        op::AUTHORIZATION_FAILED => s.core.authorization_failed(&a, &b, small(n), c),
+        op::SIGNIN => s.core.signin(),
+        op::USER_AUTHORIZED => s.core.user_authorized(&a, b, c),
+        op::TYPING => s.typing(&a).keystroke(now),
+        op::STOP_TYPING => s.typing(&a).sent(now),
+        op::TYPING_USERS => s.typing_users(&a),
+        op::STATUSES => s.statuses(&a),
+        op::STATUS => {
+            return match s.status(&a, given(b).as_deref()) {
+                Some(Status::Online) => 0.0,
+                Some(Status::Away) => 1.0,
+                None => -1.0,
+            }
+        }
+        op::BADGE_COUNTS => s.badge_counts(),
+        op::MARK_READ => {
+            let target = match a.as_str() {
+                "id" => ReadTarget::Id(&b),
+                "category" => ReadTarget::Category(&b),
+                _ => ReadTarget::All,
+            };
+            if let Some(badges) = &mut s.badges {
+                badges.mark_read(target);
+            }
+        }
+        op::ESTABLISHED => s.message(
+            now,
+            ServerMessage::ConnectionEstablished {
+                socket_id: a,
+                activity_timeout: (n >= 0.0).then_some(n as u64),
+            },
+        ),
+        op::PING => s.message(now, ServerMessage::Ping),
+        op::PONG => s.message(now, ServerMessage::Pong),
+        op::SERVER_ERROR => s.message(
+            now,
+            ServerMessage::Error {
+                code: small(n),
+                message: a,
+            },
+        ),
+        op::SIGNIN_SUCCESS => s.message(now, ServerMessage::SigninSuccess { user_id: a }),
+        op::PRESENCE_MEMBER => s.presence.push((a, String::new())),
+        op::SUBSCRIBED => {
+            let presence = core::mem::take(&mut s.presence);
+            let message = ServerMessage::SubscriptionSucceeded {
+                channel: a.clone(),
+                presence: (d == "1").then_some(presence),
+                position: given(b),
+                recovered: (n >= 0.0).then_some(n > 0.0),
+            };
+            s.message(now, message);
+            if d == "1" {
+                s.presence_up(&a, now);
+            }
+        }
+        op::SUBSCRIPTION_ERROR => s.message(
+            now,
+            ServerMessage::SubscriptionError {
+                channel: a,
+                status: small(n),
+                error: b,
+            },
+        ),
+        op::MEMBER_ADDED => {
+            let message = ServerMessage::MemberAdded {
+                channel: a.clone(),
+                user_id: b.clone(),
+                info: String::new(),
+            };
+            s.message(now, message);
+            if let Some(status) = s.status_mut(&a) {
+                status.member_joined(&b, now);
+            }
+        }
+        op::MEMBER_REMOVED => {
+            let message = ServerMessage::MemberRemoved {
+                channel: a.clone(),
+                user_id: b.clone(),
+            };
+            s.message(now, message);
+            s.member_left(&a, &b);
+        }
+        op::EVENT => s.message(
+            now,
+            ServerMessage::Event {
+                channel: a,
+                event: b,
+                data: String::new(),
+                user_id: given(c),
+                position: given(d),
+            },
+        ),
+        op::DECRYPT => s.decrypt(&a, &b, &c),
+        op::TYPING_SEEN => {
+            if let Some(typing) = s.typing_mut(&a) {
+                typing.received(&b, n > 0.0, now);
+            }
+        }
+        op::STATUS_SEEN => {
+            if let (Some(status), Some(value)) = (s.status_mut(&a), Status::parse(&c)) {
+                status.received(&b, value);
+            }
+        }
+        op::NOTIFICATION => {
+            if let Some(badges) = &mut s.badges {
+                badges.notification(&a, &b);
+            }
+        }
+        op::BADGE_COUNT => {
+            if let Some(badges) = &mut s.badges {
+                badges.set_count(&a, n as u32);
+            }
+        }
+        op::CLOSED => s.core.socket_closed(now, n as u16),
+        op::SOCKET_ERROR => s.core.socket_error(now),
+        op::TIMER => s.timer_fired(now),
+        op::ONLINE => s.core.set_online(now, n > 0.0),
+        op::VISIBILITY => s.visibility_changed(now, n > 0.0),
+        op::PAGE_SHOWN => s.core.page_shown(now),
+        op::BADGES_REMOTE => {
+            if let Some(badges) = &mut s.badges {
+                badges.apply_remote(&a);
+            }
+        }
+        _ => {}
     }
+    -1.0
+}
 
-    pub fn leave_all(&self) {
-        self.run(|s| {
-            let dropped = s.core().leave_all();
-            s.left(dropped);
-        });
-    }
+/// What `authorized` needs besides the channel and socket: kept in [`Shell::auth_extra`].
+pub(crate) type AuthExtra = (Option<String>, Option<String>, Option<String>);
 
-    /// Binds `callback` on a subscribed channel; returns the listener id for `unbind`.
-    /// `kind`: `event` (with `event` as the app writes it: namespace rules apply), `all`,
-    /// `subscribed`, `error`, `here`, `joining`, `leaving`.
-    pub fn bind(
-        &self,
-        channel: &str,
-        kind: &str,
-        event: Option<String>,
-        callback: Function,
-    ) -> Result<u32, JsValue> {
-        self.run(|s| {
-            let binding = binding(kind, event.map(|e| s.core().formatter().format(&e)))?;
-            let id = s.core().bind(channel, binding).map_err(error_value)?;
-            Ok(s.add_callback(id, callback))
-        })
-    }
-
-    /// Binds `callback` to `event` (namespace rules apply) on the signed-in user's channel.
-    pub fn bind_user(&self, event: &str, callback: Function) -> u32 {
-        self.run(|s| {
-            let wire = s.core().formatter().format(event);
-            let id = s.core().bind_user(Binding::Event(wire));
-            s.add_callback(id, callback)
-        })
-    }
-
-    pub fn unbind(&self, id: u32) {
-        self.run(|s| s.unbind(ListenerId(id)));
-    }
-
-    /// Unbinds the `kind` (+ `event`) listeners of `channel`; only those calling `callback`
-    /// when it is given.
-    pub fn unbind_matching(
-        &self,
-        channel: &str,
-        kind: &str,
-        event: Option<String>,
-        callback: Option<Function>,
-    ) -> Result<(), JsValue> {
-        self.run(|s| {
-            let binding = binding(kind, event.map(|e| s.core().formatter().format(&e)))?;
-            s.unbind_matching(channel, &binding, callback.as_ref());
-            Ok(())
-        })
-    }
-
-    /// Sends `client-{event}` with `data`; throws when not subscribed or not allowed.
-    pub fn whisper(&self, channel: &str, event: &str, data: JsValue) -> Result<(), JsValue> {
-        self.run(|s| s.core().whisper(channel, event, data))
-            .map_err(error_value)
-    }
-
-    /// A presence channel's members' `user_info`, one per user.
-    pub fn members(&self, channel: &str) -> Array {
-        self.run(|s| {
-            s.core()
-                .members(channel)
-                .iter()
-                .map(|m| m.info.clone())
-                .collect()
-        })
-    }
-
-    /// The auth reply for `channel` on `socketId`: `channelData` on presence channels,
-    /// `sharedSecret` (base64) on encrypted ones.
-    pub fn authorized(
-        &self,
-        channel: &str,
-        socket_id: &str,
-        auth: String,
-        channel_data: Option<String>,
-        shared_secret: Option<String>,
-    ) {
-        let user_id = channel_data
-            .as_deref()
-            .and_then(parse_json)
-            .and_then(|data| id_string(&get(&data, "user_id")));
+impl Shell {
+    fn authorized(&mut self, channel: &str, socket_id: &str, auth: String) {
+        let (channel_data, user_id, shared_secret) = core::mem::take(&mut self.auth_extra);
         let auth = ChannelAuth {
             auth,
             channel_data,
             user_id,
         };
-        self.run(|s| s.authorized(channel, socket_id, auth, shared_secret));
-    }
-
-    /// The auth endpoint refused (`status`) or could not be reached (`undefined`).
-    pub fn authorization_failed(
-        &self,
-        channel: &str,
-        socket_id: &str,
-        status: Option<u16>,
-        error: String,
-    ) {
-        self.run(|s| {
-            s.core()
-                .authorization_failed(channel, socket_id, status, error)
-        });
-    }
-
-    /// User sign-in now (if connected) and after every reconnect.
-    pub fn signin(&self) {
-        self.run(|s| s.core().signin());
-    }
-
-    pub fn user_authorized(&self, socket_id: &str, auth: String, user_data: String) {
-        self.run(|s| s.core().user_authorized(socket_id, auth, user_data));
-    }
-
-    // ---- typing, status, badges ----
-
-    /// Call on every keystroke in the channel's message box.
-    pub fn typing(&self, channel: &str) {
-        self.run(|s| s.typing(channel).keystroke(now()));
-    }
-
-    /// The message was sent (or the box cleared): stop the indicator now.
-    pub fn stop_typing(&self, channel: &str) {
-        self.run(|s| s.typing(channel).sent(now()));
-    }
-
-    /// `[{id, info?}]` typing on `channel`, in the order they started.
-    pub fn typing_users(&self, channel: &str) -> Array {
-        self.run(|s| {
-            s.typing(channel);
-            s.typing_users(channel)
-        })
-    }
-
-    /// `{userId: "online" | "away"}` on a presence channel.
-    pub fn statuses(&self, channel: &str) -> Object {
-        self.run(|s| s.statuses(channel))
-    }
-
-    /// A member's status, or this tab's own when `user` is absent.
-    pub fn status(&self, channel: &str, user: Option<String>) -> Option<String> {
-        self.run(|s| s.status(channel, user.as_deref()))
-    }
-
-    /// `{category: count}` of unread notifications.
-    pub fn badge_counts(&self) -> Object {
-        self.run(|s| s.badge_counts())
-    }
-
-    /// Marks read: `kind` is `id`, `category` or `all`.
-    pub fn mark_read(&self, kind: &str, value: &str) {
-        let target = match kind {
-            "id" => ReadTarget::Id(value),
-            "category" => ReadTarget::Category(value),
-            _ => ReadTarget::All,
-        };
-        self.run(|s| s.badges().map(|b| b.mark_read(target)));
-    }
-
-    /// Calls `callback(state)` on every change of `what`: `typing` (`[{id, info?}]`) or `status`
-    /// (`{userId: status}`) on `channel`, or `badges` (`{category: count}`). Returns an id for
-    /// `unwatch`.
-    pub fn watch(&self, what: &str, channel: &str, callback: Function) -> u32 {
-        let watch = match what {
-            "typing" => Watch::Typing(channel.to_owned()),
-            "status" => Watch::Status(channel.to_owned()),
-            _ => Watch::Badges,
-        };
-        self.run(|s| {
-            if let Watch::Typing(channel) = &watch {
-                s.typing(channel);
-            }
-            s.watch(watch, callback)
-        })
-    }
-
-    pub fn unwatch(&self, id: u32) {
-        self.run(|s| s.unwatch(id));
+        self.authorize_with_secret(channel, socket_id, auth, shared_secret);
     }
 }
