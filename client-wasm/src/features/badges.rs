@@ -25,8 +25,6 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
 use super::sorted_map::SortedMap;
 use crate::core::push_decimal;
 
@@ -84,8 +82,8 @@ pub struct Badges {
     /// Non-zero unread counts by category.
     counts: SortedMap<u32>,
     /// Remembered notification ids, oldest first.
-    tracked: VecDeque<Tracked>,
-    actions: VecDeque<BadgeAction>,
+    tracked: Vec<Tracked>,
+    actions: Vec<BadgeAction>,
 }
 
 impl Badges {
@@ -186,13 +184,14 @@ impl Badges {
             false
         };
         if changed {
-            self.actions.push_back(BadgeAction::Changed);
+            self.actions.push(BadgeAction::Changed);
         }
     }
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<BadgeAction> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// Unread count of one category.
@@ -216,9 +215,8 @@ impl Badges {
 
     fn apply_local(&mut self, op: Op) {
         if self.apply(&op) {
-            self.actions.push_back(BadgeAction::Changed);
-            self.actions
-                .push_back(BadgeAction::Broadcast(encode_op(&op)));
+            self.actions.push(BadgeAction::Changed);
+            self.actions.push(BadgeAction::Broadcast(encode_op(&op)));
         }
     }
 
@@ -292,9 +290,9 @@ impl Badges {
 
     fn track(&mut self, entry: Tracked) {
         if self.tracked.len() == MAX_TRACKED_IDS {
-            self.tracked.pop_front();
+            self.tracked.remove(0);
         }
-        self.tracked.push_back(entry);
+        self.tracked.push(entry);
     }
 
     fn add(&mut self, category: &str, amount: u32) {
@@ -367,9 +365,9 @@ fn decode_op(text: &str) -> Option<Op> {
     (!records.is_empty()).then_some(Op::Read { ids, uncounted })
 }
 
-fn decode_state(text: &str) -> Option<(SortedMap<u32>, VecDeque<Tracked>)> {
+fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
     let mut counts = SortedMap::default();
-    let mut tracked: VecDeque<Tracked> = VecDeque::new();
+    let mut tracked: Vec<Tracked> = Vec::new();
     for record in records_after(text, STATE_HEADER)? {
         match record.as_slice() {
             [kind, category, count] if kind == "c" => {
@@ -387,7 +385,7 @@ fn decode_state(text: &str) -> Option<(SortedMap<u32>, VecDeque<Tracked>)> {
                 if tracked.len() == MAX_TRACKED_IDS || tracked.iter().any(|entry| entry.id == *id) {
                     return None;
                 }
-                tracked.push_back(Tracked {
+                tracked.push(Tracked {
                     id: id.clone(),
                     category: category.clone(),
                     unread,

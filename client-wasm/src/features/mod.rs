@@ -51,7 +51,6 @@ fn contains(haystack: &str, needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-
 /// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
 /// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
 fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> String {

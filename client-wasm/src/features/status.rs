@@ -17,8 +17,6 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
 use super::sorted_map::SortedMap;
 
 use super::{payload_with_user_id, push_json_string, Action};
@@ -89,7 +87,7 @@ pub struct AwayStatus {
     members: SortedMap<Status>,
     /// When the re-announcement for newcomers is due.
     announce_at_ms: Option<u64>,
-    actions: VecDeque<Action>,
+    actions: Vec<Action>,
 }
 
 impl AwayStatus {
@@ -113,7 +111,7 @@ impl AwayStatus {
             own: Status::Online,
             members: SortedMap::default(),
             announce_at_ms: None,
-            actions: VecDeque::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -150,7 +148,7 @@ impl AwayStatus {
             .map(|id| (id.to_owned(), Status::Online))
             .collect();
         self.mirror_own();
-        self.actions.push_back(Action::Changed);
+        self.actions.push(Action::Changed);
     }
 
     /// The subscription was lost (disconnect, unsubscribe): no members and nothing sent until
@@ -160,7 +158,7 @@ impl AwayStatus {
         self.announce_at_ms = None;
         if !self.members.is_empty() {
             self.members.clear();
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
         }
     }
 
@@ -168,7 +166,7 @@ impl AwayStatus {
     pub fn member_joined(&mut self, user_id: &str, now_ms: u64) {
         self.members.insert(user_id.to_owned(), Status::Online);
         self.mirror_own();
-        self.actions.push_back(Action::Changed);
+        self.actions.push(Action::Changed);
         if self.own == Status::Away && self.sending_enabled && self.announce_at_ms.is_none() {
             self.announce_at_ms = Some(now_ms.saturating_add(self.config.announce_delay_ms));
         }
@@ -177,7 +175,7 @@ impl AwayStatus {
     /// `member_removed`: the member is gone.
     pub fn member_left(&mut self, user_id: &str) {
         if self.members.remove(user_id).is_some() {
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
         }
     }
 
@@ -190,7 +188,7 @@ impl AwayStatus {
         if let Some(current) = self.members.get_mut(user_id) {
             if *current != status {
                 *current = status;
-                self.actions.push_back(Action::Changed);
+                self.actions.push(Action::Changed);
             }
         }
     }
@@ -224,7 +222,8 @@ impl AwayStatus {
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// This tab's own status.
@@ -265,7 +264,7 @@ impl AwayStatus {
         if status != self.own {
             self.own = status;
             self.mirror_own();
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
             self.announce();
         }
     }
@@ -289,7 +288,7 @@ impl AwayStatus {
         let mut literal = String::new();
         push_json_string(&mut literal, self.own.as_str());
         let data = payload_with_user_id("status", &literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent {
+        self.actions.push(Action::SendClientEvent {
             event: STATUS_EVENT,
             data,
         });

@@ -16,8 +16,6 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
 use super::{payload_with_user_id, Action};
 
 /// The client event name; laravel-echo apps see it as the whisper `typing`.
@@ -63,7 +61,7 @@ pub struct Typing {
     last_true_ms: Option<u64>,
     /// Remote typists in the order they started typing, with the time their entry expires.
     typists: Vec<(String, u64)>,
-    actions: VecDeque<Action>,
+    actions: Vec<Action>,
 }
 
 impl Typing {
@@ -79,7 +77,7 @@ impl Typing {
             last_key_ms: 0,
             last_true_ms: None,
             typists: Vec::new(),
-            actions: VecDeque::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -118,7 +116,7 @@ impl Typing {
                     user_id.to_owned(),
                     now_ms.saturating_add(self.config.expire_ms),
                 ));
-                self.actions.push_back(Action::Changed);
+                self.actions.push(Action::Changed);
             }
             (false, Some(_)) => self.member_left(user_id),
             (false, None) => {}
@@ -130,7 +128,7 @@ impl Typing {
         let before = self.typists.len();
         self.typists.retain(|(id, _)| id != user_id);
         if self.typists.len() != before {
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
         }
     }
 
@@ -149,7 +147,7 @@ impl Typing {
         self.announced = false;
         if !self.typists.is_empty() {
             self.typists.clear();
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
         }
     }
 
@@ -182,13 +180,14 @@ impl Typing {
         let before = self.typists.len();
         self.typists.retain(|&(_, expires)| expires > now_ms);
         if self.typists.len() != before {
-            self.actions.push_back(Action::Changed);
+            self.actions.push(Action::Changed);
         }
     }
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// Who is typing, in the order they started (stable while they keep typing).
@@ -213,7 +212,7 @@ impl Typing {
         self.announced = typing;
         let literal = if typing { "true" } else { "false" };
         let data = payload_with_user_id("typing", literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent {
+        self.actions.push(Action::SendClientEvent {
             event: TYPING_EVENT,
             data,
         });
