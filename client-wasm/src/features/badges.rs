@@ -51,32 +51,17 @@ pub enum BadgeAction {
     Broadcast(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Tracked {
     id: String,
     category: String,
     unread: bool,
 }
 
-/// A change, applied the same way in the tab where it happened and in the others.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Op {
-    Notify {
-        id: String,
-        category: String,
-    },
-    SetCount {
-        category: String,
-        count: u32,
-    },
-    /// Marks `ids` read, then takes `uncounted[category]` off that category's count.
-    Read {
-        ids: Vec<String>,
-        uncounted: Vec<(String, u32)>,
-    },
-}
-
 /// Unread counts of one user. Call inputs, then drain [`Badges::poll_action`].
+///
+/// A local change is made as the operation message the other tabs get, then applied by the
+/// same code as theirs: one decoder instead of an operation type with its encoder and decoder.
 #[derive(Debug, Default)]
 pub struct Badges {
     /// Non-zero unread counts by category.
@@ -105,76 +90,67 @@ impl Badges {
     /// The whole state as text, for localStorage or for another tab.
     pub fn encode(&self) -> String {
         let mut text = String::from(STATE_HEADER);
-        for (category, count) in &self.counts {
-            push_record(&mut text, &["c", category, &decimal(*count)]);
+        for (category, &count) in &self.counts {
+            push_count_record(&mut text, "c", category, count);
         }
         for entry in &self.tracked {
-            push_record(
-                &mut text,
-                &[
-                    "t",
-                    &entry.id,
-                    &entry.category,
-                    if entry.unread { "u" } else { "r" },
-                ],
-            );
+            let unread = if entry.unread { "u" } else { "r" };
+            push_record(&mut text, &["t", &entry.id, &entry.category, unread]);
         }
         text
     }
 
     /// A notification arrived from the server; an id already seen (or read) is ignored.
     pub fn notification(&mut self, id: &str, category: &str) {
-        self.apply_local(Op::Notify {
-            id: id.to_owned(),
-            category: category.to_owned(),
-        });
+        let mut op = String::from(OP_HEADER);
+        push_record(&mut op, &["n", id, category]);
+        self.apply_local(op);
     }
 
     /// The server's absolute unread count for `category`; it replaces the local count.
     pub fn set_count(&mut self, category: &str, count: u32) {
-        self.apply_local(Op::SetCount {
-            category: category.to_owned(),
-            count,
-        });
+        let mut op = String::from(OP_HEADER);
+        push_count_record(&mut op, "c", category, count);
+        self.apply_local(op);
     }
 
-    /// The user read a notification, a category or everything.
+    /// The user read a notification, a category or everything: an `r` record per id, then an
+    /// `x` record per category with unread the tab counted without knowing their ids.
     pub fn mark_read(&mut self, target: ReadTarget) {
-        let in_target = |category: &str| match target {
-            ReadTarget::Id(_) => false,
-            ReadTarget::Category(wanted) => category == wanted,
-            ReadTarget::All => true,
-        };
-        let mut ids: Vec<String> = Vec::new();
-        let mut uncounted = Vec::new();
+        let mut op = String::from(OP_HEADER);
+        let mut uncounted = String::new();
         if let ReadTarget::Id(id) = target {
-            ids.push(id.to_owned());
+            push_record(&mut op, &["r", id]);
         }
-        for (category, &count) in self
-            .counts
-            .iter()
-            .filter(|(category, _)| in_target(category))
-        {
-            let known: Vec<String> = self
-                .tracked
-                .iter()
-                .filter(|entry| entry.unread && entry.category == *category)
-                .map(|entry| entry.id.clone())
-                .collect();
-            let without_id = count.saturating_sub(known.len() as u32);
-            if without_id > 0 {
-                uncounted.push((category.clone(), without_id));
+        for (category, &count) in &self.counts {
+            let in_target = match target {
+                ReadTarget::Id(_) => false,
+                ReadTarget::Category(wanted) => category == wanted,
+                ReadTarget::All => true,
+            };
+            if !in_target {
+                continue;
             }
-            ids.extend(known);
+            let mut known = 0;
+            for entry in &self.tracked {
+                if entry.unread && entry.category == *category {
+                    push_record(&mut op, &["r", &entry.id]);
+                    known += 1;
+                }
+            }
+            if count > known {
+                push_count_record(&mut uncounted, "x", category, count - known);
+            }
         }
-        self.apply_local(Op::Read { ids, uncounted });
+        op.push_str(&uncounted);
+        self.apply_local(op);
     }
 
     /// A message another tab broadcast, or a state it encoded: an operation is applied, a
     /// state replaces this one. Anything unreadable is ignored.
     pub fn apply_remote(&mut self, message: &str) {
         let changed = if message.starts_with(OP_HEADER) {
-            decode_op(message).is_some_and(|op| self.apply(&op))
+            self.apply_op(message)
         } else if let Some((counts, tracked)) = decode_state(message) {
             let changed = counts != self.counts || tracked != self.tracked;
             self.counts = counts;
@@ -201,9 +177,11 @@ impl Badges {
 
     /// Unread count of all categories.
     pub fn total(&self) -> u32 {
-        self.counts
-            .values()
-            .fold(0, |total, &count| total.saturating_add(count))
+        let mut total = 0u32;
+        for &count in self.counts.values() {
+            total = total.saturating_add(count);
+        }
+        total
     }
 
     /// Categories with unread notifications and their counts, sorted by category.
@@ -213,156 +191,125 @@ impl Badges {
             .map(|(category, &count)| (category.as_str(), count))
     }
 
-    fn apply_local(&mut self, op: Op) {
-        if self.apply(&op) {
+    fn apply_local(&mut self, op: String) {
+        if self.apply_op(&op) {
             self.actions.push(BadgeAction::Changed);
-            self.actions.push(BadgeAction::Broadcast(encode_op(&op)));
+            self.actions.push(BadgeAction::Broadcast(op));
         }
     }
 
-    /// Applies `op`; returns whether the state changed.
-    fn apply(&mut self, op: &Op) -> bool {
-        match op {
-            Op::Notify { id, category } => {
-                if self.find(id).is_some() {
-                    return false;
-                }
-                self.track(Tracked {
-                    id: id.clone(),
-                    category: category.clone(),
-                    unread: true,
-                });
-                self.add(category, 1);
-                true
-            }
-            Op::SetCount { category, count } => {
-                let mut changed = false;
-                if *count == 0 {
-                    // Nothing unread: the remembered ids of the category were read.
-                    for entry in self
-                        .tracked
-                        .iter_mut()
-                        .filter(|entry| entry.unread && entry.category == *category)
-                    {
-                        entry.unread = false;
-                        changed = true;
+    /// Applies an operation message; returns whether the state changed. A message that is not
+    /// one whole operation (a single `n` or `c` record, or `r` and `x` records only) changes
+    /// nothing.
+    fn apply_op(&mut self, text: &str) -> bool {
+        let Some(records) = records_after(text, OP_HEADER) else {
+            return false;
+        };
+        let single = records.len() == 1;
+        let valid = !records.is_empty()
+            && records.iter().all(|record| match record.as_slice() {
+                [kind, _, _] if kind == "n" => single,
+                [kind, _, count] if kind == "c" => single && parse_count(count).is_some(),
+                [kind, _] => kind == "r",
+                [kind, _, count] => kind == "x" && parse_count(count).is_some(),
+                _ => false,
+            });
+        if !valid {
+            return false;
+        }
+        // The records of a mark-read may come in any order: reading an id and taking an
+        // uncounted number off its category give the same counts either way round.
+        let mut changed = false;
+        for record in &records {
+            changed |= match record.as_slice() {
+                [kind, id, category] if kind == "n" => self.notify(id, category),
+                [_, id] => self.read(id),
+                [kind, category, count] => {
+                    let count = parse_count(count).unwrap_or_default();
+                    if kind == "c" {
+                        self.set(category, count)
+                    } else {
+                        subtract(&mut self.counts, category, count)
                     }
                 }
-                let previous = self.counts.remove(category);
-                if *count > 0 {
-                    self.counts.insert(category.clone(), *count);
+                _ => false,
+            };
+        }
+        changed
+    }
+
+    /// Counts a new notification; an id already remembered changes nothing.
+    fn notify(&mut self, id: &str, category: &str) -> bool {
+        if self.find(id).is_some() {
+            return false;
+        }
+        self.track(id, category, true);
+        let count = self.counts.get_or_insert(category, 0);
+        *count = count.saturating_add(1);
+        true
+    }
+
+    /// Sets the absolute count of `category`.
+    fn set(&mut self, category: &str, count: u32) -> bool {
+        let mut changed = false;
+        if count == 0 {
+            // Nothing unread: the remembered ids of the category were read.
+            for entry in &mut self.tracked {
+                if entry.unread && entry.category == category {
+                    entry.unread = false;
+                    changed = true;
                 }
-                changed || previous.unwrap_or(0) != *count
-            }
-            Op::Read { ids, uncounted } => {
-                let mut changed = false;
-                for id in ids {
-                    match self.find(id) {
-                        Some(i) if self.tracked[i].unread => {
-                            self.tracked[i].unread = false;
-                            let category = self.tracked[i].category.clone();
-                            self.subtract(&category, 1);
-                            changed = true;
-                        }
-                        Some(_) => {}
-                        None => {
-                            // Read before it arrived here: remember it so it is never counted.
-                            self.track(Tracked {
-                                id: id.clone(),
-                                category: String::new(),
-                                unread: false,
-                            });
-                            changed = true;
-                        }
-                    }
-                }
-                for (category, count) in uncounted {
-                    changed |= self.subtract(category, *count);
-                }
-                changed
             }
         }
+        let previous = self.counts.remove(category).unwrap_or(0);
+        if count > 0 {
+            self.counts.insert(category.to_owned(), count);
+        }
+        changed || previous != count
+    }
+
+    /// Marks `id` read.
+    fn read(&mut self, id: &str) -> bool {
+        let Some(i) = self.find(id) else {
+            // Read before it arrived here: remember it so it is never counted.
+            self.track(id, "", false);
+            return true;
+        };
+        let entry = &mut self.tracked[i];
+        if !entry.unread {
+            return false;
+        }
+        entry.unread = false;
+        subtract(&mut self.counts, &entry.category, 1);
+        true
     }
 
     fn find(&self, id: &str) -> Option<usize> {
         self.tracked.iter().position(|entry| entry.id == id)
     }
 
-    fn track(&mut self, entry: Tracked) {
+    fn track(&mut self, id: &str, category: &str, unread: bool) {
         if self.tracked.len() == MAX_TRACKED_IDS {
             self.tracked.remove(0);
         }
-        self.tracked.push(entry);
-    }
-
-    fn add(&mut self, category: &str, amount: u32) {
-        let count = self.counts.get_or_insert(category, 0);
-        *count = count.saturating_add(amount);
-    }
-
-    /// Takes `amount` off `category`, not below zero; returns whether the count moved.
-    fn subtract(&mut self, category: &str, amount: u32) -> bool {
-        let Some(count) = self.counts.get_mut(category) else {
-            return false;
-        };
-        *count = count.saturating_sub(amount);
-        if *count == 0 {
-            self.counts.remove(category);
-        }
-        amount > 0
+        self.tracked.push(Tracked {
+            id: id.to_owned(),
+            category: category.to_owned(),
+            unread,
+        });
     }
 }
 
-fn encode_op(op: &Op) -> String {
-    let mut text = String::from(OP_HEADER);
-    match op {
-        Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
-        Op::SetCount { category, count } => {
-            push_record(&mut text, &["c", category, &decimal(*count)])
-        }
-        Op::Read { ids, uncounted } => {
-            for id in ids {
-                push_record(&mut text, &["r", id]);
-            }
-            for (category, count) in uncounted {
-                push_record(&mut text, &["x", category, &decimal(*count)]);
-            }
-        }
+/// Takes `amount` off `category`, not below zero; returns whether the count moved.
+fn subtract(counts: &mut SortedMap<u32>, category: &str, amount: u32) -> bool {
+    let Some(count) = counts.get_mut(category) else {
+        return false;
+    };
+    *count = count.saturating_sub(amount);
+    if *count == 0 {
+        counts.remove(category);
     }
-    text
-}
-
-fn decode_op(text: &str) -> Option<Op> {
-    let records: Vec<Vec<String>> = records_after(text, OP_HEADER)?.collect();
-    if let [record] = records.as_slice() {
-        match record.as_slice() {
-            [kind, id, category] if kind == "n" => {
-                return Some(Op::Notify {
-                    id: id.clone(),
-                    category: category.clone(),
-                });
-            }
-            [kind, category, count] if kind == "c" => {
-                return Some(Op::SetCount {
-                    category: category.clone(),
-                    count: count.parse().ok()?,
-                });
-            }
-            _ => {}
-        }
-    }
-    // Anything else must be a mark-read operation made of `r` and `x` records only.
-    let (mut ids, mut uncounted) = (Vec::new(), Vec::new());
-    for record in &records {
-        match record.as_slice() {
-            [kind, id] if kind == "r" => ids.push(id.clone()),
-            [kind, category, count] if kind == "x" => {
-                uncounted.push((category.clone(), count.parse().ok()?))
-            }
-            _ => return None,
-        }
-    }
-    (!records.is_empty()).then_some(Op::Read { ids, uncounted })
+    amount > 0
 }
 
 fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
@@ -371,7 +318,7 @@ fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
     for record in records_after(text, STATE_HEADER)? {
         match record.as_slice() {
             [kind, category, count] if kind == "c" => {
-                let count: u32 = count.parse().ok()?;
+                let count = parse_count(count)?;
                 if count > 0 && counts.insert(category.clone(), count).is_some() {
                     return None;
                 }
@@ -397,64 +344,93 @@ fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
     Some((counts, tracked))
 }
 
-/// The records of `text` if its first line is `header`; `None` for another header. A record
-/// that does not unescape comes out empty, which every decoder rejects.
-fn records_after<'a>(
-    text: &'a str,
-    header: &str,
-) -> Option<impl Iterator<Item = Vec<String>> + 'a> {
-    let mut lines = text.split('\n');
-    (lines.next()? == header).then(|| {
-        lines.map(|line| {
-            line.split('\t')
-                .map(unescape)
-                .collect::<Option<Vec<_>>>()
-                .unwrap_or_default()
-        })
-    })
-}
-
-/// `n` in decimal, without `to_string()`'s `core::fmt` (see [`push_decimal`]).
-fn decimal(n: u32) -> String {
-    let mut text = String::new();
-    push_decimal(&mut text, n.into());
-    text
-}
-
-fn push_record(text: &mut String, fields: &[&str]) {
-    text.push('\n');
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            text.push('\t');
-        }
-        for c in field.chars() {
-            match c {
-                '%' => text.push_str("%25"),
-                '\t' => text.push_str("%09"),
-                '\n' => text.push_str("%0A"),
-                '\r' => text.push_str("%0D"),
-                c => text.push(c),
+/// The records of `text`, each as its unescaped fields, if its first line is `header`;
+/// `None` for another header or a field that does not unescape. One pass over the bytes:
+/// `str::split` and collecting into `Option` cost the wasm far more.
+fn records_after(text: &str, header: &str) -> Option<Vec<Vec<String>>> {
+    let mut records = Vec::new();
+    let body = match text.strip_prefix(header)? {
+        "" => return Some(records),
+        rest => rest.strip_prefix('\n')?,
+    };
+    let bytes = body.as_bytes();
+    let (mut fields, mut field) = (Vec::new(), String::new());
+    let (mut start, mut i) = (0, 0);
+    loop {
+        let byte = bytes.get(i).copied();
+        match byte {
+            Some(b'%') => {
+                let escaped = match bytes.get(i + 1..i + 3)? {
+                    b"25" => '%',
+                    b"09" => '\t',
+                    b"0A" => '\n',
+                    b"0D" => '\r',
+                    _ => return None,
+                };
+                field.push_str(&body[start..i]);
+                field.push(escaped);
+                i += 3;
+                start = i;
             }
+            None | Some(b'\t' | b'\n') => {
+                field.push_str(&body[start..i]);
+                fields.push(core::mem::take(&mut field));
+                if byte != Some(b'\t') {
+                    records.push(core::mem::take(&mut fields));
+                }
+                if byte.is_none() {
+                    return Some(records);
+                }
+                i += 1;
+                start = i;
+            }
+            Some(_) => i += 1,
         }
     }
 }
 
-fn unescape(field: &str) -> Option<String> {
-    let mut out = String::with_capacity(field.len());
-    let mut parts = field.split('%');
-    out.push_str(parts.next()?);
-    for part in parts {
-        let (code, rest) = part.split_at_checked(2)?;
-        out.push(match code {
-            "25" => '%',
-            "09" => '\t',
-            "0A" => '\n',
-            "0D" => '\r',
-            _ => return None,
-        });
-        out.push_str(rest);
+/// A count field: decimal digits after an optional `+`, as `str::parse::<u32>` reads it
+/// (whose generic code is bigger); `None` when empty, not a number or over `u32::MAX`.
+fn parse_count(field: &str) -> Option<u32> {
+    let digits = field.strip_prefix('+').unwrap_or(field);
+    if digits.is_empty() {
+        return None;
     }
-    Some(out)
+    let mut count: u32 = 0;
+    for &byte in digits.as_bytes() {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        count = count.checked_mul(10)?.checked_add(u32::from(byte - b'0'))?;
+    }
+    Some(count)
+}
+
+fn push_count_record(text: &mut String, kind: &str, name: &str, count: u32) {
+    push_record(text, &[kind, name]);
+    text.push('\t');
+    push_decimal(text, count.into());
+}
+
+/// Appends a line of `fields`, tab-separated, escaping `%`, tab, CR and LF.
+fn push_record(text: &mut String, fields: &[&str]) {
+    for (i, field) in fields.iter().enumerate() {
+        text.push(if i == 0 { '\n' } else { '\t' });
+        let mut start = 0;
+        for (at, &byte) in field.as_bytes().iter().enumerate() {
+            let escaped = match byte {
+                b'%' => "%25",
+                b'\t' => "%09",
+                b'\n' => "%0A",
+                b'\r' => "%0D",
+                _ => continue,
+            };
+            text.push_str(&field[start..at]);
+            text.push_str(escaped);
+            start = at + 1;
+        }
+        text.push_str(&field[start..]);
+    }
 }
 
 #[cfg(test)]
