@@ -51,6 +51,15 @@ fn contains(haystack: &str, needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// The earlier of two optional times (`None`: nothing due).
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
 /// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
 fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> String {

@@ -19,7 +19,7 @@ use crate::prelude::*;
 
 use super::sorted_map::SortedMap;
 
-use super::{payload_with_user_id, push_json_string, Action};
+use super::{earliest, payload_with_user_id, push_json_string, Action};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
@@ -206,7 +206,7 @@ impl AwayStatus {
         } else {
             None
         };
-        goes_away.into_iter().chain(self.announce_at_ms).min()
+        earliest(goes_away, self.announce_at_ms)
     }
 
     /// Runs what is due at `now_ms`: going away, the re-announcement for newcomers.
@@ -252,7 +252,7 @@ impl AwayStatus {
             .config
             .idle_after_ms
             .map(|idle| self.last_input_ms.saturating_add(idle));
-        hidden.into_iter().chain(idle).min()
+        earliest(hidden, idle)
     }
 
     fn update_own(&mut self, now_ms: u64) {

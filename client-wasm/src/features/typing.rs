@@ -16,7 +16,7 @@
 
 use crate::prelude::*;
 
-use super::{payload_with_user_id, Action};
+use super::{earliest, payload_with_user_id, Action};
 
 /// The client event name; laravel-echo apps see it as the whisper `typing`.
 pub const TYPING_EVENT: &str = "client-typing";
@@ -125,11 +125,7 @@ impl Typing {
 
     /// A presence member left the channel: they are not typing any more.
     pub fn member_left(&mut self, user_id: &str) {
-        let before = self.typists.len();
-        self.typists.retain(|(id, _)| id != user_id);
-        if self.typists.len() != before {
-            self.actions.push(Action::Changed);
-        }
+        self.forget_typists(Some(user_id), None);
     }
 
     /// The server refused client events (a `pusher:error` about them): stop sending, keep
@@ -153,17 +149,17 @@ impl Typing {
 
     /// The earliest time [`Typing::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let idle_stop = self.active.then(|| self.idle_stop_at());
-        let deferred_start = if self.active && !self.announced {
-            self.true_allowed_at()
-        } else {
-            None
-        };
-        let expiry = self.typists.iter().map(|&(_, at)| at).min();
-        [idle_stop, deferred_start, expiry]
-            .into_iter()
-            .flatten()
-            .min()
+        let mut at = None;
+        if self.active {
+            at = Some(self.idle_stop_at());
+            if !self.announced {
+                at = earliest(at, self.true_allowed_at());
+            }
+        }
+        for &(_, expires) in &self.typists {
+            at = earliest(at, Some(expires));
+        }
+        at
     }
 
     /// Runs what is due at `now_ms`: the idle stop, a start deferred by the throttle, expiries.
@@ -177,11 +173,7 @@ impl Typing {
         if self.active && !self.announced && self.true_allowed_at().is_none_or(|at| now_ms >= at) {
             self.send(true, now_ms);
         }
-        let before = self.typists.len();
-        self.typists.retain(|&(_, expires)| expires > now_ms);
-        if self.typists.len() != before {
-            self.actions.push(Action::Changed);
-        }
+        self.forget_typists(None, Some(now_ms));
     }
 
     /// The next thing for the shell to do.
@@ -199,6 +191,18 @@ impl Typing {
     fn true_allowed_at(&self) -> Option<u64> {
         self.last_true_ms
             .map(|at| at.saturating_add(self.config.throttle_ms))
+    }
+
+    /// Drops the entry of `user_id` and, given the time, the expired ones; one `retain` for
+    /// both keeps one copy of its code.
+    fn forget_typists(&mut self, user_id: Option<&str>, now_ms: Option<u64>) {
+        let before = self.typists.len();
+        self.typists.retain(|(id, expires)| {
+            Some(id.as_str()) != user_id && now_ms.is_none_or(|now| *expires > now)
+        });
+        if self.typists.len() != before {
+            self.actions.push(Action::Changed);
+        }
     }
 
     fn idle_stop_at(&self) -> u64 {
