@@ -79,12 +79,7 @@ impl Badges {
 
     /// The state stored by [`Badges::encode`]; empty if `text` is corrupt or of another version.
     pub fn restore(text: &str) -> Badges {
-        let mut badges = Badges::new();
-        if let Some((counts, tracked)) = decode_state(text) {
-            badges.counts = counts;
-            badges.tracked = tracked;
-        }
-        badges
+        decode_state(text).unwrap_or_default()
     }
 
     /// The whole state as text, for localStorage or for another tab.
@@ -151,11 +146,12 @@ impl Badges {
     pub fn apply_remote(&mut self, message: &str) {
         let changed = if message.starts_with(OP_HEADER) {
             self.apply_op(message)
-        } else if let Some((counts, tracked)) = decode_state(message) {
-            let changed = counts != self.counts || tracked != self.tracked;
-            self.counts = counts;
-            self.tracked = tracked;
-            changed
+        } else if let Some(state) = decode_state(message) {
+            // Equal states encode the same: comparing the texts spares derived comparisons.
+            let before = self.encode();
+            self.counts = state.counts;
+            self.tracked = state.tracked;
+            self.encode() != before
         } else {
             false
         };
@@ -312,7 +308,8 @@ fn subtract(counts: &mut SortedMap<u32>, category: &str, amount: u32) -> bool {
     amount > 0
 }
 
-fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
+/// The counts and remembered ids of a state text, with no actions.
+fn decode_state(text: &str) -> Option<Badges> {
     let mut counts = SortedMap::default();
     let mut tracked: Vec<Tracked> = Vec::new();
     for record in records_after(text, STATE_HEADER)? {
@@ -341,7 +338,11 @@ fn decode_state(text: &str) -> Option<(SortedMap<u32>, Vec<Tracked>)> {
             _ => return None,
         }
     }
-    Some((counts, tracked))
+    Some(Badges {
+        counts,
+        tracked,
+        actions: Vec::new(),
+    })
 }
 
 /// The records of `text`, each as its unescaped fields, if its first line is `header`;
