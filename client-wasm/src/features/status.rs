@@ -19,7 +19,7 @@ use crate::prelude::*;
 
 use super::sorted_map::SortedMap;
 
-use super::{earliest, payload_with_user_id, push_json_string, Action};
+use super::{earliest, payload_with_user_id, Action};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
@@ -285,9 +285,11 @@ impl AwayStatus {
         if !self.sending_enabled || !self.subscribed {
             return;
         }
-        let mut literal = String::new();
-        push_json_string(&mut literal, self.own.as_str());
-        let data = payload_with_user_id("status", &literal, self.own_user_id.as_deref());
+        let literal = match self.own {
+            Status::Online => "\"online\"",
+            Status::Away => "\"away\"",
+        };
+        let data = payload_with_user_id("status", literal, self.own_user_id.as_deref());
         self.actions.push(Action::SendClientEvent {
             event: STATUS_EVENT,
             data,
