@@ -368,13 +368,13 @@ fn records_after(text: &str, header: &str) -> Option<Vec<Vec<String>>> {
                     b"0D" => '\r',
                     _ => return None,
                 };
-                field.push_str(&body[start..i]);
+                field.push_str(body.get(start..i)?);
                 field.push(escaped);
                 i += 3;
                 start = i;
             }
             None | Some(b'\t' | b'\n') => {
-                field.push_str(&body[start..i]);
+                field.push_str(body.get(start..i)?);
                 fields.push(core::mem::take(&mut field));
                 if byte != Some(b'\t') {
                     records.push(core::mem::take(&mut fields));
@@ -417,20 +417,15 @@ fn push_count_record(text: &mut String, kind: &str, name: &str, count: u32) {
 fn push_record(text: &mut String, fields: &[&str]) {
     for (i, field) in fields.iter().enumerate() {
         text.push(if i == 0 { '\n' } else { '\t' });
-        let mut start = 0;
-        for (at, &byte) in field.as_bytes().iter().enumerate() {
-            let escaped = match byte {
-                b'%' => "%25",
-                b'\t' => "%09",
-                b'\n' => "%0A",
-                b'\r' => "%0D",
-                _ => continue,
-            };
-            text.push_str(&field[start..at]);
-            text.push_str(escaped);
-            start = at + 1;
+        for c in field.chars() {
+            match c {
+                '%' => text.push_str("%25"),
+                '\t' => text.push_str("%09"),
+                '\n' => text.push_str("%0A"),
+                '\r' => text.push_str("%0D"),
+                c => text.push(c),
+            }
         }
-        text.push_str(&field[start..]);
     }
 }
 
