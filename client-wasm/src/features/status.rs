@@ -19,7 +19,7 @@ use crate::prelude::*;
 
 use super::sorted_map::SortedMap;
 
-use super::{earliest, payload_with_user_id, Action};
+use super::{earliest, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
@@ -76,8 +76,7 @@ impl Default for StatusConfig {
 #[derive(Debug)]
 pub struct AwayStatus {
     config: StatusConfig,
-    own_user_id: Option<String>,
-    sending_enabled: bool,
+    outbox: Outbox,
     /// Between `subscribed` and `unsubscribed`: announcements can be sent.
     subscribed: bool,
     hidden_since_ms: Option<u64>,
@@ -87,7 +86,6 @@ pub struct AwayStatus {
     members: SortedMap<Status>,
     /// When the re-announcement for newcomers is due.
     announce_at_ms: Option<u64>,
-    actions: Vec<Action>,
 }
 
 impl AwayStatus {
@@ -103,15 +101,13 @@ impl AwayStatus {
     ) -> AwayStatus {
         AwayStatus {
             config,
-            own_user_id,
-            sending_enabled: true,
+            outbox: Outbox::new(own_user_id),
             subscribed: false,
             hidden_since_ms: (!visible).then_some(now_ms),
             last_input_ms: now_ms,
             own: Status::Online,
             members: SortedMap::default(),
             announce_at_ms: None,
-            actions: Vec::new(),
         }
     }
 
@@ -148,7 +144,7 @@ impl AwayStatus {
             .map(|id| (id.to_owned(), Status::Online))
             .collect();
         self.mirror_own();
-        self.actions.push(Action::Changed);
+        self.outbox.changed();
     }
 
     /// The subscription was lost (disconnect, unsubscribe): no members and nothing sent until
@@ -158,7 +154,7 @@ impl AwayStatus {
         self.announce_at_ms = None;
         if !self.members.is_empty() {
             self.members.clear();
-            self.actions.push(Action::Changed);
+            self.outbox.changed();
         }
     }
 
@@ -166,8 +162,9 @@ impl AwayStatus {
     pub fn member_joined(&mut self, user_id: &str, now_ms: u64) {
         self.members.insert(user_id.to_owned(), Status::Online);
         self.mirror_own();
-        self.actions.push(Action::Changed);
-        if self.own == Status::Away && self.sending_enabled && self.announce_at_ms.is_none() {
+        self.outbox.changed();
+        if self.own == Status::Away && self.outbox.sending_enabled && self.announce_at_ms.is_none()
+        {
             self.announce_at_ms = Some(now_ms.saturating_add(self.config.announce_delay_ms));
         }
     }
@@ -175,27 +172,27 @@ impl AwayStatus {
     /// `member_removed`: the member is gone.
     pub fn member_left(&mut self, user_id: &str) {
         if self.members.remove(user_id).is_some() {
-            self.actions.push(Action::Changed);
+            self.outbox.changed();
         }
     }
 
     /// A status event from `user_id`. Only present members are tracked, so a late event
     /// cannot bring back someone who left; our own other tabs do not override this one.
     pub fn received(&mut self, user_id: &str, status: Status) {
-        if self.own_user_id.as_deref() == Some(user_id) {
+        if self.outbox.is_own(user_id) {
             return;
         }
         if let Some(current) = self.members.get_mut(user_id) {
             if *current != status {
                 *current = status;
-                self.actions.push(Action::Changed);
+                self.outbox.changed();
             }
         }
     }
 
     /// The server refused client events (a `pusher:error` about them): stop sending.
     pub fn client_events_refused(&mut self) {
-        self.sending_enabled = false;
+        self.outbox.sending_enabled = false;
         self.announce_at_ms = None;
     }
 
@@ -222,8 +219,7 @@ impl AwayStatus {
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
-        (!self.actions.is_empty()).then(|| self.actions.remove(0))
+        self.outbox.poll()
     }
 
     /// This tab's own status.
@@ -264,13 +260,14 @@ impl AwayStatus {
         if status != self.own {
             self.own = status;
             self.mirror_own();
-            self.actions.push(Action::Changed);
+            self.outbox.changed();
             self.announce();
         }
     }
 
     fn mirror_own(&mut self) {
         if let Some(entry) = self
+            .outbox
             .own_user_id
             .as_deref()
             .and_then(|id| self.members.get_mut(id))
@@ -282,18 +279,14 @@ impl AwayStatus {
     fn announce(&mut self) {
         // Whatever was pending for newcomers is covered by this announcement.
         self.announce_at_ms = None;
-        if !self.sending_enabled || !self.subscribed {
+        if !self.outbox.sending_enabled || !self.subscribed {
             return;
         }
         let literal = match self.own {
             Status::Online => "\"online\"",
             Status::Away => "\"away\"",
         };
-        let data = payload_with_user_id("status", literal, self.own_user_id.as_deref());
-        self.actions.push(Action::SendClientEvent {
-            event: STATUS_EVENT,
-            data,
-        });
+        self.outbox.send(STATUS_EVENT, "status", literal);
     }
 }
 

@@ -16,7 +16,7 @@
 
 use crate::prelude::*;
 
-use super::{earliest, payload_with_user_id, Action};
+use super::{earliest, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `typing`.
 pub const TYPING_EVENT: &str = "client-typing";
@@ -51,8 +51,7 @@ impl Default for TypingConfig {
 #[derive(Debug)]
 pub struct Typing {
     config: TypingConfig,
-    own_user_id: Option<String>,
-    sending_enabled: bool,
+    outbox: Outbox,
     /// The local user is typing: a key came less than `idle_ms` ago and no message was sent since.
     active: bool,
     /// Receivers were told `typing:true` and not told `false` since.
@@ -61,7 +60,6 @@ pub struct Typing {
     last_true_ms: Option<u64>,
     /// Remote typists in the order they started typing, with the time their entry expires.
     typists: Vec<(String, u64)>,
-    actions: Vec<Action>,
 }
 
 impl Typing {
@@ -70,20 +68,18 @@ impl Typing {
     pub fn new(config: TypingConfig, own_user_id: Option<String>) -> Typing {
         Typing {
             config,
-            own_user_id,
-            sending_enabled: true,
+            outbox: Outbox::new(own_user_id),
             active: false,
             announced: false,
             last_key_ms: 0,
             last_true_ms: None,
             typists: Vec::new(),
-            actions: Vec::new(),
         }
     }
 
     /// The local user pressed a key in the message box.
     pub fn keystroke(&mut self, now_ms: u64) {
-        if !self.sending_enabled {
+        if !self.outbox.sending_enabled {
             return;
         }
         self.active = true;
@@ -105,7 +101,7 @@ impl Typing {
 
     /// A `client-typing` event arrived from `user_id`.
     pub fn received(&mut self, user_id: &str, typing: bool, now_ms: u64) {
-        if self.own_user_id.as_deref() == Some(user_id) {
+        if self.outbox.is_own(user_id) {
             return;
         }
         let position = self.typists.iter().position(|(id, _)| id == user_id);
@@ -116,7 +112,7 @@ impl Typing {
                     user_id.to_owned(),
                     now_ms.saturating_add(self.config.expire_ms),
                 ));
-                self.actions.push(Action::Changed);
+                self.outbox.changed();
             }
             (false, Some(_)) => self.member_left(user_id),
             (false, None) => {}
@@ -131,7 +127,7 @@ impl Typing {
     /// The server refused client events (a `pusher:error` about them): stop sending, keep
     /// showing what others send.
     pub fn client_events_refused(&mut self) {
-        self.sending_enabled = false;
+        self.outbox.sending_enabled = false;
         self.active = false;
         self.announced = false;
     }
@@ -143,7 +139,7 @@ impl Typing {
         self.announced = false;
         if !self.typists.is_empty() {
             self.typists.clear();
-            self.actions.push(Action::Changed);
+            self.outbox.changed();
         }
     }
 
@@ -178,8 +174,7 @@ impl Typing {
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
-        (!self.actions.is_empty()).then(|| self.actions.remove(0))
+        self.outbox.poll()
     }
 
     /// Who is typing, in the order they started (stable while they keep typing).
@@ -201,7 +196,7 @@ impl Typing {
             Some(id.as_str()) != user_id && now_ms.is_none_or(|now| *expires > now)
         });
         if self.typists.len() != before {
-            self.actions.push(Action::Changed);
+            self.outbox.changed();
         }
     }
 
@@ -215,11 +210,7 @@ impl Typing {
         }
         self.announced = typing;
         let literal = if typing { "true" } else { "false" };
-        let data = payload_with_user_id("typing", literal, self.own_user_id.as_deref());
-        self.actions.push(Action::SendClientEvent {
-            event: TYPING_EVENT,
-            data,
-        });
+        self.outbox.send(TYPING_EVENT, "typing", literal);
     }
 }
 
