@@ -310,13 +310,12 @@ fn subtract(counts: &mut SortedMap<u32>, category: &str, amount: u32) -> bool {
 
 /// The counts and remembered ids of a state text, with no actions.
 fn decode_state(text: &str) -> Option<Badges> {
-    let mut counts = SortedMap::default();
-    let mut tracked: Vec<Tracked> = Vec::new();
+    let mut badges = Badges::new();
     for record in records_after(text, STATE_HEADER)? {
         match record.as_slice() {
             [kind, category, count] if kind == "c" => {
                 let count = parse_count(count)?;
-                if count > 0 && counts.insert(category.clone(), count).is_some() {
+                if count > 0 && badges.counts.insert(category.clone(), count).is_some() {
                     return None;
                 }
             }
@@ -326,23 +325,15 @@ fn decode_state(text: &str) -> Option<Badges> {
                     "r" => false,
                     _ => return None,
                 };
-                if tracked.len() == MAX_TRACKED_IDS || tracked.iter().any(|entry| entry.id == *id) {
+                if badges.tracked.len() == MAX_TRACKED_IDS || badges.find(id).is_some() {
                     return None;
                 }
-                tracked.push(Tracked {
-                    id: id.clone(),
-                    category: category.clone(),
-                    unread,
-                });
+                badges.track(id, category, unread);
             }
             _ => return None,
         }
     }
-    Some(Badges {
-        counts,
-        tracked,
-        actions: Vec::new(),
-    })
+    Some(badges)
 }
 
 /// The records of `text`, each as its unescaped fields, if its first line is `header`;
