@@ -384,18 +384,24 @@ fn records_after(text: &str, header: &str) -> Option<Vec<Vec<String>>> {
 /// A count field: decimal digits after an optional `+`, as `str::parse::<u32>` reads it
 /// (whose generic code is bigger); `None` when empty, not a number or over `u32::MAX`.
 fn parse_count(field: &str) -> Option<u32> {
-    let digits = field.strip_prefix('+').unwrap_or(field);
+    let digits = match field.as_bytes() {
+        [b'+', digits @ ..] => digits,
+        digits => digits,
+    };
     if digits.is_empty() {
         return None;
     }
-    let mut count: u32 = 0;
-    for &byte in digits.as_bytes() {
+    let mut count: u64 = 0;
+    for &byte in digits {
         if !byte.is_ascii_digit() {
             return None;
         }
-        count = count.checked_mul(10)?.checked_add(u32::from(byte - b'0'))?;
+        count = count * 10 + u64::from(byte - b'0');
+        if count > u64::from(u32::MAX) {
+            return None;
+        }
     }
-    Some(count)
+    Some(count as u32)
 }
 
 fn push_count_record(text: &mut String, kind: &str, name: &str, count: u32) {
@@ -612,6 +618,24 @@ mod tests {
             assert_eq!(drain(&mut badges), (false, vec![]), "{message:?}");
         }
         assert_eq!(badges.count("messages"), 1);
+    }
+
+    #[test]
+    fn counts_are_read_as_str_parse_reads_them() {
+        for field in [
+            "0",
+            "+5",
+            "007",
+            "4294967295",
+            "4294967296",
+            "",
+            "+",
+            "-1",
+            "1.0",
+            " 1",
+        ] {
+            assert_eq!(parse_count(field), field.parse().ok(), "{field:?}");
+        }
     }
 
     /// Hands every message `from` broadcasts to `to`; returns whether `to` changed.
