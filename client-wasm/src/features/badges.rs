@@ -337,46 +337,35 @@ fn decode_state(text: &str) -> Option<Badges> {
 }
 
 /// The records of `text`, each as its unescaped fields, if its first line is `header`;
-/// `None` for another header or a field that does not unescape. One pass over the bytes:
+/// `None` for another header or a field that does not unescape. One pass over the characters:
 /// `str::split` and collecting into `Option` cost the wasm far more.
 fn records_after(text: &str, header: &str) -> Option<Vec<Vec<String>>> {
     let mut records = Vec::new();
-    let body = match text.strip_prefix(header)? {
+    let mut chars = match text.strip_prefix(header)? {
         "" => return Some(records),
-        rest => rest.strip_prefix('\n')?,
+        rest => rest.strip_prefix('\n')?.chars(),
     };
-    let bytes = body.as_bytes();
     let (mut fields, mut field) = (Vec::new(), String::new());
-    let (mut start, mut i) = (0, 0);
     loop {
-        let byte = bytes.get(i).copied();
-        match byte {
-            Some(b'%') => {
-                let escaped = match bytes.get(i + 1..i + 3)? {
-                    b"25" => '%',
-                    b"09" => '\t',
-                    b"0A" => '\n',
-                    b"0D" => '\r',
-                    _ => return None,
-                };
-                field.push_str(body.get(start..i)?);
-                field.push(escaped);
-                i += 3;
-                start = i;
-            }
-            None | Some(b'\t' | b'\n') => {
-                field.push_str(body.get(start..i)?);
+        match chars.next() {
+            Some('%') => field.push(match [chars.next()?, chars.next()?] {
+                ['2', '5'] => '%',
+                ['0', '9'] => '\t',
+                ['0', 'A'] => '\n',
+                ['0', 'D'] => '\r',
+                _ => return None,
+            }),
+            Some('\t') => fields.push(core::mem::take(&mut field)),
+            Some('\n') => {
                 fields.push(core::mem::take(&mut field));
-                if byte != Some(b'\t') {
-                    records.push(core::mem::take(&mut fields));
-                }
-                if byte.is_none() {
-                    return Some(records);
-                }
-                i += 1;
-                start = i;
+                records.push(core::mem::take(&mut fields));
             }
-            Some(_) => i += 1,
+            None => {
+                fields.push(field);
+                records.push(fields);
+                return Some(records);
+            }
+            Some(c) => field.push(c),
         }
     }
 }
