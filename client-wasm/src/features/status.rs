@@ -139,10 +139,10 @@ impl AwayStatus {
         if self.own == Status::Away && was == Status::Away {
             self.announce();
         }
-        self.members = member_ids
-            .into_iter()
-            .map(|id| (id.to_owned(), Status::Online))
-            .collect();
+        self.members.clear();
+        for id in member_ids {
+            self.members.insert(id.to_owned(), Status::Online);
+        }
         self.mirror_own();
         self.outbox.changed();
     }
