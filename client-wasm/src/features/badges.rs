@@ -25,6 +25,8 @@
 
 use crate::prelude::*;
 
+use core::str::Chars;
+
 use super::sorted_map::SortedMap;
 use crate::core::push_decimal;
 
@@ -198,25 +200,34 @@ impl Badges {
     /// one whole operation (a single `n` or `c` record, or `r` and `x` records only) changes
     /// nothing.
     fn apply_op(&mut self, text: &str) -> bool {
-        let Some(records) = records_after(text, OP_HEADER) else {
+        let Some(records) = Records::after(text, OP_HEADER) else {
             return false;
         };
-        let single = records.len() == 1;
-        let valid = !records.is_empty()
-            && records.iter().all(|record| match record.as_slice() {
-                [kind, _, _] if kind == "n" => single,
-                [kind, _, count] if kind == "c" => single && parse_count(count).is_some(),
+        // Checked whole before anything is applied: a second pass reads the text again.
+        let (mut count, mut single_kind, mut valid) = (0, false, true);
+        for record in records.clone() {
+            count += 1;
+            valid &= match record.as_slice() {
+                [kind, _, _] if kind == "n" => {
+                    single_kind = true;
+                    true
+                }
+                [kind, _, count] if kind == "c" => {
+                    single_kind = true;
+                    parse_count(count).is_some()
+                }
                 [kind, _] => kind == "r",
                 [kind, _, count] => kind == "x" && parse_count(count).is_some(),
                 _ => false,
-            });
-        if !valid {
+            };
+        }
+        if !valid || count == 0 || (single_kind && count > 1) {
             return false;
         }
         // The records of a mark-read may come in any order: reading an id and taking an
         // uncounted number off its category give the same counts either way round.
         let mut changed = false;
-        for record in &records {
+        for record in records {
             changed |= match record.as_slice() {
                 [kind, id, category] if kind == "n" => self.notify(id, category),
                 [_, id] => self.read(id),
@@ -311,7 +322,7 @@ fn subtract(counts: &mut SortedMap<u32>, category: &str, amount: u32) -> bool {
 /// The counts and remembered ids of a state text, with no actions.
 fn decode_state(text: &str) -> Option<Badges> {
     let mut badges = Badges::new();
-    for record in records_after(text, STATE_HEADER)? {
+    for record in Records::after(text, STATE_HEADER)? {
         match record.as_slice() {
             [kind, category, count] if kind == "c" => {
                 let count = parse_count(count)?;
@@ -336,37 +347,60 @@ fn decode_state(text: &str) -> Option<Badges> {
     Some(badges)
 }
 
-/// The records of `text`, each as its unescaped fields, if its first line is `header`;
-/// `None` for another header or a field that does not unescape. One pass over the characters:
-/// `str::split` and collecting into `Option` cost the wasm far more.
-fn records_after(text: &str, header: &str) -> Option<Vec<Vec<String>>> {
-    let mut records = Vec::new();
-    let mut chars = match text.strip_prefix(header)? {
-        "" => return Some(records),
-        rest => rest.strip_prefix('\n')?.chars(),
-    };
-    let (mut fields, mut field) = (Vec::new(), String::new());
-    loop {
-        match chars.next() {
-            Some('%') => field.push(match [chars.next()?, chars.next()?] {
-                ['2', '5'] => '%',
-                ['0', '9'] => '\t',
-                ['0', 'A'] => '\n',
-                ['0', 'D'] => '\r',
-                _ => return None,
-            }),
-            Some('\t') => fields.push(core::mem::take(&mut field)),
-            Some('\n') => {
-                fields.push(core::mem::take(&mut field));
-                records.push(core::mem::take(&mut fields));
-            }
-            None => {
-                fields.push(field);
-                records.push(fields);
-                return Some(records);
-            }
-            Some(c) => field.push(c),
+/// The records of a text, each as its unescaped fields, read one line at a time over the
+/// characters: `str::split`, and collecting every record first, cost the wasm more.
+#[derive(Clone)]
+struct Records<'a> {
+    /// What is left to read; `None` once the last record was read.
+    chars: Option<Chars<'a>>,
+}
+
+impl<'a> Records<'a> {
+    /// The records of `text` if its first line is `header`; `None` for another header.
+    fn after(text: &'a str, header: &str) -> Option<Records<'a>> {
+        let chars = match text.strip_prefix(header)? {
+            "" => None,
+            rest => Some(rest.strip_prefix('\n')?.chars()),
+        };
+        Some(Records { chars })
+    }
+}
+
+impl Iterator for Records<'_> {
+    /// A record that does not unescape comes out empty, which every decoder rejects, and ends
+    /// the reading.
+    type Item = Vec<String>;
+
+    fn next(&mut self) -> Option<Vec<String>> {
+        let chars = self.chars.as_mut()?;
+        let (mut fields, mut field) = (Vec::new(), String::new());
+        loop {
+            let unescaped = match chars.next() {
+                Some('%') => match [chars.next(), chars.next()] {
+                    [Some('2'), Some('5')] => '%',
+                    [Some('0'), Some('9')] => '\t',
+                    [Some('0'), Some('A')] => '\n',
+                    [Some('0'), Some('D')] => '\r',
+                    _ => {
+                        self.chars = None;
+                        return Some(Vec::new());
+                    }
+                },
+                Some('\t') => {
+                    fields.push(core::mem::take(&mut field));
+                    continue;
+                }
+                Some('\n') => break,
+                None => {
+                    self.chars = None;
+                    break;
+                }
+                Some(c) => c,
+            };
+            field.push(unescaped);
         }
+        fields.push(field);
+        Some(fields)
     }
 }
 
