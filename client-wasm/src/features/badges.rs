@@ -25,7 +25,7 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
+use core::str::Chars;
 
 use super::sorted_map::SortedMap;
 use crate::core::push_decimal;
@@ -53,39 +53,24 @@ pub enum BadgeAction {
     Broadcast(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Tracked {
     id: String,
     category: String,
     unread: bool,
 }
 
-/// A change, applied the same way in the tab where it happened and in the others.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Op {
-    Notify {
-        id: String,
-        category: String,
-    },
-    SetCount {
-        category: String,
-        count: u32,
-    },
-    /// Marks `ids` read, then takes `uncounted[category]` off that category's count.
-    Read {
-        ids: Vec<String>,
-        uncounted: Vec<(String, u32)>,
-    },
-}
-
 /// Unread counts of one user. Call inputs, then drain [`Badges::poll_action`].
+///
+/// A local change is made as the operation message the other tabs get, then applied by the
+/// same code as theirs: one decoder instead of an operation type with its encoder and decoder.
 #[derive(Debug, Default)]
 pub struct Badges {
     /// Non-zero unread counts by category.
     counts: SortedMap<u32>,
     /// Remembered notification ids, oldest first.
-    tracked: VecDeque<Tracked>,
-    actions: VecDeque<BadgeAction>,
+    tracked: Vec<Tracked>,
+    actions: Vec<BadgeAction>,
 }
 
 impl Badges {
@@ -96,103 +81,91 @@ impl Badges {
 
     /// The state stored by [`Badges::encode`]; empty if `text` is corrupt or of another version.
     pub fn restore(text: &str) -> Badges {
-        let mut badges = Badges::new();
-        if let Some((counts, tracked)) = decode_state(text) {
-            badges.counts = counts;
-            badges.tracked = tracked;
-        }
-        badges
+        decode_state(text).unwrap_or_default()
     }
 
     /// The whole state as text, for localStorage or for another tab.
     pub fn encode(&self) -> String {
         let mut text = String::from(STATE_HEADER);
-        for (category, count) in &self.counts {
-            push_record(&mut text, &["c", category, &decimal(*count)]);
+        for (category, &count) in &self.counts {
+            push_count_record(&mut text, "c", category, count);
         }
         for entry in &self.tracked {
-            push_record(
-                &mut text,
-                &[
-                    "t",
-                    &entry.id,
-                    &entry.category,
-                    if entry.unread { "u" } else { "r" },
-                ],
-            );
+            let unread = if entry.unread { "u" } else { "r" };
+            push_record(&mut text, &["t", &entry.id, &entry.category, unread]);
         }
         text
     }
 
     /// A notification arrived from the server; an id already seen (or read) is ignored.
     pub fn notification(&mut self, id: &str, category: &str) {
-        self.apply_local(Op::Notify {
-            id: id.to_owned(),
-            category: category.to_owned(),
-        });
+        let mut op = String::from(OP_HEADER);
+        push_record(&mut op, &["n", id, category]);
+        self.apply_local(op);
     }
 
     /// The server's absolute unread count for `category`; it replaces the local count.
     pub fn set_count(&mut self, category: &str, count: u32) {
-        self.apply_local(Op::SetCount {
-            category: category.to_owned(),
-            count,
-        });
+        let mut op = String::from(OP_HEADER);
+        push_count_record(&mut op, "c", category, count);
+        self.apply_local(op);
     }
 
-    /// The user read a notification, a category or everything.
+    /// The user read a notification, a category or everything: an `r` record per id, then an
+    /// `x` record per category with unread the tab counted without knowing their ids.
     pub fn mark_read(&mut self, target: ReadTarget) {
-        let in_target = |category: &str| match target {
-            ReadTarget::Id(_) => false,
-            ReadTarget::Category(wanted) => category == wanted,
-            ReadTarget::All => true,
-        };
-        let mut ids: Vec<String> = Vec::new();
-        let mut uncounted = Vec::new();
+        let mut op = String::from(OP_HEADER);
+        let mut uncounted = String::new();
         if let ReadTarget::Id(id) = target {
-            ids.push(id.to_owned());
+            push_record(&mut op, &["r", id]);
         }
-        for (category, &count) in self
-            .counts
-            .iter()
-            .filter(|(category, _)| in_target(category))
-        {
-            let known: Vec<String> = self
-                .tracked
-                .iter()
-                .filter(|entry| entry.unread && entry.category == *category)
-                .map(|entry| entry.id.clone())
-                .collect();
-            let without_id = count.saturating_sub(known.len() as u32);
-            if without_id > 0 {
-                uncounted.push((category.clone(), without_id));
+        for (category, &count) in &self.counts {
+            let in_target = match target {
+                ReadTarget::Id(_) => false,
+                ReadTarget::Category(wanted) => category == wanted,
+                ReadTarget::All => true,
+            };
+            if !in_target {
+                continue;
             }
-            ids.extend(known);
+            let mut known = 0;
+            for entry in &self.tracked {
+                if entry.unread && entry.category == *category {
+                    push_record(&mut op, &["r", &entry.id]);
+                    known += 1;
+                }
+            }
+            if count > known {
+                push_count_record(&mut uncounted, "x", category, count - known);
+            }
         }
-        self.apply_local(Op::Read { ids, uncounted });
+        op.push_str(&uncounted);
+        self.apply_local(op);
     }
 
     /// A message another tab broadcast, or a state it encoded: an operation is applied, a
     /// state replaces this one. Anything unreadable is ignored.
     pub fn apply_remote(&mut self, message: &str) {
         let changed = if message.starts_with(OP_HEADER) {
-            decode_op(message).is_some_and(|op| self.apply(&op))
-        } else if let Some((counts, tracked)) = decode_state(message) {
-            let changed = counts != self.counts || tracked != self.tracked;
-            self.counts = counts;
-            self.tracked = tracked;
-            changed
+            self.apply_op(message)
+        } else if let Some(state) = decode_state(message) {
+            // Equal states encode the same: comparing the texts spares derived comparisons.
+            let before = self.encode();
+            self.counts = state.counts;
+            self.tracked = state.tracked;
+            self.encode() != before
         } else {
             false
         };
         if changed {
-            self.actions.push_back(BadgeAction::Changed);
+            self.actions.push(BadgeAction::Changed);
         }
     }
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<BadgeAction> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// Unread count of one category.
@@ -202,9 +175,11 @@ impl Badges {
 
     /// Unread count of all categories.
     pub fn total(&self) -> u32 {
-        self.counts
-            .values()
-            .fold(0, |total, &count| total.saturating_add(count))
+        let mut total = 0u32;
+        for &count in self.counts.values() {
+            total = total.saturating_add(count);
+        }
+        total
     }
 
     /// Categories with unread notifications and their counts, sorted by category.
@@ -214,167 +189,144 @@ impl Badges {
             .map(|(category, &count)| (category.as_str(), count))
     }
 
-    fn apply_local(&mut self, op: Op) {
-        if self.apply(&op) {
-            self.actions.push_back(BadgeAction::Changed);
-            self.actions
-                .push_back(BadgeAction::Broadcast(encode_op(&op)));
+    fn apply_local(&mut self, op: String) {
+        if self.apply_op(&op) {
+            self.actions.push(BadgeAction::Changed);
+            self.actions.push(BadgeAction::Broadcast(op));
         }
     }
 
-    /// Applies `op`; returns whether the state changed.
-    fn apply(&mut self, op: &Op) -> bool {
-        match op {
-            Op::Notify { id, category } => {
-                if self.find(id).is_some() {
-                    return false;
+    /// Applies an operation message; returns whether the state changed. A message that is not
+    /// one whole operation (a single `n` or `c` record, or `r` and `x` records only) changes
+    /// nothing.
+    fn apply_op(&mut self, text: &str) -> bool {
+        let Some(records) = Records::after(text, OP_HEADER) else {
+            return false;
+        };
+        // Checked whole before anything is applied: a second pass reads the text again.
+        let (mut count, mut single_kind, mut valid) = (0, false, true);
+        for record in records.clone() {
+            count += 1;
+            valid &= match record.as_slice() {
+                [kind, _, _] if kind == "n" => {
+                    single_kind = true;
+                    true
                 }
-                self.track(Tracked {
-                    id: id.clone(),
-                    category: category.clone(),
-                    unread: true,
-                });
-                self.add(category, 1);
-                true
-            }
-            Op::SetCount { category, count } => {
-                let mut changed = false;
-                if *count == 0 {
-                    // Nothing unread: the remembered ids of the category were read.
-                    for entry in self
-                        .tracked
-                        .iter_mut()
-                        .filter(|entry| entry.unread && entry.category == *category)
-                    {
-                        entry.unread = false;
-                        changed = true;
+                [kind, _, count] if kind == "c" => {
+                    single_kind = true;
+                    parse_count(count).is_some()
+                }
+                [kind, _] => kind == "r",
+                [kind, _, count] => kind == "x" && parse_count(count).is_some(),
+                _ => false,
+            };
+        }
+        if !valid || count == 0 || (single_kind && count > 1) {
+            return false;
+        }
+        // The records of a mark-read may come in any order: reading an id and taking an
+        // uncounted number off its category give the same counts either way round.
+        let mut changed = false;
+        for record in records {
+            changed |= match record.as_slice() {
+                [kind, id, category] if kind == "n" => self.notify(id, category),
+                [_, id] => self.read(id),
+                [kind, category, count] => {
+                    let count = parse_count(count).unwrap_or_default();
+                    if kind == "c" {
+                        self.set(category, count)
+                    } else {
+                        subtract(&mut self.counts, category, count)
                     }
                 }
-                let previous = self.counts.remove(category);
-                if *count > 0 {
-                    self.counts.insert(category.clone(), *count);
+                _ => false,
+            };
+        }
+        changed
+    }
+
+    /// Counts a new notification; an id already remembered changes nothing.
+    fn notify(&mut self, id: &str, category: &str) -> bool {
+        if self.find(id).is_some() {
+            return false;
+        }
+        self.track(id, category, true);
+        let count = self.counts.get_or_insert(category, 0);
+        *count = count.saturating_add(1);
+        true
+    }
+
+    /// Sets the absolute count of `category`.
+    fn set(&mut self, category: &str, count: u32) -> bool {
+        let mut changed = false;
+        if count == 0 {
+            // Nothing unread: the remembered ids of the category were read.
+            for entry in &mut self.tracked {
+                if entry.unread && entry.category == category {
+                    entry.unread = false;
+                    changed = true;
                 }
-                changed || previous.unwrap_or(0) != *count
-            }
-            Op::Read { ids, uncounted } => {
-                let mut changed = false;
-                for id in ids {
-                    match self.find(id) {
-                        Some(i) if self.tracked[i].unread => {
-                            self.tracked[i].unread = false;
-                            let category = self.tracked[i].category.clone();
-                            self.subtract(&category, 1);
-                            changed = true;
-                        }
-                        Some(_) => {}
-                        None => {
-                            // Read before it arrived here: remember it so it is never counted.
-                            self.track(Tracked {
-                                id: id.clone(),
-                                category: String::new(),
-                                unread: false,
-                            });
-                            changed = true;
-                        }
-                    }
-                }
-                for (category, count) in uncounted {
-                    changed |= self.subtract(category, *count);
-                }
-                changed
             }
         }
+        let previous = self.counts.remove(category).unwrap_or(0);
+        if count > 0 {
+            self.counts.insert(category.to_owned(), count);
+        }
+        changed || previous != count
+    }
+
+    /// Marks `id` read.
+    fn read(&mut self, id: &str) -> bool {
+        let Some(i) = self.find(id) else {
+            // Read before it arrived here: remember it so it is never counted.
+            self.track(id, "", false);
+            return true;
+        };
+        let entry = &mut self.tracked[i];
+        if !entry.unread {
+            return false;
+        }
+        entry.unread = false;
+        subtract(&mut self.counts, &entry.category, 1);
+        true
     }
 
     fn find(&self, id: &str) -> Option<usize> {
         self.tracked.iter().position(|entry| entry.id == id)
     }
 
-    fn track(&mut self, entry: Tracked) {
+    fn track(&mut self, id: &str, category: &str, unread: bool) {
         if self.tracked.len() == MAX_TRACKED_IDS {
-            self.tracked.pop_front();
+            self.tracked.remove(0);
         }
-        self.tracked.push_back(entry);
-    }
-
-    fn add(&mut self, category: &str, amount: u32) {
-        let count = self.counts.get_or_insert(category, 0);
-        *count = count.saturating_add(amount);
-    }
-
-    /// Takes `amount` off `category`, not below zero; returns whether the count moved.
-    fn subtract(&mut self, category: &str, amount: u32) -> bool {
-        let Some(count) = self.counts.get_mut(category) else {
-            return false;
-        };
-        *count = count.saturating_sub(amount);
-        if *count == 0 {
-            self.counts.remove(category);
-        }
-        amount > 0
+        self.tracked.push(Tracked {
+            id: id.to_owned(),
+            category: category.to_owned(),
+            unread,
+        });
     }
 }
 
-fn encode_op(op: &Op) -> String {
-    let mut text = String::from(OP_HEADER);
-    match op {
-        Op::Notify { id, category } => push_record(&mut text, &["n", id, category]),
-        Op::SetCount { category, count } => {
-            push_record(&mut text, &["c", category, &decimal(*count)])
-        }
-        Op::Read { ids, uncounted } => {
-            for id in ids {
-                push_record(&mut text, &["r", id]);
-            }
-            for (category, count) in uncounted {
-                push_record(&mut text, &["x", category, &decimal(*count)]);
-            }
-        }
+/// Takes `amount` off `category`, not below zero; returns whether the count moved.
+fn subtract(counts: &mut SortedMap<u32>, category: &str, amount: u32) -> bool {
+    let Some(count) = counts.get_mut(category) else {
+        return false;
+    };
+    *count = count.saturating_sub(amount);
+    if *count == 0 {
+        counts.remove(category);
     }
-    text
+    amount > 0
 }
 
-fn decode_op(text: &str) -> Option<Op> {
-    let records: Vec<Vec<String>> = records_after(text, OP_HEADER)?.collect();
-    if let [record] = records.as_slice() {
-        match record.as_slice() {
-            [kind, id, category] if kind == "n" => {
-                return Some(Op::Notify {
-                    id: id.clone(),
-                    category: category.clone(),
-                });
-            }
-            [kind, category, count] if kind == "c" => {
-                return Some(Op::SetCount {
-                    category: category.clone(),
-                    count: count.parse().ok()?,
-                });
-            }
-            _ => {}
-        }
-    }
-    // Anything else must be a mark-read operation made of `r` and `x` records only.
-    let (mut ids, mut uncounted) = (Vec::new(), Vec::new());
-    for record in &records {
-        match record.as_slice() {
-            [kind, id] if kind == "r" => ids.push(id.clone()),
-            [kind, category, count] if kind == "x" => {
-                uncounted.push((category.clone(), count.parse().ok()?))
-            }
-            _ => return None,
-        }
-    }
-    (!records.is_empty()).then_some(Op::Read { ids, uncounted })
-}
-
-fn decode_state(text: &str) -> Option<(SortedMap<u32>, VecDeque<Tracked>)> {
-    let mut counts = SortedMap::default();
-    let mut tracked: VecDeque<Tracked> = VecDeque::new();
-    for record in records_after(text, STATE_HEADER)? {
+/// The counts and remembered ids of a state text, with no actions.
+fn decode_state(text: &str) -> Option<Badges> {
+    let mut badges = Badges::new();
+    for record in Records::after(text, STATE_HEADER)? {
         match record.as_slice() {
             [kind, category, count] if kind == "c" => {
-                let count: u32 = count.parse().ok()?;
-                if count > 0 && counts.insert(category.clone(), count).is_some() {
+                let count = parse_count(count)?;
+                if count > 0 && badges.counts.insert(category.clone(), count).is_some() {
                     return None;
                 }
             }
@@ -384,51 +336,107 @@ fn decode_state(text: &str) -> Option<(SortedMap<u32>, VecDeque<Tracked>)> {
                     "r" => false,
                     _ => return None,
                 };
-                if tracked.len() == MAX_TRACKED_IDS || tracked.iter().any(|entry| entry.id == *id) {
+                if badges.tracked.len() == MAX_TRACKED_IDS || badges.find(id).is_some() {
                     return None;
                 }
-                tracked.push_back(Tracked {
-                    id: id.clone(),
-                    category: category.clone(),
-                    unread,
-                });
+                badges.track(id, category, unread);
             }
             _ => return None,
         }
     }
-    Some((counts, tracked))
+    Some(badges)
 }
 
-/// The records of `text` if its first line is `header`; `None` for another header. A record
-/// that does not unescape comes out empty, which every decoder rejects.
-fn records_after<'a>(
-    text: &'a str,
-    header: &str,
-) -> Option<impl Iterator<Item = Vec<String>> + 'a> {
-    let mut lines = text.split('\n');
-    (lines.next()? == header).then(|| {
-        lines.map(|line| {
-            line.split('\t')
-                .map(unescape)
-                .collect::<Option<Vec<_>>>()
-                .unwrap_or_default()
-        })
-    })
+/// The records of a text, each as its unescaped fields, read one line at a time over the
+/// characters: `str::split`, and collecting every record first, cost the wasm more.
+#[derive(Clone)]
+struct Records<'a> {
+    /// What is left to read; `None` once the last record was read.
+    chars: Option<Chars<'a>>,
 }
 
-/// `n` in decimal, without `to_string()`'s `core::fmt` (see [`push_decimal`]).
-fn decimal(n: u32) -> String {
-    let mut text = String::new();
-    push_decimal(&mut text, n.into());
-    text
+impl<'a> Records<'a> {
+    /// The records of `text` if its first line is `header`; `None` for another header.
+    fn after(text: &'a str, header: &str) -> Option<Records<'a>> {
+        let chars = match text.strip_prefix(header)? {
+            "" => None,
+            rest => Some(rest.strip_prefix('\n')?.chars()),
+        };
+        Some(Records { chars })
+    }
 }
 
-fn push_record(text: &mut String, fields: &[&str]) {
-    text.push('\n');
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            text.push('\t');
+impl Iterator for Records<'_> {
+    /// A record that does not unescape comes out empty, which every decoder rejects, and ends
+    /// the reading.
+    type Item = Vec<String>;
+
+    fn next(&mut self) -> Option<Vec<String>> {
+        let chars = self.chars.as_mut()?;
+        let (mut fields, mut field) = (Vec::new(), String::new());
+        loop {
+            let unescaped = match chars.next() {
+                Some('%') => match [chars.next(), chars.next()] {
+                    [Some('2'), Some('5')] => '%',
+                    [Some('0'), Some('9')] => '\t',
+                    [Some('0'), Some('A')] => '\n',
+                    [Some('0'), Some('D')] => '\r',
+                    _ => {
+                        self.chars = None;
+                        return Some(Vec::new());
+                    }
+                },
+                Some('\t') => {
+                    fields.push(core::mem::take(&mut field));
+                    continue;
+                }
+                Some('\n') => break,
+                None => {
+                    self.chars = None;
+                    break;
+                }
+                Some(c) => c,
+            };
+            field.push(unescaped);
         }
+        fields.push(field);
+        Some(fields)
+    }
+}
+
+/// A count field: decimal digits after an optional `+`, as `str::parse::<u32>` reads it
+/// (whose generic code is bigger); `None` when empty, not a number or over `u32::MAX`.
+fn parse_count(field: &str) -> Option<u32> {
+    let digits = match field.as_bytes() {
+        [b'+', digits @ ..] => digits,
+        digits => digits,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut count: u64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        count = count * 10 + u64::from(byte - b'0');
+        if count > u64::from(u32::MAX) {
+            return None;
+        }
+    }
+    Some(count as u32)
+}
+
+fn push_count_record(text: &mut String, kind: &str, name: &str, count: u32) {
+    push_record(text, &[kind, name]);
+    text.push('\t');
+    push_decimal(text, count.into());
+}
+
+/// Appends a line of `fields`, tab-separated, escaping `%`, tab, CR and LF.
+fn push_record(text: &mut String, fields: &[&str]) {
+    for (i, field) in fields.iter().enumerate() {
+        text.push(if i == 0 { '\n' } else { '\t' });
         for c in field.chars() {
             match c {
                 '%' => text.push_str("%25"),
@@ -439,24 +447,6 @@ fn push_record(text: &mut String, fields: &[&str]) {
             }
         }
     }
-}
-
-fn unescape(field: &str) -> Option<String> {
-    let mut out = String::with_capacity(field.len());
-    let mut parts = field.split('%');
-    out.push_str(parts.next()?);
-    for part in parts {
-        let (code, rest) = part.split_at_checked(2)?;
-        out.push(match code {
-            "25" => '%',
-            "09" => '\t',
-            "0A" => '\n',
-            "0D" => '\r',
-            _ => return None,
-        });
-        out.push_str(rest);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -651,6 +641,24 @@ mod tests {
             assert_eq!(drain(&mut badges), (false, vec![]), "{message:?}");
         }
         assert_eq!(badges.count("messages"), 1);
+    }
+
+    #[test]
+    fn counts_are_read_as_str_parse_reads_them() {
+        for field in [
+            "0",
+            "+5",
+            "007",
+            "4294967295",
+            "4294967296",
+            "",
+            "+",
+            "-1",
+            "1.0",
+            " 1",
+        ] {
+            assert_eq!(parse_count(field), field.parse().ok(), "{field:?}");
+        }
     }
 
     /// Hands every message `from` broadcasts to `to`; returns whether `to` changed.

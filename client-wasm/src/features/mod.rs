@@ -51,6 +51,53 @@ fn contains(haystack: &str, needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
+/// What the typing and status machines share, one copy of its code for both: the local
+/// user's id, whether the server takes client events, and the queue of actions.
+#[derive(Debug)]
+struct Outbox {
+    own_user_id: Option<String>,
+    sending_enabled: bool,
+    actions: Vec<Action>,
+}
+
+impl Outbox {
+    fn new(own_user_id: Option<String>) -> Outbox {
+        Outbox {
+            own_user_id,
+            sending_enabled: true,
+            actions: Vec::new(),
+        }
+    }
+
+    fn is_own(&self, user_id: &str) -> bool {
+        self.own_user_id.as_deref() == Some(user_id)
+    }
+
+    fn changed(&mut self) {
+        self.actions.push(Action::Changed);
+    }
+
+    /// Queues the client event `event` with the payload field `name` set to `literal`.
+    fn send(&mut self, event: &'static str, name: &str, literal: &str) {
+        let data = payload_with_user_id(name, literal, self.own_user_id.as_deref());
+        self.actions.push(Action::SendClientEvent { event, data });
+    }
+
+    fn poll(&mut self) -> Option<Action> {
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
+    }
+}
+
+/// The earlier of two optional times (`None`: nothing due).
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
 /// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
 fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> String {

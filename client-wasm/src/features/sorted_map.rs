@@ -74,17 +74,6 @@ impl<V> SortedMap<V> {
     }
 }
 
-impl<V> FromIterator<(String, V)> for SortedMap<V> {
-    /// Later duplicates of a key replace earlier ones, as in a BTreeMap.
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        let mut map = SortedMap::default();
-        for (key, value) in iter {
-            map.insert(key, value);
-        }
-        map
-    }
-}
-
 impl<'a, V> IntoIterator for &'a SortedMap<V> {
     type Item = (&'a String, &'a V);
     type IntoIter = core::iter::Map<
@@ -102,13 +91,10 @@ mod tests {
 
     #[test]
     fn keeps_keys_sorted_and_unique() {
-        let mut map: SortedMap<u32> = [
-            ("b".to_owned(), 1),
-            ("a".to_owned(), 2),
-            ("b".to_owned(), 3),
-        ]
-        .into_iter()
-        .collect();
+        let mut map = SortedMap::default();
+        for (key, value) in [("b", 1), ("a", 2), ("b", 3)] {
+            map.insert(key.to_owned(), value);
+        }
         assert_eq!(
             map.iter()
                 .map(|(k, v)| (k.as_str(), *v))

@@ -17,11 +17,9 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
 use super::sorted_map::SortedMap;
 
-use super::{payload_with_user_id, push_json_string, Action};
+use super::{earliest, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
@@ -78,8 +76,7 @@ impl Default for StatusConfig {
 #[derive(Debug)]
 pub struct AwayStatus {
     config: StatusConfig,
-    own_user_id: Option<String>,
-    sending_enabled: bool,
+    outbox: Outbox,
     /// Between `subscribed` and `unsubscribed`: announcements can be sent.
     subscribed: bool,
     hidden_since_ms: Option<u64>,
@@ -89,7 +86,6 @@ pub struct AwayStatus {
     members: SortedMap<Status>,
     /// When the re-announcement for newcomers is due.
     announce_at_ms: Option<u64>,
-    actions: VecDeque<Action>,
 }
 
 impl AwayStatus {
@@ -105,15 +101,13 @@ impl AwayStatus {
     ) -> AwayStatus {
         AwayStatus {
             config,
-            own_user_id,
-            sending_enabled: true,
+            outbox: Outbox::new(own_user_id),
             subscribed: false,
             hidden_since_ms: (!visible).then_some(now_ms),
             last_input_ms: now_ms,
             own: Status::Online,
             members: SortedMap::default(),
             announce_at_ms: None,
-            actions: VecDeque::new(),
         }
     }
 
@@ -145,12 +139,12 @@ impl AwayStatus {
         if self.own == Status::Away && was == Status::Away {
             self.announce();
         }
-        self.members = member_ids
-            .into_iter()
-            .map(|id| (id.to_owned(), Status::Online))
-            .collect();
+        self.members.clear();
+        for id in member_ids {
+            self.members.insert(id.to_owned(), Status::Online);
+        }
         self.mirror_own();
-        self.actions.push_back(Action::Changed);
+        self.outbox.changed();
     }
 
     /// The subscription was lost (disconnect, unsubscribe): no members and nothing sent until
@@ -160,7 +154,7 @@ impl AwayStatus {
         self.announce_at_ms = None;
         if !self.members.is_empty() {
             self.members.clear();
-            self.actions.push_back(Action::Changed);
+            self.outbox.changed();
         }
     }
 
@@ -168,8 +162,9 @@ impl AwayStatus {
     pub fn member_joined(&mut self, user_id: &str, now_ms: u64) {
         self.members.insert(user_id.to_owned(), Status::Online);
         self.mirror_own();
-        self.actions.push_back(Action::Changed);
-        if self.own == Status::Away && self.sending_enabled && self.announce_at_ms.is_none() {
+        self.outbox.changed();
+        if self.own == Status::Away && self.outbox.sending_enabled && self.announce_at_ms.is_none()
+        {
             self.announce_at_ms = Some(now_ms.saturating_add(self.config.announce_delay_ms));
         }
     }
@@ -177,27 +172,27 @@ impl AwayStatus {
     /// `member_removed`: the member is gone.
     pub fn member_left(&mut self, user_id: &str) {
         if self.members.remove(user_id).is_some() {
-            self.actions.push_back(Action::Changed);
+            self.outbox.changed();
         }
     }
 
     /// A status event from `user_id`. Only present members are tracked, so a late event
     /// cannot bring back someone who left; our own other tabs do not override this one.
     pub fn received(&mut self, user_id: &str, status: Status) {
-        if self.own_user_id.as_deref() == Some(user_id) {
+        if self.outbox.is_own(user_id) {
             return;
         }
         if let Some(current) = self.members.get_mut(user_id) {
             if *current != status {
                 *current = status;
-                self.actions.push_back(Action::Changed);
+                self.outbox.changed();
             }
         }
     }
 
     /// The server refused client events (a `pusher:error` about them): stop sending.
     pub fn client_events_refused(&mut self) {
-        self.sending_enabled = false;
+        self.outbox.sending_enabled = false;
         self.announce_at_ms = None;
     }
 
@@ -208,7 +203,7 @@ impl AwayStatus {
         } else {
             None
         };
-        goes_away.into_iter().chain(self.announce_at_ms).min()
+        earliest(goes_away, self.announce_at_ms)
     }
 
     /// Runs what is due at `now_ms`: going away, the re-announcement for newcomers.
@@ -224,7 +219,7 @@ impl AwayStatus {
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.outbox.poll()
     }
 
     /// This tab's own status.
@@ -253,7 +248,7 @@ impl AwayStatus {
             .config
             .idle_after_ms
             .map(|idle| self.last_input_ms.saturating_add(idle));
-        hidden.into_iter().chain(idle).min()
+        earliest(hidden, idle)
     }
 
     fn update_own(&mut self, now_ms: u64) {
@@ -265,13 +260,14 @@ impl AwayStatus {
         if status != self.own {
             self.own = status;
             self.mirror_own();
-            self.actions.push_back(Action::Changed);
+            self.outbox.changed();
             self.announce();
         }
     }
 
     fn mirror_own(&mut self) {
         if let Some(entry) = self
+            .outbox
             .own_user_id
             .as_deref()
             .and_then(|id| self.members.get_mut(id))
@@ -283,16 +279,14 @@ impl AwayStatus {
     fn announce(&mut self) {
         // Whatever was pending for newcomers is covered by this announcement.
         self.announce_at_ms = None;
-        if !self.sending_enabled || !self.subscribed {
+        if !self.outbox.sending_enabled || !self.subscribed {
             return;
         }
-        let mut literal = String::new();
-        push_json_string(&mut literal, self.own.as_str());
-        let data = payload_with_user_id("status", &literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent {
-            event: STATUS_EVENT,
-            data,
-        });
+        let literal = match self.own {
+            Status::Online => "\"online\"",
+            Status::Away => "\"away\"",
+        };
+        self.outbox.send(STATUS_EVENT, "status", literal);
     }
 }
 

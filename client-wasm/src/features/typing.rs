@@ -16,9 +16,7 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
-use super::{payload_with_user_id, Action};
+use super::{earliest, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `typing`.
 pub const TYPING_EVENT: &str = "client-typing";
@@ -53,8 +51,7 @@ impl Default for TypingConfig {
 #[derive(Debug)]
 pub struct Typing {
     config: TypingConfig,
-    own_user_id: Option<String>,
-    sending_enabled: bool,
+    outbox: Outbox,
     /// The local user is typing: a key came less than `idle_ms` ago and no message was sent since.
     active: bool,
     /// Receivers were told `typing:true` and not told `false` since.
@@ -63,7 +60,6 @@ pub struct Typing {
     last_true_ms: Option<u64>,
     /// Remote typists in the order they started typing, with the time their entry expires.
     typists: Vec<(String, u64)>,
-    actions: VecDeque<Action>,
 }
 
 impl Typing {
@@ -72,20 +68,18 @@ impl Typing {
     pub fn new(config: TypingConfig, own_user_id: Option<String>) -> Typing {
         Typing {
             config,
-            own_user_id,
-            sending_enabled: true,
+            outbox: Outbox::new(own_user_id),
             active: false,
             announced: false,
             last_key_ms: 0,
             last_true_ms: None,
             typists: Vec::new(),
-            actions: VecDeque::new(),
         }
     }
 
     /// The local user pressed a key in the message box.
     pub fn keystroke(&mut self, now_ms: u64) {
-        if !self.sending_enabled {
+        if !self.outbox.sending_enabled {
             return;
         }
         self.active = true;
@@ -107,7 +101,7 @@ impl Typing {
 
     /// A `client-typing` event arrived from `user_id`.
     pub fn received(&mut self, user_id: &str, typing: bool, now_ms: u64) {
-        if self.own_user_id.as_deref() == Some(user_id) {
+        if self.outbox.is_own(user_id) {
             return;
         }
         let position = self.typists.iter().position(|(id, _)| id == user_id);
@@ -118,7 +112,7 @@ impl Typing {
                     user_id.to_owned(),
                     now_ms.saturating_add(self.config.expire_ms),
                 ));
-                self.actions.push_back(Action::Changed);
+                self.outbox.changed();
             }
             (false, Some(_)) => self.member_left(user_id),
             (false, None) => {}
@@ -127,17 +121,13 @@ impl Typing {
 
     /// A presence member left the channel: they are not typing any more.
     pub fn member_left(&mut self, user_id: &str) {
-        let before = self.typists.len();
-        self.typists.retain(|(id, _)| id != user_id);
-        if self.typists.len() != before {
-            self.actions.push_back(Action::Changed);
-        }
+        self.forget_typists(Some(user_id), None);
     }
 
     /// The server refused client events (a `pusher:error` about them): stop sending, keep
     /// showing what others send.
     pub fn client_events_refused(&mut self) {
-        self.sending_enabled = false;
+        self.outbox.sending_enabled = false;
         self.active = false;
         self.announced = false;
     }
@@ -149,23 +139,23 @@ impl Typing {
         self.announced = false;
         if !self.typists.is_empty() {
             self.typists.clear();
-            self.actions.push_back(Action::Changed);
+            self.outbox.changed();
         }
     }
 
     /// The earliest time [`Typing::handle_timeout`] has something to do, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let idle_stop = self.active.then(|| self.idle_stop_at());
-        let deferred_start = if self.active && !self.announced {
-            self.true_allowed_at()
-        } else {
-            None
-        };
-        let expiry = self.typists.iter().map(|&(_, at)| at).min();
-        [idle_stop, deferred_start, expiry]
-            .into_iter()
-            .flatten()
-            .min()
+        let mut at = None;
+        if self.active {
+            at = Some(self.idle_stop_at());
+            if !self.announced {
+                at = earliest(at, self.true_allowed_at());
+            }
+        }
+        for &(_, expires) in &self.typists {
+            at = earliest(at, Some(expires));
+        }
+        at
     }
 
     /// Runs what is due at `now_ms`: the idle stop, a start deferred by the throttle, expiries.
@@ -179,16 +169,12 @@ impl Typing {
         if self.active && !self.announced && self.true_allowed_at().is_none_or(|at| now_ms >= at) {
             self.send(true, now_ms);
         }
-        let before = self.typists.len();
-        self.typists.retain(|&(_, expires)| expires > now_ms);
-        if self.typists.len() != before {
-            self.actions.push_back(Action::Changed);
-        }
+        self.forget_typists(None, Some(now_ms));
     }
 
     /// The next thing for the shell to do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.outbox.poll()
     }
 
     /// Who is typing, in the order they started (stable while they keep typing).
@@ -202,6 +188,24 @@ impl Typing {
             .map(|at| at.saturating_add(self.config.throttle_ms))
     }
 
+    /// Drops the entry of `user_id` and, given the time, the expired ones. A plain loop:
+    /// `Vec::retain`'s code is several times bigger.
+    fn forget_typists(&mut self, user_id: Option<&str>, now_ms: Option<u64>) {
+        let mut changed = false;
+        let mut i = 0;
+        while let Some((id, expires)) = self.typists.get(i) {
+            if Some(id.as_str()) == user_id || now_ms.is_some_and(|now| *expires <= now) {
+                self.typists.remove(i);
+                changed = true;
+            } else {
+                i += 1;
+            }
+        }
+        if changed {
+            self.outbox.changed();
+        }
+    }
+
     fn idle_stop_at(&self) -> u64 {
         self.last_key_ms.saturating_add(self.config.idle_ms)
     }
@@ -212,11 +216,7 @@ impl Typing {
         }
         self.announced = typing;
         let literal = if typing { "true" } else { "false" };
-        let data = payload_with_user_id("typing", literal, self.own_user_id.as_deref());
-        self.actions.push_back(Action::SendClientEvent {
-            event: TYPING_EVENT,
-            data,
-        });
+        self.outbox.send(TYPING_EVENT, "typing", literal);
     }
 }
 
