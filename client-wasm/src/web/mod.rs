@@ -123,8 +123,8 @@ pub(crate) mod op {
 }
 
 /// `Some(text)` unless empty: the page sends `""` for "none".
-fn given(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
+fn given(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.into())
 }
 
 /// `Some(n)` for a number the page gave (`-1`: none), clamped to `u16`.
@@ -150,11 +150,11 @@ fn binding(kind: &str, event: String) -> Option<Binding> {
 /// `client`, then makes the `out` calls it caused. Returns a number for the operations that
 /// answer one (`-1` otherwise).
 #[wasm_bindgen]
-pub fn call(client: u32, op: u32, a: String, b: String, c: String, d: String, n: f64) -> f64 {
+pub fn call(client: u32, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> f64 {
     let mut clients = CLIENTS.0.borrow_mut();
     if op == op::NEW {
         let mut config = Config::new(a, b);
-        config.path = c;
+        config.path = c.into();
         config.namespace = given(d);
         let ports = n as u64;
         config.ws_port = ports as u16;
@@ -178,7 +178,7 @@ pub fn call(client: u32, op: u32, a: String, b: String, c: String, d: String, n:
     result
 }
 
-fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n: f64) -> f64 {
+fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> f64 {
     let now = now();
     let thrown = |s: &mut Shell, result: Result<(), Error>| {
         if let Err(error) = result {
@@ -191,59 +191,59 @@ fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n
             if let Ok(ms) = d.parse() {
                 status.away_after_ms = ms;
             }
-            s.configure(&a, b == "1", status, now);
+            s.configure(a, b == "1", status, now);
         }
         op::CONNECT => s.core.connect(now),
         op::DISCONNECT => s.core.disconnect(),
         op::SUBSCRIBE => {
-            let result = s.core.subscribe(&a);
+            let result = s.core.subscribe(a);
             thrown(s, result);
         }
         op::LEAVE => {
-            let dropped = s.core.leave_channel(&a);
+            let dropped = s.core.leave_channel(a);
             s.left(dropped);
         }
         op::BIND => {
-            let event = s.core.formatter().format(&c);
-            let Some(binding) = binding(&b, event) else {
+            let event = s.core.formatter().format(c);
+            let Some(binding) = binding(b, event) else {
                 s.throw("unknown listener kind");
                 return -1.0;
             };
-            match s.core.bind(&a, binding) {
+            match s.core.bind(a, binding) {
                 Ok(id) => return id.0.into(),
                 Err(error) => s.throw(error.message()),
             }
         }
         op::BIND_USER => {
-            let event = s.core.formatter().format(&a);
+            let event = s.core.formatter().format(a);
             return s.core.bind_user(Binding::Event(event)).0.into();
         }
         op::UNBIND => {
             s.core.unbind(ListenerId(n as u32));
         }
         op::LISTENERS => {
-            let event = s.core.formatter().format(&c);
-            if let Some(binding) = binding(&b, event) {
-                for id in s.core.listeners(&a, &binding) {
+            let event = s.core.formatter().format(c);
+            if let Some(binding) = binding(b, event) {
+                for id in s.core.listeners(a, &binding) {
                     s.item(id.0.into(), "", "");
                 }
             }
         }
         op::WHISPER => {
-            let result = s.core.whisper(&a, &b, c);
+            let result = s.core.whisper(a, b, c.into());
             thrown(s, result);
         }
         op::AUTH_EXTRA => s.auth_extra = (given(a), given(b), given(c)),
-        op::AUTHORIZED => s.authorized(&a, &b, c),
-        op::AUTHORIZATION_FAILED => s.core.authorization_failed(&a, &b, small(n), c),
+        op::AUTHORIZED => s.authorized(a, b, c.into()),
+        op::AUTHORIZATION_FAILED => s.core.authorization_failed(a, b, small(n), c.into()),
         op::SIGNIN => s.core.signin(),
-        op::USER_AUTHORIZED => s.core.user_authorized(&a, b, c),
-        op::TYPING => s.typing(&a).keystroke(now),
-        op::STOP_TYPING => s.typing(&a).sent(now),
-        op::TYPING_USERS => s.typing_users(&a),
-        op::STATUSES => s.statuses(&a),
+        op::USER_AUTHORIZED => s.core.user_authorized(a, b.into(), c.into()),
+        op::TYPING => s.typing(a).keystroke(now),
+        op::STOP_TYPING => s.typing(a).sent(now),
+        op::TYPING_USERS => s.typing_users(a),
+        op::STATUSES => s.statuses(a),
         op::STATUS => {
-            return match s.status(&a, given(b).as_deref()) {
+            return match s.status(a, (!b.is_empty()).then_some(b)) {
                 Some(Status::Online) => 0.0,
                 Some(Status::Away) => 1.0,
                 None => -1.0,
@@ -251,9 +251,9 @@ fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n
         }
         op::BADGE_COUNTS => s.badge_counts(),
         op::MARK_READ => {
-            let target = match a.as_str() {
-                "id" => ReadTarget::Id(&b),
-                "category" => ReadTarget::Category(&b),
+            let target = match a {
+                "id" => ReadTarget::Id(b),
+                "category" => ReadTarget::Category(b),
                 _ => ReadTarget::All,
             };
             if let Some(badges) = &mut s.badges {
@@ -263,7 +263,7 @@ fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n
         op::ESTABLISHED => s.message(
             now,
             ServerMessage::ConnectionEstablished {
-                socket_id: a,
+                socket_id: a.into(),
                 activity_timeout: (n >= 0.0).then_some(n as u64),
             },
         ),
@@ -273,80 +273,80 @@ fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n
             now,
             ServerMessage::Error {
                 code: small(n),
-                message: a,
+                message: a.into(),
             },
         ),
-        op::SIGNIN_SUCCESS => s.message(now, ServerMessage::SigninSuccess { user_id: a }),
-        op::PRESENCE_MEMBER => s.presence.push((a, String::new())),
+        op::SIGNIN_SUCCESS => s.message(now, ServerMessage::SigninSuccess { user_id: a.into() }),
+        op::PRESENCE_MEMBER => s.presence.push((a.into(), String::new())),
         op::SUBSCRIBED => {
             let presence = core::mem::take(&mut s.presence);
             let message = ServerMessage::SubscriptionSucceeded {
-                channel: a.clone(),
+                channel: a.into(),
                 presence: (d == "1").then_some(presence),
                 position: given(b),
                 recovered: (n >= 0.0).then_some(n > 0.0),
             };
             s.message(now, message);
             if d == "1" {
-                s.presence_up(&a, now);
+                s.presence_up(a, now);
             }
         }
         op::SUBSCRIPTION_ERROR => s.message(
             now,
             ServerMessage::SubscriptionError {
-                channel: a,
+                channel: a.into(),
                 status: small(n),
-                error: b,
+                error: b.into(),
             },
         ),
         op::MEMBER_ADDED => {
             let message = ServerMessage::MemberAdded {
-                channel: a.clone(),
-                user_id: b.clone(),
+                channel: a.into(),
+                user_id: b.into(),
                 info: String::new(),
             };
             s.message(now, message);
-            if let Some(status) = s.status_mut(&a) {
-                status.member_joined(&b, now);
+            if let Some(status) = s.status_mut(a) {
+                status.member_joined(b, now);
             }
         }
         op::MEMBER_REMOVED => {
             let message = ServerMessage::MemberRemoved {
-                channel: a.clone(),
-                user_id: b.clone(),
+                channel: a.into(),
+                user_id: b.into(),
             };
             s.message(now, message);
-            s.member_left(&a, &b);
+            s.member_left(a, b);
         }
         op::EVENT => s.message(
             now,
             ServerMessage::Event {
-                channel: a,
-                event: b,
+                channel: a.into(),
+                event: b.into(),
                 data: String::new(),
                 user_id: given(c),
                 position: given(d),
             },
         ),
-        op::DECRYPT => s.decrypt(&a, &b, &c),
+        op::DECRYPT => s.decrypt(a, b, c),
         op::TYPING_SEEN => {
-            if let Some(typing) = s.typing_mut(&a) {
-                typing.received(&b, n > 0.0, now);
+            if let Some(typing) = s.typing_mut(a) {
+                typing.received(b, n > 0.0, now);
             }
         }
         op::STATUS_SEEN => {
-            if let (Some(status), Some(value)) = (s.status_mut(&a), Status::parse(&c)) {
-                status.received(&b, value);
+            if let (Some(status), Some(value)) = (s.status_mut(a), Status::parse(c)) {
+                status.received(b, value);
             }
         }
         op::NOTIFICATION => {
             if let Some(badges) = &mut s.badges {
-                badges.notification(&a, &b);
+                badges.notification(a, b);
             }
         }
         op::BADGE_COUNT => {
             if let Some(badges) = &mut s.badges {
-                badges.set_count(&a, n as u32);
+                badges.set_count(a, n as u32);
             }
         }
         op::CLOSED => s.core.socket_closed(now, n as u16),
@@ -357,7 +357,7 @@ fn perform(s: &mut Shell, op: u32, a: String, b: String, c: String, d: String, n
         op::PAGE_SHOWN => s.core.page_shown(now),
         op::BADGES_REMOTE => {
             if let Some(badges) = &mut s.badges {
-                badges.apply_remote(&a);
+                badges.apply_remote(a);
             }
         }
         _ => {}

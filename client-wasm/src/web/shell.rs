@@ -158,6 +158,7 @@ impl Shell {
         self.visibility_changed(now, !hidden);
     }
 
+    #[inline(never)]
     fn out(&mut self, kind: Out, n: f64, a: &str, b: &str) {
         self.outs.push(Record {
             kind,
