@@ -48,17 +48,23 @@ function renameWasmNames(glue, { imports, exports }) {
 const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
 // with-encryption.js points the same glue at the encryption build.
 const ENCRYPTION_URL = "new URL('overtone_encryption_bg.wasm', import.meta.url)";
+// The features module's glue (a chunk of its own, loaded on first use) loads its own .wasm.
+const FEATURES_URL = "new URL('overtone_features_bg.wasm', import.meta.url)";
 const dataUrl = (file) => `new URL('data:application/wasm;base64,${readFileSync(file).toString('base64')}')`;
 const wasmGlue = (inline) => ({
   name: 'wasm-glue',
   setup(build) {
-    // The wasm's one import, `out`, lives in the layer (client-wasm/src/web/shell.rs).
+    // Each wasm's one import, `out`, lives in the layer (client-wasm/src/web/shell.rs,
+    // client-wasm/src/web_features.rs).
     build.onResolve({ filter: /^overtone-io$/ }, () => ({ path: resolve('src/client.ts') }));
-    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, ({ path }) => {
-      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync('wasm/names.json', 'utf8')));
+    build.onResolve({ filter: /^overtone-features-io$/ }, () => ({ path: resolve('src/features.ts') }));
+    const glue = (dir, url) => ({ path }) => {
+      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync(`${dir}/names.json`, 'utf8')));
       if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
-      return { contents: inline ? glue.replace(WASM_URL, dataUrl('wasm/overtone_bg.wasm')) : glue, loader: 'js' };
-    });
+      return { contents: glue.replace(WASM_URL, inline ? dataUrl(`${dir}/overtone_bg.wasm`) : url), loader: 'js' };
+    };
+    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, glue('wasm', WASM_URL));
+    build.onLoad({ filter: /wasm-features[\\/]overtone\.js$/ }, glue('wasm-features', FEATURES_URL));
     build.onLoad({ filter: /src[\\/]with-encryption\.ts$/ }, ({ path }) => {
       const source = readFileSync(path, 'utf8');
       if (!source.includes(ENCRYPTION_URL)) throw new Error(`src/with-encryption.ts no longer names ${ENCRYPTION_URL}`);
@@ -69,7 +75,16 @@ const wasmGlue = (inline) => ({
 });
 
 for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', false, true]]) {
-  await build({ ...common, outdir, minify, entryPoints: { index: 'src/index.ts' }, plugins: [wasmGlue(inline)] });
+  // Split: the features module and its glue are a chunk of their own, imported on first use.
+  await build({
+    ...common,
+    outdir,
+    minify,
+    splitting: true,
+    chunkNames: '[name]-[hash]',
+    entryPoints: { index: 'src/index.ts' },
+    plugins: [wasmGlue(inline)],
+  });
   await build({
     ...common,
     outdir,
@@ -82,6 +97,7 @@ for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', fals
 
 copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
 copyFileSync('wasm-encryption/overtone_bg.wasm', 'dist/overtone_encryption_bg.wasm');
+copyFileSync('wasm-features/overtone_bg.wasm', 'dist/overtone_features_bg.wasm');
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
 // wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
 // without skipLibCheck whatever their own `lib` setting.

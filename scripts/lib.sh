@@ -58,19 +58,23 @@ ensure_apt() {
 
 # The npm package: wasm-pack builds the client twice (`overtone` without decryption into
 # pkg-js/wasm, `overtone/with-encryption` with it into pkg-js/wasm-encryption, as pusher-js splits
-# its builds; the second recompiles only the client crate), wasm-opt shrinks both, esbuild bundles
-# the layer. Both .wasm have the same imports and exports, so one glue loads either: checked here.
+# its builds; the second recompiles only the client crate) and the features module (typing,
+# status, badges, loaded on first use) into pkg-js/wasm-features; wasm-opt shrinks them, esbuild
+# bundles the layer. The two client .wasm have the same imports and exports, so one glue loads
+# either: checked here.
 build_package() {
   ensure_rust_wasm
   ensure_npm pkg-js
-  say "building the wasm package (without and with encryption)"
+  say "building the wasm package (without and with encryption, and the features module)"
   local log="$ROOT/target/wasm-pack.log"
   mkdir -p "$ROOT/target"
   # --no-opt: wasm-pack would try to download binaryen; we run npm binaryen's wasm-opt ourselves.
   (cd "$ROOT/client-wasm" && wasm-pack build --target web --profile wasm --no-opt \
     --out-dir "$ROOT/pkg-js/wasm" --out-name overtone -- --features no-std \
     && wasm-pack build --target web --profile wasm --no-opt \
-    --out-dir "$ROOT/pkg-js/wasm-encryption" --out-name overtone -- --features no-std,encryption) \
+    --out-dir "$ROOT/pkg-js/wasm-encryption" --out-name overtone -- --features no-std,encryption \
+    && wasm-pack build --target web --profile wasm --no-opt \
+    --out-dir "$ROOT/pkg-js/wasm-features" --out-name overtone -- --features no-std,features-module) \
     >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   # --converge: rerun -Oz until it stops shrinking; --zero-filled-memory: the module's own
   # memory starts zeroed, so zero data segments can go. Both builds at once (2 cores).
@@ -78,15 +82,17 @@ build_package() {
     --enable-mutable-globals --enable-reference-types --enable-multivalue)
   local flags=(-Oz --converge --strip-producers --zero-filled-memory "${features[@]}")
   local wasm="$ROOT/pkg-js/wasm/overtone_bg.wasm" encrypting="$ROOT/pkg-js/wasm-encryption/overtone_bg.wasm"
+  local features_wasm="$ROOT/pkg-js/wasm-features/overtone_bg.wasm"
   wasm-opt "${flags[@]}" "$wasm" -o "$wasm" &
   local first=$!
   wasm-opt "${flags[@]}" "$encrypting" -o "$encrypting"
   wait "$first"
+  wasm-opt "${flags[@]}" "$features_wasm" -o "$features_wasm"
   # Then one-letter import, export and module names instead of wasm-bindgen's hashed ones (~3 KB
   # of each .wasm and of its glue); the mapping, printed as JSON, lets build.mjs rename them in
   # the glue. Not under --converge, which would rename (and print) twice.
   local module
-  for module in "$wasm" "$encrypting"; do
+  for module in "$wasm" "$encrypting" "$features_wasm"; do
     wasm-opt "${features[@]}" --minify-imports-and-exports-and-modules "$module" -o "$module" \
       >"$(dirname "$module")/names.json"
   done

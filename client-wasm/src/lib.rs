@@ -1,6 +1,8 @@
-//! Overtone's browser SDK. The protocol logic is a sans-IO core in plain Rust, tested natively;
-//! everything that touches the browser (WebSocket, timers, window events, storage) lives in
-//! [`web`], compiled only for wasm; the auth `fetch` is done by the TypeScript layer over it.
+//! Overtone's browser SDK. The protocol logic is a sans-IO core in plain Rust, tested natively,
+//! and so are the feature machines (typing, status, badges). Two wasm modules are built from
+//! it: the client (`web`: the core behind one export) and the features module
+//! (`web_features`, with the `features-module` feature), which the npm package loads on first
+//! use. The page's TypeScript does the IO (socket, timers, window events, storage, `fetch`).
 //! [`secretbox`] opens `private-encrypted-*` events.
 //!
 //! With the `no-std` feature (the npm package's build) the crate is `no_std`: the code uses
@@ -31,10 +33,10 @@ fn panic(_: &::core::panic::PanicInfo) -> ! {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-#[cfg(target_arch = "wasm32")]
-mod web;
-#[cfg(target_arch = "wasm32")]
-pub use web::call;
 pub mod core;
 pub mod features;
 pub mod secretbox;
+#[cfg(all(target_arch = "wasm32", not(feature = "features-module")))]
+mod web;
+#[cfg(all(target_arch = "wasm32", feature = "features-module"))]
+mod web_features;

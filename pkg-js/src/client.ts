@@ -5,23 +5,20 @@
 // through the wasm's one export, `call(client, op, a, b, c, d, n)` (`Op`), answers come back
 // through `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
 import { call } from '../wasm/overtone.js';
-
-type Callback = (...args: any[]) => void;
+import type { Features } from './features.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
 const enum Op {
-  New, Options, Connect, Disconnect, Subscribe, Leave, Bind, BindUser, Unbind, Listeners,
-  Whisper, AuthExtra, Authorized, AuthorizationFailed, Signin, UserAuthorized, Typing, StopTyping,
-  TypingUsers, Statuses, Status, BadgeCounts, MarkRead, Established, Ping, Pong, ServerError,
-  SigninSuccess, PresenceMember, Subscribed, SubscriptionError, MemberAdded, MemberRemoved, Event,
-  Decrypt, TypingSeen, StatusSeen, Notification, BadgeCount, Closed, SocketError, Timer, Online,
-  Visibility, PageShown, BadgesRemote,
+  New, Connect, Disconnect, Subscribe, Leave, Bind, BindUser, Unbind, Listeners, Whisper,
+  AuthExtra, Authorized, AuthorizationFailed, Signin, UserAuthorized, Established, Ping, Pong,
+  ServerError, SigninSuccess, PresenceMember, Subscribed, SubscriptionError, MemberAdded,
+  MemberRemoved, Event, Decrypt, Closed, SocketError, Timer, Online, Visibility, PageShown,
 }
 
 /** client-wasm/src/web/shell.rs `Out`, in order. */
 const enum Out {
-  Open, Send, Close, Timer, State, Authorize, AuthorizeUser, Error, StoreBadges, PostBadges, Data,
-  NamedData, Call, Member, Members, OneMember, AuthError, Drop, SignedIn, Changed, Item, Throw, Plain,
+  Open, Send, Close, Timer, State, Authorize, AuthorizeUser, Error, Data, NamedData, Call, Member,
+  Members, OneMember, AuthError, Drop, SignedIn, Item, Throw, Plain,
 }
 
 // The events the typing, status and badge machines follow (client-wasm/src/features/).
@@ -29,7 +26,6 @@ const TYPING = 'client-typing';
 const STATUS = 'client-overtone-status';
 const NOTIFICATION = 'Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
 const BADGE_COUNT = 'overtone.badge-count';
-const WATCHED = ['typing', 'status', 'badges'];
 
 /** What the client asks of the layer beyond IO. */
 export interface Hooks {
@@ -53,6 +49,7 @@ export interface Options {
 }
 
 type Item = [number, string, string];
+type Callback = (...args: any[]) => void;
 
 /** A user id as the wasm keeps it: strings as they are, integers in decimal; else `''`. */
 const id = (value: unknown): string =>
@@ -69,15 +66,19 @@ export function out(client: number, kind: Out, n: number, a: string, b: string):
 /** A wasm client doing its IO in this page. Only in a browser, once the wasm is loaded. */
 export class Client {
   private readonly index: number;
-  private readonly storageKey: string;
-  private readonly tabs?: BroadcastChannel;
   private socket?: WebSocket;
   private timer?: ReturnType<typeof setTimeout>;
   /** Listener id -> callback and channel. */
   private readonly listeners = new Map<number, [Callback, string]>();
   /** Presence channel -> user id -> `user_info`. */
   private readonly presence = new Map<string, Map<string, unknown>>();
-  private readonly watchers = new Map<number, [string, string, Callback]>();
+  /** This user's id on each presence channel, from its auth reply. */
+  private readonly own = new Map<string, string>();
+  /** The features module, once loaded; the calls waiting for it while it loads. */
+  private features?: Features;
+  private featureCalls?: ((features: Features) => void)[];
+  /** `watch` ids -> the features module's, once it has loaded. */
+  private readonly watchers = new Map<number, number | undefined>();
   private nextWatcher = 0;
   /** The payload of the frame being read; the members of the next `Members`. */
   private data: unknown;
@@ -91,22 +92,11 @@ export class Client {
   private socketIdNow?: string;
   private userIdNow?: string;
 
-  constructor(options: Options, private readonly hooks: Hooks) {
-    this.storageKey = `overtone-badges:${options.badgeScope}`;
-    let stored: string | null = null;
-    try {
-      stored = localStorage.getItem(this.storageKey);
-    } catch {
-      // Disabled storage: the badges still work for this page's life.
-    }
+  constructor(private readonly options: Options, private readonly hooks: Hooks) {
     const ports = options.wsPort + options.wssPort * 2 ** 16 + (options.forceTLS ? 2 ** 32 : 0);
     this.index = call(0, Op.New, options.key, options.host, options.path ?? '', options.namespace ?? '', ports);
     clients[this.index] = this;
-    this.run(Op.Options, stored ?? '', document.hidden ? '1' : '', '', String(options.awayAfterMs ?? ''));
-    if (typeof BroadcastChannel === 'function') {
-      this.tabs = new BroadcastChannel(this.storageKey);
-      this.tabs.onmessage = (event) => typeof event.data === 'string' && this.run(Op.BadgesRemote, event.data);
-    }
+    if (document.hidden) this.run(Op.Visibility, '', '', '', '', 0);
     // For the life of the page: the client is never torn down.
     addEventListener('online', () => this.run(Op.Online, '', '', '', '', 1));
     addEventListener('offline', () => this.run(Op.Online, '', '', '', '', 0));
@@ -161,6 +151,7 @@ export class Client {
         if (n >= 0) this.timer = setTimeout(() => this.run(Op.Timer), n);
         return;
       case Out.State:
+        if (this.socketIdNow && a !== 'connected') this.toFeatures((f) => f.down());
         this.socketIdNow = a === 'connected' ? this.establishing : undefined;
         if (a !== 'connected') this.userIdNow = undefined;
         return this.hooks.stateChanged(a);
@@ -169,16 +160,8 @@ export class Client {
       case Out.AuthorizeUser:
         return this.hooks.authorizeUser(a);
       case Out.Error:
+        this.toFeatures((f) => f.serverError(a));
         return this.hooks.error(n >= 0 ? n : undefined, a);
-      case Out.StoreBadges:
-        try {
-          localStorage.setItem(this.storageKey, a);
-        } catch {
-          // Full or disabled storage: the badges still work for this page's life.
-        }
-        return;
-      case Out.PostBadges:
-        return this.tabs?.postMessage(a);
       case Out.Data:
         return listener && invoke(listener[0], a ? [this.data, { user_id: a }] : [this.data]);
       case Out.NamedData:
@@ -202,15 +185,6 @@ export class Client {
       case Out.SignedIn:
         this.userIdNow = a;
         return;
-      case Out.Changed: {
-        const what = WATCHED[n];
-        for (const [watched, channel, callback] of this.watchers.values()) {
-          if (watched !== what || (what !== 'badges' && channel !== a)) continue;
-          const value = what === 'typing' ? this.typingUsers(a) : what === 'status' ? this.statuses(a) : this.badgeCounts();
-          invoke(callback, [value]);
-        }
-        return;
-      }
       case Out.Item:
         this.items.push([n, a, b]);
         return;
@@ -289,6 +263,7 @@ export class Client {
         }
         const recovered = typeof frame.recovered === 'boolean' ? +frame.recovered : -1;
         this.run(Op.Subscribed, channel, position(frame), '', presence ? '1' : '', recovered);
+        if (presence) this.toFeatures((f) => this.presenceUp(f, channel));
         return;
       }
       case 'pusher:subscription_error':
@@ -298,7 +273,8 @@ export class Client {
         if (!user) return unreadable();
         if (!this.presence.has(channel)) this.presence.set(channel, new Map());
         this.presence.get(channel)!.set(user, data.user_info);
-        return void this.run(Op.MemberAdded, channel, user);
+        this.run(Op.MemberAdded, channel, user);
+        return this.toFeatures((f) => f.memberJoined(channel, user));
       }
       case 'pusher_internal:member_removed': {
         const user = id(data?.user_id);
@@ -309,7 +285,7 @@ export class Client {
         members?.delete(user);
         this.run(Op.MemberRemoved, channel, user);
         this.departed = undefined;
-        return;
+        return this.toFeatures((f) => f.memberLeft(channel, user));
       }
     }
     if (channel.startsWith('private-encrypted-') && !event.startsWith('pusher')) {
@@ -328,14 +304,15 @@ export class Client {
     this.data = undefined;
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);
-    if (event === TYPING && user) this.run(Op.TypingSeen, channel, user, '', '', data?.typing ? 1 : 0);
-    if (event === STATUS && user && typeof data?.status === 'string') this.run(Op.StatusSeen, channel, user, data.status);
+    if (event === TYPING && user) this.toFeatures((f) => f.typingSeen(channel, user, !!data?.typing));
+    if (event === STATUS && user && typeof data?.status === 'string') this.toFeatures((f) => f.statusSeen(channel, user, data.status));
+    // Badges count every notification: they load the features module.
     if (event === NOTIFICATION && id(data?.id)) {
       const category = [data.category, data.type].find((c) => typeof c === 'string') ?? 'default';
-      this.run(Op.Notification, id(data.id), category);
+      this.withFeatures((f) => f.notification(id(data.id), category));
     }
     if (event === BADGE_COUNT && typeof data?.category === 'string' && count(data.count) >= 0) {
-      this.run(Op.BadgeCount, data.category, '', '', '', data.count);
+      this.withFeatures((f) => f.badgeCount(data.category, data.count));
     }
   }
 
@@ -366,6 +343,8 @@ export class Client {
   leaveChannel(channel: string): void {
     this.run(Op.Leave, channel);
     this.presence.delete(channel);
+    this.own.delete(channel);
+    this.toFeatures((f) => f.left(channel));
   }
 
   /** `kind`: `event` (with `event`), `all`, `subscribed`, `error`, `here`, `joining`, `leaving`. */
@@ -395,7 +374,11 @@ export class Client {
   }
 
   whisper(channel: string, event: string, data: unknown): void {
-    this.run(Op.Whisper, channel, event, JSON.stringify(data) ?? 'null');
+    this.whisperJson(channel, event, JSON.stringify(data) ?? 'null');
+  }
+
+  private whisperJson(channel: string, event: string, json: string): void {
+    this.run(Op.Whisper, channel, event, json);
   }
 
   /** A presence channel's members' `user_info`, one per user. */
@@ -410,6 +393,7 @@ export class Client {
     } catch {
       // Not a presence channel.
     }
+    if (user) this.own.set(channel, user);
     this.run(Op.AuthExtra, channelData ?? '', user, sharedSecret ?? '');
     this.run(Op.Authorized, channel, socketId, auth);
   }
@@ -426,55 +410,104 @@ export class Client {
     this.run(Op.UserAuthorized, socketId, auth, userData);
   }
 
+  // ---- typing, statuses and badges: the features module, loaded on first use ----
+
   typing(channel: string): void {
-    this.run(Op.Typing, channel);
+    this.withFeatures((f) => f.typing(channel, this.ownId(channel)));
   }
 
   stopTyping(channel: string): void {
-    this.run(Op.StopTyping, channel);
+    this.withFeatures((f) => f.stopTyping(channel, this.ownId(channel)));
   }
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string): { id: string; info?: unknown }[] {
-    return this.query(Op.TypingUsers, channel).map(([, user]) => {
-      const members = this.presence.get(channel);
-      return members?.has(user) ? { id: user, info: members.get(user) } : { id: user };
-    });
+    this.withFeatures(() => {});
+    return this.features?.typingUsers(channel, this.ownId(channel)) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` on a presence channel. */
   statuses(channel: string): Record<string, string> {
-    return Object.fromEntries(this.query(Op.Statuses, channel).map(([, user, status]) => [user, status]));
+    this.withFeatures(() => {});
+    return this.features?.statuses(channel) ?? {};
   }
 
   /** A member's status, or this tab's own without `user`. */
   status(channel: string, user?: string): string | undefined {
-    return ['online', 'away'][this.run(Op.Status, channel, user ?? '')];
+    this.withFeatures(() => {});
+    return this.features?.status(channel, user);
   }
 
   /** `{category: count}` of unread notifications. */
   badgeCounts(): Record<string, number> {
-    return Object.fromEntries(this.query(Op.BadgeCounts).map(([n, category]) => [category, n]));
+    this.withFeatures(() => {});
+    return this.features?.badgeCounts() ?? {};
   }
 
   /** `kind`: `id`, `category` or `all`. */
   markRead(kind: string, value: string): void {
-    this.run(Op.MarkRead, kind, value);
+    this.withFeatures((f) => f.markRead(kind, value));
   }
 
   /**
    * `callback(state)` on every change of `what`: `typing` or `status` on `channel`, or
-   * `badges`. Returns an id for `unwatch`.
+   * `badges` (and once when the features module has loaded). Returns an id for `unwatch`.
    */
   watch(what: string, channel: string, callback: Callback): number {
-    // Typing is followed from the first look on.
-    if (what === 'typing') this.query(Op.TypingUsers, channel);
-    this.watchers.set(this.nextWatcher, [what, channel, callback]);
-    return this.nextWatcher++;
+    const watcher = this.nextWatcher++;
+    this.watchers.set(watcher, undefined);
+    this.withFeatures((f) => {
+      if (this.watchers.has(watcher)) this.watchers.set(watcher, f.watch(what, channel, callback, this.ownId(channel)));
+    });
+    return watcher;
   }
 
   unwatch(watcher: number): void {
+    const inFeatures = this.watchers.get(watcher);
     this.watchers.delete(watcher);
+    if (inFeatures !== undefined) this.features!.unwatch(inFeatures);
+  }
+
+  /** This user's id on `channel`: its presence id, else the signed-in user's. */
+  private ownId(channel: string): string {
+    return this.own.get(channel) ?? this.userIdNow ?? '';
+  }
+
+  private presenceUp(features: Features, channel: string): void {
+    features.presenceUp(channel, this.own.get(channel) ?? '', this.presence.get(channel)?.keys() ?? []);
+  }
+
+  /** Runs `call` on the features module, loading it first if needed. */
+  private withFeatures(call: (features: Features) => void): void {
+    if (this.features) return call(this.features);
+    if (!this.featureCalls) {
+      this.featureCalls = [];
+      const host = {
+        ...this.options,
+        whisper: (channel: string, event: string, json: string) => this.whisperJson(channel, event, json),
+        info: (channel: string, user: string): [boolean, unknown] => {
+          const members = this.presence.get(channel);
+          return [!!members?.has(user), members?.get(user)];
+        },
+      };
+      import('./features.js')
+        .then(({ start }) => start(host))
+        .then((features) => {
+          this.features = features;
+          // What it missed: the presence channels this client is on.
+          if (this.socketIdNow) for (const channel of this.presence.keys()) this.presenceUp(features, channel);
+          for (const waiting of this.featureCalls!.splice(0)) waiting(features);
+          features.changed('badges', '');
+        })
+        .catch((error) => console.error('overtone: could not load typing, statuses and badges', error));
+    }
+    this.featureCalls.push(call);
+  }
+
+  /** Runs `call` on the features module if it is loaded or loading: nobody needs them otherwise. */
+  private toFeatures(call: (features: Features) => void): void {
+    if (this.features) call(this.features);
+    else this.featureCalls?.push(call);
   }
 }
 

@@ -15,8 +15,6 @@ use core::cell::RefCell;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{Binding, ChannelAuth, Config, Error, ListenerId, ServerMessage};
-use crate::features::badges::ReadTarget;
-use crate::features::status::{Status, StatusConfig};
 use shell::{now, Shell};
 
 /// The page's clients (one per Echo), by the index `call`'s `client` names. A client lives as
@@ -32,94 +30,68 @@ static CLIENTS: Clients = Clients(RefCell::new(Vec::new()));
 /// Arguments are `a`–`d` (strings, `""` for none) and `n` (a number, `-1` for none).
 pub(crate) mod op {
     /// `(key, host, path, namespace ("" for none), n: wsPort + wssPort * 2^16 + (forceTLS ?
-    /// 2^32 : 0))`, then `Options` before anything else. Returns the client's index.
+    /// 2^32 : 0))`. Returns the client's index.
     pub const NEW: u32 = 0;
-    /// `(a: the stored badges' text, b: "1" when hidden, d: awayAfterMs in decimal or "")`.
-    pub const OPTIONS: u32 = 1;
-    pub const CONNECT: u32 = 2;
-    pub const DISCONNECT: u32 = 3;
+    pub const CONNECT: u32 = 1;
+    pub const DISCONNECT: u32 = 2;
     /// `(channel)`; throws on an invalid name.
-    pub const SUBSCRIBE: u32 = 4;
+    pub const SUBSCRIBE: u32 = 3;
     /// `(channel)`; its listeners are dropped (`out` `Drop`).
-    pub const LEAVE: u32 = 5;
+    pub const LEAVE: u32 = 4;
     /// `(channel, kind, event)` -> listener id. `kind`: `event` (with `event` as the app
     /// writes it: namespace rules apply), `all`, `subscribed`, `error`, `here`, `joining`,
     /// `leaving`.
-    pub const BIND: u32 = 6;
+    pub const BIND: u32 = 5;
     /// `(event)` -> listener id on the signed-in user's channel.
-    pub const BIND_USER: u32 = 7;
+    pub const BIND_USER: u32 = 6;
     /// `(n: listener id)`.
-    pub const UNBIND: u32 = 8;
+    pub const UNBIND: u32 = 7;
     /// `(channel, kind, event)`: the ids bound so (`out` `Item` each), for `stopListening`.
-    pub const LISTENERS: u32 = 9;
+    pub const LISTENERS: u32 = 8;
     /// `(channel, event, json)`: sends `client-{event}`; throws when not subscribed or not
     /// allowed.
-    pub const WHISPER: u32 = 10;
+    pub const WHISPER: u32 = 9;
     /// `(channelData, userId, sharedSecret)` of the auth reply `Authorized` then gives.
-    pub const AUTH_EXTRA: u32 = 11;
+    pub const AUTH_EXTRA: u32 = 10;
     /// `(channel, socketId, auth)`.
-    pub const AUTHORIZED: u32 = 12;
+    pub const AUTHORIZED: u32 = 11;
     /// `(channel, socketId, error, n: status)`.
-    pub const AUTHORIZATION_FAILED: u32 = 13;
-    pub const SIGNIN: u32 = 14;
+    pub const AUTHORIZATION_FAILED: u32 = 12;
+    pub const SIGNIN: u32 = 13;
     /// `(socketId, auth, userData)`.
-    pub const USER_AUTHORIZED: u32 = 15;
-    /// `(channel)`: a keystroke; `StopTyping` when the message was sent.
-    pub const TYPING: u32 = 16;
-    pub const STOP_TYPING: u32 = 17;
-    /// `(channel)`: who is typing (`Item` each: id).
-    pub const TYPING_USERS: u32 = 18;
-    /// `(channel)`: `Item` (user, status) each.
-    pub const STATUSES: u32 = 19;
-    /// `(channel, user)` -> status index (0 online, 1 away), `-1` unknown; the own status
-    /// without `user`.
-    pub const STATUS: u32 = 20;
-    /// `Item` (category, count) each.
-    pub const BADGE_COUNTS: u32 = 21;
-    /// `(kind: id | category | all, value)`.
-    pub const MARK_READ: u32 = 22;
+    pub const USER_AUTHORIZED: u32 = 14;
     // ---- frames, read by the page ----
     /// `(socketId, n: activity_timeout)`.
-    pub const ESTABLISHED: u32 = 23;
-    pub const PING: u32 = 24;
-    pub const PONG: u32 = 25;
+    pub const ESTABLISHED: u32 = 15;
+    pub const PING: u32 = 16;
+    pub const PONG: u32 = 17;
     /// `(message, n: code)`.
-    pub const SERVER_ERROR: u32 = 26;
+    pub const SERVER_ERROR: u32 = 18;
     /// `(userId)`.
-    pub const SIGNIN_SUCCESS: u32 = 27;
+    pub const SIGNIN_SUCCESS: u32 = 19;
     /// `(userId)`: one member of the presence list the next `Subscribed` carries.
-    pub const PRESENCE_MEMBER: u32 = 28;
+    pub const PRESENCE_MEMBER: u32 = 20;
     /// `(channel, position, d: "1" on presence channels, n: recovered: 1 | 0 | -1)`.
-    pub const SUBSCRIBED: u32 = 29;
+    pub const SUBSCRIBED: u32 = 21;
     /// `(channel, error, n: status)`.
-    pub const SUBSCRIPTION_ERROR: u32 = 30;
+    pub const SUBSCRIPTION_ERROR: u32 = 22;
     /// `(channel, userId)`.
-    pub const MEMBER_ADDED: u32 = 31;
-    pub const MEMBER_REMOVED: u32 = 32;
+    pub const MEMBER_ADDED: u32 = 23;
+    pub const MEMBER_REMOVED: u32 = 24;
     /// `(channel, event, userId, position)`; the payload stays in the page.
-    pub const EVENT: u32 = 33;
+    pub const EVENT: u32 = 25;
     /// `(channel, nonce, ciphertext)` of a `private-encrypted-` event: `Plain` with the text.
-    pub const DECRYPT: u32 = 34;
-    /// A `client-typing` whisper: `(channel, user, n: 1 typing | 0)`.
-    pub const TYPING_SEEN: u32 = 35;
-    /// A `client-status` whisper: `(channel, user, status)`.
-    pub const STATUS_SEEN: u32 = 36;
-    /// A notification: `(id, category)`.
-    pub const NOTIFICATION: u32 = 37;
-    /// An absolute unread count: `(category, n: count)`.
-    pub const BADGE_COUNT: u32 = 38;
+    pub const DECRYPT: u32 = 26;
     // ---- the page's events ----
     /// `(n: code)`.
-    pub const CLOSED: u32 = 39;
-    pub const SOCKET_ERROR: u32 = 40;
-    pub const TIMER: u32 = 41;
+    pub const CLOSED: u32 = 27;
+    pub const SOCKET_ERROR: u32 = 28;
+    pub const TIMER: u32 = 29;
     /// `(n: 1 | 0)`.
-    pub const ONLINE: u32 = 42;
+    pub const ONLINE: u32 = 30;
     /// `(n: 1 visible | 0)`.
-    pub const VISIBILITY: u32 = 43;
-    pub const PAGE_SHOWN: u32 = 44;
-    /// `(text)` from another tab.
-    pub const BADGES_REMOTE: u32 = 45;
+    pub const VISIBILITY: u32 = 31;
+    pub const PAGE_SHOWN: u32 = 32;
 }
 
 /// `Some(text)` unless empty: the page sends `""` for "none".
@@ -186,13 +158,6 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
         }
     };
     match op {
-        op::OPTIONS => {
-            let mut status = StatusConfig::default();
-            if let Ok(ms) = d.parse() {
-                status.away_after_ms = ms;
-            }
-            s.configure(a, b == "1", status, now);
-        }
         op::CONNECT => s.core.connect(now),
         op::DISCONNECT => s.core.disconnect(),
         op::SUBSCRIBE => {
@@ -238,28 +203,6 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
         op::AUTHORIZATION_FAILED => s.core.authorization_failed(a, b, small(n), c.into()),
         op::SIGNIN => s.core.signin(),
         op::USER_AUTHORIZED => s.core.user_authorized(a, b.into(), c.into()),
-        op::TYPING => s.typing(a).keystroke(now),
-        op::STOP_TYPING => s.typing(a).sent(now),
-        op::TYPING_USERS => s.typing_users(a),
-        op::STATUSES => s.statuses(a),
-        op::STATUS => {
-            return match s.status(a, (!b.is_empty()).then_some(b)) {
-                Some(Status::Online) => 0.0,
-                Some(Status::Away) => 1.0,
-                None => -1.0,
-            }
-        }
-        op::BADGE_COUNTS => s.badge_counts(),
-        op::MARK_READ => {
-            let target = match a {
-                "id" => ReadTarget::Id(b),
-                "category" => ReadTarget::Category(b),
-                _ => ReadTarget::All,
-            };
-            if let Some(badges) = &mut s.badges {
-                badges.mark_read(target);
-            }
-        }
         op::ESTABLISHED => s.message(
             now,
             ServerMessage::ConnectionEstablished {
@@ -287,9 +230,6 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
                 recovered: (n >= 0.0).then_some(n > 0.0),
             };
             s.message(now, message);
-            if d == "1" {
-                s.presence_up(a, now);
-            }
         }
         op::SUBSCRIPTION_ERROR => s.message(
             now,
@@ -306,9 +246,6 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
                 info: String::new(),
             };
             s.message(now, message);
-            if let Some(status) = s.status_mut(a) {
-                status.member_joined(b, now);
-            }
         }
         op::MEMBER_REMOVED => {
             let message = ServerMessage::MemberRemoved {
@@ -316,7 +253,6 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
                 user_id: b.into(),
             };
             s.message(now, message);
-            s.member_left(a, b);
         }
         op::EVENT => s.message(
             now,
@@ -329,37 +265,12 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
             },
         ),
         op::DECRYPT => s.decrypt(a, b, c),
-        op::TYPING_SEEN => {
-            if let Some(typing) = s.typing_mut(a) {
-                typing.received(b, n > 0.0, now);
-            }
-        }
-        op::STATUS_SEEN => {
-            if let (Some(status), Some(value)) = (s.status_mut(a), Status::parse(c)) {
-                status.received(b, value);
-            }
-        }
-        op::NOTIFICATION => {
-            if let Some(badges) = &mut s.badges {
-                badges.notification(a, b);
-            }
-        }
-        op::BADGE_COUNT => {
-            if let Some(badges) = &mut s.badges {
-                badges.set_count(a, n as u32);
-            }
-        }
         op::CLOSED => s.core.socket_closed(now, n as u16),
         op::SOCKET_ERROR => s.core.socket_error(now),
         op::TIMER => s.timer_fired(now),
         op::ONLINE => s.core.set_online(now, n > 0.0),
         op::VISIBILITY => s.visibility_changed(now, n > 0.0),
         op::PAGE_SHOWN => s.core.page_shown(now),
-        op::BADGES_REMOTE => {
-            if let Some(badges) = &mut s.badges {
-                badges.apply_remote(a);
-            }
-        }
         _ => {}
     }
     -1.0

@@ -1,6 +1,6 @@
-//! One client's state and the loop that runs its sans-IO machines: the core and the feature
-//! machines are fed what [`super::call`] reports, and their actions become `out` records
-//! (see [`Out`]), queued until the client is released so that a listener may call back in.
+//! One client's state and the loop that runs its sans-IO core: the core is fed what
+//! [`super::call`] reports, and its actions become `out` records (see [`Out`]), queued until
+//! the client is released so that a listener may call back in.
 //! The JavaScript side of `out` is `pkg-js/src/io.ts`.
 
 use crate::prelude::*;
@@ -8,11 +8,7 @@ use crate::prelude::*;
 use wasm_bindgen::prelude::*;
 
 use super::AuthExtra;
-use crate::core::{Action, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage, State};
-use crate::features::badges::{BadgeAction, Badges};
-use crate::features::status::{AwayStatus, StatusConfig};
-use crate::features::typing::{Typing, TypingConfig};
-use crate::features::{refuses_client_events, Action as FeatureAction};
+use crate::core::{Action, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage};
 #[cfg(feature = "encryption")]
 use crate::secretbox;
 
@@ -60,10 +56,6 @@ pub(super) enum Out {
     AuthorizeUser,
     /// `(n: code, a: message)`: a `pusher:error` or a frame the client could not use.
     Error,
-    /// `(a: text)`: the badges to keep (localStorage).
-    StoreBadges,
-    /// `(a: text)`: a badge change for the user's other tabs (BroadcastChannel).
-    PostBadges,
     /// `(n: listener, a: user id)`: call it with the current frame's data, and `{user_id}` when
     /// `a` is given.
     Data,
@@ -83,8 +75,6 @@ pub(super) enum Out {
     Drop,
     /// `(a: user id)`: signed in.
     SignedIn,
-    /// `(n: 0 typing | 1 status | 2 badges, a: channel)`: that state changed.
-    Changed,
     /// `(n, a, b)`: one entry of what the operation asked for.
     Item,
     /// `(a: message)`: the operation failed; the page throws it.
@@ -117,10 +107,6 @@ pub(super) struct Shell {
     /// `private-encrypted-*` channels' keys, from their auth replies.
     #[cfg(feature = "encryption")]
     secrets: Vec<(String, [u8; 32])>,
-    typing: Vec<(String, Typing)>,
-    statuses: Vec<(String, AwayStatus)>,
-    status_config: StatusConfig,
-    pub(super) badges: Option<Badges>,
     /// The presence list of the subscription being confirmed (`PresenceMember`).
     pub(super) presence: Vec<(String, String)>,
     pub(super) auth_extra: AuthExtra,
@@ -138,24 +124,10 @@ impl Shell {
             visible: true,
             #[cfg(feature = "encryption")]
             secrets: Vec::new(),
-            typing: Vec::new(),
-            statuses: Vec::new(),
-            status_config: StatusConfig::default(),
-            badges: None,
             presence: Vec::new(),
             auth_extra: (None, None, None),
             outs: Vec::new(),
         }
-    }
-
-    /// The options besides the connection's: stored badges, visibility, the away delay.
-    pub(super) fn configure(&mut self, badges: &str, hidden: bool, status: StatusConfig, now: u64) {
-        self.badges = Some(match badges {
-            "" => Badges::new(),
-            text => Badges::restore(text),
-        });
-        self.status_config = status;
-        self.visibility_changed(now, !hidden);
     }
 
     #[inline(never)]
@@ -192,9 +164,6 @@ impl Shell {
             self.core.page_shown(now);
         }
         self.visible = visible;
-        for (_, status) in &mut self.statuses {
-            status.visibility_changed(visible, now);
-        }
     }
 
     /// Opens a `private-encrypted-` event's data (`Plain`), or says why not (`Error`).
@@ -227,16 +196,6 @@ impl Shell {
         if self.core.poll_timeout().is_some_and(|at| at <= now) {
             self.core.handle_timeout(now);
         }
-        for (_, typing) in &mut self.typing {
-            if typing.poll_timeout().is_some_and(|at| at <= now) {
-                typing.handle_timeout(now);
-            }
-        }
-        for (_, status) in &mut self.statuses {
-            if status.poll_timeout().is_some_and(|at| at <= now) {
-                status.handle_timeout(now);
-            }
-        }
     }
 
     pub(super) fn authorize_with_secret(
@@ -266,59 +225,24 @@ impl Shell {
         self.core.authorized(channel, socket_id, auth);
     }
 
-    /// The channel was left: its listeners and feature machines go with it.
+    /// The channel was left: its listeners go with it.
     pub(super) fn left(&mut self, dropped: Vec<ListenerId>) {
         for id in dropped {
             self.out(Out::Drop, id.0.into(), "", "");
         }
-        let core = &self.core;
-        let kept = |name: &String| core.has_channel(name);
-        self.typing.retain(|(name, _)| kept(name));
-        self.statuses.retain(|(name, _)| kept(name));
         #[cfg(feature = "encryption")]
-        self.secrets.retain(|(name, _)| kept(name));
+        {
+            let core = &self.core;
+            self.secrets.retain(|(name, _)| core.has_channel(name));
+        }
     }
 
     // ---- performing what the machines ask ----
 
-    /// Drains every machine's actions until none is left, then re-arms the timer.
+    /// Performs the core's actions, then re-arms the timer.
     pub(super) fn flush(&mut self) {
-        loop {
-            let mut progressed = false;
-            while let Some(action) = self.core.poll_action() {
-                progressed = true;
-                self.perform(action);
-            }
-            for index in 0..self.typing.len() {
-                while let Some(action) = self.typing[index].1.poll_action() {
-                    progressed = true;
-                    let channel = self.typing[index].0.clone();
-                    self.perform_feature(0, &channel, action);
-                }
-            }
-            for index in 0..self.statuses.len() {
-                while let Some(action) = self.statuses[index].1.poll_action() {
-                    progressed = true;
-                    let channel = self.statuses[index].0.clone();
-                    self.perform_feature(1, &channel, action);
-                }
-            }
-            while let Some(action) = self.badges.as_mut().and_then(Badges::poll_action) {
-                progressed = true;
-                match action {
-                    BadgeAction::Changed => {
-                        let text = self.badges.as_ref().map(Badges::encode).unwrap_or_default();
-                        self.out(Out::StoreBadges, -1.0, &text, "");
-                        self.out(Out::Changed, 2.0, "", "");
-                    }
-                    BadgeAction::Broadcast(message) => {
-                        self.out(Out::PostBadges, -1.0, &message, "");
-                    }
-                }
-            }
-            if !progressed {
-                break;
-            }
+        while let Some(action) = self.core.poll_action() {
+            self.perform(action);
         }
         self.arm_timer();
     }
@@ -331,11 +255,7 @@ impl Shell {
                 let text = frame.to_json(Clone::clone);
                 self.out(Out::Send, -1.0, &text, "");
             }
-            Action::StateChanged { previous, current } => {
-                if previous == State::Connected {
-                    self.typing.iter_mut().for_each(|(_, t)| t.reset());
-                    self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
-                }
+            Action::StateChanged { current, .. } => {
                 self.out(Out::State, -1.0, current.as_str(), "");
             }
             Action::Authorize { channel, socket_id } => {
@@ -347,14 +267,6 @@ impl Shell {
             Action::Dispatch { listeners, payload } => self.dispatch(listeners, payload),
             Action::SignedIn { user_id } => self.out(Out::SignedIn, -1.0, &user_id, ""),
             Action::ServerError { code, message } => {
-                if refuses_client_events(&message) {
-                    self.typing
-                        .iter_mut()
-                        .for_each(|(_, t)| t.client_events_refused());
-                    self.statuses
-                        .iter_mut()
-                        .for_each(|(_, s)| s.client_events_refused());
-                }
                 self.out(Out::Error, code.map_or(-1.0, f64::from), &message, "");
             }
         }
@@ -388,27 +300,8 @@ impl Shell {
         }
     }
 
-    /// A typing (`watch` 0) or status (1) machine's action on `channel`.
-    fn perform_feature(&mut self, watch: u8, channel: &str, action: FeatureAction) {
-        match action {
-            FeatureAction::SendClientEvent { event, data } => {
-                let name = event.strip_prefix("client-").unwrap_or(event);
-                // Not subscribed (yet): the machines announce again after subscribing.
-                let _ = self.core.whisper(channel, name, data);
-            }
-            FeatureAction::Changed => self.out(Out::Changed, watch.into(), channel, ""),
-        }
-    }
-
     fn arm_timer(&mut self) {
-        let mut due = self.core.poll_timeout();
-        let feature_timeouts = self.typing.iter().map(|(_, t)| t.poll_timeout());
-        for at in feature_timeouts
-            .chain(self.statuses.iter().map(|(_, s)| s.poll_timeout()))
-            .flatten()
-        {
-            due = Some(due.map_or(at, |d| d.min(at)));
-        }
+        let due = self.core.poll_timeout();
         // Every frame moves the activity timeout a little later: a timer already due no later
         // than `due` stays (it finds nothing to do when it fires early, then re-arms), so the
         // common case costs no clearTimeout/setTimeout per event.
@@ -422,112 +315,5 @@ impl Shell {
             at.saturating_sub(now()).min(i32::MAX as u64) as f64
         });
         self.out(Out::Timer, delay, "", "");
-    }
-
-    // ---- features ----
-
-    /// A presence subscription was confirmed: (re)start the channel's status machine.
-    pub(super) fn presence_up(&mut self, channel: &str, now: u64) {
-        if !self.core.has_channel(channel) {
-            return;
-        }
-        if self.status_mut(channel).is_none() {
-            let me = self.core.me(channel).map(|m| m.user_id.clone());
-            let status = AwayStatus::new(self.status_config, me, self.visible, now);
-            self.statuses.push((channel.to_owned(), status));
-        }
-        let Some(index) = self.statuses.iter().position(|(name, _)| name == channel) else {
-            return;
-        };
-        let members = self.core.members(channel);
-        let status = &mut self.statuses[index].1;
-        status.subscribed(members.iter().map(|m| m.user_id.as_str()), now);
-    }
-
-    pub(super) fn member_left(&mut self, channel: &str, user: &str) {
-        if let Some(status) = self.status_mut(channel) {
-            status.member_left(user);
-        }
-        if let Some(typing) = self.typing_mut(channel) {
-            typing.member_left(user);
-        }
-    }
-
-    pub(super) fn status_mut(&mut self, channel: &str) -> Option<&mut AwayStatus> {
-        self.statuses
-            .iter_mut()
-            .find(|(name, _)| name == channel)
-            .map(|(_, s)| s)
-    }
-
-    pub(super) fn typing_mut(&mut self, channel: &str) -> Option<&mut Typing> {
-        self.typing
-            .iter_mut()
-            .find(|(name, _)| name == channel)
-            .map(|(_, t)| t)
-    }
-
-    /// The channel's typing machine, made on first use: own id from presence, else sign-in.
-    pub(super) fn typing(&mut self, channel: &str) -> &mut Typing {
-        if let Some(index) = self.typing.iter().position(|(name, _)| name == channel) {
-            return &mut self.typing[index].1;
-        }
-        let me = self.core.me(channel).map(|m| m.user_id.clone());
-        let own = me.or_else(|| self.core.user_id().map(str::to_owned));
-        self.typing.push((
-            channel.to_owned(),
-            Typing::new(TypingConfig::default(), own),
-        ));
-        let last = self.typing.len() - 1;
-        &mut self.typing[last].1
-    }
-
-    /// `Item` (user id) of each user typing on `channel`, in the order they started.
-    pub(super) fn typing_users(&mut self, channel: &str) {
-        let users: Vec<String> = self
-            .typing(channel)
-            .typing_users()
-            .map(str::to_owned)
-            .collect();
-        for user in users {
-            self.item(-1.0, &user, "");
-        }
-    }
-
-    /// `Item` (user, status) of each member of a presence channel.
-    pub(super) fn statuses(&mut self, channel: &str) {
-        let Some(index) = self.statuses.iter().position(|(name, _)| name == channel) else {
-            return;
-        };
-        let entries: Vec<(String, &'static str)> = self.statuses[index]
-            .1
-            .statuses()
-            .map(|(user, status)| (user.to_owned(), status.as_str()))
-            .collect();
-        for (user, status) in entries {
-            self.item(-1.0, &user, status);
-        }
-    }
-
-    /// A member's status, or this tab's own without `user`.
-    pub(super) fn status(
-        &mut self,
-        channel: &str,
-        user: Option<&str>,
-    ) -> Option<crate::features::status::Status> {
-        let status = self.status_mut(channel)?;
-        match user {
-            Some(user) => status.status_of(user),
-            None => Some(status.own_status()),
-        }
-    }
-
-    /// `Item` (count, category) of each unread badge category.
-    pub(super) fn badge_counts(&mut self) {
-        let Some(badges) = &self.badges else { return };
-        let counts: Vec<(String, u32)> = badges.counts().map(|(c, n)| (c.to_owned(), n)).collect();
-        for (category, count) in counts {
-            self.item(count.into(), &category, "");
-        }
     }
 }
