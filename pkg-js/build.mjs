@@ -1,13 +1,12 @@
-// Bundles the TypeScript layer with the wasm-bindgen glue into dist/, next to the .wasm
-// (the glue finds it with `new URL('overtone_bg.wasm', import.meta.url)`), the React and Vue
-// bindings and the with-encryption entry on top of it, and the declarations of every entry.
+// Bundles the TypeScript layer into dist/, next to the .wasm modules (found with
+// `new URL('overtone_bg.wasm', import.meta.url)` and the like), the React and Vue bindings and
+// the with-encryption entry on top of it, and the declarations of every entry.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 
 rmSync('dist', { recursive: true, force: true });
-mkdirSync('dist/types/wasm', { recursive: true });
+mkdirSync('dist', { recursive: true });
 
 const common = { bundle: true, format: 'esm', target: 'es2020', sourcemap: true, logLevel: 'warning' };
 
@@ -19,63 +18,29 @@ const sharedEntry = {
   },
 };
 
-/**
- * The glue with the one-letter import, export and module names wasm-opt gave the .wasm
- * (`--minify-imports-and-exports-and-modules`, whose mapping scripts/lib.sh saved as names.json).
- * Throws unless every import, the module and every export the glue uses were renamed.
- */
-function renameWasmNames(glue, { imports, exports }) {
-  const fail = (what) => {
-    throw new Error(`renaming the wasm's names in the wasm-bindgen glue: ${what}`);
-  };
-  const MODULE = '"./overtone_bg.js": import0';
-  if (glue.split(MODULE).length !== 2 || imports.some(([module]) => module !== './overtone_bg.js')) fail('not one module');
-  glue = glue.replace(MODULE, '"a": import0');
-  for (const [, name, short] of imports) {
-    const key = new RegExp(`^(\\s+)${name.replace(/\$/g, '\\$')}:`, 'm');
-    if (!key.test(glue)) fail(`import ${name} not found`);
-    glue = glue.replace(key, (_, indent) => `${indent}${JSON.stringify(short)}:`);
-  }
-  if (/^\s+__wbg\w*:/m.test(glue)) fail('an import was not renamed');
-  const byName = new Map(exports);
-  return glue.replace(/\bwasm\.(\w+)\b/g, (_, name) => `wasm.${byName.get(name) ?? fail(`export ${name} not found`)}`);
-}
-
 // Dev servers pre-bundle dependencies elsewhere (Vite: node_modules/.vite/deps/), away from the
-// .wasm the glue's URL points at. They resolve the `development` export condition, whose entries
-// (dist/dev/) carry the wasm inline as a data: URL, so no app needs configuring; production builds
-// and plain pages get the lean entries, with the .wasm as a file.
-const WASM_URL = "new URL('overtone_bg.wasm', import.meta.url)";
-// with-encryption.js points the same glue at the encryption build.
-const ENCRYPTION_URL = "new URL('overtone_encryption_bg.wasm', import.meta.url)";
-// The features module's glue (a chunk of its own, loaded on first use) loads its own .wasm.
-const FEATURES_URL = "new URL('overtone_features_bg.wasm', import.meta.url)";
-const dataUrl = (file) => `new URL('data:application/wasm;base64,${readFileSync(file).toString('base64')}')`;
-const wasmGlue = (inline) => ({
-  name: 'wasm-glue',
+// .wasm files the URLs point at. They resolve the `development` export condition, whose entries
+// (dist/dev/) carry each wasm inline as a data: URL, so no app needs configuring; production
+// builds and plain pages get the lean entries, with the .wasm as files.
+const WASM = ['overtone_bg.wasm', 'overtone_encryption_bg.wasm', 'overtone_features_bg.wasm'];
+const urlOf = (file) => `new URL('${file}', import.meta.url)`;
+const inlineWasm = {
+  name: 'inline-wasm',
   setup(build) {
-    // Each wasm's one import, `out`, lives in the layer (client-wasm/src/web/shell.rs,
-    // client-wasm/src/web_features.rs).
-    build.onResolve({ filter: /^overtone-io$/ }, () => ({ path: resolve('src/client.ts') }));
-    build.onResolve({ filter: /^overtone-features-io$/ }, () => ({ path: resolve('src/features.ts') }));
-    const glue = (dir, url) => ({ path }) => {
-      const glue = renameWasmNames(readFileSync(path, 'utf8'), JSON.parse(readFileSync(`${dir}/names.json`, 'utf8')));
-      if (!glue.includes(WASM_URL)) throw new Error(`the wasm-bindgen glue no longer loads the wasm with ${WASM_URL}`);
-      return { contents: glue.replace(WASM_URL, inline ? dataUrl(`${dir}/overtone_bg.wasm`) : url), loader: 'js' };
-    };
-    build.onLoad({ filter: /wasm[\\/]overtone\.js$/ }, glue('wasm', WASM_URL));
-    build.onLoad({ filter: /wasm-features[\\/]overtone\.js$/ }, glue('wasm-features', FEATURES_URL));
-    build.onLoad({ filter: /src[\\/]with-encryption\.ts$/ }, ({ path }) => {
-      const source = readFileSync(path, 'utf8');
-      if (!source.includes(ENCRYPTION_URL)) throw new Error(`src/with-encryption.ts no longer names ${ENCRYPTION_URL}`);
-      const url = inline ? dataUrl('wasm-encryption/overtone_bg.wasm') : ENCRYPTION_URL;
-      return { contents: source.replace(ENCRYPTION_URL, url), loader: 'ts' };
+    build.onLoad({ filter: /src[\\/](index|with-encryption|features)\.ts$/ }, ({ path }) => {
+      let source = readFileSync(path, 'utf8');
+      for (const file of WASM) {
+        const data = `new URL('data:application/wasm;base64,${readFileSync(`wasm/${file}`).toString('base64')}')`;
+        source = source.replace(urlOf(file), data);
+      }
+      return { contents: source, loader: 'ts' };
     });
   },
-});
+};
 
 for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', false, true]]) {
-  // Split: the features module and its glue are a chunk of their own, imported on first use.
+  const plugins = inline ? [inlineWasm] : [];
+  // Split: the features module's page side is a chunk of its own, imported on first use.
   await build({
     ...common,
     outdir,
@@ -83,7 +48,7 @@ for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', fals
     splitting: true,
     chunkNames: '[name]-[hash]',
     entryPoints: { index: 'src/index.ts' },
-    plugins: [wasmGlue(inline)],
+    plugins,
   });
   await build({
     ...common,
@@ -91,17 +56,14 @@ for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', fals
     minify,
     entryPoints: { react: 'src/react.ts', vue: 'src/vue.ts', 'with-encryption': 'src/with-encryption.ts' },
     external: ['react', 'vue'],
-    plugins: [sharedEntry, wasmGlue(inline)],
+    plugins: [sharedEntry, ...plugins],
   });
 }
 
-copyFileSync('wasm/overtone_bg.wasm', 'dist/overtone_bg.wasm');
-copyFileSync('wasm-encryption/overtone_bg.wasm', 'dist/overtone_encryption_bg.wasm');
-copyFileSync('wasm-features/overtone_bg.wasm', 'dist/overtone_features_bg.wasm');
+// Each wasm URL must still be in the sources, or the files below would be orphans.
+const sources = ['index', 'with-encryption', 'features'].map((name) => readFileSync(`src/${name}.ts`, 'utf8')).join('');
+for (const file of WASM) {
+  if (!sources.includes(urlOf(file))) throw new Error(`no source loads ${file} with ${urlOf(file)}`);
+  copyFileSync(`wasm/${file}`, `dist/${file}`);
+}
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
-// wasm-bindgen's declarations use Symbol.dispose: name the lib they need, so apps type-check
-// without skipLibCheck whatever their own `lib` setting.
-writeFileSync(
-  'dist/types/wasm/overtone.d.ts',
-  `/// <reference lib="esnext.disposable" />\n${readFileSync('wasm/overtone.d.ts', 'utf8')}`,
-);

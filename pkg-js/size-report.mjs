@@ -55,19 +55,26 @@ function measure(files) {
 // it) fetch overtone_bg.wasm, `overtone/with-encryption` overtone_encryption_bg.wasm. Typing,
 // statuses and badges are a module of their own (a chunk and its .wasm), fetched only by apps
 // that use them, on first use: shown on its own row, outside the budgets.
-const core = ['dist/overtone_bg.wasm', 'dist/index.js'];
+/** `file` and the chunks it imports statically (not `import()`), as a browser loads them. */
+function withChunks(file) {
+  const chunks = [...readFileSync(`dist/${file}`, 'utf8').matchAll(/from\s*"\.\/(chunk-\w+\.js)"/g)];
+  return [`dist/${file}`, ...chunks.flatMap(([, chunk]) => withChunks(chunk))];
+}
+const index = withChunks('index.js');
+const core = ['dist/overtone_bg.wasm', ...index];
 const featureChunks = readdirSync('dist').filter((f) => /^features-\w+\.js$/.test(f));
 if (featureChunks.length !== 1) {
   console.error(`expected one features chunk in dist/, found ${featureChunks.length}`);
   process.exit(1);
 }
-const featuresModule = ['dist/overtone_features_bg.wasm', `dist/${featureChunks[0]}`];
+// What the features add: their .wasm and chunk, and none of the chunks `overtone` has already.
+const featuresModule = ['dist/overtone_features_bg.wasm', ...withChunks(featureChunks[0]).filter((f) => !index.includes(f))];
 const rows = [
   ['wasm', measure(['dist/overtone_bg.wasm'])],
   ['wasm (with encryption)', measure(['dist/overtone_encryption_bg.wasm'])],
-  ['glue + layer (js)', measure(['dist/index.js'])],
+  ['layer (js)', measure(index)],
   ['overtone', measure(core)],
-  ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', 'dist/index.js', 'dist/with-encryption.js'])],
+  ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', ...index, 'dist/with-encryption.js'])],
   ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
   ['typing/status/badges, on use', measure(featuresModule)],
 ];

@@ -33,6 +33,8 @@ fn panic(_: &::core::panic::PanicInfo) -> ! {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+#[cfg(target_arch = "wasm32")]
+mod abi;
 pub mod core;
 pub mod features;
 pub mod secretbox;

@@ -3,35 +3,21 @@
 //! an app that only needs laravel-echo's API does not download them. It sees no socket: the
 //! page (`pkg-js/src/features.ts`) tells it what the client saw (presence members, whispers,
 //! notifications, the connection going down) and sends the whispers it asks for through the
-//! client. Like the client's shell, one export, [`call`], and one import, `out`; only strings
-//! and numbers cross.
+//! client. Its boundary is the client's ([`crate::abi`]): an entry, [`call`], and `out`.
 
 use crate::prelude::*;
 
 use core::cell::RefCell;
 
-use wasm_bindgen::prelude::*;
-
+use crate::abi::{self, Record};
 use crate::features::badges::{BadgeAction, Badges, ReadTarget};
 use crate::features::status::{AwayStatus, Status, StatusConfig};
 use crate::features::typing::{Typing, TypingConfig};
 use crate::features::{refuses_client_events, Action};
 
-#[wasm_bindgen(raw_module = "overtone-features-io")]
-extern "C" {
-    /// `out(client, kind, n, a, b)`: see [`Out`].
-    #[wasm_bindgen(js_name = out)]
-    fn out_js(client: u32, kind: u32, n: f64, a: &str, b: &str);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn performance_now() -> f64;
-}
-
 /// The operations of [`call`]; `Op` in `pkg-js/src/features.ts` names them in the same order.
-/// Arguments are `a`–`c` (strings, `""` for none) and `n` (a number, `-1` for none).
+/// Arguments are `a`–`c` (strings, `""` for none; the fourth is unused) and `n` (a number, `-1`
+/// for none).
 pub(crate) mod op {
     /// `(a: the stored badges' text, b: "1" when hidden, c: awayAfterMs in decimal or "")`.
     /// Returns the index of this client's features.
@@ -94,13 +80,6 @@ enum Out {
     Item,
 }
 
-struct Record {
-    kind: Out,
-    n: f64,
-    a: String,
-    b: String,
-}
-
 struct Machines {
     typing: Vec<(String, Typing)>,
     statuses: Vec<(String, AwayStatus)>,
@@ -124,11 +103,20 @@ fn given(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.into())
 }
 
-/// Runs operation `op` (one of [`op`]) on the features of client `client`, then makes the
-/// `out` calls it caused.
-#[wasm_bindgen]
-pub fn call(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> f64 {
-    let now = performance_now() as u64;
+/// Runs operation `op` (one of [`op`]; its strings' byte lengths are `a`–`d`, see [`abi`]) on
+/// the features of client `client`, then makes the `out` calls it caused.
+#[export_name = "c"]
+extern "C" fn call(client: u32, op: u32, a: usize, b: usize, c: usize, d: usize, n: f64) -> f64 {
+    let (result, outs) = abi::strings([a, b, c, d], |[a, b, c, _]| run(client, op, a, b, c, n));
+    // Sent once the state is released: the page may call back in.
+    for record in outs {
+        record.send(client);
+    }
+    result
+}
+
+fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Record>) {
+    let now = abi::now() as u64;
     let mut all = ALL.0.borrow_mut();
     if op == op::NEW {
         let mut status_config = StatusConfig::default();
@@ -148,20 +136,14 @@ pub fn call(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> f64 {
             timer: None,
             outs: Vec::new(),
         });
-        return (all.len() - 1) as f64;
+        return ((all.len() - 1) as f64, Vec::new());
     }
     let Some(m) = all.get_mut(client as usize) else {
-        return -1.0;
+        return (-1.0, Vec::new());
     };
     let result = m.perform(op, a, b, c, n, now);
     m.flush(now);
-    let outs = core::mem::take(&mut m.outs);
-    // Released before calling out: the page may call back in.
-    drop(all);
-    for r in outs {
-        out_js(client, r.kind as u32, r.n, &r.a, &r.b);
-    }
-    result
+    (result, core::mem::take(&mut m.outs))
 }
 
 impl Machines {
@@ -375,12 +357,7 @@ impl Machines {
 }
 
 fn record(kind: Out, n: f64, a: &str, b: &str) -> Record {
-    Record {
-        kind,
-        n,
-        a: a.to_owned(),
-        b: b.to_owned(),
-    }
+    Record::new(kind as u32, n, a, b)
 }
 
 /// A typing (`kind` 0) or status (1) machine's action on `channel`.

@@ -1,11 +1,11 @@
 // The page's side of the wasm client. The wasm decides (connection states, backoff, channels,
 // listeners, presence, typing, statuses, badges); this file does what it cannot: the socket,
 // the timer, window events, storage and tabs, JSON, and everything holding JavaScript values
-// (callbacks, event payloads, members' `user_info`). Only strings and numbers cross: calls go in
-// through the wasm's one export, `call(client, op, a, b, c, d, n)` (`Op`), answers come back
-// through `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
-import { call } from '../wasm/overtone.js';
+// (callbacks, event payloads, members' `user_info`). Only strings and numbers cross (wasm.ts):
+// calls go in as `call(client, op, a, b, c, d, n)` (`Op`), answers come back as
+// `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
 import type { Features } from './features.js';
+import { instantiate, type Call } from './wasm.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
 const enum Op {
@@ -57,10 +57,11 @@ const id = (value: unknown): string =>
 const count = (value: unknown): number => (typeof value === 'number' && value >= 0 ? value : -1);
 
 const clients: Client[] = [];
+let call: Call;
 
-/** The wasm's one import (`raw_module = "overtone-io"`, resolved to this file by build.mjs). */
-export function out(client: number, kind: Out, n: number, a: string, b: string): void {
-  clients[client].out(kind, n, a, b);
+/** Loads the client wasm (once: see index.ts); `Client`s need it. */
+export async function load(url: URL): Promise<void> {
+  call = await instantiate(url, (client, kind, n, a, b) => clients[client].out(kind, n, a, b));
 }
 
 /** A wasm client doing its IO in this page. Only in a browser, once the wasm is loaded. */
@@ -92,6 +93,7 @@ export class Client {
   private socketIdNow?: string;
   private userIdNow?: string;
 
+  /** Only once `load` has finished. */
   constructor(private readonly options: Options, private readonly hooks: Hooks) {
     const ports = options.wsPort + options.wssPort * 2 ** 16 + (options.forceTLS ? 2 ** 32 : 0);
     this.index = call(0, Op.New, options.key, options.host, options.path ?? '', options.namespace ?? '', ports);

@@ -3,9 +3,9 @@
 // only laravel-echo's API never downloads them. The client (client.ts) tells it what it saw;
 // it whispers through the client, keeps the badges in localStorage, shares them with the user's
 // other tabs over a BroadcastChannel, and calls the app's change callbacks. Numbered as in
-// web_features.rs: calls go in as `call(features, op, a, b, c, n)`, answers come back as
-// `out(features, kind, n, a, b)`.
-import init, { call } from '../wasm-features/overtone.js';
+// web_features.rs: calls go in as `call(features, op, a, b, c, '', n)`, answers come back as
+// `out(features, kind, n, a, b)` (the boundary is the client's: wasm.ts).
+import { instantiate, type Call } from './wasm.js';
 
 type Callback = (...args: any[]) => void;
 
@@ -28,11 +28,7 @@ const WHISPERS = ['typing', 'overtone-status'];
 type Item = [number, string, string];
 
 const all: Features[] = [];
-
-/** The features module's one import (`raw_module = "overtone-features-io"`, see build.mjs). */
-export function out(index: number, kind: Out, n: number, a: string, b: string): void {
-  all[index].out(kind, n, a, b);
-}
+let call: Call;
 
 /** The options and the client's side of the features. */
 export interface Host {
@@ -43,9 +39,11 @@ export interface Host {
   info(channel: string, user: string): [boolean, unknown];
 }
 
-/** Loads the features module; its .wasm sits next to this file. */
+/** Loads the features module (once), then makes this client's features. */
 export async function start(host: Host): Promise<Features> {
-  await init();
+  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), (index, kind, n, a, b) =>
+    all[index].out(kind, n, a, b),
+  );
   return new Features(host);
 }
 
@@ -66,7 +64,7 @@ export class Features {
     } catch {
       // Disabled storage: the badges still work for this page's life.
     }
-    this.index = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(host.awayAfterMs ?? ''), -1);
+    this.index = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(host.awayAfterMs ?? ''), '', -1);
     all[this.index] = this;
     if (typeof BroadcastChannel === 'function') {
       this.tabs = new BroadcastChannel(this.storageKey);
@@ -76,7 +74,7 @@ export class Features {
   }
 
   private run(op: Op, a = '', b = '', c = '', n = -1): number {
-    return call(this.index, op, a, b, c, n);
+    return call(this.index, op, a, b, c, '', n);
   }
 
   private query(op: Op, a = '', b = ''): Item[] {

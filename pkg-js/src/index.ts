@@ -2,8 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import initWasm from '../wasm/overtone.js';
-import { Client } from './client.js';
+import { Client, load } from './client.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
@@ -58,18 +57,18 @@ export interface EchoOptions {
   [option: string]: unknown;
 }
 
-let wasm: Promise<unknown> | undefined;
+let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
 let encryptionBuild: URL | undefined;
 
-/** @internal `overtone/with-encryption` loads this .wasm (same glue) instead of the one without decryption. */
+/** @internal `overtone/with-encryption` loads this .wasm instead of the one without decryption. */
 export function useEncryptionBuild(url: URL): void {
   encryptionBuild = url;
 }
 
-/** Loads the wasm module once (the glue finds the .wasm next to this file). */
-function loadWasm(): Promise<unknown> {
-  return (wasm ??= initWasm(encryptionBuild && { module_or_path: encryptionBuild }));
+/** Loads the wasm module once, from next to this file. */
+function loadWasm(): Promise<void> {
+  return (wasm ??= load(encryptionBuild ?? new URL('overtone_bg.wasm', import.meta.url)));
 }
 
 const STATUS: Record<string, ConnectionStatus> = {

@@ -1,5 +1,5 @@
-//! The browser shell: the wasm's one export, [`call`], and its one import, `out` (see
-//! [`shell::Out`]). Only numbers and strings cross: the page's JavaScript (`pkg-js/src/io.ts`)
+//! The browser shell: the client wasm's entry, [`call`], and what it sends back through `out`
+//! (see [`shell::Out`]; the boundary itself is [`crate::abi`]). Only numbers and strings cross: the page's JavaScript (`pkg-js/src/io.ts`)
 //! does the IO (socket, timer, window events, storage, tabs, `fetch`) and the JSON, keeps the
 //! listeners' callbacks, event payloads and presence members' `user_info`, and tells the wasm
 //! what it needs to decide: a frame's kind, channel, event name, user id and position. The
@@ -12,10 +12,9 @@ mod shell;
 
 use core::cell::RefCell;
 
-use wasm_bindgen::prelude::*;
-
+use crate::abi::{self, Record};
 use crate::core::{Binding, ChannelAuth, Config, Error, ListenerId, ServerMessage};
-use shell::{now, Shell};
+use shell::Shell;
 
 /// The page's clients (one per Echo), by the index `call`'s `client` names. A client lives as
 /// long as the page: code to drop one would be wasm bytes for nothing.
@@ -118,11 +117,20 @@ fn binding(kind: &str, event: String) -> Option<Binding> {
     })
 }
 
-/// Runs operation `op` (one of [`op`], which documents the arguments) on client
-/// `client`, then makes the `out` calls it caused. Returns a number for the operations that
-/// answer one (`-1` otherwise).
-#[wasm_bindgen]
-pub fn call(client: u32, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> f64 {
+/// Runs operation `op` (one of [`op`], which documents the arguments; its strings' byte
+/// lengths are `a`–`d`, see [`abi`]) on client `client`, then makes the `out` calls it caused.
+/// Returns a number for the operations that answer one (`-1` otherwise).
+#[export_name = "c"]
+extern "C" fn call(client: u32, op: u32, a: usize, b: usize, c: usize, d: usize, n: f64) -> f64 {
+    let (result, outs) = abi::strings([a, b, c, d], |[a, b, c, d]| run(client, op, a, b, c, d, n));
+    // Sent once the client is released: listeners may call back in.
+    for record in outs {
+        record.send(client);
+    }
+    result
+}
+
+fn run(client: u32, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> (f64, Vec<Record>) {
     let mut clients = CLIENTS.0.borrow_mut();
     if op == op::NEW {
         let mut config = Config::new(a, b);
@@ -134,24 +142,18 @@ pub fn call(client: u32, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) ->
         config.force_tls = ports >> 32 & 1 == 1;
         let index = clients.len() as u32;
         clients.push(Shell::new(index, config));
-        return index.into();
+        return (index.into(), Vec::new());
     }
     let Some(shell) = clients.get_mut(client as usize) else {
-        return -1.0;
+        return (-1.0, Vec::new());
     };
     let result = perform(shell, op, a, b, c, d, n);
     shell.flush();
-    let outs = shell.take_outs();
-    // Released before calling out: listeners may call back in.
-    drop(clients);
-    for record in outs {
-        record.send(client);
-    }
-    result
+    (result, shell.take_outs())
 }
 
 fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> f64 {
-    let now = now();
+    let now = abi::now() as u64;
     let thrown = |s: &mut Shell, result: Result<(), Error>| {
         if let Err(error) = result {
             s.throw(error.message());

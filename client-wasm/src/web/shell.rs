@@ -5,9 +5,8 @@
 
 use crate::prelude::*;
 
-use wasm_bindgen::prelude::*;
-
 use super::AuthExtra;
+use crate::abi::{self, Record};
 use crate::core::{Action, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage};
 #[cfg(feature = "encryption")]
 use crate::secretbox;
@@ -16,24 +15,6 @@ use crate::secretbox;
 #[cfg(not(feature = "encryption"))]
 const NO_ENCRYPTION: &str =
     "private-encrypted channels need the encryption build: import Echo from 'overtone/with-encryption'";
-
-#[wasm_bindgen(raw_module = "overtone-io")]
-extern "C" {
-    /// `out(client, kind, n, a, b)`: see [`Out`].
-    #[wasm_bindgen(js_name = out)]
-    fn out_js(client: u32, kind: u32, n: f64, a: &str, b: &str);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = performance, js_name = now)]
-    fn performance_now() -> f64;
-}
-
-/// Milliseconds on the page's monotonic clock.
-pub(super) fn now() -> u64 {
-    performance_now() as u64
-}
 
 /// What `out(client, kind, n, a, b)` is asked to do; `kind` is the number. Arguments not named
 /// are `-1` / `""`.
@@ -85,19 +66,6 @@ pub(super) enum Out {
     Plain,
 }
 
-pub(super) struct Record {
-    kind: Out,
-    n: f64,
-    a: String,
-    b: String,
-}
-
-impl Record {
-    pub(super) fn send(self, client: u32) {
-        out_js(client, self.kind as u32, self.n, &self.a, &self.b);
-    }
-}
-
 pub(super) struct Shell {
     pub(super) core: Client<String>,
     /// The deadline the armed timer is for.
@@ -117,7 +85,7 @@ pub(super) struct Shell {
 impl Shell {
     pub(super) fn new(index: u32, config: Config) -> Shell {
         // Spreads the reconnects of pages started together; not a secret.
-        let seed = performance_now().to_bits() ^ u64::from(index);
+        let seed = abi::now().to_bits() ^ u64::from(index);
         Shell {
             core: Client::new(config, seed),
             timer: None,
@@ -132,12 +100,7 @@ impl Shell {
 
     #[inline(never)]
     fn out(&mut self, kind: Out, n: f64, a: &str, b: &str) {
-        self.outs.push(Record {
-            kind,
-            n,
-            a: a.to_owned(),
-            b: b.to_owned(),
-        });
+        self.outs.push(Record::new(kind as u32, n, a, b));
     }
 
     pub(super) fn item(&mut self, n: f64, a: &str, b: &str) {
@@ -312,7 +275,7 @@ impl Shell {
         }
         self.timer = due;
         let delay = due.map_or(-1.0, |at| {
-            at.saturating_sub(now()).min(i32::MAX as u64) as f64
+            at.saturating_sub(abi::now() as u64).min(i32::MAX as u64) as f64
         });
         self.out(Out::Timer, delay, "", "");
     }
