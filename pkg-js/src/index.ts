@@ -2,6 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
+import initWasm from '../wasm/overtone.js';
 import { Client } from './client.js';
 import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
 
@@ -57,8 +58,7 @@ export interface EchoOptions {
   [option: string]: unknown;
 }
 
-type Wasm = typeof import('../wasm/overtone.js');
-let wasm: Promise<Wasm> | undefined;
+let wasm: Promise<unknown> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
 let encryptionBuild: URL | undefined;
 
@@ -67,12 +67,12 @@ export function useEncryptionBuild(url: URL): void {
   encryptionBuild = url;
 }
 
-/** Loads the wasm module once (the glue finds the .wasm next to this file). */
-function loadWasm(): Promise<Wasm> {
-  return (wasm ??= import('../wasm/overtone.js').then(async (module) => {
-    await module.default(encryptionBuild && { module_or_path: encryptionBuild });
-    return module;
-  }));
+/**
+ * Loads the wasm module once (the glue finds the .wasm next to this file). The glue is imported
+ * statically (client.ts needs it anyway): a dynamic import would only wrap it in lazy-init code.
+ */
+function loadWasm(): Promise<unknown> {
+  return (wasm ??= initWasm(encryptionBuild && { module_or_path: encryptionBuild }));
 }
 
 const STATUS: Record<string, ConnectionStatus> = {
