@@ -2,7 +2,7 @@
 // components, and listeners bound once that call whatever callback is current — so a new
 // callback or new dependencies never unbind, resubscribe or drop an event.
 import Echo, { type EchoOptions } from './index';
-import type { Channel, EchoApi, Visibility } from './types';
+import type { Channel, EchoApi, ListenerControls, Visibility } from './types';
 
 type Config = Partial<EchoOptions> & Record<string, unknown>;
 
@@ -16,27 +16,18 @@ function viteEnv(): Record<string, string | undefined> {
 
 /** Laravel's defaults for each broadcaster, from the app's VITE_* variables, as @laravel/echo-react reads them. */
 function defaults(broadcaster: unknown): Config {
+  const pusher = broadcaster === 'pusher';
   const env = viteEnv();
-  const port = (value: string | undefined) => (value === undefined ? undefined : Number(value));
-  if (broadcaster === 'pusher') {
-    return {
-      broadcaster: 'pusher',
-      key: env.VITE_PUSHER_APP_KEY,
-      cluster: env.VITE_PUSHER_APP_CLUSTER,
-      forceTLS: true,
-      wsHost: env.VITE_PUSHER_HOST,
-      wsPort: port(env.VITE_PUSHER_PORT),
-      wssPort: port(env.VITE_PUSHER_PORT),
-      enabledTransports: ['ws', 'wss'],
-    };
-  }
+  const read = (name: string) => env[`VITE_${pusher ? 'PUSHER' : 'REVERB'}_${name}`];
+  const port = read('PORT') === undefined ? undefined : Number(read('PORT'));
   return {
-    broadcaster: 'reverb',
-    key: env.VITE_REVERB_APP_KEY,
-    wsHost: env.VITE_REVERB_HOST,
-    wsPort: port(env.VITE_REVERB_PORT),
-    wssPort: port(env.VITE_REVERB_PORT),
-    forceTLS: (env.VITE_REVERB_SCHEME ?? 'https') === 'https',
+    broadcaster: pusher ? 'pusher' : 'reverb',
+    key: read('APP_KEY'),
+    cluster: pusher ? read('APP_CLUSTER') : undefined,
+    wsHost: read('HOST'),
+    wsPort: port,
+    wssPort: port,
+    forceTLS: pusher || (read('SCHEME') ?? 'https') === 'https',
     enabledTransports: ['ws', 'wss'],
   };
 }
@@ -138,42 +129,51 @@ export const noBinder: Binder = { bind() {}, unbind() {} };
 export const modelEvents = (events: string[]): string[] =>
   events.map((event) => (event.startsWith('.') ? event : `.${event}`));
 
-/** One component's hold on a channel and its listeners on it. */
+/** One component's hold on a channel and its listeners on it. Internal members end in `_` (build.mjs mangles them). */
 export class Listeners {
-  private held: Channel | null = null;
-  private listening = false;
+  private held_: Channel | null = null;
+  private listening_ = false;
 
   constructor(
-    private readonly name: string,
-    private readonly visibility: Visibility,
-    private readonly binder: Binder,
+    private readonly name_: string,
+    private readonly visibility_: Visibility,
+    private readonly binder_: Binder,
   ) {}
 
   open(): void {
-    this.held = holdChannel(this.name, this.visibility);
+    this.held_ = holdChannel(this.name_, this.visibility_);
     this.listen();
   }
 
   close(leaveAll = false): void {
-    if (!this.held) return;
+    if (!this.held_) return;
     this.stopListening();
-    this.held = null;
-    releaseChannel(this.name, this.visibility, leaveAll);
+    this.held_ = null;
+    releaseChannel(this.name_, this.visibility_, leaveAll);
   }
 
   listen(): void {
-    if (this.listening || !this.held) return;
-    this.binder.bind(this.held);
-    this.listening = true;
+    if (this.listening_ || !this.held_) return;
+    this.binder_.bind(this.held_);
+    this.listening_ = true;
   }
 
   stopListening(): void {
-    if (!this.listening || !this.held) return;
-    this.binder.unbind(this.held);
-    this.listening = false;
+    if (!this.listening_ || !this.held_) return;
+    this.binder_.unbind(this.held_);
+    this.listening_ = false;
   }
 
   channel(): Channel | null {
-    return this.held;
+    return this.held_;
   }
 }
+
+/** What a hook returns to control its listeners (`current()`: the component's, if any yet). */
+export const listenerControls = <C>(current: () => Listeners | null): ListenerControls<C> => ({
+  leaveChannel: (leaveAll = false) => current()?.close(leaveAll),
+  leave: () => current()?.close(true),
+  stopListening: () => current()?.stopListening(),
+  listen: () => current()?.listen(),
+  channel: () => (current()?.channel() ?? null) as C | null,
+});

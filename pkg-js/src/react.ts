@@ -14,6 +14,7 @@ import {
   type Binder,
   Listeners,
   changeBinder,
+  listenerControls,
   echo,
   eventBinder,
   modelEvents,
@@ -69,16 +70,7 @@ function useListeners<V extends Visibility>(
     // makeBinder reads the callback through a ref; bindingKey stands for everything else it binds.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [channelName, visibility, bindingKey]);
-  return useMemo(
-    () => ({
-      leaveChannel: (leaveAll = false) => current.current?.close(leaveAll),
-      leave: () => current.current?.close(true),
-      stopListening: () => current.current?.stopListening(),
-      listen: () => current.current?.listen(),
-      channel: () => (current.current?.channel() ?? null) as ChannelOf<V> | null,
-    }),
-    [],
-  );
+  return useMemo(() => listenerControls<ChannelOf<V>>(() => current.current), []);
 }
 
 export function useEcho<TEvent extends EventName = EventName, TVisibility extends Visibility = 'private'>(

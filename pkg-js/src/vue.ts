@@ -6,6 +6,7 @@ import {
   type Binder,
   Listeners,
   changeBinder,
+  listenerControls,
   echo,
   eventBinder,
   modelEvents,
@@ -47,13 +48,7 @@ function useListeners<V extends Visibility>(
   const listeners = new Listeners(channelName, visibility, binder);
   if (inBrowser) listeners.open();
   onUnmounted(() => listeners.close());
-  return {
-    leaveChannel: (leaveAll = false) => listeners.close(leaveAll),
-    leave: () => listeners.close(true),
-    stopListening: () => listeners.stopListening(),
-    listen: () => listeners.listen(),
-    channel: () => listeners.channel() as ChannelOf<V> | null,
-  };
+  return listenerControls<ChannelOf<V>>(() => listeners);
 }
 
 export function useEcho<TEvent extends EventName = EventName, TVisibility extends Visibility = 'private'>(
