@@ -98,6 +98,16 @@ async function post(endpoint: string, headers: Headers, body: Record<string, str
 }
 
 // Internal members end in `_`: build.mjs has esbuild shorten those names (`mangleProps`).
+/** The page's CSRF token, found where laravel-echo looks for it. */
+function csrfToken(options: EchoOptions): string | null | undefined {
+  if (typeof window === 'undefined') return options.csrfToken;
+  return (
+    (window as any).Laravel?.csrfToken ??
+    options.csrfToken ??
+    document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
+  );
+}
+
 export default class Echo implements ClientRunner {
   readonly options: EchoOptions;
   /** laravel-echo's `echo.connector`: here the Echo itself. */
@@ -112,7 +122,7 @@ export default class Echo implements ClientRunner {
     const auth = { headers: {}, ...options.auth };
     const userAuthentication = { endpoint: '/broadcasting/user-auth', headers: {}, ...options.userAuthentication };
     this.options = { authEndpoint: '/broadcasting/auth', namespace: 'App.Events', ...options, auth, userAuthentication };
-    const csrf = this.csrfToken_();
+    const csrf = csrfToken(this.options);
     const extra: Headers = {};
     if (csrf) extra['X-CSRF-TOKEN'] = csrf;
     if (options.bearerToken) extra.Authorization = `Bearer ${options.bearerToken}`;
@@ -120,7 +130,14 @@ export default class Echo implements ClientRunner {
       if (typeof target.headers !== 'function') target.headers = { ...target.headers, ...extra };
     }
     this.connect();
-    if (!options.withoutInterceptors) this.registerInterceptors_();
+    // As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists.
+    if (!options.withoutInterceptors) {
+      (globalThis as any).axios?.interceptors?.request.use((config: any) => {
+        const id = this.socketId();
+        if (id) config.headers['X-Socket-Id'] = id;
+        return config;
+      });
+    }
   }
 
   // ---- connection ----
@@ -280,7 +297,12 @@ export default class Echo implements ClientRunner {
       {
         authorize: (channel, socketId) => this.authorize_(channel, socketId),
         authorizeUser: (socketId) => this.authorizeUser_(socketId),
-        stateChanged: (state) => this.setStatus_(RENAMED_STATES[state] ?? (state as ConnectionStatus)),
+        stateChanged: (state) => {
+          const status = RENAMED_STATES[state] ?? (state as ConnectionStatus);
+          if (status === this.status_) return;
+          this.status_ = status;
+          for (const listener of this.statusListeners_) listener(status);
+        },
         error: (code, message) => console.warn('overtone:', code ?? '', message),
       },
     );
@@ -291,12 +313,6 @@ export default class Echo implements ClientRunner {
         console.error(error);
       }
     }
-  }
-
-  private setStatus_(status: ConnectionStatus): void {
-    if (status === this.status_) return;
-    this.status_ = status;
-    for (const listener of this.statusListeners_) listener(status);
   }
 
   private subscribe_<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
@@ -340,24 +356,6 @@ export default class Echo implements ClientRunner {
     void post(user.endpoint!, headersOf(user.headers), { socket_id: socketId }, done);
   }
 
-  private csrfToken_(): string | null | undefined {
-    if (typeof window === 'undefined') return this.options.csrfToken;
-    return (
-      (window as any).Laravel?.csrfToken ??
-      this.options.csrfToken ??
-      document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
-    );
-  }
-
-  /** As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists. */
-  private registerInterceptors_(): void {
-    const axios = (globalThis as any).axios;
-    axios?.interceptors?.request.use((config: any) => {
-      const id = this.socketId();
-      if (id) config.headers['X-Socket-Id'] = id;
-      return config;
-    });
-  }
 }
 
 export { Echo };
