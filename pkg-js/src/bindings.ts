@@ -51,46 +51,8 @@ export const echoIsConfigured = (): boolean => config !== undefined;
 
 export const toArray = <T>(item: T | T[]): T[] => (Array.isArray(item) ? item : [item]);
 
-const channelId = (name: string, visibility: Visibility) =>
-  visibility === 'public' ? name : `${visibility}-${name}`;
-
+/** The channels the components hold, by Echo's name for them, with how many hold each. */
 const held = new Map<string, { count: number; channel: Channel }>();
-
-function subscribe(name: string, visibility: Visibility): Channel {
-  const api: EchoApi = echo();
-  if (visibility === 'presence') return api.join(name);
-  if (visibility === 'private') return api.private(name);
-  return api.channel(name);
-}
-
-/** Subscribes to the channel, or counts one more holder of it. */
-export function holdChannel(name: string, visibility: Visibility): Channel {
-  const id = channelId(name, visibility);
-  let entry = held.get(id);
-  if (!entry) {
-    entry = { count: 0, channel: subscribe(name, visibility) };
-    held.set(id, entry);
-  }
-  entry.count += 1;
-  return entry.channel;
-}
-
-/** Counts one holder less, and leaves the channel when none is left. */
-export function releaseChannel(name: string, visibility: Visibility, leaveAll: boolean): void {
-  const id = channelId(name, visibility);
-  const entry = held.get(id);
-  if (!entry) return;
-  entry.count -= 1;
-  if (entry.count > 0) return;
-  // Leave after the current task: React StrictMode and route changes release a channel and take
-  // it back within one commit, which must not cost an unsubscribe and a resubscribe.
-  queueMicrotask(() => {
-    if (held.get(id) !== entry || entry.count > 0) return;
-    held.delete(id);
-    if (leaveAll) echo().leave(name);
-    else echo().leaveChannel(id);
-  });
-}
 
 /** How a component's listeners attach to a channel and come off it again. */
 export type Binder = { bind(channel: Channel): void; unbind(channel: Channel): void };
@@ -131,41 +93,66 @@ export const modelEvents = (events: string[]): string[] =>
 
 /** One component's hold on a channel and its listeners on it. Internal members end in `_` (build.mjs mangles them). */
 export class Listeners {
-  private held_: Channel | null = null;
+  /** Echo's name for the channel (`private-…`, `presence-…`). */
+  private readonly id_: string;
+  private held_: { count: number; channel: Channel } | undefined;
   private listening_ = false;
 
   constructor(
     private readonly name_: string,
     private readonly visibility_: Visibility,
     private readonly binder_: Binder,
-  ) {}
+  ) {
+    this.id_ = visibility_ === 'public' ? name_ : `${visibility_}-${name_}`;
+  }
 
+  /** Subscribes to the channel, or counts one more holder of it. */
   open(): void {
-    this.held_ = holdChannel(this.name_, this.visibility_);
+    let entry = held.get(this.id_);
+    if (!entry) {
+      const api: EchoApi = echo();
+      const name = this.name_;
+      const channel =
+        this.visibility_ === 'presence' ? api.join(name) : this.visibility_ === 'private' ? api.private(name) : api.channel(name);
+      held.set(this.id_, (entry = { count: 0, channel }));
+    }
+    entry.count += 1;
+    this.held_ = entry;
     this.listen();
   }
 
+  /** Counts one holder less, and leaves the channel when none is left. */
   close(leaveAll = false): void {
-    if (!this.held_) return;
+    const entry = this.held_;
+    if (!entry) return;
     this.stopListening();
-    this.held_ = null;
-    releaseChannel(this.name_, this.visibility_, leaveAll);
+    this.held_ = undefined;
+    entry.count -= 1;
+    if (entry.count > 0) return;
+    // Leave after the current task: React StrictMode and route changes release a channel and take
+    // it back within one commit, which must not cost an unsubscribe and a resubscribe.
+    queueMicrotask(() => {
+      if (held.get(this.id_) !== entry || entry.count > 0) return;
+      held.delete(this.id_);
+      if (leaveAll) echo().leave(this.name_);
+      else echo().leaveChannel(this.id_);
+    });
   }
 
   listen(): void {
     if (this.listening_ || !this.held_) return;
-    this.binder_.bind(this.held_);
+    this.binder_.bind(this.held_.channel);
     this.listening_ = true;
   }
 
   stopListening(): void {
     if (!this.listening_ || !this.held_) return;
-    this.binder_.unbind(this.held_);
+    this.binder_.unbind(this.held_.channel);
     this.listening_ = false;
   }
 
   channel(): Channel | null {
-    return this.held_;
+    return this.held_?.channel ?? null;
   }
 }
 

@@ -95,7 +95,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  dependencies: DependencyList = [],
+  dependencies?: DependencyList,
   visibility: Visibility = 'private',
 ) {
   const latest = useLatest(callback);
@@ -107,16 +107,16 @@ export function useEcho(
 
 export const useEchoPublic = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: DependencyList = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: DependencyList,
 ) => useEcho<TPayload, 'public'>(channelName, event, callback, dependencies, 'public');
 
 export const useEchoPresence = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: DependencyList = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: DependencyList,
 ) => useEcho<TPayload, 'presence'>(channelName, event, callback, dependencies, 'presence');
 
 /** Listens for the notifications of the given types (all when none) on a private channel. */
@@ -124,7 +124,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  dependencies: DependencyList = [],
+  dependencies?: DependencyList,
 ): ListenerControls<PrivateChannel> => {
   const latest = useLatest(callback);
   const types = toArray(event);
@@ -138,8 +138,8 @@ export const useEchoModel = <TPayload, TModel extends string>(
   model: TModel,
   identifier: string | number,
   event: ModelEvents<TModel> | ModelEvents<TModel>[] = [],
-  callback: (payload: ModelPayload<TPayload>) => void = () => {},
-  dependencies: DependencyList = [],
+  callback?: (payload: ModelPayload<TPayload>) => void,
+  dependencies?: DependencyList,
 ) =>
   useEcho<ModelPayload<TPayload>, 'private'>(
     `${model}.${identifier}`,

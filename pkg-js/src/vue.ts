@@ -74,7 +74,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  dependencies: Dependency[] = [],
+  dependencies?: Dependency[],
   visibility: Visibility = 'private',
 ) {
   return useListeners(channelName, visibility, eventBinder(toArray(event), callback));
@@ -82,16 +82,16 @@ export function useEcho(
 
 export const useEchoPublic = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: Dependency[] = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: Dependency[],
 ) => useEcho<TPayload, 'public'>(channelName, event, callback, dependencies, 'public');
 
 export const useEchoPresence = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: Dependency[] = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: Dependency[],
 ) => useEcho<TPayload, 'presence'>(channelName, event, callback, dependencies, 'presence');
 
 /** Listens for the notifications of the given types (all when none) on a private channel. */
@@ -99,7 +99,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  dependencies: Dependency[] = [],
+  dependencies?: Dependency[],
 ): ListenerControls<PrivateChannel> =>
   useListeners(
     channelName,
@@ -112,8 +112,8 @@ export const useEchoModel = <TPayload, TModel extends string>(
   model: TModel,
   identifier: string | number,
   event: ModelEvents<TModel> | ModelEvents<TModel>[] = [],
-  callback: (payload: ModelPayload<TPayload>) => void = () => {},
-  dependencies: Dependency[] = [],
+  callback?: (payload: ModelPayload<TPayload>) => void,
+  dependencies?: Dependency[],
 ) =>
   useEcho<ModelPayload<TPayload>, 'private'>(
     `${model}.${identifier}`,
