@@ -67,10 +67,7 @@ export function useEncryptionBuild(url: URL): void {
   encryptionBuild = url;
 }
 
-/**
- * Loads the wasm module once (the glue finds the .wasm next to this file). The glue is imported
- * statically (client.ts needs it anyway): a dynamic import would only wrap it in lazy-init code.
- */
+/** Loads the wasm module once (the glue finds the .wasm next to this file). */
 function loadWasm(): Promise<unknown> {
   return (wasm ??= initWasm(encryptionBuild && { module_or_path: encryptionBuild }));
 }
@@ -87,8 +84,8 @@ async function post(endpoint: string, headers: Headers, body: Record<string, str
     const response = await fetch(endpoint, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json', ...headers },
+      // fetch's default credentials, 'same-origin', send the session cookie.
       body: new URLSearchParams(body),
-      credentials: 'same-origin',
     });
     if (!response.ok) return callback({ status: response.status, message: `${endpoint} answered ${response.status}` }, null);
     callback(null, await response.json());
