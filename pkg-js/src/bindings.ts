@@ -91,69 +91,63 @@ export const noBinder: Binder = { bind() {}, unbind() {} };
 export const modelEvents = (events: string[]): string[] =>
   events.map((event) => (event.startsWith('.') ? event : `.${event}`));
 
-/** One component's hold on a channel and its listeners on it. Internal members end in `_` (build.mjs mangles them). */
-export class Listeners {
-  /** Echo's name for the channel (`private-…`, `presence-…`). */
-  private readonly id_: string;
-  private held_: { count: number; channel: Channel } | undefined;
-  private listening_ = false;
+/** One component's hold on a channel and its listeners on it. */
+export type Listeners = {
+  /** Subscribes to the channel, or counts one more holder of it, and binds the listeners. */
+  open(): void;
+  /** Unbinds, counts one holder less, and leaves the channel when none is left. */
+  close(leaveAll?: boolean): void;
+  listen(): void;
+  stopListening(): void;
+  channel(): Channel | null;
+};
 
-  constructor(
-    private readonly name_: string,
-    private readonly visibility_: Visibility,
-    private readonly binder_: Binder,
-  ) {
-    this.id_ = visibility_ === 'public' ? name_ : `${visibility_}-${name_}`;
-  }
-
-  /** Subscribes to the channel, or counts one more holder of it. */
-  open(): void {
-    let entry = held.get(this.id_);
-    if (!entry) {
-      const api: EchoApi = echo();
-      const name = this.name_;
-      const channel =
-        this.visibility_ === 'presence' ? api.join(name) : this.visibility_ === 'private' ? api.private(name) : api.channel(name);
-      held.set(this.id_, (entry = { count: 0, channel }));
-    }
-    entry.count += 1;
-    this.held_ = entry;
-    this.listen();
-  }
-
-  /** Counts one holder less, and leaves the channel when none is left. */
-  close(leaveAll = false): void {
-    const entry = this.held_;
-    if (!entry) return;
-    this.stopListening();
-    this.held_ = undefined;
-    entry.count -= 1;
-    if (entry.count > 0) return;
-    // Leave after the current task: React StrictMode and route changes release a channel and take
-    // it back within one commit, which must not cost an unsubscribe and a resubscribe.
-    queueMicrotask(() => {
-      if (held.get(this.id_) !== entry || entry.count > 0) return;
-      held.delete(this.id_);
-      if (leaveAll) echo().leave(this.name_);
-      else echo().leaveChannel(this.id_);
-    });
-  }
-
-  listen(): void {
-    if (this.listening_ || !this.held_) return;
-    this.binder_.bind(this.held_.channel);
-    this.listening_ = true;
-  }
-
-  stopListening(): void {
-    if (!this.listening_ || !this.held_) return;
-    this.binder_.unbind(this.held_.channel);
-    this.listening_ = false;
-  }
-
-  channel(): Channel | null {
-    return this.held_?.channel ?? null;
-  }
+export function listenersOn(name: string, visibility: Visibility, binder: Binder): Listeners {
+  // Echo's name for the channel (`private-…`, `presence-…`).
+  const id = visibility === 'public' ? name : `${visibility}-${name}`;
+  let entry: { count: number; channel: Channel } | undefined;
+  let listening = false;
+  const listeners: Listeners = {
+    open() {
+      entry = held.get(id);
+      if (!entry) {
+        const api: EchoApi = echo();
+        const channel =
+          visibility === 'presence' ? api.join(name) : visibility === 'private' ? api.private(name) : api.channel(name);
+        held.set(id, (entry = { count: 0, channel }));
+      }
+      entry.count += 1;
+      listeners.listen();
+    },
+    close(leaveAll = false) {
+      const released = entry;
+      if (!released) return;
+      listeners.stopListening();
+      entry = undefined;
+      released.count -= 1;
+      if (released.count > 0) return;
+      // Leave after the current task: React StrictMode and route changes release a channel and
+      // take it back within one commit, which must not cost an unsubscribe and a resubscribe.
+      queueMicrotask(() => {
+        if (held.get(id) !== released || released.count > 0) return;
+        held.delete(id);
+        if (leaveAll) echo().leave(name);
+        else echo().leaveChannel(id);
+      });
+    },
+    listen() {
+      if (listening || !entry) return;
+      binder.bind(entry.channel);
+      listening = true;
+    },
+    stopListening() {
+      if (!listening || !entry) return;
+      binder.unbind(entry.channel);
+      listening = false;
+    },
+    channel: () => entry?.channel ?? null,
+  };
+  return listeners;
 }
 
 /** What a hook returns to control its listeners (`current()`: the component's, if any yet). */

@@ -12,9 +12,10 @@ import {
 } from 'react';
 import {
   type Binder,
-  Listeners,
+  type Listeners,
   changeBinder,
   listenerControls,
+  listenersOn,
   echo,
   eventBinder,
   modelEvents,
@@ -63,7 +64,7 @@ function useListeners<V extends Visibility>(
 ): ListenerControls<ChannelOf<V>> {
   const current = useRef<Listeners | null>(null);
   useEffect(() => {
-    const listeners = new Listeners(channelName, visibility, makeBinder());
+    const listeners = listenersOn(channelName, visibility, makeBinder());
     current.current = listeners;
     listeners.open();
     return () => listeners.close();

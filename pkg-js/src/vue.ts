@@ -4,9 +4,9 @@
 import { onUnmounted, readonly, ref, shallowRef, type Ref } from 'vue';
 import {
   type Binder,
-  Listeners,
   changeBinder,
   listenerControls,
+  listenersOn,
   echo,
   eventBinder,
   modelEvents,
@@ -45,7 +45,7 @@ function useListeners<V extends Visibility>(
   visibility: V,
   binder: Binder,
 ): ListenerControls<ChannelOf<V>> {
-  const listeners = new Listeners(channelName, visibility, binder);
+  const listeners = listenersOn(channelName, visibility, binder);
   if (inBrowser) listeners.open();
   onUnmounted(() => listeners.close());
   return listenerControls<ChannelOf<V>>(() => listeners);
