@@ -8,7 +8,10 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 rmSync('dist', { recursive: true, force: true });
 mkdirSync('dist', { recursive: true });
 
-const common = { bundle: true, format: 'esm', target: 'es2020', sourcemap: true, logLevel: 'warning' };
+// mangleProps: the layer's internal members are named with a trailing `_` (nothing else in the
+// bundle is: the public API, the glue and the DOM never are), and esbuild cannot shorten
+// property names otherwise. Each build mangles only its own: no such member crosses entries.
+const common = { bundle: true, format: 'esm', target: 'es2020', sourcemap: true, logLevel: 'warning', mangleProps: /_$/ };
 
 // The bindings import the Echo class from the built entry next to them, so an app holds one copy.
 const sharedEntry = {

@@ -2,7 +2,7 @@
 // components, and listeners bound once that call whatever callback is current — so a new
 // callback or new dependencies never unbind, resubscribe or drop an event.
 import Echo, { type EchoOptions } from './index';
-import type { Channel, EchoApi, Visibility } from './types';
+import type { Channel, EchoApi, ListenerControls, Visibility } from './types';
 
 type Config = Partial<EchoOptions> & Record<string, unknown>;
 
@@ -16,27 +16,18 @@ function viteEnv(): Record<string, string | undefined> {
 
 /** Laravel's defaults for each broadcaster, from the app's VITE_* variables, as @laravel/echo-react reads them. */
 function defaults(broadcaster: unknown): Config {
+  const pusher = broadcaster === 'pusher';
   const env = viteEnv();
-  const port = (value: string | undefined) => (value === undefined ? undefined : Number(value));
-  if (broadcaster === 'pusher') {
-    return {
-      broadcaster: 'pusher',
-      key: env.VITE_PUSHER_APP_KEY,
-      cluster: env.VITE_PUSHER_APP_CLUSTER,
-      forceTLS: true,
-      wsHost: env.VITE_PUSHER_HOST,
-      wsPort: port(env.VITE_PUSHER_PORT),
-      wssPort: port(env.VITE_PUSHER_PORT),
-      enabledTransports: ['ws', 'wss'],
-    };
-  }
+  const read = (name: string) => env[`VITE_${pusher ? 'PUSHER' : 'REVERB'}_${name}`];
+  const port = read('PORT') === undefined ? undefined : Number(read('PORT'));
   return {
-    broadcaster: 'reverb',
-    key: env.VITE_REVERB_APP_KEY,
-    wsHost: env.VITE_REVERB_HOST,
-    wsPort: port(env.VITE_REVERB_PORT),
-    wssPort: port(env.VITE_REVERB_PORT),
-    forceTLS: (env.VITE_REVERB_SCHEME ?? 'https') === 'https',
+    broadcaster: pusher ? 'pusher' : 'reverb',
+    key: read('APP_KEY'),
+    cluster: pusher ? read('APP_CLUSTER') : undefined,
+    wsHost: read('HOST'),
+    wsPort: port,
+    wssPort: port,
+    forceTLS: pusher || (read('SCHEME') ?? 'https') === 'https',
     enabledTransports: ['ws', 'wss'],
   };
 }
@@ -60,46 +51,8 @@ export const echoIsConfigured = (): boolean => config !== undefined;
 
 export const toArray = <T>(item: T | T[]): T[] => (Array.isArray(item) ? item : [item]);
 
-const channelId = (name: string, visibility: Visibility) =>
-  visibility === 'public' ? name : `${visibility}-${name}`;
-
+/** The channels the components hold, by Echo's name for them, with how many hold each. */
 const held = new Map<string, { count: number; channel: Channel }>();
-
-function subscribe(name: string, visibility: Visibility): Channel {
-  const api: EchoApi = echo();
-  if (visibility === 'presence') return api.join(name);
-  if (visibility === 'private') return api.private(name);
-  return api.channel(name);
-}
-
-/** Subscribes to the channel, or counts one more holder of it. */
-export function holdChannel(name: string, visibility: Visibility): Channel {
-  const id = channelId(name, visibility);
-  let entry = held.get(id);
-  if (!entry) {
-    entry = { count: 0, channel: subscribe(name, visibility) };
-    held.set(id, entry);
-  }
-  entry.count += 1;
-  return entry.channel;
-}
-
-/** Counts one holder less, and leaves the channel when none is left. */
-export function releaseChannel(name: string, visibility: Visibility, leaveAll: boolean): void {
-  const id = channelId(name, visibility);
-  const entry = held.get(id);
-  if (!entry) return;
-  entry.count -= 1;
-  if (entry.count > 0) return;
-  // Leave after the current task: React StrictMode and route changes release a channel and take
-  // it back within one commit, which must not cost an unsubscribe and a resubscribe.
-  queueMicrotask(() => {
-    if (held.get(id) !== entry || entry.count > 0) return;
-    held.delete(id);
-    if (leaveAll) echo().leave(name);
-    else echo().leaveChannel(id);
-  });
-}
 
 /** How a component's listeners attach to a channel and come off it again. */
 export type Binder = { bind(channel: Channel): void; unbind(channel: Channel): void };
@@ -139,41 +92,69 @@ export const modelEvents = (events: string[]): string[] =>
   events.map((event) => (event.startsWith('.') ? event : `.${event}`));
 
 /** One component's hold on a channel and its listeners on it. */
-export class Listeners {
-  private held: Channel | null = null;
-  private listening = false;
+export type Listeners = {
+  /** Subscribes to the channel, or counts one more holder of it, and binds the listeners. */
+  open(): void;
+  /** Unbinds, counts one holder less, and leaves the channel when none is left. */
+  close(leaveAll?: boolean): void;
+  listen(): void;
+  stopListening(): void;
+  channel(): Channel | null;
+};
 
-  constructor(
-    private readonly name: string,
-    private readonly visibility: Visibility,
-    private readonly binder: Binder,
-  ) {}
-
-  open(): void {
-    this.held = holdChannel(this.name, this.visibility);
-    this.listen();
-  }
-
-  close(leaveAll = false): void {
-    if (!this.held) return;
-    this.stopListening();
-    this.held = null;
-    releaseChannel(this.name, this.visibility, leaveAll);
-  }
-
-  listen(): void {
-    if (this.listening || !this.held) return;
-    this.binder.bind(this.held);
-    this.listening = true;
-  }
-
-  stopListening(): void {
-    if (!this.listening || !this.held) return;
-    this.binder.unbind(this.held);
-    this.listening = false;
-  }
-
-  channel(): Channel | null {
-    return this.held;
-  }
+export function listenersOn(name: string, visibility: Visibility, binder: Binder): Listeners {
+  // Echo's name for the channel (`private-…`, `presence-…`).
+  const id = visibility === 'public' ? name : `${visibility}-${name}`;
+  let entry: { count: number; channel: Channel } | undefined;
+  let listening = false;
+  const listeners: Listeners = {
+    open() {
+      entry = held.get(id);
+      if (!entry) {
+        const api: EchoApi = echo();
+        const channel =
+          visibility === 'presence' ? api.join(name) : visibility === 'private' ? api.private(name) : api.channel(name);
+        held.set(id, (entry = { count: 0, channel }));
+      }
+      entry.count += 1;
+      listeners.listen();
+    },
+    close(leaveAll = false) {
+      const released = entry;
+      if (!released) return;
+      listeners.stopListening();
+      entry = undefined;
+      released.count -= 1;
+      if (released.count > 0) return;
+      // Leave after the current task: React StrictMode and route changes release a channel and
+      // take it back within one commit, which must not cost an unsubscribe and a resubscribe.
+      queueMicrotask(() => {
+        if (held.get(id) !== released || released.count > 0) return;
+        held.delete(id);
+        if (leaveAll) echo().leave(name);
+        else echo().leaveChannel(id);
+      });
+    },
+    listen() {
+      if (listening || !entry) return;
+      binder.bind(entry.channel);
+      listening = true;
+    },
+    stopListening() {
+      if (!listening || !entry) return;
+      binder.unbind(entry.channel);
+      listening = false;
+    },
+    channel: () => entry?.channel ?? null,
+  };
+  return listeners;
 }
+
+/** What a hook returns to control its listeners (`current()`: the component's, if any yet). */
+export const listenerControls = <C>(current: () => Listeners | null): ListenerControls<C> => ({
+  leaveChannel: (leaveAll = false) => current()?.close(leaveAll),
+  leave: () => current()?.close(true),
+  stopListening: () => current()?.stopListening(),
+  listen: () => current()?.listen(),
+  channel: () => (current()?.channel() ?? null) as C | null,
+});

@@ -16,39 +16,40 @@ const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationC
 /** The reserved event the wasm dispatches when a resubscription could not recover. */
 const RECOVERY_FAILED = '.pusher:recovery_failed';
 
+// Internal members end in `_`: build.mjs has esbuild shorten those names (`mangleProps`).
 export class Channel {
   /**
    * False from a resubscription that could not recover the events missed while disconnected
    * (the server's history no longer reached back) until the next one that lost nothing.
    */
   recovered = true;
-  private failing = false;
+  private failing_ = false;
 
   /** Create it after asking the client to subscribe: it binds its own bookkeeping. */
   constructor(
-    protected readonly runner: ClientRunner,
+    protected readonly runner_: ClientRunner,
     readonly name: string,
   ) {
-    this.keep('subscribed');
-    this.keep('event', RECOVERY_FAILED);
+    this.keep_('subscribed');
+    this.keep_('event', RECOVERY_FAILED);
   }
 
   /** Binds `callback` to `event` (Echo's namespace rules: `.name` means as written). */
   listen(event: string, callback: Callback): this {
-    return this.on('event', callback, event);
+    return this.on_('event', callback, event);
   }
 
   stopListening(event: string, callback?: Callback): this {
-    return this.off('event', callback, event);
+    return this.off_('event', callback, event);
   }
 
   /** `callback(eventName, data)` for every event on the channel. */
   listenToAll(callback: Callback): this {
-    return this.on('all', callback);
+    return this.on_('all', callback);
   }
 
   stopListeningToAll(callback?: Callback): this {
-    return this.off('all', callback);
+    return this.off_('all', callback);
   }
 
   listenForWhisper(event: string, callback: Callback): this {
@@ -70,20 +71,20 @@ export class Channel {
 
   /** After every successful (re)subscription. */
   subscribed(callback: Callback): this {
-    return this.on('subscribed', callback);
+    return this.on_('subscribed', callback);
   }
 
   stopListeningForSubscribed(callback?: Callback): this {
-    return this.off('subscribed', callback);
+    return this.off_('subscribed', callback);
   }
 
   /** `callback({type: 'AuthError', error, status})` when the subscription is refused. */
   error(callback: Callback): this {
-    return this.on('error', callback);
+    return this.on_('error', callback);
   }
 
   stopListeningForError(callback?: Callback): this {
-    return this.off('error', callback);
+    return this.off_('error', callback);
   }
 
   /**
@@ -101,70 +102,76 @@ export class Channel {
 
   /** Sends `client-{event}` (private and presence channels, once subscribed). */
   whisper(event: string, data: unknown): this {
-    this.runner.use((c) => c.whisper(this.name, event, data));
-    return this;
+    return this.use_((c, name) => c.whisper(name, event, data));
   }
 
   /** Call on every keystroke: others see this user typing until idle or `stopTyping()`. */
   typing(): this {
-    this.runner.use((c) => c.typing(this.name));
-    return this;
+    return this.use_((c, name) => c.typing(name));
   }
 
   /** The message was sent: stop the typing indicator now. */
   stopTyping(): this {
-    this.runner.use((c) => c.stopTyping(this.name));
-    return this;
+    return this.use_((c, name) => c.stopTyping(name));
   }
 
   /** Who is typing on this channel, in the order they started (`info` on presence channels). */
   typingUsers(): TypingUser[] {
-    return this.runner.loaded()?.typingUsers(this.name) ?? [];
+    return this.runner_.loaded()?.typingUsers(this.name) ?? [];
   }
 
   /** `callback(typingUsers)` whenever who is typing changes; returns the unsubscribe function. */
   onTypingChange(callback: (users: TypingUser[]) => void): () => void {
-    return this.watch('typing', callback);
+    return watch(this.runner_, 'typing', this.name, callback);
   }
 
-  protected watch(what: string, callback: Callback): () => void {
-    let id: number | undefined;
-    let cancelled = false;
-    this.runner.use((c) => {
-      if (!cancelled) id = c.watch(what, this.name, callback);
-    });
-    return () => {
-      cancelled = true;
-      this.runner.use((c) => id !== undefined && c.unwatch(id));
-    };
-  }
-
-  protected on(kind: string, callback: Callback, event?: string): this {
-    this.runner.use((c) => c.bind(this.name, kind, event, callback));
+  /** Runs `call` with the client and this channel's name, now or once the wasm is loaded. */
+  protected use_(call: (client: Client, name: string) => void): this {
+    this.runner_.use((c) => call(c, this.name));
     return this;
   }
 
-  protected off(kind: string, callback?: Callback, event?: string): this {
-    this.runner.use((c) => c.unbindMatching(this.name, kind, event, callback));
+  protected on_(kind: string, callback: Callback, event?: string): this {
+    return this.use_((c, name) => c.bind(name, kind, event, callback));
+  }
+
+  protected off_(kind: string, callback?: Callback, event?: string): this {
+    this.use_((c, name) => c.unbindMatching(name, kind, event, callback));
     // Without a callback, that also removed the `recovered` bookkeeping: bind it again.
-    if (!callback) this.keep(kind, event);
-    return this;
+    return callback ? this : this.keep_(kind, event);
   }
 
-  private keep(kind: string, event?: string): void {
+  private keep_(kind: string, event?: string): this {
     if (kind === 'subscribed') {
-      this.on(kind, () => {
-        this.recovered = !this.failing;
-        this.failing = false;
+      this.on_(kind, () => {
+        this.recovered = !this.failing_;
+        this.failing_ = false;
       });
     }
     if (event === RECOVERY_FAILED) {
-      this.on(kind, () => {
+      this.on_(kind, () => {
         this.recovered = false;
-        this.failing = true;
+        this.failing_ = true;
       }, event);
     }
+    return this;
   }
+}
+
+/**
+ * Calls `callback` with the watched state (`typing` or `status` of a channel, `badges`) on every
+ * change; returns the unsubscribe function, which also works before the wasm is loaded.
+ */
+export function watch(runner: ClientRunner, what: string, channel: string, callback: Callback): () => void {
+  let id: number | undefined;
+  let cancelled = false;
+  runner.use((c) => {
+    if (!cancelled) id = c.watch(what, channel, callback);
+  });
+  return () => {
+    cancelled = true;
+    runner.use((c) => id !== undefined && c.unwatch(id));
+  };
 }
 
 export type Status = 'online' | 'away';
@@ -172,49 +179,49 @@ export type Status = 'online' | 'away';
 export class PresenceChannel extends Channel {
   /** `callback(members)` with every member's `user_info` after each (re)subscription. */
   here(callback: Callback): this {
-    return this.on('here', callback);
+    return this.on_('here', callback);
   }
 
   stopListeningForHere(callback?: Callback): this {
-    return this.off('here', callback);
+    return this.off_('here', callback);
   }
 
   /** `callback(userInfo)` when a user joins (their first connection). */
   joining(callback: Callback): this {
-    return this.on('joining', callback);
+    return this.on_('joining', callback);
   }
 
   stopListeningForJoining(callback?: Callback): this {
-    return this.off('joining', callback);
+    return this.off_('joining', callback);
   }
 
   /** `callback(userInfo)` when a user leaves (their last connection). */
   leaving(callback: Callback): this {
-    return this.on('leaving', callback);
+    return this.on_('leaving', callback);
   }
 
   stopListeningForLeaving(callback?: Callback): this {
-    return this.off('leaving', callback);
+    return this.off_('leaving', callback);
   }
 
   /** Every member's `user_info`, now. */
   members(): unknown[] {
-    return this.runner.loaded()?.members(this.name) ?? [];
+    return this.runner_.loaded()?.members(this.name) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` for the members present. */
   statuses(): Record<string, Status> {
-    return (this.runner.loaded()?.statuses(this.name) ?? {}) as Record<string, Status>;
+    return (this.runner_.loaded()?.statuses(this.name) ?? {}) as Record<string, Status>;
   }
 
   /** A member's status, or this tab's own without `userId`. */
   status(userId?: string | number): Status | undefined {
     const id = userId === undefined ? undefined : String(userId);
-    return this.runner.loaded()?.status(this.name, id) as Status | undefined;
+    return this.runner_.loaded()?.status(this.name, id) as Status | undefined;
   }
 
   /** `callback(statuses)` on every change; returns the unsubscribe function. */
   onStatusChange(callback: (statuses: Record<string, Status>) => void): () => void {
-    return this.watch('status', callback);
+    return watch(this.runner_, 'status', this.name, callback);
   }
 }

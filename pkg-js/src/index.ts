@@ -3,7 +3,7 @@
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
 import { Client, load } from './client.js';
-import { Channel, PresenceChannel, type Callback, type ClientRunner } from './channel.js';
+import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 
 export { Channel, PresenceChannel };
 export type { Callback, Status, TypingUser } from './channel.js';
@@ -71,15 +71,8 @@ function loadWasm(): Promise<void> {
   return (wasm ??= load(encryptionBuild ?? new URL('overtone_bg.wasm', import.meta.url)));
 }
 
-const STATUS: Record<string, ConnectionStatus> = {
-  initialized: 'connecting',
-  connecting: 'connecting',
-  connected: 'connected',
-  reconnecting: 'reconnecting',
-  unavailable: 'reconnecting',
-  failed: 'failed',
-  disconnected: 'disconnected',
-};
+/** The wasm's connection states that laravel-echo's `connectionStatus()` names differently. */
+const RENAMED_STATES: Record<string, ConnectionStatus> = { initialized: 'connecting', unavailable: 'reconnecting' };
 
 const headersOf = (headers?: Headers | (() => Headers)): Headers =>
   typeof headers === 'function' ? headers() : { ...headers };
@@ -90,8 +83,8 @@ async function post(endpoint: string, headers: Headers, body: Record<string, str
     const response = await fetch(endpoint, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json', ...headers },
+      // fetch's default credentials, 'same-origin', send the session cookie.
       body: new URLSearchParams(body),
-      credentials: 'same-origin',
     });
     if (!response.ok) return callback({ status: response.status, message: `${endpoint} answered ${response.status}` }, null);
     callback(null, await response.json());
@@ -100,21 +93,32 @@ async function post(endpoint: string, headers: Headers, body: Record<string, str
   }
 }
 
+// Internal members end in `_`: build.mjs has esbuild shorten those names (`mangleProps`).
+/** The page's CSRF token, found where laravel-echo looks for it. */
+function csrfToken(options: EchoOptions): string | null | undefined {
+  if (typeof window === 'undefined') return options.csrfToken;
+  return (
+    (window as any).Laravel?.csrfToken ??
+    options.csrfToken ??
+    document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
+  );
+}
+
 export default class Echo implements ClientRunner {
   readonly options: EchoOptions;
   /** laravel-echo's `echo.connector`: here the Echo itself. */
   readonly connector: this = this;
   readonly channels: Record<string, Channel> = {};
-  private client?: Client;
-  private queue: ((client: Client) => void)[] = [];
-  private statusListeners = new Set<(status: ConnectionStatus) => void>();
-  private status: ConnectionStatus = 'connecting';
+  private client_?: Client;
+  private queue_: ((client: Client) => void)[] = [];
+  private statusListeners_ = new Set<(status: ConnectionStatus) => void>();
+  private status_: ConnectionStatus = 'connecting';
 
   constructor(options: EchoOptions) {
     const auth = { headers: {}, ...options.auth };
     const userAuthentication = { endpoint: '/broadcasting/user-auth', headers: {}, ...options.userAuthentication };
     this.options = { authEndpoint: '/broadcasting/auth', namespace: 'App.Events', ...options, auth, userAuthentication };
-    const csrf = this.csrfToken();
+    const csrf = csrfToken(this.options);
     const extra: Headers = {};
     if (csrf) extra['X-CSRF-TOKEN'] = csrf;
     if (options.bearerToken) extra.Authorization = `Bearer ${options.bearerToken}`;
@@ -122,7 +126,14 @@ export default class Echo implements ClientRunner {
       if (typeof target.headers !== 'function') target.headers = { ...target.headers, ...extra };
     }
     this.connect();
-    if (!options.withoutInterceptors) this.registerInterceptors();
+    // As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists.
+    if (!options.withoutInterceptors) {
+      (globalThis as any).axios?.interceptors?.request.use((config: any) => {
+        const id = this.socketId();
+        if (id) config.headers['X-Socket-Id'] = id;
+        return config;
+      });
+    }
   }
 
   // ---- connection ----
@@ -136,17 +147,17 @@ export default class Echo implements ClientRunner {
   }
 
   socketId(): string | undefined {
-    return this.client?.socketId();
+    return this.client_?.socketId();
   }
 
   connectionStatus(): ConnectionStatus {
-    return this.status;
+    return this.status_;
   }
 
   /** `callback(status)` on every change; returns the unsubscribe function. */
   onConnectionChange(callback: (status: ConnectionStatus) => void): () => void {
-    this.statusListeners.add(callback);
-    return () => this.statusListeners.delete(callback);
+    this.statusListeners_.add(callback);
+    return () => this.statusListeners_.delete(callback);
   }
 
   /** `{'X-Socket-ID': id}` while connected, for the app's own requests (`toOthers()`). */
@@ -174,19 +185,19 @@ export default class Echo implements ClientRunner {
   // ---- channels ----
 
   channel(name: string): Channel {
-    return this.subscribe(name, Channel);
+    return this.subscribe_(name, Channel);
   }
 
   private(name: string): Channel {
-    return this.subscribe(`private-${name}`, Channel);
+    return this.subscribe_(`private-${name}`, Channel);
   }
 
   encryptedPrivate(name: string): Channel {
-    return this.subscribe(`private-encrypted-${name}`, Channel);
+    return this.subscribe_(`private-encrypted-${name}`, Channel);
   }
 
   join(name: string): PresenceChannel {
-    return this.subscribe(`presence-${name}`, PresenceChannel);
+    return this.subscribe_(`presence-${name}`, PresenceChannel);
   }
 
   listen(channel: string, event: string, callback: Callback): Channel {
@@ -217,7 +228,7 @@ export default class Echo implements ClientRunner {
   /** Events sent to the signed-in user (`#server-to-user-{id}`). */
   readonly user = {
     signin: () => this.signin(),
-    id: (): string | undefined => this.client?.userId(),
+    id: (): string | undefined => this.client_?.userId(),
     listen: (event: string, callback: Callback) => {
       this.use((c) => c.bindUser(event, callback));
       return this.user;
@@ -232,7 +243,7 @@ export default class Echo implements ClientRunner {
 
   /** Unread counts by category, from `notification()` events, shared by the user's tabs. */
   readonly badges = {
-    counts: (): Record<string, number> => (this.client?.badgeCounts() ?? {}) as Record<string, number>,
+    counts: (): Record<string, number> => (this.client_?.badgeCounts() ?? {}) as Record<string, number>,
     count: (category: string): number => this.badges.counts()[category] ?? 0,
     total: (): number => Object.values(this.badges.counts()).reduce((sum, n) => sum + n, 0),
     /** `'all'`, a category, `{category}` or `{id}` (one notification). */
@@ -245,39 +256,29 @@ export default class Echo implements ClientRunner {
       });
     },
     /** `callback(counts)` on every change, from this tab or another; returns the unsubscribe. */
-    onChange: (callback: (counts: Record<string, number>) => void): (() => void) => {
-      let id: number | undefined;
-      let cancelled = false;
-      this.use((c) => {
-        if (!cancelled) id = c.watch('badges', '', callback);
-      });
-      return () => {
-        cancelled = true;
-        this.use((c) => id !== undefined && c.unwatch(id));
-      };
-    },
+    onChange: (callback: (counts: Record<string, number>) => void): (() => void) => watch(this, 'badges', '', callback),
   };
 
   // ---- the wasm client ----
 
   /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, never. */
   use(call: (client: Client) => void): void {
-    if (this.client) return call(this.client);
-    this.queue.push(call);
-    if (this.queue.length === 1 && typeof window !== 'undefined') {
-      this.load().catch((error) => console.error('overtone: could not load the client', error));
+    if (this.client_) return call(this.client_);
+    this.queue_.push(call);
+    if (this.queue_.length === 1 && typeof window !== 'undefined') {
+      this.load_().catch((error) => console.error('overtone: could not load the client', error));
     }
   }
 
   loaded(): Client | undefined {
-    return this.client;
+    return this.client_;
   }
 
-  private async load(): Promise<void> {
+  private async load_(): Promise<void> {
     await loadWasm();
     const o = this.options;
     const tls = o.forceTLS ?? location.protocol === 'https:';
-    this.client = new Client(
+    this.client_ = new Client(
       {
         key: o.key,
         host: o.wsHost ?? location.hostname,
@@ -290,28 +291,27 @@ export default class Echo implements ClientRunner {
         badgeScope: o.badgeScope ?? o.key,
       },
       {
-        authorize: (channel, socketId) => this.authorize(channel, socketId),
-        authorizeUser: (socketId) => this.authorizeUser(socketId),
-        stateChanged: (state) => this.setStatus(STATUS[state] ?? 'disconnected'),
+        authorize: (channel, socketId) => this.authorize_(channel, socketId),
+        authorizeUser: (socketId) => this.authorizeUser_(socketId),
+        stateChanged: (state) => {
+          const status = RENAMED_STATES[state] ?? (state as ConnectionStatus);
+          if (status === this.status_) return;
+          this.status_ = status;
+          for (const listener of this.statusListeners_) listener(status);
+        },
         error: (code, message) => console.warn('overtone:', code ?? '', message),
       },
     );
-    for (const call of this.queue.splice(0)) {
+    for (const call of this.queue_.splice(0)) {
       try {
-        call(this.client);
+        call(this.client_);
       } catch (error) {
         console.error(error);
       }
     }
   }
 
-  private setStatus(status: ConnectionStatus): void {
-    if (status === this.status) return;
-    this.status = status;
-    for (const listener of this.statusListeners) listener(status);
-  }
-
-  private subscribe<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
+  private subscribe_<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
     if (!this.channels[name]) {
       if (!encryptionBuild && name.startsWith('private-encrypted-')) {
         // The wasm refuses the subscription (the channel's error listeners hear it); say so here.
@@ -323,9 +323,9 @@ export default class Echo implements ClientRunner {
     return this.channels[name] as C;
   }
 
-  private authorize(channel: string, socketId: string): void {
+  private authorize_(channel: string, socketId: string): void {
     const done: AuthCallback = (error, data) => {
-      const client = this.client!;
+      const client = this.client_!;
       if (error || !data?.auth) {
         const status = error && 'status' in error ? error.status : undefined;
         return client.authorizationFailed(channel, socketId, status, String(error?.message ?? 'No auth in the reply'));
@@ -342,34 +342,16 @@ export default class Echo implements ClientRunner {
     void post(custom?.endpoint ?? o.authEndpoint!, headers, params, done);
   }
 
-  private authorizeUser(socketId: string): void {
+  private authorizeUser_(socketId: string): void {
     const done: AuthCallback = (error, data) => {
       if (error || !data?.auth) return console.warn('overtone: user sign-in failed', error);
-      this.client!.userAuthorized(socketId, data.auth, data.user_data);
+      this.client_!.userAuthorized(socketId, data.auth, data.user_data);
     };
     const user = this.options.userAuthentication!;
     if (user.customHandler) return user.customHandler({ socketId }, done);
     void post(user.endpoint!, headersOf(user.headers), { socket_id: socketId }, done);
   }
 
-  private csrfToken(): string | null | undefined {
-    if (typeof window === 'undefined') return this.options.csrfToken;
-    return (
-      (window as any).Laravel?.csrfToken ??
-      this.options.csrfToken ??
-      document.querySelector('meta[name="csrf-token"]')?.getAttribute('content')
-    );
-  }
-
-  /** As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists. */
-  private registerInterceptors(): void {
-    const axios = (globalThis as any).axios;
-    axios?.interceptors?.request.use((config: any) => {
-      const id = this.socketId();
-      if (id) config.headers['X-Socket-Id'] = id;
-      return config;
-    });
-  }
 }
 
 export { Echo };

@@ -12,8 +12,10 @@ import {
 } from 'react';
 import {
   type Binder,
-  Listeners,
+  type Listeners,
   changeBinder,
+  listenerControls,
+  listenersOn,
   echo,
   eventBinder,
   modelEvents,
@@ -62,23 +64,14 @@ function useListeners<V extends Visibility>(
 ): ListenerControls<ChannelOf<V>> {
   const current = useRef<Listeners | null>(null);
   useEffect(() => {
-    const listeners = new Listeners(channelName, visibility, makeBinder());
+    const listeners = listenersOn(channelName, visibility, makeBinder());
     current.current = listeners;
     listeners.open();
     return () => listeners.close();
     // makeBinder reads the callback through a ref; bindingKey stands for everything else it binds.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [channelName, visibility, bindingKey]);
-  return useMemo(
-    () => ({
-      leaveChannel: (leaveAll = false) => current.current?.close(leaveAll),
-      leave: () => current.current?.close(true),
-      stopListening: () => current.current?.stopListening(),
-      listen: () => current.current?.listen(),
-      channel: () => (current.current?.channel() ?? null) as ChannelOf<V> | null,
-    }),
-    [],
-  );
+  return useMemo(() => listenerControls<ChannelOf<V>>(() => current.current), []);
 }
 
 export function useEcho<TEvent extends EventName = EventName, TVisibility extends Visibility = 'private'>(
@@ -103,7 +96,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  dependencies: DependencyList = [],
+  dependencies?: DependencyList,
   visibility: Visibility = 'private',
 ) {
   const latest = useLatest(callback);
@@ -115,16 +108,16 @@ export function useEcho(
 
 export const useEchoPublic = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: DependencyList = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: DependencyList,
 ) => useEcho<TPayload, 'public'>(channelName, event, callback, dependencies, 'public');
 
 export const useEchoPresence = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: DependencyList = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: DependencyList,
 ) => useEcho<TPayload, 'presence'>(channelName, event, callback, dependencies, 'presence');
 
 /** Listens for the notifications of the given types (all when none) on a private channel. */
@@ -132,7 +125,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  dependencies: DependencyList = [],
+  dependencies?: DependencyList,
 ): ListenerControls<PrivateChannel> => {
   const latest = useLatest(callback);
   const types = toArray(event);
@@ -146,8 +139,8 @@ export const useEchoModel = <TPayload, TModel extends string>(
   model: TModel,
   identifier: string | number,
   event: ModelEvents<TModel> | ModelEvents<TModel>[] = [],
-  callback: (payload: ModelPayload<TPayload>) => void = () => {},
-  dependencies: DependencyList = [],
+  callback?: (payload: ModelPayload<TPayload>) => void,
+  dependencies?: DependencyList,
 ) =>
   useEcho<ModelPayload<TPayload>, 'private'>(
     `${model}.${identifier}`,

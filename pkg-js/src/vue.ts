@@ -4,8 +4,9 @@
 import { onUnmounted, readonly, ref, shallowRef, type Ref } from 'vue';
 import {
   type Binder,
-  Listeners,
   changeBinder,
+  listenerControls,
+  listenersOn,
   echo,
   eventBinder,
   modelEvents,
@@ -44,16 +45,10 @@ function useListeners<V extends Visibility>(
   visibility: V,
   binder: Binder,
 ): ListenerControls<ChannelOf<V>> {
-  const listeners = new Listeners(channelName, visibility, binder);
+  const listeners = listenersOn(channelName, visibility, binder);
   if (inBrowser) listeners.open();
   onUnmounted(() => listeners.close());
-  return {
-    leaveChannel: (leaveAll = false) => listeners.close(leaveAll),
-    leave: () => listeners.close(true),
-    stopListening: () => listeners.stopListening(),
-    listen: () => listeners.listen(),
-    channel: () => listeners.channel() as ChannelOf<V> | null,
-  };
+  return listenerControls<ChannelOf<V>>(() => listeners);
 }
 
 export function useEcho<TEvent extends EventName = EventName, TVisibility extends Visibility = 'private'>(
@@ -79,7 +74,7 @@ export function useEcho(
   channelName: string,
   event: string | string[] = [],
   callback: (payload: unknown) => void = () => {},
-  dependencies: Dependency[] = [],
+  dependencies?: Dependency[],
   visibility: Visibility = 'private',
 ) {
   return useListeners(channelName, visibility, eventBinder(toArray(event), callback));
@@ -87,16 +82,16 @@ export function useEcho(
 
 export const useEchoPublic = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: Dependency[] = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: Dependency[],
 ) => useEcho<TPayload, 'public'>(channelName, event, callback, dependencies, 'public');
 
 export const useEchoPresence = <TPayload>(
   channelName: string,
-  event: string | string[] = [],
-  callback: (payload: TPayload) => void = () => {},
-  dependencies: Dependency[] = [],
+  event?: string | string[],
+  callback?: (payload: TPayload) => void,
+  dependencies?: Dependency[],
 ) => useEcho<TPayload, 'presence'>(channelName, event, callback, dependencies, 'presence');
 
 /** Listens for the notifications of the given types (all when none) on a private channel. */
@@ -104,7 +99,7 @@ export const useEchoNotification = <TPayload>(
   channelName: string,
   callback: (payload: BroadcastNotification<TPayload>) => void = () => {},
   event: string | string[] = [],
-  dependencies: Dependency[] = [],
+  dependencies?: Dependency[],
 ): ListenerControls<PrivateChannel> =>
   useListeners(
     channelName,
@@ -117,8 +112,8 @@ export const useEchoModel = <TPayload, TModel extends string>(
   model: TModel,
   identifier: string | number,
   event: ModelEvents<TModel> | ModelEvents<TModel>[] = [],
-  callback: (payload: ModelPayload<TPayload>) => void = () => {},
-  dependencies: Dependency[] = [],
+  callback?: (payload: ModelPayload<TPayload>) => void,
+  dependencies?: Dependency[],
 ) =>
   useEcho<ModelPayload<TPayload>, 'private'>(
     `${model}.${identifier}`,
