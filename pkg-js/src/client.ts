@@ -66,153 +66,153 @@ export async function load(url: URL): Promise<void> {
 
 /** A wasm client doing its IO in this page. Only in a browser, once the wasm is loaded. */
 export class Client {
-  private readonly index: number;
-  private socket?: WebSocket;
-  private timer?: ReturnType<typeof setTimeout>;
+  private readonly index_: number;
+  private socket_?: WebSocket;
+  private timer_?: ReturnType<typeof setTimeout>;
   /** Listener id -> callback and channel. */
-  private readonly listeners = new Map<number, [Callback, string]>();
+  private readonly listeners_ = new Map<number, [Callback, string]>();
   /** Presence channel -> user id -> `user_info`. */
-  private readonly presence = new Map<string, Map<string, unknown>>();
+  private readonly presence_ = new Map<string, Map<string, unknown>>();
   /** This user's id on each presence channel, from its auth reply. */
-  private readonly own = new Map<string, string>();
+  private readonly own_ = new Map<string, string>();
   /** The features module, once loaded; the calls waiting for it while it loads. */
-  private features?: Features;
-  private featureCalls?: ((features: Features) => void)[];
+  private features_?: Features;
+  private featureCalls_?: ((features: Features) => void)[];
   /** `watch` ids -> the features module's, once it has loaded. */
-  private readonly watchers = new Map<number, number | undefined>();
-  private nextWatcher = 0;
+  private readonly watchers_ = new Map<number, number | undefined>();
+  private nextWatcher_ = 0;
   /** The payload of the frame being read; the members of the next `Members`. */
-  private data: unknown;
-  private pendingMembers: string[] = [];
+  private data_: unknown;
+  private pendingMembers_: string[] = [];
   /** The member being removed: id and `user_info`, for the `leaving` listeners. */
-  private departed?: [string, unknown];
-  private items: Item[] = [];
-  private thrown?: string;
-  private plain?: string;
-  private establishing?: string;
-  private socketIdNow?: string;
-  private userIdNow?: string;
+  private departed_?: [string, unknown];
+  private items_: Item[] = [];
+  private thrown_?: string;
+  private plain_?: string;
+  private establishing_?: string;
+  private socketIdNow_?: string;
+  private userIdNow_?: string;
 
   /** Only once `load` has finished. */
-  constructor(private readonly options: Options, private readonly hooks: Hooks) {
-    const ports = options.wsPort + options.wssPort * 2 ** 16 + (options.forceTLS ? 2 ** 32 : 0);
-    this.index = call(0, Op.New, options.key, options.host, options.path ?? '', options.namespace ?? '', ports);
-    clients[this.index] = this;
-    if (document.hidden) this.run(Op.Visibility, '', '', '', '', 0);
+  constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
+    const ports = this.options_.wsPort + this.options_.wssPort * 2 ** 16 + (this.options_.forceTLS ? 2 ** 32 : 0);
+    this.index_ = call(0, Op.New, this.options_.key, this.options_.host, this.options_.path ?? '', this.options_.namespace ?? '', ports);
+    clients[this.index_] = this;
+    if (document.hidden) this.run_(Op.Visibility, '', '', '', '', 0);
     // For the life of the page: the client is never torn down.
-    addEventListener('online', () => this.run(Op.Online, '', '', '', '', 1));
-    addEventListener('offline', () => this.run(Op.Online, '', '', '', '', 0));
-    document.addEventListener('visibilitychange', () => this.run(Op.Visibility, '', '', '', '', document.hidden ? 0 : 1));
+    addEventListener('online', () => this.run_(Op.Online, '', '', '', '', 1));
+    addEventListener('offline', () => this.run_(Op.Online, '', '', '', '', 0));
+    document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', '', document.hidden ? 0 : 1));
     // A bfcache restore: the socket may have died while the page was frozen.
-    addEventListener('pageshow', (event) => event.persisted && this.run(Op.PageShown));
-    if (!navigator.onLine) this.run(Op.Online, '', '', '', '', 0);
+    addEventListener('pageshow', (event) => event.persisted && this.run_(Op.PageShown));
+    if (!navigator.onLine) this.run_(Op.Online, '', '', '', '', 0);
   }
 
   /** Runs an operation; throws what the wasm refused. */
-  private run(op: Op, a = '', b = '', c = '', d = '', n = -1): number {
-    const outer = this.thrown;
-    this.thrown = undefined;
-    const result = call(this.index, op, a, b, c, d, n);
-    const thrown = this.thrown;
-    this.thrown = outer;
+  private run_(op: Op, a = '', b = '', c = '', d = '', n = -1): number {
+    const outer = this.thrown_;
+    this.thrown_ = undefined;
+    const result = call(this.index_, op, a, b, c, d, n);
+    const thrown = this.thrown_;
+    this.thrown_ = outer;
     if (thrown) throw new Error(thrown);
     return result;
   }
 
   /** Runs an operation answering with `Item`s. */
-  private query(op: Op, a = '', b = '', c = ''): Item[] {
-    const outer = this.items;
-    const items: Item[] = (this.items = []);
-    this.run(op, a, b, c);
-    this.items = outer;
+  private query_(op: Op, a = '', b = '', c = ''): Item[] {
+    const outer = this.items_;
+    const items: Item[] = (this.items_ = []);
+    this.run_(op, a, b, c);
+    this.items_ = outer;
     return items;
   }
 
   /** What the wasm asks for. */
   out(kind: Out, n: number, a: string, b: string): void {
-    const listener = this.listeners.get(n);
+    const listener = this.listeners_.get(n);
     switch (kind) {
       case Out.Open:
-        this.closeSocket();
+        this.closeSocket_();
         try {
-          const socket = (this.socket = new WebSocket(a));
-          socket.onmessage = (event) => this.frame(event.data);
-          socket.onclose = (event) => this.run(Op.Closed, '', '', '', '', event.code);
-          socket.onerror = () => this.run(Op.SocketError);
+          const socket = (this.socket_ = new WebSocket(a));
+          socket.onmessage = (event) => this.frame_(event.data);
+          socket.onclose = (event) => this.run_(Op.Closed, '', '', '', '', event.code);
+          socket.onerror = () => this.run_(Op.SocketError);
         } catch {
-          this.run(Op.SocketError);
+          this.run_(Op.SocketError);
         }
         return;
       case Out.Send:
-        if (this.socket?.readyState === 1) this.socket.send(a);
+        if (this.socket_?.readyState === 1) this.socket_.send(a);
         return;
       case Out.Close:
-        return this.closeSocket();
+        return this.closeSocket_();
       case Out.Timer:
-        clearTimeout(this.timer);
-        if (n >= 0) this.timer = setTimeout(() => this.run(Op.Timer), n);
+        clearTimeout(this.timer_);
+        if (n >= 0) this.timer_ = setTimeout(() => this.run_(Op.Timer), n);
         return;
       case Out.State:
-        if (this.socketIdNow && a !== 'connected') this.toFeatures((f) => f.down());
-        this.socketIdNow = a === 'connected' ? this.establishing : undefined;
-        if (a !== 'connected') this.userIdNow = undefined;
-        return this.hooks.stateChanged(a);
+        if (this.socketIdNow_ && a !== 'connected') this.toFeatures_((f) => f.down());
+        this.socketIdNow_ = a === 'connected' ? this.establishing_ : undefined;
+        if (a !== 'connected') this.userIdNow_ = undefined;
+        return this.hooks_.stateChanged(a);
       case Out.Authorize:
-        return this.hooks.authorize(a, b);
+        return this.hooks_.authorize(a, b);
       case Out.AuthorizeUser:
-        return this.hooks.authorizeUser(a);
+        return this.hooks_.authorizeUser(a);
       case Out.Error:
-        this.toFeatures((f) => f.serverError(a));
-        return this.hooks.error(n >= 0 ? n : undefined, a);
+        this.toFeatures_((f) => f.serverError(a));
+        return this.hooks_.error(n >= 0 ? n : undefined, a);
       case Out.Data:
-        return listener && invoke(listener[0], a ? [this.data, { user_id: a }] : [this.data]);
+        return listener && invoke(listener[0], a ? [this.data_, { user_id: a }] : [this.data_]);
       case Out.NamedData:
-        return listener && invoke(listener[0], [a, this.data]);
+        return listener && invoke(listener[0], [a, this.data_]);
       case Out.Call:
         return listener && invoke(listener[0], []);
       case Out.Member:
-        this.pendingMembers.push(a);
+        this.pendingMembers_.push(a);
         return;
       case Out.Members: {
-        const ids = this.pendingMembers.splice(0);
-        return listener && invoke(listener[0], [ids.map((user) => this.info(listener[1], user))]);
+        const ids = this.pendingMembers_.splice(0);
+        return listener && invoke(listener[0], [ids.map((user) => this.info_(listener[1], user))]);
       }
       case Out.OneMember:
-        return listener && invoke(listener[0], [this.info(listener[1], a)]);
+        return listener && invoke(listener[0], [this.info_(listener[1], a)]);
       case Out.AuthError:
         return listener && invoke(listener[0], [{ type: 'AuthError', error: a, status: b ? +b : null }]);
       case Out.Drop:
-        this.listeners.delete(n);
+        this.listeners_.delete(n);
         return;
       case Out.SignedIn:
-        this.userIdNow = a;
+        this.userIdNow_ = a;
         return;
       case Out.Item:
-        this.items.push([n, a, b]);
+        this.items_.push([n, a, b]);
         return;
       case Out.Throw:
-        this.thrown = a;
+        this.thrown_ = a;
         return;
       case Out.Plain:
-        this.plain = a;
+        this.plain_ = a;
         return;
     }
   }
 
-  private info(channel: string, user: string): unknown {
-    return this.departed?.[0] === user ? this.departed[1] : this.presence.get(channel)?.get(user);
+  private info_(channel: string, user: string): unknown {
+    return this.departed_?.[0] === user ? this.departed_[1] : this.presence_.get(channel)?.get(user);
   }
 
-  private closeSocket(): void {
-    const socket = this.socket;
+  private closeSocket_(): void {
+    const socket = this.socket_;
     if (!socket) return;
     socket.onmessage = socket.onclose = socket.onerror = null;
     socket.close();
-    this.socket = undefined;
+    this.socket_ = undefined;
   }
 
   /** One socket frame: parsed here, told to the wasm by kind; its payload stays here. */
-  private frame(text: unknown): void {
+  private frame_(text: unknown): void {
     let frame: any;
     try {
       frame = JSON.parse(text as string);
@@ -230,20 +230,20 @@ export class Client {
         // Kept as the string it is.
       }
     }
-    const unreadable = () => this.hooks.error(undefined, 'Unreadable frame from the server');
+    const unreadable = () => this.hooks_.error(undefined, 'Unreadable frame from the server');
     if (typeof event !== 'string') return unreadable();
     switch (event) {
       case 'pusher:connection_established':
         if (typeof data?.socket_id !== 'string') return unreadable();
-        this.establishing = data.socket_id;
-        this.run(Op.Established, data.socket_id, '', '', '', count(data.activity_timeout));
+        this.establishing_ = data.socket_id;
+        this.run_(Op.Established, data.socket_id, '', '', '', count(data.activity_timeout));
         return;
       case 'pusher:ping':
-        return void this.run(Op.Ping);
+        return void this.run_(Op.Ping);
       case 'pusher:pong':
-        return void this.run(Op.Pong);
+        return void this.run_(Op.Pong);
       case 'pusher:error':
-        return void this.run(Op.ServerError, String(data?.message ?? ''), '', '', '', count(data?.code));
+        return void this.run_(Op.ServerError, String(data?.message ?? ''), '', '', '', count(data?.code));
       case 'pusher:signin_success': {
         let user = '';
         try {
@@ -251,7 +251,7 @@ export class Client {
         } catch {
           // Reported below.
         }
-        return user ? void this.run(Op.SigninSuccess, user) : unreadable();
+        return user ? void this.run_(Op.SigninSuccess, user) : unreadable();
       }
     }
     if (typeof channel !== 'string') return unreadable();
@@ -260,132 +260,132 @@ export class Client {
         const hash = data?.presence?.hash;
         const presence = hash !== null && typeof hash === 'object';
         if (presence) {
-          this.presence.set(channel, new Map(Object.entries(hash)));
-          for (const user of Object.keys(hash)) this.run(Op.PresenceMember, user);
+          this.presence_.set(channel, new Map(Object.entries(hash)));
+          for (const user of Object.keys(hash)) this.run_(Op.PresenceMember, user);
         }
         const recovered = typeof frame.recovered === 'boolean' ? +frame.recovered : -1;
-        this.run(Op.Subscribed, channel, position(frame), '', presence ? '1' : '', recovered);
-        if (presence) this.toFeatures((f) => this.presenceUp(f, channel));
+        this.run_(Op.Subscribed, channel, position(frame), '', presence ? '1' : '', recovered);
+        if (presence) this.toFeatures_((f) => this.presenceUp_(f, channel));
         return;
       }
       case 'pusher:subscription_error':
-        return void this.run(Op.SubscriptionError, channel, String(data?.error ?? 'Subscription refused'), '', '', count(data?.status));
+        return void this.run_(Op.SubscriptionError, channel, String(data?.error ?? 'Subscription refused'), '', '', count(data?.status));
       case 'pusher_internal:member_added': {
         const user = id(data?.user_id);
         if (!user) return unreadable();
-        if (!this.presence.has(channel)) this.presence.set(channel, new Map());
-        this.presence.get(channel)!.set(user, data.user_info);
-        this.run(Op.MemberAdded, channel, user);
-        return this.toFeatures((f) => f.memberJoined(channel, user));
+        if (!this.presence_.has(channel)) this.presence_.set(channel, new Map());
+        this.presence_.get(channel)!.set(user, data.user_info);
+        this.run_(Op.MemberAdded, channel, user);
+        return this.toFeatures_((f) => f.memberJoined(channel, user));
       }
       case 'pusher_internal:member_removed': {
         const user = id(data?.user_id);
         if (!user) return unreadable();
         // Gone from `members()` before the `leaving` listeners run, as in laravel-echo.
-        const members = this.presence.get(channel);
-        this.departed = [user, members?.get(user)];
+        const members = this.presence_.get(channel);
+        this.departed_ = [user, members?.get(user)];
         members?.delete(user);
-        this.run(Op.MemberRemoved, channel, user);
-        this.departed = undefined;
-        return this.toFeatures((f) => f.memberLeft(channel, user));
+        this.run_(Op.MemberRemoved, channel, user);
+        this.departed_ = undefined;
+        return this.toFeatures_((f) => f.memberLeft(channel, user));
       }
     }
     if (channel.startsWith('private-encrypted-') && !event.startsWith('pusher')) {
-      this.plain = undefined;
-      this.run(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
-      if (this.plain === undefined) return;
+      this.plain_ = undefined;
+      this.run_(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
+      if (this.plain_ === undefined) return;
       try {
-        data = JSON.parse(this.plain);
+        data = JSON.parse(this.plain_);
       } catch {
-        return this.hooks.error(undefined, 'Could not decrypt an event');
+        return this.hooks_.error(undefined, 'Could not decrypt an event');
       }
     }
     const sender = id(frame.user_id);
-    this.data = data;
-    this.run(Op.Event, channel, event, sender, position(frame));
-    this.data = undefined;
+    this.data_ = data;
+    this.run_(Op.Event, channel, event, sender, position(frame));
+    this.data_ = undefined;
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);
-    if (event === TYPING && user) this.toFeatures((f) => f.typingSeen(channel, user, !!data?.typing));
-    if (event === STATUS && user && typeof data?.status === 'string') this.toFeatures((f) => f.statusSeen(channel, user, data.status));
+    if (event === TYPING && user) this.toFeatures_((f) => f.typingSeen(channel, user, !!data?.typing));
+    if (event === STATUS && user && typeof data?.status === 'string') this.toFeatures_((f) => f.statusSeen(channel, user, data.status));
     // Badges count every notification: they load the features module.
     if (event === NOTIFICATION && id(data?.id)) {
       const category = [data.category, data.type].find((c) => typeof c === 'string') ?? 'default';
-      this.withFeatures((f) => f.notification(id(data.id), category));
+      this.withFeatures_((f) => f.notification(id(data.id), category));
     }
     if (event === BADGE_COUNT && typeof data?.category === 'string' && count(data.count) >= 0) {
-      this.withFeatures((f) => f.badgeCount(data.category, data.count));
+      this.withFeatures_((f) => f.badgeCount(data.category, data.count));
     }
   }
 
   // ---- the app's calls ----
 
   connect(): void {
-    this.run(Op.Connect);
+    this.run_(Op.Connect);
   }
 
   disconnect(): void {
-    this.run(Op.Disconnect);
+    this.run_(Op.Disconnect);
   }
 
   socketId(): string | undefined {
-    return this.socketIdNow;
+    return this.socketIdNow_;
   }
 
   /** The signed-in user's id, once the server confirmed the sign-in. */
   userId(): string | undefined {
-    return this.userIdNow;
+    return this.userIdNow_;
   }
 
   /** Throws on an invalid channel name. */
   subscribe(channel: string): void {
-    this.run(Op.Subscribe, channel);
+    this.run_(Op.Subscribe, channel);
   }
 
   leaveChannel(channel: string): void {
-    this.run(Op.Leave, channel);
-    this.presence.delete(channel);
-    this.own.delete(channel);
-    this.toFeatures((f) => f.left(channel));
+    this.run_(Op.Leave, channel);
+    this.presence_.delete(channel);
+    this.own_.delete(channel);
+    this.toFeatures_((f) => f.left(channel));
   }
 
   /** `kind`: `event` (with `event`), `all`, `subscribed`, `error`, `here`, `joining`, `leaving`. */
   bind(channel: string, kind: string, event: string | undefined, callback: Callback): number {
-    const listener = this.run(Op.Bind, channel, kind, event ?? '');
-    this.listeners.set(listener, [callback, channel]);
+    const listener = this.run_(Op.Bind, channel, kind, event ?? '');
+    this.listeners_.set(listener, [callback, channel]);
     return listener;
   }
 
   bindUser(event: string, callback: Callback): number {
-    const listener = this.run(Op.BindUser, event);
-    this.listeners.set(listener, [callback, '']);
+    const listener = this.run_(Op.BindUser, event);
+    this.listeners_.set(listener, [callback, '']);
     return listener;
   }
 
   unbind(listener: number): void {
-    this.run(Op.Unbind, '', '', '', '', listener);
-    this.listeners.delete(listener);
+    this.run_(Op.Unbind, '', '', '', '', listener);
+    this.listeners_.delete(listener);
   }
 
   /** Unbinds `channel`'s `kind` (+ `event`) listeners; only those calling `callback` when given. */
   unbindMatching(channel: string, kind: string, event?: string, callback?: Callback): void {
-    const bound = this.query(Op.Listeners, channel, kind, event);
+    const bound = this.query_(Op.Listeners, channel, kind, event);
     for (const [listener] of bound) {
-      if (!callback || this.listeners.get(listener)?.[0] === callback) this.unbind(listener);
+      if (!callback || this.listeners_.get(listener)?.[0] === callback) this.unbind(listener);
     }
   }
 
   whisper(channel: string, event: string, data: unknown): void {
-    this.whisperJson(channel, event, JSON.stringify(data) ?? 'null');
+    this.whisperJson_(channel, event, JSON.stringify(data) ?? 'null');
   }
 
-  private whisperJson(channel: string, event: string, json: string): void {
-    this.run(Op.Whisper, channel, event, json);
+  private whisperJson_(channel: string, event: string, json: string): void {
+    this.run_(Op.Whisper, channel, event, json);
   }
 
   /** A presence channel's members' `user_info`, one per user. */
   members(channel: string): unknown[] {
-    return [...(this.presence.get(channel)?.values() ?? [])];
+    return [...(this.presence_.get(channel)?.values() ?? [])];
   }
 
   authorized(channel: string, socketId: string, auth: string, channelData?: string, sharedSecret?: string): void {
@@ -395,60 +395,60 @@ export class Client {
     } catch {
       // Not a presence channel.
     }
-    if (user) this.own.set(channel, user);
-    this.run(Op.AuthExtra, channelData ?? '', user, sharedSecret ?? '');
-    this.run(Op.Authorized, channel, socketId, auth);
+    if (user) this.own_.set(channel, user);
+    this.run_(Op.AuthExtra, channelData ?? '', user, sharedSecret ?? '');
+    this.run_(Op.Authorized, channel, socketId, auth);
   }
 
   authorizationFailed(channel: string, socketId: string, status: number | undefined, error: string): void {
-    this.run(Op.AuthorizationFailed, channel, socketId, error, '', status ?? -1);
+    this.run_(Op.AuthorizationFailed, channel, socketId, error, '', status ?? -1);
   }
 
   signin(): void {
-    this.run(Op.Signin);
+    this.run_(Op.Signin);
   }
 
   userAuthorized(socketId: string, auth: string, userData: string): void {
-    this.run(Op.UserAuthorized, socketId, auth, userData);
+    this.run_(Op.UserAuthorized, socketId, auth, userData);
   }
 
   // ---- typing, statuses and badges: the features module, loaded on first use ----
 
   typing(channel: string): void {
-    this.withFeatures((f) => f.typing(channel, this.ownId(channel)));
+    this.withFeatures_((f) => f.typing(channel, this.ownId_(channel)));
   }
 
   stopTyping(channel: string): void {
-    this.withFeatures((f) => f.stopTyping(channel, this.ownId(channel)));
+    this.withFeatures_((f) => f.stopTyping(channel, this.ownId_(channel)));
   }
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string): { id: string; info?: unknown }[] {
-    this.withFeatures(() => {});
-    return this.features?.typingUsers(channel, this.ownId(channel)) ?? [];
+    this.withFeatures_(() => {});
+    return this.features_?.typingUsers(channel, this.ownId_(channel)) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` on a presence channel. */
   statuses(channel: string): Record<string, string> {
-    this.withFeatures(() => {});
-    return this.features?.statuses(channel) ?? {};
+    this.withFeatures_(() => {});
+    return this.features_?.statuses(channel) ?? {};
   }
 
   /** A member's status, or this tab's own without `user`. */
   status(channel: string, user?: string): string | undefined {
-    this.withFeatures(() => {});
-    return this.features?.status(channel, user);
+    this.withFeatures_(() => {});
+    return this.features_?.status(channel, user);
   }
 
   /** `{category: count}` of unread notifications. */
   badgeCounts(): Record<string, number> {
-    this.withFeatures(() => {});
-    return this.features?.badgeCounts() ?? {};
+    this.withFeatures_(() => {});
+    return this.features_?.badgeCounts() ?? {};
   }
 
   /** `kind`: `id`, `category` or `all`. */
   markRead(kind: string, value: string): void {
-    this.withFeatures((f) => f.markRead(kind, value));
+    this.withFeatures_((f) => f.markRead(kind, value));
   }
 
   /**
@@ -456,60 +456,60 @@ export class Client {
    * `badges` (and once when the features module has loaded). Returns an id for `unwatch`.
    */
   watch(what: string, channel: string, callback: Callback): number {
-    const watcher = this.nextWatcher++;
-    this.watchers.set(watcher, undefined);
-    this.withFeatures((f) => {
-      if (this.watchers.has(watcher)) this.watchers.set(watcher, f.watch(what, channel, callback, this.ownId(channel)));
+    const watcher = this.nextWatcher_++;
+    this.watchers_.set(watcher, undefined);
+    this.withFeatures_((f) => {
+      if (this.watchers_.has(watcher)) this.watchers_.set(watcher, f.watch(what, channel, callback, this.ownId_(channel)));
     });
     return watcher;
   }
 
   unwatch(watcher: number): void {
-    const inFeatures = this.watchers.get(watcher);
-    this.watchers.delete(watcher);
-    if (inFeatures !== undefined) this.features!.unwatch(inFeatures);
+    const inFeatures = this.watchers_.get(watcher);
+    this.watchers_.delete(watcher);
+    if (inFeatures !== undefined) this.features_!.unwatch(inFeatures);
   }
 
   /** This user's id on `channel`: its presence id, else the signed-in user's. */
-  private ownId(channel: string): string {
-    return this.own.get(channel) ?? this.userIdNow ?? '';
+  private ownId_(channel: string): string {
+    return this.own_.get(channel) ?? this.userIdNow_ ?? '';
   }
 
-  private presenceUp(features: Features, channel: string): void {
-    features.presenceUp(channel, this.own.get(channel) ?? '', this.presence.get(channel)?.keys() ?? []);
+  private presenceUp_(features: Features, channel: string): void {
+    features.presenceUp(channel, this.own_.get(channel) ?? '', this.presence_.get(channel)?.keys() ?? []);
   }
 
   /** Runs `call` on the features module, loading it first if needed. */
-  private withFeatures(call: (features: Features) => void): void {
-    if (this.features) return call(this.features);
-    if (!this.featureCalls) {
-      this.featureCalls = [];
+  private withFeatures_(call: (features: Features) => void): void {
+    if (this.features_) return call(this.features_);
+    if (!this.featureCalls_) {
+      this.featureCalls_ = [];
       const host = {
-        ...this.options,
-        whisper: (channel: string, event: string, json: string) => this.whisperJson(channel, event, json),
+        ...this.options_,
+        whisper: (channel: string, event: string, json: string) => this.whisperJson_(channel, event, json),
         info: (channel: string, user: string): [boolean, unknown] => {
-          const members = this.presence.get(channel);
+          const members = this.presence_.get(channel);
           return [!!members?.has(user), members?.get(user)];
         },
       };
       import('./features.js')
         .then(({ start }) => start(host))
         .then((features) => {
-          this.features = features;
+          this.features_ = features;
           // What it missed: the presence channels this client is on.
-          if (this.socketIdNow) for (const channel of this.presence.keys()) this.presenceUp(features, channel);
-          for (const waiting of this.featureCalls!.splice(0)) waiting(features);
+          if (this.socketIdNow_) for (const channel of this.presence_.keys()) this.presenceUp_(features, channel);
+          for (const waiting of this.featureCalls_!.splice(0)) waiting(features);
           features.changed('badges', '');
         })
         .catch((error) => console.error('overtone: could not load typing, statuses and badges', error));
     }
-    this.featureCalls.push(call);
+    this.featureCalls_.push(call);
   }
 
   /** Runs `call` on the features module if it is loaded or loading: nobody needs them otherwise. */
-  private toFeatures(call: (features: Features) => void): void {
-    if (this.features) call(this.features);
-    else this.featureCalls?.push(call);
+  private toFeatures_(call: (features: Features) => void): void {
+    if (this.features_) call(this.features_);
+    else this.featureCalls_?.push(call);
   }
 }
 

@@ -48,71 +48,71 @@ export async function start(host: Host): Promise<Features> {
 }
 
 export class Features {
-  private readonly index: number;
-  private readonly storageKey: string;
-  private readonly tabs?: BroadcastChannel;
-  private timer?: ReturnType<typeof setTimeout>;
-  private readonly watchers = new Map<number, [string, string, Callback]>();
-  private nextWatcher = 0;
-  private items: Item[] = [];
+  private readonly index_: number;
+  private readonly storageKey_: string;
+  private readonly tabs_?: BroadcastChannel;
+  private timer_?: ReturnType<typeof setTimeout>;
+  private readonly watchers_ = new Map<number, [string, string, Callback]>();
+  private nextWatcher_ = 0;
+  private items_: Item[] = [];
 
-  constructor(private readonly host: Host) {
-    this.storageKey = `overtone-badges:${host.badgeScope}`;
+  constructor(private readonly host_: Host) {
+    this.storageKey_ = `overtone-badges:${this.host_.badgeScope}`;
     let stored: string | null = null;
     try {
-      stored = localStorage.getItem(this.storageKey);
+      stored = localStorage.getItem(this.storageKey_);
     } catch {
       // Disabled storage: the badges still work for this page's life.
     }
-    this.index = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(host.awayAfterMs ?? ''), '', -1);
-    all[this.index] = this;
+    this.index_ = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
+    all[this.index_] = this;
     if (typeof BroadcastChannel === 'function') {
-      this.tabs = new BroadcastChannel(this.storageKey);
-      this.tabs.onmessage = (event) => typeof event.data === 'string' && this.run(Op.BadgesRemote, event.data);
+      this.tabs_ = new BroadcastChannel(this.storageKey_);
+      this.tabs_.onmessage = (event) => typeof event.data === 'string' && this.run_(Op.BadgesRemote, event.data);
     }
-    document.addEventListener('visibilitychange', () => this.run(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
+    document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
   }
 
-  private run(op: Op, a = '', b = '', c = '', n = -1): number {
-    return call(this.index, op, a, b, c, '', n);
+  private run_(op: Op, a = '', b = '', c = '', n = -1): number {
+    return call(this.index_, op, a, b, c, '', n);
   }
 
-  private query(op: Op, a = '', b = ''): Item[] {
-    const outer = this.items;
-    const items: Item[] = (this.items = []);
-    this.run(op, a, b);
-    this.items = outer;
+  private query_(op: Op, a = '', b = ''): Item[] {
+    const outer = this.items_;
+    const items: Item[] = (this.items_ = []);
+    this.run_(op, a, b);
+    this.items_ = outer;
     return items;
   }
 
   out(kind: Out, n: number, a: string, b: string): void {
     switch (kind) {
       case Out.Whisper:
-        return this.host.whisper(a, WHISPERS[n], b);
+        return this.host_.whisper(a, WHISPERS[n], b);
       case Out.Changed:
         return this.changed(WATCHED[n], a);
       case Out.StoreBadges:
         try {
-          localStorage.setItem(this.storageKey, a);
+          localStorage.setItem(this.storageKey_, a);
         } catch {
           // Full or disabled storage: the badges still work for this page's life.
         }
         return;
       case Out.PostBadges:
-        return this.tabs?.postMessage(a);
+        return this.tabs_?.postMessage(a);
       case Out.Timer:
-        clearTimeout(this.timer);
-        if (n >= 0) this.timer = setTimeout(() => this.run(Op.Timer), n);
+        clearTimeout(this.timer_);
+        if (n >= 0) this.timer_ = setTimeout(() => this.run_(Op.Timer), n);
         return;
       case Out.Item:
-        this.items.push([n, a, b]);
+        this.items_.push([n, a, b]);
         return;
     }
   }
 
   /** Calls the callbacks watching `what` (on `channel`) with its new state. */
   changed(what: string, channel: string): void {
-    for (const [watched, on, callback] of this.watchers.values()) {
+    for (const [watched, on, callback] of this.watchers_.values()) {
       if (watched !== what || (what !== 'badges' && on !== channel)) continue;
       const value = what === 'typing' ? this.typingUsers(channel) : what === 'status' ? this.statuses(channel) : this.badgeCounts();
       try {
@@ -125,90 +125,90 @@ export class Features {
 
   /** A presence subscription was confirmed with these members; `own` is this user's id. */
   presenceUp(channel: string, own: string, members: Iterable<string>): void {
-    for (const user of members) this.run(Op.PresenceMember, user);
-    this.run(Op.PresenceUp, channel, own);
+    for (const user of members) this.run_(Op.PresenceMember, user);
+    this.run_(Op.PresenceUp, channel, own);
   }
 
   memberJoined(channel: string, user: string): void {
-    this.run(Op.MemberJoined, channel, user);
+    this.run_(Op.MemberJoined, channel, user);
   }
 
   memberLeft(channel: string, user: string): void {
-    this.run(Op.MemberLeft, channel, user);
+    this.run_(Op.MemberLeft, channel, user);
   }
 
   left(channel: string): void {
-    this.run(Op.Left, channel);
+    this.run_(Op.Left, channel);
   }
 
   /** The connection went down. */
   down(): void {
-    this.run(Op.Down);
+    this.run_(Op.Down);
   }
 
   /** A `pusher:error`'s message: client events may be refused for good. */
   serverError(message: string): void {
-    this.run(Op.ServerError, message);
+    this.run_(Op.ServerError, message);
   }
 
   /** A keystroke by this user (`own`) on `channel`. */
   typing(channel: string, own: string): void {
-    this.run(Op.Typing, channel, own);
+    this.run_(Op.Typing, channel, own);
   }
 
   stopTyping(channel: string, own: string): void {
-    this.run(Op.StopTyping, channel, own);
+    this.run_(Op.StopTyping, channel, own);
   }
 
   typingSeen(channel: string, user: string, typing: boolean): void {
-    this.run(Op.TypingSeen, channel, user, '', typing ? 1 : 0);
+    this.run_(Op.TypingSeen, channel, user, '', typing ? 1 : 0);
   }
 
   statusSeen(channel: string, user: string, status: string): void {
-    this.run(Op.StatusSeen, channel, user, status);
+    this.run_(Op.StatusSeen, channel, user, status);
   }
 
   notification(id: string, category: string): void {
-    this.run(Op.Notification, id, category);
+    this.run_(Op.Notification, id, category);
   }
 
   badgeCount(category: string, count: number): void {
-    this.run(Op.BadgeCount, category, '', '', count);
+    this.run_(Op.BadgeCount, category, '', '', count);
   }
 
   /** `kind`: `id`, `category` or `all`. */
   markRead(kind: string, value: string): void {
-    this.run(Op.MarkRead, kind, value);
+    this.run_(Op.MarkRead, kind, value);
   }
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string, own = ''): { id: string; info?: unknown }[] {
-    return this.query(Op.TypingUsers, channel, own).map(([, id]) => {
-      const [known, info] = this.host.info(channel, id);
+    return this.query_(Op.TypingUsers, channel, own).map(([, id]) => {
+      const [known, info] = this.host_.info(channel, id);
       return known ? { id, info } : { id };
     });
   }
 
   statuses(channel: string): Record<string, string> {
-    return Object.fromEntries(this.query(Op.Statuses, channel).map(([, user, status]) => [user, status]));
+    return Object.fromEntries(this.query_(Op.Statuses, channel).map(([, user, status]) => [user, status]));
   }
 
   status(channel: string, user?: string): string | undefined {
-    return ['online', 'away'][this.run(Op.Status, channel, user ?? '')];
+    return ['online', 'away'][this.run_(Op.Status, channel, user ?? '')];
   }
 
   badgeCounts(): Record<string, number> {
-    return Object.fromEntries(this.query(Op.BadgeCounts).map(([n, category]) => [category, n]));
+    return Object.fromEntries(this.query_(Op.BadgeCounts).map(([n, category]) => [category, n]));
   }
 
   watch(what: string, channel: string, callback: Callback, own: string): number {
     // Typing is followed from the first look on.
-    if (what === 'typing') this.query(Op.TypingUsers, channel, own);
-    this.watchers.set(this.nextWatcher, [what, channel, callback]);
-    return this.nextWatcher++;
+    if (what === 'typing') this.query_(Op.TypingUsers, channel, own);
+    this.watchers_.set(this.nextWatcher_, [what, channel, callback]);
+    return this.nextWatcher_++;
   }
 
   unwatch(watcher: number): void {
-    this.watchers.delete(watcher);
+    this.watchers_.delete(watcher);
   }
 }
