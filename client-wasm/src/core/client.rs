@@ -3,7 +3,6 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
 use core::fmt;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
@@ -73,7 +72,8 @@ pub struct Client<P> {
     /// `signin()` was called: sign in again on every new socket.
     signin_wanted: bool,
     user_id: Option<String>,
-    actions: VecDeque<Action<P>>,
+    /// In order: `poll_action` takes from the front.
+    actions: Vec<Action<P>>,
 }
 
 impl<P: Clone> Client<P> {
@@ -86,7 +86,7 @@ impl<P: Clone> Client<P> {
             listeners: Listeners::default(),
             signin_wanted: false,
             user_id: None,
-            actions: VecDeque::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -110,7 +110,8 @@ impl<P: Clone> Client<P> {
 
     /// The next thing to do; call until `None` after every input.
     pub fn poll_action(&mut self) -> Option<Action<P>> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// When to call [`Client::handle_timeout`] next (absolute ms), if at all.
@@ -160,7 +161,7 @@ impl<P: Clone> Client<P> {
     /// One frame from the socket, parsed by the shell.
     pub fn handle_message(&mut self, now: u64, message: ServerMessage<P>) {
         if let ServerMessage::Error { code, message } = &message {
-            self.actions.push_back(Action::ServerError {
+            self.actions.push(Action::ServerError {
                 code: *code,
                 message: message.clone(),
             });
@@ -261,10 +262,9 @@ impl<P: Clone> Client<P> {
             entry.subscription,
             Subscription::Pending | Subscription::Subscribed
         ) {
-            self.actions
-                .push_back(Action::Send(ClientFrame::Unsubscribe {
-                    channel: entry.name,
-                }));
+            self.actions.push(Action::Send(ClientFrame::Unsubscribe {
+                channel: entry.name,
+            }));
         }
         self.listeners.remove_matching(key_for(channel), |_| true)
     }
@@ -305,7 +305,7 @@ impl<P: Clone> Client<P> {
             channel_data: auth.channel_data,
             position: entry.position.as_ref().map(|p| p.wire.clone()),
         };
-        self.actions.push_back(Action::Send(frame));
+        self.actions.push(Action::Send(frame));
     }
 
     /// The auth endpoint refused (`status`: its HTTP status) or could not be reached (`None`):
@@ -331,12 +331,11 @@ impl<P: Clone> Client<P> {
         if entry.subscription != Subscription::Subscribed {
             return Err(Error::NotSubscribed);
         }
-        self.actions
-            .push_back(Action::Send(ClientFrame::ClientEvent {
-                channel: channel.to_owned(),
-                event: whisper_event(event),
-                data,
-            }));
+        self.actions.push(Action::Send(ClientFrame::ClientEvent {
+            channel: channel.to_owned(),
+            event: whisper_event(event),
+            data,
+        }));
         Ok(())
     }
 
@@ -398,7 +397,7 @@ impl<P: Clone> Client<P> {
     pub fn signin(&mut self) {
         self.signin_wanted = true;
         if let Some(socket_id) = self.connection.socket_id() {
-            self.actions.push_back(Action::AuthorizeUser {
+            self.actions.push(Action::AuthorizeUser {
                 socket_id: socket_id.to_owned(),
             });
         }
@@ -408,7 +407,7 @@ impl<P: Clone> Client<P> {
     pub fn user_authorized(&mut self, socket_id: &str, auth: String, user_data: String) {
         if self.connection.socket_id() == Some(socket_id) {
             self.actions
-                .push_back(Action::Send(ClientFrame::Signin { auth, user_data }));
+                .push(Action::Send(ClientFrame::Signin { auth, user_data }));
         }
     }
 
@@ -445,7 +444,7 @@ impl<P: Clone> Client<P> {
                     start_subscription(entry, socket_id, &mut self.actions);
                 }
                 if self.signin_wanted {
-                    self.actions.push_back(Action::AuthorizeUser {
+                    self.actions.push(Action::AuthorizeUser {
                         socket_id: socket_id.to_owned(),
                     });
                 }
@@ -486,7 +485,7 @@ impl<P: Clone> Client<P> {
         for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
             let ids = bound(&self.listeners, channel, wanted);
             if !ids.is_empty() {
-                self.actions.push_back(Action::Dispatch {
+                self.actions.push(Action::Dispatch {
                     listeners: ids,
                     payload: Payload::Subscribed,
                 });
@@ -520,7 +519,7 @@ impl<P: Clone> Client<P> {
     fn signed_in(&mut self, user_id: String) {
         let name = [SERVER_TO_USER_PREFIX, &user_id].concat();
         if validate_name(&name).is_err() {
-            self.actions.push_back(Action::ServerError {
+            self.actions.push(Action::ServerError {
                 code: None,
                 message: "pusher:signin_success with an invalid user id".into(),
             });
@@ -537,7 +536,7 @@ impl<P: Clone> Client<P> {
                 start_subscription(entry, socket_id, &mut self.actions);
             }
         }
-        self.actions.push_back(Action::SignedIn {
+        self.actions.push(Action::SignedIn {
             user_id: user_id.clone(),
         });
         self.user_id = Some(user_id);
@@ -597,16 +596,16 @@ fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut
 }
 
 /// Subscribes `entry` on the socket `socket_id`: directly, or via a fresh auth request.
-fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecDeque<Action<P>>) {
+fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut Vec<Action<P>>) {
     if entry.kind.needs_auth() {
         entry.subscription = Subscription::Authorizing;
-        out.push_back(Action::Authorize {
+        out.push(Action::Authorize {
             channel: entry.name.clone(),
             socket_id: socket_id.to_owned(),
         });
     } else {
         entry.subscription = Subscription::Pending;
-        out.push_back(Action::Send(ClientFrame::Subscribe {
+        out.push(Action::Send(ClientFrame::Subscribe {
             channel: entry.name.clone(),
             auth: None,
             channel_data: None,
@@ -618,14 +617,14 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecD
 /// Queues one dispatch to the listeners on `channel` whose binding is `wanted`, if any.
 fn dispatch<P>(
     listeners: &Listeners,
-    out: &mut VecDeque<Action<P>>,
+    out: &mut Vec<Action<P>>,
     channel: &str,
     wanted: impl Fn(&Binding) -> bool,
     payload: impl FnOnce() -> Payload<P>,
 ) {
     let ids = listeners.matching(key_for(channel), wanted);
     if !ids.is_empty() {
-        out.push_back(Action::Dispatch {
+        out.push(Action::Dispatch {
             listeners: ids,
             payload: payload(),
         });
