@@ -194,14 +194,8 @@ impl<P: Clone> Client<P> {
                     return;
                 };
                 if ch.upsert(user_id.clone(), info.clone()) {
-                    let member = Member { user_id, info };
-                    dispatch(
-                        &self.listeners,
-                        &mut self.actions,
-                        &channel,
-                        |b| *b == Binding::Joining,
-                        || Payload::Member(member),
-                    );
+                    let member = Payload::Member(Member { user_id, info });
+                    self.dispatch(&channel, &Binding::Joining, member);
                 }
             }
             ServerMessage::MemberRemoved { channel, user_id } => {
@@ -209,13 +203,7 @@ impl<P: Clone> Client<P> {
                     return;
                 };
                 if let Some(member) = ch.remove_member(&user_id) {
-                    dispatch(
-                        &self.listeners,
-                        &mut self.actions,
-                        &channel,
-                        |b| *b == Binding::Leaving,
-                        || Payload::Member(member),
-                    );
+                    self.dispatch(&channel, &Binding::Leaving, Payload::Member(member));
                 }
             }
             ServerMessage::SigninSuccess { user_id } => self.signed_in(user_id),
@@ -225,7 +213,7 @@ impl<P: Clone> Client<P> {
                 data,
                 user_id,
                 position,
-            } => self.event(&channel, &event, data, user_id, position),
+            } => self.event(&channel, event, data, user_id, position),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -254,41 +242,35 @@ impl<P: Clone> Client<P> {
     /// Echo's `leaveChannel(name)`: unsubscribes and drops the channel's listeners, whose ids
     /// are returned so the shell can free their callbacks.
     pub fn leave_channel(&mut self, channel: &str) -> Vec<ListenerId> {
-        let Some(index) = self.channels.iter().position(|c| c.name == channel) else {
-            return Vec::new();
-        };
-        let entry = self.channels.remove(index);
-        if matches!(
-            entry.subscription,
-            Subscription::Pending | Subscription::Subscribed
-        ) {
-            self.actions.push(Action::Send(ClientFrame::Unsubscribe {
-                channel: entry.name,
-            }));
+        match self.channels.iter().position(|c| c.name == channel) {
+            Some(index) => {
+                let entry = self.channels.remove(index);
+                self.forget(entry)
+            }
+            None => Vec::new(),
         }
-        self.listeners.remove_matching(key_for(channel), |_| true)
     }
 
     /// Echo's `leave(name)`: the public, private, encrypted and presence channel of that name.
     pub fn leave(&mut self, name: &str) -> Vec<ListenerId> {
-        ["", "private-", "private-encrypted-", "presence-"]
-            .iter()
-            .flat_map(|prefix| self.leave_channel(&[prefix, name].concat()))
-            .collect()
+        let mut removed = Vec::new();
+        for prefix in ["", "private-", "private-encrypted-", "presence-"] {
+            removed.append(&mut self.leave_channel(&[prefix, name].concat()));
+        }
+        removed
     }
 
     /// Echo's `leaveAllChannels()`.
     pub fn leave_all(&mut self) -> Vec<ListenerId> {
-        let names: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|c| c.kind.kind != ChannelKind::ServerToUser)
-            .map(|c| c.name.clone())
-            .collect();
-        names
-            .iter()
-            .flat_map(|name| self.leave_channel(name))
-            .collect()
+        let mut removed = Vec::new();
+        for entry in core::mem::take(&mut self.channels) {
+            if entry.kind.kind == ChannelKind::ServerToUser {
+                self.channels.push(entry);
+            } else {
+                removed.append(&mut self.forget(entry));
+            }
+        }
+        removed
     }
 
     /// The reply to an [`Action::Authorize`]. Ignored if the socket changed meanwhile: a
@@ -388,7 +370,7 @@ impl<P: Clone> Client<P> {
     /// `stopListeningToAll()` without a callback); returns their ids.
     pub fn unbind_all(&mut self, channel: &str, binding: &Binding) -> Vec<ListenerId> {
         self.listeners
-            .remove_matching(key_for(channel), |b| b == binding)
+            .remove_matching(key_for(channel), Some(binding))
     }
 
     // ---- user sign-in ----
@@ -412,6 +394,29 @@ impl<P: Clone> Client<P> {
     }
 
     // ---- internals ----
+
+    /// Unsubscribes a channel taken out of the list and drops its listeners; returns their ids.
+    fn forget(&mut self, entry: Channel<P>) -> Vec<ListenerId> {
+        let removed = self.listeners.remove_matching(key_for(&entry.name), None);
+        if matches!(
+            entry.subscription,
+            Subscription::Pending | Subscription::Subscribed
+        ) {
+            let channel = entry.name;
+            self.actions
+                .push(Action::Send(ClientFrame::Unsubscribe { channel }));
+        }
+        removed
+    }
+
+    /// Queues `payload` for the listeners bound with `wanted` on `channel`, if any.
+    fn dispatch(&mut self, channel: &str, wanted: &Binding, payload: Payload<P>) {
+        queue_dispatch(
+            &mut self.actions,
+            bound(&self.listeners, channel, wanted),
+            payload,
+        );
+    }
 
     fn find(&self, channel: &str) -> Option<&Channel<P>> {
         self.channels.iter().find(|c| c.name == channel)
@@ -481,24 +486,17 @@ impl<P: Clone> Client<P> {
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
         }
-        let members = &entry.members;
         for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
             let ids = bound(&self.listeners, channel, wanted);
-            if !ids.is_empty() {
-                self.actions.push(Action::Dispatch {
-                    listeners: ids,
-                    payload: Payload::Subscribed,
-                });
-            }
+            queue_dispatch(&mut self.actions, ids, Payload::Subscribed);
         }
         if is_presence {
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
-                channel,
-                |b| *b == Binding::Here,
-                || Payload::Members(members.clone()),
-            );
+            let ids = bound(&self.listeners, channel, &Binding::Here);
+            // Checked first: no copy of the member list for nobody.
+            if !ids.is_empty() {
+                let members = Payload::Members(entry.members.clone());
+                queue_dispatch(&mut self.actions, ids, members);
+            }
         }
     }
 
@@ -507,13 +505,8 @@ impl<P: Clone> Client<P> {
             return;
         };
         entry.subscription = Subscription::Failed;
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| *b == Binding::Error,
-            || Payload::SubscriptionError { status, error },
-        );
+        let payload = Payload::SubscriptionError { status, error };
+        self.dispatch(channel, &Binding::Error, payload);
     }
 
     fn signed_in(&mut self, user_id: String) {
@@ -545,7 +538,7 @@ impl<P: Clone> Client<P> {
     fn event(
         &mut self,
         channel: &str,
-        event: &str,
+        event: String,
         data: P,
         user_id: Option<String>,
         position: Option<String>,
@@ -560,27 +553,22 @@ impl<P: Clone> Client<P> {
                 last => *last = Some(new),
             }
         }
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| matches!(b, Binding::Event(e) if e == event),
-            || Payload::Event {
-                data: data.clone(),
-                user_id,
-            },
-        );
+        let binding = Binding::Event(event);
+        let ids = bound(&self.listeners, channel, &binding);
+        let Binding::Event(event) = binding else {
+            return;
+        };
+        let payload = Payload::Event {
+            data: data.clone(),
+            user_id,
+        };
+        queue_dispatch(&mut self.actions, ids, payload);
         if !event.starts_with("pusher:") && !event.starts_with("pusher_internal:") {
-            let formatter = &self.formatter;
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
+            let event = self.formatter.name_for_all(&event);
+            self.dispatch(
                 channel,
-                |b| *b == Binding::AllEvents,
-                || Payload::NamedEvent {
-                    event: formatter.name_for_all(event),
-                    data,
-                },
+                &Binding::AllEvents,
+                Payload::NamedEvent { event, data },
             );
         }
     }
@@ -588,7 +576,7 @@ impl<P: Clone> Client<P> {
 
 /// The ids bound with exactly `binding` on `channel`.
 fn bound(listeners: &Listeners, channel: &str, binding: &Binding) -> Vec<ListenerId> {
-    listeners.matching(key_for(channel), |b| b == binding)
+    listeners.matching(key_for(channel), Some(binding))
 }
 
 fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut Channel<P>> {
@@ -614,19 +602,9 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut Vec<
     }
 }
 
-/// Queues one dispatch to the listeners on `channel` whose binding is `wanted`, if any.
-fn dispatch<P>(
-    listeners: &Listeners,
-    out: &mut Vec<Action<P>>,
-    channel: &str,
-    wanted: impl Fn(&Binding) -> bool,
-    payload: impl FnOnce() -> Payload<P>,
-) {
-    let ids = listeners.matching(key_for(channel), wanted);
-    if !ids.is_empty() {
-        out.push(Action::Dispatch {
-            listeners: ids,
-            payload: payload(),
-        });
+/// Queues a dispatch of `payload` to `listeners`, unless there are none.
+fn queue_dispatch<P>(out: &mut Vec<Action<P>>, listeners: Vec<ListenerId>, payload: Payload<P>) {
+    if !listeners.is_empty() {
+        out.push(Action::Dispatch { listeners, payload });
     }
 }
