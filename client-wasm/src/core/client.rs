@@ -11,7 +11,7 @@ use super::channels::{Channel, Member, Position, Subscription};
 use super::connection::{Change, Connection, State};
 use super::listeners::{key_for, Binding, ListenerId, Listeners};
 use super::names::{whisper_event, EventFormatter};
-use super::{Action, ClientFrame, Config, Payload, ServerMessage};
+use super::{joined, Action, ClientFrame, Config, Payload, ServerMessage};
 
 /// The reserved event name under which a channel's listeners hear that a resubscribe could
 /// not recover the events missed meanwhile (the server's history no longer reached back, or
@@ -255,7 +255,7 @@ impl<P: Clone> Client<P> {
     pub fn leave(&mut self, name: &str) -> Vec<ListenerId> {
         let mut removed = Vec::new();
         for prefix in ["", "private-", "private-encrypted-", "presence-"] {
-            removed.append(&mut self.leave_channel(&[prefix, name].concat()));
+            removed.append(&mut self.leave_channel(&joined(prefix, name)));
         }
         removed
     }
@@ -510,7 +510,7 @@ impl<P: Clone> Client<P> {
     }
 
     fn signed_in(&mut self, user_id: String) {
-        let name = [SERVER_TO_USER_PREFIX, &user_id].concat();
+        let name = joined(SERVER_TO_USER_PREFIX, &user_id);
         if validate_name(&name).is_err() {
             self.actions.push(Action::ServerError {
                 code: None,

@@ -62,6 +62,14 @@ pub fn push_decimal(out: &mut String, n: u64) {
     }
 }
 
+/// `a` followed by `b`: one non-generic helper instead of a `[a, b].concat()` per call site.
+pub(crate) fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + b.len());
+    out.push_str(a);
+    out.push_str(b);
+    out
+}
+
 /// Where to connect and how patient to be. Durations are milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
