@@ -243,10 +243,7 @@ impl<P: Clone> Client<P> {
     /// are returned so the shell can free their callbacks.
     pub fn leave_channel(&mut self, channel: &str) -> Vec<ListenerId> {
         match self.channels.iter().position(|c| c.name == channel) {
-            Some(index) => {
-                let entry = self.channels.remove(index);
-                self.forget(entry)
-            }
+            Some(index) => self.leave_at(index),
             None => Vec::new(),
         }
     }
@@ -263,11 +260,12 @@ impl<P: Clone> Client<P> {
     /// Echo's `leaveAllChannels()`.
     pub fn leave_all(&mut self) -> Vec<ListenerId> {
         let mut removed = Vec::new();
-        for entry in core::mem::take(&mut self.channels) {
+        let mut index = 0;
+        while let Some(entry) = self.channels.get(index) {
             if entry.kind.kind == ChannelKind::ServerToUser {
-                self.channels.push(entry);
+                index += 1;
             } else {
-                removed.append(&mut self.forget(entry));
+                removed.append(&mut self.leave_at(index));
             }
         }
         removed
@@ -395,8 +393,10 @@ impl<P: Clone> Client<P> {
 
     // ---- internals ----
 
-    /// Unsubscribes a channel taken out of the list and drops its listeners; returns their ids.
-    fn forget(&mut self, entry: Channel<P>) -> Vec<ListenerId> {
+    /// Removes the channel at `index`, unsubscribes it and drops its listeners; returns their
+    /// ids.
+    fn leave_at(&mut self, index: usize) -> Vec<ListenerId> {
+        let entry = self.channels.remove(index);
         let removed = self.listeners.remove_matching(key_for(&entry.name), None);
         if matches!(
             entry.subscription,
