@@ -479,17 +479,18 @@ impl<P: Clone> Client<P> {
         if recovered != Some(true) {
             entry.position = position.and_then(Position::parse);
         }
-        // A failed recovery is told before `subscribed`, so that its listeners already know.
-        let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
-        let skip = usize::from(recovered != Some(false));
         let is_presence = entry.kind.kind == ChannelKind::Presence;
         if let (true, Some(list)) = (is_presence, presence) {
             entry.set_members(list);
         }
-        for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
-            let ids = bound(&self.listeners, channel, wanted);
+        // A failed recovery is told before `subscribed`, so that its listeners already know.
+        if recovered == Some(false) {
+            let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
+            let ids = bound(&self.listeners, channel, &failed);
             queue_dispatch(&mut self.actions, ids, Payload::Subscribed);
         }
+        let ids = bound(&self.listeners, channel, &Binding::Subscribed);
+        queue_dispatch(&mut self.actions, ids, Payload::Subscribed);
         if is_presence {
             let ids = bound(&self.listeners, channel, &Binding::Here);
             // Checked first: no copy of the member list for nobody.
