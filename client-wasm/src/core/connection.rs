@@ -203,10 +203,10 @@ impl Connection {
                     socket_id: socket_id.clone(),
                     since: now,
                 };
-                self.activity_timeout = match activity_timeout {
-                    Some(secs) if *secs > 0 => {
-                        self.config.activity_timeout.min(secs.saturating_mul(1_000))
-                    }
+                self.activity_timeout = match *activity_timeout {
+                    // Saturating by comparison: `saturating_mul` costs a 128-bit multiply in wasm.
+                    Some(secs) if secs > u64::MAX / 1_000 => self.config.activity_timeout,
+                    Some(secs) if secs > 0 => self.config.activity_timeout.min(secs * 1_000),
                     _ => self.config.activity_timeout,
                 };
                 self.set_state(State::Connected, out);
