@@ -4,6 +4,7 @@
 use crate::prelude::*;
 
 use core::fmt;
+use core::mem::take;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
@@ -159,7 +160,7 @@ impl<P: Clone> Client<P> {
     }
 
     /// One frame from the socket, parsed by the shell.
-    pub fn handle_message(&mut self, now: u64, message: ServerMessage<P>) {
+    pub fn handle_message(&mut self, now: u64, mut message: ServerMessage<P>) {
         if let ServerMessage::Error { code, message } = &message {
             self.actions.push(Action::ServerError {
                 code: *code,
@@ -173,47 +174,52 @@ impl<P: Clone> Client<P> {
         if self.socket_id().is_none() {
             return;
         }
-        match message {
+        // Fields are taken out of the message rather than moved, so that the message is
+        // dropped in one place instead of field by field on every path.
+        match &mut message {
             ServerMessage::SubscriptionSucceeded {
                 channel,
                 presence,
                 position,
                 recovered,
-            } => self.subscribed(&channel, presence, position, recovered),
+            } => self.subscribed(channel, presence.take(), position.take(), *recovered),
             ServerMessage::SubscriptionError {
                 channel,
                 status,
                 error,
-            } => self.subscription_failed(&channel, status, error),
+            } => self.subscription_failed(channel, *status, take(error)),
             ServerMessage::MemberAdded {
                 channel,
                 user_id,
                 info,
             } => {
-                let Some(ch) = self.presence_channel(&channel) else {
+                let Some(ch) = self.presence_channel(channel) else {
                     return;
                 };
                 if ch.upsert(user_id.clone(), info.clone()) {
-                    let member = Payload::Member(Member { user_id, info });
-                    self.dispatch(&channel, &Binding::Joining, member);
+                    let member = Member {
+                        user_id: take(user_id),
+                        info: info.clone(),
+                    };
+                    self.dispatch(channel, &Binding::Joining, Payload::Member(member));
                 }
             }
             ServerMessage::MemberRemoved { channel, user_id } => {
-                let Some(ch) = self.presence_channel(&channel) else {
+                let Some(ch) = self.presence_channel(channel) else {
                     return;
                 };
-                if let Some(member) = ch.remove_member(&user_id) {
-                    self.dispatch(&channel, &Binding::Leaving, Payload::Member(member));
+                if let Some(member) = ch.remove_member(user_id) {
+                    self.dispatch(channel, &Binding::Leaving, Payload::Member(member));
                 }
             }
-            ServerMessage::SigninSuccess { user_id } => self.signed_in(user_id),
+            ServerMessage::SigninSuccess { user_id } => self.signed_in(take(user_id)),
             ServerMessage::Event {
                 channel,
                 event,
                 data,
                 user_id,
                 position,
-            } => self.event(&channel, event, data, user_id, position),
+            } => self.event(channel, take(event), data, user_id.take(), position.take()),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -540,7 +546,7 @@ impl<P: Clone> Client<P> {
         &mut self,
         channel: &str,
         event: String,
-        data: P,
+        data: &P,
         user_id: Option<String>,
         position: Option<String>,
     ) {
@@ -556,21 +562,26 @@ impl<P: Clone> Client<P> {
         }
         let binding = Binding::Event(event);
         let ids = bound(&self.listeners, channel, &binding);
-        let Binding::Event(event) = binding else {
-            return;
-        };
         let payload = Payload::Event {
             data: data.clone(),
             user_id,
         };
         queue_dispatch(&mut self.actions, ids, payload);
-        if !event.starts_with("pusher:") && !event.starts_with("pusher_internal:") {
-            let event = self.formatter.name_for_all(&event);
-            self.dispatch(
-                channel,
-                &Binding::AllEvents,
-                Payload::NamedEvent { event, data },
-            );
+        let Binding::Event(event) = binding else {
+            return;
+        };
+        // `listenToAll` hears every event but the protocol's own.
+        if event.starts_with("pusher:") || event.starts_with("pusher_internal:") {
+            return;
+        }
+        let ids = bound(&self.listeners, channel, &Binding::AllEvents);
+        // Checked first: no name built for nobody.
+        if !ids.is_empty() {
+            let payload = Payload::NamedEvent {
+                event: self.formatter.name_for_all(&event),
+                data: data.clone(),
+            };
+            queue_dispatch(&mut self.actions, ids, payload);
         }
     }
 }
