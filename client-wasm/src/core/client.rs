@@ -219,7 +219,7 @@ impl<P: Clone> Client<P> {
                 data,
                 user_id,
                 position,
-            } => self.event(channel, take(event), data, user_id.take(), position.take()),
+            } => self.event(channel, event, data, user_id, position),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -542,31 +542,34 @@ impl<P: Clone> Client<P> {
         self.user_id = Some(user_id);
     }
 
+    /// An event on `channel`: dropped if already seen, else dispatched. Takes what it keeps
+    /// out of the message's fields.
     fn event(
         &mut self,
         channel: &str,
-        event: String,
+        event: &mut String,
         data: &P,
-        user_id: Option<String>,
-        position: Option<String>,
+        user_id: &mut Option<String>,
+        position: &mut Option<String>,
     ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
         };
-        if let Some(new) = position.and_then(Position::parse) {
+        if let Some(new) = position.take().and_then(Position::parse) {
             match &mut entry.position {
                 // Already seen (e.g. replayed and live at once): drop it.
                 Some(last) if last.same_epoch(&new) && new.offset <= last.offset => return,
                 last => *last = Some(new),
             }
         }
-        let binding = Binding::Event(event);
+        let binding = Binding::Event(take(event));
         let ids = bound(&self.listeners, channel, &binding);
         let payload = Payload::Event {
             data: data.clone(),
-            user_id,
+            user_id: user_id.take(),
         };
         queue_dispatch(&mut self.actions, ids, payload);
+        // The name, back from the binding it was lent to.
         let Binding::Event(event) = binding else {
             return;
         };
