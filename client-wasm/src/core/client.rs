@@ -182,7 +182,7 @@ impl<P: Clone> Client<P> {
                 presence,
                 position,
                 recovered,
-            } => self.subscribed(channel, presence.take(), position.take(), *recovered),
+            } => self.subscribed(channel, presence, position, *recovered),
             ServerMessage::SubscriptionError {
                 channel,
                 status,
@@ -468,11 +468,12 @@ impl<P: Clone> Client<P> {
         }
     }
 
+    /// Takes what it keeps out of the message's fields.
     fn subscribed(
         &mut self,
         channel: &str,
-        presence: Option<Vec<(String, P)>>,
-        position: Option<String>,
+        presence: &mut Option<Vec<(String, P)>>,
+        position: &mut Option<String>,
         recovered: Option<bool>,
     ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
@@ -483,10 +484,10 @@ impl<P: Clone> Client<P> {
         // first subscribe, or a recovery that failed) the stream starts after the server's
         // position; none means the channel has no history (any more).
         if recovered != Some(true) {
-            entry.position = position.and_then(Position::parse);
+            entry.position = position.take().and_then(Position::parse);
         }
         let is_presence = entry.kind.kind == ChannelKind::Presence;
-        if let (true, Some(list)) = (is_presence, presence) {
+        if let (true, Some(list)) = (is_presence, presence.take()) {
             entry.set_members(list);
         }
         // A failed recovery is told before `subscribed`, so that its listeners already know.
