@@ -403,16 +403,15 @@ impl<P: Clone> Client<P> {
     /// ids.
     fn leave_at(&mut self, index: usize) -> Vec<ListenerId> {
         let entry = self.channels.remove(index);
-        let removed = self.listeners.remove_matching(key_for(&entry.name), None);
         if matches!(
             entry.subscription,
             Subscription::Pending | Subscription::Subscribed
         ) {
-            let channel = entry.name;
+            let channel = entry.name.clone();
             self.actions
                 .push(Action::Send(ClientFrame::Unsubscribe { channel }));
         }
-        removed
+        self.listeners.remove_matching(key_for(&entry.name), None)
     }
 
     /// Queues `payload` for the listeners bound with `wanted` on `channel`, if any.
