@@ -196,11 +196,7 @@ impl<P: Clone> Client<P> {
                 let Some(ch) = self.presence_channel(channel) else {
                     return;
                 };
-                if ch.upsert(user_id.clone(), info.clone()) {
-                    let member = Member {
-                        user_id: take(user_id),
-                        info: info.clone(),
-                    };
+                if let Some(member) = ch.upsert(take(user_id), info.clone()).cloned() {
                     self.dispatch(channel, &Binding::Joining, Payload::Member(member));
                 }
             }
