@@ -55,8 +55,15 @@ impl Backoff {
 
     /// The largest delay the current failure count allows.
     fn ceiling(&self) -> u64 {
-        let factor = 1u64 << self.failures.min(32);
-        self.base.saturating_mul(factor).min(self.cap)
+        // `base * 2^shift`, saturating. Shifting when the bits fit rather than calling
+        // `saturating_mul`, which costs a 128-bit multiply in wasm.
+        let shift = self.failures.min(32);
+        let grown = if self.base.leading_zeros() >= shift {
+            self.base << shift
+        } else {
+            u64::MAX
+        };
+        grown.min(self.cap)
     }
 
     /// Records one more failure and returns how long to wait before the next attempt.
@@ -121,6 +128,24 @@ mod tests {
         backoff.reset();
         assert_eq!(backoff.failures(), 0);
         assert_eq!(backoff.ceiling(), 1_000);
+    }
+
+    #[test]
+    fn the_ceiling_saturates_and_stops_doubling_after_32_failures() {
+        let ceiling = |base, failures| {
+            Backoff {
+                base,
+                cap: u64::MAX,
+                failures,
+            }
+            .ceiling()
+        };
+        assert_eq!(ceiling(1, 40), 1 << 32);
+        assert_eq!(ceiling(3, 62), 3 << 32);
+        assert_eq!(ceiling(1 << 31, 32), 1 << 63);
+        assert_eq!(ceiling(1 << 32, 32), u64::MAX);
+        assert_eq!(ceiling(u64::MAX / 2, 3), u64::MAX);
+        assert_eq!(ceiling(0, 32), 0);
     }
 
     #[test]

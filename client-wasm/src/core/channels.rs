@@ -109,16 +109,17 @@ impl<P> Channel<P> {
         }
     }
 
-    /// Adds or updates a member; true when the user is new (only then is it a "joining").
-    pub(crate) fn upsert(&mut self, user_id: String, info: P) -> bool {
+    /// Adds or updates a member; returns it when the user is new (only then is it a
+    /// "joining").
+    pub(crate) fn upsert(&mut self, user_id: String, info: P) -> Option<&Member<P>> {
         match self.members.iter_mut().find(|m| m.user_id == user_id) {
             Some(member) => {
                 member.info = info;
-                false
+                None
             }
             None => {
                 self.members.push(Member { user_id, info });
-                true
+                self.members.last()
             }
         }
     }
@@ -152,8 +153,12 @@ mod tests {
         ]);
         assert_eq!(ids(&channel), ["1", "2"]);
         assert_eq!(channel.members[0].info, "ann (tab 2)");
-        assert!(!channel.upsert("2".into(), "bob again"));
-        assert!(channel.upsert("3".into(), "cat"));
+        assert_eq!(channel.upsert("2".into(), "bob again"), None);
+        let cat = Member {
+            user_id: "3".into(),
+            info: "cat",
+        };
+        assert_eq!(channel.upsert("3".into(), "cat"), Some(&cat));
         assert_eq!(ids(&channel), ["1", "2", "3"]);
         assert_eq!(
             channel.remove_member("2").map(|m| m.info),

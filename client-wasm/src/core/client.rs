@@ -3,8 +3,8 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
 use core::fmt;
+use core::mem::take;
 
 use overtone_protocol::channel::{validate_name, ChannelKind, NameError, SERVER_TO_USER_PREFIX};
 
@@ -12,7 +12,7 @@ use super::channels::{Channel, Member, Position, Subscription};
 use super::connection::{Change, Connection, State};
 use super::listeners::{key_for, Binding, ListenerId, Listeners};
 use super::names::{whisper_event, EventFormatter};
-use super::{Action, ClientFrame, Config, Payload, ServerMessage};
+use super::{joined, Action, ClientFrame, Config, Payload, ServerMessage};
 
 /// The reserved event name under which a channel's listeners hear that a resubscribe could
 /// not recover the events missed meanwhile (the server's history no longer reached back, or
@@ -73,7 +73,8 @@ pub struct Client<P> {
     /// `signin()` was called: sign in again on every new socket.
     signin_wanted: bool,
     user_id: Option<String>,
-    actions: VecDeque<Action<P>>,
+    /// In order: `poll_action` takes from the front.
+    actions: Vec<Action<P>>,
 }
 
 impl<P: Clone> Client<P> {
@@ -86,7 +87,7 @@ impl<P: Clone> Client<P> {
             listeners: Listeners::default(),
             signin_wanted: false,
             user_id: None,
-            actions: VecDeque::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -110,7 +111,8 @@ impl<P: Clone> Client<P> {
 
     /// The next thing to do; call until `None` after every input.
     pub fn poll_action(&mut self) -> Option<Action<P>> {
-        self.actions.pop_front()
+        // A Vec used as a queue: VecDeque's code costs more wasm than shifting a few entries.
+        (!self.actions.is_empty()).then(|| self.actions.remove(0))
     }
 
     /// When to call [`Client::handle_timeout`] next (absolute ms), if at all.
@@ -158,9 +160,9 @@ impl<P: Clone> Client<P> {
     }
 
     /// One frame from the socket, parsed by the shell.
-    pub fn handle_message(&mut self, now: u64, message: ServerMessage<P>) {
+    pub fn handle_message(&mut self, now: u64, mut message: ServerMessage<P>) {
         if let ServerMessage::Error { code, message } = &message {
-            self.actions.push_back(Action::ServerError {
+            self.actions.push(Action::ServerError {
                 code: *code,
                 message: message.clone(),
             });
@@ -172,59 +174,48 @@ impl<P: Clone> Client<P> {
         if self.socket_id().is_none() {
             return;
         }
-        match message {
+        // Fields are taken out of the message rather than moved, so that the message is
+        // dropped in one place instead of field by field on every path.
+        match &mut message {
             ServerMessage::SubscriptionSucceeded {
                 channel,
                 presence,
                 position,
                 recovered,
-            } => self.subscribed(&channel, presence, position, recovered),
+            } => self.subscribed(channel, presence, position, *recovered),
             ServerMessage::SubscriptionError {
                 channel,
                 status,
                 error,
-            } => self.subscription_failed(&channel, status, error),
+            } => self.subscription_failed(channel, *status, take(error)),
             ServerMessage::MemberAdded {
                 channel,
                 user_id,
                 info,
             } => {
-                let Some(ch) = self.presence_channel(&channel) else {
+                let Some(ch) = self.presence_channel(channel) else {
                     return;
                 };
-                if ch.upsert(user_id.clone(), info.clone()) {
-                    let member = Member { user_id, info };
-                    dispatch(
-                        &self.listeners,
-                        &mut self.actions,
-                        &channel,
-                        |b| *b == Binding::Joining,
-                        || Payload::Member(member),
-                    );
+                if let Some(member) = ch.upsert(take(user_id), info.clone()).cloned() {
+                    self.dispatch(channel, &Binding::Joining, Payload::Member(member));
                 }
             }
             ServerMessage::MemberRemoved { channel, user_id } => {
-                let Some(ch) = self.presence_channel(&channel) else {
+                let Some(ch) = self.presence_channel(channel) else {
                     return;
                 };
-                if let Some(member) = ch.remove_member(&user_id) {
-                    dispatch(
-                        &self.listeners,
-                        &mut self.actions,
-                        &channel,
-                        |b| *b == Binding::Leaving,
-                        || Payload::Member(member),
-                    );
+                if let Some(member) = ch.remove_member(user_id) {
+                    self.dispatch(channel, &Binding::Leaving, Payload::Member(member));
                 }
             }
-            ServerMessage::SigninSuccess { user_id } => self.signed_in(user_id),
+            ServerMessage::SigninSuccess { user_id } => self.signed_in(take(user_id)),
             ServerMessage::Event {
                 channel,
                 event,
                 data,
                 user_id,
                 position,
-            } => self.event(&channel, &event, data, user_id, position),
+            } => self.event(channel, event, data, user_id, position),
             ServerMessage::ConnectionEstablished { .. }
             | ServerMessage::Ping
             | ServerMessage::Pong
@@ -253,42 +244,33 @@ impl<P: Clone> Client<P> {
     /// Echo's `leaveChannel(name)`: unsubscribes and drops the channel's listeners, whose ids
     /// are returned so the shell can free their callbacks.
     pub fn leave_channel(&mut self, channel: &str) -> Vec<ListenerId> {
-        let Some(index) = self.channels.iter().position(|c| c.name == channel) else {
-            return Vec::new();
-        };
-        let entry = self.channels.remove(index);
-        if matches!(
-            entry.subscription,
-            Subscription::Pending | Subscription::Subscribed
-        ) {
-            self.actions
-                .push_back(Action::Send(ClientFrame::Unsubscribe {
-                    channel: entry.name,
-                }));
+        match self.channels.iter().position(|c| c.name == channel) {
+            Some(index) => self.leave_at(index),
+            None => Vec::new(),
         }
-        self.listeners.remove_matching(key_for(channel), |_| true)
     }
 
     /// Echo's `leave(name)`: the public, private, encrypted and presence channel of that name.
     pub fn leave(&mut self, name: &str) -> Vec<ListenerId> {
-        ["", "private-", "private-encrypted-", "presence-"]
-            .iter()
-            .flat_map(|prefix| self.leave_channel(&[prefix, name].concat()))
-            .collect()
+        let mut removed = Vec::new();
+        for prefix in ["", "private-", "private-encrypted-", "presence-"] {
+            removed.append(&mut self.leave_channel(&joined(prefix, name)));
+        }
+        removed
     }
 
     /// Echo's `leaveAllChannels()`.
     pub fn leave_all(&mut self) -> Vec<ListenerId> {
-        let names: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|c| c.kind.kind != ChannelKind::ServerToUser)
-            .map(|c| c.name.clone())
-            .collect();
-        names
-            .iter()
-            .flat_map(|name| self.leave_channel(name))
-            .collect()
+        let mut removed = Vec::new();
+        let mut index = 0;
+        while let Some(entry) = self.channels.get(index) {
+            if entry.kind.kind == ChannelKind::ServerToUser {
+                index += 1;
+            } else {
+                removed.append(&mut self.leave_at(index));
+            }
+        }
+        removed
     }
 
     /// The reply to an [`Action::Authorize`]. Ignored if the socket changed meanwhile: a
@@ -305,7 +287,7 @@ impl<P: Clone> Client<P> {
             channel_data: auth.channel_data,
             position: entry.position.as_ref().map(|p| p.wire.clone()),
         };
-        self.actions.push_back(Action::Send(frame));
+        self.actions.push(Action::Send(frame));
     }
 
     /// The auth endpoint refused (`status`: its HTTP status) or could not be reached (`None`):
@@ -331,12 +313,11 @@ impl<P: Clone> Client<P> {
         if entry.subscription != Subscription::Subscribed {
             return Err(Error::NotSubscribed);
         }
-        self.actions
-            .push_back(Action::Send(ClientFrame::ClientEvent {
-                channel: channel.to_owned(),
-                event: whisper_event(event),
-                data,
-            }));
+        self.actions.push(Action::Send(ClientFrame::ClientEvent {
+            channel: channel.to_owned(),
+            event: whisper_event(event),
+            data,
+        }));
         Ok(())
     }
 
@@ -389,7 +370,7 @@ impl<P: Clone> Client<P> {
     /// `stopListeningToAll()` without a callback); returns their ids.
     pub fn unbind_all(&mut self, channel: &str, binding: &Binding) -> Vec<ListenerId> {
         self.listeners
-            .remove_matching(key_for(channel), |b| b == binding)
+            .remove_matching(key_for(channel), Some(binding))
     }
 
     // ---- user sign-in ----
@@ -398,7 +379,7 @@ impl<P: Clone> Client<P> {
     pub fn signin(&mut self) {
         self.signin_wanted = true;
         if let Some(socket_id) = self.connection.socket_id() {
-            self.actions.push_back(Action::AuthorizeUser {
+            self.actions.push(Action::AuthorizeUser {
                 socket_id: socket_id.to_owned(),
             });
         }
@@ -408,11 +389,35 @@ impl<P: Clone> Client<P> {
     pub fn user_authorized(&mut self, socket_id: &str, auth: String, user_data: String) {
         if self.connection.socket_id() == Some(socket_id) {
             self.actions
-                .push_back(Action::Send(ClientFrame::Signin { auth, user_data }));
+                .push(Action::Send(ClientFrame::Signin { auth, user_data }));
         }
     }
 
     // ---- internals ----
+
+    /// Removes the channel at `index`, unsubscribes it and drops its listeners; returns their
+    /// ids.
+    fn leave_at(&mut self, index: usize) -> Vec<ListenerId> {
+        let entry = self.channels.remove(index);
+        if matches!(
+            entry.subscription,
+            Subscription::Pending | Subscription::Subscribed
+        ) {
+            let channel = entry.name.clone();
+            self.actions
+                .push(Action::Send(ClientFrame::Unsubscribe { channel }));
+        }
+        self.listeners.remove_matching(key_for(&entry.name), None)
+    }
+
+    /// Queues `payload` for the listeners bound with `wanted` on `channel`, if any.
+    fn dispatch(&mut self, channel: &str, wanted: &Binding, payload: Payload<P>) {
+        queue_dispatch(
+            &mut self.actions,
+            bound(&self.listeners, channel, wanted),
+            payload,
+        );
+    }
 
     fn find(&self, channel: &str) -> Option<&Channel<P>> {
         self.channels.iter().find(|c| c.name == channel)
@@ -445,7 +450,7 @@ impl<P: Clone> Client<P> {
                     start_subscription(entry, socket_id, &mut self.actions);
                 }
                 if self.signin_wanted {
-                    self.actions.push_back(Action::AuthorizeUser {
+                    self.actions.push(Action::AuthorizeUser {
                         socket_id: socket_id.to_owned(),
                     });
                 }
@@ -458,11 +463,12 @@ impl<P: Clone> Client<P> {
         }
     }
 
+    /// Takes what it keeps out of the message's fields.
     fn subscribed(
         &mut self,
         channel: &str,
-        presence: Option<Vec<(String, P)>>,
-        position: Option<String>,
+        presence: &mut Option<Vec<(String, P)>>,
+        position: &mut Option<String>,
         recovered: Option<bool>,
     ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
@@ -473,33 +479,27 @@ impl<P: Clone> Client<P> {
         // first subscribe, or a recovery that failed) the stream starts after the server's
         // position; none means the channel has no history (any more).
         if recovered != Some(true) {
-            entry.position = position.and_then(Position::parse);
+            entry.position = position.take().and_then(Position::parse);
         }
-        // A failed recovery is told before `subscribed`, so that its listeners already know.
-        let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
-        let skip = usize::from(recovered != Some(false));
         let is_presence = entry.kind.kind == ChannelKind::Presence;
-        if let (true, Some(list)) = (is_presence, presence) {
+        if let (true, Some(list)) = (is_presence, presence.take()) {
             entry.set_members(list);
         }
-        let members = &entry.members;
-        for wanted in [&failed, &Binding::Subscribed].into_iter().skip(skip) {
-            let ids = bound(&self.listeners, channel, wanted);
-            if !ids.is_empty() {
-                self.actions.push_back(Action::Dispatch {
-                    listeners: ids,
-                    payload: Payload::Subscribed,
-                });
-            }
+        // A failed recovery is told before `subscribed`, so that its listeners already know.
+        if recovered == Some(false) {
+            let failed = Binding::Event(RECOVERY_FAILED_EVENT.into());
+            let ids = bound(&self.listeners, channel, &failed);
+            queue_dispatch(&mut self.actions, ids, Payload::Subscribed);
         }
+        let ids = bound(&self.listeners, channel, &Binding::Subscribed);
+        queue_dispatch(&mut self.actions, ids, Payload::Subscribed);
         if is_presence {
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
-                channel,
-                |b| *b == Binding::Here,
-                || Payload::Members(members.clone()),
-            );
+            let ids = bound(&self.listeners, channel, &Binding::Here);
+            // Checked first: no copy of the member list for nobody.
+            if !ids.is_empty() {
+                let members = Payload::Members(entry.members.clone());
+                queue_dispatch(&mut self.actions, ids, members);
+            }
         }
     }
 
@@ -508,19 +508,14 @@ impl<P: Clone> Client<P> {
             return;
         };
         entry.subscription = Subscription::Failed;
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| *b == Binding::Error,
-            || Payload::SubscriptionError { status, error },
-        );
+        let payload = Payload::SubscriptionError { status, error };
+        self.dispatch(channel, &Binding::Error, payload);
     }
 
     fn signed_in(&mut self, user_id: String) {
-        let name = [SERVER_TO_USER_PREFIX, &user_id].concat();
+        let name = joined(SERVER_TO_USER_PREFIX, &user_id);
         if validate_name(&name).is_err() {
-            self.actions.push_back(Action::ServerError {
+            self.actions.push(Action::ServerError {
                 code: None,
                 message: "pusher:signin_success with an invalid user id".into(),
             });
@@ -537,59 +532,62 @@ impl<P: Clone> Client<P> {
                 start_subscription(entry, socket_id, &mut self.actions);
             }
         }
-        self.actions.push_back(Action::SignedIn {
+        self.actions.push(Action::SignedIn {
             user_id: user_id.clone(),
         });
         self.user_id = Some(user_id);
     }
 
+    /// An event on `channel`: dropped if already seen, else dispatched. Takes what it keeps
+    /// out of the message's fields.
     fn event(
         &mut self,
         channel: &str,
-        event: &str,
-        data: P,
-        user_id: Option<String>,
-        position: Option<String>,
+        event: &mut String,
+        data: &P,
+        user_id: &mut Option<String>,
+        position: &mut Option<String>,
     ) {
         let Some(entry) = find_mut(&mut self.channels, channel) else {
             return;
         };
-        if let Some(new) = position.and_then(Position::parse) {
+        if let Some(new) = position.take().and_then(Position::parse) {
             match &mut entry.position {
                 // Already seen (e.g. replayed and live at once): drop it.
                 Some(last) if last.same_epoch(&new) && new.offset <= last.offset => return,
                 last => *last = Some(new),
             }
         }
-        dispatch(
-            &self.listeners,
-            &mut self.actions,
-            channel,
-            |b| matches!(b, Binding::Event(e) if e == event),
-            || Payload::Event {
+        let binding = Binding::Event(take(event));
+        let ids = bound(&self.listeners, channel, &binding);
+        let payload = Payload::Event {
+            data: data.clone(),
+            user_id: user_id.take(),
+        };
+        queue_dispatch(&mut self.actions, ids, payload);
+        // The name, back from the binding it was lent to.
+        let Binding::Event(event) = binding else {
+            return;
+        };
+        // `listenToAll` hears every event but the protocol's own.
+        if event.starts_with("pusher:") || event.starts_with("pusher_internal:") {
+            return;
+        }
+        let ids = bound(&self.listeners, channel, &Binding::AllEvents);
+        // Checked first: no name built for nobody.
+        if !ids.is_empty() {
+            let payload = Payload::NamedEvent {
+                event: self.formatter.name_for_all(&event),
                 data: data.clone(),
-                user_id,
-            },
-        );
-        if !event.starts_with("pusher:") && !event.starts_with("pusher_internal:") {
-            let formatter = &self.formatter;
-            dispatch(
-                &self.listeners,
-                &mut self.actions,
-                channel,
-                |b| *b == Binding::AllEvents,
-                || Payload::NamedEvent {
-                    event: formatter.name_for_all(event),
-                    data,
-                },
-            );
+            };
+            queue_dispatch(&mut self.actions, ids, payload);
         }
     }
 }
 
 /// The ids bound with exactly `binding` on `channel`.
 fn bound(listeners: &Listeners, channel: &str, binding: &Binding) -> Vec<ListenerId> {
-    listeners.matching(key_for(channel), |b| b == binding)
+    listeners.matching(key_for(channel), Some(binding))
 }
 
 fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut Channel<P>> {
@@ -597,16 +595,16 @@ fn find_mut<'a, P>(channels: &'a mut [Channel<P>], name: &str) -> Option<&'a mut
 }
 
 /// Subscribes `entry` on the socket `socket_id`: directly, or via a fresh auth request.
-fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecDeque<Action<P>>) {
+fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut Vec<Action<P>>) {
     if entry.kind.needs_auth() {
         entry.subscription = Subscription::Authorizing;
-        out.push_back(Action::Authorize {
+        out.push(Action::Authorize {
             channel: entry.name.clone(),
             socket_id: socket_id.to_owned(),
         });
     } else {
         entry.subscription = Subscription::Pending;
-        out.push_back(Action::Send(ClientFrame::Subscribe {
+        out.push(Action::Send(ClientFrame::Subscribe {
             channel: entry.name.clone(),
             auth: None,
             channel_data: None,
@@ -615,19 +613,9 @@ fn start_subscription<P>(entry: &mut Channel<P>, socket_id: &str, out: &mut VecD
     }
 }
 
-/// Queues one dispatch to the listeners on `channel` whose binding is `wanted`, if any.
-fn dispatch<P>(
-    listeners: &Listeners,
-    out: &mut VecDeque<Action<P>>,
-    channel: &str,
-    wanted: impl Fn(&Binding) -> bool,
-    payload: impl FnOnce() -> Payload<P>,
-) {
-    let ids = listeners.matching(key_for(channel), wanted);
-    if !ids.is_empty() {
-        out.push_back(Action::Dispatch {
-            listeners: ids,
-            payload: payload(),
-        });
+/// Queues a dispatch of `payload` to `listeners`, unless there are none.
+fn queue_dispatch<P>(out: &mut Vec<Action<P>>, listeners: Vec<ListenerId>, payload: Payload<P>) {
+    if !listeners.is_empty() {
+        out.push(Action::Dispatch { listeners, payload });
     }
 }

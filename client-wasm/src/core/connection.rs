@@ -4,8 +4,6 @@
 
 use crate::prelude::*;
 
-use alloc::collections::VecDeque;
-
 use overtone_protocol::codes::CloseAction;
 
 use super::backoff::{Backoff, Rng};
@@ -142,7 +140,7 @@ impl Connection {
         url
     }
 
-    pub(crate) fn connect<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
+    pub(crate) fn connect<P>(&mut self, now: u64, out: &mut Vec<Action<P>>) {
         if !matches!(
             self.state,
             State::Initialized | State::Disconnected | State::Failed
@@ -158,7 +156,7 @@ impl Connection {
         }
     }
 
-    pub(crate) fn disconnect<P>(&mut self, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    pub(crate) fn disconnect<P>(&mut self, out: &mut Vec<Action<P>>) -> Option<Change> {
         let change = self.drop_link(out);
         self.timer = None;
         self.set_state(State::Disconnected, out);
@@ -170,17 +168,17 @@ impl Connection {
         &mut self,
         now: u64,
         code: u16,
-        out: &mut VecDeque<Action<P>>,
+        out: &mut Vec<Action<P>>,
     ) -> Option<Change> {
         self.lost(now, CloseAction::for_code(code), out)
     }
 
     /// The socket reported an error: close it and treat it as an abnormal close (1006).
-    pub(crate) fn errored<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    pub(crate) fn errored<P>(&mut self, now: u64, out: &mut Vec<Action<P>>) -> Option<Change> {
         if matches!(self.link, Link::Down) {
             return None;
         }
-        out.push_back(Action::CloseSocket);
+        out.push(Action::CloseSocket);
         self.closed(now, 1006, out)
     }
 
@@ -189,7 +187,7 @@ impl Connection {
         &mut self,
         now: u64,
         message: &super::ServerMessage<P>,
-        out: &mut VecDeque<Action<P>>,
+        out: &mut Vec<Action<P>>,
     ) -> Option<Change> {
         use super::ServerMessage;
         let change = match (&self.link, message) {
@@ -205,10 +203,10 @@ impl Connection {
                     socket_id: socket_id.clone(),
                     since: now,
                 };
-                self.activity_timeout = match activity_timeout {
-                    Some(secs) if *secs > 0 => {
-                        self.config.activity_timeout.min(secs.saturating_mul(1_000))
-                    }
+                self.activity_timeout = match *activity_timeout {
+                    // Saturating by comparison: `saturating_mul` costs a 128-bit multiply in wasm.
+                    Some(secs) if secs > u64::MAX / 1_000 => self.config.activity_timeout,
+                    Some(secs) if secs > 0 => self.config.activity_timeout.min(secs * 1_000),
                     _ => self.config.activity_timeout,
                 };
                 self.set_state(State::Connected, out);
@@ -216,7 +214,7 @@ impl Connection {
             }
             (Link::Opening, _) => return None,
             (Link::Up { .. }, ServerMessage::Ping) => {
-                out.push_back(Action::Send(ClientFrame::Pong));
+                out.push(Action::Send(ClientFrame::Pong));
                 None
             }
             (Link::Up { .. }, _) => None,
@@ -228,7 +226,7 @@ impl Connection {
     pub(crate) fn handle_timeout<P>(
         &mut self,
         now: u64,
-        out: &mut VecDeque<Action<P>>,
+        out: &mut Vec<Action<P>>,
     ) -> Option<Change> {
         let (at, timer) = self.timer?;
         if now < at {
@@ -241,7 +239,7 @@ impl Connection {
                 None
             }
             Timer::ConnectTimeout => {
-                out.push_back(Action::CloseSocket);
+                out.push(Action::CloseSocket);
                 self.lost(now, CloseAction::Backoff, out)
             }
             Timer::Activity => {
@@ -249,7 +247,7 @@ impl Connection {
                 None
             }
             Timer::Pong => {
-                out.push_back(Action::CloseSocket);
+                out.push(Action::CloseSocket);
                 self.lost(now, CloseAction::Retry, out)
             }
         }
@@ -257,7 +255,7 @@ impl Connection {
 
     /// `online`/`offline` events. Offline: check an open link at once (the OS may know
     /// before TCP does) and stop retrying; online: retry at once.
-    pub(crate) fn set_online<P>(&mut self, now: u64, online: bool, out: &mut VecDeque<Action<P>>) {
+    pub(crate) fn set_online<P>(&mut self, now: u64, online: bool, out: &mut Vec<Action<P>>) {
         self.online = online;
         match (&self.link, online) {
             (Link::Up { .. }, false) => {
@@ -274,7 +272,7 @@ impl Connection {
 
     /// The page became visible again, or was restored from the bfcache: timers may have been
     /// frozen and the socket silently dead, so check liveness now, or retry now.
-    pub(crate) fn page_shown<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
+    pub(crate) fn page_shown<P>(&mut self, now: u64, out: &mut Vec<Action<P>>) {
         match self.link {
             Link::Up { .. } => self.ping(now.saturating_add(self.config.liveness_timeout), out),
             Link::Down if self.retrying() && self.online => self.retry_now(now, out),
@@ -290,15 +288,15 @@ impl Connection {
         )
     }
 
-    fn retry_now<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
+    fn retry_now<P>(&mut self, now: u64, out: &mut Vec<Action<P>>) {
         self.backoff.reset();
         self.set_state(State::Reconnecting, out);
         self.open(now, out);
     }
 
     /// Sends a ping that must be answered (by any frame) before `deadline`.
-    fn ping<P>(&mut self, deadline: u64, out: &mut VecDeque<Action<P>>) {
-        out.push_back(Action::Send(ClientFrame::Ping));
+    fn ping<P>(&mut self, deadline: u64, out: &mut Vec<Action<P>>) {
+        out.push(Action::Send(ClientFrame::Ping));
         let deadline = match self.timer {
             Some((at, Timer::Pong)) => at.min(deadline),
             _ => deadline,
@@ -306,8 +304,8 @@ impl Connection {
         self.timer = Some((deadline, Timer::Pong));
     }
 
-    fn open<P>(&mut self, now: u64, out: &mut VecDeque<Action<P>>) {
-        out.push_back(Action::OpenSocket { url: self.url() });
+    fn open<P>(&mut self, now: u64, out: &mut Vec<Action<P>>) {
+        out.push(Action::OpenSocket { url: self.url() });
         self.link = Link::Opening;
         self.timer = Some((
             now.saturating_add(self.config.connect_timeout),
@@ -316,15 +314,15 @@ impl Connection {
     }
 
     /// Closes the socket if there is one; `Down` if it was established.
-    fn drop_link<P>(&mut self, out: &mut VecDeque<Action<P>>) -> Option<Change> {
+    fn drop_link<P>(&mut self, out: &mut Vec<Action<P>>) -> Option<Change> {
         match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => None,
             Link::Opening => {
-                out.push_back(Action::CloseSocket);
+                out.push(Action::CloseSocket);
                 None
             }
             Link::Up { .. } => {
-                out.push_back(Action::CloseSocket);
+                out.push(Action::CloseSocket);
                 Some(Change::Down)
             }
         }
@@ -335,7 +333,7 @@ impl Connection {
         &mut self,
         now: u64,
         action: CloseAction,
-        out: &mut VecDeque<Action<P>>,
+        out: &mut Vec<Action<P>>,
     ) -> Option<Change> {
         let change = match core::mem::replace(&mut self.link, Link::Down) {
             Link::Down => return None,
@@ -361,7 +359,7 @@ impl Connection {
         change
     }
 
-    fn schedule_retry<P>(&mut self, now: u64, action: CloseAction, out: &mut VecDeque<Action<P>>) {
+    fn schedule_retry<P>(&mut self, now: u64, action: CloseAction, out: &mut Vec<Action<P>>) {
         let first = self.backoff.failures() == 0;
         let jittered = self.backoff.next_delay(&mut self.rng);
         let delay = match action {
@@ -384,9 +382,9 @@ impl Connection {
         }
     }
 
-    fn set_state<P>(&mut self, current: State, out: &mut VecDeque<Action<P>>) {
+    fn set_state<P>(&mut self, current: State, out: &mut Vec<Action<P>>) {
         if current != self.state {
-            out.push_back(Action::StateChanged {
+            out.push(Action::StateChanged {
                 previous: self.state,
                 current,
             });

@@ -66,27 +66,34 @@ impl Listeners {
 
     pub(crate) fn remove(&mut self, id: ListenerId) -> bool {
         let before = self.list.len();
-        self.list.retain(|l| l.id != id);
+        self.remove_ids(&[id]);
         self.list.len() != before
     }
 
-    /// Ids of the listeners on `key` whose binding satisfies `wanted`, in bind order.
-    pub(crate) fn matching(&self, key: &str, wanted: impl Fn(&Binding) -> bool) -> Vec<ListenerId> {
-        self.list
-            .iter()
-            .filter(|l| l.key == key && wanted(&l.binding))
-            .map(|l| l.id)
-            .collect()
+    /// Ids of the listeners on `key` bound with exactly `wanted` (with anything: `None`), in
+    /// bind order. Not generic over a predicate: each instance would cost its own wasm.
+    pub(crate) fn matching(&self, key: &str, wanted: Option<&Binding>) -> Vec<ListenerId> {
+        let mut ids = Vec::new();
+        for listener in &self.list {
+            if listener.key == key && wanted.is_none_or(|b| *b == listener.binding) {
+                ids.push(listener.id);
+            }
+        }
+        ids
     }
 
     /// Removes the listeners `matching` returns, and returns their ids.
     pub(crate) fn remove_matching(
         &mut self,
         key: &str,
-        wanted: impl Fn(&Binding) -> bool,
+        wanted: Option<&Binding>,
     ) -> Vec<ListenerId> {
-        let removed = self.matching(key, &wanted);
-        self.list.retain(|l| !(l.key == key && wanted(&l.binding)));
+        let removed = self.matching(key, wanted);
+        self.remove_ids(&removed);
         removed
+    }
+
+    fn remove_ids(&mut self, ids: &[ListenerId]) {
+        self.list.retain(|l| !ids.contains(&l.id));
     }
 }

@@ -46,20 +46,19 @@ pub use overtone_protocol::channel::NameError;
 /// Appends `n` in decimal. Used instead of `to_string()`/`format!`, whose `core::fmt`
 /// machinery would cost the browser client kilobytes of wasm.
 pub fn push_decimal(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = n;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    // The leading digits first, by recursion: 20 digits at most, and no buffer to index.
+    if n >= 10 {
+        push_decimal(out, n / 10);
     }
-    for &digit in &digits[start..] {
-        out.push(digit as char);
-    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
+/// `a` followed by `b`: one non-generic helper instead of a `[a, b].concat()` per call site.
+pub(crate) fn joined(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + b.len());
+    out.push_str(a);
+    out.push_str(b);
+    out
 }
 
 /// Where to connect and how patient to be. Durations are milliseconds.

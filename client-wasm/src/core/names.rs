@@ -3,18 +3,20 @@
 
 use crate::prelude::*;
 
+use super::joined;
+
 /// What `notification(cb)` listens for (leading `.`: taken as written).
 pub const NOTIFICATION_EVENT: &str =
     ".Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
 
 /// The wire name of a whisper: `whisper('typing')` sends `client-typing`.
 pub fn whisper_event(event: &str) -> String {
-    ["client-", event].concat()
+    joined("client-", event)
 }
 
 /// What `listenForWhisper('typing')` listens for: `.client-typing`.
 pub fn whisper_listen_name(event: &str) -> String {
-    [".client-", event].concat()
+    joined(".client-", event)
 }
 
 /// Turns the names an app passes to `listen` into wire event names, given Echo's `namespace`
@@ -41,14 +43,18 @@ impl EventFormatter {
     /// A leading `.` or `\` means "as written" and is stripped; otherwise the namespace is
     /// prefixed and every `.` becomes `\` (`OrderShipped` -> `App\Events\OrderShipped`).
     pub fn format(&self, event: &str) -> String {
-        if let Some(rest) = event.strip_prefix(['.', '\\']) {
-            return rest.to_owned();
+        let mut wire = String::new();
+        match event.as_bytes().first() {
+            Some(b'.' | b'\\') => wire.push_str(event.get(1..).unwrap_or_default()),
+            _ => {
+                if let Some(ns) = &self.namespace {
+                    push_dots_as_backslashes(&mut wire, ns);
+                    wire.push('\\');
+                }
+                push_dots_as_backslashes(&mut wire, event);
+            }
         }
-        let full = match &self.namespace {
-            Some(ns) => [ns, ".", event].concat(),
-            None => event.to_owned(),
-        };
-        full.replace('.', "\\")
+        wire
     }
 
     /// The name `listenToAll` callbacks receive for a wire event: relative to the namespace
@@ -56,12 +62,21 @@ impl EventFormatter {
     /// so that passing it back to `listen` binds the same event.
     pub fn name_for_all(&self, wire: &str) -> String {
         if let Some(ns) = &self.namespace {
-            let prefix = [&ns.replace('.', "\\"), "\\"].concat();
+            let mut prefix = String::new();
+            push_dots_as_backslashes(&mut prefix, ns);
+            prefix.push('\\');
             if let Some(rest) = wire.strip_prefix(prefix.as_str()) {
                 return rest.to_owned();
             }
         }
-        [".", wire].concat()
+        joined(".", wire)
+    }
+}
+
+/// Appends `name` with every `.` turned into `\` (a PHP class path).
+fn push_dots_as_backslashes(out: &mut String, name: &str) {
+    for c in name.chars() {
+        out.push(if c == '.' { '\\' } else { c });
     }
 }
 
