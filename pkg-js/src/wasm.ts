@@ -1,6 +1,7 @@
 // Loads one of the package's wasm modules (the client, or the features module) and speaks its
 // boundary, client-wasm/src/abi.rs: strings go in as UTF-8 written into the module's input
-// buffer, `out` records come back with two strings read out of its memory.
+// buffer, `out` records come back with two strings read out of its memory. Every event crosses
+// it, so the common case (short ASCII strings, many of them empty) is kept cheap.
 
 /** `call(client, op, a, b, c, d, n)` of a loaded module. */
 export type Call = (client: number, op: number, a: string, b: string, c: string, d: string, n: number) => number;
@@ -13,7 +14,20 @@ const decoder = new TextDecoder();
 /** Fetches and instantiates the module at `url`; its `out` records go to `out`. */
 export async function instantiate(url: URL, out: OutFn): Promise<Call> {
   let memory: WebAssembly.Memory;
-  const text = (at: number, length: number) => decoder.decode(new Uint8Array(memory.buffer, at, length));
+  let view = new Uint8Array(0);
+  // A new view only when the memory grew (which replaces its buffer).
+  const bytes = () => (view.buffer === memory.buffer ? view : (view = new Uint8Array(memory.buffer)));
+  const text = (at: number, length: number) => (length ? decoder.decode(bytes().subarray(at, at + length)) : '');
+  /** Writes `s` at `at`; returns its length in bytes. */
+  const put = (s: string, at: number): number => {
+    const mem = bytes();
+    for (let i = 0; i < s.length; i++) {
+      const unit = s.charCodeAt(i);
+      if (unit > 127) return i + encoder.encodeInto(s.slice(i), mem.subarray(at + i)).written!;
+      mem[at + i] = unit;
+    }
+    return s.length;
+  };
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
   const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), {
@@ -25,17 +39,13 @@ export async function instantiate(url: URL, out: OutFn): Promise<Call> {
   });
   const exports = instance.exports as any;
   memory = exports.memory;
-  return (client, op, ...args) => {
-    const n = args.pop() as number;
-    const strings = args as string[];
+  return (client, op, a, b, c, d, n) => {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    let at: number = exports.b(strings.reduce((sum, s) => sum + s.length * 3, 0));
-    const bytes = new Uint8Array(memory.buffer);
-    const lengths = strings.map((s) => {
-      const { written } = encoder.encodeInto(s, bytes.subarray(at));
-      at += written!;
-      return written;
-    });
-    return exports.c(client, op, ...lengths, n);
+    let at: number = exports.b((a.length + b.length + c.length + d.length) * 3);
+    const aLength = put(a, at);
+    const bLength = put(b, (at += aLength));
+    const cLength = put(c, (at += bLength));
+    const dLength = put(d, at + cLength);
+    return exports.c(client, op, aLength, bLength, cLength, dLength, n);
   };
 }
