@@ -210,3 +210,31 @@ test('auth headers given as a function are read on every request (token refresh)
   assert.deepEqual(outcomes, [401, 'subscribed']);
   await context.close();
 });
+
+test('text that is not ASCII crosses the wasm intact: user ids, event names, whispers', async () => {
+  const context = await browser.newContext();
+  const zoe = await openEchoPage(context, server, { user: { id: 'zoë-😀', info: { name: 'Zoë' } } });
+  const two = await openEchoPage(context, server, { user: { id: '2', info: { name: 'two' } } });
+  for (const page of [zoe, two]) {
+    await page.evaluate(() => {
+      window.all = [];
+      window.whispers = [];
+      window.room = window.echo
+        .join('unicode')
+        .listenToAll((event, data) => window.all.push([event, data]))
+        .listenForWhisper('grüße', (data, meta) => window.whispers.push([data, meta]))
+        .here(() => (window.ready = true));
+    });
+  }
+  await until(zoe, () => window.ready && window.room.members().length === 2);
+  await until(two, () => window.ready && window.room.members().length === 2);
+  await zoe.evaluate(() => window.room.whisper('grüße', { text: 'héllo ✓ 😀 你好' }));
+  await until(two, () => window.whispers.length === 1);
+  assert.deepEqual(await two.evaluate(() => window.whispers[0]), [{ text: 'héllo ✓ 😀 你好' }, { user_id: 'zoë-😀' }]);
+  await sdk.trigger('presence-unicode', 'événement', { n: 'ü' });
+  await until(two, () => window.all.some(([event]) => event === '.événement'));
+  assert.deepEqual(await two.evaluate(() => window.all.find(([event]) => event === '.événement')[1]), { n: 'ü' });
+  assert.deepEqual((await two.evaluate(() => window.room.members().map((m) => m.name))).sort(), ['Zoë', 'two']);
+  assert.deepEqual([...zoe.problems, ...two.problems], []);
+  await context.close();
+});
