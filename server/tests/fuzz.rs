@@ -141,7 +141,23 @@ fn signed_frame(rng: &mut fastrand::Rng, socket_id: &str) -> Value {
         1 => {
             let user_data = match rng.bool() {
                 true => random_value(rng, 2).to_string(),
-                false => json!({"id": random_string(rng, 8), "watchlist": random_value(rng, 1), "user_info": random_value(rng, 1)}).to_string(),
+                false => {
+                    // Mostly a sign-in the server accepts (a watchlist is an array of ids or
+                    // absent), so that on a loaded machine, where frames sent on a connection the
+                    // server is closing are lost, some still get past every check.
+                    let mut user =
+                        json!({"id": random_string(rng, 8), "user_info": random_value(rng, 1)});
+                    match rng.u8(0..3) {
+                        0 => {}
+                        1 => {
+                            user["watchlist"] = (0..rng.usize(0..4))
+                                .map(|_| random_string(rng, 8))
+                                .collect()
+                        }
+                        _ => user["watchlist"] = random_value(rng, 1),
+                    }
+                    user.to_string()
+                }
             };
             let auth = sign(signature::user_auth_message(socket_id, &user_data));
             json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}})
@@ -231,13 +247,14 @@ async fn random_frames_never_break_the_server() {
     for n in 0..FRAMES {
         let message = random_message(&mut rng, &socket_id);
         if sink.send(message).await.is_err() || reader.is_finished() {
-            // The server closed the fuzzed connection: only a protocol close code is acceptable.
+            // The server closed the fuzzed connection: only a protocol close code is acceptable
+            // (4100: the drain task fell behind the replies, as it may on a loaded machine).
             let code = tokio::time::timeout(common::WAIT, &mut reader)
                 .await
                 .unwrap()
                 .unwrap();
             assert!(
-                matches!(code, Some(1002 | 1009) | None),
+                matches!(code, Some(1002 | 1009 | 4100) | None),
                 "frame {n}: closed with {code:?}"
             );
             reconnects += 1;
