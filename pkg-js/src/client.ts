@@ -153,9 +153,13 @@ export class Client {
         if (n >= 0) this.timer_ = setTimeout(() => this.run_(Op.Timer), n);
         return;
       case Out.State:
-        if (this.socketIdNow_ && a !== 'connected') this.toFeatures_((f) => f.down());
+        if (a !== 'connected') {
+          // Down: no members until each presence channel is confirmed again, as in pusher-js.
+          if (this.socketIdNow_) this.toFeatures_((f) => f.down());
+          this.presence_.clear();
+          this.userIdNow_ = undefined;
+        }
         this.socketIdNow_ = a === 'connected' ? this.establishing_ : undefined;
-        if (a !== 'connected') this.userIdNow_ = undefined;
         return this.hooks_.stateChanged(a);
       case Out.Authorize:
         return this.hooks_.authorize(a, b);
