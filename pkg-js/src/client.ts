@@ -95,8 +95,9 @@ export class Client {
 
   /** Only once `load` has finished. */
   constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
-    const ports = this.options_.wsPort + this.options_.wssPort * 2 ** 16 + (this.options_.forceTLS ? 2 ** 32 : 0);
-    this.index_ = call(0, Op.New, this.options_.key, this.options_.host, this.options_.path ?? '', this.options_.namespace ?? '', ports);
+    const { key, host, path, namespace, wsPort, wssPort, forceTLS } = options_;
+    const ports = wsPort + wssPort * 2 ** 16 + (forceTLS ? 2 ** 32 : 0);
+    this.index_ = call(0, Op.New, key, host, path ?? '', namespace ?? '', ports);
     clients[this.index_] = this;
     if (document.hidden) this.run_(Op.Visibility, '', '', '', '', 0);
     // For the life of the page: the client is never torn down.
