@@ -200,9 +200,8 @@ function startChat(echo, api, me) {
     item.scrollIntoView({ block: 'nearest' });
   }
 
-  // After every (re)subscription: what was said since the last message on screen (on the first
-  // one, the recent history), so nothing is missing after a reconnect.
-  chat.subscribed(async () => {
+  // What was said since the last message on screen (at first, the recent history).
+  const catchUp = async () => {
     try {
       const query = lastId ? `?after=${lastId}` : '';
       const { messages } = await api('GET', `/demo/api/chat/messages${query}`);
@@ -210,7 +209,17 @@ function startChat(echo, api, me) {
     } catch (error) {
       $('chat-error').textContent = error.message;
     }
-  });
+  };
+  // The recent history once; after a reconnect the server replays what this page missed, and
+  // the page asks the demo's API only when it could not (away longer than the history).
+  let loaded = false;
+  chat
+    .subscribed(() => {
+      if (loaded) return;
+      loaded = true;
+      catchUp();
+    })
+    .recoveryFailed(catchUp);
   chat
     .here((list) => {
       members.clear();
