@@ -13,7 +13,7 @@ mod shell;
 use core::cell::RefCell;
 
 use crate::abi::{self, Record};
-use crate::core::{Binding, ChannelAuth, Config, Error, ListenerId, ServerMessage};
+use crate::core::{Binding, Config, Error, ListenerId, ServerMessage};
 use shell::Shell;
 
 /// The page's clients (one per Echo), by the index `call`'s `client` names. A client lives as
@@ -276,19 +276,4 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
         _ => {}
     }
     -1.0
-}
-
-/// What `authorized` needs besides the channel and socket: kept in [`Shell::auth_extra`].
-pub(crate) type AuthExtra = (Option<String>, Option<String>, Option<String>);
-
-impl Shell {
-    fn authorized(&mut self, channel: &str, socket_id: &str, auth: String) {
-        let (channel_data, user_id, shared_secret) = core::mem::take(&mut self.auth_extra);
-        let auth = ChannelAuth {
-            auth,
-            channel_data,
-            user_id,
-        };
-        self.authorize_with_secret(channel, socket_id, auth, shared_secret);
-    }
 }

@@ -5,7 +5,6 @@
 
 use crate::prelude::*;
 
-use super::AuthExtra;
 use crate::abi::{self, Record};
 use crate::core::{Action, ChannelAuth, Client, Config, ListenerId, Payload, ServerMessage};
 #[cfg(feature = "encryption")]
@@ -65,6 +64,10 @@ pub(super) enum Out {
     #[cfg(feature = "encryption")]
     Plain,
 }
+
+/// An auth reply's `channel_data`, presence user id and `shared_secret`, which the page sends
+/// ahead of the reply itself (`AUTH_EXTRA`).
+pub(super) type AuthExtra = (Option<String>, Option<String>, Option<String>);
 
 pub(super) struct Shell {
     pub(super) core: Client<String>,
@@ -161,13 +164,14 @@ impl Shell {
         }
     }
 
-    pub(super) fn authorize_with_secret(
-        &mut self,
-        channel: &str,
-        socket_id: &str,
-        auth: ChannelAuth,
-        shared_secret: Option<String>,
-    ) {
+    /// The auth reply for `channel` (its other fields came first: [`Shell::auth_extra`]).
+    pub(super) fn authorized(&mut self, channel: &str, socket_id: &str, auth: String) {
+        let (channel_data, user_id, shared_secret) = core::mem::take(&mut self.auth_extra);
+        let auth = ChannelAuth {
+            auth,
+            channel_data,
+            user_id,
+        };
         #[cfg(feature = "encryption")]
         if let Some(key) = shared_secret
             .as_deref()
