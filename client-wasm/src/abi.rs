@@ -6,13 +6,13 @@
 //!   the other.
 //! - Export `c(client, op, a, b, c, d, n)`: the call; `a`–`d` are the byte lengths of its four
 //!   strings in that buffer, `n` a number. Defined by each module ([`crate::web`],
-//!   [`crate::web_features`]) with [`strings`].
+//!   [`crate::web_features`]) with [`serve`].
 //! - Import `o.o(client, kind, n, a, aLen, b, bLen)`: one `out` record, with two strings
 //!   by address and length; `o.t()`: `performance.now()`.
 
 use crate::prelude::*;
 
-use core::cell::UnsafeCell;
+use core::cell::{RefCell, UnsafeCell};
 
 #[link(wasm_import_module = "o")]
 extern "C" {
@@ -59,10 +59,25 @@ extern "C" fn input(len: usize) -> *mut u8 {
     buffer.as_mut_ptr()
 }
 
-/// The call's four strings, of these byte lengths, from the input buffer; `f` runs with them
-/// (they must not outlive it: an `out` may let the page write the buffer again). Invalid
-/// UTF-8, which the page's `TextEncoder` never writes, reads as empty.
-pub(crate) fn strings<R>(lengths: [usize; 4], f: impl FnOnce([&str; 4]) -> R) -> R {
+/// A module's `c` export: `run` gets the call's four strings (of these byte lengths, from the
+/// input buffer) and returns its result and the `out` records it caused, which are sent once it
+/// has returned, so that the module's state is released and the page may call back in.
+pub(crate) fn serve(
+    client: u32,
+    lengths: [usize; 4],
+    run: impl FnOnce([&str; 4]) -> (f64, Vec<Record>),
+) -> f64 {
+    let (result, outs) = strings(lengths, run);
+    for record in outs {
+        record.send(client);
+    }
+    result
+}
+
+/// The call's strings, from the input buffer; `f` runs with them (they must not outlive it: an
+/// `out` may let the page write the buffer again). Invalid UTF-8, which the page's
+/// `TextEncoder` never writes, reads as empty.
+fn strings<R>(lengths: [usize; 4], f: impl FnOnce([&str; 4]) -> R) -> R {
     // SAFETY: single-threaded; the page wrote the buffer before this call and does not touch
     // it until `f` returns (outs are sent after).
     let buffer = unsafe { &*INPUT.0.get() };
@@ -95,5 +110,22 @@ impl Record {
 
     pub(crate) fn send(self, client: u32) {
         out(client, self.kind, self.n, &self.a, &self.b);
+    }
+}
+
+/// `Some(text)` unless empty: the page sends `""` for "none".
+pub(crate) fn given(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.into())
+}
+
+/// What a module keeps for the page's life (its clients), in a `static`.
+pub(crate) struct ModuleState<T>(pub(crate) RefCell<T>);
+
+// The wasm is single-threaded: there is no other thread to share with.
+unsafe impl<T> Sync for ModuleState<T> {}
+
+impl<T> ModuleState<T> {
+    pub(crate) const fn new(value: T) -> ModuleState<T> {
+        ModuleState(RefCell::new(value))
     }
 }

@@ -7,9 +7,7 @@
 
 use crate::prelude::*;
 
-use core::cell::RefCell;
-
-use crate::abi::{self, Record};
+use crate::abi::{self, given, ModuleState, Record};
 use crate::features::badges::{BadgeAction, Badges, ReadTarget};
 use crate::features::status::{AwayStatus, Status, StatusConfig};
 use crate::features::typing::{Typing, TypingConfig};
@@ -92,27 +90,16 @@ struct Machines {
     outs: Vec<Record>,
 }
 
-struct All(RefCell<Vec<Machines>>);
-
-// The wasm is single-threaded: there is no other thread to share with.
-unsafe impl Sync for All {}
-
-static ALL: All = All(RefCell::new(Vec::new()));
-
-fn given(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.into())
-}
+/// Each client's features, by the index `NEW` returned.
+static ALL: ModuleState<Vec<Machines>> = ModuleState::new(Vec::new());
 
 /// Runs operation `op` (one of [`op`]; its strings' byte lengths are `a`–`d`, see [`abi`]) on
 /// the features of client `client`, then makes the `out` calls it caused.
 #[export_name = "c"]
 extern "C" fn call(client: u32, op: u32, a: usize, b: usize, c: usize, d: usize, n: f64) -> f64 {
-    let (result, outs) = abi::strings([a, b, c, d], |[a, b, c, _]| run(client, op, a, b, c, n));
-    // Sent once the state is released: the page may call back in.
-    for record in outs {
-        record.send(client);
-    }
-    result
+    abi::serve(client, [a, b, c, d], |[a, b, c, _]| {
+        run(client, op, a, b, c, n)
+    })
 }
 
 fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Record>) {

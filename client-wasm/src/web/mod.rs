@@ -10,20 +10,13 @@ use crate::prelude::*;
 
 mod shell;
 
-use core::cell::RefCell;
-
-use crate::abi::{self, Record};
+use crate::abi::{self, given, ModuleState, Record};
 use crate::core::{Binding, Config, Error, ListenerId, ServerMessage};
 use shell::Shell;
 
 /// The page's clients (one per Echo), by the index `call`'s `client` names. A client lives as
 /// long as the page: code to drop one would be wasm bytes for nothing.
-struct Clients(RefCell<Vec<Shell>>);
-
-// The wasm is single-threaded: there is no other thread to share with.
-unsafe impl Sync for Clients {}
-
-static CLIENTS: Clients = Clients(RefCell::new(Vec::new()));
+static CLIENTS: ModuleState<Vec<Shell>> = ModuleState::new(Vec::new());
 
 /// The operations of [`call`]; `OPS` in `pkg-js/src/client.ts` names them in the same order.
 /// Arguments are `a`–`d` (strings, `""` for none) and `n` (a number, `-1` for none).
@@ -93,11 +86,6 @@ pub(crate) mod op {
     pub const PAGE_SHOWN: u32 = 32;
 }
 
-/// `Some(text)` unless empty: the page sends `""` for "none".
-fn given(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.into())
-}
-
 /// `Some(n)` for a number the page gave (`-1`: none), clamped to `u16`.
 fn small(n: f64) -> Option<u16> {
     (n >= 0.0).then(|| n.min(u16::MAX.into()) as u16)
@@ -122,12 +110,9 @@ fn binding(kind: &str, event: String) -> Option<Binding> {
 /// Returns a number for the operations that answer one (`-1` otherwise).
 #[export_name = "c"]
 extern "C" fn call(client: u32, op: u32, a: usize, b: usize, c: usize, d: usize, n: f64) -> f64 {
-    let (result, outs) = abi::strings([a, b, c, d], |[a, b, c, d]| run(client, op, a, b, c, d, n));
-    // Sent once the client is released: listeners may call back in.
-    for record in outs {
-        record.send(client);
-    }
-    result
+    abi::serve(client, [a, b, c, d], |[a, b, c, d]| {
+        run(client, op, a, b, c, d, n)
+    })
 }
 
 fn run(client: u32, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -> (f64, Vec<Record>) {
