@@ -110,7 +110,17 @@ impl FromRequest<Shared> for Signed {
         let app = shared.app_by_id(app_id).cloned().ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}"))
         })?;
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         let config = &app.config;
+        // The signature first: an unsigned request is answered before any of its body is read.
+        auth::verify_api_query(config, parts.method.as_str(), path, &params)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
+        if !config.enabled {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
+        }
         let limit = (config
             .max_event_bytes
             .saturating_add(BODY_OVERHEAD_PER_EVENT))
@@ -118,15 +128,8 @@ impl FromRequest<Shared> for Signed {
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
         })?;
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        auth::verify_api_request(config, parts.method.as_str(), path, &params, &body)
+        auth::verify_api_body(&params, &body)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
-        if !config.enabled {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
-        }
         Ok(Signed { app, params, body })
     }
 }

@@ -1,0 +1,82 @@
+//! Abuse a live server on raw TCP: requests that hold the server's memory or sockets without
+//! being entitled to, and what the server answers instead.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{app, start, WAIT};
+use overtone_server::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Writes `head` (an HTTP request head, without its closing blank line) and returns the stream.
+async fn send_head(addr: SocketAddr, head: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("{head}\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tcp
+}
+
+/// The status line and body of the response on `tcp`, read until the server ends it or has
+/// sent all of it (`WAIT` at most).
+async fn response(tcp: &mut TcpStream) -> (u16, String) {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("a response in time");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+        if complete(&bytes) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// Whether `bytes` hold a whole response with a `content-length` body.
+fn complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().ok())
+        })
+        .flatten()
+        .is_some_and(|len| body.len() >= len)
+}
+
+#[tokio::test]
+async fn an_unsigned_api_request_is_refused_before_its_body_is_read() {
+    let server = start(Config::for_tests(app())).await;
+    // A body announced and never sent: the answer cannot wait for it.
+    let mut tcp = send_head(
+        server.addr,
+        "POST /apps/test-app/events?auth_key=test-key&auth_timestamp=1 HTTP/1.1\r\n\
+         Content-Type: application/json\r\nContent-Length: 300000",
+    )
+    .await;
+    let (status, body) = response(&mut tcp).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+}
+
