@@ -182,6 +182,12 @@ impl AppConfig {
         }
     }
 
+    /// Whether `allowed_origins` names the sites it allows: not empty, no `*`. Only then may a
+    /// browser send credentials (a session cookie) from another origin.
+    pub fn origins_are_explicit(&self) -> bool {
+        !self.allowed_origins.is_empty() && !self.allowed_origins.iter().any(|o| o == "*")
+    }
+
     /// Whether a browser at `origin` may connect (see [`AppConfig::allowed_origins`]).
     pub fn allows_origin(&self, origin: &str) -> bool {
         if self.allowed_origins.is_empty() {
@@ -403,6 +409,18 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
                 .map_err(|e| format!("app {:?}: {e}", app.id))?;
         }
         crate::history::Rules::new(&app.history).map_err(|e| format!("app {:?}: {e}", app.id))?;
+        let cookie = app
+            .authz
+            .as_ref()
+            .is_some_and(|a| a.verifier.cookie.is_some());
+        if cookie && !app.origins_are_explicit() {
+            // Else any site the user visits could use their cookie to get channel signatures.
+            return Err(format!(
+                "app {:?}: [apps.authz.cookie] needs allowed_origins listing the sites that \
+                 may use it (not empty, no \"*\")",
+                app.id
+            ));
+        }
     }
     Ok(())
 }
@@ -455,6 +473,27 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let apps = [AppConfig::new("a", "k", "s"), AppConfig::new("b", "k", "s")];
         assert!(validate_apps(&apps).unwrap_err().contains("key"));
+    }
+
+    #[test]
+    fn cookie_authorization_needs_explicit_origins() {
+        let authz: crate::authz::AuthzConfig = toml::from_str(
+            "[cookie]\nname = 's'\nsecret = 'a-cookie-secret-of-at-least-32-bytes'\n",
+        )
+        .unwrap();
+        let mut app = AppConfig::new("a", "k", "s");
+        app.authz = Some(authz);
+        for origins in [
+            vec![],
+            vec!["*".to_string()],
+            vec!["https://app.test".into(), "*".into()],
+        ] {
+            app.allowed_origins = origins;
+            let err = validate_apps(std::slice::from_ref(&app)).unwrap_err();
+            assert!(err.contains("allowed_origins"), "{err}");
+        }
+        app.allowed_origins = vec!["https://app.test".into(), "*.app.test".into()];
+        validate_apps(&[app]).unwrap();
     }
 
     #[test]

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
+/** The `overtone` binary the tests run. */
+export const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
 
 export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
 
