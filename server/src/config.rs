@@ -76,6 +76,13 @@ pub struct ServeArgs {
     /// [default: 1].
     #[arg(long, env = "OVERTONE_SHUTDOWN_DRAIN")]
     pub shutdown_drain: Option<f64>,
+    /// The bearer token `/metrics` asks for (`Authorization: Bearer TOKEN`); without it or
+    /// --metrics-addr, `/metrics` is off.
+    #[arg(long, env = "OVERTONE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` on this address (e.g. 127.0.0.1:9090) instead of the main port.
+    #[arg(long, env = "OVERTONE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -236,6 +243,8 @@ struct ServerSection {
     redis_prefix: Option<String>,
     shutdown_grace: Option<u64>,
     shutdown_drain: Option<f64>,
+    metrics_token: Option<String>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Files served in demo mode.
@@ -261,6 +270,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a shutting-down node keeps serving, not ready, before it closes.
     pub shutdown_drain: Duration,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::Access,
 }
 
 impl Config {
@@ -275,6 +286,7 @@ impl Config {
             redis: None,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             shutdown_drain: Duration::ZERO,
+            metrics: Default::default(),
         }
     }
 }
@@ -366,7 +378,15 @@ impl ServeArgs {
             .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_SECS);
         let shutdown_drain = Duration::try_from_secs_f64(drain)
             .map_err(|_| format!("shutdown_drain must be a number of seconds >= 0, not {drain}"))?;
+        let metrics = crate::metrics::Access {
+            token: self
+                .metrics_token
+                .or(file.server.metrics_token)
+                .filter(|t| !t.is_empty()),
+            addr: self.metrics_addr.or(file.server.metrics_addr),
+        };
         Ok(Config {
+            metrics,
             shutdown_drain,
             host,
             port,

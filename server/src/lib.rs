@@ -45,7 +45,7 @@ pub fn router(shared: Shared) -> Router {
         .merge(connection::routes())
         .merge(http_api::routes())
         .merge(health::routes())
-        .merge(metrics::routes())
+        .merge(metrics::routes(&shared.config().metrics))
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
         Some(assets) => router.merge(demo::routes(assets, &shared)),
@@ -78,6 +78,11 @@ pub async fn serve_on(
     let shared = Shared::new(config, closing.clone());
     tokio::spawn(drain_then_close(shared.clone(), shutdown));
     let shutdown = closing;
+    if let Some(addr) = shared.config().metrics.addr {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        tokio::spawn(metrics::serve_on(metrics_listener, shared.clone()));
+    }
     let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));

@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::{app, start, WAIT};
 use overtone_server::config::Config;
@@ -80,3 +81,58 @@ async fn an_unsigned_api_request_is_refused_before_its_body_is_read() {
     assert!(body.contains("\"error\""), "{body}");
 }
 
+/// `GET /metrics` on `addr` with `authorization`, if given: the status and body.
+async fn get_metrics(addr: SocketAddr, authorization: Option<&str>) -> (u16, String) {
+    let header = authorization.map_or(String::new(), |a| format!("\r\nAuthorization: {a}"));
+    let mut tcp = send_head(addr, &format!("GET /metrics HTTP/1.1{header}")).await;
+    response(&mut tcp).await
+}
+
+#[tokio::test]
+async fn metrics_are_not_public_by_default() {
+    let server = start(Config::for_tests(app())).await;
+    let (status, body) = get_metrics(server.addr, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("test-app"), "{body}");
+}
+
+#[tokio::test]
+async fn metrics_with_a_token_need_it() {
+    let mut config = Config::for_tests(app());
+    config.metrics.token = Some("s3cret".into());
+    let server = start(config).await;
+    for wrong in [None, Some("Bearer nope"), Some("s3cret")] {
+        let (status, body) = get_metrics(server.addr, wrong).await;
+        assert_eq!(status, 401, "{wrong:?}: {body}");
+    }
+    let (status, body) = get_metrics(server.addr, Some("Bearer s3cret")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("overtone_connections{app=\"test-app\"} 0"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_address_leave_the_main_port() {
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = Config::for_tests(app());
+    config.metrics.addr = Some(metrics_addr);
+    let server = start(config).await;
+    let (status, _) = get_metrics(server.addr, None).await;
+    assert_eq!(status, 404);
+    let mut scraped = None;
+    for _ in 0..50 {
+        if TcpStream::connect(metrics_addr).await.is_ok() {
+            scraped = Some(get_metrics(metrics_addr, None).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = scraped.expect("the metrics address listens");
+    assert_eq!(status, 200);
+    assert!(body.contains("overtone_connections"), "{body}");
+}
