@@ -781,7 +781,16 @@ async fn write_loop(
             Ok(None) => break 1000,
         }
     };
-    let reason = Utf8Bytes::from_static(close_reason(code));
+    let reason = close_reason(code);
+    if code == codes::GENERIC_RECONNECT {
+        // Shutdown: as the hosted service does, say so in a frame too, for clients (Pysher)
+        // that act on `pusher:error` and not on close codes.
+        shared.metrics().error(Some(code));
+        let _ = sink
+            .feed(Message::Text(frame::error(Some(code), reason)))
+            .await;
+    }
+    let reason = Utf8Bytes::from_static(reason);
     let _ = sink
         .send(Message::Close(Some(CloseFrame { code, reason })))
         .await;
