@@ -87,9 +87,7 @@ pub async fn serve_on(
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
-    shared
-        .apps()
-        .for_each(|app| webhooks::start(app, shutdown.clone()));
+    let deliveries: Vec<_> = shared.apps().filter_map(webhooks::start).collect();
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
@@ -106,18 +104,26 @@ pub async fn serve_on(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
     // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
-    // here until each has sent its 4200 close, for at most the grace period.
+    // here until each has sent its 4200 close, then for the webhooks their departures caused,
+    // for at most the grace period in all.
     let grace = shared.config().shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
     let drained = async {
         while shared.apps().any(|app| app.connection_count() > 0) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace period over: leaving open connections"
         );
+    }
+    shared
+        .apps()
+        .for_each(|app| webhooks::report_departures(app));
+    for delivery in deliveries {
+        delivery.finish(deadline).await;
     }
     served
 }
