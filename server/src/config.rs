@@ -272,6 +272,8 @@ pub struct Config {
     pub shutdown_drain: Duration,
     /// Who may read `/metrics`.
     pub metrics: crate::metrics::Access,
+    /// How long HTTP clients get to send a request head and to finish a request.
+    pub deadlines: crate::listener::Deadlines,
 }
 
 impl Config {
@@ -287,6 +289,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             shutdown_drain: Duration::ZERO,
             metrics: Default::default(),
+            deadlines: Default::default(),
         }
     }
 }
@@ -387,6 +390,7 @@ impl ServeArgs {
         };
         Ok(Config {
             metrics,
+            deadlines: Default::default(),
             shutdown_drain,
             host,
             port,

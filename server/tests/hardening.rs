@@ -136,3 +136,92 @@ async fn metrics_on_their_own_address_leave_the_main_port() {
     assert_eq!(status, 200);
     assert!(body.contains("overtone_connections"), "{body}");
 }
+
+/// Whether the server ends `tcp` within `within`, answering nothing or a 408; sends one byte
+/// of `trickle` every 200 ms meanwhile, if given.
+async fn closed_within(tcp: &mut TcpStream, within: Duration, trickle: &[u8]) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut trickle = trickle.iter();
+    let mut buf = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+            tcp.read(&mut buf),
+        )
+        .await;
+        match read {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(n)) => assert!(
+                String::from_utf8_lossy(&buf[..n]).contains(" 408 "),
+                "answered"
+            ),
+            Err(_) if tokio::time::Instant::now() >= deadline => return false,
+            Err(_) => {
+                if let Some(byte) = trickle.next() {
+                    if tcp.write_all(&[*byte]).await.is_err() {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_sockets_and_trickled_heads_are_closed_after_the_head_deadline() {
+    let mut config = Config::for_tests(app());
+    config.deadlines.head = Duration::from_secs(1);
+    let server = start(config).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut trickled = TcpStream::connect(server.addr).await.unwrap();
+    let head = b"GET /up HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let (silent, trickled) = tokio::join!(
+        closed_within(&mut silent, Duration::from_secs(3), b""),
+        closed_within(&mut trickled, Duration::from_secs(3), head),
+    );
+    assert!(silent, "a socket that sends nothing stays open");
+    assert!(trickled, "a head sent a byte at a time stays open");
+    // And the server still answers.
+    let mut up = send_head(server.addr, "GET /up HTTP/1.1").await;
+    assert_eq!(response(&mut up).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_body_announced_and_never_sent_gets_408_after_the_request_deadline() {
+    let mut config = Config::for_tests(app());
+    config.deadlines.request = Duration::from_secs(1);
+    let server = start(config).await;
+    let path = "/apps/test-app/events";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let query = format!("auth_key=test-key&auth_timestamp={now}&auth_version=1.0&body_md5=0");
+    let to_sign = overtone_protocol::signature::api_string_to_sign(
+        "POST",
+        path,
+        form_pairs(&query)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let signature = overtone_protocol::signature::hmac_hex("test-secret", &to_sign);
+    let mut tcp = send_head(
+        server.addr,
+        &format!(
+            "POST {path}?{query}&auth_signature={signature} HTTP/1.1\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000"
+        ),
+    )
+    .await;
+    let (status, body) = response(&mut tcp).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+}
+
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
