@@ -322,56 +322,59 @@ impl Cluster {
     }
 
     /// Occupied channels whose names start with `prefix`, with their subscriptions and
-    /// members cluster-wide, in two round trips; None if Redis cannot say.
+    /// members cluster-wide, in two round trips; None if Redis cannot say (see
+    /// [`Cluster::query`]).
     pub async fn occupied(&self, app: &str, prefix: &str) -> Option<Vec<(String, usize, usize)>> {
-        let mut conn = self.redis();
-        let totals: Vec<(String, usize)> = redis::cmd("HGETALL")
-            .arg(self.totals_key(app))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        let totals: Vec<(String, usize)> = totals
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .collect();
-        let mut members = redis::pipe();
-        for (name, _) in &totals {
-            members.cmd("HLEN").arg(self.users_key(app, name));
-        }
-        let users: Vec<usize> = if totals.is_empty() {
-            Vec::new()
-        } else {
-            members.query_async(&mut conn).await.ok()?
-        };
-        Some(
-            totals
+        self.query(|mut conn| async move {
+            let totals: Vec<(String, usize)> = redis::cmd("HGETALL")
+                .arg(self.totals_key(app))
+                .query_async(&mut conn)
+                .await?;
+            let totals: Vec<(String, usize)> = totals
+                .into_iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .collect();
+            let mut members = redis::pipe();
+            for (name, _) in &totals {
+                members.cmd("HLEN").arg(self.users_key(app, name));
+            }
+            let users: Vec<usize> = if totals.is_empty() {
+                Vec::new()
+            } else {
+                members.query_async(&mut conn).await?
+            };
+            Ok(totals
                 .into_iter()
                 .zip(users)
                 .map(|((name, subscriptions), users)| (name, subscriptions, users))
-                .collect(),
-        )
+                .collect())
+        })
+        .await
     }
 
     /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
     pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
-        let mut conn = self.redis();
-        let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
-            .cmd("HGET")
-            .arg(self.totals_key(app))
-            .arg(channel)
-            .cmd("HLEN")
-            .arg(self.users_key(app, channel))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        Some((subscriptions.unwrap_or(0), users))
+        self.query(|mut conn| async move {
+            let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
+                .cmd("HGET")
+                .arg(self.totals_key(app))
+                .arg(channel)
+                .cmd("HLEN")
+                .arg(self.users_key(app, channel))
+                .query_async(&mut conn)
+                .await?;
+            Ok((subscriptions.unwrap_or(0), users))
+        })
+        .await
     }
 
     /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
     pub async fn user_ids(&self, app: &str, channel: &str) -> Option<Vec<String>> {
-        let mut conn = self.redis();
-        let members = self.members(&mut conn, app, channel).await.ok()?;
-        Some(members.into_keys().collect())
+        self.query(|mut conn| async move {
+            let members = self.members(&mut conn, app, channel).await?;
+            Ok(members.into_keys().collect())
+        })
+        .await
     }
 
     /// Sends `member_added` unless the user's arrival was reported already (and their
@@ -586,6 +589,9 @@ async fn beat(
         .arg(&cluster.node)
         .query_async(conn)
         .await?;
+    if let Some(channel) = super::peers_channel(shared, cluster) {
+        cluster.note_peers(conn, &channel).await?;
+    }
     cluster.reap(shared, conn).await
 }
 
