@@ -1,13 +1,15 @@
 // No loss across a Redis restart, on two nodes: the first event each node publishes after
 // Redis comes back reaches both nodes' clients; events published while Redis is down reach
-// every node, in order, once it is back; the API's cluster-wide queries answer complete or
-// 503, never a 200 with one node's members.
+// every node, in order, once it is back; a client resuming on any node afterwards gets what it
+// missed; the API's cluster-wide queries answer complete or 503, never a 200 with one node's
+// members.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
   startRedis, startCluster, serverSdk, clientOptions, signedClientOptions, connected, once, pause, eventually,
 } from '../lib/server.mjs';
+import { rawConnect } from '../lib/raw-ws.mjs';
 
 const METRICS_TOKEN = 'redis-restart';
 let redis;
@@ -126,4 +128,47 @@ test("after a Redis restart the API's queries answer every node's members, or 50
   }
   assert.deepEqual(answers.at(-1), { users: ['ann', 'bob'], count: 2 }, 'complete again within 5 s');
   console.log(`# ${answers.filter((x) => x === 503).length} of ${answers.length} answers 503 in the 5 s after the restart`);
+});
+
+test('after a Redis restart, a client resuming on another node gets what it missed', async () => {
+  const [a, b] = nodes;
+  await allConnected();
+  const channel = 'resume-after-restart';
+  /** A raw client on `node` subscribed to `channel` (from `position`, if given). */
+  const subscriber = async (node, position) => {
+    const state = { events: [], succeeded: null };
+    state.raw = await rawConnect(node, (message, socket) => {
+      if (message.event === 'pusher:connection_established') {
+        socket.send({ event: 'pusher:subscribe', data: { channel, ...(position ? { position } : {}) } });
+      } else if (message.event === 'pusher_internal:subscription_succeeded') {
+        state.succeeded = message;
+      } else if (message.channel === channel) {
+        state.events.push(message);
+      }
+    });
+    await eventually(() => assert.ok(state.succeeded), 5000, 50);
+    return state;
+  };
+  const onA = await subscriber(a);
+  // Node B reads Redis before the restart too (its shared connection is then one Redis drops).
+  (await subscriber(b)).raw.close();
+  const sdk = await serverSdk(a);
+  try {
+    await redis.restart();
+    await allConnected();
+    for (const n of [1, 2]) {
+      await sdk.trigger(channel, 'e', { n });
+      await eventually(() => assert.equal(onA.events.length, n), 5000, 50);
+    }
+    // Resumed on node B from event 1's position: event 2 is replayed.
+    const resumed = await subscriber(b, onA.events[0].position);
+    try {
+      assert.equal(resumed.succeeded.recovered, true, JSON.stringify(resumed.succeeded));
+      await eventually(() => assert.deepEqual(resumed.events.map((e) => JSON.parse(e.data).n), [2]), 2000, 50);
+    } finally {
+      resumed.raw.close();
+    }
+  } finally {
+    onA.raw.close();
+  }
 });

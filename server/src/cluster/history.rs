@@ -186,20 +186,22 @@ impl Cluster {
     /// A cache channel's last event in Redis and how long it is kept yet (None when there is
     /// none, or Redis cannot be read).
     pub async fn cached(&self, app: &str, channel: &str) -> Option<(Utf8Bytes, Duration)> {
-        let read = async {
-            let mut conn = self.redis();
-            let key = self.cache_key(app, channel);
-            let (frame, ttl_ms): (Option<String>, i64) = redis::pipe()
-                .cmd("GET")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await?;
-            redis::RedisResult::Ok(
-                frame.map(|f| (f.into(), Duration::from_millis(ttl_ms.max(0) as u64))),
-            )
-        };
+        let key = self.cache_key(app, channel);
+        let read = self.retried(|mut conn| {
+            let key = key.clone();
+            async move {
+                let (frame, ttl_ms): (Option<String>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                redis::RedisResult::Ok(
+                    frame.map(|f| (f.into(), Duration::from_millis(ttl_ms.max(0) as u64))),
+                )
+            }
+        });
         match tokio::time::timeout(REDIS_TIMEOUT, read).await {
             Ok(Ok(cached)) => cached,
             _ => None,
@@ -221,29 +223,33 @@ impl Cluster {
             create,
             cache,
         } = read;
+        let fresh = if create {
+            history::new_epoch()
+        } else {
+            String::new()
+        };
+        let max_age_ms = limits.max_age.as_millis() as u64;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(HISTORY)
+            .arg(3)
+            .arg(self.stream_key(app, channel))
+            .arg(self.meta_key(app, channel))
+            .arg(self.cache_key(app, channel))
+            .arg(fresh)
+            .arg(after.map_or("", |a| a.0))
+            .arg(after.map_or(0, |a| a.1))
+            .arg(limit)
+            .arg(max_age_ms.max(1))
+            .arg(if cache { "1" } else { "0" });
         let read = async {
-            let mut conn = self.redis();
-            let fresh = if create {
-                history::new_epoch()
-            } else {
-                String::new()
-            };
-            let max_age_ms = limits.max_age.as_millis() as u64;
-            let reply: redis::RedisResult<redis::Value> = redis::cmd("EVAL")
-                .arg(HISTORY)
-                .arg(3)
-                .arg(self.stream_key(app, channel))
-                .arg(self.meta_key(app, channel))
-                .arg(self.cache_key(app, channel))
-                .arg(fresh)
-                .arg(after.map_or("", |a| a.0))
-                .arg(after.map_or(0, |a| a.1))
-                .arg(limit)
-                .arg(max_age_ms.max(1))
-                .arg(if cache { "1" } else { "0" })
-                .query_async(&mut conn)
-                .await;
-            parse_history(reply?, after, limits)
+            let reply: redis::Value = self
+                .retried(|mut conn| {
+                    let script = script.clone();
+                    async move { script.query_async(&mut conn).await }
+                })
+                .await?;
+            parse_history(reply, after, limits)
         };
         tokio::time::timeout(REDIS_TIMEOUT, read)
             .await

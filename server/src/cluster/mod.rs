@@ -255,9 +255,25 @@ impl Cluster {
         }
     }
 
-    /// A cluster-wide query on the shared connection, tried twice (a connection Redis dropped
-    /// fails once; the manager reconnects for the second try). None while not settled or if
-    /// both fail: callers answer "unavailable", never this node's part as the whole.
+    /// Runs `command` on the shared connection, and once more if it fails: a connection
+    /// Redis dropped (a restart) fails once, and the manager reconnects for the second try.
+    pub async fn retried<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match command(self.redis()).await {
+            Err(err) if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
+                tracing::debug!(%err, "redis: command failed; trying again");
+                command(self.redis()).await
+            }
+            done => done,
+        }
+    }
+
+    /// A cluster-wide query on the shared connection ([`Cluster::retried`]). None while not
+    /// settled or if it fails: callers answer "unavailable", never this node's part as the
+    /// whole.
     pub async fn query<T, F, Fut>(&self, query: F) -> Option<T>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -266,13 +282,10 @@ impl Cluster {
         if !self.is_settled() {
             return None;
         }
-        for _ in 0..2 {
-            match query(self.redis()).await {
-                Ok(answer) => return Some(answer),
-                Err(err) => tracing::debug!(%err, "redis: query failed"),
-            }
-        }
-        None
+        self.retried(query)
+            .await
+            .map_err(|err| tracing::debug!(%err, "redis: query failed"))
+            .ok()
     }
 
     /// Records how many nodes subscribe to `channel` (an app's), while settled.
