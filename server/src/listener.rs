@@ -8,7 +8,6 @@
 //! byte a second or a body announced and never sent held a file descriptor forever, and enough
 //! of them stopped `/up` and new WebSockets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +40,7 @@ impl Default for Deadlines {
         }
     }
 }
+
 /// Most connections not yet upgraded, whatever the fd limit (half of it when lower).
 const MAX_UNUPGRADED: usize = 10_000;
 /// The pause after an accept error that is not the one connection's fault (EMFILE, ENFILE,
@@ -57,7 +57,7 @@ pub async fn serve(
 ) {
     let limit = unupgraded_limit();
     let slots = Arc::new(Semaphore::new(limit));
-    let saturated = AtomicBool::new(false);
+    let mut saturated = false;
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,7 +72,7 @@ pub async fn serve(
         // Over the bound, the newcomer is closed at once: its descriptor is back, and the
         // connections already open time out on their own.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            if !saturated.swap(true, Ordering::Relaxed) {
+            if !std::mem::replace(&mut saturated, true) {
                 tracing::warn!(
                     limit,
                     "too many connections not yet upgraded: closing new ones"
@@ -80,7 +80,7 @@ pub async fn serve(
             }
             continue;
         };
-        saturated.store(false, Ordering::Relaxed);
+        saturated = false;
         // Events are small and latency-sensitive: send each as soon as it is written rather
         // than letting Nagle's algorithm hold it back to coalesce it with later ones.
         if let Err(err) = tcp.set_nodelay(true) {
