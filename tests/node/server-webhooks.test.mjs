@@ -41,14 +41,20 @@ function eventsNamed(sdk, names, ms) {
   }, ms, `webhooks ${names.join(', ')}`);
 }
 
-test('signed webhooks report occupancy, members and client events', async () => {
-  const handle = { ...server, app: hooked };
+/** A pusher-js client of the hooked app on `running`, joined to presence channel `name` as `id`. */
+async function joined(running, id, name) {
+  const handle = { ...running, app: hooked };
   const sdk = await serverSdk(handle);
-  const client = new Pusher(hooked.key, signedClientOptions(handle, sdk, { user: { id: 'ann', info: {} } }));
+  const client = new Pusher(hooked.key, signedClientOptions(handle, sdk, { user: { id, info: {} } }));
+  await connected(client);
+  const channel = client.subscribe(name);
+  await once((cb) => channel.bind('pusher:subscription_succeeded', cb));
+  return { sdk, client, channel };
+}
+
+test('signed webhooks report occupancy, members and client events', async () => {
+  const { sdk, client, channel } = await joined(server, 'ann', 'presence-hooked');
   try {
-    await connected(client);
-    const channel = client.subscribe('presence-hooked');
-    await once((cb) => channel.bind('pusher:subscription_succeeded', cb));
     channel.trigger('client-wave', { hi: 1 });
     const joinedNames = ['channel_occupied', 'member_added', 'subscription_count', 'client_event'];
     const joined = await eventsNamed(sdk, joinedNames, 5000);
@@ -76,13 +82,8 @@ test('signed webhooks report occupancy, members and client events', async () => 
 
 test('shutdown delivers the departures of the connections it closes before the process exits', async () => {
   const stopping = await startHooked();
-  const handle = { ...stopping, app: hooked };
-  const sdk = await serverSdk(handle);
-  const client = new Pusher(hooked.key, signedClientOptions(handle, sdk, { user: { id: 'bob', info: {} } }));
+  const { sdk, client } = await joined(stopping, 'bob', 'presence-closing');
   try {
-    await connected(client);
-    const channel = client.subscribe('presence-closing');
-    await once((cb) => channel.bind('pusher:subscription_succeeded', cb));
     const forChannel = () => receiver.posts.flatMap((post) => sdk.webhook(post).getEvents())
       .filter((e) => e.channel === 'presence-closing').map((e) => e.name);
     await once((cb) => {
