@@ -120,6 +120,9 @@ pub async fn serve_on(
     shared
         .apps()
         .for_each(|app| webhooks::report_departures(app));
+    if let Some(cluster) = shared.cluster() {
+        cluster.finish(deadline).await;
+    }
     for delivery in deliveries {
         delivery.finish(deadline).await;
     }

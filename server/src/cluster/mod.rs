@@ -140,6 +140,11 @@ pub struct Cluster {
     regained_at_ms: AtomicU64,
     /// How many nodes were subscribed to the cluster's channels when last settled.
     peers: AtomicU64,
+    /// The presence task and the webhook checks that wait out [`crate::webhooks::LEAVE_GRACE`]
+    /// after a departure: shutdown waits for them ([`Cluster::finish`]).
+    leaving: tokio_util::task::TaskTracker,
+    /// Tells the presence task to apply what is queued and stop.
+    finish_presence: CancellationToken,
     /// Publishes on channels with history, waiting for their positions; see [`history`].
     history_queue: mpsc::Sender<history::Publish>,
     pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
@@ -170,6 +175,8 @@ impl Cluster {
             lost_at_ms: AtomicU64::new(0),
             regained_at_ms: AtomicU64::new(0),
             peers: AtomicU64::new(0),
+            leaving: tokio_util::task::TaskTracker::new(),
+            finish_presence: CancellationToken::new(),
         }
     }
 
@@ -331,7 +338,9 @@ pub fn start(shared: &Shared) {
     }
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
-        tokio::spawn(presence::run(shared.clone(), cluster.clone(), ops));
+        let finish = cluster.finish_presence.clone();
+        let presence = presence::run(shared.clone(), cluster.clone(), ops, finish);
+        cluster.leaving.spawn(presence);
     }
     let pending = cluster.pending_counts.lock().map(|mut p| p.take());
     if let Ok(Some(changed)) = pending {
@@ -340,6 +349,23 @@ pub fn start(shared: &Shared) {
     let pending = cluster.pending_history.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
         tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
+    }
+}
+
+impl Cluster {
+    /// At shutdown, once this node's connections are gone: applies their leaves, then waits
+    /// (until `deadline` at most) for the departures' grace checks, so their `member_removed`
+    /// and `channel_vacated` webhooks are queued before the webhooks are delivered. Members
+    /// who reconnected to another node meanwhile are back, and not reported.
+    pub async fn finish(&self, deadline: tokio::time::Instant) {
+        self.finish_presence.cancel();
+        self.leaving.close();
+        if tokio::time::timeout_at(deadline, self.leaving.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over: departures not yet checked are dropped");
+        }
     }
 }
 
