@@ -1,7 +1,8 @@
 // One seeded fault-injection run against a cluster: three `overtone serve` nodes on one real
 // redis-server, continuous publishing through every node's HTTP API, resuming subscribers on
 // every node, presence churn, and faults drawn from the seed (Redis restarted, a node killed
-// with SIGKILL and started again, a node paused with SIGSTOP, client TCP connections cut).
+// with SIGKILL and started again, a node paused with SIGSTOP, client TCP connections cut, a
+// subscriber that stops reading).
 // Then recovery, and the invariants: every event published after recovery reaches every
 // subscriber exactly once, in position order; a client resuming from before them gets them all
 // (recovered:true); every node's presence list equals the truth; no node needed a restart
@@ -38,7 +39,7 @@ export function random(seed) {
   };
 }
 
-const FAULTS = ['redis-restart', 'kill-node', 'pause-node', 'cut-clients'];
+const FAULTS = ['redis-restart', 'kill-node', 'pause-node', 'cut-clients', 'slow-reader'];
 
 /** Resident memory of a process, in MiB. */
 function rssMiB(pid) {
@@ -69,6 +70,7 @@ export async function runChaos({ seed, faults = 3 }) {
   const down = new Set();
   const subscribers = [];
   const members = new Map();
+  const slowReaders = [];
   const summary = { seed, faults: [], published: 0, publishFailed: 0 };
   let publishing = true;
   try {
@@ -125,7 +127,7 @@ export async function runChaos({ seed, faults = 3 }) {
       await pause(rng.int(500, 2000));
       const fault = rng.pick(FAULTS);
       const i = rng.int(0, NODES - 1);
-      summary.faults.push(fault.endsWith('-node') ? `${fault}:${i}` : fault);
+      summary.faults.push(['redis-restart', 'cut-clients'].includes(fault) ? fault : `${fault}:${i}`);
       if (fault === 'redis-restart') {
         await redis.restart();
       } else if (fault === 'kill-node') {
@@ -142,6 +144,15 @@ export async function runChaos({ seed, faults = 3 }) {
         await pause(rng.int(500, 2500));
         nodes[i].process.kill('SIGCONT');
         down.delete(i);
+      } else if (fault === 'slow-reader') {
+        const slow = await rawConnect(handle(i), (message, socket) => {
+          if (message.event === 'pusher:connection_established') {
+            socket.send({ event: 'pusher:subscribe', data: { channel: FEED } });
+          } else if (message.event === 'pusher_internal:subscription_succeeded') {
+            socket.stopReading();
+          }
+        });
+        slowReaders.push(slow);
       } else {
         for (let k = 0; k < 2; k += 1) subscribers[rng.int(0, subscribers.length - 1)].current?.destroy();
       }
@@ -224,6 +235,7 @@ export async function runChaos({ seed, faults = 3 }) {
     return summary;
   } finally {
     publishing = false;
+    slowReaders.forEach((slow) => slow.destroy());
     subscribers.forEach((s) => s.stop());
     members.forEach((c) => c.stop());
     nodes.forEach((n) => n.process.kill('SIGCONT')); // a node paused when a check failed

@@ -39,6 +39,10 @@ export function rawConnect({ host, port, app }, onMessage = () => {}) {
       destroy() {
         socket.destroy();
       },
+      /** Stops reading from the socket (a slow reader: the server's frames pile up). */
+      stopReading() {
+        socket.pause();
+      },
     };
     socket.on('connect', () => {
       socket.write(
