@@ -14,8 +14,9 @@
 //! capacity: a message whose publish fails is kept and published again on the next
 //! connection, in order, once the nodes subscribed before the outage have subscribed again
 //! ([`Cluster::await_peers`], at most [`OUTAGE_HOLD`]): Redis pub/sub keeps nothing for a
-//! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`] after Redis comes back, cluster-wide
-//! queries answer "unavailable" (503) rather than a count some nodes have not put back yet.
+//! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`]
+//! after Redis comes back, cluster-wide queries answer "unavailable" (503) rather than a count
+//! some nodes have not put back yet.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -49,7 +50,7 @@ pub const OUTAGE_HOLD: Duration = Duration::from_secs(5);
 /// members and counts back (each does on its next heartbeat, within a second).
 const SETTLE: Duration = Duration::from_secs(2);
 /// How long the shared connection tries to connect, and waits for an answer, before a query
-/// gives up (and the caller answers from this node alone).
+/// gives up (and the API answers 503).
 pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SHARED_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -187,7 +188,7 @@ impl Cluster {
     /// reconnection (pub/sub, the presence task) keeps its own connection.
     ///
     /// Commands fail fast while Redis is away ([`SHARED_RESPONSE_TIMEOUT`]), so callers can
-    /// fall back to what this node knows.
+    /// answer at once: 503 for cluster-wide queries, this node's ring for history reads.
     pub fn redis(&self) -> ConnectionManager {
         self.shared_connection
             .get_or_init(|| {
