@@ -300,3 +300,75 @@ fn machine_action(what: Watched, channel: &str, action: Action) -> FeatureAction
         Action::Changed => FeatureAction::Changed { what, channel },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(features: &mut ClientFeatures) -> Vec<FeatureAction> {
+        core::iter::from_fn(|| features.poll_action()).collect()
+    }
+
+    #[test]
+    fn machines_answer_through_one_queue_and_one_deadline() {
+        let mut features = ClientFeatures::new("", true, StatusConfig::default());
+        features.typing("presence-room", Some("7"), 1_000);
+        assert_eq!(
+            drain(&mut features),
+            [FeatureAction::Whisper {
+                what: Watched::Typing,
+                channel: "presence-room".into(),
+                data: r#"{"typing":true,"user_id":"7"}"#.into(),
+            }]
+        );
+        // The typist's idle stop is due: the one deadline is the typing machine's.
+        let due = features.poll_timeout().expect("a deadline");
+        features.handle_timeout(due);
+        assert!(matches!(
+            drain(&mut features).as_slice(),
+            [FeatureAction::Whisper { what: Watched::Typing, data, .. }] if data.contains("false")
+        ));
+
+        features.notification("n-1", "messages");
+        let actions = drain(&mut features);
+        assert!(
+            matches!(&actions[0], FeatureAction::StoreBadges(text) if text.contains("messages"))
+        );
+        assert_eq!(
+            actions[1],
+            FeatureAction::Changed {
+                what: Watched::Badges,
+                channel: String::new()
+            }
+        );
+        assert!(matches!(&actions[2], FeatureAction::PostBadges(_)));
+        assert_eq!(features.badges().total(), 1);
+    }
+
+    #[test]
+    fn presence_statuses_follow_members_and_visibility() {
+        let config = StatusConfig {
+            away_after_ms: 100,
+            ..StatusConfig::default()
+        };
+        let mut features = ClientFeatures::new("", true, config);
+        features.presence_up("presence-room", Some("1".into()), ["1", "2"], 0);
+        drain(&mut features);
+        features.status_seen("presence-room", "2", "away");
+        assert_eq!(
+            features.status_of("presence-room", Some("2")),
+            Some(Status::Away)
+        );
+        features.member_left("presence-room", "2");
+        assert_eq!(features.status_of("presence-room", Some("2")), None);
+        features.visibility_changed(false, 10);
+        let due = features.poll_timeout().expect("the away timer");
+        features.handle_timeout(due);
+        assert_eq!(
+            features.status_of("presence-room", None),
+            Some(Status::Away)
+        );
+        features.left("presence-room");
+        assert_eq!(features.status_of("presence-room", None), None);
+    }
+}
