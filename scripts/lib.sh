@@ -14,6 +14,30 @@ ensure_rust_wasm() {
   fi
 }
 
+# The wasm-bindgen CLI (with wasm-bindgen-test-runner) at the version the client crate pins:
+# the Rust API's browser tests and the Rust examples need it; installed from crates.io.
+ensure_wasm_bindgen() {
+  local wanted
+  wanted=$(sed -n 's/^version = "=\(.*\)"$/\1/p' "$ROOT/client-wasm/Cargo.toml" | head -1)
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wanted" ]; then
+    say "installing wasm-bindgen-cli $wanted"
+    cargo install -q wasm-bindgen-cli --version "$wanted"
+  fi
+}
+
+# The Leptos example (examples/leptos-presence) on the Rust API, built for the browser into
+# target/examples/leptos-presence/: index.html and build/ (the wasm and wasm-bindgen's JS).
+build_rust_example() {
+  ensure_rust_wasm
+  ensure_wasm_bindgen
+  say "building the Leptos example on the Rust API"
+  local out="$ROOT/target/examples/leptos-presence"
+  (cd "$ROOT" && cargo build -q -p leptos-presence --target wasm32-unknown-unknown)
+  wasm-bindgen --target web --no-typescript --out-dir "$out/build" --out-name leptos_presence \
+    "$ROOT/target/wasm32-unknown-unknown/debug/leptos-presence.wasm"
+  cp "$ROOT/examples/leptos-presence/index.html" "$out/"
+}
+
 # `npm ci` in a folder unless its node_modules already matches its lockfile.
 ensure_npm() {
   local dir="$ROOT/$1"
