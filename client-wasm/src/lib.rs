@@ -44,6 +44,7 @@ compile_error!("`web` (the Rust API) needs std: build it without `no-std`");
 mod abi;
 pub mod core;
 #[cfg(all(target_arch = "wasm32", feature = "web"))]
+#[warn(missing_docs)]
 pub mod echo;
 pub mod features;
 pub mod secretbox;

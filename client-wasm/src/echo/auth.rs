@@ -15,7 +15,9 @@ use crate::core::ChannelAuth;
 /// What a channel authorization is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRequest {
+    /// The channel's full name (`private-orders.7`).
     pub channel: String,
+    /// The socket the signature is for.
     pub socket_id: String,
 }
 
@@ -42,6 +44,7 @@ pub struct AuthDone {
 }
 
 impl AuthDone {
+    /// Signed: the subscription goes on.
     pub fn succeed(self, reply: AuthReply) {
         let Some(inner) = self.inner.upgrade() else {
             return;

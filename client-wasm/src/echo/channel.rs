@@ -24,10 +24,20 @@ use crate::features::Watched;
 pub enum ChannelError {
     /// The subscription was refused: by the auth endpoint (`status`: its HTTP status) or the
     /// server.
-    Subscription { status: Option<u16>, error: String },
+    Subscription {
+        /// The auth endpoint's HTTP status, when it answered.
+        status: Option<u16>,
+        /// Why, as the endpoint or the server said it.
+        error: String,
+    },
     /// A typed listener's payload did not deserialize into its type; the listener was not
     /// called.
-    Payload { event: String, error: String },
+    Payload {
+        /// The event as the listener named it.
+        event: String,
+        /// serde's message.
+        error: String,
+    },
 }
 
 impl fmt::Display for ChannelError {

@@ -65,6 +65,7 @@ pub enum Broadcaster {
 /// Echo's options, by their Rust names. `Options::new(key)` has Echo's defaults.
 #[derive(Clone)]
 pub struct Options {
+    /// Which server: it decides the defaults of the host and TLS.
     pub broadcaster: Broadcaster,
     /// The app key (`/app/{key}`).
     pub key: String,
@@ -143,7 +144,9 @@ impl Options {
 /// The connection as Echo's `connectionStatus()` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionStatus {
+    /// The first attempt, after [`Echo::new`] or [`Echo::connect`].
     Connecting,
+    /// Up: subscriptions are (re)made, events flow.
     Connected,
     /// Lost, retrying with backoff (also while offline or after several failed attempts).
     Reconnecting,
@@ -219,6 +222,7 @@ impl Echo {
         self.inner.dropped(dropped);
     }
 
+    /// Leaves every channel (the signed-in user's stays); their listeners stop.
     pub fn leave_all_channels(&self) {
         let names: Vec<String> = self
             .inner
@@ -239,6 +243,7 @@ impl Echo {
         self.inner.core.borrow().socket_id().map(str::to_owned)
     }
 
+    /// Connects again after [`Echo::disconnect`], resubscribing every channel kept.
     pub fn connect(&self) {
         self.inner.core.borrow_mut().connect(driver::now());
         self.inner.drive();
@@ -250,6 +255,7 @@ impl Echo {
         self.inner.drive();
     }
 
+    /// The connection now, as Echo's `connectionStatus()` names it.
     pub fn connection_status(&self) -> ConnectionStatus {
         self.inner.core.borrow().state().into()
     }
@@ -268,6 +274,7 @@ impl Echo {
         options.headers.push((name.into(), value.into()));
     }
 
+    /// Stops sending the header `name` with authorization requests.
     pub fn remove_header(&self, name: &str) {
         let mut options = self.inner.options.borrow_mut();
         options
@@ -325,10 +332,12 @@ pub struct Badges {
 }
 
 impl Badges {
+    /// Unread in `category`.
     pub fn count(&self, category: &str) -> u32 {
         self.inner.features.borrow().badges().count(category)
     }
 
+    /// Unread in every category.
     pub fn total(&self) -> u32 {
         self.inner.features.borrow().badges().total()
     }
@@ -343,6 +352,7 @@ impl Badges {
             .collect()
     }
 
+    /// Marks one notification, a category or everything read, in every tab of the scope.
     pub fn mark_read(&self, target: ReadTarget) {
         self.inner.features.borrow_mut().mark_read(target);
         self.inner.drive();
