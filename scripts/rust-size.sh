@@ -17,7 +17,7 @@ for app in bare-echo leptos-presence; do
   (cd "$ROOT" && cargo build -q -p "$app" --target wasm32-unknown-unknown --profile wasm)
   wasm-bindgen --target web --no-typescript --out-dir "$out/$app" --out-name "$crate" \
     "$ROOT/target/wasm32-unknown-unknown/wasm/$app.wasm"
-  wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-multivalue --enable-reference-types \
     "$out/$app/${crate}_bg.wasm" -o "$out/$app/${crate}_opt.wasm"
   wasm="$out/$app/${crate}_opt.wasm"
