@@ -5,7 +5,7 @@
 // calls go in as `call(client, op, a, b, c, d, n)` (`Op`), answers come back as
 // `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
 import type { Features } from './features.js';
-import { instantiate, type Call } from './wasm.js';
+import { instantiate, type Call, type Fallback } from './wasm.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
 const enum Op {
@@ -60,8 +60,8 @@ const clients: Client[] = [];
 let call: Call;
 
 /** Loads the client wasm (once: see index.ts); `Client`s need it. */
-export async function load(url: URL): Promise<void> {
-  call = await instantiate(url, (client, kind, n, a, b) => clients[client].out(kind, n, a, b));
+export async function load(url: URL, fallback: Fallback): Promise<void> {
+  call = await instantiate(url, fallback, (client, kind, n, a, b) => clients[client].out(kind, n, a, b));
 }
 
 /** A wasm client doing its IO in this page. Only in a browser, once the wasm is loaded. */

@@ -41,7 +41,8 @@ export interface Host {
 
 /** Loads the features module (once), then makes this client's features. */
 export async function start(host: Host): Promise<Features> {
-  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), (index, kind, n, a, b) =>
+  const fallback = () => import('./overtone_features_wasm2js.js');
+  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), fallback, (index, kind, n, a, b) =>
     all[index].out(kind, n, a, b),
   );
   return new Features(host);

@@ -2,6 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
+import type { Fallback } from './wasm.js';
 import { Client, load } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 
@@ -59,16 +60,20 @@ export interface EchoOptions {
 
 let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
-let encryptionBuild: URL | undefined;
+let encryptionBuild: [URL, Fallback] | undefined;
 
-/** @internal `overtone/with-encryption` loads this .wasm instead of the one without decryption. */
-export function useEncryptionBuild(url: URL): void {
-  encryptionBuild = url;
+/**
+ * @internal `overtone/with-encryption` loads this .wasm (or, where WebAssembly cannot run, its
+ * JavaScript twin) instead of the one without decryption.
+ */
+export function useEncryptionBuild(url: URL, fallback: Fallback): void {
+  encryptionBuild = [url, fallback];
 }
 
 /** Loads the wasm module once, from next to this file. */
 function loadWasm(): Promise<void> {
-  return (wasm ??= load(encryptionBuild ?? new URL('overtone_bg.wasm', import.meta.url)));
+  const [url, fallback] = encryptionBuild ?? [new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')];
+  return (wasm ??= load(url, fallback));
 }
 
 /** The wasm's connection states that laravel-echo's `connectionStatus()` names differently. */
