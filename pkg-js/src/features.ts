@@ -65,13 +65,13 @@ export class Features {
     } catch {
       // Disabled storage: the badges still work for this page's life.
     }
-    this.index_ = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
+    this.index_ = call(0, Op.New, stored ?? '', globalThis.document?.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
     all[this.index_] = this;
     if (typeof BroadcastChannel === 'function') {
       this.tabs_ = new BroadcastChannel(this.storageKey_);
       this.tabs_.onmessage = (event) => typeof event.data === 'string' && this.run_(Op.BadgesRemote, event.data);
     }
-    document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
+    globalThis.document?.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
   }
 
   private run_(op: Op, a = '', b = '', c = '', n = -1): number {

@@ -53,6 +53,11 @@ export interface EchoOptions {
   awayAfterMs?: number;
   /** Tabs sharing a scope share their unread badges (default: the app key; use the user id). */
   badgeScope?: string;
+  /**
+   * Outside a browser (Node, workers), the WebSocket class to connect with, e.g. npm `ws`'s; the
+   * client connects without a window only when given one, so server-side rendering never does.
+   */
+  WebSocket?: typeof WebSocket;
   /** Do not add `X-Socket-ID` to axios requests. */
   withoutInterceptors?: boolean;
   [option: string]: unknown;
@@ -270,7 +275,7 @@ export default class Echo implements ClientRunner {
   use(call: (client: Client) => void): void {
     if (this.client_) return call(this.client_);
     this.queue_.push(call);
-    if (this.queue_.length === 1 && typeof window !== 'undefined') {
+    if (this.queue_.length === 1 && (typeof window !== 'undefined' || this.options.WebSocket)) {
       this.load_().catch((error) => console.error('overtone: could not load the client', error));
     }
   }
@@ -282,11 +287,11 @@ export default class Echo implements ClientRunner {
   private async load_(): Promise<void> {
     await loadWasm();
     const o = this.options;
-    const tls = o.forceTLS ?? location.protocol === 'https:';
+    const tls = o.forceTLS ?? globalThis.location?.protocol === 'https:';
     this.client_ = new Client(
       {
         key: o.key,
-        host: o.wsHost ?? location.hostname,
+        host: o.wsHost ?? globalThis.location?.hostname ?? '',
         wsPort: o.wsPort ?? 80,
         wssPort: o.wssPort ?? 443,
         forceTLS: tls,
@@ -294,6 +299,7 @@ export default class Echo implements ClientRunner {
         namespace: o.namespace || null,
         awayAfterMs: o.awayAfterMs,
         badgeScope: o.badgeScope ?? o.key,
+        WebSocket: o.WebSocket,
       },
       {
         authorize: (channel, socketId) => this.authorize_(channel, socketId),
