@@ -66,6 +66,9 @@ const rows = [
   ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', ...index, 'dist/with-encryption.js'])],
   ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
   ['typing/status/badges, on use', measure(featuresModule)],
+  // Where WebAssembly cannot run (a CSP without 'wasm-unsafe-eval', a runtime without it): the
+  // JavaScript twin instead of the .wasm, fetched only there.
+  ['overtone without wasm (CSP)', measure([...index, 'dist/overtone_wasm2js.js'])],
 ];
 
 const kb = (n) => `${(n / 1000).toFixed(1)} KB`;

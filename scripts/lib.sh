@@ -92,6 +92,17 @@ build_package() {
     wasm-opt "${flags[@]}" "$out/${name}_raw.wasm" -o "$out/${name}_bg.wasm" &
     pids+=($!)
   done
+  # The same modules as JavaScript (binaryen's wasm2js), loaded only where the .wasm cannot be
+  # instantiated (a Content-Security-Policy without 'wasm-unsafe-eval', a runtime without
+  # WebAssembly). wasm2js needs the post-MVP operations lowered first; build.mjs makes each a
+  # module exporting its instantiate function, and minifies it.
+  pids=()
+  for name in overtone overtone_encryption overtone_features; do
+    (wasm-opt "${flags[@]:1}" --llvm-memory-copy-fill-lowering --signext-lowering \
+      --llvm-nontrapping-fptoint-lowering -Oz "$out/${name}_raw.wasm" -o "$out/${name}_lowered.wasm" &&
+      wasm2js "$out/${name}_lowered.wasm" -Oz -o "$out/${name}_wasm2js.js") &
+    pids+=($!)
+  done
   for pid in "${pids[@]}"; do wait "$pid"; done
   (cd "$ROOT/pkg-js" && node build.mjs)
 }

@@ -2,6 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
+import type { Fallback } from './wasm.js';
 import { Client, load } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 
@@ -52,6 +53,11 @@ export interface EchoOptions {
   awayAfterMs?: number;
   /** Tabs sharing a scope share their unread badges (default: the app key; use the user id). */
   badgeScope?: string;
+  /**
+   * Outside a browser (Node, workers), the WebSocket class to connect with, e.g. npm `ws`'s; the
+   * client connects without a window only when given one, so server-side rendering never does.
+   */
+  WebSocket?: typeof WebSocket;
   /** Do not add `X-Socket-ID` to axios requests. */
   withoutInterceptors?: boolean;
   [option: string]: unknown;
@@ -59,16 +65,20 @@ export interface EchoOptions {
 
 let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
-let encryptionBuild: URL | undefined;
+let encryptionBuild: [URL, Fallback] | undefined;
 
-/** @internal `overtone/with-encryption` loads this .wasm instead of the one without decryption. */
-export function useEncryptionBuild(url: URL): void {
-  encryptionBuild = url;
+/**
+ * @internal `overtone/with-encryption` loads this .wasm (or, where WebAssembly cannot run, its
+ * JavaScript twin) instead of the one without decryption.
+ */
+export function useEncryptionBuild(url: URL, fallback: Fallback): void {
+  encryptionBuild = [url, fallback];
 }
 
 /** Loads the wasm module once, from next to this file. */
 function loadWasm(): Promise<void> {
-  return (wasm ??= load(encryptionBuild ?? new URL('overtone_bg.wasm', import.meta.url)));
+  const [url, fallback] = encryptionBuild ?? [new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')];
+  return (wasm ??= load(url, fallback));
 }
 
 /** The wasm's connection states that laravel-echo's `connectionStatus()` names differently. */
@@ -265,7 +275,7 @@ export default class Echo implements ClientRunner {
   use(call: (client: Client) => void): void {
     if (this.client_) return call(this.client_);
     this.queue_.push(call);
-    if (this.queue_.length === 1 && typeof window !== 'undefined') {
+    if (this.queue_.length === 1 && (typeof window !== 'undefined' || this.options.WebSocket)) {
       this.load_().catch((error) => console.error('overtone: could not load the client', error));
     }
   }
@@ -277,11 +287,11 @@ export default class Echo implements ClientRunner {
   private async load_(): Promise<void> {
     await loadWasm();
     const o = this.options;
-    const tls = o.forceTLS ?? location.protocol === 'https:';
+    const tls = o.forceTLS ?? globalThis.location?.protocol === 'https:';
     this.client_ = new Client(
       {
         key: o.key,
-        host: o.wsHost ?? location.hostname,
+        host: o.wsHost ?? globalThis.location?.hostname ?? '',
         wsPort: o.wsPort ?? 80,
         wssPort: o.wssPort ?? 443,
         forceTLS: tls,
@@ -289,6 +299,7 @@ export default class Echo implements ClientRunner {
         namespace: o.namespace || null,
         awayAfterMs: o.awayAfterMs,
         badgeScope: o.badgeScope ?? o.key,
+        WebSocket: o.WebSocket,
       },
       {
         authorize: (channel, socketId) => this.authorize_(channel, socketId),
