@@ -28,8 +28,12 @@ export async function overtoneEchoIsComplete() {
   return methods.every((method) => typeof Echo.prototype[method] === 'function');
 }
 
-/** Signs private and presence channels for the user named in the query (`?user=`), with CORS. */
-function startAuthEndpoint(sdk) {
+/**
+ * Signs private and presence channels (`/broadcasting/auth`) and user sign-ins
+ * (`/broadcasting/user-auth`) for the user named in the query (`?user=`), with CORS. Each
+ * request's channel (or `#signin`) and Authorization header go into `requests`.
+ */
+function startAuthEndpoint(sdk, requests) {
   const server = http.createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', '*');
@@ -37,10 +41,15 @@ function startAuthEndpoint(sdk) {
     let body = '';
     for await (const chunk of req) body += chunk;
     const form = new URLSearchParams(body);
-    const user = new URL(req.url, 'http://x').searchParams.get('user');
+    const url = new URL(req.url, 'http://x');
+    const user = url.searchParams.get('user');
     const channel = form.get('channel_name');
-    const member = channel.startsWith('presence-') ? { user_id: user, user_info: { id: user, name: user } } : undefined;
+    requests.push({ channel: channel ?? '#signin', authorization: req.headers.authorization });
     res.setHeader('Content-Type', 'application/json');
+    if (url.pathname.endsWith('/user-auth')) {
+      return res.end(JSON.stringify(sdk.authenticateUser(form.get('socket_id'), { id: user, name: user })));
+    }
+    const member = channel.startsWith('presence-') ? { user_id: user, user_info: { id: user, name: user } } : undefined;
     res.end(JSON.stringify(sdk.authorizeChannel(form.get('socket_id'), channel, member)));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
@@ -56,18 +65,22 @@ export const installedPackage = path.join(apps, 'node_modules/overtone/dist');
 export async function serveApp(dir, packageDir = installedPackage) {
   const server = await startServer({ args: ['--demo', '--demo-dir', dir, '--package-dir', packageDir] });
   const sdk = await serverSdk(server);
-  const auth = await startAuthEndpoint(sdk);
-  const authUrl = `http://127.0.0.1:${auth.address().port}/broadcasting/auth`;
+  const authRequests = [];
+  const auth = await startAuthEndpoint(sdk, authRequests);
+  const authUrl = `http://127.0.0.1:${auth.address().port}/broadcasting`;
   return {
     server,
     sdk,
-    /** The app's page for `user`. */
-    url: (user) => {
+    /** What the auth endpoint was asked: `{channel, authorization}`, in order. */
+    authRequests,
+    /** The app's page (`page`, default its index) for `user`. */
+    url: (user, page = '') => {
+      const who = `?user=${encodeURIComponent(user)}`;
       const query = new URLSearchParams({
         key: server.app.key, host: server.host, port: String(server.port), user,
-        auth: `${authUrl}?user=${encodeURIComponent(user)}`,
+        auth: `${authUrl}/auth${who}`, userAuth: `${authUrl}/user-auth${who}`,
       });
-      return `${server.url}/?${query}`;
+      return `${server.url}/${page}?${query}`;
     },
     stop: async () => {
       auth.close();
