@@ -37,8 +37,8 @@ type AuthCallback = (error: { status?: number; message?: string } | Error | null
 type AuthOptions<Request> = {
   endpoint?: string;
   transport?: 'ajax' | 'jsonp';
-  /** Headers may be a function: read on every request (token refresh). */
-  headers?: Headers | (() => Headers);
+  /** Read on every request (JavaScript may give a function, called then). */
+  headers?: Headers;
   params?: Record<string, string>;
   headersProvider?: () => Headers;
   paramsProvider?: () => Record<string, string>;
@@ -63,8 +63,8 @@ export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
   wsPath?: string;
   /** Default `/broadcasting/auth`. */
   authEndpoint?: string;
-  /** Headers may be a function: read on every request (token refresh). */
-  auth?: { headers?: Headers | (() => Headers); params?: Record<string, string> };
+  /** laravel-echo's type; the headers are read on every request (JavaScript may give a function, called then). */
+  auth?: { headers: Headers; params?: Record<string, string> };
   bearerToken?: string;
   csrfToken?: string | null;
   /** Default `App.Events`; `false` for none. */
@@ -87,7 +87,7 @@ export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
 
 /** The options as Echo keeps them (`echo.options`, `echo.connector.options`): defaults filled in. */
 export type EchoOptionsWithDefaults<B extends BroadcastDriver = BroadcastDriver> = EchoOptions<B> & {
-  auth: { headers: Headers };
+  auth: { headers: Headers; params?: Record<string, string> };
   authEndpoint: string;
   userAuthentication: { endpoint: string; headers: Headers };
   namespace: string | false;

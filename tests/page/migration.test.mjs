@@ -78,7 +78,7 @@ for (const echo of ECHOS) {
       assert.deepEqual(page.problems, []);
     });
 
-    test('a token set on connector.options.auth.headers (and echo.options) goes with the next authorization', async () => {
+    test('a token set on connector.options.auth.headers (or echo.options, or the options given) goes with the next authorization', async () => {
       const page = await open('dave');
       const authorization = (channel) => served.authRequests.find((r) => r.channel === channel)?.authorization;
       await retryUntil(async () => {}, async () => authorization('private-chat') !== undefined, { what: 'the chat authorization' });
@@ -89,6 +89,9 @@ for (const echo of ECHOS) {
       await app(page, 'refresh', 'token-2');
       await retryUntil(async () => {}, async () => authorization('private-invoices.dave') !== undefined, { what: 'the invoices authorization' });
       assert.equal(authorization('private-invoices.dave'), 'Bearer token-2');
+      await app(page, 'rotate', 'token-3');
+      await retryUntil(async () => {}, async () => authorization('private-receipts.dave') !== undefined, { what: 'the receipts authorization' });
+      assert.equal(authorization('private-receipts.dave'), 'Bearer token-3');
       // The channel joined after the login works.
       await retryUntil(
         () => served.sdk.trigger('private-orders.dave', 'App\\Events\\OrderShipped', { id: 3 }),

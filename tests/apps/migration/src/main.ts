@@ -126,6 +126,11 @@ window.app = {
     getEcho().options.auth!.headers.Authorization = `Bearer ${token}`;
     getEcho().private(`invoices.${user}`);
   },
+  /** The app's own options object, which laravel-echo and pusher-js keep a reference to. */
+  rotate: (token: string) => {
+    options.auth!.headers.Authorization = `Bearer ${token}`;
+    getEcho().private(`receipts.${user}`);
+  },
   channels: () => ({
     pusher: pusher.allChannels().map((c) => `${c.name}:${c.subscribed}`).sort(),
     connector: Object.keys(getEcho().connector.channels).sort(),
