@@ -164,11 +164,21 @@ export class PusherChannel extends Dispatcher {
     return super.bind_global(callback);
   }
 
-  /** Sends a client event: `event` must start with `client-`, as in pusher-js. */
+  /**
+   * Sends a client event: `event` must start with `client-`, as in pusher-js. False when it could
+   * not be sent (not subscribed); pusher-js too returns rather than throws.
+   */
   trigger(event: string, data: unknown): boolean {
     if (!event.startsWith('client-')) throw new Error(`Event '${event}' does not start with 'client-'`);
-    this.runner_.use((c) => c.whisper(this.name, event.slice(7), data));
-    return true;
+    let sent = true;
+    this.runner_.use((c) => {
+      try {
+        c.whisper(this.name, event.slice(7), data);
+      } catch {
+        sent = false;
+      }
+    });
+    return sent;
   }
 
   /** Asks the client for `event` (`''`: every event, for the global callbacks), once. */

@@ -5,7 +5,9 @@ import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { before, after, afterEach } from 'node:test';
 import { startServer, serverSdk } from '../lib/server.mjs';
+import { strictPage } from '../lib/browser.mjs';
 
 const apps = path.dirname(fileURLToPath(import.meta.url));
 
@@ -57,6 +59,35 @@ function startAuthEndpoint(sdk, requests) {
 
 /** The package as installed from its tarball, for pages that load it with no bundler. */
 export const installedPackage = path.join(apps, 'node_modules/overtone/dist');
+
+/**
+ * For a describe block: the built app served (`serveApp`) while its tests run, and `open(user)`:
+ * the app's page for `user` in a browser context of its own, once `ready(page)` resolves. Each
+ * test's contexts close with it: presence must see only that test's users. `browser()` gives
+ * the browser the file launched.
+ */
+export function servedApp(app, echo, browser, ready) {
+  let served;
+  let contexts = [];
+  before(async () => { served = await serveApp(appDir(app, echo)); });
+  afterEach(async () => {
+    await Promise.all(contexts.map((c) => c.close()));
+    contexts = [];
+  });
+  after(async () => { await served?.stop(); });
+  return {
+    get sdk() { return served.sdk; },
+    get authRequests() { return served.authRequests; },
+    async open(user) {
+      const context = await browser().newContext();
+      contexts.push(context);
+      const page = await strictPage(context);
+      await page.goto(served.url(user));
+      await ready(page);
+      return page;
+    },
+  };
+}
 
 /**
  * `overtone serve` serving the app in `dir` at `/` (and `packageDir` at `/pkg/`), its auth
