@@ -168,8 +168,9 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
       namespace: 'App.Events',
       ...options,
       auth: options.auth ?? { headers: {} },
-      userAuthentication: options.userAuthentication ?? { endpoint: '/broadcasting/user-auth', headers: {} },
+      userAuthentication: options.userAuthentication ?? { headers: {} },
     } as EchoOptionsWithDefaults<T>;
+    this.options.userAuthentication.endpoint ??= '/broadcasting/user-auth';
     const csrf = csrfToken(this.options);
     for (const target of [this.options.auth, this.options.userAuthentication]) {
       // Added to the app's own headers object, as laravel-echo does (a function is read per request).
@@ -206,7 +207,8 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   }
 
   connectionStatus(): ConnectionStatus {
-    return this.isNull_() ? 'connected' : (RENAMED_STATES[this.pusher.connection.state] ?? (this.pusher.connection.state as ConnectionStatus));
+    const state = this.pusher.connection.state;
+    return this.isNull_() ? 'connected' : (RENAMED_STATES[state] ?? (state as ConnectionStatus));
   }
 
   /** `callback(status)` on every change; returns the unsubscribe function. */
@@ -418,7 +420,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     const user = this.options.userAuthentication;
     if (user.customHandler) return user.customHandler({ socketId }, done);
     const [headers, params] = requestOf(user);
-    void post(user.endpoint!, headers, { ...params, socket_id: socketId }, done);
+    void post(user.endpoint, headers, { ...params, socket_id: socketId }, done);
   }
 
 }
