@@ -143,7 +143,8 @@ const KINDS: Record<string, string> = {
 export class PusherChannel extends Dispatcher {
   /** Set by the Echo channel's bookkeeping; false again once the connection is down. */
   subscribed = false;
-  readonly members?: Members;
+  /** On presence channels; an own `undefined` elsewhere (no console error on reading it). */
+  readonly members: Members | undefined;
   private tapped_ = new Set<string>();
 
   constructor(
@@ -151,7 +152,7 @@ export class PusherChannel extends Dispatcher {
     readonly name: string,
   ) {
     super();
-    if (name.startsWith('presence-')) this.members = new Members(runner_, name);
+    this.members = name.startsWith('presence-') ? new Members(runner_, name) : undefined;
   }
 
   bind(event: string, callback: Callback): this {

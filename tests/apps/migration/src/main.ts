@@ -148,6 +148,12 @@ window.app = {
     };
   },
   signin: () => pusher.user.signin(),
+  /** A channel of the app's own, through pusher-js alone. */
+  subscribeRaw: (name: string) => {
+    const channel = pusher.subscribe(name);
+    channel.bind('headline', (data: unknown) => log('raw-headline', data));
+    return (channel as unknown as { members?: unknown }).members === undefined;
+  },
   leave: (name: string) => {
     pusher.unsubscribe(name);
     return pusher.channel(name) === undefined;
