@@ -1,6 +1,7 @@
 // Channel objects with laravel-echo's chainable API, over the wasm Client. Every call is
 // queued by Echo until the wasm is loaded, then runs in order.
 import type { Client } from './client.js';
+import { named, PusherChannel } from './pusher.js';
 
 export type Callback = (...args: any[]) => void;
 
@@ -10,6 +11,7 @@ export type TypingUser = { id: string; info?: unknown };
 export interface ClientRunner {
   use(call: (client: Client) => void): void;
   loaded(): Client | undefined;
+  readonly options: { namespace?: string | false };
 }
 
 const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
@@ -24,12 +26,15 @@ export class Channel {
    */
   recovered = true;
   private failing_ = false;
+  /** The channel as pusher-js has it (laravel-echo's `channel.subscription`). */
+  readonly subscription: PusherChannel;
 
   /** Create it after asking the client to subscribe: it binds its own bookkeeping. */
   constructor(
     protected readonly runner_: ClientRunner,
     readonly name: string,
   ) {
+    this.subscription = named(new PusherChannel(runner_, name), `echo.connector.pusher.channel('${name}')`);
     this.keep_('subscribed');
     this.keep_('event', RECOVERY_FAILED);
   }
@@ -146,6 +151,7 @@ export class Channel {
       this.on_(kind, () => {
         this.recovered = !this.failing_;
         this.failing_ = false;
+        this.subscription.subscribed = true;
       });
     }
     if (event === RECOVERY_FAILED) {
@@ -206,7 +212,7 @@ export class PresenceChannel extends Channel {
 
   /** Every member's `user_info`, now. */
   members(): unknown[] {
-    return this.runner_.loaded()?.members(this.name) ?? [];
+    return [...(this.runner_.loaded()?.members(this.name).values() ?? [])];
   }
 
   /** `{userId: 'online' | 'away'}` for the members present. */

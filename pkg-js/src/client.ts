@@ -188,7 +188,8 @@ export class Client {
         return listener && invoke(listener[0], [ids.map((user) => this.info_(listener[1], user))]);
       }
       case Out.OneMember:
-        return listener && invoke(listener[0], [this.info_(listener[1], a)]);
+        // The user id after the `user_info`: pusher-js's `member_added` / `member_removed` carry both.
+        return listener && invoke(listener[0], [this.info_(listener[1], a), a]);
       case Out.AuthError:
         return listener && invoke(listener[0], [{ type: 'AuthError', error: a, status: b ? +b : null }]);
       case Out.Drop:
@@ -393,9 +394,9 @@ export class Client {
     this.run_(Op.Whisper, channel, event, json);
   }
 
-  /** A presence channel's members' `user_info`, one per user. */
-  members(channel: string): unknown[] {
-    return [...(this.presence_.get(channel)?.values() ?? [])];
+  /** A presence channel's members: user id -> `user_info`. */
+  members(channel: string): ReadonlyMap<string, unknown> {
+    return this.presence_.get(channel) ?? new Map();
   }
 
   authorized(channel: string, socketId: string, auth: string, channelData?: string, sharedSecret?: string): void {
@@ -425,17 +426,17 @@ export class Client {
   // ---- typing, statuses and badges: the features module, loaded on first use ----
 
   typing(channel: string): void {
-    this.withFeatures_((f) => f.typing(channel, this.ownId_(channel)));
+    this.withFeatures_((f) => f.typing(channel, this.ownId(channel)));
   }
 
   stopTyping(channel: string): void {
-    this.withFeatures_((f) => f.stopTyping(channel, this.ownId_(channel)));
+    this.withFeatures_((f) => f.stopTyping(channel, this.ownId(channel)));
   }
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string): { id: string; info?: unknown }[] {
     this.withFeatures_(() => {});
-    return this.features_?.typingUsers(channel, this.ownId_(channel)) ?? [];
+    return this.features_?.typingUsers(channel, this.ownId(channel)) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` on a presence channel. */
@@ -469,7 +470,7 @@ export class Client {
     const watcher = this.nextWatcher_++;
     this.watchers_.set(watcher, undefined);
     this.withFeatures_((f) => {
-      if (this.watchers_.has(watcher)) this.watchers_.set(watcher, f.watch(what, channel, callback, this.ownId_(channel)));
+      if (this.watchers_.has(watcher)) this.watchers_.set(watcher, f.watch(what, channel, callback, this.ownId(channel)));
     });
     return watcher;
   }
@@ -481,7 +482,7 @@ export class Client {
   }
 
   /** This user's id on `channel`: its presence id, else the signed-in user's. */
-  private ownId_(channel: string): string {
+  ownId(channel: string): string {
     return this.own_.get(channel) ?? this.userIdNow_ ?? '';
   }
 
