@@ -73,7 +73,8 @@ async function facadeShare() {
     },
   };
   const bundle = async (plugins) => {
-    const options = { entryPoints: ['src/index.ts'], bundle: true, format: 'esm', target: 'es2020', minify: true, mangleProps: /_$/ };
+    // The wasm2js twins are files of their own (build.mjs), never in the layer.
+    const options = { entryPoints: ['src/index.ts'], bundle: true, format: 'esm', target: 'es2020', minify: true, mangleProps: /_$/, external: ['./*_wasm2js.js'] };
     return (await build({ ...options, write: false, plugins })).outputFiles[0].contents;
   };
   const [full, without] = await Promise.all([bundle([]), bundle([stub])]);
