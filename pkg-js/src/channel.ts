@@ -26,6 +26,8 @@ export class Channel {
    */
   recovered = true;
   private failing_ = false;
+  /** The error callbacks, also kept here for when the client cannot start (`unloadable_`). */
+  private readonly errors_ = new Set<Callback>();
   /** The channel as pusher-js has it (laravel-echo's `channel.subscription`). */
   readonly subscription: PusherChannel;
 
@@ -85,11 +87,19 @@ export class Channel {
 
   /** `callback({type: 'AuthError', error, status})` when the subscription is refused. */
   error(callback: Callback): this {
+    this.errors_.add(callback);
     return this.on_('error', callback);
   }
 
   stopListeningForError(callback?: Callback): this {
+    if (callback) this.errors_.delete(callback);
+    else this.errors_.clear();
     return this.off_('error', callback);
+  }
+
+  /** @internal The client could not start at all: the error callbacks hear why. */
+  unloadable_(cause: string): void {
+    for (const callback of this.errors_) callback({ type: 'AuthError', error: cause, status: null });
   }
 
   /**

@@ -2,7 +2,7 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
-import type { Fallback } from './wasm.js';
+import { mayCompile, type Fallback } from './wasm.js';
 import { Client, load } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 import { Pusher } from './pusher.js';
@@ -171,6 +171,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   readonly pusher: Pusher = new Pusher(this);
   private client_?: Client;
   private queue_: ((client: Client) => void)[] = [];
+  private startFailed_ = false;
 
   constructor(options: EchoOptions<T>) {
     this.options = {
@@ -335,15 +336,31 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, or with the `null` broadcaster, never. */
   use(call: (client: Client) => void): void {
     if (this.client_) return call(this.client_);
-    if (this.isNull_()) return;
+    if (this.isNull_() || this.startFailed_) return;
     this.queue_.push(call);
     if (this.queue_.length === 1 && (typeof window !== 'undefined' || this.options.WebSocket)) {
-      this.load_().catch((error) => console.error('overtone: could not load the client', error));
+      this.load_().catch((error) => this.cannotStart_(error));
     }
   }
 
   loaded(): Client | undefined {
     return this.client_;
+  }
+
+  /**
+   * Neither the .wasm nor its JavaScript twin could run: said once on the console, and where the
+   * app listens (the connection `failed`, each channel's error callbacks).
+   */
+  private cannotStart_(error: unknown): void {
+    const cause = mayCompile()
+      ? `overtone: the client could not load: ${error}`
+      : "overtone: WebAssembly is not allowed here (add 'wasm-unsafe-eval' to the Content-Security-Policy's " +
+        `script-src) and the client's JavaScript build could not load either: ${error}`;
+    console.error(cause);
+    this.startFailed_ = true;
+    this.queue_ = [];
+    this.pusher.changed_('failed');
+    for (const channel of Object.values(this.channels)) channel.unloadable_(cause);
   }
 
   private isNull_(): boolean {

@@ -19,7 +19,7 @@ const decoder = new TextDecoder();
  * Whether this runtime can compile WebAssembly: not where it has none, nor on a page whose
  * Content-Security-Policy lacks 'wasm-unsafe-eval' (an empty module tells, before any download).
  */
-function mayCompile(): boolean {
+export function mayCompile(): boolean {
   try {
     return !!new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
   } catch {

@@ -25,9 +25,12 @@ after(async () => {
  * Opens the CSP fixture page served with `policy` (in a runtime without WebAssembly when
  * `noWasm`); records which client files it fetched.
  */
-async function openUnder(policy, { noWasm = false } = {}) {
+async function openUnder(policy, { noWasm = false, noTwin = false } = {}) {
   const page = await browser.newPage();
   if (noWasm) await page.addInitScript(() => delete globalThis.WebAssembly);
+  if (noTwin) await page.route('**/*_wasm2js.js', (route) => route.abort());
+  const consoleErrors = [];
+  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
   const fetched = [];
   page.on('request', (request) => fetched.push(new URL(request.url()).pathname));
   const errors = [];
@@ -41,7 +44,7 @@ async function openUnder(policy, { noWasm = false } = {}) {
     await route.fulfill({ json: sdk.authorizeChannel(form.get('socket_id'), form.get('channel_name')) });
   });
   await page.goto(`${server.url}/csp.html?port=${server.port}&key=${server.app.key}`);
-  return { page, fetched, errors };
+  return { page, fetched, errors, consoleErrors };
 }
 
 async function receivesEvents(page) {
@@ -79,5 +82,18 @@ test('without WebAssembly at all the twin runs, and no .wasm is fetched', async 
   assert.ok(fetched.includes('/pkg/overtone_wasm2js.js'));
   assert.ok(!fetched.some((path) => path.endsWith('.wasm')), `fetched: ${fetched.join(', ')}`);
   assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('when neither can run, the app hears why: the connection fails, each channel errors, one console error', async () => {
+  const { page, consoleErrors } = await openUnder("default-src 'self'; connect-src *", { noTwin: true });
+  await page.waitForFunction(() => window.seen?.errors.length === 2, null, { timeout: 10000 });
+  const seen = await page.evaluate(() => window.seen);
+  assert.deepEqual(seen.statuses, ['failed']);
+  for (const [, error] of seen.errors) {
+    assert.equal(error.type, 'AuthError');
+    assert.match(error.error, /add 'wasm-unsafe-eval' to the Content-Security-Policy's script-src/);
+  }
+  assert.equal(consoleErrors.filter((text) => text.startsWith('overtone:')).length, 1, consoleErrors.join('\n'));
   await page.close();
 });
