@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use gloo_timers::future::TimeoutFuture;
 use overtone_client::echo::{
-    AuthDone, AuthReply, AuthRequest, ChannelError, ConnectionStatus, Echo, Member, Options,
-    ReadTarget, Status,
+    AuthDone, AuthReply, AuthRequest, Channel, ChannelError, ConnectionStatus, Echo, Member,
+    Options, ReadTarget, Status,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
@@ -81,6 +81,19 @@ async fn until(what: &str, ms: u32, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until each of `channels` (just made: not confirmed yet) is subscribed.
+async fn subscribed(channels: &[&Channel]) {
+    let confirmed = Seen::new();
+    let _listeners: Vec<_> = channels
+        .iter()
+        .map(|channel| channel.subscribed(confirmed.push_value(())))
+        .collect();
+    until("the subscriptions", 10_000, || {
+        confirmed.len() == channels.len()
+    })
+    .await;
+}
+
 async fn connected(echo: &Echo) {
     until("connected", 10_000, || {
         echo.connection_status() == ConnectionStatus::Connected
@@ -100,6 +113,12 @@ impl<T: Clone + 'static> Seen<T> {
     fn push(&self) -> impl Fn(T) + 'static {
         let seen = self.clone();
         move |value| seen.0.borrow_mut().push(value)
+    }
+
+    /// A callback without arguments that records `value`.
+    fn push_value(&self, value: T) -> impl Fn() + 'static {
+        let push = self.push();
+        move || push(value.clone())
     }
 
     fn all(&self) -> Vec<T> {
@@ -135,10 +154,7 @@ async fn public_and_private_events_arrive_typed() {
     let _news = public.listen("NewsPosted", news.push());
     let private = echo.private("orders.1").unwrap();
     let _orders = private.listen(".order.shipped", orders.push());
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _subscribed = private.subscribed(move || push(()));
-    until("the private subscription", 10_000, || subscribed.len() == 1).await;
+    subscribed(&[&private]).await;
     until("the public subscription", 2_000, || {
         echo.socket_id().is_some()
     })
@@ -162,10 +178,7 @@ async fn a_payload_that_does_not_fit_reaches_the_error_listeners() {
     let errors = Seen::new();
     let _orders = channel.listen("OrderShipped", orders.push());
     let _errors = channel.error(errors.push());
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _subscribed = channel.subscribed(move || push(()));
-    until("the subscription", 10_000, || subscribed.len() == 1).await;
+    subscribed(&[&channel]).await;
 
     publish(
         "mismatch",
@@ -193,10 +206,7 @@ async fn a_dropped_listener_hears_nothing_more() {
     let dropped = Seen::<Order>::new();
     let _kept = channel.listen("Tick", kept.push());
     let guard = channel.listen("Tick", dropped.push());
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _subscribed = channel.subscribed(move || push(()));
-    until("the subscription", 10_000, || subscribed.len() == 1).await;
+    subscribed(&[&channel]).await;
 
     publish("guards", "App\\Events\\Tick", r#"{"id":1}"#).await;
     until("the first tick", 5_000, || {
@@ -261,12 +271,7 @@ async fn whispers_reach_the_other_client() {
     let bobs = bob.private("chat.9").unwrap();
     let heard = Seen::<Order>::new();
     let _heard = bobs.listen_for_whisper("ping", heard.push());
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _a = anns.subscribed(move || push(()));
-    let push = subscribed.push();
-    let _b = bobs.subscribed(move || push(()));
-    until("both subscriptions", 10_000, || subscribed.len() == 2).await;
+    subscribed(&[&anns, &bobs]).await;
 
     anns.whisper("ping", &Order { id: 5 }).unwrap();
     until("the whisper", 5_000, || heard.len() == 1).await;
@@ -315,10 +320,7 @@ async fn a_custom_authorizer_signs_through_the_app() {
     }));
     let echo = Echo::new(options);
     let channel = echo.private("custom.1").unwrap();
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _subscribed = channel.subscribed(move || push(()));
-    until("the subscription", 10_000, || subscribed.len() == 1).await;
+    subscribed(&[&channel]).await;
     assert_eq!(asked.all(), vec!["private-custom.1".to_owned()]);
 }
 
@@ -381,12 +383,9 @@ async fn typing_away_and_badges_between_two_clients() {
     // Badges: a notification on Ann's channel; another client of the same scope (a second
     // tab) sees the count, and marking it read there clears it here.
     let notifications = ann.private("App.Models.User.1").unwrap();
-    let subscribed = Seen::new();
-    let push = subscribed.push();
-    let _subscribed = notifications.subscribed(move || push(()));
     let heard = Seen::<Notification>::new();
     let _heard = notifications.notification(heard.push());
-    until("the notification channel", 10_000, || subscribed.len() == 1).await;
+    subscribed(&[&notifications]).await;
     let mut tab_options = options(1).await;
     tab_options.badge_scope = ann_scope;
     let tab = Echo::new(tab_options);

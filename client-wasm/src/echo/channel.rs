@@ -17,7 +17,7 @@ use super::{Echo, Error, Member, Status};
 use crate::core::{
     whisper_listen_name, Binding, Payload, NOTIFICATION_EVENT, RECOVERY_FAILED_EVENT,
 };
-use crate::features::Watched;
+use crate::features::{ClientFeatures, Watched};
 
 /// What a channel's [`Channel::error`] listeners hear.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,23 +190,23 @@ impl Channel {
 
     /// A keystroke by this user: the others see them typing (throttled; stops by itself).
     pub fn typing(&self) {
-        let own = self.inner().own_id(&self.name);
-        let now = super::driver::now();
-        self.inner()
-            .features
-            .borrow_mut()
-            .typing(&self.name, own.as_deref(), now);
-        self.inner().drive();
+        self.typing_input(ClientFeatures::typing);
     }
 
     /// The message was sent: this user stopped typing.
     pub fn stop_typing(&self) {
+        self.typing_input(ClientFeatures::stop_typing);
+    }
+
+    /// Feeds `input` this channel, this user's id on it and the time, then performs the result.
+    fn typing_input(&self, input: fn(&mut ClientFeatures, &str, Option<&str>, u64)) {
         let own = self.inner().own_id(&self.name);
-        let now = super::driver::now();
-        self.inner()
-            .features
-            .borrow_mut()
-            .stop_typing(&self.name, own.as_deref(), now);
+        input(
+            &mut self.inner().features.borrow_mut(),
+            &self.name,
+            own.as_deref(),
+            super::driver::now(),
+        );
         self.inner().drive();
     }
 
