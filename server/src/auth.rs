@@ -1,6 +1,7 @@
 //! Checking what an app signed: channel subscriptions (`socket_id:channel[:channel_data]`),
 //! user sign-ins (`socket_id::user::user_data`) and HTTP API requests (key, timestamp window,
-//! recomputed body MD5, HMAC of method, path and sorted query). All comparisons of secrets
+//! HMAC of method, path and sorted query, checked before the body is read; then the body's
+//! MD5 against the signed `body_md5`). All comparisons of secrets
 //! are constant time (the protocol crate's `signature` module).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,26 +33,20 @@ pub fn signin_is_signed(app: &AppConfig, socket_id: &str, user_data: &str, auth:
     signature::verify_auth_token(&app.key, &app.secret, &message, auth)
 }
 
-/// Checks an API request's signature given its decoded query parameters; the error says what
-/// was wrong (answered with 401).
-pub fn verify_api_request(
+/// Checks an API request's query: key, timestamp window and the HMAC of method, path and
+/// sorted query; the error says what was wrong (answered with 401). Checked before the body is
+/// read, so an unsigned request costs no body; the body is then held to the `body_md5` the
+/// signature covers ([`verify_api_body`]).
+pub fn verify_api_query(
     app: &AppConfig,
     method: &str,
     path: &str,
     params: &[(String, String)],
-    body: &[u8],
 ) -> Result<(), &'static str> {
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-
-    if param("auth_key") != Some(app.key.as_str()) {
+    if param(params, "auth_key") != Some(app.key.as_str()) {
         return Err("auth_key does not match the app");
     }
-    let timestamp: u64 = param("auth_timestamp")
+    let timestamp: u64 = param(params, "auth_timestamp")
         .and_then(|t| t.parse().ok())
         .ok_or("auth_timestamp is missing")?;
     let now = SystemTime::now()
@@ -60,13 +55,7 @@ pub fn verify_api_request(
     if now.abs_diff(timestamp) > MAX_CLOCK_SKEW_SECS {
         return Err("auth_timestamp is more than 600 s from the server's clock");
     }
-    if !body.is_empty() {
-        let md5 = hex::encode(Md5::digest(body));
-        if param("body_md5") != Some(md5.as_str()) {
-            return Err("body_md5 does not match the body");
-        }
-    }
-    let signature = param("auth_signature").ok_or("auth_signature is missing")?;
+    let signature = param(params, "auth_signature").ok_or("auth_signature is missing")?;
     let to_sign = signature::api_string_to_sign(
         method,
         path,
@@ -77,6 +66,26 @@ pub fn verify_api_request(
     } else {
         Err("Invalid signature")
     }
+}
+
+/// Checks a body against the signed query's `body_md5` (a non-empty body needs one).
+pub fn verify_api_body(params: &[(String, String)], body: &[u8]) -> Result<(), &'static str> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let md5 = hex::encode(Md5::digest(body));
+    if param(params, "body_md5") == Some(md5.as_str()) {
+        Ok(())
+    } else {
+        Err("body_md5 does not match the body")
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -119,25 +128,38 @@ mod tests {
             .as_secs()
     }
 
+    /// Both checks, in the order the HTTP API makes them.
+    fn verify(
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        verify_api_query(&app(), method, path, query)?;
+        verify_api_body(query, body)
+    }
+
     #[test]
     fn api_requests_are_checked_in_full() {
         let body = br#"{"name":"e","data":"{}","channel":"a"}"#;
         let query = signed_query("POST", "/apps/3/events", body, now());
+        assert_eq!(verify("POST", "/apps/3/events", &query, body), Ok(()));
+        // Another body, path, method or an old timestamp all fail.
+        assert!(verify("POST", "/apps/3/events", &query, b"{}").is_err());
+        assert!(verify("POST", "/apps/4/events", &query, body).is_err());
+        assert!(verify("GET", "/apps/3/events", &query, body).is_err());
+        let stale = signed_query("POST", "/apps/3/events", body, now() - 601);
+        assert!(verify("POST", "/apps/3/events", &stale, body)
+            .unwrap_err()
+            .contains("600"));
+        assert!(verify("GET", "/apps/3/channels", &[], b"").is_err());
+        // A body needs the body_md5 the signature covers.
+        let bodiless = signed_query("POST", "/apps/3/events", b"", now());
         assert_eq!(
-            verify_api_request(&app(), "POST", "/apps/3/events", &query, body),
+            verify_api_query(&app(), "POST", "/apps/3/events", &bodiless),
             Ok(())
         );
-        // Another body, path, method or an old timestamp all fail.
-        assert!(verify_api_request(&app(), "POST", "/apps/3/events", &query, b"{}").is_err());
-        assert!(verify_api_request(&app(), "POST", "/apps/4/events", &query, body).is_err());
-        assert!(verify_api_request(&app(), "GET", "/apps/3/events", &query, body).is_err());
-        let stale = signed_query("POST", "/apps/3/events", body, now() - 601);
-        assert!(
-            verify_api_request(&app(), "POST", "/apps/3/events", &stale, body)
-                .unwrap_err()
-                .contains("600")
-        );
-        assert!(verify_api_request(&app(), "GET", "/apps/3/channels", &[], b"").is_err());
+        assert!(verify_api_body(&bodiless, body).is_err());
     }
 
     #[test]

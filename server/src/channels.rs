@@ -115,6 +115,11 @@ impl ConnectionHandle {
     pub fn close(&self, code: u16) {
         self.closer.close(code);
     }
+
+    /// How many more frames the queue takes before it is full.
+    pub fn room(&self) -> usize {
+        self.outbox.capacity()
+    }
 }
 
 struct Subscriber {

@@ -76,6 +76,13 @@ pub struct ServeArgs {
     /// [default: 1].
     #[arg(long, env = "OVERTONE_SHUTDOWN_DRAIN")]
     pub shutdown_drain: Option<f64>,
+    /// The bearer token `/metrics` asks for (`Authorization: Bearer TOKEN`); without it or
+    /// --metrics-addr, `/metrics` is off.
+    #[arg(long, env = "OVERTONE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` on this address (e.g. 127.0.0.1:9090) instead of the main port.
+    #[arg(long, env = "OVERTONE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -182,6 +189,12 @@ impl AppConfig {
         }
     }
 
+    /// Whether `allowed_origins` names the sites it allows: not empty, no `*`. Only then may a
+    /// browser send credentials (a session cookie) from another origin.
+    pub fn origins_are_explicit(&self) -> bool {
+        !self.allowed_origins.is_empty() && !self.allowed_origins.iter().any(|o| o == "*")
+    }
+
     /// Whether a browser at `origin` may connect (see [`AppConfig::allowed_origins`]).
     pub fn allows_origin(&self, origin: &str) -> bool {
         if self.allowed_origins.is_empty() {
@@ -230,6 +243,8 @@ struct ServerSection {
     redis_prefix: Option<String>,
     shutdown_grace: Option<u64>,
     shutdown_drain: Option<f64>,
+    metrics_token: Option<String>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Files served in demo mode.
@@ -255,6 +270,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a shutting-down node keeps serving, not ready, before it closes.
     pub shutdown_drain: Duration,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::Access,
+    /// How long HTTP clients get to send a request head and to finish a request.
+    pub deadlines: crate::listener::Deadlines,
 }
 
 impl Config {
@@ -269,6 +288,8 @@ impl Config {
             redis: None,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             shutdown_drain: Duration::ZERO,
+            metrics: Default::default(),
+            deadlines: Default::default(),
         }
     }
 }
@@ -360,7 +381,16 @@ impl ServeArgs {
             .unwrap_or(DEFAULT_SHUTDOWN_DRAIN_SECS);
         let shutdown_drain = Duration::try_from_secs_f64(drain)
             .map_err(|_| format!("shutdown_drain must be a number of seconds >= 0, not {drain}"))?;
+        let metrics = crate::metrics::Access {
+            token: self
+                .metrics_token
+                .or(file.server.metrics_token)
+                .filter(|t| !t.is_empty()),
+            addr: self.metrics_addr.or(file.server.metrics_addr),
+        };
         Ok(Config {
+            metrics,
+            deadlines: Default::default(),
             shutdown_drain,
             host,
             port,
@@ -403,6 +433,18 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
                 .map_err(|e| format!("app {:?}: {e}", app.id))?;
         }
         crate::history::Rules::new(&app.history).map_err(|e| format!("app {:?}: {e}", app.id))?;
+        let cookie = app
+            .authz
+            .as_ref()
+            .is_some_and(|a| a.verifier.cookie.is_some());
+        if cookie && !app.origins_are_explicit() {
+            // Else any site the user visits could use their cookie to get channel signatures.
+            return Err(format!(
+                "app {:?}: [apps.authz.cookie] needs allowed_origins listing the sites that \
+                 may use it (not empty, no \"*\")",
+                app.id
+            ));
+        }
     }
     Ok(())
 }
@@ -455,6 +497,27 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let apps = [AppConfig::new("a", "k", "s"), AppConfig::new("b", "k", "s")];
         assert!(validate_apps(&apps).unwrap_err().contains("key"));
+    }
+
+    #[test]
+    fn cookie_authorization_needs_explicit_origins() {
+        let authz: crate::authz::AuthzConfig = toml::from_str(
+            "[cookie]\nname = 's'\nsecret = 'a-cookie-secret-of-at-least-32-bytes'\n",
+        )
+        .unwrap();
+        let mut app = AppConfig::new("a", "k", "s");
+        app.authz = Some(authz);
+        for origins in [
+            vec![],
+            vec!["*".to_string()],
+            vec!["https://app.test".into(), "*".into()],
+        ] {
+            app.allowed_origins = origins;
+            let err = validate_apps(std::slice::from_ref(&app)).unwrap_err();
+            assert!(err.contains("allowed_origins"), "{err}");
+        }
+        app.allowed_origins = vec!["https://app.test".into(), "*.app.test".into()];
+        validate_apps(&[app]).unwrap();
     }
 
     #[test]

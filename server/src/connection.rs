@@ -2,6 +2,12 @@
 //! connection quota), the read loop that interprets client frames (subscribe, unsubscribe,
 //! sign-in, client events, pings), the writer that drains the connection's bounded queue,
 //! keepalive, and the close codes pusher-js acts on.
+//!
+//! Backpressure: the queue is shared by what is published to the connection and the replies
+//! to its own requests. Published frames never wait: a queue that fills is a slow reader
+//! (4100). Replies wait instead: the read loop reads the next client frame only while
+//! [`REPLY_ROOM`] of the queue is free, so a burst of requests (pusher-js subscribes to every
+//! channel at once on each reconnect) is read as fast as the client takes the replies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
 use overtone_protocol::{codes, PROTOCOL_VERSION};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
@@ -32,7 +38,11 @@ use crate::users::MAX_WATCHLIST;
 use crate::webhooks;
 
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
-const OUTBOX_CAPACITY: usize = 1024;
+const OUTBOX_CAPACITY: usize = 2048;
+/// Free queue the read loop needs before it reads a client frame: room for every reply one
+/// frame can cause (a resume replays up to [`history::MAX_READ`] events, plus a few frames).
+const REPLY_ROOM: usize = 1024;
+const _: () = assert!(history::MAX_READ + 16 <= REPLY_ROOM && REPLY_ROOM < OUTBOX_CAPACITY);
 /// Largest frame a client may send; a larger one closes the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Most channels one connection may be subscribed to at once.
@@ -195,7 +205,14 @@ impl Connection {
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
         let (sink, mut stream) = socket.split();
-        let mut writer = tokio::spawn(write_loop(sink, queued, closer.clone(), shared.clone()));
+        let drained = Arc::new(Notify::new());
+        let mut writer = tokio::spawn(write_loop(
+            sink,
+            queued,
+            closer.clone(),
+            drained.clone(),
+            shared.clone(),
+        ));
         let mut conn = Connection {
             shared,
             app,
@@ -207,7 +224,9 @@ impl Connection {
                 used: 0,
             },
         };
-        let closed_by_server = conn.read_loop(&mut stream, &closer, activity_timeout).await;
+        let closed_by_server = conn
+            .read_loop(&mut stream, &closer, &drained, activity_timeout)
+            .await;
         conn.leave_all();
         drop(conn);
         if closed_by_server {
@@ -239,10 +258,12 @@ impl Connection {
     /// Reads until the client leaves, the server shuts down, someone asks this connection to
     /// close, or it goes stale: silent for twice the activity timeout, pinged, and silent for
     /// one more activity timeout (4201). Returns whether the server (not the client) ended it.
+    /// Reads only while the queue has [`REPLY_ROOM`]; else waits for the writer (`drained`).
     async fn read_loop(
         &mut self,
         stream: &mut SplitStream<WebSocket>,
         closer: &Closer,
+        drained: &Notify,
         activity_timeout: Duration,
     ) -> bool {
         // Every future here is created once per connection, not once per frame: the shutdown
@@ -256,8 +277,10 @@ impl Connection {
         tokio::pin!(cancelled, closed, timer);
         let mut pinged = false;
         let closed_by_server = loop {
+            let room = self.handle.room() >= REPLY_ROOM;
             tokio::select! {
-                message = stream.next() => {
+                _ = drained.notified(), if !room => {}
+                message = stream.next(), if room => {
                     let message = match message {
                         Some(Ok(message)) => message,
                         Some(Err(err)) => {
@@ -745,10 +768,12 @@ fn parse_data<T: serde::de::DeserializeOwned>(frame: &ClientFrame<'_>) -> Option
 }
 
 /// Drains the connection's queue into the socket until a close is asked for, then sends it.
+/// Tells the read loop after each burst written (`drained`), in case it waits for room.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queued: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
+    drained: Arc<Notify>,
     shared: Shared,
 ) {
     let code = loop {
@@ -775,13 +800,25 @@ async fn write_loop(
                     .await
                     .is_err()
                 {
+                    // The socket is gone: stop the read loop too, even one waiting for room.
+                    closer.close(1000);
                     return;
                 }
+                drained.notify_one();
             }
             Ok(None) => break 1000,
         }
     };
-    let reason = Utf8Bytes::from_static(close_reason(code));
+    let reason = close_reason(code);
+    if code == codes::GENERIC_RECONNECT {
+        // Shutdown: as the hosted service does, say so in a frame too, for clients (Pysher)
+        // that act on `pusher:error` and not on close codes.
+        shared.metrics().error(Some(code));
+        let _ = sink
+            .feed(Message::Text(frame::error(Some(code), reason)))
+            .await;
+    }
+    let reason = Utf8Bytes::from_static(reason);
     let _ = sink
         .send(Message::Close(Some(CloseFrame { code, reason })))
         .await;

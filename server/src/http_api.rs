@@ -63,6 +63,15 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
+
+    /// A cluster-wide answer Redis cannot give (away, or just back and not every node's
+    /// members and counts in it yet): 503, never this node's part as if it were the whole.
+    fn unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Cluster-wide channel data is unavailable (Redis away or just back); retry shortly",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -110,7 +119,17 @@ impl FromRequest<Shared> for Signed {
         let app = shared.app_by_id(app_id).cloned().ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}"))
         })?;
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         let config = &app.config;
+        // The signature first: an unsigned request is answered before any of its body is read.
+        auth::verify_api_query(config, parts.method.as_str(), path, &params)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
+        if !config.enabled {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
+        }
         let limit = (config
             .max_event_bytes
             .saturating_add(BODY_OVERHEAD_PER_EVENT))
@@ -118,15 +137,8 @@ impl FromRequest<Shared> for Signed {
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
         })?;
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        auth::verify_api_request(config, parts.method.as_str(), path, &params, &body)
+        auth::verify_api_body(&params, &body)
             .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))?;
-        if !config.enabled {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "App is disabled"));
-        }
         Ok(Signed { app, params, body })
     }
 }
@@ -217,8 +229,9 @@ impl Event {
     }
 
     /// The `info` attributes asked for, per channel.
-    async fn channel_attributes(&self, app: &App, channel: &str) -> Value {
-        Value::Object(attributes(app, channel, self.info.iter().map(String::as_str)).await)
+    async fn channel_attributes(&self, app: &App, channel: &str) -> Result<Value, ApiError> {
+        let info = self.info.iter().map(String::as_str);
+        Ok(Value::Object(attributes(app, channel, info).await?))
     }
 }
 
@@ -249,8 +262,11 @@ async fn attributes<'a>(
     app: &App,
     channel: &str,
     info: impl Iterator<Item = &'a str>,
-) -> Map<String, Value> {
-    let occupancy = app.occupancy(channel).await;
+) -> Result<Map<String, Value>, ApiError> {
+    let occupancy = app
+        .occupancy(channel)
+        .await
+        .ok_or_else(ApiError::unavailable)?;
     let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
     let mut out = Map::new();
     for attribute in info {
@@ -262,21 +278,25 @@ async fn attributes<'a>(
             _ => None,
         };
     }
-    out
+    Ok(out)
 }
 
 async fn trigger_event(signed: Signed) -> Result<Json<Value>, ApiError> {
     let event = Event::checked(signed.json()?, &signed.app)?;
+    // The attributes are read before publishing: a 503 means nothing was sent, so a retry
+    // sends the event once.
+    let answer = if event.info.is_empty() {
+        json!({})
+    } else {
+        let mut channels = Map::new();
+        for channel in &event.channels {
+            let attributes = event.channel_attributes(&signed.app, channel).await?;
+            channels.insert(channel.clone(), attributes);
+        }
+        json!({ "channels": channels })
+    };
     event.publish(&signed.app);
-    if event.info.is_empty() {
-        return Ok(Json(json!({})));
-    }
-    let mut channels = Map::new();
-    for channel in &event.channels {
-        let attributes = event.channel_attributes(&signed.app, channel).await;
-        channels.insert(channel.clone(), attributes);
-    }
-    Ok(Json(json!({ "channels": channels })))
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]
@@ -298,19 +318,19 @@ async fn trigger_batch(signed: Signed) -> Result<Json<Value>, ApiError> {
         .into_iter()
         .map(|e| Event::checked(e, &signed.app))
         .collect::<Result<Vec<_>, _>>()?;
+    // As for one event: attributes first, so a 503 sent nothing.
+    let answer = if events.iter().all(|e| e.info.is_empty()) {
+        json!({})
+    } else {
+        let mut batch = Vec::with_capacity(events.len());
+        for event in &events {
+            let channel = &event.channels[0];
+            batch.push(event.channel_attributes(&signed.app, channel).await?);
+        }
+        json!({ "batch": batch })
+    };
     events.iter().for_each(|e| e.publish(&signed.app));
-    if events.iter().all(|e| e.info.is_empty()) {
-        return Ok(Json(json!({})));
-    }
-    let mut batch = Vec::with_capacity(events.len());
-    for event in &events {
-        batch.push(
-            event
-                .channel_attributes(&signed.app, &event.channels[0])
-                .await,
-        );
-    }
-    Ok(Json(json!({ "batch": batch })))
+    Ok(Json(answer))
 }
 
 async fn list_channels(signed: Signed) -> Result<Json<Value>, ApiError> {
@@ -326,6 +346,7 @@ async fn list_channels(signed: Signed) -> Result<Json<Value>, ApiError> {
         .app
         .occupied(prefix)
         .await
+        .ok_or_else(ApiError::unavailable)?
         .into_iter()
         .map(|summary| {
             let mut attrs = Map::new();
@@ -360,8 +381,9 @@ async fn channel_info(
         ));
     }
     let app = &signed.app;
-    let mut reply = attributes(app, &channel, info.iter().copied()).await;
-    let occupied = app.occupancy(&channel).await.subscriptions > 0;
+    let mut reply = attributes(app, &channel, info.iter().copied()).await?;
+    let occupancy = app.occupancy(&channel).await;
+    let occupied = occupancy.ok_or_else(ApiError::unavailable)?.subscriptions > 0;
     reply.insert("occupied".into(), occupied.into());
     if info.contains(&"cache") {
         let cluster_wide = match app.cluster() {
@@ -391,6 +413,7 @@ async fn channel_users(
         .app
         .user_ids(&channel)
         .await
+        .ok_or_else(ApiError::unavailable)?
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();

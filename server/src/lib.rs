@@ -9,7 +9,8 @@
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
-//! [`memory`] (handing the heap back after many connections close).
+//! [`memory`] (handing the heap back after many connections close), [`listener`] (the main
+//! port's TCP connections until they upgrade: deadlines, a bound, accept errors).
 
 pub mod auth;
 pub mod authz;
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod health;
 pub mod history;
 pub mod http_api;
+pub mod listener;
 pub mod memory;
 pub mod metrics;
 pub mod presence;
@@ -32,7 +34,6 @@ pub mod webhooks;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -45,13 +46,19 @@ pub fn router(shared: Shared) -> Router {
         .merge(connection::routes())
         .merge(http_api::routes())
         .merge(health::routes())
-        .merge(metrics::routes())
+        .merge(metrics::routes(&shared.config().metrics))
         .merge(authz::routes(shared.config()));
     let router = match &shared.config().demo {
         Some(assets) => router.merge(demo::routes(assets, &shared)),
         None => router.fallback(http_api::not_found),
     };
-    router.with_state(shared)
+    let limit = shared.config().deadlines.request;
+    router
+        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            listener::deadline,
+        ))
 }
 
 /// Binds and serves until `shutdown` is cancelled; then drains (see [`serve_on`]) and closes
@@ -78,43 +85,48 @@ pub async fn serve_on(
     let shared = Shared::new(config, closing.clone());
     tokio::spawn(drain_then_close(shared.clone(), shutdown));
     let shutdown = closing;
-    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    if let Some(addr) = shared.config().metrics.addr {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+        tokio::spawn(metrics::serve_on(metrics_listener, shared.clone()));
+    }
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
-    shared
-        .apps()
-        .for_each(|app| webhooks::start(app, shutdown.clone()));
+    let deliveries: Vec<_> = shared.apps().filter_map(webhooks::start).collect();
     tracing::info!(%local, "listening");
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
     }
     println!("Overtone listening on ws://{local}/app/{{key}}");
-    // Events are small and latency-sensitive: send each as soon as it is written rather than
-    // letting Nagle's algorithm hold it back to coalesce it with later ones.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let deadlines = shared.config().deadlines;
+    listener::serve(listener, router(shared.clone()), deadlines, shutdown).await;
     // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
-    // here until each has sent its 4200 close, for at most the grace period.
+    // here until each has sent its 4200 close, then for the webhooks their departures caused,
+    // for at most the grace period in all.
     let grace = shared.config().shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
     let drained = async {
         while shared.apps().any(|app| app.connection_count() > 0) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace period over: leaving open connections"
         );
     }
-    served
+    shared
+        .apps()
+        .for_each(|app| webhooks::report_departures(app));
+    if let Some(cluster) = shared.cluster() {
+        cluster.finish(deadline).await;
+    }
+    for delivery in deliveries {
+        delivery.finish(deadline).await;
+    }
+    Ok(())
 }
 
 /// When `shutdown` is cancelled: not ready at once, closing after the drain delay.

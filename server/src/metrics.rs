@@ -2,16 +2,21 @@
 //! bytes in and out, errors sent by code, how long events from other nodes took to arrive, and
 //! whether this node reaches Redis. The per-frame counters are plain atomics
 //! (no lock on the hot path); everything else is read from the state when scraped.
+//!
+//! Not public by default (the metrics name every app id): served on the main port only with a
+//! bearer token (`--metrics-token`), or on a listen address of their own (`--metrics-addr`,
+//! where the token is asked for too if set); with neither, `/metrics` answers 404.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 
 use crate::state::Shared;
 
@@ -97,15 +102,69 @@ impl Metrics {
     }
 }
 
-pub fn routes() -> Router<Shared> {
-    Router::new().route("/metrics", get(metrics))
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Asked for as `Authorization: Bearer {token}` wherever `/metrics` is served.
+    pub token: Option<String>,
+    /// A listen address serving `/metrics` alone, instead of the main port.
+    pub addr: Option<std::net::SocketAddr>,
 }
 
-async fn metrics(State(shared): State<Shared>) -> impl IntoResponse {
+/// `/metrics` on the main port, unless it has a listen address of its own.
+pub fn routes(access: &Access) -> Router<Shared> {
+    match access.addr {
+        Some(_) => Router::new(),
+        None => Router::new().route("/metrics", get(metrics)),
+    }
+}
+
+/// Serves `/metrics` alone on its own listener until `shutdown`.
+pub async fn serve_on(listener: tokio::net::TcpListener, shared: Shared) -> std::io::Result<()> {
+    let shutdown = shared.shutdown().clone();
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(shared);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let access = &shared.config().metrics;
+    let refused = |status, message: &str| (status, Json(serde_json::json!({ "error": message })));
+    match &access.token {
+        Some(token) if !bears(&headers, token) => {
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                "Metrics need Authorization: Bearer {token}",
+            )
+            .into_response()
+        }
+        None if access.addr.is_none() => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                "Metrics are off: set --metrics-token or --metrics-addr",
+            )
+            .into_response()
+        }
+        _ => {}
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         render(&shared),
     )
+        .into_response()
+}
+
+/// Whether the request carries `token` as its bearer token. Digests are compared, so the time
+/// taken says nothing about how much of the token was right.
+fn bears(headers: &HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|given| Sha256::digest(given.trim()) == Sha256::digest(token))
 }
 
 /// The Prometheus text exposition of this node's metrics.

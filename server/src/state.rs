@@ -215,41 +215,35 @@ impl App {
         self.cluster.is_some()
     }
 
-    /// The user ids of a presence channel's members, on every node (this node's alone when
-    /// Redis cannot be reached).
-    pub async fn user_ids(&self, channel: &str) -> Vec<String> {
-        if let Some(cluster) = &self.cluster {
-            if let Some(ids) = cluster.user_ids(&self.config.id, channel).await {
-                return ids;
-            }
+    /// The user ids of a presence channel's members, on every node; on a cluster, None when
+    /// Redis cannot say (this node's members are not all of them).
+    pub async fn user_ids(&self, channel: &str) -> Option<Vec<String>> {
+        match &self.cluster {
+            Some(cluster) => cluster.user_ids(&self.config.id, channel).await,
+            None => Some(self.channels.user_ids(channel)),
         }
-        self.channels.user_ids(channel)
     }
 
-    /// A channel's subscriptions and members on every node (this node's alone when Redis
-    /// cannot be reached).
-    pub async fn occupancy(&self, channel: &str) -> Occupancy {
-        if let Some(cluster) = &self.cluster {
-            if let Some((subscriptions, users)) = cluster.occupancy(&self.config.id, channel).await
-            {
-                return Occupancy {
-                    subscriptions,
-                    users,
-                };
-            }
-        }
-        self.channels.occupancy(channel)
-    }
-
-    /// Occupied channels whose names start with `prefix`, on every node.
-    pub async fn occupied(&self, prefix: &str) -> Vec<ChannelSummary> {
+    /// A channel's subscriptions and members on every node; None as for [`App::user_ids`].
+    pub async fn occupancy(&self, channel: &str) -> Option<Occupancy> {
         let Some(cluster) = &self.cluster else {
-            return self.channels.occupied(prefix);
+            return Some(self.channels.occupancy(channel));
         };
-        let Some(occupied) = cluster.occupied(&self.config.id, prefix).await else {
-            return self.channels.occupied(prefix);
+        let (subscriptions, users) = cluster.occupancy(&self.config.id, channel).await?;
+        Some(Occupancy {
+            subscriptions,
+            users,
+        })
+    }
+
+    /// Occupied channels whose names start with `prefix`, on every node; None as for
+    /// [`App::user_ids`].
+    pub async fn occupied(&self, prefix: &str) -> Option<Vec<ChannelSummary>> {
+        let Some(cluster) = &self.cluster else {
+            return Some(self.channels.occupied(prefix));
         };
-        occupied
+        let occupied = cluster.occupied(&self.config.id, prefix).await?;
+        let summaries = occupied
             .into_iter()
             .map(|(name, subscriptions, users)| ChannelSummary {
                 name: name.into(),
@@ -258,7 +252,8 @@ impl App {
                     users,
                 },
             })
-            .collect()
+            .collect();
+        Some(summaries)
     }
 
     /// Closes every connection signed in as `user_id`, on every node.

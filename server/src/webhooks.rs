@@ -10,6 +10,11 @@
 //!
 //! Nothing here slows the connection that caused an event: events go into a bounded queue
 //! (dropped with a warning when it is full) drained by one delivery task per app.
+//!
+//! Shutdown loses none: once a lone node's connections are gone, the departures the grace
+//! period would have reported are reported at once ([`report_departures`]: nobody comes back
+//! to a node that stops), and [`Delivery::finish`] delivers everything queued, within the
+//! shutdown grace period.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -130,11 +135,61 @@ impl Webhooks {
     }
 }
 
-/// Starts the app's delivery task, if it has webhooks; it stops at `shutdown`.
-pub fn start(app: &Arc<App>, shutdown: CancellationToken) {
-    let pending = app.webhooks.pending.lock().map(|mut p| p.take());
-    if let Ok(Some(queue)) = pending {
-        tokio::spawn(deliver(app.clone(), queue, shutdown));
+/// An app's running delivery task.
+pub struct Delivery {
+    task: tokio::task::JoinHandle<()>,
+    finish: CancellationToken,
+}
+
+impl Delivery {
+    /// Delivers what is queued, waits for the deliveries in flight (until `deadline` at most)
+    /// and stops.
+    pub async fn finish(self, deadline: tokio::time::Instant) {
+        self.finish.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            tracing::warn!(
+                "shutdown grace period over: webhooks still being delivered are dropped"
+            );
+            task.abort();
+        }
+    }
+}
+
+/// Starts the app's delivery task, if it has webhooks.
+pub fn start(app: &Arc<App>) -> Option<Delivery> {
+    let queue = app.webhooks.pending.lock().ok()?.take()?;
+    let finish = CancellationToken::new();
+    let task = tokio::spawn(deliver(app.clone(), queue, finish.clone()));
+    Some(Delivery { task, finish })
+}
+
+/// Reports, without waiting out the grace period, every member and channel reported present
+/// and now gone. Called on a lone node once its connections are closed for shutdown; on a
+/// cluster the other nodes report this node's departures (`cluster::presence`).
+pub fn report_departures(app: &App) {
+    let hooks = &app.webhooks;
+    if !hooks.enabled() || app.is_clustered() {
+        return;
+    }
+    let members: Vec<_> = hooks.members.iter().map(|key| key.clone()).collect();
+    for key in members {
+        let (channel, user_id) = &key;
+        if !app.channels.has_member(channel, user_id) && hooks.members.remove(&key).is_some() {
+            member_removed(app, channel, user_id);
+        }
+    }
+    let channels: Vec<_> = hooks
+        .occupied
+        .iter()
+        .map(|channel| channel.clone())
+        .collect();
+    for channel in channels {
+        if app.channels.occupancy(&channel).subscriptions == 0
+            && hooks.occupied.remove(&channel).is_some()
+        {
+            channel_vacated(app, &channel);
+        }
     }
 }
 
@@ -291,7 +346,8 @@ pub fn client_event(
 }
 
 /// Drains the queue: each batch of waiting events becomes one POST per interested endpoint.
-async fn deliver(app: Arc<App>, mut queue: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+/// Once `finish` is cancelled: what is queued, then the deliveries in flight, then return.
+async fn deliver(app: Arc<App>, mut queue: mpsc::Receiver<Event>, finish: CancellationToken) {
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(err) => return tracing::error!(%err, "webhooks disabled: no HTTP client"),
@@ -301,9 +357,12 @@ async fn deliver(app: Arc<App>, mut queue: mpsc::Receiver<Event>, shutdown: Canc
         let first = tokio::select! {
             event = queue.recv() => match event {
                 Some(event) => event,
-                None => return,
+                None => break,
             },
-            _ = shutdown.cancelled() => return,
+            _ = finish.cancelled() => match queue.try_recv() {
+                Ok(event) => event,
+                Err(_) => break,
+            },
         };
         let mut batch = vec![first];
         while batch.len() < MAX_EVENTS_PER_POST {
@@ -312,34 +371,45 @@ async fn deliver(app: Arc<App>, mut queue: mpsc::Receiver<Event>, shutdown: Canc
                 Err(_) => break,
             }
         }
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        for hook in &app.config.webhooks {
-            let events: Vec<&Value> = batch
-                .iter()
-                .filter(|e| hook.wants(e.kind))
-                .map(|e| &e.body)
-                .collect();
-            if events.is_empty() {
-                continue;
-            }
-            let body = json!({ "time_ms": time_ms, "events": events }).to_string();
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let post = Post {
-                client: client.clone(),
-                url: hook.url.clone(),
-                key: app.config.key.clone(),
-                signature: signature::hmac_hex(&app.config.secret, &body),
-                body,
-            };
-            tokio::spawn(async move {
-                post.send_with_retries().await;
-                drop(permit);
-            });
+        post_batch(&app, &client, &in_flight, &batch).await;
+    }
+    let _ = in_flight.acquire_many(CONCURRENT_DELIVERIES as u32).await;
+}
+
+/// Sends one batch to every endpoint that wants some of it, once a delivery slot is free.
+async fn post_batch(
+    app: &App,
+    client: &reqwest::Client,
+    in_flight: &Arc<Semaphore>,
+    batch: &[Event],
+) {
+    let time_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for hook in &app.config.webhooks {
+        let events: Vec<&Value> = batch
+            .iter()
+            .filter(|e| hook.wants(e.kind))
+            .map(|e| &e.body)
+            .collect();
+        if events.is_empty() {
+            continue;
         }
+        let body = json!({ "time_ms": time_ms, "events": events }).to_string();
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let post = Post {
+            client: client.clone(),
+            url: hook.url.clone(),
+            key: app.config.key.clone(),
+            signature: signature::hmac_hex(&app.config.secret, &body),
+            body,
+        };
+        tokio::spawn(async move {
+            post.send_with_retries().await;
+            drop(permit);
+        });
     }
 }
 

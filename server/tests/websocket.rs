@@ -1,6 +1,6 @@
 //! The WebSocket endpoint's close codes and keepalive on a live server, with a raw client:
 //! origin refusal (4009), stale connections (4201), oversized frames (1009), control-frame
-//! pings, shutdown (4200).
+//! pings, shutdown (`pusher:error` 4200, then a 4200 close).
 
 mod common;
 
@@ -90,13 +90,17 @@ async fn an_oversized_frame_closes_with_1009_and_others_are_unaffected() {
 }
 
 #[tokio::test]
-async fn shutdown_closes_every_connection_with_4200() {
+async fn shutdown_sends_pusher_error_4200_then_closes_every_connection_with_4200() {
     let server = start(Config::for_tests(app())).await;
     let mut a = connect_established(server.addr).await;
     let mut b = connect_established(server.addr).await;
     server.shutdown.cancel();
-    assert_eq!(close_code(&mut a).await, Some(4200));
-    assert_eq!(close_code(&mut b).await, Some(4200));
+    for ws in [&mut a, &mut b] {
+        let error = next_event(ws).await;
+        assert_eq!(error["event"], "pusher:error");
+        assert_eq!(error["data"]["code"], 4200);
+        assert_eq!(close_code(ws).await, Some(4200));
+    }
 }
 
 #[tokio::test]

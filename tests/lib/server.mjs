@@ -8,18 +8,20 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
+/** The `overtone` binary the tests run. */
+export const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
 
 export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
 
 /**
  * Starts the server; resolves once it prints its address.
- * @param {{args?: string[], env?: Record<string,string>, port?: number}} [options] `port`: 0 (any
- *   free one) unless given, e.g. to restart a server where its clients expect it
+ * @param {{args?: string[], env?: Record<string,string>, port?: number, fdLimit?: number}} [options]
+ *   `port`: 0 (any free one) unless given, e.g. to restart a server where its clients expect
+ *   it; `fdLimit`: the server's open-file limit (`ulimit -n`), if given
  * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
  */
-export async function startServer({ args = [], env = {}, port = 0 } = {}) {
-  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app, port);
+export async function startServer({ args = [], env = {}, port = 0, fdLimit } = {}) {
+  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app, port, fdLimit);
 }
 
 /**
@@ -30,10 +32,12 @@ export async function startServerWithoutApp({ args = [], env = {}, serverApp = a
   return spawnServer(args, env, serverApp, port);
 }
 
-async function spawnServer(args, env, serverApp, listenPort = 0) {
+async function spawnServer(args, env, serverApp, listenPort = 0, fdLimit = undefined) {
+  const command = [binary, 'serve', '--port', String(listenPort), ...args];
   const child = spawn(
-    binary,
-    ['serve', '--port', String(listenPort), ...args],
+    ...(fdLimit === undefined
+      ? [command[0], command.slice(1)]
+      : ['bash', ['-c', `ulimit -n ${Number(fdLimit)} && exec "$@"`, 'overtone', ...command]]),
     { cwd: root, env: { ...process.env, OVERTONE_LOG: 'overtone_server=warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise((resolve, reject) => {

@@ -25,7 +25,7 @@ function track(client) {
 
 before(async () => {
   redis = await startRedis();
-  nodes = await startCluster(redis, 3, { args: ['--shutdown-grace', '3'] });
+  nodes = await startCluster(redis, 3, { args: ['--shutdown-grace', '3', '--metrics-token', METRICS_TOKEN] });
   balancer = await startBalancer(nodes);
 });
 after(async () => {
@@ -36,7 +36,8 @@ after(async () => {
   await redis?.stop();
 });
 
-const get = (server, path) => fetch(`${server.url}${path}`);
+const METRICS_TOKEN = 'cluster-ops-metrics';
+const get = (server, path) => fetch(`${server.url}${path}`, { headers: { Authorization: `Bearer ${METRICS_TOKEN}` } });
 
 test('/up, /ready and /metrics answer', async () => {
   const [a, b] = nodes;

@@ -1,7 +1,7 @@
 // Webhooks from a cluster: channel_occupied / member_added when the first connection anywhere
 // subscribes, channel_vacated / member_removed only after the last one anywhere left (3 s
 // later, and not at all after a quick return), each sent once, signed, checked by the `pusher`
-// SDK's own validation.
+// SDK's own validation; a node shut down loses none of its members' departures.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
@@ -58,12 +58,12 @@ async function hookEvents() {
     .sort();
 }
 
-async function joinOn(server, id) {
+async function joinOn(server, id, name = 'presence-hooks') {
   const sdk = await serverSdk(server);
   const client = new Pusher(server.app.key, signedClientOptions(server, sdk, { user: { id, info: {} } }));
   clients.push(client);
   await connected(client);
-  const channel = client.subscribe('presence-hooks');
+  const channel = client.subscribe(name);
   await once((cb) => channel.bind('pusher:subscription_succeeded', cb), 5000, 'subscription');
   return client;
 }
@@ -112,4 +112,27 @@ test('subscription_count webhooks carry the cluster total', async () => {
   await subscribeOn(b);
   await eventually(async () => assert.ok((await counts()).includes(2), `reported ${await counts()}`));
   assert.ok((await counts()).every((n) => n === 1 || n === 2), `reported ${await counts()}`);
+});
+
+test('a node shut down: the departures of its members, and of one who left just before, are reported once', async () => {
+  const leaving = { ...(await startServer({ args: ['--config', config.path, '--redis-url', redis.url, '--shutdown-drain', '0'] })), app: hooked };
+  const name = 'presence-shutdown';
+  const onChannel = async () => {
+    const sdk = await serverSdk(nodes[0]);
+    return receiver.posts.flatMap((post) => sdk.webhook(post).getEvents())
+      .filter((e) => e.channel === name)
+      .map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name))
+      .sort();
+  };
+  const cleo = await joinOn(leaving, 'cleo', name);
+  const dan = await joinOn(leaving, 'dan', name);
+  await eventually(async () => assert.deepEqual(await onChannel(), ['channel_occupied', 'member_added:cleo', 'member_added:dan']));
+  dan.disconnect();
+  await pause(1000);
+  await leaving.stop();
+  cleo.disconnect(); // it would reconnect to the stopped node's port: nobody comes back
+  const all = ['channel_occupied', 'channel_vacated', 'member_added:cleo', 'member_added:dan', 'member_removed:cleo', 'member_removed:dan'];
+  await eventually(async () => assert.deepEqual(await onChannel(), all), 15000, 200);
+  await pause(1000);
+  assert.deepEqual(await onChannel(), all, 'each once');
 });

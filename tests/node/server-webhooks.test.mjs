@@ -1,6 +1,6 @@
 // Webhooks as Pusher sends them, checked by the `pusher` SDK's own webhook validation:
 // channel_occupied, member_added, client_event, then member_removed and channel_vacated once
-// the 3 s grace period has passed.
+// the 3 s grace period has passed, or at once when the server shuts down.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
@@ -13,6 +13,7 @@ const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
 let config;
 let receiver;
 let server;
+const startHooked = () => startServer({ args: ['--config', config.path, '--shutdown-drain', '0'] });
 
 before(async () => {
   receiver = await startWebhookReceiver();
@@ -23,7 +24,7 @@ key = "${hooked.key}"
 secret = "${hooked.secret}"
 webhooks = [{ url = "${receiver.url('/pusher/webhook')}" }]
 `);
-  server = await startServer({ args: ['--config', config.path] });
+  server = await startHooked();
 });
 after(async () => {
   await server?.stop();
@@ -40,14 +41,20 @@ function eventsNamed(sdk, names, ms) {
   }, ms, `webhooks ${names.join(', ')}`);
 }
 
-test('signed webhooks report occupancy, members and client events', async () => {
-  const handle = { ...server, app: hooked };
+/** A pusher-js client of the hooked app on `running`, joined to presence channel `name` as `id`. */
+async function joined(running, id, name) {
+  const handle = { ...running, app: hooked };
   const sdk = await serverSdk(handle);
-  const client = new Pusher(hooked.key, signedClientOptions(handle, sdk, { user: { id: 'ann', info: {} } }));
+  const client = new Pusher(hooked.key, signedClientOptions(handle, sdk, { user: { id, info: {} } }));
+  await connected(client);
+  const channel = client.subscribe(name);
+  await once((cb) => channel.bind('pusher:subscription_succeeded', cb));
+  return { sdk, client, channel };
+}
+
+test('signed webhooks report occupancy, members and client events', async () => {
+  const { sdk, client, channel } = await joined(server, 'ann', 'presence-hooked');
   try {
-    await connected(client);
-    const channel = client.subscribe('presence-hooked');
-    await once((cb) => channel.bind('pusher:subscription_succeeded', cb));
     channel.trigger('client-wave', { hi: 1 });
     const joinedNames = ['channel_occupied', 'member_added', 'subscription_count', 'client_event'];
     const joined = await eventsNamed(sdk, joinedNames, 5000);
@@ -68,6 +75,26 @@ test('signed webhooks report occupancy, members and client events', async () => 
       assert.equal(post.headers['x-pusher-key'], hooked.key);
       assert.ok(webhook.getTime() instanceof Date);
     }
+  } finally {
+    client.disconnect();
+  }
+});
+
+test('shutdown delivers the departures of the connections it closes before the process exits', async () => {
+  const stopping = await startHooked();
+  const { sdk, client } = await joined(stopping, 'bob', 'presence-closing');
+  try {
+    const forChannel = () => receiver.posts.flatMap((post) => sdk.webhook(post).getEvents())
+      .filter((e) => e.channel === 'presence-closing').map((e) => e.name);
+    await once((cb) => {
+      receiver.onPost = () => forChannel().includes('member_added') && cb();
+      receiver.onPost();
+    }, 5000, 'member_added');
+    const started = Date.now();
+    await stopping.stop(); // SIGTERM; resolves when the process has exited
+    assert.ok(Date.now() - started < 4000, 'stopped well within the grace period');
+    assert.ok(forChannel().includes('member_removed'), forChannel().join());
+    assert.ok(forChannel().includes('channel_vacated'), forChannel().join());
   } finally {
     client.disconnect();
   }

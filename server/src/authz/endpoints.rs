@@ -3,7 +3,8 @@
 //! send (form-encoded `socket_id`, `channel_name`; JSON is accepted too) and answering what they
 //! expect (`auth`, `channel_data` on presence, `shared_secret` on private-encrypted channels;
 //! `auth`, `user_data` for sign-in). CORS (preflight included) follows the app's
-//! `allowed_origins`.
+//! `allowed_origins`; credentials are allowed only to origins it names (a session cookie needs
+//! such a list: the config is refused without one).
 //!
 //! Which app: the one whose key is given as `app_key` in the query string (or in the body),
 //! else the first app with an `[apps.authz]` table. Browsers on another origin should put it in
@@ -175,15 +176,19 @@ fn cors(
             "Origin is not allowed for this app".into(),
         ));
     }
-    // The origin itself rather than `*`: credentials (cookies) need it.
-    Ok(vec![
+    // The origin itself rather than `*`: credentials (cookies) need it. Credentials only for
+    // origins the app names: reflected to any site, a user's cookie would sign for that site.
+    let mut allowed = vec![
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
-        (
+        (header::VARY, HeaderValue::from_static("Origin")),
+    ];
+    if app.origins_are_explicit() {
+        allowed.push((
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
-        ),
-        (header::VARY, HeaderValue::from_static("Origin")),
-    ])
+        ));
+    }
+    Ok(allowed)
 }
 
 fn with_headers(

@@ -15,15 +15,17 @@
 //! (never written, or expired), the script starts a new epoch: a client's old position is then
 //! recognised as lost, never replayed wrongly.
 //!
-//! One task runs the script for this node's publishes, in order, pipelined. While Redis is
-//! away (or this node's pub/sub subscription is down) it publishes to this node's clients only,
-//! with positions from this node's in-memory ring ([`crate::history`]): those have another
-//! epoch, so a client resuming from one later is told `recovered: false` instead of getting
-//! wrong data.
+//! One task runs the script for this node's publishes, in order, pipelined ([`run`]). While
+//! Redis is away (or this node's pub/sub subscription is down) it holds them, and publishes
+//! them in order when Redis is back: every node delivers them then. Past [`OUTAGE_HOLD`] (or
+//! [`QUEUE_CAPACITY`] held) it publishes to this node's clients only, with positions from this
+//! node's in-memory ring ([`crate::history`]): those have another epoch, so a client resuming
+//! from one later is told `recovered: false` instead of getting wrong data.
 //!
 //! [`HISTORY`] reads a channel's epoch, last offset and events after a position (a subscriber
 //! resuming, or `GET .../history`), creating the epoch for a subscriber when there is none yet.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,15 +37,12 @@ use crate::channels::CACHE_TTL;
 use crate::history::{self, Limits, Replay};
 use crate::state::{Shared, SocketId};
 
-use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY};
+use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY, OUTAGE_HOLD};
 
 /// Publishes waiting for Redis before new ones are published on this node only.
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Most publishes sent to Redis in one pipeline.
 const BATCH: usize = 256;
-/// How long publishes wait for this node's pub/sub subscription (starting, or just lost)
-/// before they are published on this node only.
-const SUBSCRIPTION_GRACE: Duration = Duration::from_secs(1);
 /// How long a read or a connection attempt may take before Redis counts as away.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -187,20 +186,22 @@ impl Cluster {
     /// A cache channel's last event in Redis and how long it is kept yet (None when there is
     /// none, or Redis cannot be read).
     pub async fn cached(&self, app: &str, channel: &str) -> Option<(Utf8Bytes, Duration)> {
-        let read = async {
-            let mut conn = self.redis();
-            let key = self.cache_key(app, channel);
-            let (frame, ttl_ms): (Option<String>, i64) = redis::pipe()
-                .cmd("GET")
-                .arg(&key)
-                .cmd("PTTL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await?;
-            redis::RedisResult::Ok(
-                frame.map(|f| (f.into(), Duration::from_millis(ttl_ms.max(0) as u64))),
-            )
-        };
+        let key = self.cache_key(app, channel);
+        let read = self.retried(|mut conn| {
+            let key = key.clone();
+            async move {
+                let (frame, ttl_ms): (Option<String>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&key)
+                    .cmd("PTTL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                redis::RedisResult::Ok(
+                    frame.map(|f| (f.into(), Duration::from_millis(ttl_ms.max(0) as u64))),
+                )
+            }
+        });
         match tokio::time::timeout(REDIS_TIMEOUT, read).await {
             Ok(Ok(cached)) => cached,
             _ => None,
@@ -222,29 +223,33 @@ impl Cluster {
             create,
             cache,
         } = read;
+        let fresh = if create {
+            history::new_epoch()
+        } else {
+            String::new()
+        };
+        let max_age_ms = limits.max_age.as_millis() as u64;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(HISTORY)
+            .arg(3)
+            .arg(self.stream_key(app, channel))
+            .arg(self.meta_key(app, channel))
+            .arg(self.cache_key(app, channel))
+            .arg(fresh)
+            .arg(after.map_or("", |a| a.0))
+            .arg(after.map_or(0, |a| a.1))
+            .arg(limit)
+            .arg(max_age_ms.max(1))
+            .arg(if cache { "1" } else { "0" });
         let read = async {
-            let mut conn = self.redis();
-            let fresh = if create {
-                history::new_epoch()
-            } else {
-                String::new()
-            };
-            let max_age_ms = limits.max_age.as_millis() as u64;
-            let reply: redis::RedisResult<redis::Value> = redis::cmd("EVAL")
-                .arg(HISTORY)
-                .arg(3)
-                .arg(self.stream_key(app, channel))
-                .arg(self.meta_key(app, channel))
-                .arg(self.cache_key(app, channel))
-                .arg(fresh)
-                .arg(after.map_or("", |a| a.0))
-                .arg(after.map_or(0, |a| a.1))
-                .arg(limit)
-                .arg(max_age_ms.max(1))
-                .arg(if cache { "1" } else { "0" })
-                .query_async(&mut conn)
-                .await;
-            parse_history(reply?, after, limits)
+            let reply: redis::Value = self
+                .retried(|mut conn| {
+                    let script = script.clone();
+                    async move { script.query_async(&mut conn).await }
+                })
+                .await?;
+            parse_history(reply, after, limits)
         };
         tokio::time::timeout(REDIS_TIMEOUT, read)
             .await
@@ -295,10 +300,15 @@ fn parse_history(
     }))
 }
 
-/// Runs the publish script for this node's publishes, in order, pipelined; falls back to
-/// this node's ring while Redis is away.
+/// Runs the publish script for this node's publishes, in order, pipelined. While Redis is
+/// away they are held, to be published in order (after the nodes are subscribed again) when it
+/// is back; held longer than [`OUTAGE_HOLD`], or over [`QUEUE_CAPACITY`], they go to this
+/// node's clients alone, positioned by its ring, and so does what follows until Redis is back.
 pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
     let shutdown = shared.shutdown().clone();
+    let peers_channel = super::peers_channel(&shared, &cluster);
+    // Taken from the queue and not yet in Redis, oldest first.
+    let mut held: VecDeque<Publish> = VecDeque::new();
     let mut retry = FIRST_RETRY;
     loop {
         let connected = tokio::time::timeout(
@@ -309,15 +319,15 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
         let mut conn = match connected {
             Ok(Ok(conn)) => conn,
             _ => {
-                // Meanwhile this node's clients still get events.
                 let wait = tokio::time::sleep(retry);
                 retry = (retry * 2).min(super::LAST_RETRY);
                 tokio::pin!(wait);
                 loop {
+                    release_if_outage_is_long(&shared, &cluster, &mut held);
                     tokio::select! {
                         _ = &mut wait => break,
                         item = queue.recv() => match item {
-                            Some(item) => publish_here(&shared, item),
+                            Some(item) => held.push_back(item),
                             None => return,
                         },
                         _ = shutdown.cancelled() => return,
@@ -327,48 +337,61 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             }
         };
         retry = FIRST_RETRY;
+        if let (false, Some(channel)) = (held.is_empty(), &peers_channel) {
+            cluster.await_peers(&mut conn, channel).await;
+        }
         loop {
-            let first = tokio::select! {
-                item = queue.recv() => match item {
-                    Some(item) => item,
-                    None => return,
-                },
-                _ = shutdown.cancelled() => return,
-            };
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
+            if held.is_empty() {
+                tokio::select! {
+                    item = queue.recv() => match item {
+                        Some(item) => held.push_back(item),
+                        None => return,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            while held.len() < BATCH {
                 match queue.try_recv() {
-                    Ok(item) => batch.push(item),
+                    Ok(item) => held.push_back(item),
                     Err(_) => break,
                 }
             }
             // Without our pub/sub subscription, our own clients would not get these back: wait
-            // for it while it is only just lost (or not up yet at start), then publish here.
-            while !cluster.is_connected() && !cluster.disconnected_for(SUBSCRIPTION_GRACE) {
+            // for it while it is only just lost (or not up yet at start).
+            while !cluster.is_connected() && !cluster.disconnected_for(OUTAGE_HOLD) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            if !cluster.is_connected() {
-                batch
-                    .into_iter()
-                    .for_each(|item| publish_here(&shared, item));
+            release_if_outage_is_long(&shared, &cluster, &mut held);
+            if held.is_empty() {
                 continue;
             }
+            let batch = held.len().min(BATCH);
             let mut pipe = redis::pipe();
-            for item in &batch {
+            for item in held.iter().take(batch) {
                 script_call(&cluster, &mut pipe, item);
             }
             let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
-            if let Err(err) = done {
-                tracing::warn!(%err, "redis: history publish failed; publishing here and reconnecting");
-                batch
-                    .into_iter()
-                    .for_each(|item| publish_here(&shared, item));
-                if !back_off(&mut retry, &shutdown).await {
-                    return;
+            match done {
+                Ok(_) => {
+                    held.drain(..batch);
                 }
-                break;
+                Err(err) => {
+                    tracing::warn!(%err, "redis: history publish failed; holding it and reconnecting");
+                    if !back_off(&mut retry, &shutdown).await {
+                        return;
+                    }
+                    break;
+                }
             }
         }
+    }
+}
+
+/// Publishes what is held to this node's clients alone, in order, once Redis has been away
+/// for longer than [`OUTAGE_HOLD`] or too much is held.
+fn release_if_outage_is_long(shared: &Shared, cluster: &Cluster, held: &mut VecDeque<Publish>) {
+    if !held.is_empty() && (cluster.disconnected_for(OUTAGE_HOLD) || held.len() >= QUEUE_CAPACITY) {
+        held.drain(..).for_each(|item| publish_here(shared, item));
     }
 }
 

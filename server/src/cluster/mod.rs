@@ -8,8 +8,14 @@
 //! two deployments with different prefixes, never see each other's events). Another task
 //! subscribes to every app's channel and delivers what the other nodes sent. Both reconnect
 //! with backoff when Redis goes away, so delivery resumes by itself; meanwhile the node keeps
-//! serving its own clients, and what it publishes reaches them only. Presence members are
-//! shared through Redis too: see [`presence`].
+//! serving its own clients. Presence members are shared through Redis too: see [`presence`].
+//!
+//! A Redis restart loses nothing a node forwards while Redis is away, up to the queue's
+//! capacity: a message whose publish fails is kept and published again on the next
+//! connection, in order, once the nodes subscribed before the outage have subscribed again
+//! ([`Cluster::await_peers`], at most [`OUTAGE_HOLD`]): Redis pub/sub keeps nothing for a
+//! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`] after Redis comes back, cluster-wide
+//! queries answer "unavailable" (503) rather than a count some nodes have not put back yet.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,9 +37,17 @@ pub mod presence;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
 const QUEUE_CAPACITY: usize = 10_000;
-/// Reconnection waits double from the first to the last.
+/// Reconnection waits double from the first to the last: short, so every node is back on
+/// Redis within about a second of its return.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+/// How long after losing Redis a node holds what it publishes for the other nodes (events with
+/// history are then held back from its own clients too, to keep one order); past it, events
+/// with history reach this node's clients alone, as a lone node's would.
+pub const OUTAGE_HOLD: Duration = Duration::from_secs(5);
+/// How long after Redis comes back cluster-wide answers wait for every node to have put its
+/// members and counts back (each does on its next heartbeat, within a second).
+const SETTLE: Duration = Duration::from_secs(2);
 /// How long the shared connection tries to connect, and waits for an answer, before a query
 /// gives up (and the caller answers from this node alone).
 pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -119,9 +133,18 @@ pub struct Cluster {
     pending_counts: Mutex<Option<mpsc::UnboundedReceiver<counts::Changed>>>,
     /// Whether the subscription to the other nodes is up.
     connected: AtomicBool,
-    /// Milliseconds since `started` at which Redis was last lost (0: never connected yet).
+    /// Milliseconds since `started` at which Redis was last lost (0: never connected yet)
+    /// and last regained after a loss (0: never lost).
     started: Instant,
     lost_at_ms: AtomicU64,
+    regained_at_ms: AtomicU64,
+    /// How many nodes were subscribed to the cluster's channels when last settled.
+    peers: AtomicU64,
+    /// The presence task and the webhook checks that wait out [`crate::webhooks::LEAVE_GRACE`]
+    /// after a departure: shutdown waits for them ([`Cluster::finish`]).
+    leaving: tokio_util::task::TaskTracker,
+    /// Tells the presence task to apply what is queued and stop.
+    finish_presence: CancellationToken,
     /// Publishes on channels with history, waiting for their positions; see [`history`].
     history_queue: mpsc::Sender<history::Publish>,
     pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
@@ -150,6 +173,10 @@ impl Cluster {
             connected: AtomicBool::new(false),
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
+            regained_at_ms: AtomicU64::new(0),
+            peers: AtomicU64::new(0),
+            leaving: tokio_util::task::TaskTracker::new(),
+            finish_presence: CancellationToken::new(),
         }
     }
 
@@ -211,12 +238,90 @@ impl Cluster {
         self.connected.load(Ordering::Acquire)
     }
 
+    /// Whether cluster-wide answers are whole: Redis is reachable, and it is [`SETTLE`] since
+    /// it came back (if it ever went away).
+    pub fn is_settled(&self) -> bool {
+        let regained = self.regained_at_ms.load(Ordering::Acquire);
+        self.is_connected()
+            && (regained == 0
+                || self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn set_connected(&self, up: bool) {
         if !up && self.connected.swap(false, Ordering::AcqRel) {
-            let now = self.started.elapsed().as_millis() as u64;
-            self.lost_at_ms.store(now, Ordering::Release);
-        } else if up {
-            self.connected.store(true, Ordering::Release);
+            self.lost_at_ms.store(self.elapsed_ms(), Ordering::Release);
+        } else if up && !self.connected.swap(true, Ordering::AcqRel) {
+            if self.lost_at_ms.load(Ordering::Acquire) != 0 {
+                self.regained_at_ms
+                    .store(self.elapsed_ms().max(1), Ordering::Release);
+            }
+        }
+    }
+
+    /// Runs `command` on the shared connection, and once more if it fails: a connection
+    /// Redis dropped (a restart) fails once, and the manager reconnects for the second try.
+    pub async fn retried<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match command(self.redis()).await {
+            Err(err) if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() => {
+                tracing::debug!(%err, "redis: command failed; trying again");
+                command(self.redis()).await
+            }
+            done => done,
+        }
+    }
+
+    /// A cluster-wide query on the shared connection ([`Cluster::retried`]). None while not
+    /// settled or if it fails: callers answer "unavailable", never this node's part as the
+    /// whole.
+    pub async fn query<T, F, Fut>(&self, query: F) -> Option<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.is_settled() {
+            return None;
+        }
+        self.retried(query)
+            .await
+            .map_err(|err| tracing::debug!(%err, "redis: query failed"))
+            .ok()
+    }
+
+    /// Records how many nodes subscribe to `channel` (an app's), while settled.
+    pub(crate) async fn note_peers(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        channel: &str,
+    ) -> redis::RedisResult<()> {
+        if self.is_settled() {
+            let peers = subscribers(conn, channel).await?;
+            self.peers.store(peers, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// After a reconnection: waits until as many nodes subscribe to `channel` as did before
+    /// (for at most [`OUTAGE_HOLD`]), so what this node held for them reaches them.
+    pub(crate) async fn await_peers(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        channel: &str,
+    ) {
+        let expected = self.peers.load(Ordering::Acquire);
+        let deadline = tokio::time::Instant::now() + OUTAGE_HOLD;
+        while expected > 0 && tokio::time::Instant::now() < deadline {
+            match subscribers(conn, channel).await {
+                Ok(now) if now < expected => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => return,
+            }
         }
     }
 }
@@ -228,12 +333,14 @@ pub fn start(shared: &Shared) {
     };
     let pending = cluster.pending.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
-        tokio::spawn(publish(cluster.clone(), queue, shared.shutdown().clone()));
+        tokio::spawn(publish(shared.clone(), cluster.clone(), queue));
         tokio::spawn(subscribe(shared.clone(), cluster.clone()));
     }
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
-        tokio::spawn(presence::run(shared.clone(), cluster.clone(), ops));
+        let finish = cluster.finish_presence.clone();
+        let presence = presence::run(shared.clone(), cluster.clone(), ops, finish);
+        cluster.leaving.spawn(presence);
     }
     let pending = cluster.pending_counts.lock().map(|mut p| p.take());
     if let Ok(Some(changed)) = pending {
@@ -243,6 +350,44 @@ pub fn start(shared: &Shared) {
     if let Ok(Some(queue)) = pending {
         tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
     }
+}
+
+impl Cluster {
+    /// At shutdown, once this node's connections are gone: applies their leaves, then waits
+    /// (until `deadline` at most) for the departures' grace checks, so their `member_removed`
+    /// and `channel_vacated` webhooks are queued before the webhooks are delivered. Members
+    /// who reconnected to another node meanwhile are back, and not reported.
+    pub async fn finish(&self, deadline: tokio::time::Instant) {
+        self.finish_presence.cancel();
+        self.leaving.close();
+        if tokio::time::timeout_at(deadline, self.leaving.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over: departures not yet checked are dropped");
+        }
+    }
+}
+
+/// How many connections subscribe to `channel` (one per node).
+async fn subscribers(
+    conn: &mut impl redis::aio::ConnectionLike,
+    channel: &str,
+) -> redis::RedisResult<u64> {
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await?;
+    Ok(count)
+}
+
+/// The channel every node subscribes to, to count the nodes: the first app's.
+pub(crate) fn peers_channel(shared: &Shared, cluster: &Cluster) -> Option<String> {
+    shared
+        .apps()
+        .next()
+        .map(|app| cluster.channel_of(&app.config.id))
 }
 
 /// Waits before the next reconnection attempt; false if shutdown came first.
@@ -255,12 +400,12 @@ async fn back_off(retry: &mut Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Drains the queue into Redis, reconnecting when the connection fails.
-async fn publish(
-    cluster: Arc<Cluster>,
-    mut queue: mpsc::Receiver<Envelope>,
-    shutdown: CancellationToken,
-) {
+/// Drains the queue into Redis, reconnecting when the connection fails; a message whose
+/// publish failed is published again first on the next connection.
+async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Envelope>) {
+    let shutdown = shared.shutdown().clone();
+    let peers_channel = peers_channel(&shared, &cluster);
+    let mut unsent: Option<Envelope> = None;
     let mut retry = FIRST_RETRY;
     loop {
         let mut conn = match cluster.client.get_multiplexed_async_connection().await {
@@ -274,13 +419,21 @@ async fn publish(
             }
         };
         retry = FIRST_RETRY;
+        if unsent.is_some() {
+            if let Some(channel) = &peers_channel {
+                cluster.await_peers(&mut conn, channel).await;
+            }
+        }
         loop {
-            let envelope = tokio::select! {
-                envelope = queue.recv() => match envelope {
-                    Some(envelope) => envelope,
-                    None => return,
+            let envelope = match unsent.take() {
+                Some(envelope) => envelope,
+                None => tokio::select! {
+                    envelope = queue.recv() => match envelope {
+                        Some(envelope) => envelope,
+                        None => return,
+                    },
+                    _ = shutdown.cancelled() => return,
                 },
-                _ = shutdown.cancelled() => return,
             };
             let Ok(payload) = serde_json::to_string(&envelope) else {
                 continue;
@@ -303,7 +456,11 @@ async fn publish(
             }
             let published: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
             if let Err(err) = published {
-                tracing::warn!(%err, "redis: publish failed; reconnecting");
+                tracing::warn!(%err, "redis: publish failed; reconnecting to publish it again");
+                unsent = Some(envelope);
+                if !back_off(&mut retry, &shutdown).await {
+                    return;
+                }
                 break;
             }
         }

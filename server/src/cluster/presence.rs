@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::MultiplexedConnection;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::channels::ConnectionHandle;
 use crate::cluster::history::{Read, Snapshot};
@@ -308,7 +309,7 @@ impl Cluster {
             }
         } else if before > 0 && after == 0 {
             let (cluster, app, channel) = (self.clone(), app.clone(), channel.to_owned());
-            tokio::spawn(async move {
+            self.leaving.spawn(async move {
                 let id = &app.config.id;
                 let (present, reported) = (cluster.totals_key(id), cluster.hooked_channels_key(id));
                 match cluster.gone_after_grace(present, reported, &channel).await {
@@ -322,56 +323,59 @@ impl Cluster {
     }
 
     /// Occupied channels whose names start with `prefix`, with their subscriptions and
-    /// members cluster-wide, in two round trips; None if Redis cannot say.
+    /// members cluster-wide, in two round trips; None if Redis cannot say (see
+    /// [`Cluster::query`]).
     pub async fn occupied(&self, app: &str, prefix: &str) -> Option<Vec<(String, usize, usize)>> {
-        let mut conn = self.redis();
-        let totals: Vec<(String, usize)> = redis::cmd("HGETALL")
-            .arg(self.totals_key(app))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        let totals: Vec<(String, usize)> = totals
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(prefix))
-            .collect();
-        let mut members = redis::pipe();
-        for (name, _) in &totals {
-            members.cmd("HLEN").arg(self.users_key(app, name));
-        }
-        let users: Vec<usize> = if totals.is_empty() {
-            Vec::new()
-        } else {
-            members.query_async(&mut conn).await.ok()?
-        };
-        Some(
-            totals
+        self.query(|mut conn| async move {
+            let totals: Vec<(String, usize)> = redis::cmd("HGETALL")
+                .arg(self.totals_key(app))
+                .query_async(&mut conn)
+                .await?;
+            let totals: Vec<(String, usize)> = totals
+                .into_iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .collect();
+            let mut members = redis::pipe();
+            for (name, _) in &totals {
+                members.cmd("HLEN").arg(self.users_key(app, name));
+            }
+            let users: Vec<usize> = if totals.is_empty() {
+                Vec::new()
+            } else {
+                members.query_async(&mut conn).await?
+            };
+            Ok(totals
                 .into_iter()
                 .zip(users)
                 .map(|((name, subscriptions), users)| (name, subscriptions, users))
-                .collect(),
-        )
+                .collect())
+        })
+        .await
     }
 
     /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
     pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
-        let mut conn = self.redis();
-        let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
-            .cmd("HGET")
-            .arg(self.totals_key(app))
-            .arg(channel)
-            .cmd("HLEN")
-            .arg(self.users_key(app, channel))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        Some((subscriptions.unwrap_or(0), users))
+        self.query(|mut conn| async move {
+            let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
+                .cmd("HGET")
+                .arg(self.totals_key(app))
+                .arg(channel)
+                .cmd("HLEN")
+                .arg(self.users_key(app, channel))
+                .query_async(&mut conn)
+                .await?;
+            Ok((subscriptions.unwrap_or(0), users))
+        })
+        .await
     }
 
     /// The user ids of a presence channel's members cluster-wide; None if Redis cannot say.
     pub async fn user_ids(&self, app: &str, channel: &str) -> Option<Vec<String>> {
-        let mut conn = self.redis();
-        let members = self.members(&mut conn, app, channel).await.ok()?;
-        Some(members.into_keys().collect())
+        self.query(|mut conn| async move {
+            let members = self.members(&mut conn, app, channel).await?;
+            Ok(members.into_keys().collect())
+        })
+        .await
     }
 
     /// Sends `member_added` unless the user's arrival was reported already (and their
@@ -433,7 +437,7 @@ impl Cluster {
         }
         let (cluster, app) = (self.clone(), app.clone());
         let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
-        tokio::spawn(async move {
+        self.leaving.spawn(async move {
             let id = &app.config.id;
             let (present, reported) = (
                 cluster.users_key(id, &channel),
@@ -513,9 +517,15 @@ impl Cluster {
     }
 }
 
-/// Applies presence changes in order and heartbeats, reconnecting to Redis when needed.
-pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::UnboundedReceiver<Op>) {
-    let shutdown = shared.shutdown().clone();
+/// Applies presence changes in order and heartbeats, reconnecting to Redis when needed; at
+/// shutdown, once `finish` is cancelled (the node's connections are gone), applies the changes
+/// still queued (their leaves) and stops.
+pub async fn run(
+    shared: Shared,
+    cluster: Arc<Cluster>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    finish: CancellationToken,
+) {
     let mut connection: Option<MultiplexedConnection> = None;
     // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
     // so a join is not kept waiting.
@@ -523,26 +533,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::Unbounded
     loop {
         tokio::select! {
             op = ops.recv() => match op {
-                Some(op) => {
-                    // A connection that Redis dropped (a restart) fails once: reconnect, retry.
-                    // Every change is idempotent, so a half-applied first try does no harm.
-                    for _ in 0..2 {
-                        if connection.is_none() {
-                            connection = connect(&shared, &cluster).await;
-                        }
-                        let Some(conn) = connection.as_mut() else { break };
-                        match apply(&cluster, conn, &op).await {
-                            Ok(()) => break,
-                            Err(err) => {
-                                tracing::warn!(%err, "redis: presence update failed; reconnecting");
-                                connection = None;
-                            }
-                        }
-                    }
-                    if connection.is_none() {
-                        apply_locally(&op);
-                    }
-                }
+                Some(op) => apply_or_keep_here(&shared, &cluster, &mut connection, &op).await,
                 None => return,
             },
             _ = heartbeat.tick() => match connection.as_mut() {
@@ -554,8 +545,42 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut ops: mpsc::Unbounded
                 }
                 None => connection = connect(&shared, &cluster).await,
             },
-            _ = shutdown.cancelled() => return,
+            _ = finish.cancelled() => {
+                while let Ok(op) = ops.try_recv() {
+                    apply_or_keep_here(&shared, &cluster, &mut connection, &op).await;
+                }
+                return;
+            }
         }
+    }
+}
+
+/// Applies one change through Redis, else on this node alone. A connection that Redis dropped
+/// (a restart) fails once: reconnect, retry. Every change is idempotent, so a half-applied
+/// first try does no harm.
+async fn apply_or_keep_here(
+    shared: &Shared,
+    cluster: &Arc<Cluster>,
+    connection: &mut Option<MultiplexedConnection>,
+    op: &Op,
+) {
+    for _ in 0..2 {
+        if connection.is_none() {
+            *connection = connect(shared, cluster).await;
+        }
+        let Some(conn) = connection.as_mut() else {
+            break;
+        };
+        match apply(cluster, conn, op).await {
+            Ok(()) => break,
+            Err(err) => {
+                tracing::warn!(%err, "redis: presence update failed; reconnecting");
+                *connection = None;
+            }
+        }
+    }
+    if connection.is_none() {
+        apply_locally(op);
     }
 }
 
@@ -586,6 +611,9 @@ async fn beat(
         .arg(&cluster.node)
         .query_async(conn)
         .await?;
+    if let Some(channel) = super::peers_channel(shared, cluster) {
+        cluster.note_peers(conn, &channel).await?;
+    }
     cluster.reap(shared, conn).await
 }
 
