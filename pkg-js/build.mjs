@@ -1,9 +1,9 @@
 // Bundles the TypeScript layer into dist/, next to the .wasm modules (found with
 // `new URL('overtone_bg.wasm', import.meta.url)` and the like), the React and Vue bindings and
 // the with-encryption entry on top of it, and the declarations of every entry.
-import { build } from 'esbuild';
+import { build, transform } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 rmSync('dist', { recursive: true, force: true });
 mkdirSync('dist', { recursive: true });
@@ -18,6 +18,16 @@ const sharedEntry = {
   name: 'shared-entry',
   setup(build) {
     build.onResolve({ filter: /^\.\/index$/ }, () => ({ path: './index.js', external: true }));
+  },
+};
+
+// Each .wasm's JavaScript twin (wasm2js) is imported only where the .wasm cannot run: it stays a
+// file of its own next to the entries, never bundled into them.
+const TWINS = ['overtone', 'overtone_encryption', 'overtone_features'].map((name) => `${name}_wasm2js.js`);
+const twinsApart = {
+  name: 'wasm2js-twins',
+  setup(build) {
+    build.onResolve({ filter: /_wasm2js\.js$/ }, ({ path }) => ({ path, external: true }));
   },
 };
 
@@ -42,7 +52,7 @@ const inlineWasm = {
 };
 
 for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', false, true]]) {
-  const plugins = inline ? [inlineWasm] : [];
+  const plugins = inline ? [inlineWasm, twinsApart] : [twinsApart];
   // Split: the features module's page side is a chunk of its own, imported on first use.
   await build({
     ...common,
@@ -68,5 +78,15 @@ const sources = ['index', 'with-encryption', 'features'].map((name) => readFileS
 for (const file of WASM) {
   if (!sources.includes(urlOf(file))) throw new Error(`no source loads ${file} with ${urlOf(file)}`);
   copyFileSync(`wasm/${file}`, `dist/${file}`);
+}
+// wasm2js writes a module importing `o` and exporting the instance's exports; the loader
+// (wasm.ts) wants the function that instantiates it with the page's imports.
+for (const twin of TWINS) {
+  const source = readFileSync(`wasm/${twin}`, 'utf8')
+    .replace(/^import \* as o from 'o';$/m, '')
+    .replace(/^var retasmFunc = [\s\S]*$/m, 'export default asmFunc;\n');
+  if (!source.includes('export default asmFunc')) throw new Error(`wasm/${twin} is not wasm2js output as expected`);
+  const { code } = await transform(source, { format: 'esm', minify: true, target: 'es2020' });
+  for (const dir of ['dist', 'dist/dev']) writeFileSync(`${dir}/${twin}`, code);
 }
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });

@@ -13,6 +13,7 @@
 // ships echo-react + pusher-js, 23.0 KB, 1.4 KB more than laravel-echo + pusher-js; -vue 22.9 KB.)
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+import { build } from 'esbuild';
 
 const BUDGET_GZIP = {
   overtone: 21_700,
@@ -58,14 +59,40 @@ if (featureChunks.length !== 1) {
 }
 // What the features add: their .wasm and chunk, and none of the chunks `overtone` has already.
 const featuresModule = ['dist/overtone_features_bg.wasm', ...withChunks(featureChunks[0]).filter((f) => !index.includes(f))];
+/**
+ * What the pusher-js facade (`echo.connector.pusher`, src/pusher.ts) adds to the layer: the
+ * layer bundled as one minified file (as build.mjs minifies it) with it, less the same with the
+ * module stubbed out.
+ */
+async function facadeShare() {
+  const stub = {
+    name: 'without-facade',
+    setup(b) {
+      const contents = 'export class Pusher {} export class PusherChannel {} export const named = (t) => t;';
+      b.onLoad({ filter: /src[\\/]pusher\.ts$/ }, () => ({ contents, loader: 'js' }));
+    },
+  };
+  const bundle = async (plugins) => {
+    // The wasm2js twins are files of their own (build.mjs), never in the layer.
+    const options = { entryPoints: ['src/index.ts'], bundle: true, format: 'esm', target: 'es2020', minify: true, mangleProps: /_$/, external: ['./*_wasm2js.js'] };
+    return (await build({ ...options, write: false, plugins })).outputFiles[0].contents;
+  };
+  const [full, without] = await Promise.all([bundle([]), bundle([stub])]);
+  return { raw: full.length - without.length, gzip: gzip(full) - gzip(without), brotli: brotli(full) - brotli(without) };
+}
+
 const rows = [
   ['wasm', measure(['dist/overtone_bg.wasm'])],
   ['wasm (with encryption)', measure(['dist/overtone_encryption_bg.wasm'])],
   ['layer (js)', measure(index)],
+  ['  of which connector.pusher', await facadeShare()],
   ['overtone', measure(core)],
   ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', ...index, 'dist/with-encryption.js'])],
   ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
   ['typing/status/badges, on use', measure(featuresModule)],
+  // Where WebAssembly cannot run (a CSP without 'wasm-unsafe-eval', a runtime without it): the
+  // JavaScript twin instead of the .wasm, fetched only there.
+  ['overtone without wasm (CSP)', measure([...index, 'dist/overtone_wasm2js.js'])],
 ];
 
 const kb = (n) => `${(n / 1000).toFixed(1)} KB`;

@@ -14,6 +14,30 @@ ensure_rust_wasm() {
   fi
 }
 
+# The wasm-bindgen CLI (with wasm-bindgen-test-runner) at the version the client crate pins:
+# the Rust API's browser tests and the Rust examples need it; installed from crates.io.
+ensure_wasm_bindgen() {
+  local wanted
+  wanted=$(sed -n 's/^version = "=\(.*\)"$/\1/p' "$ROOT/client-wasm/Cargo.toml" | head -1)
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wanted" ]; then
+    say "installing wasm-bindgen-cli $wanted"
+    cargo install -q wasm-bindgen-cli --version "$wanted"
+  fi
+}
+
+# The Leptos example (examples/leptos-presence) on the Rust API, built for the browser into
+# target/examples/leptos-presence/: index.html and build/ (the wasm and wasm-bindgen's JS).
+build_rust_example() {
+  ensure_rust_wasm
+  ensure_wasm_bindgen
+  say "building the Leptos example on the Rust API"
+  local out="$ROOT/target/examples/leptos-presence"
+  (cd "$ROOT" && cargo build -q -p leptos-presence --target wasm32-unknown-unknown)
+  wasm-bindgen --target web --no-typescript --out-dir "$out/build" --out-name leptos_presence \
+    "$ROOT/target/wasm32-unknown-unknown/debug/leptos-presence.wasm"
+  cp "$ROOT/examples/leptos-presence/index.html" "$out/"
+}
+
 # `npm ci` in a folder unless its node_modules already matches its lockfile.
 ensure_npm() {
   local dir="$ROOT/$1"
@@ -66,6 +90,17 @@ build_package() {
   local pids=()
   for name in overtone overtone_encryption overtone_features; do
     wasm-opt "${flags[@]}" "$out/${name}_raw.wasm" -o "$out/${name}_bg.wasm" &
+    pids+=($!)
+  done
+  # The same modules as JavaScript (binaryen's wasm2js), loaded only where the .wasm cannot be
+  # instantiated (a Content-Security-Policy without 'wasm-unsafe-eval', a runtime without
+  # WebAssembly). wasm2js needs the post-MVP operations lowered first; build.mjs makes each a
+  # module exporting its instantiate function, and minifies it.
+  pids=()
+  for name in overtone overtone_encryption overtone_features; do
+    (wasm-opt "${flags[@]:1}" --llvm-memory-copy-fill-lowering --signext-lowering \
+      --llvm-nontrapping-fptoint-lowering -Oz "$out/${name}_raw.wasm" -o "$out/${name}_lowered.wasm" &&
+      wasm2js "$out/${name}_lowered.wasm" -Oz -o "$out/${name}_wasm2js.js") &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done

@@ -5,6 +5,9 @@
 //! use. The page's TypeScript does the IO (socket, timers, window events, storage, `fetch`).
 //! [`secretbox`] opens `private-encrypted-*` events.
 //!
+//! With the `web` feature, [`echo`] is the same client for Rust apps: Laravel Echo's API on
+//! wasm-bindgen, web-sys and gloo-timers, doing its own IO.
+//!
 //! With the `no-std` feature (the npm package's build) the crate is `no_std`: the code uses
 //! `alloc` and `core` paths so that it builds both ways.
 
@@ -33,12 +36,27 @@ fn panic(_: &::core::panic::PanicInfo) -> ! {
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(feature = "no-std", feature = "web"))]
+compile_error!("`web` (the Rust API) needs std: build it without `no-std`");
+
+// The npm package's boundary: not in a Rust app's wasm (`web`), whose glue is wasm-bindgen's.
+#[cfg(all(target_arch = "wasm32", not(feature = "web")))]
 mod abi;
 pub mod core;
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
+#[warn(missing_docs)]
+pub mod echo;
 pub mod features;
 pub mod secretbox;
-#[cfg(all(target_arch = "wasm32", not(feature = "features-module")))]
+#[cfg(all(
+    target_arch = "wasm32",
+    not(feature = "features-module"),
+    not(feature = "web")
+))]
 mod web;
-#[cfg(all(target_arch = "wasm32", feature = "features-module"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    feature = "features-module",
+    not(feature = "web")
+))]
 mod web_features;

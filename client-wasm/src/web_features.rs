@@ -8,10 +8,9 @@
 use crate::prelude::*;
 
 use crate::abi::{self, given, ModuleState, Record};
-use crate::features::badges::{BadgeAction, Badges, ReadTarget};
-use crate::features::status::{AwayStatus, Status, StatusConfig};
-use crate::features::typing::{Typing, TypingConfig};
-use crate::features::{refuses_client_events, Action};
+use crate::features::badges::ReadTarget;
+use crate::features::status::{Status, StatusConfig};
+use crate::features::{ClientFeatures, FeatureAction, Watched};
 
 /// The operations of [`call`]; `Op` in `pkg-js/src/features.ts` names them in the same order.
 /// Arguments are `a`–`c` (strings, `""` for none; the fourth is unused) and `n` (a number, `-1`
@@ -78,14 +77,11 @@ enum Out {
     Item,
 }
 
+/// One client's machines, the deadline its armed timer is for, and its queued `out` records.
 struct Machines {
-    typing: Vec<(String, Typing)>,
-    statuses: Vec<(String, AwayStatus)>,
-    status_config: StatusConfig,
-    badges: Badges,
-    visible: bool,
+    features: ClientFeatures,
+    /// The members of the next `PRESENCE_UP`.
     presence: Vec<String>,
-    /// The deadline the armed timer is for.
     timer: Option<u64>,
     outs: Vec<Record>,
 }
@@ -111,14 +107,7 @@ fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Rec
             status_config.away_after_ms = ms;
         }
         all.push(Machines {
-            typing: Vec::new(),
-            statuses: Vec::new(),
-            status_config,
-            badges: match a {
-                "" => Badges::new(),
-                text => Badges::restore(text),
-            },
-            visible: b != "1",
+            features: ClientFeatures::new(a, b != "1", status_config),
             presence: Vec::new(),
             timer: None,
             outs: Vec::new(),
@@ -135,97 +124,41 @@ fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Rec
 
 impl Machines {
     fn perform(&mut self, op: u32, a: &str, b: &str, c: &str, n: f64, now: u64) -> f64 {
+        let f = &mut self.features;
         match op {
             op::PRESENCE_MEMBER => self.presence.push(a.into()),
             op::PRESENCE_UP => {
                 let members = core::mem::take(&mut self.presence);
-                if self.status(a).is_none() {
-                    let status = AwayStatus::new(self.status_config, given(b), self.visible, now);
-                    self.statuses.push((a.into(), status));
-                }
-                if let Some(status) = self.status(a) {
-                    status.subscribed(members.iter().map(String::as_str), now);
-                }
+                f.presence_up(a, given(b), members.iter().map(String::as_str), now);
             }
-            op::MEMBER_JOINED => {
-                if let Some(status) = self.status(a) {
-                    status.member_joined(b, now);
-                }
-            }
-            op::MEMBER_LEFT => {
-                if let Some(status) = self.status(a) {
-                    status.member_left(b);
-                }
-                if let Some(typing) = self.typing_of(a) {
-                    typing.member_left(b);
-                }
-            }
-            op::LEFT => {
-                self.typing.retain(|(name, _)| name != a);
-                self.statuses.retain(|(name, _)| name != a);
-            }
-            op::DOWN => {
-                self.typing.iter_mut().for_each(|(_, t)| t.reset());
-                self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
-            }
-            op::SERVER_ERROR if refuses_client_events(a) => {
-                self.typing
-                    .iter_mut()
-                    .for_each(|(_, t)| t.client_events_refused());
-                self.statuses
-                    .iter_mut()
-                    .for_each(|(_, s)| s.client_events_refused());
-            }
-            op::TYPING => self.typing(a, b).keystroke(now),
-            op::STOP_TYPING => self.typing(a, b).sent(now),
+            op::MEMBER_JOINED => f.member_joined(a, b, now),
+            op::MEMBER_LEFT => f.member_left(a, b),
+            op::LEFT => f.left(a),
+            op::DOWN => f.down(),
+            op::SERVER_ERROR => f.server_error(a),
+            op::TYPING => f.typing(a, own(b), now),
+            op::STOP_TYPING => f.stop_typing(a, own(b), now),
             op::TYPING_USERS => {
-                let users: Vec<String> = self
-                    .typing(a, b)
-                    .typing_users()
-                    .map(str::to_owned)
-                    .collect();
-                for user in users {
+                for user in f.typing_users(a, own(b)) {
                     self.item(-1.0, &user, "");
                 }
             }
-            op::TYPING_SEEN => {
-                if let Some(typing) = self.typing_of(a) {
-                    typing.received(b, n > 0.0, now);
-                }
-            }
-            op::STATUS_SEEN => {
-                if let (Some(status), Some(value)) = (self.status(a), Status::parse(c)) {
-                    status.received(b, value);
-                }
-            }
+            op::TYPING_SEEN => f.typing_seen(a, b, n > 0.0, now),
+            op::STATUS_SEEN => f.status_seen(a, b, c),
             op::STATUSES => {
-                let entries: Vec<(String, &'static str)> = self
-                    .status(a)
-                    .map(|s| {
-                        s.statuses()
-                            .map(|(u, s)| (u.to_owned(), s.as_str()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for (user, status) in entries {
-                    self.item(-1.0, &user, status);
+                for (user, status) in f.statuses(a) {
+                    self.item(-1.0, &user, status.as_str());
                 }
             }
             op::STATUS => {
-                let Some(status) = self.status(a) else {
-                    return -1.0;
-                };
-                let value = match b {
-                    "" => Some(status.own_status()),
-                    user => status.status_of(user),
-                };
-                return value.map_or(-1.0, |s| if s == Status::Online { 0.0 } else { 1.0 });
+                let status = f.status_of(a, own(b));
+                return status.map_or(-1.0, |s| if s == Status::Online { 0.0 } else { 1.0 });
             }
-            op::NOTIFICATION => self.badges.notification(a, b),
-            op::BADGE_COUNT => self.badges.set_count(a, n as u32),
+            op::NOTIFICATION => f.notification(a, b),
+            op::BADGE_COUNT => f.badge_count(a, n as u32),
             op::BADGE_COUNTS => {
-                let counts: Vec<(String, u32)> = self
-                    .badges
+                let counts: Vec<(String, u32)> = f
+                    .badges()
                     .counts()
                     .map(|(c, n)| (c.to_owned(), n))
                     .collect();
@@ -233,30 +166,16 @@ impl Machines {
                     self.item(count.into(), &category, "");
                 }
             }
-            op::MARK_READ => self.badges.mark_read(match a {
+            op::MARK_READ => f.mark_read(match a {
                 "id" => ReadTarget::Id(b),
                 "category" => ReadTarget::Category(b),
                 _ => ReadTarget::All,
             }),
-            op::BADGES_REMOTE => self.badges.apply_remote(a),
-            op::VISIBILITY => {
-                self.visible = n > 0.0;
-                for (_, status) in &mut self.statuses {
-                    status.visibility_changed(n > 0.0, now);
-                }
-            }
+            op::BADGES_REMOTE => f.badges_from_tab(a),
+            op::VISIBILITY => f.visibility_changed(n > 0.0, now),
             op::TIMER => {
                 self.timer = None;
-                for (_, typing) in &mut self.typing {
-                    if typing.poll_timeout().is_some_and(|at| at <= now) {
-                        typing.handle_timeout(now);
-                    }
-                }
-                for (_, status) in &mut self.statuses {
-                    if status.poll_timeout().is_some_and(|at| at <= now) {
-                        status.handle_timeout(now);
-                    }
-                }
+                f.handle_timeout(now);
             }
             _ => {}
         }
@@ -267,71 +186,23 @@ impl Machines {
         self.outs.push(record(Out::Item, n, a, b));
     }
 
-    fn status(&mut self, channel: &str) -> Option<&mut AwayStatus> {
-        self.statuses
-            .iter_mut()
-            .find(|(name, _)| name == channel)
-            .map(|(_, s)| s)
-    }
-
-    fn typing_of(&mut self, channel: &str) -> Option<&mut Typing> {
-        self.typing
-            .iter_mut()
-            .find(|(name, _)| name == channel)
-            .map(|(_, t)| t)
-    }
-
-    /// The channel's typing machine, made on first use with the own user id.
-    fn typing(&mut self, channel: &str, own: &str) -> &mut Typing {
-        let index = match self.typing.iter().position(|(name, _)| name == channel) {
-            Some(index) => index,
-            None => {
-                let typing = Typing::new(TypingConfig::default(), given(own));
-                self.typing.push((channel.into(), typing));
-                self.typing.len() - 1
-            }
-        };
-        &mut self.typing[index].1
-    }
-
-    /// Performs every machine's actions, then re-arms the timer.
+    /// Turns the machines' actions into `out` records, then re-arms the timer.
     fn flush(&mut self, now: u64) {
-        let mut outs = Vec::new();
-        for (channel, typing) in &mut self.typing {
-            while let Some(action) = typing.poll_action() {
-                outs.push(feature_out(0.0, channel, action));
-            }
-        }
-        for (channel, status) in &mut self.statuses {
-            while let Some(action) = status.poll_action() {
-                outs.push(feature_out(1.0, channel, action));
-            }
-        }
-        while let Some(action) = self.badges.poll_action() {
-            match action {
-                BadgeAction::Changed => {
-                    let text = self.badges.encode();
-                    outs.push(record(Out::StoreBadges, -1.0, &text, ""));
-                    outs.push(record(Out::Changed, 2.0, "", ""));
+        while let Some(action) = self.features.poll_action() {
+            self.outs.push(match action {
+                FeatureAction::Whisper {
+                    what,
+                    channel,
+                    data,
+                } => record(Out::Whisper, watched(what), &channel, &data),
+                FeatureAction::Changed { what, channel } => {
+                    record(Out::Changed, watched(what), &channel, "")
                 }
-                BadgeAction::Broadcast(message) => {
-                    outs.push(record(Out::PostBadges, -1.0, &message, ""));
-                }
-            }
+                FeatureAction::StoreBadges(text) => record(Out::StoreBadges, -1.0, &text, ""),
+                FeatureAction::PostBadges(text) => record(Out::PostBadges, -1.0, &text, ""),
+            });
         }
-        self.outs.append(&mut outs);
-        self.arm_timer(now);
-    }
-
-    fn arm_timer(&mut self, now: u64) {
-        let mut due: Option<u64> = None;
-        let timeouts = self.typing.iter().map(|(_, t)| t.poll_timeout());
-        for at in timeouts
-            .chain(self.statuses.iter().map(|(_, s)| s.poll_timeout()))
-            .flatten()
-        {
-            due = Some(due.map_or(at, |d| d.min(at)));
-        }
+        let due = self.features.poll_timeout();
         if self.timer == due {
             return;
         }
@@ -347,10 +218,16 @@ fn record(kind: Out, n: f64, a: &str, b: &str) -> Record {
     Record::new(kind as u32, n, a, b)
 }
 
-/// A typing (`kind` 0) or status (1) machine's action on `channel`.
-fn feature_out(kind: f64, channel: &str, action: Action) -> Record {
-    match action {
-        Action::SendClientEvent { data, .. } => record(Out::Whisper, kind, channel, &data),
-        Action::Changed => record(Out::Changed, kind, channel, ""),
+/// `Whisper` and `Changed` name what by number: 0 typing, 1 status, 2 badges.
+fn watched(what: Watched) -> f64 {
+    match what {
+        Watched::Typing => 0.0,
+        Watched::Status => 1.0,
+        Watched::Badges => 2.0,
     }
+}
+
+/// The page's own user id, `""` for none.
+fn own(id: &str) -> Option<&str> {
+    (!id.is_empty()).then_some(id)
 }

@@ -1,6 +1,7 @@
 // Channel objects with laravel-echo's chainable API, over the wasm Client. Every call is
 // queued by Echo until the wasm is loaded, then runs in order.
 import type { Client } from './client.js';
+import { named, PusherChannel } from './pusher.js';
 
 export type Callback = (...args: any[]) => void;
 
@@ -10,6 +11,7 @@ export type TypingUser = { id: string; info?: unknown };
 export interface ClientRunner {
   use(call: (client: Client) => void): void;
   loaded(): Client | undefined;
+  readonly options: { namespace?: string | false };
 }
 
 const NOTIFICATION = '.Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
@@ -24,12 +26,17 @@ export class Channel {
    */
   recovered = true;
   private failing_ = false;
+  /** The error callbacks, also kept here for when the client cannot start (`unloadable_`). */
+  private readonly errors_ = new Set<Callback>();
+  /** The channel as pusher-js has it (laravel-echo's `channel.subscription`). */
+  readonly subscription: PusherChannel;
 
   /** Create it after asking the client to subscribe: it binds its own bookkeeping. */
   constructor(
     protected readonly runner_: ClientRunner,
     readonly name: string,
   ) {
+    this.subscription = named(new PusherChannel(runner_, name), `echo.connector.pusher.channel('${name}')`);
     this.keep_('subscribed');
     this.keep_('event', RECOVERY_FAILED);
   }
@@ -80,11 +87,19 @@ export class Channel {
 
   /** `callback({type: 'AuthError', error, status})` when the subscription is refused. */
   error(callback: Callback): this {
+    this.errors_.add(callback);
     return this.on_('error', callback);
   }
 
   stopListeningForError(callback?: Callback): this {
+    if (callback) this.errors_.delete(callback);
+    else this.errors_.clear();
     return this.off_('error', callback);
+  }
+
+  /** @internal The client could not start at all: the error callbacks hear why. */
+  unloadable_(cause: string): void {
+    for (const callback of this.errors_) callback({ type: 'AuthError', error: cause, status: null });
   }
 
   /**
@@ -146,6 +161,7 @@ export class Channel {
       this.on_(kind, () => {
         this.recovered = !this.failing_;
         this.failing_ = false;
+        this.subscription.subscribed = true;
       });
     }
     if (event === RECOVERY_FAILED) {
@@ -206,7 +222,7 @@ export class PresenceChannel extends Channel {
 
   /** Every member's `user_info`, now. */
   members(): unknown[] {
-    return this.runner_.loaded()?.members(this.name) ?? [];
+    return [...(this.runner_.loaded()?.members(this.name).values() ?? [])];
   }
 
   /** `{userId: 'online' | 'away'}` for the members present. */

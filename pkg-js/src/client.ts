@@ -5,7 +5,7 @@
 // calls go in as `call(client, op, a, b, c, d, n)` (`Op`), answers come back as
 // `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
 import type { Features } from './features.js';
-import { instantiate, type Call } from './wasm.js';
+import { instantiate, type Call, type Fallback } from './wasm.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
 const enum Op {
@@ -46,6 +46,8 @@ export interface Options {
   awayAfterMs?: number;
   /** Tabs with the same scope share their badges. */
   badgeScope: string;
+  /** The WebSocket class, where the runtime has none of its own. */
+  WebSocket?: typeof WebSocket;
 }
 
 type Item = [number, string, string];
@@ -60,8 +62,8 @@ const clients: Client[] = [];
 let call: Call;
 
 /** Loads the client wasm (once: see index.ts); `Client`s need it. */
-export async function load(url: URL): Promise<void> {
-  call = await instantiate(url, (client, kind, n, a, b) => clients[client].out(kind, n, a, b));
+export async function load(url: URL, fallback: Fallback): Promise<void> {
+  call = await instantiate(url, fallback, (client, kind, n, a, b) => clients[client].out(kind, n, a, b));
 }
 
 /** A wasm client doing its IO in this page. Only in a browser, once the wasm is loaded. */
@@ -99,14 +101,17 @@ export class Client {
     const ports = wsPort + wssPort * 2 ** 16 + (forceTLS ? 2 ** 32 : 0);
     this.index_ = call(0, Op.New, key, host, path ?? '', namespace ?? '', ports);
     clients[this.index_] = this;
-    if (document.hidden) this.run_(Op.Visibility, '', '', '', '', 0);
-    // For the life of the page: the client is never torn down.
-    addEventListener('online', () => this.run_(Op.Online, '', '', '', '', 1));
-    addEventListener('offline', () => this.run_(Op.Online, '', '', '', '', 0));
-    document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', '', document.hidden ? 0 : 1));
-    // A bfcache restore: the socket may have died while the page was frozen.
-    addEventListener('pageshow', (event) => event.persisted && this.run_(Op.PageShown));
-    if (!navigator.onLine) this.run_(Op.Online, '', '', '', '', 0);
+    // A page's events; other runtimes (Node, React Native) have none of them.
+    if (typeof document === 'object') {
+      if (document.hidden) this.run_(Op.Visibility, '', '', '', '', 0);
+      // For the life of the page: the client is never torn down.
+      addEventListener('online', () => this.run_(Op.Online, '', '', '', '', 1));
+      addEventListener('offline', () => this.run_(Op.Online, '', '', '', '', 0));
+      document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', '', document.hidden ? 0 : 1));
+      // A bfcache restore: the socket may have died while the page was frozen.
+      addEventListener('pageshow', (event) => event.persisted && this.run_(Op.PageShown));
+      if (!navigator.onLine) this.run_(Op.Online, '', '', '', '', 0);
+    }
   }
 
   /** Runs an operation; throws what the wasm refused. */
@@ -136,7 +141,7 @@ export class Client {
       case Out.Open:
         this.closeSocket_();
         try {
-          const socket = (this.socket_ = new WebSocket(a));
+          const socket = (this.socket_ = new (this.options_.WebSocket ?? WebSocket)(a));
           socket.onmessage = (event) => this.frame_(event.data);
           socket.onclose = (event) => this.run_(Op.Closed, '', '', '', '', event.code);
           socket.onerror = () => this.run_(Op.SocketError);
@@ -183,7 +188,8 @@ export class Client {
         return listener && invoke(listener[0], [ids.map((user) => this.info_(listener[1], user))]);
       }
       case Out.OneMember:
-        return listener && invoke(listener[0], [this.info_(listener[1], a)]);
+        // The user id after the `user_info`: pusher-js's `member_added` / `member_removed` carry both.
+        return listener && invoke(listener[0], [this.info_(listener[1], a), a]);
       case Out.AuthError:
         return listener && invoke(listener[0], [{ type: 'AuthError', error: a, status: b ? +b : null }]);
       case Out.Drop:
@@ -388,9 +394,9 @@ export class Client {
     this.run_(Op.Whisper, channel, event, json);
   }
 
-  /** A presence channel's members' `user_info`, one per user. */
-  members(channel: string): unknown[] {
-    return [...(this.presence_.get(channel)?.values() ?? [])];
+  /** A presence channel's members: user id -> `user_info`. */
+  members(channel: string): ReadonlyMap<string, unknown> {
+    return this.presence_.get(channel) ?? new Map();
   }
 
   authorized(channel: string, socketId: string, auth: string, channelData?: string, sharedSecret?: string): void {
@@ -420,17 +426,17 @@ export class Client {
   // ---- typing, statuses and badges: the features module, loaded on first use ----
 
   typing(channel: string): void {
-    this.withFeatures_((f) => f.typing(channel, this.ownId_(channel)));
+    this.withFeatures_((f) => f.typing(channel, this.ownId(channel)));
   }
 
   stopTyping(channel: string): void {
-    this.withFeatures_((f) => f.stopTyping(channel, this.ownId_(channel)));
+    this.withFeatures_((f) => f.stopTyping(channel, this.ownId(channel)));
   }
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string): { id: string; info?: unknown }[] {
     this.withFeatures_(() => {});
-    return this.features_?.typingUsers(channel, this.ownId_(channel)) ?? [];
+    return this.features_?.typingUsers(channel, this.ownId(channel)) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` on a presence channel. */
@@ -464,7 +470,7 @@ export class Client {
     const watcher = this.nextWatcher_++;
     this.watchers_.set(watcher, undefined);
     this.withFeatures_((f) => {
-      if (this.watchers_.has(watcher)) this.watchers_.set(watcher, f.watch(what, channel, callback, this.ownId_(channel)));
+      if (this.watchers_.has(watcher)) this.watchers_.set(watcher, f.watch(what, channel, callback, this.ownId(channel)));
     });
     return watcher;
   }
@@ -476,7 +482,7 @@ export class Client {
   }
 
   /** This user's id on `channel`: its presence id, else the signed-in user's. */
-  private ownId_(channel: string): string {
+  ownId(channel: string): string {
     return this.own_.get(channel) ?? this.userIdNow_ ?? '';
   }
 

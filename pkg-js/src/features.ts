@@ -41,7 +41,8 @@ export interface Host {
 
 /** Loads the features module (once), then makes this client's features. */
 export async function start(host: Host): Promise<Features> {
-  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), (index, kind, n, a, b) =>
+  const fallback = () => import('./overtone_features_wasm2js.js');
+  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), fallback, (index, kind, n, a, b) =>
     all[index].out(kind, n, a, b),
   );
   return new Features(host);
@@ -64,13 +65,13 @@ export class Features {
     } catch {
       // Disabled storage: the badges still work for this page's life.
     }
-    this.index_ = call(0, Op.New, stored ?? '', document.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
+    this.index_ = call(0, Op.New, stored ?? '', globalThis.document?.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
     all[this.index_] = this;
     if (typeof BroadcastChannel === 'function') {
       this.tabs_ = new BroadcastChannel(this.storageKey_);
       this.tabs_.onmessage = (event) => typeof event.data === 'string' && this.run_(Op.BadgesRemote, event.data);
     }
-    document.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
+    globalThis.document?.addEventListener('visibilitychange', () => this.run_(Op.Visibility, '', '', '', document.hidden ? 0 : 1));
   }
 
   private run_(op: Op, a = '', b = '', c = '', n = -1): number {

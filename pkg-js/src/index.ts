@@ -2,25 +2,61 @@
 // Rust/wasm client. Importing touches no browser global (SSR-safe); the wasm is loaded on first
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
+import { mayCompile, type Fallback } from './wasm.js';
 import { Client, load } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
+import { Pusher } from './pusher.js';
 
 export { Channel, PresenceChannel };
+/** laravel-echo's private channels: here the one `Channel` class, whispers included. */
+export type PrivateChannel = Channel;
 export type { Callback, Status, TypingUser } from './channel.js';
+export type { Pusher, PusherChannel } from './pusher.js';
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
+
+/** laravel-echo's broadcasters that speak the Pusher protocol; `'null'` connects nowhere (tests, unconfigured). */
+export type BroadcastDriver = 'reverb' | 'pusher' | 'ably' | 'null';
+
+/** laravel-echo's `Broadcaster` map (`Echo<'reverb'>`, `Broadcaster['reverb']['private']`), with this package's classes. */
+export type Broadcaster = {
+  [B in BroadcastDriver]: {
+    connector: Echo<B>;
+    public: Channel;
+    private: PrivateChannel;
+    encrypted: PrivateChannel;
+    presence: PresenceChannel;
+    options: EchoOptions<B>;
+  };
+};
 
 type Headers = Record<string, string>;
 /** pusher-js's callback shape: `(error, {auth, channel_data?, shared_secret?} | {auth, user_data})`. */
 type AuthCallback = (error: { status?: number; message?: string } | Error | null, data: any) => void;
 
-export interface EchoOptions {
-  broadcaster?: 'reverb' | 'pusher';
-  key: string;
+/** pusher-js 8's `channelAuthorization` and `userAuthentication` (any `transport`: requests are `fetch`es). */
+type AuthOptions<Request> = {
+  endpoint?: string;
+  transport?: 'ajax' | 'jsonp';
+  /** Read on every request (JavaScript may give a function, called then). */
+  headers?: Headers;
+  params?: Record<string, string>;
+  headersProvider?: () => Headers;
+  paramsProvider?: () => Record<string, string>;
+  customHandler?: (request: Request, callback: AuthCallback) => void;
+};
+
+export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
+  broadcaster?: B;
+  key?: string | null;
+  /** Hosted Pusher's cluster: the host is `ws-{cluster}.pusher.com` unless `wsHost` is given (as pusher-js). */
+  cluster?: string;
   wsHost?: string;
+  /** Default 80. */
   wsPort?: number;
+  /** Default 443. */
   wssPort?: number;
-  /** Default: true when the page is served over https. */
+  /** TLS unless false, and always on an https page (as pusher-js). */
   forceTLS?: boolean;
   /** Only WebSocket exists here: accepted and ignored. */
   enabledTransports?: string[];
@@ -28,8 +64,8 @@ export interface EchoOptions {
   wsPath?: string;
   /** Default `/broadcasting/auth`. */
   authEndpoint?: string;
-  /** Headers may be a function: read on every request (token refresh). */
-  auth?: { headers?: Headers | (() => Headers); params?: Record<string, string> };
+  /** laravel-echo's type; the headers are read on every request (JavaScript may give a function, called then). */
+  auth?: { headers: Headers; params?: Record<string, string> };
   bearerToken?: string;
   csrfToken?: string | null;
   /** Default `App.Events`; `false` for none. */
@@ -38,44 +74,60 @@ export interface EchoOptions {
   authorizer?: (channel: { name: string }, options: EchoOptions) => {
     authorize(socketId: string, callback: AuthCallback): void;
   };
-  channelAuthorization?: {
-    endpoint?: string;
-    headers?: Headers | (() => Headers);
-    customHandler?: (params: { socketId: string; channelName: string }, callback: AuthCallback) => void;
-  };
-  userAuthentication?: {
-    endpoint?: string;
-    headers?: Headers | (() => Headers);
-    customHandler?: (params: { socketId: string }, callback: AuthCallback) => void;
-  };
+  channelAuthorization?: AuthOptions<{ socketId: string; channelName: string }>;
+  userAuthentication?: AuthOptions<{ socketId: string }>;
   /** Hidden this long makes this user `away` on presence channels (default 30000). */
   awayAfterMs?: number;
   /** Tabs sharing a scope share their unread badges (default: the app key; use the user id). */
   badgeScope?: string;
+  /**
+   * Outside a browser (Node, workers), the WebSocket class to connect with, e.g. npm `ws`'s; the
+   * client connects without a window only when given one, so server-side rendering never does.
+   */
+  WebSocket?: typeof WebSocket;
   /** Do not add `X-Socket-ID` to axios requests. */
   withoutInterceptors?: boolean;
-  [option: string]: unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  [option: string]: any;
 }
+
+/** The options as Echo keeps them (`echo.options`, `echo.connector.options`): defaults filled in. */
+export type EchoOptionsWithDefaults<B extends BroadcastDriver = BroadcastDriver> = EchoOptions<B> & {
+  auth: { headers: Headers; params?: Record<string, string> };
+  authEndpoint: string;
+  userAuthentication: { endpoint: string; headers: Headers };
+  namespace: string | false;
+};
 
 let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
-let encryptionBuild: URL | undefined;
+let encryptionBuild: [URL, Fallback] | undefined;
 
-/** @internal `overtone/with-encryption` loads this .wasm instead of the one without decryption. */
-export function useEncryptionBuild(url: URL): void {
-  encryptionBuild = url;
+/**
+ * @internal `overtone/with-encryption` loads this .wasm (or, where WebAssembly cannot run, its
+ * JavaScript twin) instead of the one without decryption.
+ */
+export function useEncryptionBuild(url: URL, fallback: Fallback): void {
+  encryptionBuild = [url, fallback];
 }
 
 /** Loads the wasm module once, from next to this file. */
 function loadWasm(): Promise<void> {
-  return (wasm ??= load(encryptionBuild ?? new URL('overtone_bg.wasm', import.meta.url)));
+  const [url, fallback] = encryptionBuild ?? [new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')];
+  return (wasm ??= load(url, fallback));
 }
 
-/** The wasm's connection states that laravel-echo's `connectionStatus()` names differently. */
+/** The wasm's (and pusher-js's) connection states that `connectionStatus()` names differently. */
 const RENAMED_STATES: Record<string, ConnectionStatus> = { initialized: 'connecting', unavailable: 'reconnecting' };
 
 const headersOf = (headers?: Headers | (() => Headers)): Headers =>
   typeof headers === 'function' ? headers() : { ...headers };
+
+/** A request's headers and form fields from `AuthOptions`, read at the time of the request. */
+const requestOf = (o?: AuthOptions<never>): [Headers, Record<string, string>] => [
+  { ...headersOf(o?.headers), ...o?.headersProvider?.() },
+  { ...o?.params, ...o?.paramsProvider?.() },
+];
 
 /** POSTs a form to an auth endpoint; a non-2xx status becomes an error carrying it. */
 async function post(endpoint: string, headers: Headers, body: Record<string, string>, callback: AuthCallback) {
@@ -104,26 +156,39 @@ function csrfToken(options: EchoOptions): string | null | undefined {
   );
 }
 
-export default class Echo implements ClientRunner {
-  readonly options: EchoOptions;
+/** `T`: laravel-echo's broadcaster type argument (`Echo<'reverb'>`). */
+export default class Echo<T extends BroadcastDriver = BroadcastDriver> implements ClientRunner {
+  /**
+   * The app's options with the defaults added, as laravel-echo's connector keeps them: the app's
+   * `auth` and `userAuthentication` objects themselves, so a header set on them later (a new
+   * token) goes with the next request.
+   */
+  readonly options: EchoOptionsWithDefaults<T>;
   /** laravel-echo's `echo.connector`: here the Echo itself. */
   readonly connector: this = this;
   readonly channels: Record<string, Channel> = {};
+  /** pusher-js's API over this client, as laravel-echo's `echo.connector.pusher`. */
+  readonly pusher: Pusher = new Pusher(this);
   private client_?: Client;
   private queue_: ((client: Client) => void)[] = [];
-  private statusListeners_ = new Set<(status: ConnectionStatus) => void>();
-  private status_: ConnectionStatus = 'connecting';
+  private startFailed_ = false;
 
-  constructor(options: EchoOptions) {
-    const auth = { headers: {}, ...options.auth };
-    const userAuthentication = { endpoint: '/broadcasting/user-auth', headers: {}, ...options.userAuthentication };
-    this.options = { authEndpoint: '/broadcasting/auth', namespace: 'App.Events', ...options, auth, userAuthentication };
+  constructor(options: EchoOptions<T>) {
+    this.options = {
+      authEndpoint: '/broadcasting/auth',
+      namespace: 'App.Events',
+      ...options,
+      auth: options.auth ?? { headers: {} },
+      userAuthentication: options.userAuthentication ?? { headers: {} },
+    } as EchoOptionsWithDefaults<T>;
+    this.options.userAuthentication.endpoint ??= '/broadcasting/user-auth';
     const csrf = csrfToken(this.options);
-    const extra: Headers = {};
-    if (csrf) extra['X-CSRF-TOKEN'] = csrf;
-    if (options.bearerToken) extra.Authorization = `Bearer ${options.bearerToken}`;
-    for (const target of [auth, userAuthentication]) {
-      if (typeof target.headers !== 'function') target.headers = { ...target.headers, ...extra };
+    for (const target of [this.options.auth, this.options.userAuthentication]) {
+      // Added to the app's own headers object, as laravel-echo does (a function is read per request).
+      if (typeof target.headers === 'function') continue;
+      target.headers ??= {};
+      if (csrf) target.headers['X-CSRF-TOKEN'] = csrf;
+      if (options.bearerToken) target.headers.Authorization = `Bearer ${options.bearerToken}`;
     }
     this.connect();
     // As laravel-echo: `X-Socket-ID` on axios requests when a global axios exists.
@@ -139,6 +204,8 @@ export default class Echo implements ClientRunner {
   // ---- connection ----
 
   connect(): void {
+    // As pusher-js: `connecting` at once, not once the wasm has loaded.
+    if (!this.client_ && !this.isNull_()) this.pusher.changed_('connecting');
     this.use((c) => c.connect());
   }
 
@@ -147,17 +214,22 @@ export default class Echo implements ClientRunner {
   }
 
   socketId(): string | undefined {
-    return this.client_?.socketId();
+    return this.isNull_() ? 'fake-socket-id' : this.client_?.socketId();
   }
 
   connectionStatus(): ConnectionStatus {
-    return this.status_;
+    const state = this.pusher.connection.state;
+    return this.isNull_() ? 'connected' : (RENAMED_STATES[state] ?? (state as ConnectionStatus));
   }
 
   /** `callback(status)` on every change; returns the unsubscribe function. */
   onConnectionChange(callback: (status: ConnectionStatus) => void): () => void {
-    this.statusListeners_.add(callback);
-    return () => this.statusListeners_.delete(callback);
+    let last = this.connectionStatus();
+    const changed = () => {
+      if (last !== (last = this.connectionStatus())) callback(last);
+    };
+    this.pusher.connection.bind('state_change', changed);
+    return () => this.pusher.connection.unbind('state_change', changed);
   }
 
   /** `{'X-Socket-ID': id}` while connected, for the app's own requests (`toOthers()`). */
@@ -188,11 +260,11 @@ export default class Echo implements ClientRunner {
     return this.subscribe_(name, Channel);
   }
 
-  private(name: string): Channel {
+  private(name: string): PrivateChannel {
     return this.subscribe_(`private-${name}`, Channel);
   }
 
-  encryptedPrivate(name: string): Channel {
+  encryptedPrivate(name: string): PrivateChannel {
     return this.subscribe_(`private-encrypted-${name}`, Channel);
   }
 
@@ -261,12 +333,13 @@ export default class Echo implements ClientRunner {
 
   // ---- the wasm client ----
 
-  /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, never. */
+  /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, or with the `null` broadcaster, never. */
   use(call: (client: Client) => void): void {
     if (this.client_) return call(this.client_);
+    if (this.isNull_() || this.startFailed_) return;
     this.queue_.push(call);
-    if (this.queue_.length === 1 && typeof window !== 'undefined') {
-      this.load_().catch((error) => console.error('overtone: could not load the client', error));
+    if (this.queue_.length === 1 && (typeof window !== 'undefined' || this.options.WebSocket)) {
+      this.load_().catch((error) => this.cannotStart_(error));
     }
   }
 
@@ -274,32 +347,53 @@ export default class Echo implements ClientRunner {
     return this.client_;
   }
 
+  /**
+   * Neither the .wasm nor its JavaScript twin could run: said once on the console, and where the
+   * app listens (the connection `failed`, each channel's error callbacks).
+   */
+  private cannotStart_(error: unknown): void {
+    const cause = mayCompile()
+      ? `overtone: the client could not load: ${error}`
+      : "overtone: WebAssembly is not allowed here (add 'wasm-unsafe-eval' to the Content-Security-Policy's " +
+        `script-src) and the client's JavaScript build could not load either: ${error}`;
+    console.error(cause);
+    this.startFailed_ = true;
+    this.queue_ = [];
+    this.pusher.changed_('failed');
+    for (const channel of Object.values(this.channels)) channel.unloadable_(cause);
+  }
+
+  private isNull_(): boolean {
+    return this.options.broadcaster === 'null';
+  }
+
   private async load_(): Promise<void> {
     await loadWasm();
     const o = this.options;
-    const tls = o.forceTLS ?? location.protocol === 'https:';
+    // The URL pusher-js opens for these options (laravel-echo gives it `cluster: ''` for reverb and ably).
+    const cluster = o.broadcaster === 'reverb' || o.broadcaster === 'ably' ? '' : o.cluster;
+    const key = String(o.key);
     this.client_ = new Client(
       {
-        key: o.key,
-        host: o.wsHost ?? location.hostname,
-        wsPort: o.wsPort ?? 80,
-        wssPort: o.wssPort ?? 443,
-        forceTLS: tls,
+        key,
+        host: o.wsHost || `ws-${cluster}.pusher.com`,
+        wsPort: o.wsPort || 80,
+        wssPort: o.wssPort || 443,
+        forceTLS: globalThis.location?.protocol === 'https:' || o.forceTLS !== false,
         path: o.wsPath,
         namespace: o.namespace || null,
         awayAfterMs: o.awayAfterMs,
-        badgeScope: o.badgeScope ?? o.key,
+        badgeScope: o.badgeScope ?? key,
+        WebSocket: o.WebSocket,
       },
       {
         authorize: (channel, socketId) => this.authorize_(channel, socketId),
         authorizeUser: (socketId) => this.authorizeUser_(socketId),
-        stateChanged: (state) => {
-          const status = RENAMED_STATES[state] ?? (state as ConnectionStatus);
-          if (status === this.status_) return;
-          this.status_ = status;
-          for (const listener of this.statusListeners_) listener(status);
+        stateChanged: (state) => this.pusher.changed_(state),
+        error: (code, message) => {
+          console.warn('overtone:', code ?? '', message);
+          this.pusher.connection.emit_('error', [{ type: 'PusherError', data: { code, message } }]);
         },
-        error: (code, message) => console.warn('overtone:', code ?? '', message),
       },
     );
     for (const call of this.queue_.splice(0)) {
@@ -311,7 +405,11 @@ export default class Echo implements ClientRunner {
     }
   }
 
-  private subscribe_<C extends Channel>(name: string, Kind: new (runner: ClientRunner, name: string) => C): C {
+  /** @internal The channel named `name` (its kind from the name unless given), subscribing it if new. */
+  subscribe_<C extends Channel>(
+    name: string,
+    Kind: new (runner: ClientRunner, name: string) => C = (name.startsWith('presence-') ? PresenceChannel : Channel) as any,
+  ): C {
     if (!this.channels[name]) {
       if (!encryptionBuild && name.startsWith('private-encrypted-')) {
         // The wasm refuses the subscription (the channel's error listeners hear it); say so here.
@@ -337,9 +435,9 @@ export default class Echo implements ClientRunner {
     if (o.authorizer) return o.authorizer({ name: channel }, o).authorize(socketId, done);
     const custom = o.channelAuthorization;
     if (custom?.customHandler) return custom.customHandler({ socketId, channelName: channel }, done);
-    const headers = { ...headersOf(o.auth!.headers), ...headersOf(custom?.headers) };
-    const params = { ...o.auth!.params, socket_id: socketId, channel_name: channel };
-    void post(custom?.endpoint ?? o.authEndpoint!, headers, params, done);
+    const [headers, params] = requestOf(custom);
+    const form = { ...o.auth.params, ...params, socket_id: socketId, channel_name: channel };
+    void post(custom?.endpoint ?? o.authEndpoint, { ...headersOf(o.auth.headers), ...headers }, form, done);
   }
 
   private authorizeUser_(socketId: string): void {
@@ -347,9 +445,10 @@ export default class Echo implements ClientRunner {
       if (error || !data?.auth) return console.warn('overtone: user sign-in failed', error);
       this.client_!.userAuthorized(socketId, data.auth, data.user_data);
     };
-    const user = this.options.userAuthentication!;
+    const user = this.options.userAuthentication;
     if (user.customHandler) return user.customHandler({ socketId }, done);
-    void post(user.endpoint!, headersOf(user.headers), { socket_id: socketId }, done);
+    const [headers, params] = requestOf(user);
+    void post(user.endpoint, headers, { ...params, socket_id: socketId }, done);
   }
 
 }

@@ -5,7 +5,7 @@
 // every client to this build's .wasm (loaded on first use, like the other).
 import { useEncryptionBuild } from './index';
 
-useEncryptionBuild(new URL('overtone_encryption_bg.wasm', import.meta.url));
+useEncryptionBuild(new URL('overtone_encryption_bg.wasm', import.meta.url), () => import('./overtone_encryption_wasm2js.js'));
 
 export * from './index';
 export { default } from './index';

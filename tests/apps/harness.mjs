@@ -5,7 +5,9 @@ import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { before, after, afterEach } from 'node:test';
 import { startServer, serverSdk } from '../lib/server.mjs';
+import { strictPage } from '../lib/browser.mjs';
 
 const apps = path.dirname(fileURLToPath(import.meta.url));
 
@@ -28,8 +30,12 @@ export async function overtoneEchoIsComplete() {
   return methods.every((method) => typeof Echo.prototype[method] === 'function');
 }
 
-/** Signs private and presence channels for the user named in the query (`?user=`), with CORS. */
-function startAuthEndpoint(sdk) {
+/**
+ * Signs private and presence channels (`/broadcasting/auth`) and user sign-ins
+ * (`/broadcasting/user-auth`) for the user named in the query (`?user=`), with CORS. Each
+ * request's channel (or `#signin`) and Authorization header go into `requests`.
+ */
+function startAuthEndpoint(sdk, requests) {
   const server = http.createServer(async (req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', '*');
@@ -37,10 +43,15 @@ function startAuthEndpoint(sdk) {
     let body = '';
     for await (const chunk of req) body += chunk;
     const form = new URLSearchParams(body);
-    const user = new URL(req.url, 'http://x').searchParams.get('user');
+    const url = new URL(req.url, 'http://x');
+    const user = url.searchParams.get('user');
     const channel = form.get('channel_name');
-    const member = channel.startsWith('presence-') ? { user_id: user, user_info: { id: user, name: user } } : undefined;
+    requests.push({ channel: channel ?? '#signin', authorization: req.headers.authorization });
     res.setHeader('Content-Type', 'application/json');
+    if (url.pathname.endsWith('/user-auth')) {
+      return res.end(JSON.stringify(sdk.authenticateUser(form.get('socket_id'), { id: user, name: user })));
+    }
+    const member = channel.startsWith('presence-') ? { user_id: user, user_info: { id: user, name: user } } : undefined;
     res.end(JSON.stringify(sdk.authorizeChannel(form.get('socket_id'), channel, member)));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
@@ -50,24 +61,57 @@ function startAuthEndpoint(sdk) {
 export const installedPackage = path.join(apps, 'node_modules/overtone/dist');
 
 /**
+ * For a describe block: the built app served (`serveApp`) while its tests run, and `open(user)`:
+ * the app's page for `user` in a browser context of its own, once `ready(page)` resolves. Each
+ * test's contexts close with it: presence must see only that test's users. `browser()` gives
+ * the browser the file launched.
+ */
+export function servedApp(app, echo, browser, ready) {
+  let served;
+  let contexts = [];
+  before(async () => { served = await serveApp(appDir(app, echo)); });
+  afterEach(async () => {
+    await Promise.all(contexts.map((c) => c.close()));
+    contexts = [];
+  });
+  after(async () => { await served?.stop(); });
+  return {
+    get sdk() { return served.sdk; },
+    get authRequests() { return served.authRequests; },
+    async open(user) {
+      const context = await browser().newContext();
+      contexts.push(context);
+      const page = await strictPage(context);
+      await page.goto(served.url(user));
+      await ready(page);
+      return page;
+    },
+  };
+}
+
+/**
  * `overtone serve` serving the app in `dir` at `/` (and `packageDir` at `/pkg/`), its auth
  * endpoint, and the `pusher` SDK for both.
  */
 export async function serveApp(dir, packageDir = installedPackage) {
   const server = await startServer({ args: ['--demo', '--demo-dir', dir, '--package-dir', packageDir] });
   const sdk = await serverSdk(server);
-  const auth = await startAuthEndpoint(sdk);
-  const authUrl = `http://127.0.0.1:${auth.address().port}/broadcasting/auth`;
+  const authRequests = [];
+  const auth = await startAuthEndpoint(sdk, authRequests);
+  const authUrl = `http://127.0.0.1:${auth.address().port}/broadcasting`;
   return {
     server,
     sdk,
-    /** The app's page for `user`. */
-    url: (user) => {
+    /** What the auth endpoint was asked: `{channel, authorization}`, in order. */
+    authRequests,
+    /** The app's page (`page`, default its index) for `user`. */
+    url: (user, page = '') => {
+      const who = `?user=${encodeURIComponent(user)}`;
       const query = new URLSearchParams({
         key: server.app.key, host: server.host, port: String(server.port), user,
-        auth: `${authUrl}?user=${encodeURIComponent(user)}`,
+        auth: `${authUrl}/auth${who}`, userAuth: `${authUrl}/user-auth${who}`,
       });
-      return `${server.url}/?${query}`;
+      return `${server.url}/${page}?${query}`;
     },
     stop: async () => {
       auth.close();

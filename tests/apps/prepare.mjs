@@ -27,6 +27,8 @@ const builds = [
   ['react', 'overtone'],
   ['vue', 'laravel-echo'],
   ['vue', 'overtone'],
+  ['migration', 'laravel-echo'],
+  ['migration', 'overtone'],
 ];
 const vite = path.join(apps, 'node_modules/vite/bin/vite.js');
 const build = ([app, echo]) =>

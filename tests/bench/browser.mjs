@@ -6,13 +6,14 @@
 //           (the least a Pusher client does per event),
 //   echo  - laravel-echo 2.5 + pusher-js 8.6 (tests/node_modules),
 //   ours  - the overtone package as built in pkg-js/dist (scripts/lib.sh build_package),
+//   twin  - the same package where WebAssembly cannot run: its wasm2js JavaScript twin,
 // in the same headless Debian Chromium, at normal speed and with the page's CPU throttled
 // (CDP Emulation.setCPUThrottlingRate). A stub server (a child process) answers the Pusher
 // handshake and then writes pre-built event frames as fast as the socket drains, so the
 // server is never the bottleneck.
 //
 //   node tests/bench/browser.mjs [--events 50000] [--size 100] [--runs 3] [--throttle 1,4]
-//                                [--pages bare,parse,echo,ours] [--time-domain timeTicks|threadTicks]
+//                                [--pages bare,parse,echo,ours,twin] [--time-domain timeTicks|threadTicks]
 //                                [--profile] [--quick]
 //
 // Prints one JSON line per run on stdout, then a table of medians (progress on stderr).
@@ -181,6 +182,11 @@ function page(kind, port, events) {
       if (bench.count === ${events}) bench.resolve();
     };`;
   const options = `{ broadcaster: 'reverb', key: '${KEY}', wsHost: '127.0.0.1', wsPort: ${port}, forceTLS: false, enabledTransports: ['ws'] }`;
+  const ours = `<script type="module">${common}
+      import Echo from '/pkg/index.js';
+      const echo = new Echo(${options});
+      echo.channel('${CHANNEL}').subscribed(() => bench.subscribed()).listen('.${EVENT}', onEvent);
+    </script>`;
   const clients = {
     // Counts messages after the handshake; sends the subscribe by hand.
     bare: `<script>${common}
@@ -208,11 +214,9 @@ function page(kind, port, events) {
       const echo = new Echo.default(${options});
       echo.channel('${CHANNEL}').subscribed(() => bench.subscribed()).listen('.${EVENT}', onEvent);
     </script>`,
-    ours: `<script type="module">${common}
-      import Echo from '/pkg/index.js';
-      const echo = new Echo(${options});
-      echo.channel('${CHANNEL}').subscribed(() => bench.subscribed()).listen('.${EVENT}', onEvent);
-    </script>`,
+    ours: ours,
+    // As on a page whose CSP forbids WebAssembly: the package falls back to the twin.
+    twin: `<script>delete globalThis.WebAssembly;</script>${ours}`,
   };
   return `<!doctype html><meta charset="utf-8"><title>${kind}</title>${clients[kind]}`;
 }
@@ -285,7 +289,7 @@ class Browser {
 // ---------------------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const args = { timeDomain: 'timeTicks', profile: false, events: 50000, size: 100, runs: 3, throttle: [1, 4], pages: ['bare', 'parse', 'echo', 'ours'] };
+  const args = { timeDomain: 'timeTicks', profile: false, events: 50000, size: 100, runs: 3, throttle: [1, 4], pages: ['bare', 'parse', 'echo', 'ours', 'twin'] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => argv[++i];
@@ -313,7 +317,7 @@ const withTimeout = (promise, ms, what) =>
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  if (args.pages.includes('ours') && !existsSync(path.join(PACKAGE, 'index.js'))) {
+  if ((args.pages.includes('ours') || args.pages.includes('twin')) && !existsSync(path.join(PACKAGE, 'index.js'))) {
     throw new Error('pkg-js/dist is not built: source scripts/lib.sh and run build_package');
   }
   const server = fork(fileURLToPath(import.meta.url), ['--stub'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

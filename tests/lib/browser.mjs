@@ -3,12 +3,30 @@ import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 
-export function launchBrowser() {
+/**
+ * `args`: more Chromium flags. With OVERTONE_NO_WASM=1 every page of the browser runs without
+ * WebAssembly (as a runtime without it), so the package falls back to its JavaScript twin.
+ */
+export async function launchBrowser(args = []) {
+  const browser = await launch(args);
+  if (process.env.OVERTONE_NO_WASM === '1') {
+    const newContext = browser.newContext.bind(browser);
+    browser.newContext = async (options) => {
+      const context = await newContext(options);
+      await context.addInitScript(() => delete globalThis.WebAssembly);
+      return context;
+    };
+    browser.newPage = async (options) => (await browser.newContext(options)).newPage();
+  }
+  return browser;
+}
+
+function launch(args) {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...args,
     ],
   });
 }

@@ -4,10 +4,10 @@
 // status. Each app also runs on laravel-echo + pusher-js (the plain app as written, the
 // bindings with laravel-echo's class under them), which checks the apps and the bindings
 // against the reference; on overtone the plain app differs only by its `laravel-echo` import.
-import { describe, test, before, after, afterEach } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, strictPage, retryUntil } from '../lib/browser.mjs';
-import { appDir, overtoneEchoIsComplete, serveApp } from '../apps/harness.mjs';
+import { launchBrowser, retryUntil } from '../lib/browser.mjs';
+import { overtoneEchoIsComplete, servedApp } from '../apps/harness.mjs';
 
 const skipOvertone = (await overtoneEchoIsComplete())
   ? false
@@ -24,25 +24,10 @@ const logItems = (page, kind) =>
 for (const app of ['plain', 'react', 'vue']) {
   for (const echo of ['laravel-echo', 'overtone']) {
     describe(`${app} app on ${echo}`, { skip: echo === 'overtone' && skipOvertone }, () => {
-      let served;
-      let contexts = [];
-      before(async () => { served = await serveApp(appDir(app, echo)); });
-      // Each test's users leave with it: presence must see only that test's.
-      afterEach(async () => {
-        await Promise.all(contexts.map((c) => c.close()));
-        contexts = [];
-      });
-      after(async () => { await served?.stop(); });
-
-      /** The app open for `user` in its own browser context, once it shows it is connected. */
-      async function open(user) {
-        const context = await browser.newContext();
-        contexts.push(context);
-        const page = await strictPage(context);
-        await page.goto(served.url(user));
-        await page.locator('#status', { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
-        return page;
-      }
+      // The app open for a user once it shows it is connected.
+      const served = servedApp(app, echo, () => browser, (page) =>
+        page.locator('#status', { hasText: /^connected$/ }).waitFor({ timeout: 10000 }));
+      const open = (user) => served.open(user);
 
       test('shows the connection status and socket id, and the change on disconnect', async () => {
         const page = await open('carol');

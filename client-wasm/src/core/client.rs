@@ -321,6 +321,11 @@ impl<P: Clone> Client<P> {
         Ok(())
     }
 
+    /// The channels the app subscribed and has not left, by name.
+    pub fn channel_names(&self) -> impl Iterator<Item = &str> {
+        self.channels.iter().map(|c| c.name.as_str())
+    }
+
     /// Whether the app subscribed `channel` and has not left it.
     pub fn has_channel(&self, channel: &str) -> bool {
         self.find(channel).is_some()

@@ -11,8 +11,10 @@
 use crate::prelude::*;
 
 pub(crate) use crate::core::push_json_string;
+pub use client::{ClientFeatures, FeatureAction, Watched};
 
 pub mod badges;
+mod client;
 mod sorted_map;
 pub mod status;
 pub mod typing;
