@@ -386,12 +386,23 @@ export class Client {
     }
   }
 
-  whisper(channel: string, event: string, data: unknown): void {
-    this.whisperJson_(channel, event, JSON.stringify(data) ?? 'null');
+  /**
+   * Sends `client-{event}`; false when it cannot go (not subscribed yet, or reconnecting; not a
+   * private or presence channel), with a warning, as pusher-js warns rather than throws.
+   */
+  whisper(channel: string, event: string, data: unknown): boolean {
+    return this.whisperJson_(channel, event, JSON.stringify(data) ?? 'null', true);
   }
 
-  private whisperJson_(channel: string, event: string, json: string): void {
-    this.run_(Op.Whisper, channel, event, json);
+  /** `warn`: off for the typing and status hints, which just wait for the next keystroke. */
+  private whisperJson_(channel: string, event: string, json: string, warn: boolean): boolean {
+    try {
+      this.run_(Op.Whisper, channel, event, json);
+      return true;
+    } catch (error) {
+      if (warn) console.warn(`overtone: client-${event} on ${channel} not sent: ${(error as Error).message}`);
+      return false;
+    }
   }
 
   /** A presence channel's members: user id -> `user_info`. */
@@ -497,7 +508,7 @@ export class Client {
       this.featureCalls_ = [];
       const host = {
         ...this.options_,
-        whisper: (channel: string, event: string, json: string) => this.whisperJson_(channel, event, json),
+        whisper: (channel: string, event: string, json: string) => this.whisperJson_(channel, event, json, false),
         info: (channel: string, user: string): [boolean, unknown] => {
           const members = this.presence_.get(channel);
           return [!!members?.has(user), members?.get(user)];

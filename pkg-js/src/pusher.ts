@@ -172,13 +172,7 @@ export class PusherChannel extends Dispatcher {
   trigger(event: string, data: unknown): boolean {
     if (!event.startsWith('client-')) throw new Error(`Event '${event}' does not start with 'client-'`);
     let sent = true;
-    this.runner_.use((c) => {
-      try {
-        c.whisper(this.name, event.slice(7), data);
-      } catch {
-        sent = false;
-      }
-    });
+    this.runner_.use((c) => (sent = c.whisper(this.name, event.slice(7), data)));
     return sent;
   }
 

@@ -238,3 +238,24 @@ test('text that is not ASCII crosses the wasm intact: user ids, event names, whi
   assert.deepEqual([...zoe.problems, ...two.problems], []);
   await context.close();
 });
+
+test('while reconnecting, whisper and typing drop their hint with a warning, and never throw', async () => {
+  const context = await browser.newContext();
+  const page = await openEchoPage(context, server);
+  const warnings = [];
+  page.on('console', (message) => message.type() === 'warning' && warnings.push(message.text()));
+  await listen(page, 'private', 'chat.1', '.said');
+  await until(page, () => window.subscribed.length === 1);
+  await page.evaluate(() => window.echo.disconnect());
+  await until(page, () => window.echo.connectionStatus() === 'disconnected');
+  await page.evaluate(() => {
+    const chat = window.echo.private('chat.1');
+    chat.whisper('hello', { text: 'lost' });
+    chat.typing();
+  });
+  // Unsent: the typing hint silently, the whisper said on the console.
+  await page.waitForTimeout(300);
+  assert.deepEqual(page.problems, []);
+  assert.equal(warnings.filter((w) => w.includes('client-hello on private-chat.1 not sent')).length, 1, warnings.join('\n'));
+  await context.close();
+});
