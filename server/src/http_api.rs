@@ -228,7 +228,7 @@ fn info_attributes(info: Option<&str>) -> impl Iterator<Item = &str> {
 }
 
 /// `digits.digits`, the only socket id form pusher-http-php accepts.
-pub(crate) fn is_socket_id(id: &str) -> bool {
+pub fn is_socket_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     id.split_once('.')
         .is_some_and(|(a, b)| digits(a) && digits(b))

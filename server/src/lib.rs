@@ -8,8 +8,11 @@
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
-//! [`memory`] (handing the heap back after many connections close).
+//! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
+//! connections close).
+//!
+//! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
+//! `demo/` of the repository).
 
 pub mod auth;
 pub mod authz;
@@ -17,7 +20,6 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod demo;
 pub mod frame;
 pub mod health;
 pub mod history;
@@ -39,19 +41,30 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use state::Shared;
 
-/// Builds the router for a shared state: WebSocket, HTTP API and (optionally) the demo.
+/// Routes an embedding binary adds to the server's, built once the shared state exists. They
+/// answer every path the server does not (their fallback included); [`router`] adds none.
+pub type ExtraRoutes = Box<dyn FnOnce(&Shared) -> Router<Shared> + Send>;
+
+/// Builds the router for a shared state: WebSocket, HTTP API, health, metrics, authorization;
+/// unknown paths get a JSON 404.
 pub fn router(shared: Shared) -> Router {
-    let router = Router::new()
+    router_with(shared, only_the_servers())
+}
+
+/// No extra routes: unknown paths get the HTTP API's JSON 404.
+fn only_the_servers() -> ExtraRoutes {
+    Box::new(|_| Router::new().fallback(http_api::not_found))
+}
+
+fn router_with(shared: Shared, extra: ExtraRoutes) -> Router {
+    Router::new()
         .merge(connection::routes())
         .merge(http_api::routes())
         .merge(health::routes())
         .merge(metrics::routes())
-        .merge(authz::routes(shared.config()));
-    let router = match &shared.config().demo {
-        Some(assets) => router.merge(demo::routes(assets, &shared)),
-        None => router.fallback(http_api::not_found),
-    };
-    router.with_state(shared)
+        .merge(authz::routes(shared.config()))
+        .merge(extra(&shared))
+        .with_state(shared)
 }
 
 /// Binds and serves until `shutdown` is cancelled; then drains (see [`serve_on`]) and closes
@@ -72,13 +85,23 @@ pub async fn serve_on(
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, config, shutdown, only_the_servers()).await
+}
+
+/// [`serve_on`] with `extra` routes next to the server's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+    extra: ExtraRoutes,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     // What everything inside stops on: cancelled after the drain.
     let closing = CancellationToken::new();
     let shared = Shared::new(config, closing.clone());
     tokio::spawn(drain_then_close(shared.clone(), shutdown));
     let shutdown = closing;
-    let app = router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router_with(shared.clone(), extra).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
@@ -86,9 +109,6 @@ pub async fn serve_on(
         .apps()
         .for_each(|app| webhooks::start(app, shutdown.clone()));
     tracing::info!(%local, "listening");
-    if shared.config().demo.is_some() {
-        println!("Overtone demo: http://{local}/");
-    }
     println!("Overtone listening on ws://{local}/app/{{key}}");
     // Events are small and latency-sensitive: send each as soon as it is written rather than
     // letting Nagle's algorithm hold it back to coalesce it with later ones.
@@ -115,6 +135,27 @@ pub async fn serve_on(
         );
     }
     served
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
 }
 
 /// When `shutdown` is cancelled: not ready at once, closing after the drain delay.
@@ -147,7 +188,7 @@ async fn sweep_caches(shared: Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AppConfig, DemoAssets};
+    use crate::config::AppConfig;
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_drains_before_closing() {
@@ -174,19 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn routes_build_with_and_without_the_demo() {
-        let config = Config::for_tests(AppConfig::new("a", "k", "s"));
-        let _ = router(Shared::new(config.clone(), CancellationToken::new()));
-        let demo = DemoAssets {
-            site: "demo".into(),
-            package: "pkg-js/dist".into(),
-        };
-        let _ = router(Shared::new(
-            Config {
-                demo: Some(demo),
-                ..config
-            },
+    fn extra_routes_may_bring_their_own_fallback() {
+        let shared = Shared::new(
+            Config::for_tests(AppConfig::new("a", "k", "s")),
             CancellationToken::new(),
-        ));
+        );
+        let site = Router::new()
+            .route("/site/api", axum::routing::get(|| async { "api" }))
+            .fallback(|| async { "a page" });
+        let _ = router_with(shared, Box::new(|_| site));
     }
 }
