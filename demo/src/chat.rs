@@ -14,7 +14,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::site::{lock, parse_body, sender_socket, unix_ms, Demo, DemoError, Person, CHAT_CHANNEL};
+use crate::site::{
+    lock, parse_body, sender_socket, unix_ms, Demo, DemoError, Person, CHAT_CHANNEL,
+};
 
 /// Messages remembered; older ones are forgotten.
 const MAX_HISTORY: usize = 200;

@@ -52,7 +52,9 @@ fn main() -> ExitCode {
     let checkout = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let files = site::Files {
         site: cli.site_dir.unwrap_or_else(|| checkout.join("demo/site")),
-        package: cli.package_dir.unwrap_or_else(|| checkout.join("pkg-js/dist")),
+        package: cli
+            .package_dir
+            .unwrap_or_else(|| checkout.join("pkg-js/dist")),
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let served = runtime.block_on(async {

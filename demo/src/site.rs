@@ -270,7 +270,13 @@ impl Demo {
     }
 
     /// Sends an event to a channel's subscribers (but `except`) as the HTTP API does.
-    pub(crate) fn publish(&self, channel: &str, event: &str, data: &Value, except: Option<&SocketId>) {
+    pub(crate) fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &Value,
+        except: Option<&SocketId>,
+    ) {
         let out = frame::channel_event(channel, event, &data.to_string(), None);
         self.app.publish(channel, &out, except);
     }
@@ -443,7 +449,10 @@ mod tests {
         configure_first_app(&mut apps);
         let rules = overtone_server::history::Rules::new(&apps[0].history).unwrap();
         let day = std::time::Duration::from_secs(NOTIFICATIONS_KEPT_SECS);
-        assert_eq!(rules.for_channel("private-demo.user.ana").unwrap().max_age, day);
+        assert_eq!(
+            rules.for_channel("private-demo.user.ana").unwrap().max_age,
+            day
+        );
         let default = HistoryRule::default_rule();
         let chat = rules.for_channel(CHAT_CHANNEL).unwrap();
         assert_eq!(chat.max_events, default.max_events);

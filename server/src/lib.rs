@@ -101,7 +101,8 @@ pub async fn serve_with(
     let shared = Shared::new(config, closing.clone());
     tokio::spawn(drain_then_close(shared.clone(), shutdown));
     let shutdown = closing;
-    let app = router_with(shared.clone(), extra).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router_with(shared.clone(), extra).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));
     cluster::start(&shared);
