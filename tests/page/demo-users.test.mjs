@@ -130,17 +130,22 @@ test('2. someone who only signed in can be mentioned, an unknown @name gets a re
   }
 });
 
-test('3. the bell lists the same notifications in a second tab, after a reload and after a reconnect', async () => {
-  const gilContext = await newVisitor();
-  const hanaContext = await newVisitor();
-  const gil = await openDemo(gilContext, server, 'Gil', { typed: true });
-  const hana = await openDemo(hanaContext, server, 'Hana', { typed: true });
-  await send(hana, 'hello');
-  await shows(gil, 'hello');
-  await send(gil, '@hana one');
-  await send(gil, '@hana two');
-  await badgeIs(hana, 2);
+/**
+ * `from` and `to` (typed names) in contexts of their own on the file's server: `to` says hello
+ * (so this does not also test item 2), then `from` sends each of `mentions`, which ring `to`.
+ */
+async function mentioned(from, to, mentions) {
+  const contexts = [await newVisitor(), await newVisitor()];
+  const pages = [await openDemo(contexts[0], server, from, { typed: true }), await openDemo(contexts[1], server, to, { typed: true })];
+  await send(pages[1], 'hello');
+  await shows(pages[0], 'hello');
+  for (const text of mentions) await send(pages[0], text);
+  await badgeIs(pages[1], mentions.length);
+  return { pages, contexts, close: () => Promise.all(contexts.map((c) => c.close())) };
+}
 
+test('3. the bell lists the same notifications in a second tab, after a reload and after a reconnect', async () => {
+  const { pages: [gil, hana], contexts: [, hanaContext], close } = await mentioned('Gil', 'Hana', ['@hana one', '@hana two']);
   const hanaTab2 = await openDemo(hanaContext, server);
   await badgeIs(hanaTab2, 2);
   const expected = [['Gil mentioned you: @hana two', false], ['Gil mentioned you: @hana one', false]];
@@ -167,20 +172,11 @@ test('3. the bell lists the same notifications in a second tab, after a reload a
   assert.deepEqual(await bellList(hana), now);
   assert.deepEqual(await bellList(hanaTab2), now);
   for (const page of [gil, hana, hanaTab2]) assert.deepEqual(page.problems, []);
-  await gilContext.close();
-  await hanaContext.close();
+  await close();
 });
 
 test('4. "Mark read" on one notification keeps the list open, and focus in it', async () => {
-  const ivoContext = await newVisitor();
-  const joContext = await newVisitor();
-  const ivo = await openDemo(ivoContext, server, 'Ivo', { typed: true });
-  const jo = await openDemo(joContext, server, 'Jo', { typed: true });
-  await send(jo, 'hi');
-  await shows(ivo, 'hi');
-  await send(ivo, '@jo first');
-  await send(ivo, '@jo second');
-  await badgeIs(jo, 2);
+  const { pages: [ivo, jo], close } = await mentioned('Ivo', 'Jo', ['@jo first', '@jo second']);
   await jo.locator('#bell').click();
   await jo.getByRole('button', { name: 'Mark read: Ivo mentioned you: @jo second' }).click();
   await badgeIs(jo, 1);
@@ -191,6 +187,5 @@ test('4. "Mark read" on one notification keeps the list open, and focus in it', 
   await jo.locator('#chat-title').click();
   assert.equal(await jo.locator('#notifications').isVisible(), false);
   assert.deepEqual([...ivo.problems, ...jo.problems], []);
-  await ivoContext.close();
-  await joContext.close();
+  await close();
 });
