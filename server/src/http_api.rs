@@ -46,7 +46,7 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// What unknown paths get when no demo serves files: a JSON 404 like every other API error.
+/// What unknown paths get when nothing embedding the server answers them: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not found")
 }
