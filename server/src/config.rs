@@ -51,15 +51,6 @@ pub struct ServeArgs {
     /// The app's secret, signing channel auth and API requests [fallback env REVERB_APP_SECRET].
     #[arg(long, env = "OVERTONE_APP_SECRET")]
     pub app_secret: Option<String>,
-    /// Serve the demo page at `/`.
-    #[arg(long, env = "OVERTONE_DEMO")]
-    pub demo: bool,
-    /// Where the demo's files are (default: `demo/` of the checkout).
-    #[arg(long, env = "OVERTONE_DEMO_DIR")]
-    pub demo_dir: Option<PathBuf>,
-    /// Where the built npm package is, served to the demo at `/pkg/` (default: `pkg-js/dist`).
-    #[arg(long, env = "OVERTONE_PACKAGE_DIR")]
-    pub package_dir: Option<PathBuf>,
     /// Redis shared by every node of a cluster (`redis://host:port/db`); without it this node
     /// is alone and keeps everything in memory.
     #[arg(long, env = "OVERTONE_REDIS_URL")]
@@ -247,13 +238,6 @@ struct ServerSection {
     metrics_addr: Option<std::net::SocketAddr>,
 }
 
-/// Files served in demo mode.
-#[derive(Debug, Clone)]
-pub struct DemoAssets {
-    pub site: PathBuf,
-    pub package: PathBuf,
-}
-
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -263,7 +247,6 @@ pub struct Config {
     /// is pinged, and closed with 4201 if it stays silent for this long again.
     pub activity_timeout: Duration,
     pub apps: Vec<AppConfig>,
-    pub demo: Option<DemoAssets>,
     /// The Redis this node shares with the others, if it is one of several.
     pub redis: Option<RedisConfig>,
     /// How long shutdown waits for connections to close.
@@ -284,7 +267,6 @@ impl Config {
             port: 0,
             activity_timeout: Duration::from_secs(DEFAULT_ACTIVITY_TIMEOUT_SECS),
             apps: vec![app],
-            demo: None,
             redis: None,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             shutdown_drain: Duration::ZERO,
@@ -355,16 +337,6 @@ impl ServeArgs {
         }
         validate_apps(&apps)?;
 
-        if self.demo {
-            crate::demo::authorize_demo_channels(&mut apps);
-        }
-        let demo = self.demo.then(|| {
-            let root = checkout_root();
-            DemoAssets {
-                site: self.demo_dir.unwrap_or_else(|| root.join("demo")),
-                package: self.package_dir.unwrap_or_else(|| root.join("pkg-js/dist")),
-            }
-        });
         let redis = match self.redis_url.or(file.server.redis_url) {
             Some(url) => {
                 let prefix = self.redis_prefix.or(file.server.redis_prefix);
@@ -396,7 +368,6 @@ impl ServeArgs {
             port,
             activity_timeout: Duration::from_secs(activity_timeout),
             apps,
-            demo,
             redis,
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace
@@ -447,15 +418,6 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The checkout the demo's files come from: the working directory when it holds `demo/`,
-/// else the one this binary was built in.
-fn checkout_root() -> PathBuf {
-    match std::env::current_dir() {
-        Ok(cwd) if cwd.join("demo").is_dir() => cwd,
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
-    }
 }
 
 #[cfg(test)]

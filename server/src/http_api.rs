@@ -46,7 +46,7 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// What unknown paths get when no demo serves files: a JSON 404 like every other API error.
+/// What unknown paths get when nothing embedding the server answers them: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not found")
 }
@@ -241,7 +241,7 @@ fn info_attributes(info: Option<&str>) -> impl Iterator<Item = &str> {
 }
 
 /// `digits.digits`, the only socket id form pusher-http-php accepts.
-pub(crate) fn is_socket_id(id: &str) -> bool {
+pub fn is_socket_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     id.split_once('.')
         .is_some_and(|(a, b)| digits(a) && digits(b))

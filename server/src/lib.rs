@@ -8,9 +8,12 @@
 //! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
 //! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
-//! [`memory`] (handing the heap back after many connections close), [`listener`] (the main
-//! port's TCP connections until they upgrade: deadlines, a bound, accept errors).
+//! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
+//! connections close), [`listener`] (the main port's TCP connections until they upgrade:
+//! deadlines, a bound, accept errors).
+//!
+//! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
+//! `demo/` of the repository).
 
 pub mod auth;
 pub mod authz;
@@ -18,7 +21,6 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod demo;
 pub mod frame;
 pub mod health;
 pub mod history;
@@ -40,20 +42,30 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use state::Shared;
 
-/// Builds the router for a shared state: WebSocket, HTTP API and (optionally) the demo.
+/// Routes an embedding binary adds to the server's, built once the shared state exists. They
+/// answer every path the server does not (their fallback included); [`router`] adds none.
+pub type ExtraRoutes = Box<dyn FnOnce(&Shared) -> Router<Shared> + Send>;
+
+/// Builds the router for a shared state: WebSocket, HTTP API, health, metrics, authorization;
+/// unknown paths get a JSON 404.
 pub fn router(shared: Shared) -> Router {
-    let router = Router::new()
+    router_with(shared, only_the_servers())
+}
+
+/// No extra routes: unknown paths get the HTTP API's JSON 404.
+fn only_the_servers() -> ExtraRoutes {
+    Box::new(|_| Router::new().fallback(http_api::not_found))
+}
+
+fn router_with(shared: Shared, extra: ExtraRoutes) -> Router {
+    let limit = shared.config().deadlines.request;
+    Router::new()
         .merge(connection::routes())
         .merge(http_api::routes())
         .merge(health::routes())
         .merge(metrics::routes(&shared.config().metrics))
-        .merge(authz::routes(shared.config()));
-    let router = match &shared.config().demo {
-        Some(assets) => router.merge(demo::routes(assets, &shared)),
-        None => router.fallback(http_api::not_found),
-    };
-    let limit = shared.config().deadlines.request;
-    router
+        .merge(authz::routes(shared.config()))
+        .merge(extra(&shared))
         .with_state(shared)
         .layer(axum::middleware::from_fn_with_state(
             limit,
@@ -79,6 +91,16 @@ pub async fn serve_on(
     config: Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, config, shutdown, only_the_servers()).await
+}
+
+/// [`serve_on`] with `extra` routes next to the server's.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+    extra: ExtraRoutes,
+) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     // What everything inside stops on: cancelled after the drain.
     let closing = CancellationToken::new();
@@ -95,12 +117,10 @@ pub async fn serve_on(
     cluster::start(&shared);
     let deliveries: Vec<_> = shared.apps().filter_map(webhooks::start).collect();
     tracing::info!(%local, "listening");
-    if shared.config().demo.is_some() {
-        println!("Overtone demo: http://{local}/");
-    }
     println!("Overtone listening on ws://{local}/app/{{key}}");
     let deadlines = shared.config().deadlines;
-    listener::serve(listener, router(shared.clone()), deadlines, shutdown).await;
+    let app = router_with(shared.clone(), extra);
+    listener::serve(listener, app, deadlines, shutdown).await;
     // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
     // here until each has sent its 4200 close, then for the webhooks their departures caused,
     // for at most the grace period in all.
@@ -127,6 +147,27 @@ pub async fn serve_on(
         delivery.finish(deadline).await;
     }
     Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
 }
 
 /// When `shutdown` is cancelled: not ready at once, closing after the drain delay.
@@ -159,7 +200,7 @@ async fn sweep_caches(shared: Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AppConfig, DemoAssets};
+    use crate::config::AppConfig;
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_drains_before_closing() {
@@ -186,19 +227,14 @@ mod tests {
     }
 
     #[test]
-    fn routes_build_with_and_without_the_demo() {
-        let config = Config::for_tests(AppConfig::new("a", "k", "s"));
-        let _ = router(Shared::new(config.clone(), CancellationToken::new()));
-        let demo = DemoAssets {
-            site: "demo".into(),
-            package: "pkg-js/dist".into(),
-        };
-        let _ = router(Shared::new(
-            Config {
-                demo: Some(demo),
-                ..config
-            },
+    fn extra_routes_may_bring_their_own_fallback() {
+        let shared = Shared::new(
+            Config::for_tests(AppConfig::new("a", "k", "s")),
             CancellationToken::new(),
-        ));
+        );
+        let site = Router::new()
+            .route("/site/api", axum::routing::get(|| async { "api" }))
+            .fallback(|| async { "a page" });
+        let _ = router_with(shared, Box::new(|_| site));
     }
 }

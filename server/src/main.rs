@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
             };
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(stop_on_signal(shutdown.clone()));
+                tokio::spawn(overtone_server::cancel_on_signal(shutdown.clone()));
                 match overtone_server::serve(config, shutdown).await {
                     Ok(()) => std::process::ExitCode::SUCCESS,
                     Err(err) => {
@@ -69,25 +69,4 @@ fn main() -> std::process::ExitCode {
             })
         }
     }
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

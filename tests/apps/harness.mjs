@@ -90,11 +90,11 @@ export function servedApp(app, echo, browser, ready) {
 }
 
 /**
- * `overtone serve` serving the app in `dir` at `/` (and `packageDir` at `/pkg/`), its auth
+ * `overtone-demo` serving the app in `dir` at `/` (and `packageDir` at `/pkg/`), its auth
  * endpoint, and the `pusher` SDK for both.
  */
 export async function serveApp(dir, packageDir = installedPackage) {
-  const server = await startServer({ args: ['--demo', '--demo-dir', dir, '--package-dir', packageDir] });
+  const server = await startServer({ demo: { site: dir, packageDir } });
   const sdk = await serverSdk(server);
   const authRequests = [];
   const auth = await startAuthEndpoint(sdk, authRequests);

@@ -1,4 +1,4 @@
-// Pages that use the built overtone package against a started server (in demo mode, serving
+// Pages that use the built overtone package against a started server (overtone-demo, serving
 // tests/page/fixture): the page's `/broadcasting/auth` requests are answered here, signed with
 // the app secret by the `pusher` server SDK, as a Laravel backend would.
 import path from 'node:path';
@@ -10,7 +10,7 @@ const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../p
 
 /** A server serving the fixture page and the built package (`/pkg/`). */
 export function startPageServer(options = {}) {
-  return startServer({ ...options, args: ['--demo', '--demo-dir', fixture, ...(options.args ?? [])] });
+  return startServer({ ...options, demo: { site: fixture } });
 }
 
 /**

@@ -1,4 +1,5 @@
-// Starts a real `overtone serve` on a free loopback port for one test file, and stops it.
+// Starts a real `overtone serve` on a free loopback port for one test file, and stops it; or,
+// for pages served from the same origin, `overtone-demo`: the same server with the demo added.
 import { spawn } from 'node:child_process';
 import { before, after } from 'node:test';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -10,30 +11,37 @@ import path from 'node:path';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The `overtone` binary the tests run. */
 export const binary = process.env.OVERTONE_BIN ?? path.join(root, 'target/debug/overtone');
+const demoBinary = process.env.OVERTONE_DEMO_BIN ?? path.join(root, 'target/debug/overtone-demo');
 
 export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
 
 /**
  * Starts the server; resolves once it prints its address.
- * @param {{args?: string[], env?: Record<string,string>, port?: number, fdLimit?: number}} [options]
+ * @param {{args?: string[], env?: Record<string,string>, port?: number, fdLimit?: number, demo?: {site?: string, packageDir?: string}}} [options]
  *   `port`: 0 (any free one) unless given, e.g. to restart a server where its clients expect
- *   it; `fdLimit`: the server's open-file limit (`ulimit -n`), if given
+ *   it; `fdLimit`: the server's open-file limit (`ulimit -n`), if given; `demo`: run
+ *   `overtone-demo` instead, serving the demo site (or the folder `site`) at `/` and the built
+ *   package (or `packageDir`) at `/pkg/`
  * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
  */
-export async function startServer({ args = [], env = {}, port = 0, fdLimit } = {}) {
-  return spawnServer(['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret, ...args], env, app, port, fdLimit);
+export async function startServer({ args = [], env = {}, port = 0, fdLimit, demo } = {}) {
+  const appArgs = ['--app-id', app.id, '--app-key', app.key, '--app-secret', app.secret];
+  return spawnServer([...appArgs, ...args], env, app, port, demo, fdLimit);
 }
 
 /**
  * Starts the server with only `args` and `env` (no `--app-*` flags), e.g. to read apps from a
  * config file or Reverb's environment; `serverApp` is the app the returned handle reports.
  */
-export async function startServerWithoutApp({ args = [], env = {}, serverApp = app, port = 0 } = {}) {
-  return spawnServer(args, env, serverApp, port);
+export async function startServerWithoutApp({ args = [], env = {}, serverApp = app, port = 0, demo } = {}) {
+  return spawnServer(args, env, serverApp, port, demo);
 }
 
-async function spawnServer(args, env, serverApp, listenPort = 0, fdLimit = undefined) {
-  const command = [binary, 'serve', '--port', String(listenPort), ...args];
+async function spawnServer(args, env, serverApp, listenPort, demo, fdLimit = undefined) {
+  const server = demo
+    ? [demoBinary, ...(demo.site ? ['--site-dir', demo.site] : []), ...(demo.packageDir ? ['--package-dir', demo.packageDir] : [])]
+    : [binary, 'serve'];
+  const command = [...server, '--port', String(listenPort), ...args];
   const child = spawn(
     ...(fdLimit === undefined
       ? [command[0], command.slice(1)]
@@ -332,3 +340,4 @@ export async function startWebhookReceiver() {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return receiver;
 }
+

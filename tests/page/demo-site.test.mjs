@@ -1,4 +1,4 @@
-// The demo site (`overtone serve --demo`) as visitors use it: two users in two browser contexts
+// The demo site (`overtone-demo`, demo/) as visitors use it: two users in two browser contexts
 // (and a second tab for one of them) chatting, typing, going away, holding seats and getting
 // notifications; then the server killed and restarted under a chat. Screenshots of each panel
 // go to tests/artifacts/ for a person to look at.
@@ -9,6 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from '../lib/server.mjs';
 import { launchBrowser, strictPage } from '../lib/browser.mjs';
+import {
+  DESKTOP, until, openDemo, membersAre, send, messageTexts, problemsButOutage,
+} from '../lib/demo-page.mjs';
 
 const artifacts = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../artifacts');
 mkdirSync(artifacts, { recursive: true });
@@ -16,7 +19,7 @@ const shot = (locator, name) => locator.screenshot({ path: path.join(artifacts, 
 
 let server, browser;
 before(async () => {
-  server = await startServer({ args: ['--demo'] });
+  server = await startServer({ demo: {} });
   browser = await launchBrowser();
 });
 after(async () => {
@@ -24,37 +27,11 @@ after(async () => {
   await server?.stop();
 });
 
-/** Waits (5 s unless told) until `fn(arg)` is truthy in the page. */
-const until = (page, fn, arg, timeout = 5000) => page.waitForFunction(fn, arg, { timeout, polling: 50 });
-
 /** A new browser context (its own storage: another person) at a desktop size. */
-const newVisitor = () => browser.newContext({ viewport: { width: 1280, height: 900 } });
+const newVisitor = () => browser.newContext({ viewport: DESKTOP });
 
-/**
- * Opens the demo in `context`; signs in as `name` (a demo user's button, or typed when `typed`)
- * unless the context already is someone.
- */
-async function open(context, name, { at = server, typed = false } = {}) {
-  const page = await strictPage(context);
-  // A short away threshold (the page's `away` parameter) so the test need not wait 30 s.
-  await page.goto(`${at.url}/?away=300`);
-  if (name && typed) {
-    await page.getByLabel('Or type a name').fill(name);
-    await page.getByLabel('Or type a name').press('Enter');
-  } else if (name) {
-    await page.getByRole('button', { name, exact: true }).click();
-  }
-  await page.locator('#seat-map[data-ready="true"]').waitFor();
-  return page;
-}
-
-/** Waits until the chat's member list shows exactly `ids`. */
-function membersAre(page, ids) {
-  return until(page, (ids) => {
-    const shown = [...document.querySelectorAll('#members li')].map((li) => li.dataset.user).sort();
-    return JSON.stringify(shown) === JSON.stringify([...ids].sort());
-  }, ids);
-}
+/** Opens the demo (on `at`, the file's server unless told) as `name`; see openDemo. */
+const open = (context, name, { at = server, typed = false } = {}) => openDemo(context, at, name, { typed });
 
 /** A tab switch as the page sees it: `document.hidden`, `visibilityState` and the event. */
 function setHidden(page, hidden) {
@@ -69,13 +46,6 @@ function setHidden(page, hidden) {
 async function hold(page, seat) {
   const { token } = await page.evaluate(() => JSON.parse(localStorage.getItem('overtone-demo:session')));
   return fetch(`${server.url}/demo/api/seats/${seat}/hold`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
-}
-
-const messageTexts = (page) => page.locator('#messages .text').allTextContents();
-
-async function send(page, text) {
-  await page.locator('#chat-input').fill(text);
-  await page.locator('#chat-input').press('Enter');
 }
 
 test('signed out, the page offers the demo users and a name field', async () => {
@@ -255,7 +225,7 @@ test('two people clicking the same free seat at once: one holds it, both pages a
 });
 
 test('the server restarted mid-chat: the indicator shows reconnecting, then connected, and the chat goes on', async () => {
-  const own = await startServer({ args: ['--demo'] });
+  const own = await startServer({ demo: {} });
   let restarted;
   const anaContext = await newVisitor();
   const bobContext = await newVisitor();
@@ -276,7 +246,7 @@ test('the server restarted mid-chat: the indicator shows reconnecting, then conn
     own.process.kill('SIGKILL');
     for (const page of [ana, bob]) await until(page, () => window.states.at(-1) === 'reconnecting');
     await shot(bob.locator('.topbar'), 'reconnecting');
-    restarted = await startServer({ args: ['--demo'], port: own.port });
+    restarted = await startServer({ demo: {}, port: own.port });
     for (const page of [ana, bob]) {
       await until(page, () => window.states.at(-1) === 'connected', undefined, 15000);
       await membersAre(page, ['ana', 'bob']);
@@ -297,11 +267,8 @@ test('the server restarted mid-chat: the indicator shows reconnecting, then conn
       const states = await page.evaluate(() => window.states);
       assert.ok(states.includes('reconnecting') && states.at(-1) === 'connected', states.join(' -> '));
       // While the server was down the browser logs its failed connection attempts; nothing else.
-      assert.deepEqual(page.problems.filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p)), []);
+      assert.deepEqual(problemsButOutage(page), []);
     }
-    await shot(bob, 'page');
-    await bob.setViewportSize({ width: 390, height: 844 });
-    await bob.screenshot({ path: path.join(artifacts, 'demo-phone.png'), fullPage: true });
   } finally {
     await anaContext.close();
     await bobContext.close();

@@ -23,7 +23,7 @@ const config = writeConfig(appToml(app) + historyToml([['short-*', 5], ['plain-*
 
 /** A server of the test app serving the fixture page, with the history rules above. */
 const startHistoryServer = (args = [], port = 0) =>
-  startServerWithoutApp({ args: ['--demo', '--demo-dir', fixture, '--config', config.path, ...args], port });
+  startServerWithoutApp({ args: ['--config', config.path, ...args], port, demo: { site: fixture } });
 
 let server, sdk, browser;
 before(async () => {

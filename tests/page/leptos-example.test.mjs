@@ -14,8 +14,8 @@ const built = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../
 let server, sdk, browser;
 before(async () => {
   assert.ok(existsSync(path.join(built, 'build')), `build the example first (scripts/test does): ${built}`);
-  // Demo mode serves a folder: here the built example.
-  server = await startServer({ args: ['--demo', '--demo-dir', built] });
+  // overtone-demo serves a folder: here the built example.
+  server = await startServer({ demo: { site: built } });
   sdk = await serverSdk(server);
   browser = await launchBrowser();
 });

@@ -7,7 +7,7 @@ import { launchBrowser, strictPage, retryUntil } from '../lib/browser.mjs';
 
 let server, browser;
 before(async () => {
-  server = await startServer({ args: ['--demo'] });
+  server = await startServer({ demo: {} });
   browser = await launchBrowser();
 });
 after(async () => {

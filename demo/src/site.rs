@@ -1,17 +1,16 @@
-//! Demo mode: serves the demo page at `/`, the built npm package at `/pkg/`, `/demo/config.json`
-//! (which app key to connect with) and the demo's small backend under `/demo/api/`: sign-in
-//! ([`session`]), a chat room ([`chat`]) and an event hall's seats ([`seats`]), with
-//! notifications on each visitor's private channel.
+//! The demo's site and backend: the page at `/`, the built npm package at `/pkg/`,
+//! `/demo/config.json` (which app key to connect with) and the API under `/demo/api/`: sign-in
+//! ([`session`]), a chat room ([`crate::chat`]), an event hall's seats ([`crate::seats`]) and
+//! each visitor's notifications ([`notifications`]), sent on their private channel.
 //!
 //! The backend is an app like any other: visitors get a JWT minted by the authorization
 //! service's own code, channels are authorized by that service (`/broadcasting/auth`) under the
-//! rules [`authorize_demo_channels`] gives the first app, and events go out through the channel
-//! registry's `publish`, the path the HTTP API uses.
-
-pub mod chat;
-pub mod seats;
+//! rules [`configure_first_app`] gives the first app, and events go out through the channel
+//! registry's `publish`, the path the HTTP API uses. The notification list is the history of
+//! the visitor's private channel, which the server keeps a day of.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,16 +21,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use overtone_server::authz::AuthzConfig;
+use overtone_server::config::AppConfig;
+use overtone_server::frame;
+use overtone_server::history::{HistoryRule, MAX_READ};
+use overtone_server::http_api::is_socket_id;
+use overtone_server::state::{App, Shared, SocketId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
-use crate::authz::AuthzConfig;
-use crate::config::{AppConfig, DemoAssets};
-use crate::frame;
-use crate::http_api::is_socket_id;
-use crate::state::{App, Shared, SocketId};
+use crate::{chat, seats};
 
 /// The chat room (a presence channel: members, typing, away).
 pub const CHAT_CHANNEL: &str = "presence-demo.chat";
@@ -39,12 +40,16 @@ pub const CHAT_CHANNEL: &str = "presence-demo.chat";
 pub const HALL_CHANNEL: &str = "presence-demo.hall";
 /// Each visitor's notifications arrive on `private-demo.user.{id}`.
 const USER_CHANNEL_PREFIX: &str = "private-demo.user.";
+/// How many notifications, and for how long, each visitor's channel keeps (the bell's list).
+const NOTIFICATIONS_KEPT: usize = 50;
+const NOTIFICATIONS_KEPT_SECS: u64 = 24 * 60 * 60;
 /// Laravel's broadcast notification event, which the SDK's `notification()` and badges read.
 const NOTIFICATION_EVENT: &str = "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated";
 /// Visitors stay signed in for a day.
 const SESSION_TTL_SECS: u64 = 24 * 60 * 60;
 const MAX_NAME_CHARS: usize = 24;
-/// People remembered for mentions; past this, newcomers can still chat but not be mentioned.
+/// People remembered for mentions since the server started; past this, newcomers can still
+/// chat, and be mentioned while they are in the chat or the hall.
 const MAX_PEOPLE: usize = 10_000;
 /// Member colours, all readable as text on white (WCAG AA) and distinct from each other.
 const COLORS: [&str; 8] = [
@@ -66,11 +71,27 @@ channel = "private-demo.user.{id}"
 claim_equals = { id = "sub" }
 "#;
 
-/// Gives the first app the demo's authorization rules, unless the config already has some.
-pub fn authorize_demo_channels(apps: &mut [AppConfig]) {
-    let Some(app) = apps.first_mut().filter(|app| app.authz.is_none()) else {
+/// Gives the first app the demo's authorization rules (unless the config already has some) and
+/// a day of history on the visitors' notification channels (the other channels keep what the
+/// config says, by default the server's).
+pub fn configure_first_app(apps: &mut [AppConfig]) {
+    let Some(app) = apps.first_mut() else {
         return;
     };
+    if app.history.is_empty() {
+        app.history.push(HistoryRule::default_rule());
+    }
+    app.history.insert(
+        0,
+        HistoryRule {
+            channel: format!("{USER_CHANNEL_PREFIX}*"),
+            max_events: NOTIFICATIONS_KEPT,
+            max_age_secs: NOTIFICATIONS_KEPT_SECS,
+        },
+    );
+    if app.authz.is_some() {
+        return;
+    }
     let secret = hex::encode(
         Sha256::new()
             .chain_update(b"overtone demo tokens\0")
@@ -85,11 +106,20 @@ pub fn authorize_demo_channels(apps: &mut [AppConfig]) {
     }
 }
 
-pub fn routes(assets: &DemoAssets, shared: &Shared) -> Router<Shared> {
+/// Where the files served come from.
+pub struct Files {
+    /// Served at `/`.
+    pub site: PathBuf,
+    /// The built npm package, served at `/pkg/`.
+    pub package: PathBuf,
+}
+
+/// The demo's routes next to the server's; its site answers every other path.
+pub fn routes(files: &Files, shared: &Shared) -> Router<Shared> {
     let site = Router::new()
         .route("/demo/config.json", get(config))
-        .nest_service("/pkg", ServeDir::new(&assets.package))
-        .fallback_service(ServeDir::new(&assets.site));
+        .nest_service("/pkg", ServeDir::new(&files.package))
+        .fallback_service(ServeDir::new(&files.site));
     match Demo::new(shared) {
         Some(demo) => site.merge(api(Arc::new(demo))),
         None => site,
@@ -103,6 +133,7 @@ fn api(demo: Arc<Demo>) -> Router<Shared> {
             "/demo/api/chat/messages",
             get(chat::history).post(chat::send),
         )
+        .route("/demo/api/notifications", get(notifications))
         .route("/demo/api/seats", get(seats::list))
         .route("/demo/api/seats/buy", post(seats::buy))
         .route(
@@ -129,7 +160,7 @@ async fn config(State(shared): State<Shared>) -> Json<Value> {
 
 /// A failure of the demo API: a status and a JSON `{"error": ...}` body.
 #[derive(Debug)]
-pub struct DemoError(StatusCode, String);
+pub struct DemoError(pub(crate) StatusCode, pub(crate) String);
 
 impl DemoError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> DemoError {
@@ -157,11 +188,11 @@ pub struct Person {
 
 /// The demo's backend state, shared by its handlers and its clock.
 pub struct Demo {
-    app: Arc<App>,
-    shared: Shared,
-    chat: Mutex<chat::History>,
-    hall: Mutex<seats::Hall>,
-    /// Everyone who used the API since start, by id: who an `@name` can mention.
+    pub(crate) app: Arc<App>,
+    pub(crate) shared: Shared,
+    pub(crate) chat: Mutex<chat::History>,
+    pub(crate) hall: Mutex<seats::Hall>,
+    /// Everyone who signed in or used the API since start, by id.
     people: Mutex<HashMap<String, Person>>,
     clock: Once,
     /// Notification ids: random per process (tabs remember ids across a restart), then a count.
@@ -197,7 +228,7 @@ impl Demo {
 
     /// Who sent the request, from its bearer token; remembered for mentions. The first
     /// authenticated request also starts the hall's clock (it needs a runtime and a visitor).
-    fn visitor(self: &Arc<Self>, headers: &HeaderMap) -> Result<Person, DemoError> {
+    pub(crate) fn visitor(self: &Arc<Self>, headers: &HeaderMap) -> Result<Person, DemoError> {
         let identity = self
             .authz()?
             .verifier
@@ -215,29 +246,43 @@ impl Demo {
             color: claim("color").unwrap_or_else(|| color_of(&identity.user_id).into()),
             id: identity.user_id,
         };
-        let mut people = lock(&self.people);
-        if people.len() < MAX_PEOPLE || people.contains_key(&person.id) {
-            people.insert(person.id.clone(), person.clone());
-        }
-        drop(people);
+        self.remember(&person);
         self.clock.call_once(|| {
             tokio::spawn(seats::run_clock(self.clone()));
         });
         Ok(person)
     }
 
-    fn person(&self, id: &str) -> Option<Person> {
-        lock(&self.people).get(id).cloned()
+    fn remember(&self, person: &Person) {
+        let mut people = lock(&self.people);
+        if people.len() < MAX_PEOPLE || people.contains_key(&person.id) {
+            people.insert(person.id.clone(), person.clone());
+        }
+    }
+
+    /// Whether `id` can be mentioned: signed in since the server started, or in the chat or the
+    /// hall now (a page that outlived a restart is back in them, though the server forgot it).
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        lock(&self.people).contains_key(id)
+            || [CHAT_CHANNEL, HALL_CHANNEL]
+                .iter()
+                .any(|channel| self.app.channels.has_member(channel, id))
     }
 
     /// Sends an event to a channel's subscribers (but `except`) as the HTTP API does.
-    fn publish(&self, channel: &str, event: &str, data: &Value, except: Option<&SocketId>) {
+    pub(crate) fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &Value,
+        except: Option<&SocketId>,
+    ) {
         let out = frame::channel_event(channel, event, &data.to_string(), None);
         self.app.publish(channel, &out, except);
     }
 
     /// A Laravel-style broadcast notification to one visitor; `category` groups the badge.
-    fn notify(&self, user_id: &str, category: &str, text: &str) {
+    pub(crate) fn notify(&self, user_id: &str, category: &str, text: &str) {
         let n = self.next_notification.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:08x}-{n}", self.notification_prefix);
         let data = json!({
@@ -257,7 +302,7 @@ impl Demo {
 }
 
 /// The `X-Socket-ID` of a request (the sender's connection, left out of the broadcast).
-fn sender_socket(headers: &HeaderMap) -> Result<Option<SocketId>, DemoError> {
+pub(crate) fn sender_socket(headers: &HeaderMap) -> Result<Option<SocketId>, DemoError> {
     match headers.get("x-socket-id").map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(id)) if is_socket_id(id) => Ok(Some(SocketId::from(id))),
@@ -266,19 +311,19 @@ fn sender_socket(headers: &HeaderMap) -> Result<Option<SocketId>, DemoError> {
 }
 
 /// A JSON request body, or a 400 saying what is wrong with it.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DemoError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DemoError> {
     serde_json::from_slice(body)
         .map_err(|e| DemoError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
 /// A poisoned lock only means a handler panicked mid-update; the demo's state stays usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -337,9 +382,36 @@ async fn session(State(demo): State<Arc<Demo>>, body: Bytes) -> Result<Json<Valu
     claims.insert("id".into(), user.id.clone().into());
     claims.insert("name".into(), user.name.clone().into());
     claims.insert("color".into(), user.color.clone().into());
-    let token = crate::authz::token_cli::mint(demo.authz()?, &user.id, claims, SESSION_TTL_SECS)
-        .map_err(|e| DemoError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    let token =
+        overtone_server::authz::token_cli::mint(demo.authz()?, &user.id, claims, SESSION_TTL_SECS)
+            .map_err(|e| DemoError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    // Mentionable from now on, before they say or do anything.
+    demo.remember(&user);
     Ok(Json(json!({ "token": token, "user": user })))
+}
+
+/// `GET /demo/api/notifications` -> `{notifications}`, oldest first: what the visitor's private
+/// channel kept, so every tab, a reload and a reconnect show the same list. (With Redis, this
+/// reads the node's own copy, which is what it has while Redis is away.)
+async fn notifications(
+    State(demo): State<Arc<Demo>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, DemoError> {
+    let me = demo.visitor(&headers)?;
+    let channel = format!("{USER_CHANNEL_PREFIX}{}", me.id);
+    let frames = demo
+        .app
+        .channels
+        .history(&channel, None, MAX_READ)
+        .map(|(_, frames, _)| frames)
+        .unwrap_or_default();
+    let list: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(f.as_str()).ok())
+        .filter(|event| event["event"] == NOTIFICATION_EVENT)
+        .filter_map(|event| serde_json::from_str(event["data"].as_str()?).ok())
+        .collect();
+    Ok(Json(json!({ "notifications": list })))
 }
 
 #[cfg(test)]
@@ -357,17 +429,32 @@ mod tests {
     #[test]
     fn the_demo_rules_allow_the_demo_channels_only() {
         let mut apps = vec![AppConfig::new("a", "k", "s")];
-        authorize_demo_channels(&mut apps);
+        configure_first_app(&mut apps);
         let authz = apps[0].authz.as_ref().expect("demo rules parse");
         let mut claims = Map::new();
         claims.insert("name".into(), "Ana".into());
-        let token = crate::authz::token_cli::mint(authz, "ana", claims, 60).unwrap();
+        let token = overtone_server::authz::token_cli::mint(authz, "ana", claims, 60).unwrap();
         let claims = authz.verifier.verify_jwt(&token).unwrap();
-        use crate::authz::rules::{decide, Verdict};
+        use overtone_server::authz::rules::{decide, Verdict};
         let allowed = |channel| matches!(decide(&authz.rules, channel, &claims), Verdict::Allow(_));
         assert!(allowed(CHAT_CHANNEL) && allowed(HALL_CHANNEL));
         assert!(allowed("private-demo.user.ana"));
         assert!(!allowed("private-demo.user.bob"));
         assert!(!allowed("private-other"));
+    }
+
+    #[test]
+    fn notifications_keep_a_day_and_other_channels_keep_what_they_did() {
+        let mut apps = vec![AppConfig::new("a", "k", "s")];
+        configure_first_app(&mut apps);
+        let rules = overtone_server::history::Rules::new(&apps[0].history).unwrap();
+        let day = std::time::Duration::from_secs(NOTIFICATIONS_KEPT_SECS);
+        assert_eq!(
+            rules.for_channel("private-demo.user.ana").unwrap().max_age,
+            day
+        );
+        let default = HistoryRule::default_rule();
+        let chat = rules.for_channel(CHAT_CHANNEL).unwrap();
+        assert_eq!(chat.max_events, default.max_events);
     }
 }

@@ -1,7 +1,8 @@
 //! The demo's chat room: messages posted to `POST /demo/api/chat/messages` are kept in a
 //! bounded history and broadcast on the room's presence channel to everyone but the sender's
-//! connection (`X-Socket-ID`); `@id` mentions notify the mentioned visitor. `GET` returns the
-//! last messages, or those after an id (what a page missed while reconnecting).
+//! connection (`X-Socket-ID`); `@id` mentions notify the mentioned visitor, and the sender hears
+//! which `@names` nobody answers to. `GET` returns the last messages, or those after an id (what
+//! a page missed while reconnecting).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{lock, parse_body, sender_socket, unix_ms, Demo, DemoError, Person, CHAT_CHANNEL};
+use crate::site::{
+    lock, parse_body, sender_socket, unix_ms, Demo, DemoError, Person, CHAT_CHANNEL,
+};
 
 /// Messages remembered; older ones are forgotten.
 const MAX_HISTORY: usize = 200;
@@ -111,12 +114,13 @@ struct NewMessage {
     text: String,
 }
 
-/// `POST /demo/api/chat/messages {text}` -> the message, as broadcast to the others.
+/// `POST /demo/api/chat/messages {text}` -> `{message, unknown}`: the message, as broadcast to
+/// the others, and the `@ids` mentioned that nobody answers to (nobody was notified of those).
 pub async fn send(
     State(demo): State<Arc<Demo>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Message>, DemoError> {
+) -> Result<Json<Value>, DemoError> {
     let user = demo.visitor(&headers)?;
     let except = sender_socket(&headers)?;
     let NewMessage { text } = parse_body(&body)?;
@@ -133,16 +137,22 @@ pub async fn send(
         &json!(message),
         except.as_ref(),
     );
-    for id in mentions(&message.text).iter().filter(|id| **id != user.id) {
-        if demo.person(id).is_some() {
+    let mut unknown = Vec::new();
+    for id in mentions(&message.text)
+        .into_iter()
+        .filter(|id| *id != user.id)
+    {
+        if demo.knows(&id) {
             demo.notify(
-                id,
+                &id,
                 "mention",
                 &format!("{} mentioned you: {}", user.name, message.text),
             );
+        } else {
+            unknown.push(id);
         }
     }
-    Ok(Json(message))
+    Ok(Json(json!({ "message": message, "unknown": unknown })))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{lock, Demo, DemoError, Person, HALL_CHANNEL};
+use crate::site::{lock, Demo, DemoError, Person, HALL_CHANNEL};
 
 const ROWS: usize = 12;
 const SEATS_PER_ROW: usize = 20;
@@ -86,7 +86,7 @@ fn index_of(label: &str) -> Result<usize, DemoError> {
 }
 
 impl Hall {
-    pub(super) fn new() -> Hall {
+    pub fn new() -> Hall {
         Hall {
             seats: vec![Seat::Free; ROWS * SEATS_PER_ROW],
             wanted: vec![Vec::new(); ROWS * SEATS_PER_ROW],

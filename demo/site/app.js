@@ -14,6 +14,13 @@ const SESSION_KEY = 'overtone-demo:session';
 const $ = (id) => document.getElementById(id);
 const { key } = await (await fetch('/demo/config.json')).json();
 
+/** A time of day, the one way the page shows times (chat and notifications alike). */
+function timeElement(ms) {
+  const time = el('time', 'muted small', new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+  time.dateTime = new Date(ms).toISOString();
+  return time;
+}
+
 /** An element with a class and text, in one line. */
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -107,17 +114,26 @@ function start(session) {
   const me = session.user;
   const echo = newEcho(session);
   window.demoEcho = echo; // for poking at in the console
+  const connected = () => echo.connectionStatus() === 'connected';
+  // The demo's API; failures are Errors whose message a person can act on.
   const api = async (method, path, body) => {
-    const response = await fetch(path, {
-      method,
-      headers: {
-        Authorization: `Bearer ${session.token}`,
-        'Content-Type': 'application/json',
-        ...echo.socketIdHeaders(),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const reply = await response.json();
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers: {
+          Authorization: `Bearer ${session.token}`,
+          'Content-Type': 'application/json',
+          ...echo.socketIdHeaders(),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      throw new Error(connected()
+        ? 'The server did not answer. Try again in a moment.'
+        : 'The page is not connected. Try again once it says Connected.');
+    }
+    const reply = await response.json().catch(() => ({ error: `The server answered ${response.status}. Try again in a moment.` }));
     if (response.status === 401) signOut();
     if (!response.ok) throw new Error(reply.error);
     return reply;
@@ -143,7 +159,7 @@ function start(session) {
   listenToFeed(echo);
   startChat(echo, api, me);
   startHall(echo, api, me);
-  startBell(echo, me);
+  startBell(echo, api, me);
 }
 
 // ---- chat ----
@@ -185,8 +201,7 @@ function startChat(echo, api, me) {
     item.dataset.id = message.id;
     const author = el('span', 'author', message.user.name);
     author.style.color = message.user.color;
-    const time = el('time', 'muted small', new Date(message.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
-    time.dateTime = new Date(message.at).toISOString();
+    const time = timeElement(message.at);
     const text = el('p', 'text');
     // @mentions of this user stand out; the rest is plain text.
     for (const part of message.text.split(/(@[A-Za-z0-9-]+)/)) {
@@ -215,9 +230,11 @@ function startChat(echo, api, me) {
   let loaded = false;
   chat
     .subscribed(() => {
-      if (loaded) return;
-      loaded = true;
-      catchUp();
+      setLive(true);
+      if (!loaded) {
+        loaded = true;
+        catchUp();
+      }
     })
     .recoveryFailed(catchUp);
   chat
@@ -243,22 +260,69 @@ function startChat(echo, api, me) {
   });
 
   const input = $('chat-input');
+  const sendButton = $('chat-send');
+  // Live: connected and in the room. Typing whispers on the room's channel, so it waits for it
+  // too (the SDK refuses whispers on a channel it is resubscribing), and so does sending: what is
+  // sent meanwhile waits on screen and goes once the room is back.
+  let live = false;
+  const waiting = []; // {text, item}: typed while not live, oldest first
+  function setLive(now) {
+    live = now;
+    sendButton.textContent = live ? 'Send' : 'Send when connected';
+    if (live) sendWaiting();
+  }
+  echo.connector.onConnectionChange((status) => {
+    if (status !== 'connected') setLive(false);
+  });
+  setLive(false);
+
   input.addEventListener('input', () => {
+    if (!live) return;
     if (input.value) chat.typing();
     else chat.stopTyping();
   });
+
+  /** Sends one message; on failure says so and puts the text back to send again. */
+  async function post(text) {
+    try {
+      const { message, unknown } = await api('POST', '/demo/api/chat/messages', { text });
+      addMessage(message);
+      $('chat-note').textContent = unknown.length === 0
+        ? ''
+        : `Nobody called ${unknown.map((id) => `@${id}`).join(', ')} has signed in: not notified.`;
+      return true;
+    } catch (error) {
+      $('chat-error').textContent = `Not sent: ${error.message}`;
+      if (!input.value) input.value = text;
+      return false;
+    }
+  }
+
+  async function sendWaiting() {
+    while (live && waiting.length > 0) {
+      const { text, item } = waiting.shift();
+      item.remove();
+      if (!(await post(text))) return;
+    }
+  }
+
   $('chat-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
     $('chat-error').textContent = '';
-    chat.stopTyping();
-    try {
-      addMessage(await api('POST', '/demo/api/chat/messages', { text }));
-      input.value = '';
-    } catch (error) {
-      $('chat-error').textContent = error.message;
+    input.value = '';
+    if (!live) {
+      const item = el('li', 'message mine pending');
+      item.dataset.pending = '';
+      item.append(el('span', 'author', me.name), el('p', 'text', text), el('p', 'muted small', 'Waiting for the connection: sent once connected.'));
+      $('messages').append(item);
+      item.scrollIntoView({ block: 'nearest' });
+      waiting.push({ text, item });
+      return;
     }
+    chat.stopTyping();
+    await post(text);
   });
 }
 
@@ -290,7 +354,8 @@ function startHall(echo, api, me) {
     button.setAttribute('aria-label', describe(seat));
     button.title = describe(seat);
     button.style.setProperty('--holder', seat.by?.color ?? '');
-    button.textContent = seat.state === 'held' && !mine ? seat.by.name.slice(0, 1).toUpperCase() : '';
+    // Not by colour alone: others' holds show their initial, your bought seats a check.
+    button.textContent = seat.state === 'held' && !mine ? seat.by.name.slice(0, 1).toUpperCase() : seat.state === 'sold' && mine ? '✓' : '';
     renderCart();
   }
 
@@ -353,6 +418,10 @@ function startHall(echo, api, me) {
   async function toggle(label) {
     const seat = seats.get(label);
     $('seat-status').textContent = '';
+    if (echo.connectionStatus() !== 'connected') {
+      $('seat-status').textContent = 'Reconnecting: seats can be held again once the page says Connected.';
+      return;
+    }
     try {
       if (seat.state === 'sold') {
         $('seat-status').textContent = `Seat ${label} is sold.`;
@@ -385,13 +454,25 @@ function startHall(echo, api, me) {
     const count = hall.members().length;
     $('viewers').textContent = `${count} viewing`;
   };
+  // On a phone the hall is wider than the screen: say so (the edges also fade, see the CSS).
+  new ResizeObserver(() => {
+    $('seat-scroll-hint').hidden = map.scrollWidth <= map.clientWidth;
+  }).observe(map);
+
   // After every (re)subscription: the whole hall, since holds may have changed meanwhile.
   hall.subscribed(async () => {
     try {
       const { rows, seatsPerRow, seats: list } = await api('GET', '/demo/api/seats');
+      const heldBefore = [...seats.values()].filter((s) => s.state === 'held' && s.by.id === me.id).map((s) => s.seat);
       if (buttons.size === list.length) list.forEach(renderSeat);
       else build(rows, seatsPerRow, list);
       map.dataset.ready = 'true';
+      // Holds end with a server restart, or after the holder was gone a while: say so.
+      const lost = heldBefore.filter((label) => seats.get(label).by?.id !== me.id);
+      if (lost.length > 0) {
+        $('seat-status').textContent = `While the page was reconnecting, your hold on ${lost.join(', ')} ended `
+          + '(the server restarted, or the page was away too long). Hold it again if you still want it.';
+      }
     } catch (error) {
       $('seat-status').textContent = error.message;
     }
@@ -405,39 +486,63 @@ function startHall(echo, api, me) {
 
 // ---- notifications ----
 
-function startBell(echo, me) {
-  const items = []; // newest first: {id, category, text, at, read}
+function startBell(echo, api, me) {
+  // Newest first: {id, category, text, at}. The list is the server's (what this user's channel
+  // kept) plus what arrives live; what is read is kept per user, shared by the tabs.
+  const items = [];
+  const readKey = `overtone-demo:read:${me.id}`;
+  const readIds = () => new Set(JSON.parse(localStorage.getItem(readKey) ?? '[]'));
+  let counts = null; // the badges' unread counts, once the SDK has them
   const bell = $('bell');
   const panel = $('notifications');
+  // Read: marked read here or in another tab, or its category has nothing unread (read with
+  // "Mark all read", or counted read by another tab).
+  const isRead = (item, read) => read.has(item.id) || (counts !== null && !counts[item.category]);
 
-  function renderBadge(counts) {
+  function markRead(ids) {
+    // The newest 200 read ids are enough: older notifications have left the server's list.
+    const read = [...new Set([...ids, ...readIds()])].slice(0, 200);
+    localStorage.setItem(readKey, JSON.stringify(read));
+  }
+
+  /** Adds a notification unless listed; call them oldest first (the newest of a millisecond
+   * ends up first). */
+  function add(notification) {
+    if (items.some((item) => item.id === notification.id)) return;
+    items.unshift(notification);
+    items.sort((a, b) => b.at - a.at);
+  }
+
+  function renderBadge(newCounts) {
+    counts = newCounts;
     const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
     $('badge').hidden = total === 0;
     $('badge').textContent = total > 99 ? '99+' : String(total);
     bell.setAttribute('aria-label', `Notifications, ${total === 0 ? 'none' : total} unread`);
-    // Another tab may have marked some read: a category with no unread left is all read here too.
-    for (const item of items) if (!counts[item.category]) item.read = true;
     renderList();
   }
 
   function renderList() {
     const list = $('notification-list');
+    const read = readIds();
     list.replaceChildren();
     $('no-notifications').hidden = items.length > 0;
     for (const item of items) {
-      const row = el('li', item.read ? 'notification read' : 'notification');
+      const row = el('li', isRead(item, read) ? 'notification read' : 'notification');
       row.dataset.id = item.id;
       const body = el('div', 'notification-body');
-      body.append(el('p', '', item.text), el('time', 'muted small', new Date(item.at).toLocaleTimeString()));
+      body.append(el('p', '', item.text), timeElement(item.at));
       row.append(body);
-      if (!item.read) {
+      if (!isRead(item, read)) {
         const mark = el('button', 'link-button', 'Mark read');
         mark.type = 'button';
         mark.setAttribute('aria-label', `Mark read: ${item.text}`);
         mark.addEventListener('click', () => {
-          item.read = true;
+          markRead([item.id]);
           echo.badges.markRead({ id: item.id });
           renderList();
+          // The button is gone: keep focus in the list, on the next one left to read.
+          (list.querySelector('.link-button') ?? panel).focus();
         });
         row.append(mark);
       }
@@ -445,15 +550,27 @@ function startBell(echo, me) {
     }
   }
 
+  const loadList = async () => {
+    try {
+      const { notifications } = await api('GET', '/demo/api/notifications');
+      notifications.forEach(add);
+      renderList();
+    } catch (error) {
+      $('no-notifications').textContent = `Notifications could not be loaded: ${error.message}`;
+    }
+  };
   echo
     .private(`demo.user.${me.id}`)
     .notification((notification) => {
-      if (items.some((item) => item.id === notification.id)) return;
-      items.unshift({ ...notification, read: false });
+      add(notification);
       renderList();
     })
-    .subscribed(() => renderBadge(echo.badges.counts()));
+    // Every (re)subscription: what the server kept, which a new tab or a reload has not seen.
+    .subscribed(loadList);
   echo.badges.onChange(renderBadge);
+  addEventListener('storage', (event) => {
+    if (event.key === readKey) renderList();
+  });
 
   const setOpen = (open) => {
     panel.hidden = !open;
@@ -466,11 +583,12 @@ function startBell(echo, me) {
       bell.focus();
     }
   });
+  // The path, not `contains`: a click on "Mark read" removes its button before this runs.
   document.addEventListener('click', (event) => {
-    if (!panel.hidden && !$('bell-area').contains(event.target)) setOpen(false);
+    if (!panel.hidden && !event.composedPath().includes($('bell-area'))) setOpen(false);
   });
   $('mark-all').addEventListener('click', () => {
-    for (const item of items) item.read = true;
+    markRead(items.map((item) => item.id));
     echo.badges.markRead('all');
     renderList();
   });
