@@ -99,6 +99,9 @@ export type EchoOptionsWithDefaults<B extends BroadcastDriver = BroadcastDriver>
   namespace: string | false;
 };
 
+/** Most channels in one authorization request (Overtone's endpoint takes up to 100). */
+const MAX_BATCH = 100;
+
 let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
 let encryptionBuild: [URL, Fallback] | undefined;
@@ -130,7 +133,7 @@ const requestOf = (o?: AuthOptions<never>): [Headers, Record<string, string>] =>
 ];
 
 /** POSTs a form to an auth endpoint; a non-2xx status becomes an error carrying it. */
-async function post(endpoint: string, headers: Headers, body: Record<string, string>, callback: AuthCallback) {
+async function post(endpoint: string, headers: Headers, body: Record<string, string> | string[][], callback: AuthCallback) {
   try {
     const response = await fetch(endpoint, {
       method: 'POST',
@@ -172,6 +175,10 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   private client_?: Client;
   private queue_: ((client: Client) => void)[] = [];
   private startFailed_ = false;
+  /** Channels waiting for this task's authorization request, by socket id. */
+  private readonly authWaiting_ = new Map<string, string[]>();
+  /** Whether the auth endpoint answers batches; unknown until it has answered one. */
+  private batches_?: boolean;
 
   constructor(options: EchoOptions<T>) {
     this.options = {
@@ -421,8 +428,9 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     return this.channels[name] as C;
   }
 
-  private authorize_(channel: string, socketId: string): void {
-    const done: AuthCallback = (error, data) => {
+  /** What answers the wasm client for `channel`'s authorization, from pusher-js's callback shape. */
+  private authorized_(channel: string, socketId: string): AuthCallback {
+    return (error, data) => {
       const client = this.client_!;
       if (error || !data?.auth) {
         const status = error && 'status' in error ? error.status : undefined;
@@ -431,13 +439,56 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
       const channelData = typeof data.channel_data === 'string' ? data.channel_data : undefined;
       client.authorized(channel, socketId, data.auth, channelData, data.shared_secret);
     };
+  }
+
+  private authorize_(channel: string, socketId: string): void {
     const o = this.options;
+    const done = this.authorized_(channel, socketId);
     if (o.authorizer) return o.authorizer({ name: channel }, o).authorize(socketId, done);
     const custom = o.channelAuthorization;
     if (custom?.customHandler) return custom.customHandler({ socketId, channelName: channel }, done);
-    const [headers, params] = requestOf(custom);
-    const form = { ...o.auth.params, ...params, socket_id: socketId, channel_name: channel };
-    void post(custom?.endpoint ?? o.authEndpoint, { ...headersOf(o.auth.headers), ...headers }, form, done);
+    // The channels asked for in one go (at connect, after a reconnect) share one request.
+    const waiting = this.authWaiting_.get(socketId);
+    if (waiting) return void waiting.push(channel);
+    this.authWaiting_.set(socketId, [channel]);
+    queueMicrotask(() => {
+      const channels = this.authWaiting_.get(socketId)!;
+      this.authWaiting_.delete(socketId);
+      for (let i = 0; i < channels.length; i += MAX_BATCH) this.authorizeBatch_(channels.slice(i, i + MAX_BATCH), socketId);
+    });
+  }
+
+  /**
+   * One request for `channels` (README, "Batched channel authorization"): `channel_name` is the
+   * first, `channel_names[]` all of them. An endpoint answering `{channels: {..}}` batches; one
+   * answering as for a single channel does not, and the others are asked one by one.
+   */
+  private authorizeBatch_(channels: string[], socketId: string): void {
+    const o = this.options;
+    const [headers, params] = requestOf(o.channelAuthorization);
+    const endpoint = o.channelAuthorization?.endpoint ?? o.authEndpoint;
+    const allHeaders = { ...headersOf(o.auth.headers), ...headers };
+    const form = (channel: string) => ({ ...o.auth.params, ...params, socket_id: socketId, channel_name: channel });
+    const single = (channel: string) => void post(endpoint, allHeaders, form(channel), this.authorized_(channel, socketId));
+    const [first, ...rest] = channels;
+    if (!rest.length || this.batches_ === false) return channels.forEach(single);
+    const body = [...Object.entries(form(first)), ...channels.map((channel) => ['channel_names[]', channel])];
+    void post(endpoint, allHeaders, body, (error, data) => {
+      const answers = data?.channels;
+      if (!error && answers && typeof answers === 'object') {
+        this.batches_ = true;
+        for (const channel of channels) {
+          const answer = answers[channel];
+          const refused = answer?.auth ? null : { status: answer?.status, message: String(answer?.error ?? 'No answer for the channel') };
+          this.authorized_(channel, socketId)(refused, answer);
+        }
+        return;
+      }
+      // Answered for `first` alone (a failure proves nothing: a batch endpoint may refuse it all).
+      if (!error) this.batches_ = false;
+      this.authorized_(first, socketId)(error, data);
+      rest.forEach(single);
+    });
   }
 
   private authorizeUser_(socketId: string): void {
