@@ -3,7 +3,7 @@
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
 import { mayCompile, type Fallback } from './wasm.js';
-import { Client, load } from './client.js';
+import { Client, load, type ClientApi, type Hooks, type Options } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 import { Pusher } from './pusher.js';
 
@@ -85,6 +85,12 @@ export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
    * client connects without a window only when given one, so server-side rendering never does.
    */
   WebSocket?: typeof WebSocket;
+  /**
+   * One WebSocket for every tab of the origin: a SharedWorker owns it, each tab uses it through
+   * this same API (off by default; where SharedWorker or Web Locks are missing, each tab connects
+   * on its own). Every tab then has the same `socketId()`, so `toOthers()` skips them all.
+   */
+  shareConnection?: boolean;
   /** Do not add `X-Socket-ID` to axios requests. */
   withoutInterceptors?: boolean;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -172,8 +178,8 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   readonly channels: Record<string, Channel> = {};
   /** pusher-js's API over this client, as laravel-echo's `echo.connector.pusher`. */
   readonly pusher: Pusher = new Pusher(this);
-  private client_?: Client;
-  private queue_: ((client: Client) => void)[] = [];
+  private client_?: ClientApi;
+  private queue_: ((client: ClientApi) => void)[] = [];
   private startFailed_ = false;
   /** Channels waiting for this task's authorization request, by socket id. */
   private readonly authWaiting_ = new Map<string, string[]>();
@@ -341,7 +347,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   // ---- the wasm client ----
 
   /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, or with the `null` broadcaster, never. */
-  use(call: (client: Client) => void): void {
+  use(call: (client: ClientApi) => void): void {
     if (this.client_) return call(this.client_);
     if (this.isNull_() || this.startFailed_) return;
     this.queue_.push(call);
@@ -350,7 +356,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     }
   }
 
-  loaded(): Client | undefined {
+  loaded(): ClientApi | undefined {
     return this.client_;
   }
 
@@ -375,34 +381,38 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   }
 
   private async load_(): Promise<void> {
-    await loadWasm();
     const o = this.options;
     // The URL pusher-js opens for these options (laravel-echo gives it `cluster: ''` for reverb and ably).
     const cluster = o.broadcaster === 'reverb' || o.broadcaster === 'ably' ? '' : o.cluster;
     const key = String(o.key);
-    this.client_ = new Client(
-      {
-        key,
-        host: o.wsHost || `ws-${cluster}.pusher.com`,
-        wsPort: o.wsPort || 80,
-        wssPort: o.wssPort || 443,
-        forceTLS: globalThis.location?.protocol === 'https:' || o.forceTLS !== false,
-        path: o.wsPath,
-        namespace: o.namespace || null,
-        awayAfterMs: o.awayAfterMs,
-        badgeScope: o.badgeScope ?? key,
-        WebSocket: o.WebSocket,
+    const options: Options = {
+      key,
+      host: o.wsHost || `ws-${cluster}.pusher.com`,
+      wsPort: o.wsPort || 80,
+      wssPort: o.wssPort || 443,
+      forceTLS: globalThis.location?.protocol === 'https:' || o.forceTLS !== false,
+      path: o.wsPath,
+      namespace: o.namespace || null,
+      awayAfterMs: o.awayAfterMs,
+      badgeScope: o.badgeScope ?? key,
+      WebSocket: o.WebSocket,
+    };
+    const hooks: Hooks = {
+      authorize: (channel, socketId) => this.authorize_(channel, socketId),
+      authorizeUser: (socketId) => this.authorizeUser_(socketId),
+      stateChanged: (state) => this.pusher.changed_(state),
+      error: (code, message) => {
+        console.warn('overtone:', code ?? '', message);
+        this.pusher.connection.emit_('error', [{ type: 'PusherError', data: { code, message } }]);
       },
-      {
-        authorize: (channel, socketId) => this.authorize_(channel, socketId),
-        authorizeUser: (socketId) => this.authorizeUser_(socketId),
-        stateChanged: (state) => this.pusher.changed_(state),
-        error: (code, message) => {
-          console.warn('overtone:', code ?? '', message);
-          this.pusher.connection.emit_('error', [{ type: 'PusherError', data: { code, message } }]);
-        },
-      },
-    );
+    };
+    // One connection for every tab of the origin, where the browser can share one (else, silently, this tab's own).
+    const shared =
+      o.shareConnection && typeof document === 'object'
+        ? await import('./shared.js').then(({ connectShared }) => connectShared(options, hooks, !!encryptionBuild))
+        : undefined;
+    if (!shared) await loadWasm();
+    this.client_ = shared ?? new Client(options, hooks);
     for (const call of this.queue_.splice(0)) {
       try {
         call(this.client_);
