@@ -3,30 +3,26 @@
 // `leaving` + `joining` pair. A member who does not come back leaves once the grace is over.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchBrowser } from '../lib/browser.mjs';
 import { openEchoPage, until } from '../lib/client-page.mjs';
-import { app, pause, startServerWithoutApp } from '../lib/server.mjs';
+import { app, appToml, pause, startServerWithoutApp, writeConfig } from '../lib/server.mjs';
 
 const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixture');
-let browser, dir;
+let browser;
 before(async () => {
   browser = await launchBrowser();
-  dir = await mkdtemp(path.join(tmpdir(), 'overtone-grace-'));
 });
 after(async () => {
   await browser?.close();
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** A server serving the fixture page, its app with `presence_grace_ms = grace`. */
 async function serverWithGrace(grace) {
-  const file = path.join(dir, `grace-${grace}.toml`);
-  await writeFile(file, `[[apps]]\nid = "${app.id}"\nkey = "${app.key}"\nsecret = "${app.secret}"\npresence_grace_ms = ${grace}\n`);
-  return startServerWithoutApp({ args: ['--config', file, '--demo', '--demo-dir', fixture] });
+  const config = writeConfig(appToml(app, `presence_grace_ms = ${grace}\n`));
+  const server = await startServerWithoutApp({ args: ['--config', config.path, '--demo', '--demo-dir', fixture] });
+  return { ...server, stop: () => server.stop().then(config.remove) };
 }
 
 /** Joins `presence-room` from `page`'s `window.echo`; what it hears goes to `window.heard`. */
