@@ -40,7 +40,7 @@ const urlOf = (file) => `new URL('${file}', import.meta.url)`;
 const inlineWasm = {
   name: 'inline-wasm',
   setup(build) {
-    build.onLoad({ filter: /src[\\/](index|with-encryption|features)\.ts$/ }, ({ path }) => {
+    build.onLoad({ filter: /src[\\/](index|with-encryption|features|worker)\.ts$/ }, ({ path }) => {
       let source = readFileSync(path, 'utf8');
       for (const file of WASM) {
         const data = `new URL('data:application/wasm;base64,${readFileSync(`wasm/${file}`).toString('base64')}')`;
@@ -63,6 +63,8 @@ for (const [outdir, minify, inline] of [['dist', true, false], ['dist/dev', fals
     entryPoints: { index: 'src/index.ts' },
     plugins,
   });
+  // The shared connection's worker (`shareConnection`): one file, loaded only by apps that turn it on.
+  await build({ ...common, outdir, minify, entryPoints: { 'shared-worker': 'src/worker.ts' }, plugins });
   await build({
     ...common,
     outdir,

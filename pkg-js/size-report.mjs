@@ -59,6 +59,14 @@ if (featureChunks.length !== 1) {
 }
 // What the features add: their .wasm and chunk, and none of the chunks `overtone` has already.
 const featuresModule = ['dist/overtone_features_bg.wasm', ...withChunks(featureChunks[0]).filter((f) => !index.includes(f))];
+// What `shareConnection` adds, fetched only by apps that turn it on: the tab's side (a chunk) and
+// the worker (one file, with the client's layer; the .wasm is the one above).
+const sharedChunks = readdirSync('dist').filter((f) => /^shared-\w+\.js$/.test(f) && f !== 'shared-worker.js');
+if (sharedChunks.length !== 1) {
+  console.error(`expected one shared-connection chunk in dist/, found ${sharedChunks.length}`);
+  process.exit(1);
+}
+const sharedConnection = [...withChunks(sharedChunks[0]).filter((f) => !index.includes(f)), 'dist/shared-worker.js'];
 /**
  * What the pusher-js facade (`echo.connector.pusher`, src/pusher.ts) adds to the layer: the
  * layer bundled as one minified file (as build.mjs minifies it) with it, less the same with the
@@ -90,6 +98,8 @@ const rows = [
   ['overtone/with-encryption', measure(['dist/overtone_encryption_bg.wasm', ...index, 'dist/with-encryption.js'])],
   ...['react', 'vue'].map((binding) => [`overtone + ${binding}`, measure([...core, `dist/${binding}.js`])]),
   ['typing/status/badges, on use', measure(featuresModule)],
+  ['shareConnection, on use', measure(sharedConnection)],
+  ['  of which the worker', measure(['dist/shared-worker.js'])],
   // Where WebAssembly cannot run (a CSP without 'wasm-unsafe-eval', a runtime without it): the
   // JavaScript twin instead of the .wasm, fetched only there.
   ['overtone without wasm (CSP)', measure([...index, 'dist/overtone_wasm2js.js'])],

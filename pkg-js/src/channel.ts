@@ -1,6 +1,6 @@
 // Channel objects with laravel-echo's chainable API, over the wasm Client. Every call is
 // queued by Echo until the wasm is loaded, then runs in order.
-import type { Client } from './client.js';
+import type { ClientApi as Client } from './client.js';
 import { named, PusherChannel } from './pusher.js';
 
 export type Callback = (...args: any[]) => void;

@@ -33,6 +33,8 @@ export interface Hooks {
   authorizeUser(socketId: string): void;
   stateChanged(state: string): void;
   error(code: number | undefined, message: string): void;
+  /** After each frame from the server (the shared connection's worker mirrors the state). */
+  framed?(): void;
 }
 
 export interface Options {
@@ -94,6 +96,8 @@ export class Client {
   private establishing_?: string;
   private socketIdNow_?: string;
   private userIdNow_?: string;
+  /** Set by `visibility`, for the features module when it loads. */
+  private hidden_?: boolean;
 
   /** Only once `load` has finished. */
   constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
@@ -142,7 +146,10 @@ export class Client {
         this.closeSocket_();
         try {
           const socket = (this.socket_ = new (this.options_.WebSocket ?? WebSocket)(a));
-          socket.onmessage = (event) => this.frame_(event.data);
+          socket.onmessage = (event) => {
+            this.frame_(event.data);
+            this.hooks_.framed?.();
+          };
           socket.onclose = (event) => this.run_(Op.Closed, '', '', '', '', event.code);
           socket.onerror = () => this.run_(Op.SocketError);
         } catch {
@@ -343,6 +350,13 @@ export class Client {
     return this.socketIdNow_;
   }
 
+  /** Whether any page of this client is visible: set by the shared connection's worker, where no page's events reach. */
+  visibility(visible: boolean): void {
+    this.hidden_ = !visible;
+    this.run_(Op.Visibility, '', '', '', '', +visible);
+    this.toFeatures_((f) => f.visibility(visible));
+  }
+
   /** The signed-in user's id, once the server confirmed the sign-in. */
   userId(): string | undefined {
     return this.userIdNow_;
@@ -508,6 +522,7 @@ export class Client {
       this.featureCalls_ = [];
       const host = {
         ...this.options_,
+        hidden: this.hidden_,
         whisper: (channel: string, event: string, json: string) => this.whisperJson_(channel, event, json, false),
         info: (channel: string, user: string): [boolean, unknown] => {
           const members = this.presence_.get(channel);
@@ -534,6 +549,9 @@ export class Client {
     else this.featureCalls_?.push(call);
   }
 }
+
+/** What the Echo layer uses of a client: this page's `Client`, or the shared connection's stand-in. */
+export type ClientApi = Omit<Client, 'out'>;
 
 /** A frame's history position, `''` without one. */
 const position = (frame: any): string => (typeof frame.position === 'string' ? frame.position : '');

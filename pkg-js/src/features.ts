@@ -35,6 +35,8 @@ export interface Host {
   /** Tabs with the same scope share their badges. */
   badgeScope: string;
   awayAfterMs?: number;
+  /** Whether the client's pages are hidden, where no `document` says it (the shared connection's worker). */
+  hidden?: boolean;
   whisper(channel: string, event: string, json: string): void;
   info(channel: string, user: string): [boolean, unknown];
 }
@@ -65,7 +67,7 @@ export class Features {
     } catch {
       // Disabled storage: the badges still work for this page's life.
     }
-    this.index_ = call(0, Op.New, stored ?? '', globalThis.document?.hidden ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
+    this.index_ = call(0, Op.New, stored ?? '', (this.host_.hidden ?? globalThis.document?.hidden) ? '1' : '', String(this.host_.awayAfterMs ?? ''), '', -1);
     all[this.index_] = this;
     if (typeof BroadcastChannel === 'function') {
       this.tabs_ = new BroadcastChannel(this.storageKey_);
@@ -140,6 +142,11 @@ export class Features {
 
   left(channel: string): void {
     this.run_(Op.Left, channel);
+  }
+
+  /** Set by the shared connection's worker, where no page's `visibilitychange` reaches. */
+  visibility(visible: boolean): void {
+    this.run_(Op.Visibility, '', '', '', +visible);
   }
 
   /** The connection went down. */

@@ -3,7 +3,7 @@
 // use and calls made before it is ready are queued. Channel auth and sign-in are done here
 // with `fetch` (or the app's own handlers) and answered to the wasm client.
 import { mayCompile, type Fallback } from './wasm.js';
-import { Client, load } from './client.js';
+import { Client, load, type ClientApi, type Hooks, type Options } from './client.js';
 import { Channel, PresenceChannel, watch, type Callback, type ClientRunner } from './channel.js';
 import { Pusher } from './pusher.js';
 
@@ -85,6 +85,12 @@ export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
    * client connects without a window only when given one, so server-side rendering never does.
    */
   WebSocket?: typeof WebSocket;
+  /**
+   * One WebSocket for every tab of the origin: a SharedWorker owns it, each tab uses it through
+   * this same API (off by default; where SharedWorker or Web Locks are missing, each tab connects
+   * on its own). Every tab then has the same `socketId()`, so `toOthers()` skips them all.
+   */
+  shareConnection?: boolean;
   /** Do not add `X-Socket-ID` to axios requests. */
   withoutInterceptors?: boolean;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -98,6 +104,9 @@ export type EchoOptionsWithDefaults<B extends BroadcastDriver = BroadcastDriver>
   userAuthentication: { endpoint: string; headers: Headers };
   namespace: string | false;
 };
+
+/** Most channels in one authorization request (Overtone's endpoint takes up to 100). */
+const MAX_BATCH = 100;
 
 let wasm: Promise<void> | undefined;
 /** The build that decrypts `private-encrypted-` channels, set by `overtone/with-encryption`. */
@@ -130,7 +139,7 @@ const requestOf = (o?: AuthOptions<never>): [Headers, Record<string, string>] =>
 ];
 
 /** POSTs a form to an auth endpoint; a non-2xx status becomes an error carrying it. */
-async function post(endpoint: string, headers: Headers, body: Record<string, string>, callback: AuthCallback) {
+async function post(endpoint: string, headers: Headers, body: Record<string, string> | string[][], callback: AuthCallback) {
   try {
     const response = await fetch(endpoint, {
       method: 'POST',
@@ -169,9 +178,13 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   readonly channels: Record<string, Channel> = {};
   /** pusher-js's API over this client, as laravel-echo's `echo.connector.pusher`. */
   readonly pusher: Pusher = new Pusher(this);
-  private client_?: Client;
-  private queue_: ((client: Client) => void)[] = [];
+  private client_?: ClientApi;
+  private queue_: ((client: ClientApi) => void)[] = [];
   private startFailed_ = false;
+  /** Channels waiting for this task's authorization request, by socket id. */
+  private readonly authWaiting_ = new Map<string, string[]>();
+  /** Whether the auth endpoint answers batches; unknown until it has answered one. */
+  private batches_?: boolean;
 
   constructor(options: EchoOptions<T>) {
     this.options = {
@@ -334,7 +347,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   // ---- the wasm client ----
 
   /** Runs `call` now if the wasm is loaded, else once it is (in order). In SSR, or with the `null` broadcaster, never. */
-  use(call: (client: Client) => void): void {
+  use(call: (client: ClientApi) => void): void {
     if (this.client_) return call(this.client_);
     if (this.isNull_() || this.startFailed_) return;
     this.queue_.push(call);
@@ -343,7 +356,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     }
   }
 
-  loaded(): Client | undefined {
+  loaded(): ClientApi | undefined {
     return this.client_;
   }
 
@@ -368,34 +381,38 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
   }
 
   private async load_(): Promise<void> {
-    await loadWasm();
     const o = this.options;
     // The URL pusher-js opens for these options (laravel-echo gives it `cluster: ''` for reverb and ably).
     const cluster = o.broadcaster === 'reverb' || o.broadcaster === 'ably' ? '' : o.cluster;
     const key = String(o.key);
-    this.client_ = new Client(
-      {
-        key,
-        host: o.wsHost || `ws-${cluster}.pusher.com`,
-        wsPort: o.wsPort || 80,
-        wssPort: o.wssPort || 443,
-        forceTLS: globalThis.location?.protocol === 'https:' || o.forceTLS !== false,
-        path: o.wsPath,
-        namespace: o.namespace || null,
-        awayAfterMs: o.awayAfterMs,
-        badgeScope: o.badgeScope ?? key,
-        WebSocket: o.WebSocket,
+    const options: Options = {
+      key,
+      host: o.wsHost || `ws-${cluster}.pusher.com`,
+      wsPort: o.wsPort || 80,
+      wssPort: o.wssPort || 443,
+      forceTLS: globalThis.location?.protocol === 'https:' || o.forceTLS !== false,
+      path: o.wsPath,
+      namespace: o.namespace || null,
+      awayAfterMs: o.awayAfterMs,
+      badgeScope: o.badgeScope ?? key,
+      WebSocket: o.WebSocket,
+    };
+    const hooks: Hooks = {
+      authorize: (channel, socketId) => this.authorize_(channel, socketId),
+      authorizeUser: (socketId) => this.authorizeUser_(socketId),
+      stateChanged: (state) => this.pusher.changed_(state),
+      error: (code, message) => {
+        console.warn('overtone:', code ?? '', message);
+        this.pusher.connection.emit_('error', [{ type: 'PusherError', data: { code, message } }]);
       },
-      {
-        authorize: (channel, socketId) => this.authorize_(channel, socketId),
-        authorizeUser: (socketId) => this.authorizeUser_(socketId),
-        stateChanged: (state) => this.pusher.changed_(state),
-        error: (code, message) => {
-          console.warn('overtone:', code ?? '', message);
-          this.pusher.connection.emit_('error', [{ type: 'PusherError', data: { code, message } }]);
-        },
-      },
-    );
+    };
+    // One connection for every tab of the origin, where the browser can share one (else, silently, this tab's own).
+    const shared =
+      o.shareConnection && typeof document === 'object'
+        ? await import('./shared.js').then(({ connectShared }) => connectShared(options, hooks, !!encryptionBuild))
+        : undefined;
+    if (!shared) await loadWasm();
+    this.client_ = shared ?? new Client(options, hooks);
     for (const call of this.queue_.splice(0)) {
       try {
         call(this.client_);
@@ -421,8 +438,9 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     return this.channels[name] as C;
   }
 
-  private authorize_(channel: string, socketId: string): void {
-    const done: AuthCallback = (error, data) => {
+  /** What answers the wasm client for `channel`'s authorization, from pusher-js's callback shape. */
+  private authorized_(channel: string, socketId: string): AuthCallback {
+    return (error, data) => {
       const client = this.client_!;
       if (error || !data?.auth) {
         const status = error && 'status' in error ? error.status : undefined;
@@ -431,13 +449,56 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
       const channelData = typeof data.channel_data === 'string' ? data.channel_data : undefined;
       client.authorized(channel, socketId, data.auth, channelData, data.shared_secret);
     };
+  }
+
+  private authorize_(channel: string, socketId: string): void {
     const o = this.options;
+    const done = this.authorized_(channel, socketId);
     if (o.authorizer) return o.authorizer({ name: channel }, o).authorize(socketId, done);
     const custom = o.channelAuthorization;
     if (custom?.customHandler) return custom.customHandler({ socketId, channelName: channel }, done);
-    const [headers, params] = requestOf(custom);
-    const form = { ...o.auth.params, ...params, socket_id: socketId, channel_name: channel };
-    void post(custom?.endpoint ?? o.authEndpoint, { ...headersOf(o.auth.headers), ...headers }, form, done);
+    // The channels asked for in one go (at connect, after a reconnect) share one request.
+    const waiting = this.authWaiting_.get(socketId);
+    if (waiting) return void waiting.push(channel);
+    this.authWaiting_.set(socketId, [channel]);
+    queueMicrotask(() => {
+      const channels = this.authWaiting_.get(socketId)!;
+      this.authWaiting_.delete(socketId);
+      for (let i = 0; i < channels.length; i += MAX_BATCH) this.authorizeBatch_(channels.slice(i, i + MAX_BATCH), socketId);
+    });
+  }
+
+  /**
+   * One request for `channels` (README, "Batched channel authorization"): `channel_name` is the
+   * first, `channel_names[]` all of them. An endpoint answering `{channels: {..}}` batches; one
+   * answering as for a single channel does not, and the others are asked one by one.
+   */
+  private authorizeBatch_(channels: string[], socketId: string): void {
+    const o = this.options;
+    const [headers, params] = requestOf(o.channelAuthorization);
+    const endpoint = o.channelAuthorization?.endpoint ?? o.authEndpoint;
+    const allHeaders = { ...headersOf(o.auth.headers), ...headers };
+    const form = (channel: string) => ({ ...o.auth.params, ...params, socket_id: socketId, channel_name: channel });
+    const single = (channel: string) => void post(endpoint, allHeaders, form(channel), this.authorized_(channel, socketId));
+    const [first, ...rest] = channels;
+    if (!rest.length || this.batches_ === false) return channels.forEach(single);
+    const body = [...Object.entries(form(first)), ...channels.map((channel) => ['channel_names[]', channel])];
+    void post(endpoint, allHeaders, body, (error, data) => {
+      const answers = data?.channels;
+      if (!error && answers && typeof answers === 'object') {
+        this.batches_ = true;
+        for (const channel of channels) {
+          const answer = answers[channel];
+          const refused = answer?.auth ? null : { status: answer?.status, message: String(answer?.error ?? 'No answer for the channel') };
+          this.authorized_(channel, socketId)(refused, answer);
+        }
+        return;
+      }
+      // Answered for `first` alone (a failure proves nothing: a batch endpoint may refuse it all).
+      if (!error) this.batches_ = false;
+      this.authorized_(first, socketId)(error, data);
+      rest.forEach(single);
+    });
   }
 
   private authorizeUser_(socketId: string): void {

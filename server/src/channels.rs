@@ -223,6 +223,7 @@ impl Channel {
     /// Nothing here worth keeping: no subscriber, no live cached event, no live history.
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty()
+            && self.members.is_empty()
             && self.cached().is_none()
             && !self
                 .history
@@ -588,17 +589,18 @@ impl ChannelRegistry {
         Some(out)
     }
 
-    /// Unsubscribes; announces a presence member's last connection leaving to the others.
+    /// Unsubscribes; announces a presence member's last connection leaving to the others, or
+    /// with `linger` keeps them a member with no connection (see [`ChannelRegistry::depart`]).
     /// Returns what changed, or None if `socket_id` was not subscribed.
-    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Option<Change> {
+    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId, linger: bool) -> Option<Change> {
         let change = {
             let mut entry = self.channels.get_mut(channel)?;
             let ch = entry.value_mut();
             let subscriber = ch.subscribers.remove(socket_id)?;
             let left = subscriber.user_id.is_some_and(|user_id| {
-                let left = ch.members.leave(&user_id);
-                if left && !self.clustered {
-                    ch.broadcast(&frame::member_removed(channel, &user_id), None);
+                let left = ch.members.leave(&user_id, linger);
+                if left {
+                    self.announce_removed(ch, channel, &user_id);
                 }
                 left
             });
@@ -612,6 +614,34 @@ impl ChannelRegistry {
         };
         self.drop_if_idle(channel);
         Some(change)
+    }
+
+    /// Removes a presence member left lingering by [`ChannelRegistry::unsubscribe`] if no
+    /// connection of theirs came back meanwhile, announcing it; what changed if they left.
+    pub fn depart(&self, channel: &str, user_id: &str) -> Option<Change> {
+        let change = {
+            let mut entry = self.channels.get_mut(channel)?;
+            let ch = entry.value_mut();
+            if !ch.members.depart(user_id) {
+                return None;
+            }
+            self.announce_removed(ch, channel, user_id);
+            Change {
+                occupancy: ch.occupancy(),
+                member: true,
+                cache_miss: false,
+                recovered: None,
+                replayed: 0,
+            }
+        };
+        self.drop_if_idle(channel);
+        Some(change)
+    }
+
+    fn announce_removed(&self, ch: &mut Channel, channel: &str, user_id: &str) {
+        if !self.clustered {
+            ch.broadcast(&frame::member_removed(channel, user_id), None);
+        }
     }
 
     fn drop_if_idle(&self, channel: &str) {
@@ -844,9 +874,9 @@ mod tests {
             events(&mut rb),
             ["pusher_internal:subscription_succeeded", "msg"]
         );
-        assert!(registry.unsubscribe("chat", &a.socket_id).is_some());
-        assert!(registry.unsubscribe("chat", &a.socket_id).is_none());
-        assert!(registry.unsubscribe("chat", &b.socket_id).is_some());
+        assert!(registry.unsubscribe("chat", &a.socket_id, false).is_some());
+        assert!(registry.unsubscribe("chat", &a.socket_id, false).is_none());
+        assert!(registry.unsubscribe("chat", &b.socket_id, false).is_some());
         assert!(registry.occupied("").is_empty());
     }
 
@@ -887,13 +917,13 @@ mod tests {
             .unwrap();
         assert!(
             !registry
-                .unsubscribe("presence-x", &a1.socket_id)
+                .unsubscribe("presence-x", &a1.socket_id, false)
                 .unwrap()
                 .member
         );
         assert!(
             registry
-                .unsubscribe("presence-x", &a2.socket_id)
+                .unsubscribe("presence-x", &a2.socket_id, false)
                 .unwrap()
                 .member
         );
@@ -917,7 +947,7 @@ mod tests {
                 .unwrap()
                 .cache_miss
         );
-        registry.unsubscribe("cache-x", &a.socket_id);
+        registry.unsubscribe("cache-x", &a.socket_id, false);
         registry.publish(
             "cache-x",
             &frame::channel_event("cache-x", "first", "1", None),
@@ -1003,7 +1033,7 @@ mod tests {
             .next()
             .unwrap();
         assert!(first[0].ends_with(":3 null"), "{first:?}");
-        registry.unsubscribe("c", &a.socket_id);
+        registry.unsubscribe("c", &a.socket_id, false);
         let resume = format!("{epoch}:1");
         let mode = HistoryMode::Local {
             limits,
@@ -1097,7 +1127,7 @@ mod tests {
         registry.sweep_expired_cache();
         let (a, _ra, _) = connection("1.1", 4);
         registry.subscribe("c", &a, None, 100).unwrap();
-        registry.unsubscribe("c", &a.socket_id);
+        registry.unsubscribe("c", &a.socket_id, false);
         assert!(
             registry.history("c", None, 1).is_some(),
             "live history outlives subscribers"

@@ -128,6 +128,10 @@ pub struct AppConfig {
     /// over it, a channel that publishes keeps only its newest event.
     #[serde(default = "default_history_max_bytes")]
     pub history_max_bytes: usize,
+    /// How long a presence member whose last connection closed stays a member (milliseconds;
+    /// 0, the default: none): a reload within it is no `member_removed` + `member_added`.
+    #[serde(default)]
+    pub presence_grace_ms: u64,
 }
 
 fn yes() -> bool {
@@ -177,6 +181,7 @@ impl AppConfig {
             authz: None,
             history: Vec::new(),
             history_max_bytes: default_history_max_bytes(),
+            presence_grace_ms: 0,
         }
     }
 

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
+use crate::presence;
 use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
 use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
@@ -589,15 +590,22 @@ impl Connection {
 
     fn unsubscribe(&mut self, channel: &str) {
         match self.subscriptions.remove(channel) {
-            Some(user_id) => self.leave(channel, user_id.as_deref()),
+            Some(user_id) => self.leave(channel, user_id.as_deref(), false),
             None => self.invalid(None, &format!("Not subscribed to {channel}")),
         }
     }
 
-    /// Leaves a channel this connection joined (as `user_id` on presence channels).
-    fn leave(&self, channel: &str, user_id: Option<&str>) {
+    /// Leaves a channel this connection joined (as `user_id` on presence channels); `closed`:
+    /// because the connection closed, which the app's presence grace may not count yet.
+    fn leave(&self, channel: &str, user_id: Option<&str>, closed: bool) {
         let socket_id = &self.handle.socket_id;
-        if let Some(change) = self.app.channels.unsubscribe(channel, socket_id) {
+        let grace = self.app.config.presence_grace_ms;
+        // A node shutting down sees none of its connections come back: they leave at once.
+        let linger = closed && grace > 0 && !self.shared.shutdown().is_cancelled();
+        if let Some(change) = self.app.channels.unsubscribe(channel, socket_id, linger) {
+            if let (true, Some(user_id)) = (linger, user_id) {
+                presence::depart_after(&self.app, channel, user_id, Duration::from_millis(grace));
+            }
             self.announce_count(channel, ChannelType::of(channel).kind);
             self.app.subscriptions_changed(channel);
             if let (true, Some(user_id)) = (change.member, user_id) {
@@ -648,7 +656,7 @@ impl Connection {
             }
             let own_channel = format!("{SERVER_TO_USER_PREFIX}{}", user.id);
             if self.subscriptions.remove(&own_channel).is_some() {
-                self.leave(&own_channel, None);
+                self.leave(&own_channel, None, false);
             }
         }
     }
@@ -710,7 +718,7 @@ impl Connection {
     fn leave_all(&mut self) {
         self.sign_out();
         for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
-            self.leave(&channel, user_id.as_deref());
+            self.leave(&channel, user_id.as_deref(), true);
         }
     }
 }

@@ -1,12 +1,18 @@
 //! Presence channels: who is a member, counted by user id so one user on several connections
 //! is one member (joined on their first connection, gone after their last), and the JSON the
-//! protocol shows members as.
+//! protocol shows members as. With the app's `presence_grace_ms`, a member whose last
+//! connection closed stays one for that long ([`depart_after`]): a page reload is then no
+//! `member_removed` + `member_added` pair, for the other members and for webhooks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::state::App;
+use crate::webhooks;
 
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 128;
@@ -90,6 +96,19 @@ impl Member {
     }
 }
 
+/// After `grace`, removes `user_id` from `channel` (announced, on a cluster told to the
+/// cluster, reported to webhooks) unless a connection of theirs came back meanwhile.
+pub fn depart_after(app: &Arc<App>, channel: &str, user_id: &str, grace: Duration) {
+    let (app, channel, user_id) = (app.clone(), channel.to_string(), user_id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        if let Some(change) = app.channels.depart(&channel, &user_id) {
+            app.presence_left(&channel, &user_id);
+            webhooks::unsubscribed(&app, &channel, change, Some(&user_id));
+        }
+    });
+}
+
 struct Entry {
     info: Arc<RawValue>,
     connections: usize,
@@ -135,17 +154,20 @@ impl Members {
     }
 
     /// Counts one connection of `user_id` gone; true if it was the user's last (they left).
-    pub fn leave(&mut self, user_id: &str) -> bool {
+    /// With `linger`, a user losing their last connection stays a member with none (false is
+    /// returned) until [`Members::depart`] or a new connection.
+    pub fn leave(&mut self, user_id: &str, linger: bool) -> bool {
         let Some(entry) = self.by_user.get_mut(user_id) else {
             return false;
         };
-        entry.connections -= 1;
-        if entry.connections == 0 {
-            self.by_user.remove(user_id);
-            true
-        } else {
-            false
-        }
+        entry.connections = entry.connections.saturating_sub(1);
+        entry.connections == 0 && !linger && self.by_user.remove(user_id).is_some()
+    }
+
+    /// Removes a member left lingering with no connection; true if they were (they left).
+    pub fn depart(&mut self, user_id: &str) -> bool {
+        let lingering = self.by_user.get(user_id).is_some_and(|e| e.connections == 0);
+        lingering && self.by_user.remove(user_id).is_some()
     }
 
     /// Each member, with the `user_info` of their latest connection.
@@ -200,10 +222,23 @@ mod tests {
         assert!(!members.join(&member("1")));
         assert!(members.join(&member("2")));
         assert_eq!(members.len(), 2);
-        assert!(!members.leave("1"));
-        assert!(members.leave("1"));
-        assert!(!members.leave("1"));
+        assert!(!members.leave("1", false));
+        assert!(members.leave("1", false));
+        assert!(!members.leave("1", false));
         assert_eq!(members.len(), 1);
+    }
+
+    #[test]
+    fn a_lingering_member_departs_unless_they_come_back() {
+        let mut members = Members::default();
+        members.join(&member("1"));
+        assert!(!members.leave("1", true), "lingers");
+        assert!(members.contains("1"));
+        assert!(!members.join(&member("1")), "back: not a new member");
+        assert!(!members.depart("1"), "connected: stays");
+        assert!(!members.leave("1", true));
+        assert!(members.depart("1"));
+        assert!(members.is_empty());
     }
 
     #[test]

@@ -487,7 +487,7 @@ mod tests {
             subscribed(&app, "presence-x", change.unwrap(), Some("u"));
         };
         let leave = || {
-            let change = app.channels.unsubscribe("presence-x", &conn.socket_id);
+            let change = app.channels.unsubscribe("presence-x", &conn.socket_id, false);
             unsubscribed(&app, "presence-x", change.unwrap(), Some("u"));
         };
 

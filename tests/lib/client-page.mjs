@@ -1,12 +1,36 @@
 // Pages that use the built overtone package against a started server (overtone-demo, serving
 // tests/page/fixture): the page's `/broadcasting/auth` requests are answered here, signed with
 // the app secret by the `pusher` server SDK, as a Laravel backend would.
+import http from 'node:http';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, serverSdk } from './server.mjs';
 import { strictPage } from './browser.mjs';
 
 const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../page/fixture');
+const PACKAGE = fileURLToPath(new URL('../../pkg-js/dist/', import.meta.url));
+const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
+
+/**
+ * An app's own site, listening on `host` (an origin of its own): `answer(req, res)` first (it
+ * returns true when it answered), then the built package under /pkg/, else an empty page with
+ * `head` in it.
+ */
+export async function startPackageSite({ host, head = '', answer = async () => false }) {
+  const site = http.createServer(async (req, res) => {
+    if (await answer(req, res)) return;
+    if (req.url.startsWith('/pkg/') && /^[\w.-]+$/.test(req.url.slice(5))) {
+      const file = req.url.slice(5);
+      res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+      return res.end(await readFile(path.join(PACKAGE, file)));
+    }
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><title>app</title>${head}`);
+  });
+  await new Promise((resolve) => site.listen(0, host, resolve));
+  return site;
+}
 
 /** A server serving the fixture page and the built package (`/pkg/`). */
 export function startPageServer(options = {}) {

@@ -1,11 +1,12 @@
 // Webhooks as Pusher sends them, checked by the `pusher` SDK's own webhook validation:
 // channel_occupied, member_added, client_event, then member_removed and channel_vacated once
-// the 3 s grace period has passed, or at once when the server shuts down.
+// the 3 s grace period has passed, or at once when the server shuts down; with the app's
+// presence grace, only once that is over.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Pusher from 'pusher-js';
 import {
-  startServer, serverSdk, signedClientOptions, connected, once, writeConfig, startWebhookReceiver,
+  startServer, serverSdk, signedClientOptions, connected, once, writeConfig, startWebhookReceiver, appToml, pause,
 } from '../lib/server.mjs';
 
 const hooked = { id: 'hooked', key: 'hooked-key', secret: 'hooked-secret' };
@@ -97,5 +98,24 @@ test('shutdown delivers the departures of the connections it closes before the p
     assert.ok(forChannel().includes('channel_vacated'), forChannel().join());
   } finally {
     client.disconnect();
+  }
+});
+
+test('a member back within the app\'s presence grace, after the webhooks\' own 3 s, is never reported gone', async () => {
+  const lingering = writeConfig(appToml(hooked, `webhooks = [{ url = "${receiver.url('/pusher/webhook')}" }]\npresence_grace_ms = 5000\n`));
+  const running = await startServer({ args: ['--config', lingering.path] });
+  try {
+    const first = await joined(running, 'cy', 'presence-lingering');
+    first.client.disconnect();
+    await pause(4000);
+    const back = await joined(running, 'cy', 'presence-lingering');
+    await pause(6000);
+    const members = receiver.posts.flatMap((post) => back.sdk.webhook(post).getEvents())
+      .filter((e) => e.channel === 'presence-lingering' && e.name.startsWith('member_')).map((e) => e.name);
+    assert.deepEqual(members, ['member_added']);
+    back.client.disconnect();
+  } finally {
+    await running.stop();
+    lingering.remove();
   }
 });

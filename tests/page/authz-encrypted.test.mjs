@@ -5,18 +5,14 @@
 // `pusher` SDK encrypted with encryptionMasterKeyBase64.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { launchBrowser, strictPage, retryUntil } from '../lib/browser.mjs';
 import { startAuthzServer, authzSdk, jwt, authzApp, MASTER_KEY_BASE64 } from '../lib/authz.mjs';
+import { startPackageSite } from '../lib/client-page.mjs';
 
 const require = createRequire(import.meta.url);
 const PUSHER_WITH_ENCRYPTION = require.resolve('pusher-js/dist/web/pusher-with-encryption.min.js');
-const PACKAGE = fileURLToPath(new URL('../../pkg-js/dist/', import.meta.url));
-const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
 let server, site, browser;
 before(async () => {
@@ -24,20 +20,16 @@ before(async () => {
   const script = await readFile(PUSHER_WITH_ENCRYPTION);
   // The app's own site: an empty page, the pusher-js/with-encryption bundle and the built
   // overtone package under /pkg/.
-  site = http.createServer(async (req, res) => {
-    if (req.url === '/pusher.js') {
+  site = await startPackageSite({
+    host: '127.0.0.1',
+    head: '<script src="/pusher.js"></script>',
+    answer: async (req, res) => {
+      if (req.url !== '/pusher.js') return false;
       res.writeHead(200, { 'Content-Type': 'text/javascript' });
-      return res.end(script);
-    }
-    if (req.url.startsWith('/pkg/') && /^[\w.-]+$/.test(req.url.slice(5))) {
-      const file = req.url.slice(5);
-      res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
-      return res.end(await readFile(path.join(PACKAGE, file)));
-    }
-    res.writeHead(200, { 'Content-Type': 'text/html' });
-    res.end('<!doctype html><title>app</title><script src="/pusher.js"></script>');
+      res.end(script);
+      return true;
+    },
   });
-  await new Promise((resolve) => site.listen(0, '127.0.0.1', resolve));
   browser = await launchBrowser();
 });
 after(async () => {

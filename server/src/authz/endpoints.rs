@@ -10,6 +10,12 @@
 //! else the first app with an `[apps.authz]` table. Browsers on another origin should put it in
 //! the query string, the only place a preflight request carries it.
 //!
+//! A batch: the form field `channel_names[]`, repeated (at most 100), next to `socket_id` (and
+//! `channel_name`, the first of them, so an endpoint without batches answers for that one
+//! alone). The answer is `{"channels": {"<name>": <that channel's answer>}}`, each answer
+//! either what a single request gets or `{"status": 403, "error": "..."}`: one refusal does not
+//! fail the others. Identity and app failures still fail the whole request.
+//!
 //! Failures are JSON `{"error": ...}`: 400 malformed request, 401 missing or invalid
 //! credentials, 403 refused by the rules or an origin not allowed, 404 unknown app, 502/504
 //! when a delegated rule's upstream fails or is too slow.
@@ -33,8 +39,12 @@ use super::AuthzConfig;
 use crate::config::{AppConfig, Config};
 use crate::state::Shared;
 
-/// Largest request body read; pusher-js sends a few hundred bytes.
+/// Largest request body read; pusher-js sends a few hundred bytes, a batch a few KiB.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The form field naming each channel of a batch, repeated.
+const BATCH_FIELD: &str = "channel_names[]";
+/// Most channels in one batch.
+const MAX_BATCH_CHANNELS: usize = 100;
 /// How long browsers may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE_SECS: &str = "600";
 
@@ -91,6 +101,15 @@ impl Params {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated field, in order.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     fn socket_id(&self) -> Result<&str, AuthzError> {
@@ -265,7 +284,8 @@ fn identify(authz: &AuthzConfig, headers: &HeaderMap) -> Result<Identity, AuthzE
         .map_err(|e| AuthzError(StatusCode::UNAUTHORIZED, e))
 }
 
-/// `{auth, channel_data?, shared_secret?}` for a channel the rules allow.
+/// `{auth, channel_data?, shared_secret?}` for a channel the rules allow; for a batch (see the
+/// module's docs), `{"channels": {name: that, or {"status", "error"}}}`.
 async fn authorize_channel(
     service: Arc<Service>,
     headers: HeaderMap,
@@ -273,19 +293,57 @@ async fn authorize_channel(
 ) -> Result<Value, AuthzError> {
     let (app, authz) = service.app(params.get("app_key"))?;
     let socket_id = params.socket_id()?;
-    let channel = params
-        .get("channel_name")
-        .ok_or_else(|| AuthzError::bad_request("channel_name is missing"))?;
+    let batch = params.all(BATCH_FIELD);
+    if batch.is_empty() {
+        let channel = params
+            .get("channel_name")
+            .ok_or_else(|| AuthzError::bad_request("channel_name is missing"))?;
+        checked_channel(channel)?;
+        let identity = identify(authz, &headers)?;
+        return authorize_one(&service, app, authz, socket_id, &identity, channel).await;
+    }
+    if batch.len() > MAX_BATCH_CHANNELS {
+        return Err(AuthzError::bad_request(format!(
+            "at most {MAX_BATCH_CHANNELS} channels in one request"
+        )));
+    }
+    let identity = identify(authz, &headers)?;
+    let mut answers = Map::new();
+    // One after the other: most rules decide locally; delegated ones each ask the upstream.
+    for channel in batch {
+        let answer = match checked_channel(channel) {
+            Ok(()) => authorize_one(&service, app, authz, socket_id, &identity, channel).await,
+            Err(err) => Err(err),
+        };
+        let answer = answer.unwrap_or_else(|AuthzError(status, error)| {
+            json!({ "status": status.as_u16(), "error": error })
+        });
+        answers.insert(channel.to_string(), answer);
+    }
+    Ok(json!({ "channels": answers }))
+}
+
+/// 400 for a name that is invalid or needs no authorization.
+fn checked_channel(channel: &str) -> Result<(), AuthzError> {
     validate_name(channel).map_err(|e| AuthzError::bad_request(e.to_string()))?;
-    let channel_type = ChannelType::of(channel);
-    let kind = channel_type.kind;
-    if !channel_type.needs_auth() {
+    if !ChannelType::of(channel).needs_auth() {
         return Err(AuthzError::bad_request(format!(
             "{channel} needs no authorization"
         )));
     }
-    let identity = identify(authz, &headers)?;
+    Ok(())
+}
 
+/// One channel's `{auth, channel_data?, shared_secret?}`, or why the rules refuse it.
+async fn authorize_one(
+    service: &Service,
+    app: &AppConfig,
+    authz: &AuthzConfig,
+    socket_id: &str,
+    identity: &Identity,
+    channel: &str,
+) -> Result<Value, AuthzError> {
+    let kind = ChannelType::of(channel).kind;
     let (rule, upstream_info) = match rules::decide(&authz.rules, channel, &identity.claims) {
         Verdict::Deny(reason) => return Err(AuthzError(StatusCode::FORBIDDEN, reason)),
         Verdict::Allow(rule) => (rule, None),
@@ -294,7 +352,7 @@ async fn authorize_channel(
                 app_id: &app.id,
                 socket_id,
                 channel,
-                identity: &identity,
+                identity,
                 captures,
             };
             (rule, upstream::ask(&service.http, to, asked).await?)

@@ -681,7 +681,7 @@ async fn apply(
                     // (it notices; see `Connection::is_subscribed`) and refuse it as one node
                     // would have.
                     let socket_id = &subscriber.socket_id;
-                    if let Some(change) = app.channels.unsubscribe(channel, socket_id) {
+                    if let Some(change) = app.channels.unsubscribe(channel, socket_id, false) {
                         let subscriptions = change.occupancy.subscriptions;
                         cluster
                             .count(conn, app, &cluster.node, channel, subscriptions)
