@@ -40,7 +40,7 @@ const urlOf = (file) => `new URL('${file}', import.meta.url)`;
 const inlineWasm = {
   name: 'inline-wasm',
   setup(build) {
-    build.onLoad({ filter: /src[\\/](index|with-encryption|features|worker)\.ts$/ }, ({ path }) => {
+    build.onLoad({ filter: /src[\\/](index|with-encryption|features|worker|shared)\.ts$/ }, ({ path }) => {
       let source = readFileSync(path, 'utf8');
       for (const file of WASM) {
         const data = `new URL('data:application/wasm;base64,${readFileSync(`wasm/${file}`).toString('base64')}')`;

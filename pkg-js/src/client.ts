@@ -50,6 +50,8 @@ export interface Options {
   badgeScope: string;
   /** The WebSocket class, where the runtime has none of its own. */
   WebSocket?: typeof WebSocket;
+  /** Where the features module's .wasm is, when not next to this file (the shared worker's). */
+  featuresWasm?: string;
 }
 
 type Item = [number, string, string];

@@ -39,12 +39,15 @@ export interface Host {
   hidden?: boolean;
   whisper(channel: string, event: string, json: string): void;
   info(channel: string, user: string): [boolean, unknown];
+  /** Where the module's .wasm is, when not next to this file. */
+  featuresWasm?: string;
 }
 
 /** Loads the features module (once), then makes this client's features. */
 export async function start(host: Host): Promise<Features> {
   const fallback = () => import('./overtone_features_wasm2js.js');
-  call ??= await instantiate(new URL('overtone_features_bg.wasm', import.meta.url), fallback, (index, kind, n, a, b) =>
+  const url = host.featuresWasm ? new URL(host.featuresWasm) : new URL('overtone_features_bg.wasm', import.meta.url);
+  call ??= await instantiate(url, fallback, (index, kind, n, a, b) =>
     all[index].out(kind, n, a, b),
   );
   return new Features(host);

@@ -120,10 +120,14 @@ export function useEncryptionBuild(url: URL, fallback: Fallback): void {
   encryptionBuild = [url, fallback];
 }
 
-/** Loads the wasm module once, from next to this file. */
+/** The client's .wasm and its JavaScript twin: the encryption build's, or the one next to this file. */
+function clientBuild(): [URL, Fallback] {
+  return encryptionBuild ?? [new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')];
+}
+
+/** Loads the wasm module once. */
 function loadWasm(): Promise<void> {
-  const [url, fallback] = encryptionBuild ?? [new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')];
-  return (wasm ??= load(url, fallback));
+  return (wasm ??= load(...clientBuild()));
 }
 
 /** The wasm's (and pusher-js's) connection states that `connectionStatus()` names differently. */
@@ -409,7 +413,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     // One connection for every tab of the origin, where the browser can share one (else, silently, this tab's own).
     const shared =
       o.shareConnection && typeof document === 'object'
-        ? await import('./shared.js').then(({ connectShared }) => connectShared(options, hooks, !!encryptionBuild))
+        ? await import('./shared.js').then(({ connectShared }) => connectShared(options, hooks, clientBuild()[0], !!encryptionBuild))
         : undefined;
     if (!shared) await loadWasm();
     this.client_ = shared ?? new Client(options, hooks);

@@ -13,9 +13,9 @@ type Bound = [Callback, string, string, string | undefined];
 /**
  * This tab's connection to the shared worker, once the worker has started its client; undefined
  * where it cannot (no SharedWorker, no Web Locks, the worker failed): the caller then makes a
- * client of its own, as without the option.
+ * client of its own, as without the option. `wasm`: the client's .wasm, as this tab loads it.
  */
-export async function connectShared(options: Options, hooks: Hooks, encryption: boolean): Promise<ClientApi | undefined> {
+export async function connectShared(options: Options, hooks: Hooks, wasm: URL, encryption: boolean): Promise<ClientApi | undefined> {
   if (typeof SharedWorker !== 'function' || !navigator.locks) return undefined;
   const { WebSocket: _, ...sent } = options;
   try {
@@ -34,7 +34,10 @@ export async function connectShared(options: Options, hooks: Hooks, encryption: 
     const started = await new Promise<boolean>((resolve) => {
       worker.onerror = () => resolve(false);
       port.onmessage = ({ data }) => resolve(data[0] === 'started');
-      port.postMessage(['hello', sent, encryption, lock, !document.hidden]);
+      // Where the .wasm files are, as this tab's bundle resolved them: a bundler may copy the
+      // worker's script elsewhere, away from them.
+      const featuresWasm = new URL('overtone_features_bg.wasm', import.meta.url).href;
+      port.postMessage(['hello', { ...sent, featuresWasm }, encryption, lock, !document.hidden, wasm.href]);
       setTimeout(() => resolve(false), 10000);
     });
     if (!started) {

@@ -42,9 +42,9 @@ self.onconnect = ({ ports: [port] }) => {
   };
 };
 
-async function hello(tab: Tab, [, options, encryption, lock, visible]: Message, waiting: Message[]): Promise<void> {
+async function hello(tab: Tab, [, options, encryption, lock, visible, wasm]: Message, waiting: Message[]): Promise<void> {
   try {
-    await (starting ??= start(options, encryption));
+    await (starting ??= start(options, encryption, new URL(wasm)));
   } catch (error) {
     console.error('overtone: the shared connection could not start', error);
     return tab.port.postMessage(['failed']);
@@ -53,16 +53,16 @@ async function hello(tab: Tab, [, options, encryption, lock, visible]: Message, 
   tab.visible = visible;
   navigator.locks.request(lock, () => goodbye(tab));
   tab.port.postMessage(['started']);
-  tab.port.postMessage(['state', state]);
+  // The socket id and members first: a tab told `connected` can read them at once.
   tab.port.postMessage(mirrored);
+  tab.port.postMessage(['state', state]);
   for (const message of waiting.splice(0)) heard(tab, message);
   visibility();
 }
 
-async function start(options: Options, encryption: boolean): Promise<void> {
-  await (encryption
-    ? load(new URL('overtone_encryption_bg.wasm', import.meta.url), () => import('./overtone_encryption_wasm2js.js'))
-    : load(new URL('overtone_bg.wasm', import.meta.url), () => import('./overtone_wasm2js.js')));
+/** Starts the one client: `wasm` is where the first tab loads the client's .wasm from. */
+async function start(options: Options, encryption: boolean, wasm: URL): Promise<void> {
+  await load(wasm, encryption ? () => import('./overtone_encryption_wasm2js.js') : () => import('./overtone_wasm2js.js'));
   client = new Client(options, {
     authorize: (channel, socketId) => ask(wanted.get(channel), ['authorize', channel, socketId]),
     authorizeUser: (socketId) => ask(tabs, ['authorizeUser', socketId]),
@@ -100,7 +100,7 @@ function heard(tab: Tab, [kind, a, b, c, d, e]: Message): void {
         return listener && c_.unbind(listener[0]);
       }
       case 'whisper':
-        return c_.whisper(a, b, c);
+        return void c_.whisper(a, b, c);
       case 'authorized':
         return c_.authorized(a, b, c, d, e);
       case 'authorizationFailed':

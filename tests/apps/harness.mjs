@@ -78,6 +78,8 @@ export function servedApp(app, echo, browser, ready) {
   return {
     get sdk() { return served.sdk; },
     get authRequests() { return served.authRequests; },
+    /** The app's page for `user`. */
+    url: (user) => served.url(user),
     async open(user) {
       const context = await browser().newContext();
       contexts.push(context);

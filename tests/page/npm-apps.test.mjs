@@ -86,6 +86,21 @@ for (const app of ['plain', 'react', 'vue']) {
         assert.deepEqual(JSON.parse((await logItems(page, 'model'))[0].slice('model: '.length)), model);
         assert.deepEqual(page.problems, []);
       });
+
+      test('with shareConnection, the tabs of the Vite-built app share one socket', { skip: app !== 'plain' || echo !== 'overtone' }, async () => {
+        const context = await browser.newContext();
+        const tabs = [];
+        for (let i = 0; i < 2; i++) {
+          const page = await context.newPage();
+          await page.goto(`${served.url('dora')}&share`);
+          await page.locator('#status', { hasText: /^connected$/ }).waitFor({ timeout: 10000 });
+          tabs.push(page);
+        }
+        const [first, second] = await Promise.all(tabs.map((page) => page.locator('#socket').textContent()));
+        assert.match(first, /^\d+\.\d+$/);
+        assert.equal(second, first, 'one socket for both tabs');
+        await context.close();
+      });
     });
   }
 }

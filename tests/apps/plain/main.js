@@ -19,6 +19,8 @@ const echo = new Echo({
   forceTLS: false,
   enabledTransports: ['ws', 'wss'],
   authEndpoint: params.get('auth'),
+  // overtone's one connection for every tab (`?share`); laravel-echo passes it on, pusher-js ignores it.
+  shareConnection: params.has('share'),
 });
 
 const log = (kind, data) => {
