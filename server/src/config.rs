@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// Serve `/metrics` on this address (e.g. 127.0.0.1:9090) instead of the main port.
     #[arg(long, env = "OVERTONE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the operator's console at `/console` (needs --console-token).
+    #[arg(long, env = "OVERTONE_CONSOLE")]
+    pub console: bool,
+    /// The admin token the console asks for (never an app secret).
+    #[arg(long, env = "OVERTONE_CONSOLE_TOKEN")]
+    pub console_token: Option<String>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -245,6 +251,7 @@ struct ServerSection {
     shutdown_drain: Option<f64>,
     metrics_token: Option<String>,
     metrics_addr: Option<std::net::SocketAddr>,
+    console_token: Option<String>,
 }
 
 /// Files served in demo mode.
@@ -274,6 +281,8 @@ pub struct Config {
     pub metrics: crate::metrics::Access,
     /// How long HTTP clients get to send a request head and to finish a request.
     pub deadlines: crate::listener::Deadlines,
+    /// The operator's console's admin token; the console is off without one.
+    pub console_token: Option<String>,
 }
 
 impl Config {
@@ -290,6 +299,7 @@ impl Config {
             shutdown_drain: Duration::ZERO,
             metrics: Default::default(),
             deadlines: Default::default(),
+            console_token: None,
         }
     }
 }
@@ -388,7 +398,14 @@ impl ServeArgs {
                 .filter(|t| !t.is_empty()),
             addr: self.metrics_addr.or(file.server.metrics_addr),
         };
+        let console_token = if self.console {
+            let token = self.console_token.or(file.server.console_token);
+            Some(console_token(token, &apps)?)
+        } else {
+            None
+        };
         Ok(Config {
+            console_token,
             metrics,
             deadlines: Default::default(),
             shutdown_drain,
@@ -405,6 +422,25 @@ impl ServeArgs {
             ),
         })
     }
+}
+
+/// The console's admin token: required, long enough to resist guessing, and not an app secret
+/// (whoever holds the console's token must not be able to sign as an app).
+fn console_token(token: Option<String>, apps: &[AppConfig]) -> Result<String, String> {
+    const MIN_BYTES: usize = 16;
+    let token = token.filter(|t| !t.is_empty()).ok_or(
+        "--console needs an admin token: --console-token, OVERTONE_CONSOLE_TOKEN or \
+         console_token in [server]",
+    )?;
+    if token.len() < MIN_BYTES {
+        return Err(format!(
+            "the console token must be at least {MIN_BYTES} bytes"
+        ));
+    }
+    if apps.iter().any(|app| app.secret == token) {
+        return Err("the console token must not be an app's secret".into());
+    }
+    Ok(token)
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile, String> {

@@ -10,7 +10,8 @@
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
 //! [`memory`] (handing the heap back after many connections close), [`listener`] (the main
-//! port's TCP connections until they upgrade: deadlines, a bound, accept errors).
+//! port's TCP connections until they upgrade: deadlines, a bound, accept errors), [`console`]
+//! (the operator's console at `/console`).
 
 pub mod auth;
 pub mod authz;
@@ -18,6 +19,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod demo;
 pub mod frame;
 pub mod health;
@@ -44,7 +46,11 @@ pub use state::Shared;
 pub fn router(shared: Shared) -> Router {
     let router = Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes())
+        .merge(http_api::routes().route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            metrics::count_api,
+        )))
+        .merge(console::routes(&shared))
         .merge(health::routes())
         .merge(metrics::routes(&shared.config().metrics))
         .merge(authz::routes(shared.config()));
