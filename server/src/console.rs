@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -258,7 +259,16 @@ struct After {
 }
 
 /// The samples, as rows of `fields`, oldest first.
-async fn series(State(console): State<Console>, Query(query): Query<After>) -> Json<Value> {
+async fn series(
+    State(console): State<Console>,
+    query: Result<Query<After>, QueryRejection>,
+) -> Result<Json<Value>, Response> {
+    let Query(query) = query.map_err(|_| {
+        refused(
+            StatusCode::BAD_REQUEST,
+            "after must be a time in seconds since 1970",
+        )
+    })?;
     let after = query.after.unwrap_or(0);
     let series = console.series.lock().unwrap_or_else(|e| e.into_inner());
     let rows: Vec<Value> = series
@@ -282,13 +292,13 @@ async fn series(State(console): State<Console>, Query(query): Query<After>) -> J
             ])
         })
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "fields": [
             "time", "connections", "frames_in", "frames_out", "api_requests", "api_errors",
             "webhooks_delivered", "webhooks_failed", "relayed", "relay_micros", "redis", "nodes"
         ],
         "samples": rows,
-    }))
+    })))
 }
 
 fn app_of(console: &Console, app_id: &str) -> Result<Arc<App>, Response> {
@@ -453,7 +463,10 @@ mod tests {
             ("host", "127.0.0.1:8080"),
             ("origin", "http://evil.test")
         ])));
-        assert!(!same_origin(&headers(&[("origin", "http://127.0.0.1:8080")])));
+        assert!(!same_origin(&headers(&[(
+            "origin",
+            "http://127.0.0.1:8080"
+        )])));
         assert!(!same_origin(&headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "null")

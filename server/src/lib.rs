@@ -46,10 +46,12 @@ pub use state::Shared;
 pub fn router(shared: Shared) -> Router {
     let router = Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes().route_layer(axum::middleware::from_fn_with_state(
-            shared.clone(),
-            metrics::count_api,
-        )))
+        .merge(
+            http_api::routes().route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                metrics::count_api,
+            )),
+        )
         .merge(console::routes(&shared))
         .merge(health::routes())
         .merge(metrics::routes(&shared.config().metrics))
