@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -301,12 +302,24 @@ async fn series(
     })))
 }
 
-fn app_of(console: &Console, app_id: &str) -> Result<Arc<App>, Response> {
-    console
-        .shared
-        .app_by_id(app_id)
-        .cloned()
-        .ok_or_else(|| refused(StatusCode::NOT_FOUND, "Unknown app id"))
+/// The app a `/console/api/apps/{app_id}/...` request is about.
+struct AppOf(Arc<App>);
+
+impl FromRequestParts<Console> for AppOf {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        let app_id = parts
+            .uri
+            .path()
+            .strip_prefix("/console/api/apps/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("");
+        match console.shared.app_by_id(app_id) {
+            Some(app) => Ok(AppOf(app.clone())),
+            None => Err(refused(StatusCode::NOT_FOUND, "Unknown app id")),
+        }
+    }
 }
 
 fn unavailable() -> Response {
@@ -317,11 +330,7 @@ fn unavailable() -> Response {
 }
 
 /// The app's occupied channels with the most subscribers, cluster-wide.
-async fn busiest_channels(
-    State(console): State<Console>,
-    Path(app_id): Path<String>,
-) -> Result<Json<Value>, Response> {
-    let app = app_of(&console, &app_id)?;
+async fn busiest_channels(AppOf(app): AppOf) -> Result<Json<Value>, Response> {
     let mut channels = app.occupied("").await.ok_or_else(unavailable)?;
     channels.sort_by(|a, b| {
         (b.occupancy.subscriptions, &a.name).cmp(&(a.occupancy.subscriptions, &b.name))
@@ -344,10 +353,9 @@ async fn busiest_channels(
 /// One channel: what `GET /channels/{name}?info=...` says (subscribers, members, cache), its
 /// presence members with their user info, and its last events if it keeps history.
 async fn channel_view(
-    State(console): State<Console>,
+    AppOf(app): AppOf,
     Path((app_id, channel)): Path<(String, String)>,
 ) -> Result<Json<Value>, Response> {
-    let app = app_of(&console, &app_id)?;
     let presence = ChannelType::of(&channel).kind == ChannelKind::Presence;
     let info = if presence {
         "subscription_count,user_count,cache"
@@ -418,12 +426,7 @@ async fn members(app: &App, channel: &str) -> Option<Vec<Value>> {
 }
 
 /// `POST /apps/{app_id}/events`'s handler, with the console's body (`{channel, name, data}`).
-async fn publish(
-    State(console): State<Console>,
-    Path(app_id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, Response> {
-    let app = app_of(&console, &app_id)?;
+async fn publish(AppOf(app): AppOf, body: Bytes) -> Result<Json<Value>, Response> {
     http_api::trigger_event(Signed::trusted(app, Vec::new(), body))
         .await
         .map_err(IntoResponse::into_response)
@@ -431,10 +434,9 @@ async fn publish(
 
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`'s handler.
 async fn terminate(
-    State(console): State<Console>,
+    AppOf(app): AppOf,
     Path((app_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Response> {
-    let app = app_of(&console, &app_id)?;
     let signed = Signed::trusted(app, Vec::new(), Bytes::new());
     http_api::terminate_connections(Path((app_id, user_id)), signed)
         .await
