@@ -84,7 +84,9 @@ function draw(chart) {
   lines.forEach((points, i) => { chart.values[i].value = format(points.at(-1)?.[1]); });
   const max = Math.max(1, ...lines.flat().map(([, v]) => v ?? 0)) * 1.1;
   const end = samples.at(-1)?.time ?? 0;
-  const x = (t) => width - ((end - t) / WINDOW_SECS) * width;
+  // Until 15 minutes are sampled, the time axis spans what there is (a minute at least).
+  const span = Math.min(WINDOW_SECS, Math.max(60, end - (samples[0]?.time ?? end)));
+  const x = (t) => width - ((end - t) / span) * width;
   const y = (v) => height - (v / max) * (height - 2) - 1;
   const context = canvas.getContext('2d');
   context.strokeStyle = '#e4e7ec';
