@@ -557,6 +557,19 @@ mod tests {
     }
 
     #[test]
+    fn the_console_token_is_required_long_and_not_an_app_secret() {
+        let apps = [AppConfig::new("a", "k", "an-app-secret-of-some-length")];
+        assert!(console_token(None, &apps).unwrap_err().contains("--console-token"));
+        assert!(console_token(Some("short".into()), &apps)
+            .unwrap_err()
+            .contains("16 bytes"));
+        let secret = Some(apps[0].secret.clone());
+        assert!(console_token(secret, &apps).unwrap_err().contains("secret"));
+        let token = "a-console-token-long-enough".to_string();
+        assert_eq!(console_token(Some(token.clone()), &apps), Ok(token));
+    }
+
+    #[test]
     fn origin_rules() {
         let mut app = AppConfig::new("a", "k", "s");
         assert!(app.allows_origin("https://anything.example"));

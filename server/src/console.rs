@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use overtone_protocol::channel::{ChannelKind, ChannelType};
+use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,6 +43,8 @@ const BUSIEST: usize = 20;
 const HISTORY_SHOWN: &str = "20";
 /// A node's sample in Redis older than this is a node gone, left out of the sum.
 const STALE_SECS: u64 = 5;
+/// A node's sample older than this is deleted from Redis.
+const FORGOTTEN_SECS: u64 = 60;
 
 /// One second's sample: the counters (summed over the cluster's nodes when `nodes` > 1).
 #[derive(Clone, Copy)]
@@ -219,7 +222,7 @@ async fn cluster_totals(
             async move {
                 let ((), (), all): ((), (), Vec<(String, String)>) = redis::pipe()
                     .hset(&key, node, mine)
-                    .expire(&key, 60)
+                    .expire(&key, FORGOTTEN_SECS as i64)
                     .hgetall(&key)
                     .query_async(&mut conn)
                     .await?;
@@ -227,15 +230,25 @@ async fn cluster_totals(
             }
         })
         .await?;
-    let live = all
-        .iter()
-        .filter_map(|(_, text)| serde_json::from_str::<(u64, Totals)>(text).ok())
-        .filter(|(at, _)| at + STALE_SECS >= time)
-        .map(|(_, totals)| totals);
-    let (mut sum, mut nodes) = (Totals::default(), 0);
-    for totals in live {
-        sum = sum.plus(&totals);
-        nodes += 1;
+    let (mut sum, mut nodes, mut gone) = (Totals::default(), 0, Vec::new());
+    for (field, text) in &all {
+        match serde_json::from_str::<(u64, Totals)>(text) {
+            Ok((at, totals)) if at + STALE_SECS >= time => {
+                sum = sum.plus(&totals);
+                nodes += 1;
+            }
+            Ok((at, _)) if at + FORGOTTEN_SECS >= time => {}
+            _ => gone.push(field.clone()),
+        }
+    }
+    if !gone.is_empty() {
+        // Nodes stopped long ago: their fields would otherwise pile up over restarts.
+        let _: Option<()> = cluster
+            .query(|mut conn| {
+                let (key, gone) = (key.clone(), gone.clone());
+                async move { conn.hdel(key, gone).await }
+            })
+            .await;
     }
     Some((sum, nodes))
 }
