@@ -78,12 +78,14 @@ test('with the token: connections move, a published event shows, a user is termi
   const news = watchers.map((c) => c.subscribe('console-news'));
   await Promise.all(news.map((ch) => once((cb) => ch.bind('pusher:subscription_succeeded', cb))));
   const alice = client(signedClientOptions(server, sdk, { user: { id: 'alice', info: { name: 'Alice' } } }));
+  // Listened for first: the sign-in's confirmation may come before the presence channel's.
+  const signedIn = once((cb) => alice.connection.bind('message', (m) =>
+    m.event === 'pusher_internal:subscription_succeeded' && m.channel === '#server-to-user-alice' && cb()), 5000, 'sign-in');
   alice.signin();
   await connected(alice);
   const room = alice.subscribe('presence-console');
   await once((cb) => room.bind('pusher:subscription_succeeded', cb), 5000, 'presence subscription');
-  await once((cb) => alice.connection.bind('message', (m) =>
-    m.event === 'pusher_internal:subscription_succeeded' && m.channel === '#server-to-user-alice' && cb()), 5000, 'sign-in');
+  await signedIn;
   await text(connections, '50', 'the connection count at 50');
 
   // The busiest channel first; clicking it opens its view.
