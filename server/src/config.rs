@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// Serve `/metrics` on this address (e.g. 127.0.0.1:9090) instead of the main port.
     #[arg(long, env = "OVERTONE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the operator's console at `/console` (needs --console-token).
+    #[arg(long, env = "OVERTONE_CONSOLE")]
+    pub console: bool,
+    /// The admin token the console asks for (never an app secret).
+    #[arg(long, env = "OVERTONE_CONSOLE_TOKEN")]
+    pub console_token: Option<String>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -241,6 +247,7 @@ struct ServerSection {
     shutdown_drain: Option<f64>,
     metrics_token: Option<String>,
     metrics_addr: Option<std::net::SocketAddr>,
+    console_token: Option<String>,
 }
 
 /// Everything the server needs to start.
@@ -262,6 +269,8 @@ pub struct Config {
     pub metrics: crate::metrics::Access,
     /// How long HTTP clients get to send a request head and to finish a request.
     pub deadlines: crate::listener::Deadlines,
+    /// The operator's console's admin token; the console is off without one.
+    pub console_token: Option<String>,
 }
 
 impl Config {
@@ -277,6 +286,7 @@ impl Config {
             shutdown_drain: Duration::ZERO,
             metrics: Default::default(),
             deadlines: Default::default(),
+            console_token: None,
         }
     }
 }
@@ -365,7 +375,14 @@ impl ServeArgs {
                 .filter(|t| !t.is_empty()),
             addr: self.metrics_addr.or(file.server.metrics_addr),
         };
+        let console_token = if self.console {
+            let token = self.console_token.or(file.server.console_token);
+            Some(console_token(token, &apps)?)
+        } else {
+            None
+        };
         Ok(Config {
+            console_token,
             metrics,
             deadlines: Default::default(),
             shutdown_drain,
@@ -381,6 +398,25 @@ impl ServeArgs {
             ),
         })
     }
+}
+
+/// The console's admin token: required, long enough to resist guessing, and not an app secret
+/// (whoever holds the console's token must not be able to sign as an app).
+fn console_token(token: Option<String>, apps: &[AppConfig]) -> Result<String, String> {
+    const MIN_BYTES: usize = 16;
+    let token = token.filter(|t| !t.is_empty()).ok_or(
+        "--console needs an admin token: --console-token, OVERTONE_CONSOLE_TOKEN or \
+         console_token in [server]",
+    )?;
+    if token.len() < MIN_BYTES {
+        return Err(format!(
+            "the console token must be at least {MIN_BYTES} bytes"
+        ));
+    }
+    if apps.iter().any(|app| app.secret == token) {
+        return Err("the console token must not be an app's secret".into());
+    }
+    Ok(token)
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile, String> {
@@ -485,6 +521,19 @@ mod tests {
         }
         app.allowed_origins = vec!["https://app.test".into(), "*.app.test".into()];
         validate_apps(&[app]).unwrap();
+    }
+
+    #[test]
+    fn the_console_token_is_required_long_and_not_an_app_secret() {
+        let apps = [AppConfig::new("a", "k", "an-app-secret-of-some-length")];
+        assert!(console_token(None, &apps).unwrap_err().contains("--console-token"));
+        assert!(console_token(Some("short".into()), &apps)
+            .unwrap_err()
+            .contains("16 bytes"));
+        let secret = Some(apps[0].secret.clone());
+        assert!(console_token(secret, &apps).unwrap_err().contains("secret"));
+        let token = "a-console-token-long-enough".to_string();
+        assert_eq!(console_token(Some(token.clone()), &apps), Ok(token));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
 //! connections close), [`listener`] (the main port's TCP connections until they upgrade:
-//! deadlines, a bound, accept errors).
+//! deadlines, a bound, accept errors), [`console`] (the operator's console at `/console`).
 //!
 //! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
 //! `demo/` of the repository).
@@ -21,6 +21,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod frame;
 pub mod health;
 pub mod history;
@@ -61,7 +62,13 @@ fn router_with(shared: Shared, extra: ExtraRoutes) -> Router {
     let limit = shared.config().deadlines.request;
     Router::new()
         .merge(connection::routes())
-        .merge(http_api::routes())
+        .merge(
+            http_api::routes().route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                metrics::count_api,
+            )),
+        )
+        .merge(console::routes(&shared))
         .merge(health::routes())
         .merge(metrics::routes(&shared.config().metrics))
         .merge(authz::routes(shared.config()))

@@ -1,7 +1,9 @@
 //! Prometheus metrics at `/metrics`: connections and occupied channels per app, frames and
-//! bytes in and out, errors sent by code, how long events from other nodes took to arrive, and
-//! whether this node reaches Redis. The per-frame counters are plain atomics
-//! (no lock on the hot path); everything else is read from the state when scraped.
+//! bytes in and out, errors sent by code, HTTP API requests and failures, webhook POSTs
+//! delivered and failed, how long events from other nodes took to arrive, and whether this
+//! node reaches Redis. The per-frame counters are plain atomics (no lock on the hot path);
+//! everything else is read from the state when scraped. The operator's console (`console`)
+//! samples the same counters through [`Totals`].
 //!
 //! Not public by default (the metrics name every app id): served on the main port only with a
 //! bearer token (`--metrics-token`), or on a listen address of their own (`--metrics-addr`,
@@ -35,6 +37,48 @@ pub struct Metrics {
     replayed: AtomicU64,
     /// Subscribes that asked to resume and were told `recovered: false`.
     recoveries_failed: AtomicU64,
+    /// Requests to the HTTP API (`/apps/...`), and those answered with a 4xx or 5xx.
+    api_requests: AtomicU64,
+    api_errors: AtomicU64,
+}
+
+/// One app's webhook POSTs: delivered (a 2xx), and attempts that failed (each retry counts).
+#[derive(Default)]
+pub struct WebhookOutcomes {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// This node's counters at one instant, summed over its apps: what the console samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Totals {
+    pub connections: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub api_requests: u64,
+    pub api_errors: u64,
+    pub webhooks_delivered: u64,
+    pub webhooks_failed: u64,
+    /// Events that came through Redis from other nodes, and their delays summed.
+    pub relayed: u64,
+    pub relay_micros: u64,
+}
+
+impl Totals {
+    /// Two nodes' counters together.
+    pub fn plus(&self, other: &Totals) -> Totals {
+        Totals {
+            connections: self.connections + other.connections,
+            frames_in: self.frames_in + other.frames_in,
+            frames_out: self.frames_out + other.frames_out,
+            api_requests: self.api_requests + other.api_requests,
+            api_errors: self.api_errors + other.api_errors,
+            webhooks_delivered: self.webhooks_delivered + other.webhooks_delivered,
+            webhooks_failed: self.webhooks_failed + other.webhooks_failed,
+            relayed: self.relayed + other.relayed,
+            relay_micros: self.relay_micros + other.relay_micros,
+        }
+    }
 }
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -100,6 +144,41 @@ impl Metrics {
     pub fn error(&self, code: Option<u16>) {
         *self.errors.entry(code.unwrap_or(0)).or_default() += 1;
     }
+
+    /// The counters now, with `shared`'s connections and webhook outcomes.
+    pub fn totals(&self, shared: &Shared) -> Totals {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut totals = Totals {
+            frames_in: load(&self.frames_in),
+            frames_out: load(&self.frames_out),
+            api_requests: load(&self.api_requests),
+            api_errors: load(&self.api_errors),
+            relayed: load(&self.cluster_latency.count),
+            relay_micros: load(&self.cluster_latency.sum_micros),
+            ..Totals::default()
+        };
+        for app in shared.apps() {
+            totals.connections += app.connection_count() as u64;
+            totals.webhooks_delivered += load(&app.webhooks.outcomes.delivered);
+            totals.webhooks_failed += load(&app.webhooks.outcomes.failed);
+        }
+        totals
+    }
+}
+
+/// Middleware on the HTTP API's routes: counts its requests and failures.
+pub async fn count_api(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let metrics = shared.metrics();
+    metrics.api_requests.fetch_add(1, Ordering::Relaxed);
+    if response.status().is_client_error() || response.status().is_server_error() {
+        metrics.api_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    response
 }
 
 /// Who may read `/metrics`.
@@ -159,7 +238,7 @@ async fn metrics(State(shared): State<Shared>, headers: HeaderMap) -> Response {
 
 /// Whether the request carries `token` as its bearer token. Digests are compared, so the time
 /// taken says nothing about how much of the token was right.
-fn bears(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn bears(headers: &HeaderMap, token: &str) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -214,6 +293,16 @@ fn render(shared: &Shared) -> String {
             "Subscribes that asked to resume and were told recovered: false.",
             &m.recoveries_failed,
         ),
+        (
+            "overtone_api_requests_total",
+            "Requests to the HTTP API.",
+            &m.api_requests,
+        ),
+        (
+            "overtone_api_errors_total",
+            "HTTP API requests answered with a 4xx or 5xx.",
+            &m.api_errors,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(
@@ -232,6 +321,20 @@ fn render(shared: &Shared) -> String {
             "overtone_errors_total{{code=\"{}\"}} {}",
             entry.key(),
             entry.value()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP overtone_webhooks_delivered_total Webhook POSTs answered with a 2xx.\n# TYPE overtone_webhooks_delivered_total counter\n# HELP overtone_webhook_attempts_failed_total Webhook POST attempts that failed (each retry counts).\n# TYPE overtone_webhook_attempts_failed_total counter"
+    );
+    for app in shared.apps() {
+        let outcomes = &app.webhooks.outcomes;
+        let id = &app.config.id;
+        let _ = writeln!(
+            out,
+            "overtone_webhooks_delivered_total{{app=\"{id}\"}} {}\novertone_webhook_attempts_failed_total{{app=\"{id}\"}} {}",
+            outcomes.delivered.load(Ordering::Relaxed),
+            outcomes.failed.load(Ordering::Relaxed)
         );
     }
     let _ = writeln!(

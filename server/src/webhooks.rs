@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::Change;
 use crate::config::AppConfig;
+use crate::metrics::WebhookOutcomes;
 use crate::state::{App, SocketId};
 
 /// How long a vacated channel or a departed member waits before it is reported.
@@ -96,6 +97,8 @@ pub struct Webhooks {
     members: DashSet<(Arc<str>, Arc<str>)>,
     /// Whether a full queue was already logged (cleared once events flow again).
     overflowing: AtomicBool,
+    /// POSTs delivered and failed, for `/metrics` and the console.
+    pub outcomes: Arc<WebhookOutcomes>,
 }
 
 impl Webhooks {
@@ -112,6 +115,7 @@ impl Webhooks {
             occupied: DashSet::new(),
             members: DashSet::new(),
             overflowing: AtomicBool::new(false),
+            outcomes: Arc::default(),
         }
     }
 
@@ -405,6 +409,7 @@ async fn post_batch(
             key: app.config.key.clone(),
             signature: signature::hmac_hex(&app.config.secret, &body),
             body,
+            outcomes: app.webhooks.outcomes.clone(),
         };
         tokio::spawn(async move {
             post.send_with_retries().await;
@@ -420,6 +425,7 @@ struct Post {
     key: String,
     signature: String,
     body: String,
+    outcomes: Arc<WebhookOutcomes>,
 }
 
 impl Post {
@@ -435,8 +441,15 @@ impl Post {
                 .body(self.body.clone())
                 .send()
                 .await;
+            let delivered = matches!(&sent, Ok(response) if response.status().is_success());
+            let outcome = if delivered {
+                &self.outcomes.delivered
+            } else {
+                &self.outcomes.failed
+            };
+            outcome.fetch_add(1, Ordering::Relaxed);
             match sent {
-                Ok(response) if response.status().is_success() => return,
+                Ok(_) if delivered => return,
                 Ok(response) => {
                     tracing::debug!(url = %self.url, status = %response.status(), attempt, "webhook refused")
                 }
