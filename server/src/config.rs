@@ -83,6 +83,13 @@ pub struct ServeArgs {
     /// Serve `/metrics` on this address (e.g. 127.0.0.1:9090) instead of the main port.
     #[arg(long, env = "OVERTONE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve `wss://` and `https://` with this PEM certificate chain (leaf first; needs
+    /// --tls-key); reloaded on SIGHUP or when the file changes.
+    #[arg(long, env = "OVERTONE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "OVERTONE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -245,6 +252,8 @@ struct ServerSection {
     shutdown_drain: Option<f64>,
     metrics_token: Option<String>,
     metrics_addr: Option<std::net::SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Files served in demo mode.
@@ -274,6 +283,8 @@ pub struct Config {
     pub metrics: crate::metrics::Access,
     /// How long HTTP clients get to send a request head and to finish a request.
     pub deadlines: crate::listener::Deadlines,
+    /// The certificate and key to serve TLS with, if any.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Config {
@@ -290,6 +301,7 @@ impl Config {
             shutdown_drain: Duration::ZERO,
             metrics: Default::default(),
             deadlines: Default::default(),
+            tls: None,
         }
     }
 }
@@ -388,7 +400,16 @@ impl ServeArgs {
                 .filter(|t| !t.is_empty()),
             addr: self.metrics_addr.or(file.server.metrics_addr),
         };
+        let tls = match (
+            self.tls_cert.or(file.server.tls_cert),
+            self.tls_key.or(file.server.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together: give both or neither".into()),
+        };
         Ok(Config {
+            tls,
             metrics,
             deadlines: Default::default(),
             shutdown_drain,

@@ -10,7 +10,8 @@
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`demo`] (the demo site and its backend),
 //! [`memory`] (handing the heap back after many connections close), [`listener`] (the main
-//! port's TCP connections until they upgrade: deadlines, a bound, accept errors).
+//! port's TCP connections until they upgrade: deadlines, a bound, accept errors), [`tls`]
+//! (`wss://` and `https://` on the main port, certificates reloaded).
 
 pub mod auth;
 pub mod authz;
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod metrics;
 pub mod presence;
 pub mod state;
+pub mod tls;
 pub mod users;
 pub mod webhooks;
 
@@ -80,6 +82,12 @@ pub async fn serve_on(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(files) => Some(tls::Tls::load(files).map_err(|err| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {err}"))
+        })?),
+        None => None,
+    };
     // What everything inside stops on: cancelled after the drain.
     let closing = CancellationToken::new();
     let shared = Shared::new(config, closing.clone());
@@ -98,9 +106,13 @@ pub async fn serve_on(
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
     }
-    println!("Overtone listening on ws://{local}/app/{{key}}");
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().reload_on_change(shutdown.clone()));
+    }
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("Overtone listening on {scheme}://{local}/app/{{key}}");
     let deadlines = shared.config().deadlines;
-    listener::serve(listener, router(shared.clone()), deadlines, shutdown).await;
+    listener::serve(listener, router(shared.clone()), deadlines, tls, shutdown).await;
     // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
     // here until each has sent its 4200 close, then for the webhooks their departures caused,
     // for at most the grace period in all.
