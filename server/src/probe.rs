@@ -10,20 +10,27 @@ use clap::Args;
 /// Flags of `overtone health`.
 #[derive(Args, Debug)]
 pub struct HealthArgs {
-    /// What to ask: `/ready` (503 while draining) or `/up`. With TLS use https://; the
-    /// certificate is not checked, since the name it is for is not 127.0.0.1.
-    #[arg(
-        long,
-        env = "OVERTONE_HEALTH_URL",
-        default_value = "http://127.0.0.1:8080/ready"
-    )]
-    pub url: String,
+    /// What to ask [default: /ready on 127.0.0.1, the port of OVERTONE_PORT or 8080, https if
+    /// OVERTONE_TLS_CERT is set]. The certificate is not checked: the name it is for is not
+    /// 127.0.0.1.
+    #[arg(long, env = "OVERTONE_HEALTH_URL")]
+    pub url: Option<String>,
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3)]
     pub timeout: u64,
 }
 
 pub fn run(args: HealthArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let url = args.url.unwrap_or_else(|| {
+        let set = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let scheme = if set("OVERTONE_TLS_CERT").is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let port = set("OVERTONE_PORT").unwrap_or_else(|| "8080".into());
+        format!("{scheme}://127.0.0.1:{port}/ready")
+    });
     let asked = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(args.timeout))
@@ -31,7 +38,7 @@ pub fn run(args: HealthArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
             .build()
             .map_err(|err| err.to_string())?;
         let response = client
-            .get(&args.url)
+            .get(&url)
             .send()
             .await
             .map_err(|err| err.to_string())?;
@@ -43,7 +50,7 @@ pub fn run(args: HealthArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
     match asked {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("overtone health: {}: {err}", args.url);
+            eprintln!("overtone health: {url}: {err}");
             ExitCode::FAILURE
         }
     }
