@@ -106,9 +106,7 @@ pub async fn serve_on(
     if shared.config().demo.is_some() {
         println!("Overtone demo: http://{local}/");
     }
-    if let Some(tls) = &tls {
-        tokio::spawn(tls.clone().reload_on_change(shutdown.clone()));
-    }
+    tokio::spawn(tls::reload_on_change(tls.clone(), shutdown.clone()));
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     println!("Overtone listening on {scheme}://{local}/app/{{key}}");
     let deadlines = shared.config().deadlines;

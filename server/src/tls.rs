@@ -6,7 +6,8 @@
 //! Reloads happen on SIGHUP and when either file's content changes (checked every
 //! [`RELOAD_CHECK`]: certbot, cert-manager and Kubernetes secret mounts replace files without
 //! signalling anyone). A pair that fails to load (unreadable, not PEM, a key that is not the
-//! certificate's, or the key not yet written) is logged and the previous one kept.
+//! certificate's, or the key not yet written) is logged and the previous one kept. Without TLS
+//! SIGHUP is still taken, and logged: a `systemctl reload` must not end the process.
 //!
 //! [`crate::listener`] runs the handshake under its request-head deadline and counts it against
 //! its bound on connections not yet upgraded, so a client that never finishes it holds nothing
@@ -78,7 +79,7 @@ impl Tls {
         });
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(|e| e.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(certificate.clone());
         // WebSockets upgrade from HTTP/1.1 only, and the listener serves nothing else.
@@ -94,19 +95,29 @@ impl Tls {
     pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.acceptor.accept(tcp).await
     }
+}
 
-    /// Until `shutdown`: reloads the pair on SIGHUP, and when either file's content changes.
-    pub async fn reload_on_change(self, shutdown: CancellationToken) {
-        let mut hangups = hangups();
+/// Until `shutdown`: reloads the pair on SIGHUP, and when either file's content changes. Without
+/// TLS it still takes SIGHUP (a `systemctl reload`), which would otherwise end the process.
+/// SIGHUP is taken from the call on, not from the future's first poll.
+pub fn reload_on_change(
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    let mut hangups = hangups();
+    async move {
         let mut every_check = tokio::time::interval(RELOAD_CHECK);
         every_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let asked = tokio::select! {
-                _ = every_check.tick() => false,
+                _ = every_check.tick(), if tls.is_some() => false,
                 _ = next_hangup(&mut hangups) => true,
                 _ = shutdown.cancelled() => return,
             };
-            self.certificate.reload(asked);
+            match &tls {
+                Some(tls) => tls.certificate.reload(asked),
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            }
         }
     }
 }
