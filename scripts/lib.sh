@@ -106,3 +106,21 @@ build_package() {
   for pid in "${pids[@]}"; do wait "$pid"; done
   (cd "$ROOT/pkg-js" && node build.mjs)
 }
+
+# A running Docker daemon: Debian's docker.io installed if missing, dockerd started (as root,
+# logging to target/dockerd.log) unless one already answers.
+ensure_docker() {
+  ensure_apt docker.io
+  docker info >/dev/null 2>&1 && return
+  say "starting dockerd"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  mkdir -p "$ROOT/target"
+  $sudo sh -c "nohup dockerd >'$ROOT/target/dockerd.log' 2>&1 &"
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  echo "dockerd did not start; see target/dockerd.log" >&2
+  return 1
+}

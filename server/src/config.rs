@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// The admin token the console asks for (never an app secret).
     #[arg(long, env = "OVERTONE_CONSOLE_TOKEN")]
     pub console_token: Option<String>,
+    /// Serve `wss://` and `https://` with this PEM certificate chain (leaf first; needs
+    /// --tls-key); reloaded on SIGHUP or when the file changes.
+    #[arg(long, env = "OVERTONE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "OVERTONE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One app: its credentials, what its clients may do and its limits.
@@ -248,6 +255,8 @@ struct ServerSection {
     metrics_token: Option<String>,
     metrics_addr: Option<std::net::SocketAddr>,
     console_token: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Everything the server needs to start.
@@ -271,6 +280,8 @@ pub struct Config {
     pub deadlines: crate::listener::Deadlines,
     /// The operator's console's admin token; the console is off without one.
     pub console_token: Option<String>,
+    /// The certificate and key to serve TLS with, if any.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Config {
@@ -287,6 +298,7 @@ impl Config {
             metrics: Default::default(),
             deadlines: Default::default(),
             console_token: None,
+            tls: None,
         }
     }
 }
@@ -381,8 +393,17 @@ impl ServeArgs {
         } else {
             None
         };
+        let tls = match (
+            self.tls_cert.or(file.server.tls_cert),
+            self.tls_key.or(file.server.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together: give both or neither".into()),
+        };
         Ok(Config {
             console_token,
+            tls,
             metrics,
             deadlines: Default::default(),
             shutdown_drain,

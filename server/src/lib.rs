@@ -10,7 +10,8 @@
 //! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
 //! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
 //! connections close), [`listener`] (the main port's TCP connections until they upgrade:
-//! deadlines, a bound, accept errors), [`console`] (the operator's console at `/console`).
+//! deadlines, a bound, accept errors), [`tls`] (`wss://` and `https://` on the main port,
+//! certificates reloaded), [`console`] (the operator's console at `/console`).
 //!
 //! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
 //! `demo/` of the repository).
@@ -31,6 +32,7 @@ pub mod memory;
 pub mod metrics;
 pub mod presence;
 pub mod state;
+pub mod tls;
 pub mod users;
 pub mod webhooks;
 
@@ -109,6 +111,12 @@ pub async fn serve_with(
     extra: ExtraRoutes,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
+    let tls = match &config.tls {
+        Some(files) => Some(tls::Tls::load(files).map_err(|err| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {err}"))
+        })?),
+        None => None,
+    };
     // What everything inside stops on: cancelled after the drain.
     let closing = CancellationToken::new();
     let shared = Shared::new(config, closing.clone());
@@ -124,10 +132,12 @@ pub async fn serve_with(
     cluster::start(&shared);
     let deliveries: Vec<_> = shared.apps().filter_map(webhooks::start).collect();
     tracing::info!(%local, "listening");
-    println!("Overtone listening on ws://{local}/app/{{key}}");
+    tokio::spawn(tls::reload_on_change(tls.clone(), shutdown.clone()));
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("Overtone listening on {scheme}://{local}/app/{{key}}");
     let deadlines = shared.config().deadlines;
     let app = router_with(shared.clone(), extra);
-    listener::serve(listener, app, deadlines, shutdown).await;
+    listener::serve(listener, app, deadlines, tls, shutdown).await;
     // Upgraded WebSockets are no longer axum's connections, so it does not wait for them: wait
     // here until each has sent its 4200 close, then for the webhooks their departures caused,
     // for at most the grace period in all.

@@ -1,8 +1,10 @@
 //! The main port's TCP connections until they become WebSockets: accepting (an accept error,
 //! EMFILE included, never stops the server), `TCP_NODELAY`, HTTP/1.1 with a deadline for each
 //! request head and for each request's handling (its body included), a bound on connections
-//! not yet upgraded, and graceful shutdown. A WebSocket leaves this module's count when it
-//! upgrades; from then on [`crate::connection`] and its activity timeout own it.
+//! not yet upgraded, and graceful shutdown. With TLS ([`crate::tls`]) the handshake comes
+//! first, under the request-head deadline and inside the same bound. A WebSocket leaves this
+//! module's count when it upgrades; from then on [`crate::connection`] and its activity timeout
+//! own it.
 //!
 //! Why not `axum::serve`: it sets no deadlines, so a socket that sends nothing, a head sent a
 //! byte a second or a body announced and never sent held a file descriptor forever, and enough
@@ -19,9 +21,12 @@ use axum::{Json, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::tls::Tls;
 
 /// How long HTTP clients get (the config's; these defaults unless a test shortens them).
 #[derive(Debug, Clone, Copy)]
@@ -47,12 +52,14 @@ const MAX_UNUPGRADED: usize = 10_000;
 /// ENOBUFS): the next accept could only fail the same way at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` until `shutdown`; then stops accepting, lets every request
-/// in progress finish (idle connections close at once) and returns once they are done.
+/// Serves `router` on `listener` (over TLS if `tls`) until `shutdown`; then stops accepting,
+/// lets every request in progress finish (idle connections close at once) and returns once
+/// they are done.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     deadlines: Deadlines,
+    tls: Option<Tls>,
     shutdown: CancellationToken,
 ) {
     let limit = unupgraded_limit();
@@ -88,19 +95,14 @@ pub async fn serve(
         }
         let service = TowerToHyperService::new(router.clone());
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(deadlines.head)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let served = match tls {
+                None => serve_http(tcp, service, deadlines, &shutdown).await,
+                Some(tls) => match handshake(&tls, tcp, deadlines.head, &shutdown).await {
+                    Ok(stream) => serve_http(stream, service, deadlines, &shutdown).await,
+                    Err(err) => Err(err),
+                },
             };
             if let Err(err) = served {
                 tracing::debug!(%peer, %err, "HTTP connection ended");
@@ -111,6 +113,50 @@ pub async fn serve(
     }
     // Every slot back: every HTTP connection has finished or upgraded.
     let _ = slots.acquire_many(limit as u32).await;
+}
+
+/// The TLS handshake, given as long as a request head: a client that never finishes it is
+/// dropped then (or at shutdown), its slot and descriptor back.
+async fn handshake(
+    tls: &Tls,
+    tcp: tokio::net::TcpStream,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, String> {
+    tokio::select! {
+        done = tokio::time::timeout(limit, tls.accept(tcp)) => match done {
+            Ok(stream) => stream.map_err(|err| format!("TLS handshake failed: {err}")),
+            Err(_) => Err("TLS handshake took too long".into()),
+        },
+        _ = shutdown.cancelled() => Err("shutting down during the TLS handshake".into()),
+    }
+}
+
+/// HTTP/1.1 on one connection (plain TCP or TLS) until it closes, upgrades or, after
+/// `shutdown`, finishes its request in progress.
+async fn serve_http<Io>(
+    io: Io,
+    service: TowerToHyperService<Router>,
+    deadlines: Deadlines,
+    shutdown: &CancellationToken,
+) -> Result<(), String>
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadlines.head)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    served.map_err(|err| err.to_string())
 }
 
 /// The bound on connections not yet upgraded: [`MAX_UNUPGRADED`], or half the process's fd

@@ -1,6 +1,7 @@
 //! The `overtone` binary: parses the command line and runs a subcommand.
 
 mod bench;
+mod probe;
 
 use clap::{Parser, Subcommand};
 use overtone_server::config::ServeArgs;
@@ -18,6 +19,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the variants' sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
@@ -25,6 +28,8 @@ enum Command {
     Token(overtone_server::authz::TokenArgs),
     /// Load-test a Pusher-protocol server on 127.0.0.1 and print a JSON summary.
     Bench(bench::BenchArgs),
+    /// Exit 0 if the server's /ready (or the URL given) answers 200: a container health check.
+    Health(probe::HealthArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +53,7 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Bench(args) => bench::run(args, &runtime),
+        Command::Health(args) => probe::run(args, &runtime),
         Command::Serve(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,

@@ -22,6 +22,7 @@ export const app = { id: 'test-app', key: 'test-key', secret: 'test-secret' };
  *   it; `fdLimit`: the server's open-file limit (`ulimit -n`), if given; `demo`: run
  *   `overtone-demo` instead, serving the demo site (or the folder `site`) at `/` and the built
  *   package (or `packageDir`) at `/pkg/`
+ * `url` is the HTTP API's base (https:// when the server serves TLS).
  * @returns {Promise<{host: string, port: number, url: string, app: typeof app, stop: () => Promise<void>, process: import('node:child_process').ChildProcess}>}
  */
 export async function startServer({ args = [], env = {}, port = 0, fdLimit, demo } = {}) {
@@ -48,15 +49,15 @@ async function spawnServer(args, env, serverApp, listenPort, demo, fdLimit = und
       : ['bash', ['-c', `ulimit -n ${Number(fdLimit)} && exec "$@"`, 'overtone', ...command]]),
     { cwd: root, env: { ...process.env, OVERTONE_LOG: 'overtone_server=warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const port = await new Promise((resolve, reject) => {
+  const [scheme, port] = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`overtone did not start: ${out}`)), 15000);
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const match = out.match(/listening on ws:\/\/[\d.]+:(\d+)/);
+      const match = out.match(/listening on (wss?):\/\/[\d.]+:(\d+)/);
       if (match) {
         clearTimeout(timer);
-        resolve(Number(match[1]));
+        resolve([match[1], Number(match[2])]);
       }
     });
     child.on('exit', (code) => reject(new Error(`overtone exited with ${code}: ${out}`)));
@@ -68,7 +69,8 @@ async function spawnServer(args, env, serverApp, listenPort, demo, fdLimit = und
       child.kill('SIGTERM');
       setTimeout(() => child.kill('SIGKILL'), 5000).unref();
     });
-  return { host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, app: serverApp, stop, process: child };
+  const http = scheme === 'wss' ? 'https' : 'http';
+  return { host: '127.0.0.1', port, url: `${http}://127.0.0.1:${port}`, app: serverApp, stop, process: child };
 }
 
 /** A `pusher` (server SDK) client pointed at the started server. */
