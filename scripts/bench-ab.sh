@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B benchmark: runs one `overtone bench` scenario against Overtone (A) and a peer server (B)
+# A/B benchmark: runs one `overtone-bench` scenario against Overtone (A) and a peer server (B)
 # in turn, A B A B ..., each run on a freshly started server process, then prints the median of
 # every figure for each side and the ratio A/B. Alternating fresh processes keeps a noisy
 # machine's drift from favouring either side.
@@ -15,6 +15,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OVERTONE="$ROOT/target/release/overtone"
+BENCH="$ROOT/target/release/overtone-bench"
 RUNS=3
 if [ "${1:-}" = "-r" ]; then RUNS="$2"; shift 2; fi
 if [ $# -lt 1 ]; then
@@ -34,7 +35,8 @@ SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=100000 \
 SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=10 \
 SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000 $ROOT/.tools/bin/sockudo"
 
-[ -x "$OVERTONE" ] || cargo build --release -p overtone-server --manifest-path "$ROOT/Cargo.toml"
+[ -x "$OVERTONE" ] && [ -x "$BENCH" ] ||
+  cargo build --release -p overtone-server -p overtone-bench --manifest-path "$ROOT/Cargo.toml"
 
 OUT="$ROOT/target/bench-ab/$SCENARIO-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
@@ -71,7 +73,7 @@ run() {
   sleep 0.5  # let it finish starting before its baseline RSS is read
   echo "== $side (port $port): $SCENARIO $*" >&2
   local line
-  line="$("$OVERTONE" bench --url "ws://127.0.0.1:$port" --server-pid "$SERVER_PID" "$SCENARIO" "$@")"
+  line="$("$BENCH" --url "ws://127.0.0.1:$port" --server-pid "$SERVER_PID" "$SCENARIO" "$@")"
   echo "$line" >&2
   printf '%s\t%s\n' "$side" "$line" >>"$RESULTS"
   stop_server

@@ -547,7 +547,9 @@ mod tests {
     #[test]
     fn the_console_token_is_required_long_and_not_an_app_secret() {
         let apps = [AppConfig::new("a", "k", "an-app-secret-of-some-length")];
-        assert!(console_token(None, &apps).unwrap_err().contains("--console-token"));
+        assert!(console_token(None, &apps)
+            .unwrap_err()
+            .contains("--console-token"));
         assert!(console_token(Some("short".into()), &apps)
             .unwrap_err()
             .contains("16 bytes"));

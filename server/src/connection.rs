@@ -28,11 +28,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::presence;
 use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
 use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
+use crate::presence;
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
 use crate::users::MAX_WATCHLIST;

@@ -1,6 +1,5 @@
 //! The `overtone` binary: parses the command line and runs a subcommand.
 
-mod bench;
 mod probe;
 
 use clap::{Parser, Subcommand};
@@ -26,8 +25,6 @@ enum Command {
     Serve(ServeArgs),
     /// Print a JWT the config's [apps.authz] accepts, for trying private channels locally.
     Token(overtone_server::authz::TokenArgs),
-    /// Load-test a Pusher-protocol server on 127.0.0.1 and print a JSON summary.
-    Bench(bench::BenchArgs),
     /// Exit 0 if the server's /ready (or the URL given) answers 200: a container health check.
     Health(probe::HealthArgs),
 }
@@ -52,7 +49,6 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
-        Command::Bench(args) => bench::run(args, &runtime),
         Command::Health(args) => probe::run(args, &runtime),
         Command::Serve(args) => {
             let config = match args.into_config() {

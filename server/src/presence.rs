@@ -166,7 +166,10 @@ impl Members {
 
     /// Removes a member left lingering with no connection; true if they were (they left).
     pub fn depart(&mut self, user_id: &str) -> bool {
-        let lingering = self.by_user.get(user_id).is_some_and(|e| e.connections == 0);
+        let lingering = self
+            .by_user
+            .get(user_id)
+            .is_some_and(|e| e.connections == 0);
         lingering && self.by_user.remove(user_id).is_some()
     }
 

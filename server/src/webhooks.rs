@@ -500,7 +500,9 @@ mod tests {
             subscribed(&app, "presence-x", change.unwrap(), Some("u"));
         };
         let leave = || {
-            let change = app.channels.unsubscribe("presence-x", &conn.socket_id, false);
+            let change = app
+                .channels
+                .unsubscribe("presence-x", &conn.socket_id, false);
             unsubscribed(&app, "presence-x", change.unwrap(), Some("u"));
         };
 

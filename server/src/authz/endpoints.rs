@@ -315,9 +315,9 @@ async fn authorize_channel(
             Ok(()) => authorize_one(&service, app, authz, socket_id, &identity, channel).await,
             Err(err) => Err(err),
         };
-        let answer = answer.unwrap_or_else(|AuthzError(status, error)| {
-            json!({ "status": status.as_u16(), "error": error })
-        });
+        let answer = answer.unwrap_or_else(
+            |AuthzError(status, error)| json!({ "status": status.as_u16(), "error": error }),
+        );
         answers.insert(channel.to_string(), answer);
     }
     Ok(json!({ "channels": answers }))

@@ -1,4 +1,5 @@
-//! `overtone bench`: a load generator for any Pusher-protocol server on 127.0.0.1.
+//! `overtone-bench`: a load generator for any Pusher-protocol server on 127.0.0.1. It lives
+//! beside the server, not in the `overtone` binary: operators' servers do not carry it.
 //!
 //! Owns the command line, the run's overall time bound and the one-line JSON summary on stdout
 //! (progress goes to stderr). One module per concern: [`server_under_test`] (where the server
@@ -19,7 +20,7 @@ mod ws;
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use server_under_test::TargetArgs;
@@ -27,8 +28,10 @@ use server_under_test::TargetArgs;
 /// A bench failure, already worded for the person running it.
 pub type Result<T> = std::result::Result<T, String>;
 
-#[derive(Args)]
-pub struct BenchArgs {
+/// Load-test a Pusher-protocol server on 127.0.0.1 and print a JSON summary.
+#[derive(Parser)]
+#[command(name = "overtone-bench", version)]
+struct BenchArgs {
     #[command(flatten)]
     target: TargetArgs,
     #[command(subcommand)]
@@ -51,9 +54,11 @@ enum Scenario {
 const SETUP_BUDGET: Duration = Duration::from_secs(120);
 
 /// Runs one scenario and prints its summary; errors are printed and give a non-zero exit.
-pub fn run(args: BenchArgs, runtime: &tokio::runtime::Runtime) -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let args = BenchArgs::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(err) = procfs::raise_fd_limit() {
-        eprintln!("overtone bench: {err}");
+        eprintln!("overtone-bench: {err}");
     }
     let result = runtime.block_on(async {
         let target = args.target.resolve()?;
@@ -77,7 +82,7 @@ pub fn run(args: BenchArgs, runtime: &tokio::runtime::Runtime) -> std::process::
             std::process::ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("overtone bench: {err}");
+            eprintln!("overtone-bench: {err}");
             std::process::ExitCode::FAILURE
         }
     }

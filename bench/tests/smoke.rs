@@ -1,62 +1,71 @@
-//! `overtone bench` keeps working: every scenario at a tiny size against a started server, and
-//! bad input (no server, wrong key) fails fast with a clear message.
+//! `overtone-bench` keeps working: every scenario at a tiny size against a real server (served
+//! in-process, with the limits of scripts/bench/overtone.toml), and bad input (no server, wrong
+//! key) fails fast with a clear message.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const OVERTONE: &str = env!("CARGO_BIN_EXE_overtone");
-const CONFIG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../scripts/bench/overtone.toml"
-);
+use overtone_server::config::{AppConfig, Config};
+use tokio_util::sync::CancellationToken;
 
-/// A server on a free port, killed when dropped.
+const BENCH: &str = env!("CARGO_BIN_EXE_overtone-bench");
+
+/// A server on a free port in a runtime of its own, stopped when dropped.
 struct Server {
-    child: Child,
     port: u16,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
     fn start() -> Self {
-        let mut child = Command::new(OVERTONE)
-            .args(["serve", "--port", "0", "--config", CONFIG])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start overtone serve");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let port = stdout
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let rest = line.split("ws://127.0.0.1:").nth(1)?;
-                rest.split('/').next()?.parse().ok()
-            })
-            .expect("the server prints its address");
-        Self { child, port }
+        let mut app = AppConfig::new("bench-app", "bench-key", "bench-secret");
+        app.max_presence_members = 100_000;
+        app.max_client_events_per_second = 10;
+        let config = Config::for_tests(app);
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("address").port();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                overtone_server::serve_on(listener, config, stop)
+                    .await
+                    .expect("serve");
+            });
+        });
+        Self {
+            port,
+            shutdown,
+            thread: Some(thread),
+        }
     }
 
+    /// The server runs in this process: its CPU and memory are this process's.
     fn bench(&self, args: &[&str]) -> Output {
         let url = format!("ws://127.0.0.1:{}", self.port);
-        let pid = self.child.id().to_string();
+        let pid = std::process::id().to_string();
         bench(&[&["--url", &url, "--server-pid", &pid], args].concat())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.shutdown.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(OVERTONE)
-        .arg("bench")
+    Command::new(BENCH)
         .args(args)
         .output()
-        .expect("run overtone bench")
+        .expect("run overtone-bench")
 }
 
 /// The one JSON line a successful run prints.
