@@ -776,6 +776,17 @@ impl Connection {
                 "overtone:status needs a signed-in user (pusher:signin) or a presence channel",
             );
         };
+        // Each status change reaches every presence channel of the user (on a cluster, after
+        // a Redis query): it counts against the client-event rate limit.
+        if !self
+            .client_events
+            .allow(self.app.config.max_client_events_per_second)
+        {
+            return self.invalid(
+                Some(codes::CLIENT_EVENT_RATE_LIMIT),
+                "overtone:status rate limit reached",
+            );
+        }
         user_status::set(&self.app, &user_id, update);
     }
 

@@ -184,8 +184,9 @@ impl Markers {
 #[derive(Default)]
 pub struct Reads {
     markers: Mutex<Markers>,
-    /// Channel -> the users whose marker changed in its open window, with the new marker.
-    /// Bounded as the markers are: emptied once per window.
+    /// Channel -> the users whose marker changed in its open window, with the new marker (on
+    /// a cluster: not stored yet). Emptied once per window; what a connection adds is bounded
+    /// by its subscriptions, as it writes as its own user only.
     pending: Mutex<HashMap<Arc<str>, BTreeMap<String, String>>>,
 }
 
@@ -197,67 +198,61 @@ fn reads_data<'a>(reads: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     serde_json::json!({ "reads": map }).to_string()
 }
 
-/// Stores a checked marker and, if it moved, announces it within [`WINDOW`].
+/// Stores a checked marker and, if it moved, announces it within [`WINDOW`]. On a cluster
+/// the window's markers are stored in Redis together when it closes, so a burst of reads is
+/// one round trip and one task per channel, not one each.
 pub fn record(app: &Arc<App>, channel: &str, user_id: &str, up_to: &str) {
-    match app.cluster().cloned() {
-        None => {
-            let moved = app.reads.markers.lock().expect("markers lock").set(
-                channel,
-                user_id,
-                up_to,
-                Instant::now(),
-            );
-            if moved {
-                announce(app, channel, user_id, up_to);
-            }
-        }
-        Some(cluster) => {
-            let (app, channel, user_id, up_to) = (
-                app.clone(),
-                channel.to_owned(),
-                user_id.to_owned(),
-                up_to.to_owned(),
-            );
-            tokio::spawn(async move {
-                let id = &app.config.id;
-                match crate::cluster::reads::set(&cluster, id, &channel, &user_id, &up_to).await {
-                    Ok(true) => announce(&app, &channel, &user_id, &up_to),
-                    Ok(false) => {}
-                    Err(err) => tracing::warn!(%err, channel, "redis: read marker not stored"),
-                }
-            });
+    let clustered = app.is_clustered();
+    if !clustered {
+        let mut markers = app.reads.markers.lock().expect("markers lock");
+        if !markers.set(channel, user_id, up_to, Instant::now()) {
+            return;
         }
     }
-}
-
-/// Adds a change to the channel's window, opening one (and its flush) if none is open.
-fn announce(app: &Arc<App>, channel: &str, user_id: &str, up_to: &str) {
     let opened = {
         let mut pending = app.reads.pending.lock().expect("pending lock");
         let opened = !pending.contains_key(channel);
-        pending
-            .entry(Arc::from(channel))
-            .or_default()
-            .insert(user_id.into(), up_to.into());
+        let users = pending.entry(Arc::from(channel)).or_default();
+        // Stored already when alone; on a cluster the window keeps the newest per user.
+        if !clustered || users.get(user_id).is_none_or(|old| supersedes(old, up_to)) {
+            users.insert(user_id.into(), up_to.into());
+        }
         opened
     };
     if opened {
         let (app, channel) = (app.clone(), channel.to_owned());
         tokio::spawn(async move {
             tokio::time::sleep(WINDOW).await;
-            let changes = app
+            let taken = app
                 .reads
                 .pending
                 .lock()
                 .expect("pending lock")
                 .remove(&*channel);
-            if let Some(changes) = changes {
+            let Some(mut changes) = taken else {
+                return;
+            };
+            if let Some(cluster) = app.cluster() {
+                let batch: Vec<(&str, &str)> = changes
+                    .iter()
+                    .map(|(u, r)| (u.as_str(), r.as_str()))
+                    .collect();
+                let id = &app.config.id;
+                match crate::cluster::reads::set(cluster, id, &channel, &batch).await {
+                    Ok(moved) => {
+                        let mut moved = moved.into_iter();
+                        changes.retain(|_, _| moved.next().unwrap_or(false));
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, channel, "redis: read markers not stored");
+                        return;
+                    }
+                }
+            }
+            if !changes.is_empty() {
                 let data = reads_data(changes.iter().map(|(u, r)| (u.as_str(), r.as_str())));
-                app.relay(
-                    &channel,
-                    &frame::channel_event(&channel, EVENT, &data, None),
-                    None,
-                );
+                let out = frame::channel_event(&channel, EVENT, &data, None);
+                app.relay(&channel, &out, None);
             }
         });
     }

@@ -71,6 +71,14 @@ test('status is refused without a user, or malformed, with a clear error', async
   }
 });
 
+test('status changes count against the client-event rate limit', async () => {
+  const spammer = await user('spam');
+  await spammer.subscribe('presence-spam');
+  const limited = spammer.next((m) => m.event === 'pusher:error' && dataOf(m).code === 4301, 2000, '4301');
+  for (let i = 0; i < 30; i++) spammer.send('overtone:status', { status: i % 2 ? 'busy' : 'online' });
+  assert.match(dataOf(await limited).message, /overtone:status rate limit/);
+});
+
 test('a new member gets every member status and who left, and member_removed says when', async () => {
   const channel = 'presence-room.snap';
   const [ann, bob, cy] = [await user('ann'), await user('bob'), await user('cy')];

@@ -58,28 +58,31 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Stores a marker if it supersedes the user's; returns whether it did.
+/// Stores each (user, up_to) of one channel if it supersedes the user's marker, in one
+/// round trip; returns, in order, whether each was stored.
 pub async fn set(
     cluster: &Cluster,
     app: &str,
     channel: &str,
-    user_id: &str,
-    up_to: &str,
-) -> redis::RedisResult<bool> {
+    reads: &[(&str, &str)],
+) -> redis::RedisResult<Vec<bool>> {
     let (markers, order) = keys(cluster, app, channel);
-    let stored: i64 = redis::cmd("EVAL")
-        .arg(SET)
-        .arg(2)
-        .arg(markers)
-        .arg(order)
-        .arg(user_id)
-        .arg(up_to)
-        .arg(now_ms())
-        .arg(MAX_READERS)
-        .arg(TTL.as_millis() as u64)
-        .query_async(&mut cluster.redis())
-        .await?;
-    Ok(stored == 1)
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    for (user_id, up_to) in reads {
+        pipe.cmd("EVAL")
+            .arg(SET)
+            .arg(2)
+            .arg(&markers)
+            .arg(&order)
+            .arg(*user_id)
+            .arg(*up_to)
+            .arg(now)
+            .arg(MAX_READERS)
+            .arg(TTL.as_millis() as u64);
+    }
+    let stored: Vec<i64> = pipe.query_async(&mut cluster.redis()).await?;
+    Ok(stored.into_iter().map(|s| s == 1).collect())
 }
 
 /// Every marker of a channel, as (user, up_to).
