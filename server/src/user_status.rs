@@ -150,6 +150,22 @@ struct UserEntry {
     touched: Option<Instant>,
 }
 
+/// At `bound` entries, drops the least recent tenth (by `recency`) in one pass, so the scan
+/// is paid once per `bound / 10` new entries, not once each.
+fn make_room<V, R: Ord + Copy>(
+    map: &mut HashMap<Arc<str>, V>,
+    bound: usize,
+    recency: impl Fn(&V) -> R,
+) {
+    if map.len() < bound {
+        return;
+    }
+    let mut all: Vec<R> = map.values().map(&recency).collect();
+    let cut = all.len() / 10;
+    let threshold = *all.select_nth_unstable(cut).1;
+    map.retain(|_, v| recency(v) > threshold);
+}
+
 /// A lone node's statuses and departures for one app.
 #[derive(Default)]
 pub struct Statuses {
@@ -162,16 +178,8 @@ impl Statuses {
     fn with_user<T>(&self, user_id: &str, f: impl FnOnce(&mut UserEntry) -> T) -> T {
         let mut users = self.users.lock().expect("statuses lock");
         let now = Instant::now();
-        if !users.contains_key(user_id) && users.len() >= MAX_USERS {
-            users.retain(|_, e| e.touched.is_some_and(|t| now.duration_since(t) < KEEP));
-            // Still full: the least recently touched goes (a scan, only at the bound).
-            if users.len() >= MAX_USERS {
-                let oldest = users
-                    .iter()
-                    .min_by_key(|(_, e)| e.touched)
-                    .map(|(k, _)| k.clone());
-                oldest.map(|k| users.remove(&k));
-            }
+        if !users.contains_key(user_id) {
+            make_room(&mut users, MAX_USERS, |e| e.touched);
         }
         let entry = users.entry(Arc::from(user_id)).or_default();
         entry.touched = Some(now);
@@ -196,16 +204,8 @@ impl Statuses {
     fn record_left(&self, channel: &str, user_id: &str, at: u64) {
         self.with_user(user_id, |e| e.last_seen = Some(at));
         let mut left = self.left.lock().expect("left lock");
-        if !left.contains_key(channel) && left.len() >= MAX_LEFT_CHANNELS {
-            let cutoff = at.saturating_sub(LEFT_KEEP.as_millis() as u64);
-            left.retain(|_, q| q.back().is_some_and(|(_, t)| *t >= cutoff));
-            if left.len() >= MAX_LEFT_CHANNELS {
-                let oldest = left
-                    .iter()
-                    .min_by_key(|(_, q)| q.back().map(|(_, t)| *t))
-                    .map(|(k, _)| k.clone());
-                oldest.map(|k| left.remove(&k));
-            }
+        if !left.contains_key(channel) {
+            make_room(&mut left, MAX_LEFT_CHANNELS, |q| q.back().map(|(_, t)| *t));
         }
         let q = left.entry(Arc::from(channel)).or_default();
         q.retain(|(u, _)| **u != *user_id);
@@ -456,6 +456,18 @@ mod tests {
         }
         let long = format!(r#"{{"message":"{}"}}"#, "é".repeat(MAX_MESSAGE_CHARS + 1));
         assert!(Update::parse(&long).unwrap_err().contains("100"));
+    }
+
+    #[test]
+    fn users_are_bounded() {
+        let s = Statuses::default();
+        for i in 0..=MAX_USERS {
+            s.with_user(&i.to_string(), |e| e.last_seen = Some(i as u64));
+        }
+        let users = s.users.lock().unwrap();
+        assert!(users.len() <= MAX_USERS && users.len() > MAX_USERS * 8 / 10);
+        assert!(users.contains_key(MAX_USERS.to_string().as_str()));
+        assert!(!users.contains_key("0"), "the least recently touched went");
     }
 
     #[test]
