@@ -171,6 +171,9 @@ test('a backend feeds markers through POST /reads and overtone-read events', asy
   const fed = b.next(readsOn(channel));
   await fixture.sdk.trigger(channel, 'overtone-read', { user_id: 'ann', up_to: '20' });
   assert.deepEqual(dataOf(await fed).reads, { ann: '20' });
+  const batched = b.next(readsOn(channel));
+  await fixture.sdk.triggerBatch([{ channel, name: 'overtone-read', data: { user_id: 'ann', up_to: '21' } }]);
+  assert.deepEqual(dataOf(await batched).reads, { ann: '21' });
   await pause(100);
   assert.equal(b.got('overtone-read').length, 0, 'the raw event is not delivered');
   const refused = await fixture.sdk.trigger(channel, 'overtone-read', { up_to: '1' }).catch((e) => e);
