@@ -30,19 +30,24 @@ test('a read on one node reaches the other, coalesced, and is kept in Redis', as
   const reader = await user(b, 'bob');
   await writer.subscribe(channel);
   await reader.subscribe(channel);
-  const started = process.hrtime.bigint();
-  const first = reader.next(readsOn(channel), 2000, 'the read on the other node');
-  writer.send('overtone:read', { channel, up_to: 'e1:1' });
-  assert.deepEqual(dataOf(await first), { reads: { ann: 'e1:1' } });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  console.log(`# cluster: read on node A -> delivered on node B: ${ms.toFixed(1)} ms`);
-  assert.ok(ms < 100, `${ms} ms`);
+  const times = [];
+  for (let i = 1; i <= 5; i++) {
+    const started = process.hrtime.bigint();
+    const seen = reader.next(readsOn(channel), 2000, 'the read on the other node');
+    writer.send('overtone:read', { channel, up_to: `e1:${i}` });
+    assert.deepEqual(dataOf(await seen), { reads: { ann: `e1:${i}` } });
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  const median = times.sort((x, y) => x - y)[2];
+  console.log(`# cluster: read on node A -> delivered on node B: median ${median.toFixed(1)} ms of ${times.map((t) => t.toFixed(1))}`);
+  assert.ok(median < 100, `${times} ms`);
 
-  for (let i = 2; i <= 200; i++) writer.send('overtone:read', { channel, up_to: `e1:${i}` });
+  const before = reader.got('overtone:reads', channel).length;
+  for (let i = 6; i <= 200; i++) writer.send('overtone:read', { channel, up_to: `e1:${i}` });
   await reader.waitFor((m) => readsOn(channel)(m) && dataOf(m).reads.ann === 'e1:200', 3000, 'the newest');
   await pause(150);
-  const frames = reader.got('overtone:reads', channel).length - 1;
-  console.log(`# cluster: 199 reads on node A -> ${frames} frames on node B`);
+  const frames = reader.got('overtone:reads', channel).length - before;
+  console.log(`# cluster: 195 reads on node A -> ${frames} frames on node B`);
   assert.ok(frames <= 8, `${frames} frames`);
 
   // Older: not stored, not announced; the map a new subscriber on either node gets says so.
