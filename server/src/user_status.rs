@@ -230,6 +230,26 @@ impl Statuses {
     }
 }
 
+/// How long, and how many, departures are kept in Redis: as here.
+const RETENTION: crate::cluster::user_status::Retention = crate::cluster::user_status::Retention {
+    left_for: LEFT_KEEP,
+    most_left: MAX_LEFT,
+    last_seen_for: KEEP,
+};
+
+/// Statuses from Redis, in order; one that does not parse counts as never set.
+async fn statuses_in_redis(
+    cluster: &crate::cluster::Cluster,
+    app: &str,
+    users: &[&str],
+) -> redis::RedisResult<Vec<Option<Status>>> {
+    let raw = crate::cluster::user_status::statuses(cluster, app, users).await?;
+    Ok(raw
+        .into_iter()
+        .map(|json| json.and_then(|j| serde_json::from_str(&j).ok()))
+        .collect())
+}
+
 /// `overtone:member_updated` data.
 fn updated_data(user_id: &str, status: &Status) -> String {
     let mut data = serde_json::to_value(status).expect("statuses serialize");
@@ -258,13 +278,14 @@ pub fn set(app: &Arc<App>, user_id: &str, update: Update) {
         use crate::cluster::user_status as redis_side;
         let id = &app.config.id;
         let set = async {
-            let old = redis_side::statuses(&cluster, id, &[&user_id]).await?;
+            let old = statuses_in_redis(&cluster, id, &[&user_id]).await?;
             let old = old.into_iter().flatten().next();
             let new = update.apply(old.as_ref().unwrap_or(&Status::default()), now_ms());
             if old.as_ref() == Some(&new) {
                 return Ok(None);
             }
-            redis_side::set(&cluster, id, &user_id, &new).await?;
+            let json = serde_json::to_string(&new).expect("statuses serialize");
+            redis_side::set(&cluster, id, &user_id, &json, KEEP).await?;
             let channels = redis_side::member_channels(&cluster, id, &user_id).await?;
             Ok::<_, redis::RedisError>(Some((new, channels)))
         };
@@ -298,7 +319,8 @@ pub fn left(app: &Arc<App>, channel: &str, user_id: &str) {
     tokio::spawn(async move {
         let id = &app.config.id;
         if let Err(err) =
-            crate::cluster::user_status::left(&cluster, id, &channel, &user_id, at).await
+            crate::cluster::user_status::left(&cluster, id, &channel, &user_id, at, &RETENTION)
+                .await
         {
             tracing::warn!(%err, "redis: departure not recorded");
         }
@@ -348,8 +370,9 @@ pub fn send_members(app: &Arc<App>, channel: &str, conn: &ConnectionHandle) {
                 .into_keys()
                 .collect();
             let ids: Vec<&str> = members.iter().map(String::as_str).collect();
-            let statuses = redis_side::statuses(&cluster, id, &ids).await?;
-            let left = redis_side::recently_left(&cluster, id, &channel, now_ms()).await?;
+            let statuses = statuses_in_redis(&cluster, id, &ids).await?;
+            let since = now_ms().saturating_sub(LEFT_KEEP.as_millis() as u64);
+            let left = redis_side::recently_left(&cluster, id, &channel, since).await?;
             Ok::<_, redis::RedisError>(members_data(&members, &statuses, &left))
         };
         match read.await {
@@ -381,7 +404,7 @@ pub async fn presence(app: &App, user_id: &str) -> Option<Value> {
             let read = async {
                 let channels = redis_side::member_channels(cluster, id, user_id).await?;
                 let signed_in = redis_side::is_signed_in(cluster, id, user_id).await?;
-                let status = redis_side::statuses(cluster, id, &[user_id])
+                let status = statuses_in_redis(cluster, id, &[user_id])
                     .await?
                     .into_iter()
                     .flatten()

@@ -5,16 +5,15 @@
 //! recently written user past the channel's bound and sets both keys' expiry; channels per
 //! app are bounded by that expiry (a channel nobody writes to goes).
 //!
-//! Its surface is two functions of `&Cluster` and strings, nothing of the nodes' state.
+//! Its surface is two functions of `&Cluster`, strings and the bounds, nothing of the nodes'
+//! state.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::reads::{MAX_READERS, TTL};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Cluster;
 
 /// Stores ARGV[2] for user ARGV[1] if it supersedes the stored marker (the rule of
-/// `reads::supersedes`); ARGV[3]: now (ms), ARGV[4]: most users, ARGV[5]: expiry (ms).
+/// `crate::reads::supersedes`); ARGV[3]: now (ms), ARGV[4]: most users, ARGV[5]: expiry (ms).
 /// Returns 1 if stored, 0 if not.
 const SET: &str = r#"
 local function digits(s) return string.match(s, '^%d+$') ~= nil end
@@ -59,12 +58,15 @@ fn now_ms() -> u64 {
 }
 
 /// Stores each (user, up_to) of one channel if it supersedes the user's marker, in one
-/// round trip; returns, in order, whether each was stored.
+/// round trip, keeping at most `max_readers` users for `ttl` after the last write; returns,
+/// in order, whether each was stored.
 pub async fn set(
     cluster: &Cluster,
     app: &str,
     channel: &str,
     reads: &[(&str, &str)],
+    max_readers: usize,
+    ttl: Duration,
 ) -> redis::RedisResult<Vec<bool>> {
     let (markers, order) = keys(cluster, app, channel);
     let now = now_ms();
@@ -78,8 +80,8 @@ pub async fn set(
             .arg(*user_id)
             .arg(*up_to)
             .arg(now)
-            .arg(MAX_READERS)
-            .arg(TTL.as_millis() as u64);
+            .arg(max_readers)
+            .arg(ttl.as_millis() as u64);
     }
     let stored: Vec<i64> = pipe.query_async(&mut cluster.redis()).await?;
     Ok(stored.into_iter().map(|s| s == 1).collect())
