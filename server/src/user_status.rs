@@ -145,9 +145,19 @@ type Departures = VecDeque<(Arc<str>, u64)>;
 
 #[derive(Default)]
 struct UserEntry {
-    status: Option<Status>,
+    /// The status and when it was set.
+    status: Option<(Status, Instant)>,
     last_seen: Option<u64>,
+    /// Last set or departed: the least recently touched go first at the bound.
     touched: Option<Instant>,
+}
+
+impl UserEntry {
+    /// The status at `now`, unless it was set longer than [`KEEP`] before.
+    fn current(&self, now: Instant) -> Option<&Status> {
+        let (status, at) = self.status.as_ref()?;
+        (now.saturating_duration_since(*at) < KEEP).then_some(status)
+    }
 }
 
 /// At `bound` entries, drops the least recent tenth (by `recency`) in one pass, so the scan
@@ -186,11 +196,20 @@ impl Statuses {
         f(entry)
     }
 
+    /// Applies `update` to the user's status; the new status if it changed.
+    fn set(&self, user_id: &str, update: &Update) -> Option<Status> {
+        self.with_user(user_id, |e| {
+            let now = Instant::now();
+            let old = e.current(now).cloned();
+            let new = update.apply(old.as_ref().unwrap_or(&Status::default()), now_ms());
+            e.status = Some((new.clone(), now));
+            (old.as_ref() != Some(&new)).then_some(new)
+        })
+    }
+
     fn status(&self, user_id: &str) -> Option<Status> {
         let users = self.users.lock().expect("statuses lock");
-        let e = users.get(user_id)?;
-        e.touched.filter(|t| t.elapsed() < KEEP)?;
-        e.status.clone()
+        users.get(user_id)?.current(Instant::now()).cloned()
     }
 
     fn last_seen(&self, user_id: &str) -> Option<u64> {
@@ -261,13 +280,7 @@ fn updated_data(user_id: &str, status: &Status) -> String {
 /// member of, on every node.
 pub fn set(app: &Arc<App>, user_id: &str, update: Update) {
     let Some(cluster) = app.cluster().cloned() else {
-        let changed = app.statuses.with_user(user_id, |e| {
-            let old = e.status.clone().unwrap_or_default();
-            let new = update.apply(&old, now_ms());
-            let changed = e.status.as_ref() != Some(&new);
-            e.status = Some(new.clone());
-            changed.then_some(new)
-        });
+        let changed = app.statuses.set(user_id, &update);
         if let Some(new) = changed {
             announce(app, user_id, &new, app.channels.member_channels(user_id));
         }
@@ -479,6 +492,21 @@ mod tests {
         }
         let long = format!(r#"{{"message":"{}"}}"#, "é".repeat(MAX_MESSAGE_CHARS + 1));
         assert!(Update::parse(&long).unwrap_err().contains("100"));
+    }
+
+    #[test]
+    fn a_status_is_kept_for_its_time_after_it_was_set() {
+        let s = Statuses::default();
+        s.set("ann", &Update::parse(r#"{"status":"busy"}"#).unwrap());
+        s.record_left("presence-a", "ann", 5);
+        let users = s.users.lock().unwrap();
+        let ann = &users["ann"];
+        let set_at = ann.status.as_ref().unwrap().1;
+        assert_eq!(ann.current(set_at + KEEP / 2).unwrap().status, "busy");
+        assert!(
+            ann.current(set_at + KEEP).is_none(),
+            "a departure does not extend it"
+        );
     }
 
     #[test]
