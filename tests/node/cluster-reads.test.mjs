@@ -123,3 +123,20 @@ test('a status set on one node reaches members on the other; the snapshot and th
   assert.equal(gone.online, false);
   assert.ok(gone.last_seen_at > 0);
 });
+
+test('Redis keeps at most 1,000 readers per channel, dropping the least recently written', async () => {
+  const [a, b] = nodes;
+  const channel = 'private-crowd.1';
+  const sdk = await serverSdk(a);
+  for (let batch = 0; batch < 11; batch++) {
+    const reads = Array.from({ length: 100 }, (_, i) => ({ channel, user_id: `u${batch * 100 + i}`, up_to: '1' }));
+    assert.equal((await sdk.post({ path: '/reads', body: { reads } })).status, 200);
+    await pause(30); // one window each, so the first batch is the least recently written
+  }
+  await pause(100); // the last window stored
+  const fresh = await user(b, 'zed');
+  await fresh.subscribe(channel);
+  const map = dataOf(await fresh.waitFor(readsOn(channel), 2000, 'the map')).reads;
+  assert.equal(Object.keys(map).length, 1000);
+  assert.ok(!('u0' in map) && 'u1099' in map);
+});
