@@ -1,6 +1,6 @@
 // Read receipts and member status across two nodes on one real redis-server: the reader on
 // one node, the writer on the other; markers kept in Redis (the map on subscribe, the
-// monotonic rule, the backend feed through either node); a status reaching a presence
+// monotonic rule, the per-channel bound, the backend feed through either node); a status reaching a presence
 // channel's members on the other node; the presence endpoint answered alike by both nodes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
