@@ -35,6 +35,7 @@ pub mod state;
 pub mod tls;
 pub mod users;
 pub mod webhooks;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::time::Duration;
