@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
@@ -72,7 +72,7 @@ async fn upgrade(
 ) -> Response {
     let (response, upgrading) = match wire::accept(&mut request) {
         Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let origin = request
         .headers()
@@ -1047,7 +1047,7 @@ mod tests {
             let (server, mut client) = connected(4096).await;
             // The client reads nothing: the socket fills and a frame goes in part or not at all.
             let mut sent = 0;
-            while server.queued.len() == 0 {
+            while server.queued.is_empty() {
                 assert!(sent < 2_000, "the socket never filled");
                 assert!(server.handle.send(numbered(sent)));
                 sent += 1;

@@ -81,8 +81,8 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 /// Checks a WebSocket handshake (RFC 6455: GET, `Connection: upgrade`, `Upgrade: websocket`,
 /// version 13, a key) and returns the 101 answer and the upgrade to await, or the refusal
 /// axum's `WebSocketUpgrade` gave (405, 400, 426).
-pub fn accept(request: &mut Request) -> Result<(Response, OnUpgrade), Response> {
-    let refuse = |status: StatusCode, why: &'static str| (status, why).into_response();
+pub fn accept(request: &mut Request) -> Result<(Response, OnUpgrade), Refusal> {
+    let refuse = |status: StatusCode, why: &'static str| Refusal(status, why);
     if request.method() != Method::GET {
         return Err(refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -129,6 +129,16 @@ pub fn accept(request: &mut Request) -> Result<(Response, OnUpgrade), Response> 
         .body(Body::empty())
         .expect("a valid 101 response");
     Ok((response, upgrade))
+}
+
+/// A handshake request that cannot be upgraded: the status and why.
+#[derive(Debug)]
+pub struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
 }
 
 /// Whether a comma-separated header holds `token` (case-insensitive).
