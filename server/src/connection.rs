@@ -1,11 +1,13 @@
 //! One WebSocket connection at `/app/{key}`: the handshake checks (app key, enabled, origin,
 //! connection quota), the read loop that interprets client frames (subscribe, unsubscribe,
-//! sign-in, client events, pings), the writer that drains the connection's bounded queue,
-//! keepalive, and the close codes pusher-js acts on.
+//! sign-in, client events, pings), the writer task that writes what the connection's
+//! [`Wire`] could not write at once (its bounded queue), keepalive, and the close codes
+//! pusher-js acts on.
 //!
-//! Backpressure: the queue is shared by what is published to the connection and the replies
-//! to its own requests. Published frames never wait: a queue that fills is a slow reader
-//! (4100). Replies wait instead: the read loop reads the next client frame only while
+//! Backpressure: frames are written straight to the socket while nothing waits; the queue
+//! behind it is shared by what is published to the connection and the replies to its own
+//! requests. Published frames never wait: a queue that fills is a slow reader (4100).
+//! Replies wait instead: the read loop reads the next client frame only while
 //! [`REPLY_ROOM`] of the queue is free, so a burst of requests (pusher-js subscribes to every
 //! channel at once on each reconnect) is read as fast as the client takes the replies.
 

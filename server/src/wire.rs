@@ -466,3 +466,59 @@ impl Write for Polled<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use axum::Router;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::listener::{self, Deadlines};
+
+    #[test]
+    fn headers_take_the_shortest_length_form() {
+        let used = |len| header(TEXT, len).1;
+        assert_eq!([used(0), used(125), used(126), used(65_535)], [2, 2, 4, 4]);
+        assert_eq!(used(65_536), 10);
+        assert_eq!(&header(TEXT, 300).0[..4], &[0x81, 126, 1, 44]);
+        let mut close = Vec::new();
+        encode_close(&mut close, 4100, "slow");
+        assert_eq!(close, [0x88, 6, 16, 4, b's', b'l', b'o', b'w']);
+    }
+
+    /// Without the downcast, every connection would still work, through the writer task
+    /// alone: only this shows the direct path is taken behind the real listener.
+    #[tokio::test]
+    async fn the_listeners_plain_tcp_comes_back_as_its_socket() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let router = Router::new().route(
+            "/ws",
+            get(move |mut request: Request| async move {
+                let (response, upgrading) = accept(&mut request).unwrap();
+                tokio::spawn(async move {
+                    let socket = Socket::new(upgrading.await.unwrap());
+                    tx.send(matches!(socket, Socket::Tcp(..))).unwrap();
+                });
+                response
+            }),
+        );
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let deadlines = Deadlines::default();
+        tokio::spawn(listener::serve(
+            tcp,
+            router,
+            deadlines,
+            None,
+            shutdown.clone(),
+        ));
+        let (_client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await, Some(true));
+        shutdown.cancel();
+    }
+}
