@@ -10,6 +10,8 @@
 # Server commands are templates where {port} is replaced by a free port; override with
 #   BENCH_A="cmd ..." / BENCH_B="cmd ..." (B defaults to Sockudo from .tools/bin, see
 #   BENCHMARKS.md). Both must serve app id bench-app, key bench-key, secret bench-secret.
+# BENCH_C="cmd ..." adds a third server to every round (A B C A B C ...; e.g. a build of the
+#   base branch: before and after against the peer in one run), shown with its ratio C/B.
 # Raw JSON lines of every run are kept in target/bench-ab/.
 set -euo pipefail
 
@@ -19,7 +21,7 @@ BENCH="$ROOT/target/release/overtone-bench"
 RUNS=3
 if [ "${1:-}" = "-r" ]; then RUNS="$2"; shift 2; fi
 if [ $# -lt 1 ]; then
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,15p' "$0" >&2
   exit 2
 fi
 SCENARIO="$1"; shift
@@ -82,12 +84,13 @@ run() {
 for _ in $(seq "$RUNS"); do
   run A "$BENCH_A" "$@"
   run B "$BENCH_B" "$@"
+  [ -z "${BENCH_C:-}" ] || run C "$BENCH_C" "$@"
 done
 
 python3 - "$RESULTS" <<'EOF'
 import json, statistics, sys
 
-runs = {"A": [], "B": []}
+runs = {"A": [], "B": [], "C": []}
 for line in open(sys.argv[1]):
     side, summary = line.rstrip("\n").split("\t", 1)
     runs[side].append(json.loads(summary))
@@ -103,14 +106,23 @@ figures = {}
 for side, summaries in runs.items():
     for summary in summaries:
         for name, value in leaves(summary):
-            figures.setdefault(name, {"A": [], "B": []})[side].append(value)
+            figures.setdefault(name, {"A": [], "B": [], "C": []})[side].append(value)
 
-print(f"{'figure':40} {'A median':>14} {'B median':>14} {'A/B':>8}   (A runs | B runs)")
+three = bool(runs["C"])
+shown = ["A", "B", "C"] if three else ["A", "B"]
+head = f"{'figure':40} {'A median':>14} {'B median':>14} {'A/B':>8}"
+if three:
+    head += f" {'C median':>14} {'C/B':>8}"
+print(head + "   (" + " | ".join(f"{s} runs" for s in shown) + ")")
+median = lambda xs: statistics.median(xs) if xs else None
+show = lambda x: f"{x:14.3f}" if x is not None else f"{'-':>14}"
+ratio = lambda x, b: f"{x / b:8.3f}" if x is not None and b else f"{'-':>8}"
 for name, sides in figures.items():
-    a = statistics.median(sides["A"]) if sides["A"] else None
-    b = statistics.median(sides["B"]) if sides["B"] else None
-    ratio = f"{a / b:8.3f}" if a is not None and b else f"{'-':>8}"
-    show = lambda x: f"{x:14.3f}" if x is not None else f"{'-':>14}"
-    print(f"{name:40} {show(a)} {show(b)} {ratio}   ({' '.join(map(str, sides['A']))} | {' '.join(map(str, sides['B']))})")
+    a, b, c = (median(sides[s]) for s in "ABC")
+    line = f"{name:40} {show(a)} {show(b)} {ratio(a, b)}"
+    if three:
+        line += f" {show(c)} {ratio(c, b)}"
+    raw = " | ".join(" ".join(map(str, sides[s])) for s in shown)
+    print(f"{line}   ({raw})")
 EOF
 echo "raw results: $RESULTS" >&2

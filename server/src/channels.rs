@@ -29,6 +29,7 @@ use crate::frame;
 use crate::history::{self, Limits, Replay, Ring};
 use crate::presence::{Member, Members};
 use crate::state::SocketId;
+use crate::wire::Wire;
 
 /// How long a cache channel remembers its last event (Pusher's figure).
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -39,6 +40,9 @@ pub struct ConnectionHandle {
     pub socket_id: SocketId,
     outbox: mpsc::Sender<Utf8Bytes>,
     closer: Arc<Closer>,
+    /// The socket, written directly while nothing waits in `outbox` (None: queued only, as in
+    /// tests without a socket).
+    wire: Option<Arc<Wire>>,
 }
 
 /// Asks a connection to close with a code; the connection's reader and writer watch it.
@@ -97,11 +101,35 @@ impl ConnectionHandle {
             socket_id,
             outbox,
             closer,
+            wire: None,
         }
     }
 
-    /// Queues a frame without waiting; a full queue closes the connection with 4100.
+    /// The handle of a connection whose frames go through `wire` ([`Wire::send`]).
+    pub fn with_wire(self, wire: Arc<Wire>) -> Self {
+        ConnectionHandle {
+            wire: Some(wire),
+            ..self
+        }
+    }
+
+    /// Sends a frame without waiting: written to the socket now if nothing is queued, else
+    /// queued; a full queue closes the connection with 4100.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
+        self.send_shared(&frame)
+    }
+
+    /// [`ConnectionHandle::send`] of a frame shared with other connections (fanout): its bytes
+    /// are only cloned (a reference count) when they have to wait in the queue.
+    pub fn send_shared(&self, frame: &Utf8Bytes) -> bool {
+        match &self.wire {
+            Some(wire) => wire.send(frame, |frame| self.queue(frame)),
+            None => self.queue(frame.clone()),
+        }
+    }
+
+    /// Queues a frame for the writer; a full queue closes the connection with 4100.
+    fn queue(&self, frame: Utf8Bytes) -> bool {
         match self.outbox.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -189,7 +217,7 @@ impl Channel {
                         }
                         sub.floor = None;
                     }
-                    sub.conn.send(frame.clone())
+                    sub.conn.send_shared(frame)
                 }
                 Some(held) if held.buffer.len() >= MAX_HELD => {
                     sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);

@@ -1,11 +1,13 @@
 //! One WebSocket connection at `/app/{key}`: the handshake checks (app key, enabled, origin,
 //! connection quota), the read loop that interprets client frames (subscribe, unsubscribe,
-//! sign-in, client events, pings), the writer that drains the connection's bounded queue,
-//! keepalive, and the close codes pusher-js acts on.
+//! sign-in, client events, pings), the writer task that writes what the connection's
+//! [`Wire`] could not write at once (its bounded queue), keepalive, and the close codes
+//! pusher-js acts on.
 //!
-//! Backpressure: the queue is shared by what is published to the connection and the replies
-//! to its own requests. Published frames never wait: a queue that fills is a slow reader
-//! (4100). Replies wait instead: the read loop reads the next client frame only while
+//! Backpressure: frames are written straight to the socket while nothing waits; the queue
+//! behind it is shared by what is published to the connection and the replies to its own
+//! requests. Published frames never wait: a queue that fills is a slow reader (4100).
+//! Replies wait instead: the read loop reads the next client frame only while
 //! [`REPLY_ROOM`] of the queue is free, so a burst of requests (pusher-js subscribes to every
 //! channel at once on each reconnect) is read as fast as the client takes the replies.
 
@@ -14,18 +16,17 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap};
-use axum::response::Response;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use overtone_protocol::channel::{validate_name, ChannelKind, ChannelType, SERVER_TO_USER_PREFIX};
 use overtone_protocol::{codes, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
+use tungstenite::protocol::{Message, WebSocketConfig};
 
 use crate::auth;
 use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
@@ -39,6 +40,7 @@ use crate::state::{Admission, App, Shared};
 use crate::user_status;
 use crate::users::MAX_WATCHLIST;
 use crate::webhooks;
+use crate::wire::{self, Reader, Sink, Socket, Wire};
 
 /// Frames queued for one connection before it counts as a slow reader (closed with 4100).
 const OUTBOX_CAPACITY: usize = 2048;
@@ -67,55 +69,61 @@ pub fn routes() -> Router<Shared> {
 }
 
 async fn upgrade(
-    ws: WebSocketUpgrade,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
     State(shared): State<Shared>,
+    mut request: Request,
 ) -> Response {
-    let origin = headers
+    let (response, upgrading) = match wire::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let origin = request
+        .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
         .map(String::from);
     let protocol_supported = supports_protocol(query.as_deref());
-    ws.max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
-            // pusher-js learns why only from a close code, so every refusal happens after the
-            // upgrade.
-            if !protocol_supported {
-                return refuse(
+    tokio::spawn(async move {
+        let socket = match upgrading.await {
+            Ok(upgraded) => Socket::new(upgraded),
+            Err(err) => return tracing::debug!(%err, "upgrade failed"),
+        };
+        // pusher-js learns why only from a close code, so every refusal happens after the
+        // upgrade.
+        if !protocol_supported {
+            return refuse(
+                socket,
+                codes::UNSUPPORTED_PROTOCOL,
+                "Unsupported protocol version",
+            )
+            .await;
+        }
+        let Some(app) = shared.app_by_key(&key).cloned() else {
+            return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
+        };
+        if !app.config.enabled {
+            return refuse(socket, codes::APP_DISABLED, "App is disabled").await;
+        }
+        if origin
+            .as_deref()
+            .is_some_and(|o| !app.config.allows_origin(o))
+        {
+            return refuse(socket, codes::UNAUTHORIZED, "Origin not allowed").await;
+        }
+        match app.admit() {
+            Some(admission) => Connection::run(shared, app, admission, socket).await,
+            None => {
+                refuse(
                     socket,
-                    codes::UNSUPPORTED_PROTOCOL,
-                    "Unsupported protocol version",
+                    codes::OVER_CONNECTION_QUOTA,
+                    "Over the app's connection quota",
                 )
-                .await;
+                .await
             }
-            let Some(app) = shared.app_by_key(&key).cloned() else {
-                return refuse(socket, codes::APP_NOT_FOUND, "App key not found").await;
-            };
-            if !app.config.enabled {
-                return refuse(socket, codes::APP_DISABLED, "App is disabled").await;
-            }
-            if origin
-                .as_deref()
-                .is_some_and(|o| !app.config.allows_origin(o))
-            {
-                return refuse(socket, codes::UNAUTHORIZED, "Origin not allowed").await;
-            }
-            match app.admit() {
-                Some(admission) => Connection::run(shared, app, admission, socket).await,
-                None => {
-                    refuse(
-                        socket,
-                        codes::OVER_CONNECTION_QUOTA,
-                        "Over the app's connection quota",
-                    )
-                    .await
-                }
-            }
-        })
+        }
+    });
+    response
 }
 
 /// Whether the `?protocol=` the client asked for is one this server speaks (5 to 7; clients
@@ -130,17 +138,24 @@ fn supports_protocol(query: Option<&str>) -> bool {
 }
 
 /// Sends the error frame pusher-js expects, then closes with the same code.
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn refuse(socket: Socket, code: u16, reason: &'static str) {
     tracing::debug!(code, reason, "connection refused");
-    let _ = socket
-        .send(Message::Text(frame::error(Some(code), reason)))
-        .await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+    let mut bytes = Vec::new();
+    wire::encode(
+        &mut bytes,
+        wire::TEXT,
+        frame::error(Some(code), reason).as_bytes(),
+    );
+    wire::encode_close(&mut bytes, code, reason);
+    socket.write_and_drop(&bytes).await;
+}
+
+/// How client frames are read: a 4 KiB read buffer and the frame size limit.
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
 /// A user signed in with `pusher:signin`.
@@ -195,11 +210,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(shared: Shared, app: Arc<App>, admission: Admission, socket: WebSocket) {
+    async fn run(shared: Shared, app: Arc<App>, admission: Admission, socket: Socket) {
         let socket_id = shared.next_socket_id();
         let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
         let closer = Arc::new(Closer::default());
-        let handle = ConnectionHandle::new(socket_id.clone(), outbox, closer.clone());
+        let (mut stream, sink, wire) = socket.split(websocket_config(), shared.clone());
+        let handle = ConnectionHandle::new(socket_id.clone(), outbox, closer.clone())
+            .with_wire(wire.clone());
         let activity_timeout = shared.config().activity_timeout;
         handle.send(frame::connection_established(
             socket_id.as_str(),
@@ -207,10 +224,10 @@ impl Connection {
         ));
         tracing::debug!(socket_id = socket_id.as_str(), app = %app.config.id, "connected");
 
-        let (sink, mut stream) = socket.split();
         let drained = Arc::new(Notify::new());
         let mut writer = tokio::spawn(write_loop(
             sink,
+            wire,
             queued,
             closer.clone(),
             drained.clone(),
@@ -264,7 +281,7 @@ impl Connection {
     /// Reads only while the queue has [`REPLY_ROOM`]; else waits for the writer (`drained`).
     async fn read_loop(
         &mut self,
-        stream: &mut SplitStream<WebSocket>,
+        stream: &mut Reader,
         closer: &Closer,
         drained: &Notify,
         activity_timeout: Duration,
@@ -303,8 +320,8 @@ impl Connection {
                         }
                         Message::Binary(_) => self.invalid(None, "Binary frames are not part of the protocol"),
                         Message::Close(_) => break false,
-                        // tungstenite answers control pings itself.
-                        Message::Ping(_) | Message::Pong(_) => {}
+                        // tungstenite answers control pings itself (through the wire).
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 _ = &mut timer => {
@@ -851,11 +868,13 @@ pub(crate) fn release_of(
 }
 
 /// The close code that tells the client why reading its frames failed.
-fn close_code_for(err: axum::Error) -> u16 {
+fn close_code_for(err: tungstenite::Error) -> u16 {
     use tungstenite::error::Error;
-    match err.into_inner().downcast_ref::<Error>() {
-        Some(Error::Capacity(_)) => MESSAGE_TOO_BIG,
-        Some(Error::Protocol(_) | Error::Utf8(_)) => PROTOCOL_ERROR,
+    match err {
+        Error::Capacity(_) => MESSAGE_TOO_BIG,
+        Error::Protocol(_) | Error::Utf8(_) => PROTOCOL_ERROR,
+        // Pongs piling up for a client that does not read them.
+        Error::WriteBufferFull(_) => codes::OVER_CAPACITY,
         _ => 1000,
     }
 }
@@ -869,10 +888,20 @@ fn parse_data<T: serde::de::DeserializeOwned>(frame: &ClientFrame<'_>) -> Option
     })
 }
 
-/// Drains the connection's queue into the socket until a close is asked for, then sends it.
-/// Tells the read loop after each burst written (`drained`), in case it waits for room.
+/// What the writer task wakes up for.
+enum Next {
+    /// The socket is its to write: a queued frame, or pending bytes ([`Wire::next_burst`]).
+    Write(Option<Utf8Bytes>),
+    Close(u16),
+}
+
+/// Writes what the [`Wire`] leaves to it (frames queued behind a socket that did not take
+/// them at once, the rest of a half-written frame, pongs) until a close is asked for, then
+/// sends the close. Tells the read loop after each burst written (`drained`), in case it waits
+/// for room.
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: Sink,
+    wire: Arc<Wire>,
     mut queued: mpsc::Receiver<Utf8Bytes>,
     closer: Arc<Closer>,
     drained: Arc<Notify>,
@@ -880,76 +909,61 @@ async fn write_loop(
 ) {
     let code = loop {
         // A close asked for goes ahead of queued frames (a slow reader's 4100 must not wait
-        // behind its 1,024 queued frames). One atomic load per wakeup: this runs once per
-        // frame delivered.
+        // behind its 2,048 queued frames). One atomic load per wakeup.
         let next = std::future::poll_fn(|cx| {
             if let Some(code) = closer.code() {
-                return Poll::Ready(Err(code));
+                return Poll::Ready(Next::Close(code));
             }
             match queued.poll_recv(cx) {
-                Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+                Poll::Ready(Some(frame)) => Poll::Ready(Next::Write(Some(frame))),
+                Poll::Ready(None) => Poll::Ready(Next::Close(1000)),
+                Poll::Pending if wire.poll_pending(cx) => Poll::Ready(Next::Write(None)),
                 Poll::Pending => match closer.poll_code(cx) {
-                    Some(code) => Poll::Ready(Err(code)),
+                    Some(code) => Poll::Ready(Next::Close(code)),
                     None => Poll::Pending,
                 },
             }
         })
         .await;
-        match next {
-            Err(code) => break code,
-            Ok(Some(frame)) => {
-                if write_burst(&mut sink, &mut queued, frame, &shared)
-                    .await
-                    .is_err()
-                {
-                    // The socket is gone: stop the read loop too, even one waiting for room.
-                    closer.close(1000);
-                    return;
-                }
-                drained.notify_one();
+        let mut first = match next {
+            Next::Close(code) => break code,
+            Next::Write(first) => first,
+        };
+        // The socket is the writer's until it finds nothing left; the buffer is dropped then,
+        // so a connection that once fell behind does not keep a burst's worth of memory.
+        let mut burst = Vec::new();
+        while closer.code().is_none() {
+            let (frames, bytes) =
+                wire.next_burst(first.take(), &mut queued, WRITE_BURST, &mut burst);
+            if burst.is_empty() {
+                break;
             }
-            Ok(None) => break 1000,
+            if sink.write_all(&wire, &burst).await.is_err() {
+                // The socket is gone: stop the read loop too, even one waiting for room.
+                closer.close(1000);
+                return;
+            }
+            burst.clear();
+            // Counted once per burst: the counters are shared by every worker thread.
+            shared.metrics().sent(frames, bytes);
+            drained.notify_one();
         }
     };
+    // Whatever a direct write left half done goes first, so the close lands on a frame boundary.
+    let mut last = wire.closing();
     let reason = close_reason(code);
     if code == codes::GENERIC_RECONNECT {
         // Shutdown: as the hosted service does, say so in a frame too, for clients (Pysher)
         // that act on `pusher:error` and not on close codes.
         shared.metrics().error(Some(code));
-        let _ = sink
-            .feed(Message::Text(frame::error(Some(code), reason)))
-            .await;
+        wire::encode(
+            &mut last,
+            wire::TEXT,
+            frame::error(Some(code), reason).as_bytes(),
+        );
     }
-    let reason = Utf8Bytes::from_static(reason);
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame { code, reason })))
-        .await;
-}
-
-/// Writes `first` and whatever else is already queued (up to [`WRITE_BURST`] frames), then
-/// flushes once: a burst of events costs one write to the socket, not one per event.
-async fn write_burst(
-    sink: &mut SplitSink<WebSocket, Message>,
-    queued: &mut mpsc::Receiver<Utf8Bytes>,
-    first: Utf8Bytes,
-    shared: &Shared,
-) -> Result<(), axum::Error> {
-    let mut frames = 1;
-    let mut bytes = first.len();
-    sink.feed(Message::Text(first)).await?;
-    while frames < WRITE_BURST {
-        match queued.try_recv() {
-            Ok(frame) => {
-                frames += 1;
-                bytes += frame.len();
-                sink.feed(Message::Text(frame)).await?
-            }
-            Err(_) => break,
-        }
-    }
-    // Counted once per burst: the counters are shared by every worker thread.
-    shared.metrics().sent(frames, bytes);
-    sink.flush().await
+    wire::encode_close(&mut last, code, reason);
+    let _ = sink.write_all(&wire, &last).await;
 }
 
 /// What pusher-js reports as the message of a close it did not ask for.
@@ -994,5 +1008,262 @@ mod tests {
         assert!(!supports_protocol(Some("protocol=4")));
         assert!(!supports_protocol(Some("protocol=8")));
         assert!(!supports_protocol(Some("protocol=seven")));
+    }
+
+    /// The direct path and its fallback over a real loopback socket, with the kernel's
+    /// buffers made small so writes come back partial.
+    mod wire {
+        use std::os::fd::AsRawFd;
+
+        use futures_util::{SinkExt, StreamExt};
+        use tokio::net::{TcpListener, TcpSocket, TcpStream};
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        use tokio_tungstenite::tungstenite::Message as Client;
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_util::sync::CancellationToken;
+
+        use super::*;
+        use crate::config::{AppConfig, Config};
+
+        struct Server {
+            handle: ConnectionHandle,
+            queued: mpsc::Receiver<Utf8Bytes>,
+            closer: Arc<Closer>,
+            reader: Reader,
+            sink: Sink,
+            wire: Arc<Wire>,
+            shared: Shared,
+        }
+
+        impl Server {
+            /// Starts the writer task (tests that look at the queue first start it late).
+            fn spawn_writer(self) -> (ConnectionHandle, Arc<Closer>, Reader) {
+                let drained = Arc::new(Notify::new());
+                let (closer, shared) = (self.closer.clone(), self.shared);
+                tokio::spawn(write_loop(
+                    self.sink,
+                    self.wire,
+                    self.queued,
+                    closer,
+                    drained,
+                    shared,
+                ));
+                (self.handle, self.closer, self.reader)
+            }
+        }
+
+        fn buffer(tcp: &TcpStream, option: libc::c_int) {
+            let size: libc::c_int = 4096;
+            // SAFETY: a valid socket and a c_int option value of its size.
+            let set = unsafe {
+                libc::setsockopt(
+                    tcp.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(set, 0);
+        }
+
+        /// A server connection (no writer task yet) with a queue of `capacity` frames, and
+        /// its client.
+        async fn connected(capacity: usize) -> (Server, WebSocketStream<TcpStream>) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpSocket::new_v4().unwrap();
+            client.set_recv_buffer_size(4096).unwrap();
+            let (client, accepted) = tokio::join!(
+                client.connect(listener.local_addr().unwrap()),
+                listener.accept()
+            );
+            let (tcp, _) = accepted.unwrap();
+            buffer(&tcp, libc::SO_SNDBUF);
+            let shared = Shared::new(
+                Config::for_tests(AppConfig::new("a", "k", "s")),
+                CancellationToken::new(),
+            );
+            let (reader, sink, wire) =
+                Socket::Tcp(tcp, Vec::new()).split(websocket_config(), shared.clone());
+            let (outbox, queued) = mpsc::channel(capacity);
+            let closer = Arc::new(Closer::default());
+            let handle =
+                ConnectionHandle::new("1.1".into(), outbox, closer.clone()).with_wire(wire.clone());
+            let client =
+                WebSocketStream::from_raw_socket(client.unwrap(), Role::Client, None).await;
+            let server = Server {
+                handle,
+                queued,
+                closer,
+                reader,
+                sink,
+                wire,
+                shared,
+            };
+            (server, client)
+        }
+
+        /// Frame `n`: its number, padded to sizes that take every header form (7-bit,
+        /// 16-bit, 64-bit lengths).
+        fn numbered(n: usize) -> Utf8Bytes {
+            let len = [10, 200, 3_000, 70_000][n % 4];
+            let mut frame = n.to_string();
+            frame.push_str(&" ".repeat(len - frame.len()));
+            frame.into()
+        }
+
+        async fn next(client: &mut WebSocketStream<TcpStream>) -> Client {
+            tokio::time::timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("a frame in time")
+                .expect("not the end")
+                .expect("a whole, valid frame")
+        }
+
+        fn number_of(message: &Client) -> usize {
+            match message {
+                Client::Text(text) => text.trim_end().parse().expect("a numbered frame"),
+                other => panic!("expected a numbered frame, got {other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_frame_goes_straight_to_the_socket_without_the_writer() {
+            let (server, mut client) = connected(8).await;
+            assert!(server.handle.send(numbered(1)));
+            assert!(server.handle.send(numbered(2)));
+            assert_eq!(server.queued.len(), 0, "nothing queued");
+            // No writer task runs: only a direct write can have put these on the socket.
+            assert_eq!(number_of(&next(&mut client).await), 1);
+            assert_eq!(number_of(&next(&mut client).await), 2);
+        }
+
+        #[tokio::test]
+        async fn a_partial_write_leaves_the_rest_and_what_follows_to_the_writer_in_order() {
+            let (server, mut client) = connected(4096).await;
+            // The client reads nothing: the socket fills and a frame goes in part or not at all.
+            let mut sent = 0;
+            while server.queued.is_empty() {
+                assert!(sent < 2_000, "the socket never filled");
+                assert!(server.handle.send(numbered(sent)));
+                sent += 1;
+            }
+            // From then on nothing is written directly, even once the client reads again.
+            let queued_before = server.queued.len();
+            let mut reader = tokio::spawn(async move {
+                let mut seen = 0;
+                while seen < sent + 100 {
+                    assert_eq!(number_of(&next(&mut client).await), seen, "in order");
+                    seen += 1;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for n in sent..sent + 100 {
+                assert!(server.handle.send(numbered(n)));
+            }
+            assert_eq!(server.queued.len(), queued_before + 100, "all queued");
+            server.spawn_writer();
+            tokio::time::timeout(Duration::from_secs(20), &mut reader)
+                .await
+                .expect("everything arrives")
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_reader_over_the_limit_gets_whole_frames_in_order_then_4100() {
+            let (server, mut client) = connected(8).await;
+            let mut sent = 0;
+            while server.handle.send(numbered(sent)) {
+                sent += 1;
+                assert!(sent < 2_000, "the queue never filled");
+            }
+            assert_eq!(server.closer.code(), Some(codes::OVER_CAPACITY));
+            server.spawn_writer();
+            let mut seen = 0;
+            loop {
+                match next(&mut client).await {
+                    Client::Close(Some(close)) => {
+                        assert_eq!(u16::from(close.code), codes::OVER_CAPACITY);
+                        break;
+                    }
+                    text => assert_eq!(number_of(&text), seen, "whole frames, in order"),
+                }
+                seen += 1;
+            }
+            // The queued frames were dropped for the close; what was on the wire came whole.
+            assert!(seen > 0 && seen < sent, "{seen} of {sent}");
+        }
+
+        #[tokio::test]
+        async fn a_pong_waits_for_the_rest_of_a_half_written_frame() {
+            let (server, mut client) = connected(8).await;
+            // 70,000 bytes: more than the socket takes at once.
+            assert!(server.handle.send(numbered(3)));
+            assert_eq!(server.queued.len(), 0, "partly written, the rest pending");
+            // The client takes what arrived (not a whole frame yet), which makes room.
+            let early = tokio::time::timeout(Duration::from_millis(200), client.next()).await;
+            assert!(early.is_err(), "the frame is not whole without the writer");
+            let mut pong = Vec::new();
+            crate::wire::encode(&mut pong, 0xA, b"pong");
+            assert!(server.wire.control(&pong));
+            server.spawn_writer();
+            assert_eq!(number_of(&next(&mut client).await), 3);
+            assert_eq!(
+                next(&mut client).await,
+                Client::Pong(b"pong".to_vec().into())
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn pongs_land_between_frames_of_a_burst_racing_the_writer() {
+            const FRAMES: usize = 3_000;
+            const PINGS: u32 = 300;
+            let (server, client) = connected(FRAMES).await;
+            let (handle, _closer, mut reader) = server.spawn_writer();
+            tokio::spawn(async move { while let Some(Ok(_)) = reader.next().await {} });
+            let (mut client_tx, mut client_rx) = client.split();
+            let pinging = tokio::spawn(async move {
+                for n in 0..PINGS {
+                    let ping = Client::Ping(n.to_be_bytes().to_vec().into());
+                    client_tx.send(ping).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                client_tx
+            });
+            // Another thread publishes, racing the writer for the socket. (The connection
+            // holds its handle till the end: the writer closes once every handle is gone.)
+            let publisher = handle.clone();
+            let publishing =
+                std::thread::spawn(move || (0..FRAMES).all(|n| publisher.send(numbered(n))));
+            let (mut frames, mut pongs) = (0, 0);
+            while frames < FRAMES || pongs < PINGS {
+                match next_of(&mut client_rx).await {
+                    Client::Pong(payload) => {
+                        assert_eq!(payload[..], pongs.to_be_bytes(), "pongs in order");
+                        pongs += 1;
+                    }
+                    text => {
+                        assert_eq!(number_of(&text), frames, "frames in order");
+                        frames += 1;
+                    }
+                }
+                if frames % 64 == 0 {
+                    // Read slower now and then, so the writer takes over.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            assert!(publishing.join().unwrap(), "nothing refused");
+            let _ = pinging.await.unwrap();
+        }
+
+        async fn next_of(
+            client: &mut futures_util::stream::SplitStream<WebSocketStream<TcpStream>>,
+        ) -> Client {
+            tokio::time::timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("a frame in time")
+                .expect("not the end")
+                .expect("a whole, valid frame")
+        }
     }
 }

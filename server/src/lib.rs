@@ -11,7 +11,8 @@
 //! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
 //! connections close), [`listener`] (the main port's TCP connections until they upgrade:
 //! deadlines, a bound, accept errors), [`tls`] (`wss://` and `https://` on the main port,
-//! certificates reloaded), [`console`] (the operator's console at `/console`).
+//! certificates reloaded), [`wire`] (a WebSocket's bytes: the upgrade, reading client frames,
+//! writing frames straight to the socket), [`console`] (the operator's console at `/console`).
 //!
 //! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
 //! `demo/` of the repository).
@@ -37,6 +38,7 @@ pub mod tls;
 pub mod user_status;
 pub mod users;
 pub mod webhooks;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -225,3 +225,42 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
+
+#[tokio::test]
+async fn websocket_handshakes_that_cannot_upgrade_get_a_clear_status() {
+    let server = start(Config::for_tests(app())).await;
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+    for (head, status, why) in [
+        ("GET /app/test-key HTTP/1.1".to_owned(), 400, "upgrade"),
+        (
+            format!("GET /app/test-key HTTP/1.1\r\n{upgrade}\r\nSec-WebSocket-Version: 8\r\n{key}"),
+            400,
+            "Sec-WebSocket-Version",
+        ),
+        (
+            format!("GET /app/test-key HTTP/1.1\r\n{upgrade}\r\nSec-WebSocket-Version: 13"),
+            400,
+            "Sec-WebSocket-Key",
+        ),
+    ] {
+        let mut tcp = send_head(server.addr, &head).await;
+        let (got, body) = response(&mut tcp).await;
+        assert_eq!((got, body.contains(why)), (status, true), "{head}: {body}");
+    }
+    // RFC 6455's example key and the accept it must get.
+    let head =
+        format!("GET /app/test-key HTTP/1.1\r\n{upgrade}\r\nSec-WebSocket-Version: 13\r\n{key}");
+    let mut tcp = send_head(server.addr, &head).await;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 101"), "{answer}");
+    assert!(
+        answer.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{answer}"
+    );
+}
