@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth;
-use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
-use crate::cluster::history::Read;
+use crate::channels::{Closer, ConnectionHandle, HistoryMode, SubscribeError};
+use crate::cluster::history::{release_of, Read};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
 use crate::presence;
@@ -719,39 +719,6 @@ impl Connection {
         self.sign_out();
         for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel, user_id.as_deref(), true);
-        }
-    }
-}
-
-/// What a held subscriber is released with, from what Redis answered (this node's ring when
-/// it could not be read).
-pub(crate) fn release_of(
-    read: redis::RedisResult<Option<crate::cluster::history::Snapshot>>,
-    channel: &str,
-    limits: Option<Limits>,
-    resume: Option<&str>,
-    cache: bool,
-    data: &str,
-) -> Release {
-    match read {
-        Ok(Some(snapshot)) => Release {
-            replay: resume.map(|r| snapshot.replay(r)),
-            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
-            cached: cache.then_some(snapshot.cached),
-            limits,
-            data: data.into(),
-        },
-        Ok(None) | Err(_) => {
-            if let Err(err) = read {
-                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
-            }
-            Release {
-                replay: resume.map(|_| history::Replay::Incomplete),
-                position: None,
-                cached: None,
-                limits,
-                data: data.into(),
-            }
         }
     }
 }

@@ -19,7 +19,8 @@ use serde_json::{json, Map, Value};
 use crate::auth;
 use crate::frame;
 use crate::history::{self, MAX_READ};
-use crate::state::{App, Shared, SocketId};
+use crate::channels::SocketId;
+use crate::state::{App, Shared};
 
 /// Longest event name accepted, in bytes (Pusher's limit).
 const MAX_EVENT_NAME_BYTES: usize = 200;

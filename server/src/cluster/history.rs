@@ -33,11 +33,10 @@ use axum::extract::ws::Utf8Bytes;
 use overtone_protocol::channel::ChannelType;
 use tokio::sync::mpsc;
 
-use crate::channels::CACHE_TTL;
+use crate::channels::{Release, SocketId, CACHE_TTL};
 use crate::history::{self, Limits, Replay};
-use crate::state::{Shared, SocketId};
 
-use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY, OUTAGE_HOLD};
+use super::{back_off, unix_micros, Cluster, Envelope, Message, Node, FIRST_RETRY, OUTAGE_HOLD};
 
 /// Publishes waiting for Redis before new ones are published on this node only.
 pub const QUEUE_CAPACITY: usize = 10_000;
@@ -304,9 +303,9 @@ fn parse_history(
 /// away they are held, to be published in order (after the nodes are subscribed again) when it
 /// is back; held longer than [`OUTAGE_HOLD`], or over [`QUEUE_CAPACITY`], they go to this
 /// node's clients alone, positioned by its ring, and so does what follows until Redis is back.
-pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
-    let shutdown = shared.shutdown().clone();
-    let peers_channel = super::peers_channel(&shared, &cluster);
+pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
+    let shutdown = node.stopping().clone();
+    let peers_channel = super::peers_channel(&*node, &cluster);
     // Taken from the queue and not yet in Redis, oldest first.
     let mut held: VecDeque<Publish> = VecDeque::new();
     let mut retry = FIRST_RETRY;
@@ -323,7 +322,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
                 retry = (retry * 2).min(super::LAST_RETRY);
                 tokio::pin!(wait);
                 loop {
-                    release_if_outage_is_long(&shared, &cluster, &mut held);
+                    release_if_outage_is_long(&*node, &cluster, &mut held);
                     tokio::select! {
                         _ = &mut wait => break,
                         item = queue.recv() => match item {
@@ -361,7 +360,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             while !cluster.is_connected() && !cluster.disconnected_for(OUTAGE_HOLD) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            release_if_outage_is_long(&shared, &cluster, &mut held);
+            release_if_outage_is_long(&*node, &cluster, &mut held);
             if held.is_empty() {
                 continue;
             }
@@ -389,9 +388,9 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
 
 /// Publishes what is held to this node's clients alone, in order, once Redis has been away
 /// for longer than [`OUTAGE_HOLD`] or too much is held.
-fn release_if_outage_is_long(shared: &Shared, cluster: &Cluster, held: &mut VecDeque<Publish>) {
+fn release_if_outage_is_long(node: &dyn Node, cluster: &Cluster, held: &mut VecDeque<Publish>) {
     if !held.is_empty() && (cluster.disconnected_for(OUTAGE_HOLD) || held.len() >= QUEUE_CAPACITY) {
-        held.drain(..).for_each(|item| publish_here(shared, item));
+        held.drain(..).for_each(|item| publish_here(node, item));
     }
 }
 
@@ -430,14 +429,47 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
 }
 
 /// Publishes to this node's clients only, positioned by this node's ring.
-fn publish_here(shared: &Shared, item: Publish) {
-    if let Some(app) = shared.app_by_id(&item.app) {
-        app.channels.publish_recorded(
+fn publish_here(node: &dyn Node, item: Publish) {
+    if let Some(app) = node.app_here(&item.app) {
+        app.channels().publish_recorded(
             &item.channel,
             &item.frame,
             item.except.as_ref(),
             item.limits,
         );
+    }
+}
+
+/// What a held subscriber is released with, from what Redis answered (this node's ring when
+/// it could not be read).
+pub fn release_of(
+    read: redis::RedisResult<Option<Snapshot>>,
+    channel: &str,
+    limits: Option<Limits>,
+    resume: Option<&str>,
+    cache: bool,
+    data: &str,
+) -> Release {
+    match read {
+        Ok(Some(snapshot)) => Release {
+            replay: resume.map(|r| snapshot.replay(r)),
+            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
+            cached: cache.then_some(snapshot.cached),
+            limits,
+            data: data.into(),
+        },
+        Ok(None) | Err(_) => {
+            if let Err(err) = read {
+                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
+            }
+            Release {
+                replay: resume.map(|_| history::Replay::Incomplete),
+                position: None,
+                cached: None,
+                limits,
+                data: data.into(),
+            }
+        }
     }
 }
 

@@ -17,6 +17,19 @@
 //! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`]
 //! after Redis comes back, cluster-wide queries answer "unavailable" (503) rather than a count
 //! some nodes have not put back yet.
+//!
+//! # The interface
+//!
+//! `cluster` sits below `state`: it knows the channel registry ([`ChannelRegistry`],
+//! [`ConnectionHandle`], [`SocketId`]), the wire frames ([`crate::frame`]) and history's
+//! positions ([`crate::history`]), and reaches the rest of the node only through two traits
+//! the state side implements: [`Node`] (the apps, the shutdown token, the relay latency
+//! metric) and [`LocalApp`] (one app: its id and registry, relaying to every node, its users
+//! here, its webhooks). A new cluster feature follows that shape: its own file under
+//! `cluster/` with `impl Cluster { .. }` for its Redis keys and scripts, ops queued to the
+//! presence task ([`presence::Op`], holding `Arc<dyn LocalApp>`) when they must stay in order,
+//! a [`Message`] variant when other nodes must act, and a method on [`LocalApp`] when it needs
+//! something of the app that the registry does not hold.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,12 +42,68 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{Shared, SocketId};
+use crate::channels::{ChannelRegistry, ConnectionHandle, SocketId};
 
 pub mod counts;
 pub mod history;
 pub mod online;
 pub mod presence;
+
+/// This node, as the cluster sees it; `state::Shared` implements it.
+pub trait Node: Send + Sync + 'static {
+    /// Every app this node serves.
+    fn apps_here(&self) -> Vec<Arc<dyn LocalApp>>;
+    fn app_here(&self, id: &str) -> Option<Arc<dyn LocalApp>>;
+    /// Cancelled when the node stops: the cluster's tasks stop with it.
+    fn stopping(&self) -> &CancellationToken;
+    /// Another node's message arrived `latency` after it was sent (for the metrics).
+    fn relayed(&self, latency: Duration);
+}
+
+/// One app on this node, as the cluster sees it; `state::App` implements it.
+pub trait LocalApp: Send + Sync + 'static {
+    /// Names the app's keys and channels in Redis.
+    fn id(&self) -> &str;
+    /// This node's subscribers, members and history of the app's channels.
+    fn channels(&self) -> &ChannelRegistry;
+    /// The most members a presence channel may have, cluster-wide.
+    fn max_presence_members(&self) -> usize;
+    /// Whether subscribers of `channel` are told its subscription count.
+    fn wants_counts(&self, channel: &str) -> bool;
+    /// Sends `frame` to the channel's subscribers on every node, this one's at once.
+    fn relay(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>);
+    /// Closes the connections signed in here as `user_id`.
+    fn terminate_here(&self, user_id: &str, code: u16);
+    /// Tells the connections here watching `user_id` that they came online or went offline.
+    fn tell_watchers(&self, user_id: &str, online: bool);
+    /// Every user signed in here (put back in Redis after a reconnection).
+    fn signed_in_here(&self) -> Vec<Arc<str>>;
+    /// A sign-in as a lone node announces it (Redis away).
+    fn announce_sign_in_here(
+        &self,
+        user_id: &str,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+        first_here: bool,
+    );
+    /// Whether the app sends webhooks at all, and `subscription_count` ones.
+    fn webhooks_enabled(&self) -> bool;
+    fn wants_count_webhooks(&self) -> bool;
+    /// How long a departure waits for the member (or channel) to come back before its webhook.
+    fn leave_grace(&self) -> Duration;
+    /// Queues a webhook this node is the one to send.
+    fn webhook(&self, hook: Hook<'_>);
+}
+
+/// A webhook one node sends for the whole cluster (the one whose change Redis saw first).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Hook<'a> {
+    ChannelOccupied { channel: &'a str },
+    ChannelVacated { channel: &'a str },
+    MemberAdded { channel: &'a str, user_id: &'a str },
+    MemberRemoved { channel: &'a str, user_id: &'a str },
+    SubscriptionCount { channel: &'a str, total: u64 },
+}
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
 const QUEUE_CAPACITY: usize = 10_000;
@@ -141,7 +210,7 @@ pub struct Cluster {
     regained_at_ms: AtomicU64,
     /// How many nodes were subscribed to the cluster's channels when last settled.
     peers: AtomicU64,
-    /// The presence task and the webhook checks that wait out [`crate::webhooks::LEAVE_GRACE`]
+    /// The presence task and the webhook checks that wait out [`LocalApp::leave_grace`]
     /// after a departure: shutdown waits for them ([`Cluster::finish`]).
     leaving: tokio_util::task::TaskTracker,
     /// Tells the presence task to apply what is queued and stop.
@@ -327,29 +396,26 @@ impl Cluster {
     }
 }
 
-/// Starts publishing and subscribing, if this node is in a cluster; both stop at shutdown.
-pub fn start(shared: &Shared) {
-    let Some(cluster) = shared.cluster() else {
-        return;
-    };
+/// Starts publishing and subscribing; every task stops when `node` stops.
+pub fn start(cluster: &Arc<Cluster>, node: Arc<dyn Node>) {
     let pending = cluster.pending.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
-        tokio::spawn(publish(shared.clone(), cluster.clone(), queue));
-        tokio::spawn(subscribe(shared.clone(), cluster.clone()));
+        tokio::spawn(publish(node.clone(), cluster.clone(), queue));
+        tokio::spawn(subscribe(node.clone(), cluster.clone()));
     }
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
         let finish = cluster.finish_presence.clone();
-        let presence = presence::run(shared.clone(), cluster.clone(), ops, finish);
+        let presence = presence::run(node.clone(), cluster.clone(), ops, finish);
         cluster.leaving.spawn(presence);
     }
     let pending = cluster.pending_counts.lock().map(|mut p| p.take());
     if let Ok(Some(changed)) = pending {
-        tokio::spawn(counts::run(shared.clone(), cluster.clone(), changed));
+        tokio::spawn(counts::run(node.clone(), cluster.clone(), changed));
     }
     let pending = cluster.pending_history.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
-        tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
+        tokio::spawn(history::run(node.clone(), cluster.clone(), queue));
     }
 }
 
@@ -384,11 +450,10 @@ async fn subscribers(
 }
 
 /// The channel every node subscribes to, to count the nodes: the first app's.
-pub(crate) fn peers_channel(shared: &Shared, cluster: &Cluster) -> Option<String> {
-    shared
-        .apps()
-        .next()
-        .map(|app| cluster.channel_of(&app.config.id))
+pub(crate) fn peers_channel(node: &dyn Node, cluster: &Cluster) -> Option<String> {
+    node.apps_here()
+        .first()
+        .map(|app| cluster.channel_of(app.id()))
 }
 
 /// Waits before the next reconnection attempt; false if shutdown came first.
@@ -403,9 +468,9 @@ async fn back_off(retry: &mut Duration, shutdown: &CancellationToken) -> bool {
 
 /// Drains the queue into Redis, reconnecting when the connection fails; a message whose
 /// publish failed is published again first on the next connection.
-async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Envelope>) {
-    let shutdown = shared.shutdown().clone();
-    let peers_channel = peers_channel(&shared, &cluster);
+async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Envelope>) {
+    let shutdown = node.stopping().clone();
+    let peers_channel = peers_channel(&*node, &cluster);
     let mut unsent: Option<Envelope> = None;
     let mut retry = FIRST_RETRY;
     loop {
@@ -470,11 +535,12 @@ async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
 
 /// Subscribes to every app's channel and delivers what other nodes sent; on a lost connection,
 /// reconnects with backoff and subscribes again.
-async fn subscribe(shared: Shared, cluster: Arc<Cluster>) {
-    let shutdown = shared.shutdown().clone();
-    let channels: Vec<String> = shared
-        .apps()
-        .map(|app| cluster.channel_of(&app.config.id))
+async fn subscribe(node: Arc<dyn Node>, cluster: Arc<Cluster>) {
+    let shutdown = node.stopping().clone();
+    let channels: Vec<String> = node
+        .apps_here()
+        .iter()
+        .map(|app| cluster.channel_of(app.id()))
         .collect();
     let mut retry = FIRST_RETRY;
     loop {
@@ -504,7 +570,7 @@ async fn subscribe(shared: Shared, cluster: Arc<Cluster>) {
             };
             let Some(message) = message else { break };
             match message.get_payload::<String>() {
-                Ok(payload) => deliver(&shared, &cluster, &payload),
+                Ok(payload) => deliver(&*node, &cluster, &payload),
                 Err(err) => tracing::debug!(%err, "redis: unreadable message"),
             }
         }
@@ -522,7 +588,7 @@ fn unix_micros() -> u64 {
 }
 
 /// Delivers another node's message to this node's connections.
-fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
+fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
         return tracing::debug!("redis: malformed cluster message");
     };
@@ -535,14 +601,11 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     if envelope.node == cluster.node && !everywhere {
         return;
     }
-    let Some(app) = shared.app_by_id(&envelope.app) else {
+    let Some(app) = node.app_here(&envelope.app) else {
         return;
     };
     let elapsed = unix_micros().saturating_sub(envelope.sent_us);
-    shared
-        .metrics()
-        .cluster_latency
-        .observe(Duration::from_micros(elapsed));
+    node.relayed(Duration::from_micros(elapsed));
     match envelope.message {
         Message::Event {
             channel,
@@ -550,19 +613,18 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
             except,
         } => {
             let except = except.as_deref().map(SocketId::from);
-            app.channels
+            app.channels()
                 .publish(&channel, &Utf8Bytes::from(frame), except.as_ref());
         }
         Message::Terminate { user_id, code } => {
-            app.users.terminate(&user_id, code);
+            app.terminate_here(&user_id, code);
         }
         Message::Watchlist { user_id, online } => {
-            let name = if online { "online" } else { "offline" };
-            app.users.tell_watchers(&user_id, name);
+            app.tell_watchers(&user_id, online);
         }
         Message::SubscriptionCount { channel, count } => {
             let count = usize::try_from(count).unwrap_or(usize::MAX);
-            app.channels.announce_count(&channel, Some(count));
+            app.channels().announce_count(&channel, Some(count));
         }
         Message::History {
             channel,
@@ -573,7 +635,7 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         } => {
             let except = except.as_deref().map(SocketId::from);
             let frame = Utf8Bytes::from(frame);
-            app.channels.deliver_positioned(
+            app.channels().deliver_positioned(
                 &channel,
                 &frame,
                 except.as_ref(),
