@@ -32,7 +32,6 @@ use crate::channels::{Closer, ConnectionHandle, HistoryMode, SubscribeError};
 use crate::cluster::history::{release_of, Read};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
-use crate::presence;
 use crate::presence::Member;
 use crate::state::{Admission, App, Shared};
 use crate::users::MAX_WATCHLIST;
@@ -414,11 +413,12 @@ impl Connection {
         let limits = self.app.history_limits(&channel);
         let cache = ChannelType::of(&channel).cache;
         let clustered = self.app.is_clustered();
-        // On a cluster, held subscribers are released once Redis was read: by
-        // `cluster::presence` on presence channels (it knows the members), else below.
+        // On a cluster, held subscribers are released once this node receives the channel
+        // from Redis and its history was read: by `cluster::presence` on presence channels (it
+        // knows the members), else below.
         let mode = if clustered && kind == ChannelKind::Presence && limits.is_none() {
             HistoryMode::Off
-        } else if clustered && (limits.is_some() || cache) {
+        } else if clustered {
             HistoryMode::Held {
                 id: fastrand::u64(..),
             }
@@ -489,8 +489,9 @@ impl Connection {
         }
     }
 
-    /// On a cluster: reads the channel's history (and a cache channel's last event) from
-    /// Redis without holding up this connection, then releases the held subscriber.
+    /// On a cluster: waits for this node's subscription to the channel, reads its history (and
+    /// a cache channel's last event) from Redis without holding up this connection, then
+    /// releases the held subscriber.
     fn release_later(
         &self,
         channel: &str,
@@ -510,7 +511,11 @@ impl Connection {
                 max_events: 0,
                 max_age: crate::channels::CACHE_TTL,
             });
-            let read = cluster
+            cluster.watch(&app.config.id, &channel).await;
+            let read = if limits.is_none() && !cache {
+                Ok(None)
+            } else {
+                cluster
                 .read_history(
                     &app.config.id,
                     &channel,
@@ -522,7 +527,8 @@ impl Connection {
                         cache,
                     },
                 )
-                .await;
+                .await
+            };
             let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
             if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
                 shared
@@ -604,7 +610,7 @@ impl Connection {
         let linger = closed && grace > 0 && !self.shared.shutdown().is_cancelled();
         if let Some(change) = self.app.channels.unsubscribe(channel, socket_id, linger) {
             if let (true, Some(user_id)) = (linger, user_id) {
-                presence::depart_after(&self.app, channel, user_id, Duration::from_millis(grace));
+                self.app.depart_after(channel, user_id, Duration::from_millis(grace));
             }
             self.announce_count(channel, ChannelType::of(channel).kind);
             self.app.subscriptions_changed(channel);

@@ -163,6 +163,9 @@ impl App {
     /// After a subscribe or unsubscribe on this node.
     pub fn subscriptions_changed(self: &Arc<App>, channel: &str) {
         if let Some(cluster) = &self.cluster {
+            if self.channels.occupancy(channel).subscriptions == 0 {
+                cluster.unwatch_if_idle(self.clone(), channel);
+            }
             cluster.presence(cluster::presence::Op::Count {
                 app: self.clone(),
                 channel: channel.into(),
@@ -200,6 +203,19 @@ impl App {
                 user_id: user_id.clone(),
             });
         }
+    }
+
+    /// After `grace`, removes `user_id` from `channel` (announced, on a cluster told to the
+    /// cluster, reported to webhooks) unless a connection of theirs came back meanwhile.
+    pub fn depart_after(self: &Arc<App>, channel: &str, user_id: &str, grace: Duration) {
+        let (app, channel, user_id) = (self.clone(), channel.to_string(), user_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(change) = app.channels.depart(&channel, &user_id) {
+                app.presence_left(&channel, &user_id);
+                webhooks::unsubscribed(&app, &channel, change, Some(&user_id));
+            }
+        });
     }
 
     /// After a user's last connection on this node left a presence channel.

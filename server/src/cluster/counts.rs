@@ -126,7 +126,7 @@ impl Cluster {
             .arg(ANNOUNCE)
             .arg(2)
             .arg(self.totals_key(id))
-            .arg(self.channel_of(id))
+            .arg(self.topic_of(id, channel))
             .arg(channel)
             .arg(head)
             .arg(tail)

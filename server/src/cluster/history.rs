@@ -9,7 +9,7 @@
 //! drops a few entries older than `max_age_secs`), sets both keys to expire after
 //! `max_age_secs` of silence, remembers cache channels' last event
 //! (`{prefix}:{app}:cache:{channel}`, 30 minutes) and PUBLISHes the event with its position on
-//! the app's pub/sub channel, all atomically: every node, the publisher included, receives a
+//! the channel's pub/sub channel (see [`super`]), all atomically: every node, the publisher included, receives a
 //! channel's events in position order and delivers them then
 //! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing
 //! (never written, or expired), the script starts a new epoch: a client's old position is then
@@ -422,7 +422,7 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
         .arg(now_ms())
         .arg(item.limits.max_events)
         .arg((item.limits.max_age.as_millis() as u64).max(1))
-        .arg(cluster.channel_of(&item.app))
+        .arg(cluster.topic_of(&item.app, &item.channel))
         .arg(head)
         .arg(if cache { "1" } else { "0" })
         .arg(CACHE_TTL.as_millis() as u64);

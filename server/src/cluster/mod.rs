@@ -4,11 +4,22 @@
 //!
 //! Each node delivers to its local subscribers first, without waiting for Redis, then hands the
 //! already serialized frame to [`Cluster::forward`], which queues it without blocking; one task
-//! publishes the queue to the app's Redis channel `{prefix}:{app_id}:broadcast` (so two apps, or
-//! two deployments with different prefixes, never see each other's events). Another task
-//! subscribes to every app's channel and delivers what the other nodes sent. Both reconnect
-//! with backoff when Redis goes away, so delivery resumes by itself; meanwhile the node keeps
-//! serving its own clients. Presence members are shared through Redis too: see [`presence`].
+//! publishes the queue to Redis (so two apps, or two deployments with different prefixes, never
+//! see each other's events). Another task subscribes and delivers what the other nodes sent.
+//! Both reconnect with backoff when Redis goes away, so delivery resumes by itself; meanwhile
+//! the node keeps serving its own clients. Presence members are shared through Redis too: see
+//! [`presence`].
+//!
+//! Routing is by interest: what concerns one channel (its events, positioned or not, and its
+//! subscription counts) goes to that channel's own Redis channel,
+//! `{prefix}:{app_id}:channel:{name}`, which a node subscribes to only while it has local
+//! subscribers of it ([`Cluster::watch`], [`Cluster::unwatch_if_idle`]); what concerns the whole
+//! app (terminations, watchlists) goes to `{prefix}:{app_id}:broadcast`, which every node
+//! subscribes to. An event on a channel no node watches costs one `PUBLISH` that Redis hands to
+//! nobody. A subscriber on a cluster is confirmed only once its node's subscription is in
+//! place (the connection, or the presence task, awaits [`Cluster::watch`] first), so nothing
+//! published after its `subscription_succeeded` can miss it; history channels read their
+//! history after that too, so the replay and the live feed meet without a gap.
 //!
 //! A Redis restart loses nothing a node forwards while Redis is away, up to the queue's
 //! capacity: a message whose publish fails is kept and published again on the next
@@ -39,7 +50,7 @@ use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelRegistry, ConnectionHandle, SocketId};
@@ -118,6 +129,11 @@ pub const OUTAGE_HOLD: Duration = Duration::from_secs(5);
 /// How long after Redis comes back cluster-wide answers wait for every node to have put its
 /// members and counts back (each does on its next heartbeat, within a second).
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long a subscriber waits for its node's subscription to a channel before it is confirmed
+/// anyway (Redis slow: its events reach it once the subscription is in place).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most channels subscribed to, or unsubscribed from, in one command.
+const WATCH_BATCH: usize = 1_024;
 /// How long the shared connection tries to connect, and waits for an answer, before a query
 /// gives up (and the API answers 503).
 pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -215,6 +231,9 @@ pub struct Cluster {
     leaving: tokio_util::task::TaskTracker,
     /// Tells the presence task to apply what is queued and stop.
     finish_presence: CancellationToken,
+    /// Changes of this node's interest in channels, for the subscribing task.
+    interest: mpsc::UnboundedSender<Interest>,
+    pending_interest: Mutex<Option<mpsc::UnboundedReceiver<Interest>>>,
     /// Publishes on channels with history, waiting for their positions; see [`history`].
     history_queue: mpsc::Sender<history::Publish>,
     pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
@@ -227,7 +246,10 @@ impl Cluster {
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
         let (counts, pending_counts) = mpsc::unbounded_channel();
         let (history_queue, pending_history) = mpsc::channel(history::QUEUE_CAPACITY);
+        let (interest, pending_interest) = mpsc::unbounded_channel();
         Cluster {
+            interest,
+            pending_interest: Mutex::new(Some(pending_interest)),
             history_queue,
             pending_history: Mutex::new(Some(pending_history)),
             client: redis.client,
@@ -278,8 +300,54 @@ impl Cluster {
         format!("{}:{app_id}:{rest}", self.prefix)
     }
 
+    /// The app's Redis channel, which every node subscribes to (app-wide messages).
     fn channel_of(&self, app_id: &str) -> String {
         format!("{}:{app_id}:broadcast", self.prefix)
+    }
+
+    /// One channel's Redis channel, which a node subscribes to while it has its subscribers.
+    fn topic_of(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:{app_id}:channel:{channel}", self.prefix)
+    }
+
+    /// Where a message goes: its channel's Redis channel, or the app's.
+    fn destination(&self, envelope: &Envelope) -> String {
+        match &envelope.message {
+            Message::Event { channel, .. }
+            | Message::History { channel, .. }
+            | Message::SubscriptionCount { channel, .. } => self.topic_of(&envelope.app, channel),
+            Message::Terminate { .. } | Message::Watchlist { .. } => self.channel_of(&envelope.app),
+        }
+    }
+
+    /// Makes this node receive `channel`'s messages from the other nodes, and returns once
+    /// Redis confirmed the subscription (at once if it was in place; after [`WATCH_TIMEOUT`] at
+    /// most). Call it after registering the subscriber and before confirming it. While Redis is
+    /// away it returns at once: the subscribing task subscribes to every channel with local
+    /// subscribers when it reconnects.
+    pub async fn watch(&self, app_id: &str, channel: &str) {
+        if !self.is_connected() {
+            return;
+        }
+        let (ready, done) = oneshot::channel();
+        let topic = self.topic_of(app_id, channel);
+        if self.interest.send(Interest::Watch { topic, ready }).is_ok()
+            && tokio::time::timeout(WATCH_TIMEOUT, done).await.is_err()
+        {
+            tracing::warn!(channel, "redis: subscription not confirmed in time");
+        }
+    }
+
+    /// After an unsubscribe here: stops receiving `channel`'s messages if nobody here is
+    /// subscribed any more (checked by the subscribing task, in order with [`Cluster::watch`]).
+    pub fn unwatch_if_idle(&self, app: Arc<dyn LocalApp>, channel: &str) {
+        let check = Interest::Check {
+            app,
+            channel: channel.into(),
+        };
+        if self.interest.send(check).is_err() {
+            tracing::debug!("cluster subscribing task gone");
+        }
     }
 
     /// Queues `message` for the other nodes without waiting; dropped if Redis is too far behind.
@@ -401,7 +469,10 @@ pub fn start(cluster: &Arc<Cluster>, node: Arc<dyn Node>) {
     let pending = cluster.pending.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
         tokio::spawn(publish(node.clone(), cluster.clone(), queue));
-        tokio::spawn(subscribe(node.clone(), cluster.clone()));
+    }
+    let pending = cluster.pending_interest.lock().map(|mut p| p.take());
+    if let Ok(Some(interest)) = pending {
+        tokio::spawn(subscribe(node.clone(), cluster.clone(), interest));
     }
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
@@ -434,6 +505,83 @@ impl Cluster {
             tracing::warn!("shutdown grace period over: departures not yet checked are dropped");
         }
     }
+}
+
+/// A change of this node's interest in one channel.
+enum Interest {
+    /// A subscriber arrived: subscribe to the topic if not yet, then answer.
+    Watch {
+        topic: String,
+        ready: oneshot::Sender<()>,
+    },
+    /// A subscriber left: unsubscribe if nobody here is subscribed any more.
+    Check {
+        app: Arc<dyn LocalApp>,
+        channel: Arc<str>,
+    },
+}
+
+/// The topics this node subscribes to, besides the apps' own.
+#[derive(Default)]
+struct Watched(std::collections::HashSet<String>);
+
+impl Watched {
+    /// Applies `batch` in order; returns the topics to unsubscribe from, those to subscribe
+    /// to, and who waits for the subscriptions. The registry is read when the batch is
+    /// applied, after each subscriber it answers registered, so a channel is never dropped
+    /// while someone here is subscribed.
+    fn apply(
+        &mut self,
+        cluster: &Cluster,
+        batch: Vec<Interest>,
+    ) -> (Vec<String>, Vec<String>, Vec<oneshot::Sender<()>>) {
+        let before = self.0.clone();
+        let mut waiting = Vec::new();
+        for request in batch {
+            match request {
+                Interest::Watch { topic, ready } => {
+                    self.0.insert(topic);
+                    waiting.push(ready);
+                }
+                Interest::Check { app, channel } => {
+                    if app.channels().occupancy(&channel).subscriptions == 0 {
+                        self.0.remove(&cluster.topic_of(app.id(), &channel));
+                    }
+                }
+            }
+        }
+        let gone = before.difference(&self.0).cloned().collect();
+        let new = self.0.difference(&before).cloned().collect();
+        (gone, new, waiting)
+    }
+
+    /// Every channel with subscribers here now: what a new connection subscribes to.
+    fn occupied(node: &dyn Node, cluster: &Cluster) -> Watched {
+        let topics = node.apps_here().into_iter().flat_map(|app| {
+            app.channels()
+                .occupied("")
+                .into_iter()
+                .map(|summary| cluster.topic_of(app.id(), &summary.name))
+                .collect::<Vec<_>>()
+        });
+        Watched(topics.collect())
+    }
+}
+
+/// Subscribes (or unsubscribes) `topics`, [`WATCH_BATCH`] at a time.
+async fn resubscribe(
+    sink: &mut redis::aio::PubSubSink,
+    topics: &[String],
+    subscribe: bool,
+) -> redis::RedisResult<()> {
+    for chunk in topics.chunks(WATCH_BATCH) {
+        if subscribe {
+            sink.subscribe(chunk).await?;
+        } else {
+            sink.unsubscribe(chunk).await?;
+        }
+    }
+    Ok(())
 }
 
 /// How many connections subscribe to `channel` (one per node).
@@ -506,7 +654,7 @@ async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
             };
             let mut pipe = redis::pipe();
             pipe.cmd("PUBLISH")
-                .arg(cluster.channel_of(&envelope.app))
+                .arg(cluster.destination(&envelope))
                 .arg(payload)
                 .ignore();
             // A cache channel's last event, for subscribers on every node.
@@ -533,9 +681,14 @@ async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
     }
 }
 
-/// Subscribes to every app's channel and delivers what other nodes sent; on a lost connection,
-/// reconnects with backoff and subscribes again.
-async fn subscribe(node: Arc<dyn Node>, cluster: Arc<Cluster>) {
+/// Subscribes to every app's channel, and to each channel's while it has subscribers here, and
+/// delivers what other nodes sent; on a lost connection, reconnects with backoff and subscribes
+/// again (to the channels with subscribers then).
+async fn subscribe(
+    node: Arc<dyn Node>,
+    cluster: Arc<Cluster>,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+) {
     let shutdown = node.stopping().clone();
     let channels: Vec<String> = node
         .apps_here()
@@ -545,12 +698,15 @@ async fn subscribe(node: Arc<dyn Node>, cluster: Arc<Cluster>) {
     let mut retry = FIRST_RETRY;
     loop {
         let subscribed = async {
-            let mut pubsub = cluster.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channels).await?;
-            redis::RedisResult::Ok(pubsub)
+            let (mut sink, stream) = cluster.client.get_async_pubsub().await?.split();
+            sink.subscribe(&channels).await?;
+            let watched = Watched::occupied(&*node, &cluster);
+            let topics: Vec<String> = watched.0.iter().cloned().collect();
+            resubscribe(&mut sink, &topics, true).await?;
+            redis::RedisResult::Ok((sink, stream, watched))
         };
-        let mut pubsub = match subscribed.await {
-            Ok(pubsub) => pubsub,
+        let (mut sink, mut messages, mut watched) = match subscribed.await {
+            Ok(subscribed) => subscribed,
             Err(err) => {
                 tracing::debug!(%err, "redis: cannot subscribe");
                 if !back_off(&mut retry, &shutdown).await {
@@ -562,16 +718,37 @@ async fn subscribe(node: Arc<dyn Node>, cluster: Arc<Cluster>) {
         retry = FIRST_RETRY;
         cluster.set_connected(true);
         tracing::info!("redis: subscribed");
-        let mut messages = pubsub.on_message();
         loop {
-            let message = tokio::select! {
-                message = messages.next() => message,
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { break };
+                    match message.get_payload::<String>() {
+                        Ok(payload) => deliver(&*node, &cluster, &payload),
+                        Err(err) => tracing::debug!(%err, "redis: unreadable message"),
+                    }
+                }
+                request = interest.recv() => {
+                    let Some(request) = request else { return };
+                    let mut batch = vec![request];
+                    while batch.len() < WATCH_BATCH {
+                        match interest.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    let (gone, new, waiting) = watched.apply(&cluster, batch);
+                    let changed = async {
+                        resubscribe(&mut sink, &gone, false).await?;
+                        resubscribe(&mut sink, &new, true).await
+                    };
+                    if let Err(err) = changed.await {
+                        tracing::debug!(%err, "redis: cannot change subscriptions");
+                        break;
+                    }
+                    // Dropped senders tell the waiting subscribers too.
+                    waiting.into_iter().for_each(|ready| _ = ready.send(()));
+                }
                 _ = shutdown.cancelled() => return,
-            };
-            let Some(message) = message else { break };
-            match message.get_payload::<String>() {
-                Ok(payload) => deliver(&*node, &cluster, &payload),
-                Err(err) => tracing::debug!(%err, "redis: unreadable message"),
             }
         }
         drop(messages);
@@ -670,10 +847,38 @@ mod tests {
     }
 
     #[test]
+    fn channel_messages_go_to_their_channel_and_user_messages_to_the_app() {
+        let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
+        let envelope = |message| Envelope {
+            node: "n".into(),
+            app: "a".into(),
+            sent_us: 0,
+            message,
+        };
+        let event = envelope(Message::Event {
+            channel: "c".into(),
+            frame: "{}".into(),
+            except: None,
+        });
+        let count = envelope(Message::SubscriptionCount {
+            channel: "c".into(),
+            count: 1,
+        });
+        let terminate = envelope(Message::Terminate {
+            user_id: "u".into(),
+            code: 4009,
+        });
+        assert_eq!(cluster.destination(&event), "p:a:channel:c");
+        assert_eq!(cluster.destination(&count), "p:a:channel:c");
+        assert_eq!(cluster.destination(&terminate), "p:a:broadcast");
+    }
+
+    #[test]
     fn a_bad_url_is_refused() {
         assert!(RedisConfig::new("not a url", "overtone").is_err());
         let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
         assert_eq!(cluster.channel_of("app"), "p:app:broadcast");
+        assert_eq!(cluster.topic_of("app", "private-x"), "p:app:channel:private-x");
         assert!(!cluster.disconnected_for(Duration::from_secs(60)));
         assert!(cluster.disconnected_for(Duration::ZERO));
     }

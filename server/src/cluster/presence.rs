@@ -686,6 +686,7 @@ async fn apply(
                     // would have.
                     let socket_id = &subscriber.socket_id;
                     if let Some(change) = app.channels().unsubscribe(channel, socket_id, false) {
+                        cluster.unwatch_if_idle(app.clone(), channel);
                         let subscriptions = change.occupancy.subscriptions;
                         cluster
                             .count(conn, app, &cluster.node, channel, subscriptions)
@@ -696,6 +697,7 @@ async fn apply(
                     return Ok(());
                 }
             }
+            cluster.watch(id, channel).await;
             let members = cluster.members(conn, id, channel).await?;
             let data = subscription_data(&members);
             let read = match hold {
