@@ -312,7 +312,7 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
     loop {
         let connected = tokio::time::timeout(
             REDIS_TIMEOUT,
-            cluster.client.get_multiplexed_async_connection(),
+            cluster.publishing_connection(),
         )
         .await;
         let mut conn = match connected {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -292,6 +292,17 @@ impl Cluster {
                     .expect("a connection manager without push subscriptions is valid")
             })
             .clone()
+    }
+
+    /// A connection for publishing. Redis gets [`OUTAGE_HOLD`] to answer, not the redis
+    /// crate's default 500 ms: a publish whose answer timed out is made again, and when Redis
+    /// was only slow (a long script, a loaded machine) the first one went out too, so the event
+    /// would arrive twice (with two positions, on a channel with history).
+    async fn publishing_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(OUTAGE_HOLD));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     /// The start of every key and channel of this deployment, for modules adding their own:
@@ -622,7 +633,7 @@ async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
     let mut unsent: Option<Envelope> = None;
     let mut retry = FIRST_RETRY;
     loop {
-        let mut conn = match cluster.client.get_multiplexed_async_connection().await {
+        let mut conn = match cluster.publishing_connection().await {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::debug!(%err, "redis: cannot connect to publish");
