@@ -2,8 +2,9 @@
 // each subscribed to one channel and each receiving one broadcast triggered through one node.
 // Starts a throwaway redis-server and the nodes (OVERTONE_BIN, default the release build; each
 // node's open-file limit 20,000, so CONNECTIONS / NODES must stay below it), then one
-// `overtone-bench connect` per node (BENCH_BIN, default the release build) connecting from
-// 127.0.0.2-127.0.0.5 in turn. Once the cluster counts every subscription it triggers the
+// `overtone-bench connect` per node (BENCH_BIN, default the release build; IN_FLIGHT connection
+// attempts at once, default 50) connecting from 127.0.0.2-127.0.0.9 in turn: a port bound
+// before connecting is unique per source address, whatever the destination. Once the cluster counts every subscription it triggers the
 // broadcast; each bench holds HOLD seconds, reads its node's memory, closes and reads it again.
 // Prints each bench's JSON line, then the totals: events received, memory per connection
 // (the nodes' RSS with the connections open minus before, summed, over CONNECTIONS) and the
@@ -23,7 +24,8 @@ const TOTAL = Number(process.env.CONNECTIONS ?? 100000);
 const NODES = Number(process.env.NODES ?? 6);
 const HOLD = Number(process.env.HOLD ?? 60);
 const BENCH = process.env.BENCH_BIN ?? path.join(root, 'target/release/overtone-bench');
-const SOURCES = '127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5';
+const IN_FLIGHT = Number(process.env.IN_FLIGHT ?? 50);
+const SOURCES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`).join(',');
 const CHANNEL = 'broadcast';
 
 const per = Math.ceil(TOTAL / NODES);
@@ -37,7 +39,7 @@ try {
     const child = spawn(BENCH, [
       '--url', `ws://127.0.0.1:${node.port}`, '--app-id', app.id, '--app-key', app.key,
       '--app-secret', app.secret, '--server-pid', String(node.process.pid), '--source-addrs', SOURCES,
-      'connect', '-n', String(per), '--channel', CHANNEL, '--hold', String(HOLD), '--in-flight', '100',
+      'connect', '-n', String(per), '--channel', CHANNEL, '--hold', String(HOLD), '--in-flight', String(IN_FLIGHT),
     ], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (chunk) => { out += chunk; });

@@ -42,6 +42,7 @@
 //! a [`Message`] variant when other nodes must act, and a method on [`LocalApp`] when it needs
 //! something of the app that the registry does not hold.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -534,7 +535,7 @@ enum Interest {
 
 /// The topics this node subscribes to, besides the apps' own.
 #[derive(Default)]
-struct Watched(std::collections::HashSet<String>);
+struct Watched(HashSet<String>);
 
 impl Watched {
     /// Applies `batch` in order; returns the topics to unsubscribe from, those to subscribe
@@ -546,24 +547,29 @@ impl Watched {
         cluster: &Cluster,
         batch: Vec<Interest>,
     ) -> (Vec<String>, Vec<String>, Vec<oneshot::Sender<()>>) {
-        let before = self.0.clone();
+        // What changed over the batch (a topic dropped then taken again is neither).
+        let (mut gone, mut new) = (HashSet::new(), HashSet::new());
         let mut waiting = Vec::new();
         for request in batch {
             match request {
                 Interest::Watch { topic, ready } => {
-                    self.0.insert(topic);
+                    if self.0.insert(topic.clone()) && !gone.remove(&topic) {
+                        new.insert(topic);
+                    }
                     waiting.push(ready);
                 }
                 Interest::Check { app, channel } => {
-                    if app.channels().occupancy(&channel).subscriptions == 0 {
-                        self.0.remove(&cluster.topic_of(app.id(), &channel));
+                    let topic = cluster.topic_of(app.id(), &channel);
+                    if app.channels().occupancy(&channel).subscriptions == 0
+                        && self.0.remove(&topic)
+                        && !new.remove(&topic)
+                    {
+                        gone.insert(topic);
                     }
                 }
             }
         }
-        let gone = before.difference(&self.0).cloned().collect();
-        let new = self.0.difference(&before).cloned().collect();
-        (gone, new, waiting)
+        (gone.into_iter().collect(), new.into_iter().collect(), waiting)
     }
 
     /// Every channel with subscribers here now: what a new connection subscribes to.
