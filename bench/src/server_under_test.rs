@@ -66,7 +66,9 @@ impl TargetArgs {
             super::procfs::sample(pid)?;
         }
         if let Some(ip) = self.source_addrs.iter().find(|ip| !ip.is_loopback()) {
-            return Err(format!("--source-addrs {ip}: only loopback addresses may be used"));
+            return Err(format!(
+                "--source-addrs {ip}: only loopback addresses may be used"
+            ));
         }
         Ok(Target {
             addr,

@@ -185,7 +185,15 @@ fn bad_input_fails_fast_and_clearly() {
     };
     fails(&["--url", &gone, "connect", "-n", "1"], "cannot connect");
     fails(
-        &["--url", &url, "--source-addrs", "10.0.0.1", "connect", "-n", "1"],
+        &[
+            "--url",
+            &url,
+            "--source-addrs",
+            "10.0.0.1",
+            "connect",
+            "-n",
+            "1",
+        ],
         "only loopback addresses",
     );
     fails(

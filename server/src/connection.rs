@@ -516,18 +516,18 @@ impl Connection {
                 Ok(None)
             } else {
                 cluster
-                .read_history(
-                    &app.config.id,
-                    &channel,
-                    Read {
-                        after,
-                        limit: read_limits.max_events.max(1),
-                        limits: read_limits,
-                        create: limits.is_some(),
-                        cache,
-                    },
-                )
-                .await
+                    .read_history(
+                        &app.config.id,
+                        &channel,
+                        Read {
+                            after,
+                            limit: read_limits.max_events.max(1),
+                            limits: read_limits,
+                            create: limits.is_some(),
+                            cache,
+                        },
+                    )
+                    .await
             };
             let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
             if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
@@ -610,7 +610,8 @@ impl Connection {
         let linger = closed && grace > 0 && !self.shared.shutdown().is_cancelled();
         if let Some(change) = self.app.channels.unsubscribe(channel, socket_id, linger) {
             if let (true, Some(user_id)) = (linger, user_id) {
-                self.app.depart_after(channel, user_id, Duration::from_millis(grace));
+                self.app
+                    .depart_after(channel, user_id, Duration::from_millis(grace));
             }
             self.announce_count(channel, ChannelType::of(channel).kind);
             self.app.subscriptions_changed(channel);

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::auth;
+use crate::channels::SocketId;
 use crate::frame;
 use crate::history::{self, MAX_READ};
-use crate::channels::SocketId;
 use crate::state::{App, Shared};
 
 /// Longest event name accepted, in bytes (Pusher's limit).

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Utf8Bytes;
 
-use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 /// Kept here too for embedders (`overtone_server::state::SocketId`); the registry owns it.
 pub use crate::channels::SocketId;
+use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
 use crate::history::{Limits, Rules};

@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::Change;
+use crate::channels::SocketId;
 use crate::config::AppConfig;
 use crate::metrics::WebhookOutcomes;
-use crate::channels::SocketId;
 use crate::state::App;
 
 /// How long a vacated channel or a departed member waits before it is reported.

@@ -310,11 +310,7 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
     let mut held: VecDeque<Publish> = VecDeque::new();
     let mut retry = FIRST_RETRY;
     loop {
-        let connected = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            cluster.publishing_connection(),
-        )
-        .await;
+        let connected = tokio::time::timeout(REDIS_TIMEOUT, cluster.publishing_connection()).await;
         let mut conn = match connected {
             Ok(Ok(conn)) => conn,
             _ => {

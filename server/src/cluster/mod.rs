@@ -569,7 +569,11 @@ impl Watched {
                 }
             }
         }
-        (gone.into_iter().collect(), new.into_iter().collect(), waiting)
+        (
+            gone.into_iter().collect(),
+            new.into_iter().collect(),
+            waiting,
+        )
     }
 
     /// Every channel with subscribers here now: what a new connection subscribes to.
@@ -895,7 +899,10 @@ mod tests {
         assert!(RedisConfig::new("not a url", "overtone").is_err());
         let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
         assert_eq!(cluster.channel_of("app"), "p:app:broadcast");
-        assert_eq!(cluster.topic_of("app", "private-x"), "p:app:channel:private-x");
+        assert_eq!(
+            cluster.topic_of("app", "private-x"),
+            "p:app:channel:private-x"
+        );
         assert!(!cluster.disconnected_for(Duration::from_secs(60)));
         assert!(cluster.disconnected_for(Duration::ZERO));
     }

@@ -148,10 +148,7 @@ impl Cluster {
         app: &dyn LocalApp,
         user_id: &str,
     ) -> redis::RedisResult<()> {
-        if self
-            .sign_out(conn, app.id(), &self.node, user_id)
-            .await?
-        {
+        if self.sign_out(conn, app.id(), &self.node, user_id).await? {
             self.announce_online(app, user_id, false);
         }
         Ok(())

@@ -126,7 +126,10 @@ pub enum Op {
     /// The channel's subscriptions on this node changed. The count is read when the op is
     /// applied: connections queue their ops in no set order, so a count taken at subscribe
     /// time could overwrite a newer one.
-    Count { app: Arc<dyn LocalApp>, channel: Arc<str> },
+    Count {
+        app: Arc<dyn LocalApp>,
+        channel: Arc<str>,
+    },
     /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
     Join {
         app: Arc<dyn LocalApp>,
@@ -153,7 +156,10 @@ pub enum Op {
         first_here: bool,
     },
     /// The user's last signed-in connection on this node is gone.
-    SignOut { app: Arc<dyn LocalApp>, user_id: Arc<str> },
+    SignOut {
+        app: Arc<dyn LocalApp>,
+        user_id: Arc<str>,
+    },
 }
 
 /// What the cluster made of a join.
@@ -311,7 +317,10 @@ impl Cluster {
                 let id = app.id();
                 let (present, reported) = (cluster.totals_key(id), cluster.hooked_channels_key(id));
                 let grace = app.leave_grace();
-                match cluster.gone_after_grace(grace, present, reported, &channel).await {
+                match cluster
+                    .gone_after_grace(grace, present, reported, &channel)
+                    .await
+                {
                     Ok(true) => app.webhook(Hook::ChannelVacated { channel: &channel }),
                     Ok(false) => {}
                     Err(err) => tracing::warn!(%err, "redis: channel_vacated webhook not sent"),
@@ -444,7 +453,10 @@ impl Cluster {
                 cluster.hooked_key(id, &channel),
             );
             let grace = app.leave_grace();
-            match cluster.gone_after_grace(grace, present, reported, &user_id).await {
+            match cluster
+                .gone_after_grace(grace, present, reported, &user_id)
+                .await
+            {
                 Ok(true) => app.webhook(Hook::MemberRemoved {
                     channel: &channel,
                     user_id: &user_id,
@@ -498,10 +510,7 @@ impl Cluster {
                         .await?;
                     let prefix = format!("{node}:");
                     for user_id in fields.iter().filter_map(|f| f.strip_prefix(&prefix)) {
-                        if self
-                            .leave(conn, app.id(), &channel, &node, user_id)
-                            .await?
-                        {
+                        if self.leave(conn, app.id(), &channel, &node, user_id).await? {
                             app.relay(&channel, &frame::member_removed(&channel, user_id), None);
                             self.hook_removed(&app, &channel, user_id);
                         }
