@@ -16,7 +16,8 @@
 //! subscribers of it ([`Cluster::watch`], [`Cluster::unwatch_if_idle`]); what concerns the whole
 //! app (terminations, watchlists) goes to `{prefix}:{app_id}:broadcast`, which every node
 //! subscribes to. An event on a channel no node watches costs one `PUBLISH` that Redis hands to
-//! nobody. A subscriber on a cluster is confirmed only once its node's subscription is in
+//! nobody (on a channel with history, inside the script that also records it for later
+//! resumes). A subscriber on a cluster is confirmed only once its node's subscription is in
 //! place (the connection, or the presence task, awaits [`Cluster::watch`] first), so nothing
 //! published after its `subscription_succeeded` can miss it; history channels read their
 //! history after that too, so the replay and the live feed meet without a gap.
