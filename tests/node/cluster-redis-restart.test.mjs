@@ -193,3 +193,21 @@ test('a Redis that stalls for a second delivers an event once', async () => {
   await pause(1500);
   assert.deepEqual(onA, [{ n: 1 }]);
 });
+
+test('a Redis stopped for longer than the publish timeout still gets each event once', async () => {
+  const [a, b] = nodes;
+  const onA = await feed(await clientOn(a), 'stopped');
+  await allConnected();
+  // SIGSTOP: the node's publish waits in the socket past its 5 s timeout; the node gives up,
+  // connects again and publishes it again, and on SIGCONT Redis reads both.
+  redis.signal('SIGSTOP');
+  try {
+    await (await serverSdk(b)).trigger('stopped', 'tick', { n: 1 });
+    await pause(6500);
+  } finally {
+    redis.signal('SIGCONT');
+  }
+  await eventually(() => assert.ok(onA.length >= 1), 15000);
+  await pause(2000);
+  assert.deepEqual(onA, [{ n: 1 }]);
+});

@@ -4,7 +4,8 @@
 //!
 //! Per app and channel: the stream `{prefix}:{app}:history:{channel}` holds the recent events
 //! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
-//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch` and last `offset`. One Lua
+//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch`, last `offset` and each
+//! publishing node's last sequence number (`sent:{node}`, so a publish made again is run once). One Lua
 //! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
 //! drops a few entries older than `max_age_secs`), sets both keys to expire after
 //! `max_age_secs` of silence, remembers cache channels' last event
@@ -47,8 +48,17 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// KEYS: stream, meta, cache. ARGV: fresh epoch, frame, now (ms), max_events, max_age (ms),
 /// pub/sub channel, envelope head (JSON without its closing brace), cache ("1"/"0"), cache
-/// ttl (ms). Returns the offset.
+/// ttl (ms), the publishing node, its publish's sequence number. Returns the offset.
+///
+/// A publish the channel has seen already (its node's sequence number at or below the last one
+/// recorded in the meta hash, `sent:{node}`) changes nothing: a node that timed out waiting for
+/// Redis publishes again what Redis may have run meanwhile, and it must not go out twice.
 const PUBLISH: &str = r#"
+local sent = 'sent:' .. ARGV[10]
+if tonumber(redis.call('HGET', KEYS[2], sent) or '0') >= tonumber(ARGV[11]) then
+  return tonumber(redis.call('HGET', KEYS[2], 'offset') or '0')
+end
+redis.call('HSET', KEYS[2], sent, ARGV[11])
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   epoch = ARGV[1]
@@ -306,8 +316,9 @@ fn parse_history(
 pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
     let shutdown = node.stopping().clone();
     let peers_channel = super::peers_channel(&*node, &cluster);
-    // Taken from the queue and not yet in Redis, oldest first.
-    let mut held: VecDeque<Publish> = VecDeque::new();
+    // Taken from the queue and not yet in Redis, oldest first, each with its sequence number.
+    let mut held: VecDeque<(u64, Publish)> = VecDeque::new();
+    let mut sequence = 0;
     let mut retry = FIRST_RETRY;
     loop {
         let connected = tokio::time::timeout(REDIS_TIMEOUT, cluster.publishing_connection()).await;
@@ -322,7 +333,7 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
                     tokio::select! {
                         _ = &mut wait => break,
                         item = queue.recv() => match item {
-                            Some(item) => held.push_back(item),
+                            Some(item) => held.push_back(numbered(&mut sequence, item)),
                             None => return,
                         },
                         _ = shutdown.cancelled() => return,
@@ -339,7 +350,7 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
             if held.is_empty() {
                 tokio::select! {
                     item = queue.recv() => match item {
-                        Some(item) => held.push_back(item),
+                        Some(item) => held.push_back(numbered(&mut sequence, item)),
                         None => return,
                     },
                     _ = shutdown.cancelled() => return,
@@ -347,7 +358,7 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
             }
             while held.len() < BATCH {
                 match queue.try_recv() {
-                    Ok(item) => held.push_back(item),
+                    Ok(item) => held.push_back(numbered(&mut sequence, item)),
                     Err(_) => break,
                 }
             }
@@ -362,8 +373,8 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
             }
             let batch = held.len().min(BATCH);
             let mut pipe = redis::pipe();
-            for item in held.iter().take(batch) {
-                script_call(&cluster, &mut pipe, item);
+            for (sequence, item) in held.iter().take(batch) {
+                script_call(&cluster, &mut pipe, *sequence, item);
             }
             let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
             match done {
@@ -384,14 +395,26 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
 
 /// Publishes what is held to this node's clients alone, in order, once Redis has been away
 /// for longer than [`OUTAGE_HOLD`] or too much is held.
-fn release_if_outage_is_long(node: &dyn Node, cluster: &Cluster, held: &mut VecDeque<Publish>) {
+fn release_if_outage_is_long(
+    node: &dyn Node,
+    cluster: &Cluster,
+    held: &mut VecDeque<(u64, Publish)>,
+) {
     if !held.is_empty() && (cluster.disconnected_for(OUTAGE_HOLD) || held.len() >= QUEUE_CAPACITY) {
-        held.drain(..).for_each(|item| publish_here(node, item));
+        held.drain(..)
+            .for_each(|(_, item)| publish_here(node, item));
     }
 }
 
+/// Gives a publish this node's next sequence number, which tells Redis a publish made again
+/// from one it already ran (see [`PUBLISH`]).
+fn numbered(sequence: &mut u64, item: Publish) -> (u64, Publish) {
+    *sequence += 1;
+    (*sequence, item)
+}
+
 /// Adds one publish script call to `pipe`.
-fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
+fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, sequence: u64, item: &Publish) {
     let envelope = Envelope {
         node: cluster.node.clone(),
         app: item.app.clone(),
@@ -421,7 +444,9 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
         .arg(cluster.topic_of(&item.app, &item.channel))
         .arg(head)
         .arg(if cache { "1" } else { "0" })
-        .arg(CACHE_TTL.as_millis() as u64);
+        .arg(CACHE_TTL.as_millis() as u64)
+        .arg(&cluster.node)
+        .arg(sequence);
 }
 
 /// Publishes to this node's clients only, positioned by this node's ring.
