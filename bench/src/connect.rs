@@ -1,7 +1,10 @@
 //! The `connect` scenario: N idle connections. Measures the server's resident memory per
 //! connection (RSS with them open minus before, over N) and how much it gives back once they
-//! close.
+//! close. With `--channel`, each connection subscribes to that public channel and counts the
+//! events it receives while held (someone else triggers them: on a cluster, any node).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -23,6 +26,9 @@ pub struct ConnectArgs {
     /// Connection attempts in flight at once.
     #[arg(long, default_value_t = 100)]
     in_flight: usize,
+    /// A public channel every connection subscribes to; events on it are counted.
+    #[arg(long)]
+    channel: Option<String>,
 }
 
 /// Time for the server to finish allocating or freeing before its RSS is read.
@@ -43,9 +49,20 @@ pub async fn run(target: Target, args: ConnectArgs) -> Result<Value> {
     let cpu = CpuWindow::start(target.server_pid)?;
     progress(format!("opening {n} connections"));
     let started = Instant::now();
+    let events = Arc::new(AtomicU64::new(0));
     let clients = ws::gather("connected", n, args.in_flight, |_| {
-        let target = target.clone();
-        async move { Ok(Connection::open(&target).await?.spawn(|_| {})) }
+        let (target, channel, events) = (target.clone(), args.channel.clone(), events.clone());
+        async move {
+            let mut connection = Connection::open(&target).await?;
+            if let Some(channel) = &channel {
+                connection.subscribe(channel, None, None).await?;
+            }
+            Ok(connection.spawn(move |text| {
+                if !text.contains("\"event\":\"pusher") {
+                    events.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+        }
     })
     .await?;
     let open_seconds = started.elapsed().as_secs_f64();
@@ -75,6 +92,7 @@ pub async fn run(target: Target, args: ConnectArgs) -> Result<Value> {
         "open_seconds": round(open_seconds),
         "connects_per_s": round(n as f64 / open_seconds),
         "dropped": dropped,
+        "events_received": events.load(Ordering::Relaxed),
         "server_rss_before_kib": kib(before),
         "server_rss_open_kib": kib(open),
         "server_rss_closed_kib": kib(closed),

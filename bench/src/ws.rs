@@ -55,7 +55,7 @@ impl Connection {
     pub async fn open(target: &Target) -> Result<Self> {
         let unreachable =
             |err: &dyn std::fmt::Display| format!("cannot connect to {}: {err}", target.addr);
-        let tcp = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(target.addr))
+        let tcp = tokio::time::timeout(REPLY_TIMEOUT, target.connect())
             .await
             .map_err(|_| unreachable(&"timed out"))?
             .map_err(|err| unreachable(&err))?;

@@ -86,6 +86,25 @@ fn connect_measures_server_memory() {
 }
 
 #[test]
+fn connect_from_several_addresses_subscribed_counts_events() {
+    let server = Server::start();
+    let s = summary(&server.bench(&[
+        "--source-addrs",
+        "127.0.0.2,127.0.0.3",
+        "connect",
+        "-n",
+        "20",
+        "--hold",
+        "0",
+        "--channel",
+        "everyone",
+    ]));
+    assert_eq!(s["dropped"], 0, "{s}");
+    // Nobody triggered anything: only the subscriptions' own frames arrived.
+    assert_eq!(s["events_received"], 0, "{s}");
+}
+
+#[test]
 fn fanout_delivers_everything() {
     let server = Server::start();
     let s = summary(&server.bench(&[
@@ -165,6 +184,18 @@ fn bad_input_fails_fast_and_clearly() {
         format!("ws://127.0.0.1:{}", listener.local_addr().unwrap().port())
     };
     fails(&["--url", &gone, "connect", "-n", "1"], "cannot connect");
+    fails(
+        &[
+            "--url",
+            &url,
+            "--source-addrs",
+            "10.0.0.1",
+            "connect",
+            "-n",
+            "1",
+        ],
+        "only loopback addresses",
+    );
     fails(
         &["--url", &url, "--app-key", "wrong", "connect", "-n", "1"],
         "refused",

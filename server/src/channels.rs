@@ -28,8 +28,29 @@ use tokio::sync::{mpsc, Notify};
 use crate::frame;
 use crate::history::{self, Limits, Replay, Ring};
 use crate::presence::{Member, Members};
-use crate::state::SocketId;
 use crate::wire::Wire;
+
+/// A connection's id as the protocol shows it (`123.456`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketId(Arc<str>);
+
+impl SocketId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SocketId {
+    fn from(id: &str) -> SocketId {
+        SocketId(id.into())
+    }
+}
+
+impl std::borrow::Borrow<str> for SocketId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 /// How long a cache channel remembers its last event (Pusher's figure).
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);

@@ -29,11 +29,10 @@ use tokio::time::{sleep_until, Instant};
 use tungstenite::protocol::{Message, WebSocketConfig};
 
 use crate::auth;
-use crate::channels::{Closer, ConnectionHandle, HistoryMode, Release, SubscribeError};
-use crate::cluster::history::Read;
+use crate::channels::{Closer, ConnectionHandle, HistoryMode, SubscribeError};
+use crate::cluster::history::{release_of, Read};
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
-use crate::presence;
 use crate::presence::Member;
 use crate::reads;
 use crate::state::{Admission, App, Shared};
@@ -435,11 +434,12 @@ impl Connection {
         let limits = self.app.history_limits(&channel);
         let cache = ChannelType::of(&channel).cache;
         let clustered = self.app.is_clustered();
-        // On a cluster, held subscribers are released once Redis was read: by
-        // `cluster::presence` on presence channels (it knows the members), else below.
+        // On a cluster, held subscribers are released once this node receives the channel
+        // from Redis and its history was read: by `cluster::presence` on presence channels (it
+        // knows the members), else below.
         let mode = if clustered && kind == ChannelKind::Presence && limits.is_none() {
             HistoryMode::Off
-        } else if clustered && (limits.is_some() || cache) {
+        } else if clustered {
             HistoryMode::Held {
                 id: fastrand::u64(..),
             }
@@ -479,7 +479,7 @@ impl Connection {
                 }
                 // Confirmed already, unless held or a cluster's presence (confirmed later).
                 if held.is_none() && !(clustered && member.is_some()) {
-                    confirmed(&self.app, &channel, &self.handle);
+                    self.app.confirmed(&channel, &self.handle);
                 }
                 self.shared
                     .metrics()
@@ -514,8 +514,9 @@ impl Connection {
         }
     }
 
-    /// On a cluster: reads the channel's history (and a cache channel's last event) from
-    /// Redis without holding up this connection, then releases the held subscriber.
+    /// On a cluster: waits for this node's subscription to the channel, reads its history (and
+    /// a cache channel's last event) from Redis without holding up this connection, then
+    /// releases the held subscriber.
     fn release_later(
         &self,
         channel: &str,
@@ -535,25 +536,30 @@ impl Connection {
                 max_events: 0,
                 max_age: crate::channels::CACHE_TTL,
             });
-            let read = cluster
-                .read_history(
-                    &app.config.id,
-                    &channel,
-                    Read {
-                        after,
-                        limit: read_limits.max_events.max(1),
-                        limits: read_limits,
-                        create: limits.is_some(),
-                        cache,
-                    },
-                )
-                .await;
+            cluster.watch(&app.config.id, &channel).await;
+            let read = if limits.is_none() && !cache {
+                Ok(None)
+            } else {
+                cluster
+                    .read_history(
+                        &app.config.id,
+                        &channel,
+                        Read {
+                            after,
+                            limit: read_limits.max_events.max(1),
+                            limits: read_limits,
+                            create: limits.is_some(),
+                            cache,
+                        },
+                    )
+                    .await
+            };
             let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
             if let Some(released) =
                 app.channels
                     .release(&channel, &conn.socket_id, hold_id, release)
             {
-                confirmed(&app, &channel, &conn);
+                app.confirmed(&channel, &conn);
                 shared
                     .metrics()
                     .resumed(released.recovered, released.replayed);
@@ -633,7 +639,8 @@ impl Connection {
         let linger = closed && grace > 0 && !self.shared.shutdown().is_cancelled();
         if let Some(change) = self.app.channels.unsubscribe(channel, socket_id, linger) {
             if let (true, Some(user_id)) = (linger, user_id) {
-                presence::depart_after(&self.app, channel, user_id, Duration::from_millis(grace));
+                self.app
+                    .depart_after(channel, user_id, Duration::from_millis(grace));
             }
             self.announce_count(channel, ChannelType::of(channel).kind);
             self.app.subscriptions_changed(channel);
@@ -823,46 +830,6 @@ impl Connection {
         self.sign_out();
         for (channel, user_id) in std::mem::take(&mut self.subscriptions) {
             self.leave(&channel, user_id.as_deref(), true);
-        }
-    }
-}
-
-/// After a subscriber's `subscription_succeeded` is queued: the channel's read markers and,
-/// on presence channels, its members' statuses (README, "Wire extensions").
-pub(crate) fn confirmed(app: &Arc<App>, channel: &str, conn: &ConnectionHandle) {
-    reads::send_current(app, channel, conn);
-    user_status::send_members(app, channel, conn);
-}
-
-/// What a held subscriber is released with, from what Redis answered (this node's ring when
-/// it could not be read).
-pub(crate) fn release_of(
-    read: redis::RedisResult<Option<crate::cluster::history::Snapshot>>,
-    channel: &str,
-    limits: Option<Limits>,
-    resume: Option<&str>,
-    cache: bool,
-    data: &str,
-) -> Release {
-    match read {
-        Ok(Some(snapshot)) => Release {
-            replay: resume.map(|r| snapshot.replay(r)),
-            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
-            cached: cache.then_some(snapshot.cached),
-            limits,
-            data: data.into(),
-        },
-        Ok(None) | Err(_) => {
-            if let Err(err) = read {
-                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
-            }
-            Release {
-                replay: resume.map(|_| history::Replay::Incomplete),
-                position: None,
-                cached: None,
-                limits,
-                data: data.into(),
-            }
         }
     }
 }

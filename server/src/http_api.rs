@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::auth;
+use crate::channels::SocketId;
 use crate::frame;
 use crate::history::{self, MAX_READ};
 use crate::reads;
-use crate::state::{App, Shared, SocketId};
+use crate::state::{App, Shared};
 use crate::user_status;
 
 /// Longest event name accepted, in bytes (Pusher's limit).

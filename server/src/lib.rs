@@ -41,6 +41,7 @@ pub mod webhooks;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -133,7 +134,9 @@ pub async fn serve_with(
     }
     tokio::spawn(sweep_caches(shared.clone()));
     tokio::spawn(memory::trim_after_closes(shared.clone()));
-    cluster::start(&shared);
+    if let Some(cluster) = shared.cluster() {
+        cluster::start(cluster, Arc::new(shared.clone()));
+    }
     let deliveries: Vec<_> = shared.apps().filter_map(webhooks::start).collect();
     tracing::info!(%local, "listening");
     tokio::spawn(tls::reload_on_change(tls.clone(), shutdown.clone()));

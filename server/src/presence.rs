@@ -1,18 +1,14 @@
 //! Presence channels: who is a member, counted by user id so one user on several connections
 //! is one member (joined on their first connection, gone after their last), and the JSON the
 //! protocol shows members as. With the app's `presence_grace_ms`, a member whose last
-//! connection closed stays one for that long ([`depart_after`]): a page reload is then no
+//! connection closed stays one for that long (`state::App::depart_after`): a page reload is then no
 //! `member_removed` + `member_added` pair, for the other members and for webhooks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-use crate::state::App;
-use crate::webhooks;
 
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 128;
@@ -94,20 +90,6 @@ impl Member {
             user_info: info,
         })
     }
-}
-
-/// After `grace`, removes `user_id` from `channel` (announced, on a cluster told to the
-/// cluster, reported to webhooks) unless a connection of theirs came back meanwhile.
-pub fn depart_after(app: &Arc<App>, channel: &str, user_id: &str, grace: Duration) {
-    let (app, channel, user_id) = (app.clone(), channel.to_string(), user_id.to_string());
-    tokio::spawn(async move {
-        tokio::time::sleep(grace).await;
-        if let Some(change) = app.channels.depart(&channel, &user_id) {
-            app.presence_left(&channel, &user_id);
-            crate::user_status::left(&app, &channel, &user_id);
-            webhooks::unsubscribed(&app, &channel, change, Some(&user_id));
-        }
-    });
 }
 
 struct Entry {

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use axum::extract::ws::Utf8Bytes;
 
+/// Kept here too for embedders (`overtone_server::state::SocketId`); the registry owns it.
+pub use crate::channels::SocketId;
 use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
@@ -19,7 +22,7 @@ use crate::presence::Member;
 use crate::reads::Reads;
 use crate::user_status::Statuses;
 use crate::users::Users;
-use crate::webhooks::Webhooks;
+use crate::webhooks::{self, Webhooks};
 
 /// Cheap to clone; everything behind it is shared.
 #[derive(Clone)]
@@ -168,6 +171,9 @@ impl App {
     /// After a subscribe or unsubscribe on this node.
     pub fn subscriptions_changed(self: &Arc<App>, channel: &str) {
         if let Some(cluster) = &self.cluster {
+            if self.channels.occupancy(channel).subscriptions == 0 {
+                cluster.unwatch_if_idle(self.clone(), channel);
+            }
             cluster.presence(cluster::presence::Op::Count {
                 app: self.clone(),
                 channel: channel.into(),
@@ -205,6 +211,27 @@ impl App {
                 user_id: user_id.clone(),
             });
         }
+    }
+
+    /// After `grace`, removes `user_id` from `channel` (announced, on a cluster told to the
+    /// cluster, reported to webhooks) unless a connection of theirs came back meanwhile.
+    pub fn depart_after(self: &Arc<App>, channel: &str, user_id: &str, grace: Duration) {
+        let (app, channel, user_id) = (self.clone(), channel.to_string(), user_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(change) = app.channels.depart(&channel, &user_id) {
+                app.presence_left(&channel, &user_id);
+                crate::user_status::left(&app, &channel, &user_id);
+                webhooks::unsubscribed(&app, &channel, change, Some(&user_id));
+            }
+        });
+    }
+
+    /// After a subscriber's `subscription_succeeded` is queued: the channel's read markers and,
+    /// on presence channels, its members' statuses (README, "Wire extensions").
+    pub fn confirmed(self: &Arc<App>, channel: &str, conn: &ConnectionHandle) {
+        crate::reads::send_current(self, channel, conn);
+        crate::user_status::send_members(self, channel, conn);
     }
 
     /// After a user's last connection on this node left a presence channel.
@@ -293,6 +320,110 @@ impl App {
     }
 }
 
+/// What the cluster reaches of this node (see [`cluster`]'s module doc).
+impl cluster::Node for Shared {
+    fn apps_here(&self) -> Vec<Arc<dyn cluster::LocalApp>> {
+        self.apps()
+            .map(|app| app.clone() as Arc<dyn cluster::LocalApp>)
+            .collect()
+    }
+
+    fn app_here(&self, id: &str) -> Option<Arc<dyn cluster::LocalApp>> {
+        self.app_by_id(id)
+            .map(|app| app.clone() as Arc<dyn cluster::LocalApp>)
+    }
+
+    fn stopping(&self) -> &CancellationToken {
+        self.shutdown()
+    }
+
+    fn relayed(&self, latency: Duration) {
+        self.metrics().cluster_latency.observe(latency);
+    }
+}
+
+/// What the cluster reaches of one app.
+impl cluster::LocalApp for App {
+    fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    fn channels(&self) -> &ChannelRegistry {
+        &self.channels
+    }
+
+    fn max_presence_members(&self) -> usize {
+        self.config.max_presence_members
+    }
+
+    /// Never on presence channels: their members are their count.
+    fn wants_counts(&self, channel: &str) -> bool {
+        use overtone_protocol::channel::{ChannelKind, ChannelType};
+        self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence
+    }
+
+    fn relay(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
+        App::relay(self, channel, frame, except);
+    }
+
+    fn terminate_here(&self, user_id: &str, code: u16) {
+        self.users.terminate(user_id, code);
+    }
+
+    fn tell_watchers(&self, user_id: &str, online: bool) {
+        let name = if online { "online" } else { "offline" };
+        self.users.tell_watchers(user_id, name);
+    }
+
+    fn signed_in_here(&self) -> Vec<Arc<str>> {
+        self.users.signed_in_here()
+    }
+
+    fn announce_sign_in_here(
+        &self,
+        user_id: &str,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+        first_here: bool,
+    ) {
+        self.users
+            .announce_sign_in(user_id, conn, watchlist, first_here);
+    }
+
+    fn webhooks_enabled(&self) -> bool {
+        self.webhooks.enabled()
+    }
+
+    fn wants_count_webhooks(&self) -> bool {
+        webhooks::wants_subscription_count(self)
+    }
+
+    fn leave_grace(&self) -> Duration {
+        webhooks::LEAVE_GRACE
+    }
+
+    fn confirmed(self: Arc<Self>, channel: &str, conn: &ConnectionHandle) {
+        App::confirmed(&self, channel, conn);
+    }
+
+    fn webhook(&self, hook: cluster::Hook<'_>) {
+        use cluster::Hook;
+        match hook {
+            Hook::ChannelOccupied { channel } => webhooks::channel_occupied(self, channel),
+            Hook::ChannelVacated { channel } => webhooks::channel_vacated(self, channel),
+            Hook::MemberAdded { channel, user_id } => {
+                webhooks::member_added(self, channel, user_id)
+            }
+            Hook::MemberRemoved { channel, user_id } => {
+                webhooks::member_removed(self, channel, user_id)
+            }
+            Hook::SubscriptionCount { channel, total } => {
+                webhooks::cluster_subscription_count(self, channel, total)
+            }
+        }
+    }
+}
+
 impl Shared {
     pub fn new(config: Config, shutdown: CancellationToken) -> Shared {
         let cluster = config
@@ -368,29 +499,7 @@ impl Shared {
     /// A new socket id in Pusher's `digits.digits` form, unique within this process.
     pub fn next_socket_id(&self) -> SocketId {
         let n = self.0.next_socket.fetch_add(1, Ordering::Relaxed);
-        SocketId(format!("{}.{}", self.0.socket_id_prefix, n).into())
-    }
-}
-
-/// A connection's id as the protocol shows it (`123.456`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SocketId(Arc<str>);
-
-impl SocketId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for SocketId {
-    fn from(id: &str) -> SocketId {
-        SocketId(id.into())
-    }
-}
-
-impl std::borrow::Borrow<str> for SocketId {
-    fn borrow(&self) -> &str {
-        &self.0
+        SocketId::from(format!("{}.{}", self.0.socket_id_prefix, n).as_str())
     }
 }
 
@@ -407,5 +516,17 @@ mod tests {
         assert!(app.admit().is_none());
         drop(first);
         assert!(app.admit().is_some());
+    }
+
+    #[test]
+    fn presence_channels_and_apps_without_counts_are_not_announced() {
+        use cluster::LocalApp;
+        let mut config = AppConfig::new("a", "k", "s");
+        assert!(!App::new(config.clone()).wants_counts("chat"));
+        config.subscription_count = true;
+        let app = App::new(config);
+        assert!(app.wants_counts("chat"));
+        assert!(app.wants_counts("private-chat"));
+        assert!(!app.wants_counts("presence-chat"));
     }
 }

@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::channels::ConnectionHandle;
+use crate::channels::{ConnectionHandle, SocketId};
 use crate::frame;
-use crate::state::SocketId;
 
 /// Most users one connection may watch (Pusher's limit).
 pub const MAX_WATCHLIST: usize = 100;

@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::Change;
+use crate::channels::SocketId;
 use crate::config::AppConfig;
 use crate::metrics::WebhookOutcomes;
-use crate::state::{App, SocketId};
+use crate::state::App;
 
 /// How long a vacated channel or a departed member waits before it is reported.
 pub const LEAVE_GRACE: Duration = Duration::from_secs(3);

@@ -169,7 +169,8 @@ export async function freePort() {
 
 /**
  * Starts a throwaway `redis-server` (no persistence) on a free loopback port; resolves once it
- * accepts connections. `restart()` stops it and starts a fresh one on the same port.
+ * accepts connections. `restart()` stops it and starts a fresh one on the same port;
+ * `signal(name)` sends it a signal (SIGSTOP / SIGCONT: Redis stalled, then back).
  */
 export async function startRedis() {
   const port = await freePort();
@@ -203,6 +204,7 @@ export async function startRedis() {
       await stop();
       await start();
     },
+    signal: (name) => child.kill(name),
   };
 }
 

@@ -10,6 +10,8 @@ import {
   startRedis, startCluster, serverSdk, clientOptions, signedClientOptions, connected, once, pause, eventually,
 } from '../lib/server.mjs';
 import { rawConnect } from '../lib/raw-ws.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 const METRICS_TOKEN = 'redis-restart';
 let redis;
@@ -171,4 +173,41 @@ test('after a Redis restart, a client resuming on another node gets what it miss
   } finally {
     onA.raw.close();
   }
+});
+
+test('a Redis that stalls for a second delivers an event once', async () => {
+  const [a, b] = nodes;
+  const onA = await feed(await clientOn(a), 'stall');
+  await allConnected();
+  // A Lua script spinning for 1.2 s holds up every other command (no config needed, unlike
+  // DEBUG SLEEP): the publish queued behind it waits longer than a short reply timeout, and a
+  // node that gives up and publishes it again sends it twice (with two positions).
+  const port = new URL(redis.url).port;
+  const spin = "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
+    + "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 1200000";
+  const stall = promisify(execFile)('redis-cli', ['-p', port, 'EVAL', spin, '0']);
+  await pause(100);
+  await (await serverSdk(b)).trigger('stall', 'tick', { n: 1 });
+  await stall;
+  await eventually(() => assert.ok(onA.length >= 1), 10000);
+  await pause(1500);
+  assert.deepEqual(onA, [{ n: 1 }]);
+});
+
+test('a Redis stopped for longer than the publish timeout still gets each event once', async () => {
+  const [a, b] = nodes;
+  const onA = await feed(await clientOn(a), 'stopped');
+  await allConnected();
+  // SIGSTOP: the node's publish waits in the socket past its 5 s timeout; the node gives up,
+  // connects again and publishes it again, and on SIGCONT Redis reads both.
+  redis.signal('SIGSTOP');
+  try {
+    await (await serverSdk(b)).trigger('stopped', 'tick', { n: 1 });
+    await pause(6500);
+  } finally {
+    redis.signal('SIGCONT');
+  }
+  await eventually(() => assert.ok(onA.length >= 1), 15000);
+  await pause(2000);
+  assert.deepEqual(onA, [{ n: 1 }]);
 });

@@ -21,10 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::state::{App, Shared};
-use crate::webhooks;
-
-use super::{Cluster, Envelope, Message};
+use super::{Cluster, Envelope, Hook, LocalApp, Message, Node};
 
 /// How long a node gathers count changes before announcing them.
 pub const WINDOW: Duration = Duration::from_millis(100);
@@ -41,27 +38,36 @@ return total
 "#;
 
 /// A channel whose cluster-wide count changed, and its app.
-pub(crate) type Changed = (Arc<App>, Arc<str>);
+pub(crate) type Changed = (Arc<dyn LocalApp>, Arc<str>);
 
 /// Stands for the count in a serialized [`Message::SubscriptionCount`], to cut it around.
 const PLACEHOLDER: u64 = u64::MAX;
 
-/// Channels waiting for their announcement, and when it is due.
-#[derive(Default)]
-struct Pending {
-    channels: HashMap<(String, Arc<str>), Arc<App>>,
+/// Channels waiting for their announcement (keyed by app id and channel, with their app
+/// `A`), and when it is due.
+struct Pending<A> {
+    channels: HashMap<(String, Arc<str>), A>,
     due: Option<Instant>,
 }
 
-impl Pending {
+impl<A> Default for Pending<A> {
+    fn default() -> Self {
+        Pending {
+            channels: HashMap::new(),
+            due: None,
+        }
+    }
+}
+
+impl<A> Pending<A> {
     /// Marks a channel; the first mark of a window arms it.
-    fn mark(&mut self, app: Arc<App>, channel: Arc<str>, now: Instant) {
-        self.channels.insert((app.config.id.clone(), channel), app);
+    fn mark(&mut self, app_id: &str, app: A, channel: Arc<str>, now: Instant) {
+        self.channels.insert((app_id.into(), channel), app);
         self.due.get_or_insert(now + WINDOW);
     }
 
     /// Every marked channel, once the window is over; the next mark starts a new window.
-    fn take(&mut self) -> Vec<(Arc<App>, Arc<str>)> {
+    fn take(&mut self) -> Vec<(A, Arc<str>)> {
         self.due = None;
         self.channels
             .drain()
@@ -73,8 +79,8 @@ impl Pending {
 impl Cluster {
     /// A channel's total changed: announce it (coalesced) if its app wants counts, as frames
     /// or as webhooks.
-    pub(crate) fn count_changed(&self, app: &Arc<App>, channel: &str) {
-        if !wants_counts(app, channel) && !webhooks::wants_subscription_count(app) {
+    pub(crate) fn count_changed(&self, app: &Arc<dyn LocalApp>, channel: &str) {
+        if !app.wants_counts(channel) && !app.wants_count_webhooks() {
             return;
         }
         if self.counts.send((app.clone(), channel.into())).is_err() {
@@ -102,10 +108,10 @@ impl Cluster {
 
     /// Reads the channel's total and publishes it to every node, in one step (only reads it
     /// when the app wants webhooks but no frames).
-    async fn announce(&self, app: &App, channel: &str) -> redis::RedisResult<u64> {
-        let id = &app.config.id;
+    async fn announce(&self, app: &dyn LocalApp, channel: &str) -> redis::RedisResult<u64> {
+        let id = app.id();
         let mut conn = self.redis();
-        if !wants_counts(app, channel) {
+        if !app.wants_counts(channel) {
             let total: Option<u64> = redis::cmd("HGET")
                 .arg(self.totals_key(id))
                 .arg(channel)
@@ -120,7 +126,7 @@ impl Cluster {
             .arg(ANNOUNCE)
             .arg(2)
             .arg(self.totals_key(id))
-            .arg(self.channel_of(id))
+            .arg(self.topic_of(id, channel))
             .arg(channel)
             .arg(head)
             .arg(tail)
@@ -129,32 +135,29 @@ impl Cluster {
     }
 }
 
-/// Whether subscribers of `channel` are told its count (never on presence channels).
-pub(crate) fn wants_counts(app: &App, channel: &str) -> bool {
-    use overtone_protocol::channel::{ChannelKind, ChannelType};
-    app.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence
-}
-
 /// This node's own count, to its own subscribers: what a node without Redis announces.
-pub(crate) fn announce_locally(app: &App, channel: &str) {
-    if wants_counts(app, channel) {
-        app.channels.announce_count(channel, None);
+pub(crate) fn announce_locally(app: &dyn LocalApp, channel: &str) {
+    if app.wants_counts(channel) {
+        app.channels().announce_count(channel, None);
     }
 }
 
 /// Gathers changed channels and announces each once per window, until shutdown.
 pub(crate) async fn run(
-    shared: Shared,
+    node: Arc<dyn Node>,
     cluster: Arc<Cluster>,
     mut changed: mpsc::UnboundedReceiver<Changed>,
 ) {
-    let shutdown = shared.shutdown().clone();
-    let mut pending = Pending::default();
+    let shutdown = node.stopping().clone();
+    let mut pending: Pending<Arc<dyn LocalApp>> = Pending::default();
     loop {
         let due = pending.due;
         tokio::select! {
             change = changed.recv() => match change {
-                Some((app, channel)) => pending.mark(app, channel, Instant::now()),
+                Some((app, channel)) => {
+                    let id = app.id().to_owned();
+                    pending.mark(&id, app, channel, Instant::now());
+                }
                 None => return,
             },
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -162,11 +165,11 @@ pub(crate) async fn run(
                     // Each on its own, so a slow or unreachable Redis delays no other.
                     let cluster = cluster.clone();
                     tokio::spawn(async move {
-                        match cluster.announce(&app, &channel).await {
-                            Ok(total) => webhooks::cluster_subscription_count(&app, &channel, total),
+                        match cluster.announce(&*app, &channel).await {
+                            Ok(total) => app.webhook(Hook::SubscriptionCount { channel: &channel, total }),
                             Err(err) => {
                                 tracing::debug!(%err, "redis: subscription count announced locally");
-                                announce_locally(&app, &channel);
+                                announce_locally(&*app, &channel);
                             }
                         }
                     });
@@ -181,20 +184,14 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
     use crate::cluster::RedisConfig;
-    use crate::config::AppConfig;
 
     #[test]
     fn a_burst_of_changes_is_one_announcement_per_channel_per_window() {
-        let app = Arc::new(App::new(AppConfig::new("a", "k", "s")));
         let mut pending = Pending::default();
         let start = Instant::now();
         for i in 0..1000 {
             let channel = if i % 2 == 0 { "even" } else { "odd" };
-            pending.mark(
-                app.clone(),
-                channel.into(),
-                start + Duration::from_micros(i),
-            );
+            pending.mark("a", (), channel.into(), start + Duration::from_micros(i));
         }
         assert_eq!(
             pending.due,
@@ -209,7 +206,7 @@ mod tests {
         due.sort();
         assert_eq!(due, ["even", "odd"]);
         assert_eq!(pending.due, None);
-        pending.mark(app, "even".into(), start + WINDOW * 2);
+        pending.mark("a", (), "even".into(), start + WINDOW * 2);
         assert_eq!(
             pending.due,
             Some(start + WINDOW * 3),
@@ -234,16 +231,5 @@ mod tests {
                 count: 42
             }
         );
-    }
-
-    #[test]
-    fn presence_channels_and_apps_without_counts_are_not_announced() {
-        let mut config = AppConfig::new("a", "k", "s");
-        assert!(!wants_counts(&App::new(config.clone()), "chat"));
-        config.subscription_count = true;
-        let app = App::new(config);
-        assert!(wants_counts(&app, "chat"));
-        assert!(wants_counts(&app, "private-chat"));
-        assert!(!wants_counts(&app, "presence-chat"));
     }
 }

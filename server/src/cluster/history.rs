@@ -4,12 +4,13 @@
 //!
 //! Per app and channel: the stream `{prefix}:{app}:history:{channel}` holds the recent events
 //! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
-//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch` and last `offset`. One Lua
+//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch`, last `offset` and each
+//! publishing node's last sequence number (`sent:{node}`, so a publish made again is run once). One Lua
 //! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
 //! drops a few entries older than `max_age_secs`), sets both keys to expire after
 //! `max_age_secs` of silence, remembers cache channels' last event
 //! (`{prefix}:{app}:cache:{channel}`, 30 minutes) and PUBLISHes the event with its position on
-//! the app's pub/sub channel, all atomically: every node, the publisher included, receives a
+//! the channel's pub/sub channel (see [`super`]), all atomically: every node, the publisher included, receives a
 //! channel's events in position order and delivers them then
 //! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing
 //! (never written, or expired), the script starts a new epoch: a client's old position is then
@@ -33,11 +34,10 @@ use axum::extract::ws::Utf8Bytes;
 use overtone_protocol::channel::ChannelType;
 use tokio::sync::mpsc;
 
-use crate::channels::CACHE_TTL;
+use crate::channels::{Release, SocketId, CACHE_TTL};
 use crate::history::{self, Limits, Replay};
-use crate::state::{Shared, SocketId};
 
-use super::{back_off, unix_micros, Cluster, Envelope, Message, FIRST_RETRY, OUTAGE_HOLD};
+use super::{back_off, unix_micros, Cluster, Envelope, Message, Node, FIRST_RETRY, OUTAGE_HOLD};
 
 /// Publishes waiting for Redis before new ones are published on this node only.
 pub const QUEUE_CAPACITY: usize = 10_000;
@@ -48,8 +48,17 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// KEYS: stream, meta, cache. ARGV: fresh epoch, frame, now (ms), max_events, max_age (ms),
 /// pub/sub channel, envelope head (JSON without its closing brace), cache ("1"/"0"), cache
-/// ttl (ms). Returns the offset.
+/// ttl (ms), the publishing node, its publish's sequence number. Returns the offset.
+///
+/// A publish the channel has seen already (its node's sequence number at or below the last one
+/// recorded in the meta hash, `sent:{node}`) changes nothing: a node that timed out waiting for
+/// Redis publishes again what Redis may have run meanwhile, and it must not go out twice.
 const PUBLISH: &str = r#"
+local sent = 'sent:' .. ARGV[10]
+if tonumber(redis.call('HGET', KEYS[2], sent) or '0') >= tonumber(ARGV[11]) then
+  return tonumber(redis.call('HGET', KEYS[2], 'offset') or '0')
+end
+redis.call('HSET', KEYS[2], sent, ARGV[11])
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   epoch = ARGV[1]
@@ -304,18 +313,15 @@ fn parse_history(
 /// away they are held, to be published in order (after the nodes are subscribed again) when it
 /// is back; held longer than [`OUTAGE_HOLD`], or over [`QUEUE_CAPACITY`], they go to this
 /// node's clients alone, positioned by its ring, and so does what follows until Redis is back.
-pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
-    let shutdown = shared.shutdown().clone();
-    let peers_channel = super::peers_channel(&shared, &cluster);
-    // Taken from the queue and not yet in Redis, oldest first.
-    let mut held: VecDeque<Publish> = VecDeque::new();
+pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Publish>) {
+    let shutdown = node.stopping().clone();
+    let peers_channel = super::peers_channel(&*node, &cluster);
+    // Taken from the queue and not yet in Redis, oldest first, each with its sequence number.
+    let mut held: VecDeque<(u64, Publish)> = VecDeque::new();
+    let mut sequence = 0;
     let mut retry = FIRST_RETRY;
     loop {
-        let connected = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            cluster.client.get_multiplexed_async_connection(),
-        )
-        .await;
+        let connected = tokio::time::timeout(REDIS_TIMEOUT, cluster.publishing_connection()).await;
         let mut conn = match connected {
             Ok(Ok(conn)) => conn,
             _ => {
@@ -323,11 +329,11 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
                 retry = (retry * 2).min(super::LAST_RETRY);
                 tokio::pin!(wait);
                 loop {
-                    release_if_outage_is_long(&shared, &cluster, &mut held);
+                    release_if_outage_is_long(&*node, &cluster, &mut held);
                     tokio::select! {
                         _ = &mut wait => break,
                         item = queue.recv() => match item {
-                            Some(item) => held.push_back(item),
+                            Some(item) => held.push_back(numbered(&mut sequence, item)),
                             None => return,
                         },
                         _ = shutdown.cancelled() => return,
@@ -344,7 +350,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             if held.is_empty() {
                 tokio::select! {
                     item = queue.recv() => match item {
-                        Some(item) => held.push_back(item),
+                        Some(item) => held.push_back(numbered(&mut sequence, item)),
                         None => return,
                     },
                     _ = shutdown.cancelled() => return,
@@ -352,7 +358,7 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             }
             while held.len() < BATCH {
                 match queue.try_recv() {
-                    Ok(item) => held.push_back(item),
+                    Ok(item) => held.push_back(numbered(&mut sequence, item)),
                     Err(_) => break,
                 }
             }
@@ -361,14 +367,14 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             while !cluster.is_connected() && !cluster.disconnected_for(OUTAGE_HOLD) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            release_if_outage_is_long(&shared, &cluster, &mut held);
+            release_if_outage_is_long(&*node, &cluster, &mut held);
             if held.is_empty() {
                 continue;
             }
             let batch = held.len().min(BATCH);
             let mut pipe = redis::pipe();
-            for item in held.iter().take(batch) {
-                script_call(&cluster, &mut pipe, item);
+            for (sequence, item) in held.iter().take(batch) {
+                script_call(&cluster, &mut pipe, *sequence, item);
             }
             let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
             match done {
@@ -389,14 +395,26 @@ pub async fn run(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
 
 /// Publishes what is held to this node's clients alone, in order, once Redis has been away
 /// for longer than [`OUTAGE_HOLD`] or too much is held.
-fn release_if_outage_is_long(shared: &Shared, cluster: &Cluster, held: &mut VecDeque<Publish>) {
+fn release_if_outage_is_long(
+    node: &dyn Node,
+    cluster: &Cluster,
+    held: &mut VecDeque<(u64, Publish)>,
+) {
     if !held.is_empty() && (cluster.disconnected_for(OUTAGE_HOLD) || held.len() >= QUEUE_CAPACITY) {
-        held.drain(..).for_each(|item| publish_here(shared, item));
+        held.drain(..)
+            .for_each(|(_, item)| publish_here(node, item));
     }
 }
 
+/// Gives a publish this node's next sequence number, which tells Redis a publish made again
+/// from one it already ran (see [`PUBLISH`]).
+fn numbered(sequence: &mut u64, item: Publish) -> (u64, Publish) {
+    *sequence += 1;
+    (*sequence, item)
+}
+
 /// Adds one publish script call to `pipe`.
-fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
+fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, sequence: u64, item: &Publish) {
     let envelope = Envelope {
         node: cluster.node.clone(),
         app: item.app.clone(),
@@ -423,21 +441,56 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, item: &Publish) {
         .arg(now_ms())
         .arg(item.limits.max_events)
         .arg((item.limits.max_age.as_millis() as u64).max(1))
-        .arg(cluster.channel_of(&item.app))
+        .arg(cluster.topic_of(&item.app, &item.channel))
         .arg(head)
         .arg(if cache { "1" } else { "0" })
-        .arg(CACHE_TTL.as_millis() as u64);
+        .arg(CACHE_TTL.as_millis() as u64)
+        .arg(&cluster.node)
+        .arg(sequence);
 }
 
 /// Publishes to this node's clients only, positioned by this node's ring.
-fn publish_here(shared: &Shared, item: Publish) {
-    if let Some(app) = shared.app_by_id(&item.app) {
-        app.channels.publish_recorded(
+fn publish_here(node: &dyn Node, item: Publish) {
+    if let Some(app) = node.app_here(&item.app) {
+        app.channels().publish_recorded(
             &item.channel,
             &item.frame,
             item.except.as_ref(),
             item.limits,
         );
+    }
+}
+
+/// What a held subscriber is released with, from what Redis answered (this node's ring when
+/// it could not be read).
+pub fn release_of(
+    read: redis::RedisResult<Option<Snapshot>>,
+    channel: &str,
+    limits: Option<Limits>,
+    resume: Option<&str>,
+    cache: bool,
+    data: &str,
+) -> Release {
+    match read {
+        Ok(Some(snapshot)) => Release {
+            replay: resume.map(|r| snapshot.replay(r)),
+            position: limits.map(|_| (snapshot.epoch.clone(), snapshot.last)),
+            cached: cache.then_some(snapshot.cached),
+            limits,
+            data: data.into(),
+        },
+        Ok(None) | Err(_) => {
+            if let Err(err) = read {
+                tracing::debug!(%err, channel, "redis: history not read; serving this node's");
+            }
+            Release {
+                replay: resume.map(|_| history::Replay::Incomplete),
+                position: None,
+                cached: None,
+                limits,
+                data: data.into(),
+            }
+        }
     }
 }
 

@@ -4,11 +4,23 @@
 //!
 //! Each node delivers to its local subscribers first, without waiting for Redis, then hands the
 //! already serialized frame to [`Cluster::forward`], which queues it without blocking; one task
-//! publishes the queue to the app's Redis channel `{prefix}:{app_id}:broadcast` (so two apps, or
-//! two deployments with different prefixes, never see each other's events). Another task
-//! subscribes to every app's channel and delivers what the other nodes sent. Both reconnect
-//! with backoff when Redis goes away, so delivery resumes by itself; meanwhile the node keeps
-//! serving its own clients. Presence members are shared through Redis too: see [`presence`].
+//! publishes the queue to Redis (so two apps, or two deployments with different prefixes, never
+//! see each other's events). Another task subscribes and delivers what the other nodes sent.
+//! Both reconnect with backoff when Redis goes away, so delivery resumes by itself; meanwhile
+//! the node keeps serving its own clients. Presence members are shared through Redis too: see
+//! [`presence`].
+//!
+//! Routing is by interest: what concerns one channel (its events, positioned or not, and its
+//! subscription counts) goes to that channel's own Redis channel,
+//! `{prefix}:{app_id}:channel:{name}`, which a node subscribes to only while it has local
+//! subscribers of it ([`Cluster::watch`], [`Cluster::unwatch_if_idle`]); what concerns the whole
+//! app (terminations, watchlists) goes to `{prefix}:{app_id}:broadcast`, which every node
+//! subscribes to. An event on a channel no node watches costs one `PUBLISH` that Redis hands to
+//! nobody (on a channel with history, inside the script that also records it for later
+//! resumes). A subscriber on a cluster is confirmed only once its node's subscription is in
+//! place (the connection, or the presence task, awaits [`Cluster::watch`] first), so nothing
+//! published after its `subscription_succeeded` can miss it; history channels read their
+//! history after that too, so the replay and the live feed meet without a gap.
 //!
 //! A Redis restart loses nothing a node forwards while Redis is away, up to the queue's
 //! capacity: a message whose publish fails is kept and published again on the next
@@ -17,19 +29,33 @@
 //! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`]
 //! after Redis comes back, cluster-wide queries answer "unavailable" (503) rather than a count
 //! some nodes have not put back yet.
+//!
+//! # The interface
+//!
+//! `cluster` sits below `state`: it knows the channel registry ([`ChannelRegistry`],
+//! [`ConnectionHandle`], [`SocketId`]), the wire frames ([`crate::frame`]) and history's
+//! positions ([`crate::history`]), and reaches the rest of the node only through two traits
+//! the state side implements: [`Node`] (the apps, the shutdown token, the relay latency
+//! metric) and [`LocalApp`] (one app: its id and registry, relaying to every node, its users
+//! here, its webhooks). A new cluster feature follows that shape: its own file under
+//! `cluster/` with `impl Cluster { .. }` for its Redis keys and scripts, ops queued to the
+//! presence task ([`presence::Op`], holding `Arc<dyn LocalApp>`) when they must stay in order,
+//! a [`Message`] variant when other nodes must act, and a method on [`LocalApp`] when it needs
+//! something of the app that the registry does not hold.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{Shared, SocketId};
+use crate::channels::{ChannelRegistry, ConnectionHandle, SocketId};
 
 pub mod counts;
 pub mod history;
@@ -37,6 +63,65 @@ pub mod online;
 pub mod presence;
 pub mod reads;
 pub mod user_status;
+
+/// This node, as the cluster sees it; `state::Shared` implements it.
+pub trait Node: Send + Sync + 'static {
+    /// Every app this node serves.
+    fn apps_here(&self) -> Vec<Arc<dyn LocalApp>>;
+    fn app_here(&self, id: &str) -> Option<Arc<dyn LocalApp>>;
+    /// Cancelled when the node stops: the cluster's tasks stop with it.
+    fn stopping(&self) -> &CancellationToken;
+    /// Another node's message arrived `latency` after it was sent (for the metrics).
+    fn relayed(&self, latency: Duration);
+}
+
+/// One app on this node, as the cluster sees it; `state::App` implements it.
+pub trait LocalApp: Send + Sync + 'static {
+    /// Names the app's keys and channels in Redis.
+    fn id(&self) -> &str;
+    /// This node's subscribers, members and history of the app's channels.
+    fn channels(&self) -> &ChannelRegistry;
+    /// The most members a presence channel may have, cluster-wide.
+    fn max_presence_members(&self) -> usize;
+    /// Whether subscribers of `channel` are told its subscription count.
+    fn wants_counts(&self, channel: &str) -> bool;
+    /// Sends `frame` to the channel's subscribers on every node, this one's at once.
+    fn relay(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>);
+    /// Closes the connections signed in here as `user_id`.
+    fn terminate_here(&self, user_id: &str, code: u16);
+    /// Tells the connections here watching `user_id` that they came online or went offline.
+    fn tell_watchers(&self, user_id: &str, online: bool);
+    /// Every user signed in here (put back in Redis after a reconnection).
+    fn signed_in_here(&self) -> Vec<Arc<str>>;
+    /// A sign-in as a lone node announces it (Redis away).
+    fn announce_sign_in_here(
+        &self,
+        user_id: &str,
+        conn: &ConnectionHandle,
+        watchlist: &[Arc<str>],
+        first_here: bool,
+    );
+    /// Whether the app sends webhooks at all, and `subscription_count` ones.
+    fn webhooks_enabled(&self) -> bool;
+    fn wants_count_webhooks(&self) -> bool;
+    /// How long a departure waits for the member (or channel) to come back before its webhook.
+    fn leave_grace(&self) -> Duration;
+    /// Queues a webhook this node is the one to send.
+    fn webhook(&self, hook: Hook<'_>);
+    /// After a subscriber's `subscription_succeeded` went out: what follows it (read markers,
+    /// members' statuses).
+    fn confirmed(self: Arc<Self>, channel: &str, conn: &ConnectionHandle);
+}
+
+/// A webhook one node sends for the whole cluster (the one whose change Redis saw first).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Hook<'a> {
+    ChannelOccupied { channel: &'a str },
+    ChannelVacated { channel: &'a str },
+    MemberAdded { channel: &'a str, user_id: &'a str },
+    MemberRemoved { channel: &'a str, user_id: &'a str },
+    SubscriptionCount { channel: &'a str, total: u64 },
+}
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
 const QUEUE_CAPACITY: usize = 10_000;
@@ -51,6 +136,11 @@ pub const OUTAGE_HOLD: Duration = Duration::from_secs(5);
 /// How long after Redis comes back cluster-wide answers wait for every node to have put its
 /// members and counts back (each does on its next heartbeat, within a second).
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long a subscriber waits for its node's subscription to a channel before it is confirmed
+/// anyway (Redis slow: its events reach it once the subscription is in place).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most channels subscribed to, or unsubscribed from, in one command.
+const WATCH_BATCH: usize = 1_024;
 /// How long the shared connection tries to connect, and waits for an answer, before a query
 /// gives up (and the API answers 503).
 pub const SHARED_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -143,11 +233,14 @@ pub struct Cluster {
     regained_at_ms: AtomicU64,
     /// How many nodes were subscribed to the cluster's channels when last settled.
     peers: AtomicU64,
-    /// The presence task and the webhook checks that wait out [`crate::webhooks::LEAVE_GRACE`]
+    /// The presence task and the webhook checks that wait out [`LocalApp::leave_grace`]
     /// after a departure: shutdown waits for them ([`Cluster::finish`]).
     leaving: tokio_util::task::TaskTracker,
     /// Tells the presence task to apply what is queued and stop.
     finish_presence: CancellationToken,
+    /// Changes of this node's interest in channels, for the subscribing task.
+    interest: mpsc::UnboundedSender<Interest>,
+    pending_interest: Mutex<Option<mpsc::UnboundedReceiver<Interest>>>,
     /// Publishes on channels with history, waiting for their positions; see [`history`].
     history_queue: mpsc::Sender<history::Publish>,
     pending_history: Mutex<Option<mpsc::Receiver<history::Publish>>>,
@@ -160,7 +253,10 @@ impl Cluster {
         let (presence_ops, pending_presence) = mpsc::unbounded_channel();
         let (counts, pending_counts) = mpsc::unbounded_channel();
         let (history_queue, pending_history) = mpsc::channel(history::QUEUE_CAPACITY);
+        let (interest, pending_interest) = mpsc::unbounded_channel();
         Cluster {
+            interest,
+            pending_interest: Mutex::new(Some(pending_interest)),
             history_queue,
             pending_history: Mutex::new(Some(pending_history)),
             client: redis.client,
@@ -205,14 +301,71 @@ impl Cluster {
             .clone()
     }
 
+    /// A connection for publishing. Redis gets [`OUTAGE_HOLD`] to answer, not the redis
+    /// crate's default 500 ms: a publish whose answer timed out is made again, and when Redis
+    /// was only slow (a long script, a loaded machine) the first one went out too, so the event
+    /// would arrive twice (with two positions, on a channel with history).
+    async fn publishing_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(OUTAGE_HOLD));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
     /// The start of every key and channel of this deployment, for modules adding their own:
     /// `{prefix}:{app_id}:...`.
     pub fn key(&self, app_id: &str, rest: &str) -> String {
         format!("{}:{app_id}:{rest}", self.prefix)
     }
 
+    /// The app's Redis channel, which every node subscribes to (app-wide messages).
     fn channel_of(&self, app_id: &str) -> String {
         format!("{}:{app_id}:broadcast", self.prefix)
+    }
+
+    /// One channel's Redis channel, which a node subscribes to while it has its subscribers.
+    fn topic_of(&self, app_id: &str, channel: &str) -> String {
+        format!("{}:{app_id}:channel:{channel}", self.prefix)
+    }
+
+    /// Where a message goes: its channel's Redis channel, or the app's.
+    fn destination(&self, envelope: &Envelope) -> String {
+        match &envelope.message {
+            Message::Event { channel, .. }
+            | Message::History { channel, .. }
+            | Message::SubscriptionCount { channel, .. } => self.topic_of(&envelope.app, channel),
+            Message::Terminate { .. } | Message::Watchlist { .. } => self.channel_of(&envelope.app),
+        }
+    }
+
+    /// Makes this node receive `channel`'s messages from the other nodes, and returns once
+    /// Redis confirmed the subscription (at once if it was in place; after [`WATCH_TIMEOUT`] at
+    /// most). Call it after registering the subscriber and before confirming it. While Redis is
+    /// away it returns at once: the subscribing task subscribes to every channel with local
+    /// subscribers when it reconnects.
+    pub async fn watch(&self, app_id: &str, channel: &str) {
+        if !self.is_connected() {
+            return;
+        }
+        let (ready, done) = oneshot::channel();
+        let topic = self.topic_of(app_id, channel);
+        if self.interest.send(Interest::Watch { topic, ready }).is_ok()
+            && tokio::time::timeout(WATCH_TIMEOUT, done).await.is_err()
+        {
+            tracing::warn!(channel, "redis: subscription not confirmed in time");
+        }
+    }
+
+    /// After an unsubscribe here: stops receiving `channel`'s messages if nobody here is
+    /// subscribed any more (checked by the subscribing task, in order with [`Cluster::watch`]).
+    pub fn unwatch_if_idle(&self, app: Arc<dyn LocalApp>, channel: &str) {
+        let check = Interest::Check {
+            app,
+            channel: channel.into(),
+        };
+        if self.interest.send(check).is_err() {
+            tracing::debug!("cluster subscribing task gone");
+        }
     }
 
     /// Queues `message` for the other nodes without waiting; dropped if Redis is too far behind.
@@ -329,29 +482,29 @@ impl Cluster {
     }
 }
 
-/// Starts publishing and subscribing, if this node is in a cluster; both stop at shutdown.
-pub fn start(shared: &Shared) {
-    let Some(cluster) = shared.cluster() else {
-        return;
-    };
+/// Starts publishing and subscribing; every task stops when `node` stops.
+pub fn start(cluster: &Arc<Cluster>, node: Arc<dyn Node>) {
     let pending = cluster.pending.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
-        tokio::spawn(publish(shared.clone(), cluster.clone(), queue));
-        tokio::spawn(subscribe(shared.clone(), cluster.clone()));
+        tokio::spawn(publish(node.clone(), cluster.clone(), queue));
+    }
+    let pending = cluster.pending_interest.lock().map(|mut p| p.take());
+    if let Ok(Some(interest)) = pending {
+        tokio::spawn(subscribe(node.clone(), cluster.clone(), interest));
     }
     let pending = cluster.pending_presence.lock().map(|mut p| p.take());
     if let Ok(Some(ops)) = pending {
         let finish = cluster.finish_presence.clone();
-        let presence = presence::run(shared.clone(), cluster.clone(), ops, finish);
+        let presence = presence::run(node.clone(), cluster.clone(), ops, finish);
         cluster.leaving.spawn(presence);
     }
     let pending = cluster.pending_counts.lock().map(|mut p| p.take());
     if let Ok(Some(changed)) = pending {
-        tokio::spawn(counts::run(shared.clone(), cluster.clone(), changed));
+        tokio::spawn(counts::run(node.clone(), cluster.clone(), changed));
     }
     let pending = cluster.pending_history.lock().map(|mut p| p.take());
     if let Ok(Some(queue)) = pending {
-        tokio::spawn(history::run(shared.clone(), cluster.clone(), queue));
+        tokio::spawn(history::run(node.clone(), cluster.clone(), queue));
     }
 }
 
@@ -372,6 +525,92 @@ impl Cluster {
     }
 }
 
+/// A change of this node's interest in one channel.
+enum Interest {
+    /// A subscriber arrived: subscribe to the topic if not yet, then answer.
+    Watch {
+        topic: String,
+        ready: oneshot::Sender<()>,
+    },
+    /// A subscriber left: unsubscribe if nobody here is subscribed any more.
+    Check {
+        app: Arc<dyn LocalApp>,
+        channel: Arc<str>,
+    },
+}
+
+/// The topics this node subscribes to, besides the apps' own.
+#[derive(Default)]
+struct Watched(HashSet<String>);
+
+impl Watched {
+    /// Applies `batch` in order; returns the topics to unsubscribe from, those to subscribe
+    /// to, and who waits for the subscriptions. The registry is read when the batch is
+    /// applied, after each subscriber it answers registered, so a channel is never dropped
+    /// while someone here is subscribed.
+    fn apply(
+        &mut self,
+        cluster: &Cluster,
+        batch: Vec<Interest>,
+    ) -> (Vec<String>, Vec<String>, Vec<oneshot::Sender<()>>) {
+        // What changed over the batch (a topic dropped then taken again is neither).
+        let (mut gone, mut new) = (HashSet::new(), HashSet::new());
+        let mut waiting = Vec::new();
+        for request in batch {
+            match request {
+                Interest::Watch { topic, ready } => {
+                    if self.0.insert(topic.clone()) && !gone.remove(&topic) {
+                        new.insert(topic);
+                    }
+                    waiting.push(ready);
+                }
+                Interest::Check { app, channel } => {
+                    let topic = cluster.topic_of(app.id(), &channel);
+                    if app.channels().occupancy(&channel).subscriptions == 0
+                        && self.0.remove(&topic)
+                        && !new.remove(&topic)
+                    {
+                        gone.insert(topic);
+                    }
+                }
+            }
+        }
+        (
+            gone.into_iter().collect(),
+            new.into_iter().collect(),
+            waiting,
+        )
+    }
+
+    /// Every channel with subscribers here now: what a new connection subscribes to.
+    fn occupied(node: &dyn Node, cluster: &Cluster) -> Watched {
+        let topics = node.apps_here().into_iter().flat_map(|app| {
+            app.channels()
+                .occupied("")
+                .into_iter()
+                .map(|summary| cluster.topic_of(app.id(), &summary.name))
+                .collect::<Vec<_>>()
+        });
+        Watched(topics.collect())
+    }
+}
+
+/// Subscribes (or unsubscribes) `topics`, [`WATCH_BATCH`] at a time.
+async fn resubscribe(
+    sink: &mut redis::aio::PubSubSink,
+    topics: &[String],
+    subscribe: bool,
+) -> redis::RedisResult<()> {
+    for chunk in topics.chunks(WATCH_BATCH) {
+        if subscribe {
+            sink.subscribe(chunk).await?;
+        } else {
+            sink.unsubscribe(chunk).await?;
+        }
+    }
+    Ok(())
+}
+
 /// How many connections subscribe to `channel` (one per node).
 async fn subscribers(
     conn: &mut impl redis::aio::ConnectionLike,
@@ -386,11 +625,10 @@ async fn subscribers(
 }
 
 /// The channel every node subscribes to, to count the nodes: the first app's.
-pub(crate) fn peers_channel(shared: &Shared, cluster: &Cluster) -> Option<String> {
-    shared
-        .apps()
-        .next()
-        .map(|app| cluster.channel_of(&app.config.id))
+pub(crate) fn peers_channel(node: &dyn Node, cluster: &Cluster) -> Option<String> {
+    node.apps_here()
+        .first()
+        .map(|app| cluster.channel_of(app.id()))
 }
 
 /// Waits before the next reconnection attempt; false if shutdown came first.
@@ -405,13 +643,13 @@ async fn back_off(retry: &mut Duration, shutdown: &CancellationToken) -> bool {
 
 /// Drains the queue into Redis, reconnecting when the connection fails; a message whose
 /// publish failed is published again first on the next connection.
-async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Envelope>) {
-    let shutdown = shared.shutdown().clone();
-    let peers_channel = peers_channel(&shared, &cluster);
+async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Envelope>) {
+    let shutdown = node.stopping().clone();
+    let peers_channel = peers_channel(&*node, &cluster);
     let mut unsent: Option<Envelope> = None;
     let mut retry = FIRST_RETRY;
     loop {
-        let mut conn = match cluster.client.get_multiplexed_async_connection().await {
+        let mut conn = match cluster.publishing_connection().await {
             Ok(conn) => conn,
             Err(err) => {
                 tracing::debug!(%err, "redis: cannot connect to publish");
@@ -443,7 +681,7 @@ async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
             };
             let mut pipe = redis::pipe();
             pipe.cmd("PUBLISH")
-                .arg(cluster.channel_of(&envelope.app))
+                .arg(cluster.destination(&envelope))
                 .arg(payload)
                 .ignore();
             // A cache channel's last event, for subscribers on every node.
@@ -470,23 +708,32 @@ async fn publish(shared: Shared, cluster: Arc<Cluster>, mut queue: mpsc::Receive
     }
 }
 
-/// Subscribes to every app's channel and delivers what other nodes sent; on a lost connection,
-/// reconnects with backoff and subscribes again.
-async fn subscribe(shared: Shared, cluster: Arc<Cluster>) {
-    let shutdown = shared.shutdown().clone();
-    let channels: Vec<String> = shared
-        .apps()
-        .map(|app| cluster.channel_of(&app.config.id))
+/// Subscribes to every app's channel, and to each channel's while it has subscribers here, and
+/// delivers what other nodes sent; on a lost connection, reconnects with backoff and subscribes
+/// again (to the channels with subscribers then).
+async fn subscribe(
+    node: Arc<dyn Node>,
+    cluster: Arc<Cluster>,
+    mut interest: mpsc::UnboundedReceiver<Interest>,
+) {
+    let shutdown = node.stopping().clone();
+    let channels: Vec<String> = node
+        .apps_here()
+        .iter()
+        .map(|app| cluster.channel_of(app.id()))
         .collect();
     let mut retry = FIRST_RETRY;
     loop {
         let subscribed = async {
-            let mut pubsub = cluster.client.get_async_pubsub().await?;
-            pubsub.subscribe(&channels).await?;
-            redis::RedisResult::Ok(pubsub)
+            let (mut sink, stream) = cluster.client.get_async_pubsub().await?.split();
+            sink.subscribe(&channels).await?;
+            let watched = Watched::occupied(&*node, &cluster);
+            let topics: Vec<String> = watched.0.iter().cloned().collect();
+            resubscribe(&mut sink, &topics, true).await?;
+            redis::RedisResult::Ok((sink, stream, watched))
         };
-        let mut pubsub = match subscribed.await {
-            Ok(pubsub) => pubsub,
+        let (mut sink, mut messages, mut watched) = match subscribed.await {
+            Ok(subscribed) => subscribed,
             Err(err) => {
                 tracing::debug!(%err, "redis: cannot subscribe");
                 if !back_off(&mut retry, &shutdown).await {
@@ -498,16 +745,37 @@ async fn subscribe(shared: Shared, cluster: Arc<Cluster>) {
         retry = FIRST_RETRY;
         cluster.set_connected(true);
         tracing::info!("redis: subscribed");
-        let mut messages = pubsub.on_message();
         loop {
-            let message = tokio::select! {
-                message = messages.next() => message,
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { break };
+                    match message.get_payload::<String>() {
+                        Ok(payload) => deliver(&*node, &cluster, &payload),
+                        Err(err) => tracing::debug!(%err, "redis: unreadable message"),
+                    }
+                }
+                request = interest.recv() => {
+                    let Some(request) = request else { return };
+                    let mut batch = vec![request];
+                    while batch.len() < WATCH_BATCH {
+                        match interest.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    let (gone, new, waiting) = watched.apply(&cluster, batch);
+                    let changed = async {
+                        resubscribe(&mut sink, &gone, false).await?;
+                        resubscribe(&mut sink, &new, true).await
+                    };
+                    if let Err(err) = changed.await {
+                        tracing::debug!(%err, "redis: cannot change subscriptions");
+                        break;
+                    }
+                    // Dropped senders tell the waiting subscribers too.
+                    waiting.into_iter().for_each(|ready| _ = ready.send(()));
+                }
                 _ = shutdown.cancelled() => return,
-            };
-            let Some(message) = message else { break };
-            match message.get_payload::<String>() {
-                Ok(payload) => deliver(&shared, &cluster, &payload),
-                Err(err) => tracing::debug!(%err, "redis: unreadable message"),
             }
         }
         drop(messages);
@@ -524,7 +792,7 @@ fn unix_micros() -> u64 {
 }
 
 /// Delivers another node's message to this node's connections.
-fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
+fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
         return tracing::debug!("redis: malformed cluster message");
     };
@@ -537,14 +805,11 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
     if envelope.node == cluster.node && !everywhere {
         return;
     }
-    let Some(app) = shared.app_by_id(&envelope.app) else {
+    let Some(app) = node.app_here(&envelope.app) else {
         return;
     };
     let elapsed = unix_micros().saturating_sub(envelope.sent_us);
-    shared
-        .metrics()
-        .cluster_latency
-        .observe(Duration::from_micros(elapsed));
+    node.relayed(Duration::from_micros(elapsed));
     match envelope.message {
         Message::Event {
             channel,
@@ -552,19 +817,18 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
             except,
         } => {
             let except = except.as_deref().map(SocketId::from);
-            app.channels
+            app.channels()
                 .publish(&channel, &Utf8Bytes::from(frame), except.as_ref());
         }
         Message::Terminate { user_id, code } => {
-            app.users.terminate(&user_id, code);
+            app.terminate_here(&user_id, code);
         }
         Message::Watchlist { user_id, online } => {
-            let name = if online { "online" } else { "offline" };
-            app.users.tell_watchers(&user_id, name);
+            app.tell_watchers(&user_id, online);
         }
         Message::SubscriptionCount { channel, count } => {
             let count = usize::try_from(count).unwrap_or(usize::MAX);
-            app.channels.announce_count(&channel, Some(count));
+            app.channels().announce_count(&channel, Some(count));
         }
         Message::History {
             channel,
@@ -575,7 +839,7 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &str) {
         } => {
             let except = except.as_deref().map(SocketId::from);
             let frame = Utf8Bytes::from(frame);
-            app.channels.deliver_positioned(
+            app.channels().deliver_positioned(
                 &channel,
                 &frame,
                 except.as_ref(),
@@ -610,10 +874,41 @@ mod tests {
     }
 
     #[test]
+    fn channel_messages_go_to_their_channel_and_user_messages_to_the_app() {
+        let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
+        let envelope = |message| Envelope {
+            node: "n".into(),
+            app: "a".into(),
+            sent_us: 0,
+            message,
+        };
+        let event = envelope(Message::Event {
+            channel: "c".into(),
+            frame: "{}".into(),
+            except: None,
+        });
+        let count = envelope(Message::SubscriptionCount {
+            channel: "c".into(),
+            count: 1,
+        });
+        let terminate = envelope(Message::Terminate {
+            user_id: "u".into(),
+            code: 4009,
+        });
+        assert_eq!(cluster.destination(&event), "p:a:channel:c");
+        assert_eq!(cluster.destination(&count), "p:a:channel:c");
+        assert_eq!(cluster.destination(&terminate), "p:a:broadcast");
+    }
+
+    #[test]
     fn a_bad_url_is_refused() {
         assert!(RedisConfig::new("not a url", "overtone").is_err());
         let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
         assert_eq!(cluster.channel_of("app"), "p:app:broadcast");
+        assert_eq!(
+            cluster.topic_of("app", "private-x"),
+            "p:app:channel:private-x"
+        );
         assert!(!cluster.disconnected_for(Duration::from_secs(60)));
         assert!(cluster.disconnected_for(Duration::ZERO));
     }

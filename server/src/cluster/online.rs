@@ -16,9 +16,8 @@ use redis::aio::MultiplexedConnection;
 
 use crate::channels::ConnectionHandle;
 use crate::frame;
-use crate::state::App;
 
-use super::{Cluster, Message};
+use super::{Cluster, LocalApp, Message};
 
 /// Adds the user to the node's set; returns 1 if they are new to the cluster.
 const SIGN_IN: &str = r#"
@@ -109,14 +108,13 @@ impl Cluster {
     }
 
     /// Tells every node's watchers of `user_id` that they came online or went offline.
-    pub(super) fn announce_online(&self, app: &App, user_id: &str, online: bool) {
-        let name = if online { "online" } else { "offline" };
-        app.users.tell_watchers(user_id, name);
+    pub(super) fn announce_online(&self, app: &dyn LocalApp, user_id: &str, online: bool) {
+        app.tell_watchers(user_id, online);
         let message = Message::Watchlist {
             user_id: user_id.into(),
             online,
         };
-        self.forward(&app.config.id, message);
+        self.forward(app.id(), message);
     }
 
     /// A connection signed in (`first_here`: the user's first connection on this node):
@@ -125,13 +123,13 @@ impl Cluster {
     pub(super) async fn apply_sign_in(
         &self,
         conn: &mut MultiplexedConnection,
-        app: &App,
+        app: &dyn LocalApp,
         user_id: &str,
         subscriber: &ConnectionHandle,
         watchlist: &[Arc<str>],
         first_here: bool,
     ) -> redis::RedisResult<()> {
-        let id = &app.config.id;
+        let id = app.id();
         if first_here && self.sign_in(conn, id, user_id).await? {
             self.announce_online(app, user_id, true);
         }
@@ -147,13 +145,10 @@ impl Cluster {
     pub(super) async fn apply_sign_out(
         &self,
         conn: &mut MultiplexedConnection,
-        app: &App,
+        app: &dyn LocalApp,
         user_id: &str,
     ) -> redis::RedisResult<()> {
-        if self
-            .sign_out(conn, &app.config.id, &self.node, user_id)
-            .await?
-        {
+        if self.sign_out(conn, app.id(), &self.node, user_id).await? {
             self.announce_online(app, user_id, false);
         }
         Ok(())
@@ -163,13 +158,13 @@ impl Cluster {
     pub(super) async fn reap_users(
         &self,
         conn: &mut MultiplexedConnection,
-        app: &App,
+        app: &dyn LocalApp,
         node: &str,
     ) -> redis::RedisResult<()> {
-        let key = self.node_users_key(&app.config.id, node);
+        let key = self.node_users_key(app.id(), node);
         let users: Vec<String> = redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
         for user_id in users {
-            if self.sign_out(conn, &app.config.id, node, &user_id).await? {
+            if self.sign_out(conn, app.id(), node, &user_id).await? {
                 self.announce_online(app, &user_id, false);
             }
         }

@@ -14,7 +14,7 @@
 //!
 //! Webhooks follow the cluster too: `member_added` is sent by the node that saw the user's
 //! cluster-wide first join, `member_removed` by the one that saw their last leave, after
-//! [`LEAVE_GRACE`] and only if they did not come back anywhere meanwhile; the hash
+//! [`LocalApp::leave_grace`] and only if they did not come back anywhere meanwhile; the hash
 //! `{prefix}:{app}:hooked:{channel}` remembers who was reported, so a quick return reports
 //! neither a removal nor a second arrival.
 //!
@@ -32,14 +32,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ConnectionHandle;
-use crate::cluster::history::{Read, Snapshot};
 use crate::frame;
 use crate::history::{self, Limits};
 use crate::presence::Member;
-use crate::state::{App, Shared};
-use crate::webhooks::{self, LEAVE_GRACE};
 
-use super::Cluster;
+use super::history::{release_of, Read, Snapshot};
+use super::{Cluster, Hook, LocalApp, Node};
 
 /// How often a node heartbeats, and how long a silent node keeps its members.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -94,7 +92,7 @@ pub struct Hold {
 /// Sends `subscription_succeeded` with `data`: directly, or by releasing the held subscriber
 /// with its history (`read`: what Redis answered, if it was asked).
 fn confirm(
-    app: &Arc<App>,
+    app: &Arc<dyn LocalApp>,
     channel: &str,
     subscriber: &ConnectionHandle,
     data: &str,
@@ -103,7 +101,7 @@ fn confirm(
 ) {
     let Some(hold) = hold else {
         subscriber.send(frame::subscription_succeeded(channel, data));
-        return crate::connection::confirmed(app, channel, subscriber);
+        return app.clone().confirmed(channel, subscriber);
     };
     let read = read.unwrap_or_else(|| {
         Err(redis::RedisError::from((
@@ -111,7 +109,7 @@ fn confirm(
             "redis away",
         )))
     });
-    let release = crate::connection::release_of(
+    let release = release_of(
         read,
         channel,
         Some(hold.limits),
@@ -120,11 +118,11 @@ fn confirm(
         data,
     );
     if app
-        .channels
+        .channels()
         .release(channel, &subscriber.socket_id, hold.id, release)
         .is_some()
     {
-        crate::connection::confirmed(app, channel, subscriber);
+        app.clone().confirmed(channel, subscriber);
     }
 }
 
@@ -133,10 +131,13 @@ pub enum Op {
     /// The channel's subscriptions on this node changed. The count is read when the op is
     /// applied: connections queue their ops in no set order, so a count taken at subscribe
     /// time could overwrite a newer one.
-    Count { app: Arc<App>, channel: Arc<str> },
+    Count {
+        app: Arc<dyn LocalApp>,
+        channel: Arc<str>,
+    },
     /// `conn` subscribed as `member`; `first_here`: the user's first connection on this node.
     Join {
-        app: Arc<App>,
+        app: Arc<dyn LocalApp>,
         channel: Arc<str>,
         member: Member,
         conn: ConnectionHandle,
@@ -146,21 +147,24 @@ pub enum Op {
     },
     /// The user's last connection on this node left the channel.
     Leave {
-        app: Arc<App>,
+        app: Arc<dyn LocalApp>,
         channel: Arc<str>,
         user_id: Arc<str>,
     },
     /// `conn` signed in as `user_id` watching `watchlist`; `first_here`: the user's first
     /// signed-in connection on this node (see [`super::online`]).
     SignIn {
-        app: Arc<App>,
+        app: Arc<dyn LocalApp>,
         user_id: Arc<str>,
         conn: ConnectionHandle,
         watchlist: Vec<Arc<str>>,
         first_here: bool,
     },
     /// The user's last signed-in connection on this node is gone.
-    SignOut { app: Arc<App>, user_id: Arc<str> },
+    SignOut {
+        app: Arc<dyn LocalApp>,
+        user_id: Arc<str>,
+    },
 }
 
 /// What the cluster made of a join.
@@ -281,12 +285,12 @@ impl Cluster {
     async fn count(
         self: &Arc<Self>,
         conn: &mut MultiplexedConnection,
-        app: &Arc<App>,
+        app: &Arc<dyn LocalApp>,
         node: &str,
         channel: &str,
         subscriptions: usize,
     ) -> redis::RedisResult<()> {
-        let id = &app.config.id;
+        let id = app.id();
         let (before, after): (i64, i64) = redis::cmd("EVAL")
             .arg(COUNT)
             .arg(2)
@@ -299,7 +303,7 @@ impl Cluster {
         if before != after {
             self.count_changed(app, channel);
         }
-        if !app.webhooks.enabled() {
+        if !app.webhooks_enabled() {
             return Ok(());
         }
         if before == 0 && after > 0 {
@@ -310,15 +314,19 @@ impl Cluster {
                 .query_async(conn)
                 .await?;
             if new == 1 {
-                webhooks::channel_occupied(app, channel);
+                app.webhook(Hook::ChannelOccupied { channel });
             }
         } else if before > 0 && after == 0 {
             let (cluster, app, channel) = (self.clone(), app.clone(), channel.to_owned());
             self.leaving.spawn(async move {
-                let id = &app.config.id;
+                let id = app.id();
                 let (present, reported) = (cluster.totals_key(id), cluster.hooked_channels_key(id));
-                match cluster.gone_after_grace(present, reported, &channel).await {
-                    Ok(true) => webhooks::channel_vacated(&app, &channel),
+                let grace = app.leave_grace();
+                match cluster
+                    .gone_after_grace(grace, present, reported, &channel)
+                    .await
+                {
+                    Ok(true) => app.webhook(Hook::ChannelVacated { channel: &channel }),
                     Ok(false) => {}
                     Err(err) => tracing::warn!(%err, "redis: channel_vacated webhook not sent"),
                 }
@@ -388,35 +396,36 @@ impl Cluster {
     async fn hook_added(
         &self,
         conn: &mut MultiplexedConnection,
-        app: &App,
+        app: &dyn LocalApp,
         channel: &str,
         user_id: &str,
     ) -> redis::RedisResult<()> {
-        if !app.webhooks.enabled() {
+        if !app.webhooks_enabled() {
             return Ok(());
         }
         let new: i64 = redis::cmd("HSETNX")
-            .arg(self.hooked_key(&app.config.id, channel))
+            .arg(self.hooked_key(app.id(), channel))
             .arg(user_id)
             .arg(1)
             .query_async(conn)
             .await?;
         if new == 1 {
-            webhooks::member_added(app, channel, user_id);
+            app.webhook(Hook::MemberAdded { channel, user_id });
         }
         Ok(())
     }
 
-    /// After [`LEAVE_GRACE`]: unless `field` is back in the hash `present` (it returned on some
+    /// After `grace`: unless `field` is back in the hash `present` (it returned on some
     /// node), removes it from the hash `reported`; true when this call removed it, so only one
     /// node sends the webhook.
     async fn gone_after_grace(
         &self,
+        grace: Duration,
         present: String,
         reported: String,
         field: &str,
     ) -> redis::RedisResult<bool> {
-        tokio::time::sleep(LEAVE_GRACE).await;
+        tokio::time::sleep(grace).await;
         let mut conn = self.redis();
         let back: bool = redis::cmd("HEXISTS")
             .arg(present)
@@ -434,22 +443,29 @@ impl Cluster {
         Ok(forgotten == 1)
     }
 
-    /// After [`LEAVE_GRACE`], sends `member_removed` if the user is on no node and their
-    /// arrival was reported.
-    fn hook_removed(self: &Arc<Self>, app: &Arc<App>, channel: &str, user_id: &str) {
-        if !app.webhooks.enabled() {
+    /// After the app's leave grace, sends `member_removed` if the user is on no node and
+    /// their arrival was reported.
+    fn hook_removed(self: &Arc<Self>, app: &Arc<dyn LocalApp>, channel: &str, user_id: &str) {
+        if !app.webhooks_enabled() {
             return;
         }
         let (cluster, app) = (self.clone(), app.clone());
         let (channel, user_id) = (channel.to_owned(), user_id.to_owned());
         self.leaving.spawn(async move {
-            let id = &app.config.id;
+            let id = app.id();
             let (present, reported) = (
                 cluster.users_key(id, &channel),
                 cluster.hooked_key(id, &channel),
             );
-            match cluster.gone_after_grace(present, reported, &user_id).await {
-                Ok(true) => webhooks::member_removed(&app, &channel, &user_id),
+            let grace = app.leave_grace();
+            match cluster
+                .gone_after_grace(grace, present, reported, &user_id)
+                .await
+            {
+                Ok(true) => app.webhook(Hook::MemberRemoved {
+                    channel: &channel,
+                    user_id: &user_id,
+                }),
                 Ok(false) => {}
                 Err(err) => tracing::warn!(%err, "redis: member_removed webhook not sent"),
             }
@@ -467,7 +483,7 @@ impl Cluster {
     /// the departure of the members only it had.
     async fn reap(
         self: &Arc<Self>,
-        shared: &Shared,
+        here: &dyn Node,
         conn: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(NODE_TIMEOUT.as_millis() as u64);
@@ -487,34 +503,31 @@ impl Cluster {
                 continue;
             }
             tracing::warn!(node, "cluster: node timed out; removing its members");
-            for app in shared.apps() {
-                self.reap_users(conn, app, &node).await?;
-                let key = self.node_channels_key(&app.config.id, &node);
+            for app in here.apps_here() {
+                self.reap_users(conn, &*app, &node).await?;
+                let key = self.node_channels_key(app.id(), &node);
                 let channels: Vec<String> =
                     redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
                 for channel in channels {
                     let fields: Vec<String> = redis::cmd("HKEYS")
-                        .arg(self.presence_key(&app.config.id, &channel))
+                        .arg(self.presence_key(app.id(), &channel))
                         .query_async(conn)
                         .await?;
                     let prefix = format!("{node}:");
                     for user_id in fields.iter().filter_map(|f| f.strip_prefix(&prefix)) {
-                        if self
-                            .leave(conn, &app.config.id, &channel, &node, user_id)
-                            .await?
-                        {
+                        if self.leave(conn, app.id(), &channel, &node, user_id).await? {
                             app.relay(&channel, &frame::member_removed(&channel, user_id), None);
-                            self.hook_removed(app, &channel, user_id);
+                            self.hook_removed(&app, &channel, user_id);
                         }
                     }
                 }
                 let _: i64 = redis::cmd("DEL").arg(&key).query_async(conn).await?;
                 let counts: Vec<(String, usize)> = redis::cmd("HGETALL")
-                    .arg(self.node_counts_key(&app.config.id, &node))
+                    .arg(self.node_counts_key(app.id(), &node))
                     .query_async(conn)
                     .await?;
                 for (channel, _) in counts {
-                    self.count(conn, app, &node, &channel, 0).await?;
+                    self.count(conn, &app, &node, &channel, 0).await?;
                 }
             }
         }
@@ -526,7 +539,7 @@ impl Cluster {
 /// shutdown, once `finish` is cancelled (the node's connections are gone), applies the changes
 /// still queued (their leaves) and stops.
 pub async fn run(
-    shared: Shared,
+    node: Arc<dyn Node>,
     cluster: Arc<Cluster>,
     mut ops: mpsc::UnboundedReceiver<Op>,
     finish: CancellationToken,
@@ -538,21 +551,21 @@ pub async fn run(
     loop {
         tokio::select! {
             op = ops.recv() => match op {
-                Some(op) => apply_or_keep_here(&shared, &cluster, &mut connection, &op).await,
+                Some(op) => apply_or_keep_here(&*node, &cluster, &mut connection, &op).await,
                 None => return,
             },
             _ = heartbeat.tick() => match connection.as_mut() {
                 Some(conn) => {
-                    if let Err(err) = beat(&shared, &cluster, conn).await {
+                    if let Err(err) = beat(&*node, &cluster, conn).await {
                         tracing::warn!(%err, "redis: heartbeat failed; reconnecting");
                         connection = None;
                     }
                 }
-                None => connection = connect(&shared, &cluster).await,
+                None => connection = connect(&*node, &cluster).await,
             },
             _ = finish.cancelled() => {
                 while let Ok(op) = ops.try_recv() {
-                    apply_or_keep_here(&shared, &cluster, &mut connection, &op).await;
+                    apply_or_keep_here(&*node, &cluster, &mut connection, &op).await;
                 }
                 return;
             }
@@ -564,14 +577,14 @@ pub async fn run(
 /// (a restart) fails once: reconnect, retry. Every change is idempotent, so a half-applied
 /// first try does no harm.
 async fn apply_or_keep_here(
-    shared: &Shared,
+    node: &dyn Node,
     cluster: &Arc<Cluster>,
     connection: &mut Option<MultiplexedConnection>,
     op: &Op,
 ) {
     for _ in 0..2 {
         if connection.is_none() {
-            *connection = connect(shared, cluster).await;
+            *connection = connect(node, cluster).await;
         }
         let Some(conn) = connection.as_mut() else {
             break;
@@ -590,10 +603,10 @@ async fn apply_or_keep_here(
 }
 
 /// Connects and puts this node's members and counts back (a Redis restart lost them).
-async fn connect(shared: &Shared, cluster: &Arc<Cluster>) -> Option<MultiplexedConnection> {
+async fn connect(node: &dyn Node, cluster: &Arc<Cluster>) -> Option<MultiplexedConnection> {
     let registered = async {
         let mut conn = cluster.client.get_multiplexed_async_connection().await?;
-        reregister(shared, cluster, &mut conn).await?;
+        reregister(node, cluster, &mut conn).await?;
         redis::RedisResult::Ok(conn)
     };
     match registered.await {
@@ -606,7 +619,7 @@ async fn connect(shared: &Shared, cluster: &Arc<Cluster>) -> Option<MultiplexedC
 }
 
 async fn beat(
-    shared: &Shared,
+    node: &dyn Node,
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
@@ -616,34 +629,34 @@ async fn beat(
         .arg(&cluster.node)
         .query_async(conn)
         .await?;
-    if let Some(channel) = super::peers_channel(shared, cluster) {
+    if let Some(channel) = super::peers_channel(node, cluster) {
         cluster.note_peers(conn, &channel).await?;
     }
-    cluster.reap(shared, conn).await
+    cluster.reap(node, conn).await
 }
 
 async fn reregister(
-    shared: &Shared,
+    node: &dyn Node,
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
-    for app in shared.apps() {
-        for (channel, member) in app.channels.local_members() {
+    for app in node.apps_here() {
+        for (channel, member) in app.channels().local_members() {
             cluster
-                .join(conn, &app.config.id, &channel, &member, None)
+                .join(conn, app.id(), &channel, &member, None)
                 .await?;
         }
-        for user_id in app.users.signed_in_here() {
-            cluster.sign_in(conn, &app.config.id, &user_id).await?;
+        for user_id in app.signed_in_here() {
+            cluster.sign_in(conn, app.id(), &user_id).await?;
         }
-        for summary in app.channels.occupied("") {
+        for summary in app.channels().occupied("") {
             let subscriptions = summary.occupancy.subscriptions;
             cluster
-                .count(conn, app, &cluster.node, &summary.name, subscriptions)
+                .count(conn, &app, &cluster.node, &summary.name, subscriptions)
                 .await?;
         }
     }
-    beat(shared, cluster, conn).await
+    beat(node, cluster, conn).await
 }
 
 /// Applies one change through Redis.
@@ -654,7 +667,7 @@ async fn apply(
 ) -> redis::RedisResult<()> {
     match op {
         Op::Count { app, channel } => {
-            let subscriptions = app.channels.occupancy(channel).subscriptions;
+            let subscriptions = app.channels().occupancy(channel).subscriptions;
             cluster
                 .count(conn, app, &cluster.node, channel, subscriptions)
                 .await
@@ -667,17 +680,17 @@ async fn apply(
             first_here: _,
             hold,
         } => {
-            let id = &app.config.id;
+            let id = app.id();
             // Every join goes to Redis, not only the user's first here: if that first one was
             // refused, a later connection of theirs must be checked against the limit too.
-            let max = Some(app.config.max_presence_members);
+            let max = Some(app.max_presence_members());
             match cluster.join(conn, id, channel, member, max).await? {
                 Joined::First => {
                     let added =
                         frame::member_added(channel, &member.user_id, member.user_info.get());
                     app.relay(channel, &added, Some(&subscriber.socket_id));
                     cluster
-                        .hook_added(conn, app, channel, &member.user_id)
+                        .hook_added(conn, &**app, channel, &member.user_id)
                         .await?;
                 }
                 Joined::Again => {}
@@ -686,17 +699,19 @@ async fn apply(
                     // (it notices; see `Connection::is_subscribed`) and refuse it as one node
                     // would have.
                     let socket_id = &subscriber.socket_id;
-                    if let Some(change) = app.channels.unsubscribe(channel, socket_id, false) {
+                    if let Some(change) = app.channels().unsubscribe(channel, socket_id, false) {
+                        cluster.unwatch_if_idle(app.clone(), channel);
                         let subscriptions = change.occupancy.subscriptions;
                         cluster
                             .count(conn, app, &cluster.node, channel, subscriptions)
                             .await?;
                     }
-                    let max = app.config.max_presence_members;
+                    let max = app.max_presence_members();
                     subscriber.send(frame::member_limit(channel, max));
                     return Ok(());
                 }
             }
+            cluster.watch(id, channel).await;
             let members = cluster.members(conn, id, channel).await?;
             let data = subscription_data(&members);
             let read = match hold {
@@ -721,7 +736,7 @@ async fn apply(
             channel,
             user_id,
         } => {
-            let (id, node) = (&app.config.id, &cluster.node);
+            let (id, node) = (app.id(), &cluster.node);
             if cluster.leave(conn, id, channel, node, user_id).await? {
                 app.relay(channel, &frame::member_removed(channel, user_id), None);
                 cluster.hook_removed(app, channel, user_id);
@@ -736,10 +751,10 @@ async fn apply(
             first_here,
         } => {
             cluster
-                .apply_sign_in(conn, app, user_id, subscriber, watchlist, *first_here)
+                .apply_sign_in(conn, &**app, user_id, subscriber, watchlist, *first_here)
                 .await
         }
-        Op::SignOut { app, user_id } => cluster.apply_sign_out(conn, app, user_id).await,
+        Op::SignOut { app, user_id } => cluster.apply_sign_out(conn, &**app, user_id).await,
     }
 }
 
@@ -747,7 +762,7 @@ async fn apply(
 /// keep working; the cluster learns of this node's members when it reconnects.
 fn apply_locally(op: &Op) {
     match op {
-        Op::Count { app, channel, .. } => super::counts::announce_locally(app, channel),
+        Op::Count { app, channel, .. } => super::counts::announce_locally(&**app, channel),
         Op::Join {
             app,
             channel,
@@ -758,10 +773,10 @@ fn apply_locally(op: &Op) {
         } => {
             if *first_here {
                 let added = frame::member_added(channel, &member.user_id, member.user_info.get());
-                app.channels
+                app.channels()
                     .publish(channel, &added, Some(&subscriber.socket_id));
             }
-            let data = app.channels.local_presence_data(channel);
+            let data = app.channels().local_presence_data(channel);
             confirm(app, channel, subscriber, &data, hold.as_ref(), None);
         }
         Op::Leave {
@@ -769,7 +784,7 @@ fn apply_locally(op: &Op) {
             channel,
             user_id,
         } => {
-            app.channels
+            app.channels()
                 .publish(channel, &frame::member_removed(channel, user_id), None);
         }
         Op::SignIn {
@@ -778,10 +793,8 @@ fn apply_locally(op: &Op) {
             conn: subscriber,
             watchlist,
             first_here,
-        } => app
-            .users
-            .announce_sign_in(user_id, subscriber, watchlist, *first_here),
-        Op::SignOut { app, user_id } => app.users.tell_watchers(user_id, "offline"),
+        } => app.announce_sign_in_here(user_id, subscriber, watchlist, *first_here),
+        Op::SignOut { app, user_id } => app.tell_watchers(user_id, false),
     }
 }
 
