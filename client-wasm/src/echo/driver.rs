@@ -16,6 +16,7 @@ use web_sys::{BroadcastChannel, CloseEvent, Event, EventTarget, MessageEvent, We
 
 use super::{ConnectionStatus, Options};
 use crate::core::{Action, Client, ListenerId, Payload, ServerMessage};
+use crate::features::status::MemberStatus;
 use crate::features::status::StatusConfig;
 use crate::features::{ClientFeatures, FeatureAction, Watched};
 use crate::secretbox;
@@ -92,6 +93,22 @@ impl std::fmt::Debug for Listener {
 }
 
 /// Milliseconds on the page's monotonic clock.
+/// Milliseconds since the Unix epoch: the clock of `away_since` and `last_seen_at`.
+fn wall_now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// A status payload (a whisper's, or the server's `overtone:member_updated`) with `status`.
+fn member_status(data: &JsValue, status: String) -> MemberStatus {
+    let text = |field| get(data, field).as_string().unwrap_or_default();
+    MemberStatus {
+        status,
+        message: text("message"),
+        device: text("device"),
+        away_since: count(&get(data, "away_since")),
+    }
+}
+
 pub(crate) fn now() -> u64 {
     web_sys::window()
         .and_then(|w| w.performance())
@@ -374,12 +391,7 @@ impl Inner {
                 let text = frame.to_json(|data| {
                     JSON::stringify(data).map_or_else(|_| "null".into(), String::from)
                 });
-                let io = self.io.borrow();
-                if let Some(socket) = io.socket.as_ref().map(|s| &s.socket) {
-                    if socket.ready_state() == WebSocket::OPEN {
-                        let _ = socket.send_with_str(&text);
-                    }
-                }
+                self.send_text(&text);
             }
             Action::StateChanged { previous, current } => {
                 if previous == crate::core::State::Connected {
@@ -456,6 +468,18 @@ impl Inner {
                 if let Some((tabs, _)) = &self.io.borrow().tabs {
                     let _ = tabs.post_message(&text.into());
                 }
+            }
+            FeatureAction::Send(text) => self.send_text(&text),
+        }
+    }
+
+    /// Sends a frame on the socket when it is open; otherwise it is dropped, as the core
+    /// expects (it sends again what a reconnect needs).
+    fn send_text(&self, text: &str) {
+        let io = self.io.borrow();
+        if let Some(socket) = io.socket.as_ref().map(|s| &s.socket) {
+            if socket.ready_state() == WebSocket::OPEN {
+                let _ = socket.send_with_str(text);
             }
         }
     }
@@ -681,7 +705,10 @@ impl Inner {
                     user_id: user.clone(),
                 };
                 self.core.borrow_mut().handle_message(now, message);
-                self.features.borrow_mut().member_left(&channel, &user);
+                let last_seen = count(&get(&data, "last_seen_at")).unwrap_or_else(wall_now);
+                self.features
+                    .borrow_mut()
+                    .member_left(&channel, &user, last_seen);
             }
             _ => {
                 if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
@@ -722,7 +749,7 @@ impl Inner {
             }
             (STATUS_EVENT, Some(user)) => {
                 if let Some(status) = get(data, "status").as_string() {
-                    features.status_seen(channel, user, &status);
+                    features.member_status(channel, user, member_status(data, status), wall_now());
                 }
             }
             (NOTIFICATION, _) => {
