@@ -90,6 +90,8 @@ pub(crate) mod op {
     /// `(channel)`: one `Item` (a: JSON `{"members":{id:{status,message,device,awaySince}},
     /// "left":{id:lastSeenAt},"own":{..}}`).
     pub const MEMBER_STATUSES: u32 = 34;
+    /// The user signed in on this connection.
+    pub const SIGNED_IN: u32 = 35;
 }
 
 /// What `out(client, kind, n, a, b)` asks; `kind` is the number.
@@ -263,6 +265,7 @@ impl Machines {
                 let set = (!a.is_empty()).then_some((a, b));
                 return if f.set_status(set) { 0.0 } else { -1.0 };
             }
+            op::SIGNED_IN => f.signed_in(now),
             op::MEMBER_DETAIL => self.detail = (a.into(), time),
             op::LEFT_BEFORE => f.left_before(a, b, time.unwrap_or(0)),
             op::MEMBER_STATUSES => {

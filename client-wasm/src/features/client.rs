@@ -14,7 +14,7 @@ use crate::prelude::*;
 
 use super::badges::{BadgeAction, Badges, ReadTarget};
 use super::reads::{Reads, ReadsAction};
-use super::status::{status_fields, valid_status, AwayStatus, MemberStatus, Status, StatusConfig};
+use super::status::{valid_status, AwayStatus, MemberStatus, Status, StatusConfig};
 use super::typing::{Typing, TypingConfig};
 use super::{earliest, push_json_string, refuses_client_events, Action};
 
@@ -75,8 +75,11 @@ pub struct ClientFeatures {
     /// What the user set (status, message) and the device.
     set: Option<(String, String)>,
     device: String,
-    /// The status the server was last sent on this connection.
-    status_sent: Option<MemberStatus>,
+    /// What the server has of this user's status from this connection: nothing set (it may
+    /// keep what an earlier connection set) until the first `overtone:status`.
+    status_sent: MemberStatus,
+    /// The user is signed in on this connection: the server takes reads on private channels.
+    signed_in: bool,
     badges: Badges,
     visible: bool,
     actions: Vec<FeatureAction>,
@@ -93,7 +96,8 @@ impl ClientFeatures {
             server: None,
             set: None,
             device: String::new(),
-            status_sent: None,
+            status_sent: MemberStatus::default(),
+            signed_in: false,
             badges: match stored_badges {
                 "" => Badges::new(),
                 text => Badges::restore(text),
@@ -151,7 +155,7 @@ impl ClientFeatures {
     /// subscribe.
     pub fn down(&mut self) {
         self.server = None;
-        self.status_sent = None;
+        self.signed_in = false;
         self.typing.iter_mut().for_each(|(_, t)| t.reset());
         self.statuses.iter_mut().for_each(|(_, s)| s.unsubscribed());
         self.reads.iter_mut().for_each(|(_, r)| r.unsubscribed());
@@ -160,7 +164,7 @@ impl ClientFeatures {
     /// The connection is up, on a server carrying these extensions.
     pub fn established(&mut self, extensions: Extensions) {
         self.server = Some(extensions);
-        self.status_sent = None;
+        self.status_sent = MemberStatus::default();
         for (_, status) in &mut self.statuses {
             status.server_carries_statuses(extensions.status);
         }
@@ -169,9 +173,27 @@ impl ClientFeatures {
     /// A private or presence channel's subscription succeeded; `latest` is its newest history
     /// position (`""`: none). Its read receipts are followed from here on.
     pub fn subscribed(&mut self, channel: &str, latest: &str, now: u64) {
-        let live = self.server.is_some_and(|s| s.reads);
+        let live = self.takes_reads(channel);
         let latest = (!latest.is_empty()).then_some(latest);
         self.reads_of(channel).subscribed(latest, live, now);
+    }
+
+    /// The user signed in on this connection: marks on private channels can go.
+    pub fn signed_in(&mut self, now: u64) {
+        self.signed_in = true;
+        let live = self.server.is_some_and(|s| s.reads);
+        for (_, reads) in &mut self.reads {
+            if reads.is_subscribed() {
+                reads.subscribed(None, live, now);
+            }
+        }
+    }
+
+    /// The server takes `overtone:read` on `channel`: it announced reads, and it knows the user
+    /// (signed in, or a presence member).
+    fn takes_reads(&self, channel: &str) -> bool {
+        let known = self.signed_in || channel.starts_with("presence-");
+        known && self.server.is_some_and(|s| s.reads)
     }
 
     /// An event at history `position` on a followed channel.
@@ -309,8 +331,12 @@ impl ClientFeatures {
         if !valid_status(&update.status, &update.message) {
             return;
         }
-        if let Some(machine) = self.status(channel) {
-            machine.received(user, update, now_wall);
+        let adopt = self
+            .status(channel)
+            .and_then(|machine| machine.received(user, update, now_wall));
+        if adopt.is_some() && adopt != self.set {
+            self.set = adopt;
+            self.own_changed();
         }
     }
 
@@ -463,13 +489,30 @@ impl ClientFeatures {
             return;
         }
         let own = self.own_member();
-        if self.status_sent.as_ref() != Some(&own) {
+        let sent = &self.status_sent;
+        // Only what changed: an absent field keeps the server's value, so a new connection
+        // that has nothing set does not clear what the user set before a reload.
+        let mut fields = String::new();
+        for (name, value, was) in [
+            ("status", &own.status, &sent.status),
+            ("message", &own.message, &sent.message),
+            ("device", &own.device, &sent.device),
+        ] {
+            let unset_online = name == "status" && was.is_empty() && value == "online";
+            if value != was && !unset_online {
+                fields.push_str(if fields.is_empty() { "\"" } else { ",\"" });
+                fields.push_str(name);
+                fields.push_str("\":");
+                push_json_string(&mut fields, value);
+            }
+        }
+        if !fields.is_empty() {
             let mut frame = String::from(r#"{"event":"overtone:status","data":{"#);
-            frame.push_str(&status_fields(&own));
+            frame.push_str(&fields);
             frame.push_str("}}");
             self.actions.push(FeatureAction::Send(frame));
-            self.status_sent = Some(own);
         }
+        self.status_sent = own;
     }
 
     /// The channel's reads machine, made on first use.
@@ -633,14 +676,13 @@ mod tests {
         };
         assert_eq!(
             sent(drain(&mut features)),
-            [r#"{"event":"overtone:status","data":{"status":"online","device":"desktop"}}"#]
+            [r#"{"event":"overtone:status","data":{"device":"desktop"}}"#],
+            "online with nothing set keeps what the server has (set before a reload)"
         );
         assert!(features.set_status(Some(("busy", "In a meeting"))));
         assert_eq!(
             sent(drain(&mut features)),
-            [
-                r#"{"event":"overtone:status","data":{"status":"busy","message":"In a meeting","device":"desktop"}}"#
-            ]
+            [r#"{"event":"overtone:status","data":{"status":"busy","message":"In a meeting"}}"#]
         );
         assert!(!features.set_status(Some(("Busy!", ""))), "a clear refusal");
         assert!(sent(drain(&mut features)).is_empty());
@@ -652,7 +694,32 @@ mod tests {
         });
         assert!(sent(drain(&mut features)).is_empty());
         features.presence_up("presence-a", Some("1".into()), ["1"], 10);
-        assert_eq!(sent(drain(&mut features)).len(), 1);
+        assert_eq!(
+            sent(drain(&mut features)),
+            [
+                r#"{"event":"overtone:status","data":{"status":"busy","message":"In a meeting","device":"desktop"}}"#
+            ]
+        );
+        // Cleared: the message goes as "" (which clears it on the server).
+        features.set_status(None);
+        assert_eq!(
+            sent(drain(&mut features)),
+            [r#"{"event":"overtone:status","data":{"status":"online","message":""}}"#]
+        );
+        // After a reload the server tells this user's status: adopted, and re-stated once
+        // (the server announces no change).
+        let lunch = MemberStatus {
+            status: "busy".into(),
+            message: "Lunch".into(),
+            ..MemberStatus::default()
+        };
+        features.member_status("presence-a", "1", lunch, 0);
+        assert_eq!(features.own_member().message, "Lunch");
+        assert_eq!(
+            sent(drain(&mut features)).len(),
+            1,
+            "against what this connection last sent"
+        );
         // Others' statuses come from the server, for present members only.
         let busy = MemberStatus {
             status: "busy".into(),
@@ -688,6 +755,23 @@ mod tests {
             status: false,
         });
         features.subscribed("private-chat.1.2", "e:10", 0);
+        features.mark_channel_read("private-chat.1.2", "e:0", 0);
+        assert_eq!(
+            features.poll_timeout(),
+            None,
+            "private: not before the sign-in"
+        );
+        features.signed_in(5);
+        assert_eq!(
+            features.poll_timeout(),
+            Some(5),
+            "signed in: the mark goes at once"
+        );
+        features.handle_timeout(5);
+        assert!(drain(&mut features).contains(&FeatureAction::Send(
+            r#"{"event":"overtone:read","data":{"channel":"private-chat.1.2","up_to":"e:0"}}"#
+                .into()
+        )));
         features.reads_seen("private-chat.1.2", "2", "e:10", Some("1"));
         drain(&mut features);
         assert_eq!(features.readers("private-chat.1.2", "e:9"), ["2"]);
@@ -695,6 +779,7 @@ mod tests {
         for offset in ["e:1", "e:5", "e:10"] {
             assert!(features.mark_channel_read("private-chat.1.2", offset, 100));
         }
+        assert!(!features.mark_channel_read("private-chat.1.2", "", 100));
         assert_eq!(features.unread("private-chat.1.2"), 0);
         let due = features.poll_timeout().expect("the batch");
         features.handle_timeout(due);

@@ -55,7 +55,9 @@ pub struct Reads {
     latest: Option<String>,
     /// Events seen since the last own mark (the count when positions cannot tell).
     unseen: u32,
-    /// The server takes marks now (it announced reads and the channel is subscribed).
+    subscribed: bool,
+    /// The server takes marks now (it announced reads, the channel is subscribed, and on a
+    /// private channel the user is signed in).
     live: bool,
     /// The last subscription was to a server keeping reads: with no marker from it, this user
     /// has read nothing there.
@@ -147,6 +149,7 @@ impl Reads {
     /// The channel's subscription succeeded at `latest` (its newest position, if it keeps
     /// history); `live`: the server takes marks. A mark it has not been sent goes now.
     pub fn subscribed(&mut self, latest: Option<&str>, live: bool, now_ms: u64) {
+        self.subscribed = true;
         self.live = live;
         self.server_keeps = live;
         if let Some(latest) = latest {
@@ -160,6 +163,7 @@ impl Reads {
 
     /// The subscription is gone (the connection went down): marks wait for the next one.
     pub fn unsubscribed(&mut self) {
+        self.subscribed = false;
         self.live = false;
         self.send_at = None;
     }
@@ -187,6 +191,10 @@ impl Reads {
         if self.live && self.send_at.is_none() {
             self.send_at = Some(at);
         }
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {

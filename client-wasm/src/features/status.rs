@@ -29,9 +29,9 @@ use super::{earliest, push_json_string, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
-/// Longest status word and message accepted (bytes).
-pub const MAX_STATUS_LEN: usize = 32;
-pub const MAX_MESSAGE_LEN: usize = 140;
+/// Longest status word (bytes) and message (characters) accepted, as the server takes them.
+pub const MAX_STATUS_LEN: usize = 16;
+pub const MAX_MESSAGE_LEN: usize = 100;
 /// Most members who left that a channel remembers; the longest gone are forgotten first.
 pub const MAX_LEFT: usize = 100;
 
@@ -94,13 +94,14 @@ impl MemberStatus {
 }
 
 /// Whether `status` and `message` may be set: a word of lowercase letters, digits, `-` or `_`
-/// of at most [`MAX_STATUS_LEN`] bytes, and a message of at most [`MAX_MESSAGE_LEN`].
+/// of at most [`MAX_STATUS_LEN`] bytes, and a message of at most [`MAX_MESSAGE_LEN`]
+/// characters.
 pub fn valid_status(status: &str, message: &str) -> bool {
     let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_';
     !status.is_empty()
         && status.len() <= MAX_STATUS_LEN
         && status.bytes().all(word)
-        && message.len() <= MAX_MESSAGE_LEN
+        && message.chars().count() <= MAX_MESSAGE_LEN
 }
 
 /// Thresholds of the status machine, in milliseconds.
@@ -286,16 +287,22 @@ impl AwayStatus {
     }
 
     /// A status from `user_id` (a whisper, or the server's update). Only present members are
-    /// tracked, so a late event cannot bring back someone who left; our own other tabs do not
-    /// override this one. `away_since` when the sender said it; else an away member is away
-    /// from `now_wall_ms` (ms since the epoch) unless they already were.
-    pub fn received(&mut self, user_id: &str, update: MemberStatus, now_wall_ms: u64) {
+    /// tracked, so a late event cannot bring back someone who left. `away_since` when the
+    /// sender said it; else an away member is away from `now_wall_ms` (ms since the epoch)
+    /// unless they already were. Our own other tabs' (or the server's) online/away does not
+    /// override this tab's; a status the user set there is returned, for this tab to adopt
+    /// (after a reload the server still has it).
+    pub fn received(
+        &mut self,
+        user_id: &str,
+        update: MemberStatus,
+        now_wall_ms: u64,
+    ) -> Option<(String, String)> {
         if self.outbox.is_own(user_id) {
-            return;
+            let set = !matches!(update.status.as_str(), "online" | "away");
+            return set.then_some((update.status, update.message));
         }
-        let Some(current) = self.members.get_mut(user_id) else {
-            return;
-        };
+        let current = self.members.get_mut(user_id)?;
         let mut update = update;
         if update.availability() == Status::Away && update.away_since.is_none() {
             update.away_since = current.away_since.or(Some(now_wall_ms));
@@ -307,6 +314,7 @@ impl AwayStatus {
             *current = update;
             self.outbox.changed();
         }
+        None
     }
 
     /// Between a confirmed subscription and its loss.
@@ -625,11 +633,24 @@ mod tests {
     fn remote_statuses_follow_events_joins_and_leaves() {
         let mut machine = status(true);
         machine.member_joined("bob", 0);
-        machine.received("ana", away(), 0);
+        assert_eq!(machine.received("ana", away(), 0), None);
         drain(&mut machine);
         machine.received("ana", away(), 0);
         assert!(!drain(&mut machine).1, "same status, no change");
-        machine.received("me", away(), 0);
+        assert_eq!(
+            machine.received("me", away(), 0),
+            None,
+            "own online/away is this tab's"
+        );
+        let busy = MemberStatus {
+            status: "busy".into(),
+            message: "Lunch".into(),
+            ..away()
+        };
+        assert_eq!(
+            machine.received("me", busy, 0),
+            Some(("busy".into(), "Lunch".into()))
+        );
         machine.received("ghost", away(), 0);
         let all: Vec<_> = machine.statuses().collect();
         assert_eq!(
