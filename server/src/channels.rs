@@ -674,6 +674,15 @@ impl ChannelRegistry {
             .is_some_and(|c| c.members.contains(user_id))
     }
 
+    /// The presence channels `user_id` is a member of (a scan of the app's channels).
+    pub fn member_channels(&self, user_id: &str) -> Vec<Arc<str>> {
+        self.channels
+            .iter()
+            .filter(|c| c.members.contains(user_id))
+            .map(|c| c.key().clone())
+            .collect()
+    }
+
     /// The user ids of a presence channel's members.
     pub fn user_ids(&self, channel: &str) -> Vec<String> {
         self.channels

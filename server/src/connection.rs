@@ -34,7 +34,9 @@ use crate::cluster::history::Read;
 use crate::frame::{self, ClientFrame, SigninData, SubscribeData, UnsubscribeData};
 use crate::history::{self, Limits};
 use crate::presence::Member;
+use crate::reads;
 use crate::state::{Admission, App, Shared};
+use crate::user_status;
 use crate::users::MAX_WATCHLIST;
 use crate::webhooks;
 
@@ -354,6 +356,8 @@ impl Connection {
                 Some(data) => self.signin(data),
                 None => self.invalid(None, "pusher:signin needs data {auth, user_data}"),
             },
+            "overtone:read" => self.read(&frame),
+            "overtone:status" => self.status(&frame),
             event if event.starts_with("client-") => self.client_event(&frame),
             _ => self.invalid(None, "Unknown event"),
         }
@@ -456,6 +460,10 @@ impl Connection {
                 if let (Some(id), None) = (held, &presence_hold) {
                     self.release_later(&channel, id, limits, resume, cache);
                 }
+                // Confirmed already, unless held or a cluster's presence (confirmed later).
+                if held.is_none() && !(clustered && member.is_some()) {
+                    confirmed(&self.app, &channel, &self.handle);
+                }
                 self.shared
                     .metrics()
                     .resumed(change.recovered, change.replayed);
@@ -500,7 +508,7 @@ impl Connection {
         cache: bool,
     ) {
         let (app, shared) = (self.app.clone(), self.shared.clone());
-        let (channel, socket_id) = (channel.to_owned(), self.handle.socket_id.clone());
+        let (channel, conn) = (channel.to_owned(), self.handle.clone());
         tokio::spawn(async move {
             let Some(cluster) = app.cluster().cloned() else {
                 return;
@@ -524,7 +532,11 @@ impl Connection {
                 )
                 .await;
             let release = release_of(read, &channel, limits, resume.as_deref(), cache, "{}");
-            if let Some(released) = app.channels.release(&channel, &socket_id, hold_id, release) {
+            if let Some(released) =
+                app.channels
+                    .release(&channel, &conn.socket_id, hold_id, release)
+            {
+                confirmed(&app, &channel, &conn);
                 shared
                     .metrics()
                     .resumed(released.recovered, released.replayed);
@@ -610,6 +622,7 @@ impl Connection {
             self.app.subscriptions_changed(channel);
             if let (true, Some(user_id)) = (change.member, user_id) {
                 self.app.presence_left(channel, user_id);
+                user_status::left(&self.app, channel, user_id);
             }
             webhooks::unsubscribed(&self.app, channel, change, user_id);
         }
@@ -703,6 +716,80 @@ impl Connection {
         webhooks::client_event(&self.app, channel, &frame.event, data, socket_id, user_id);
     }
 
+    /// `overtone:read`: stores the read marker of this connection's user on a private or
+    /// presence channel it is subscribed to.
+    fn read(&mut self, frame: &ClientFrame<'_>) {
+        let Some(data) = parse_data::<reads::ClientRead>(frame) else {
+            return self.invalid(None, "overtone:read needs data {channel, up_to} (strings)");
+        };
+        let channel = &data.channel;
+        if !reads::allowed_on(channel) {
+            return self.invalid(
+                None,
+                "overtone:read is only allowed on private and presence channels",
+            );
+        }
+        if !self.is_subscribed(channel) {
+            return self.invalid(
+                None,
+                &format!("Subscribe to {channel} before overtone:read"),
+            );
+        }
+        let user = self.user.as_ref().map(|u| u.id.clone());
+        let Some(user_id) = user.or_else(|| self.subscriptions.get(channel).cloned().flatten())
+        else {
+            return self.invalid(
+                None,
+                "overtone:read on a private channel needs a signed-in user (pusher:signin)",
+            );
+        };
+        if let Err(error) = reads::check(channel, &user_id, &data.up_to) {
+            return self.invalid(None, &error);
+        }
+        reads::record(&self.app, channel, &user_id, &data.up_to);
+    }
+
+    /// `overtone:status`: sets the status of this connection's user (signed in, else the
+    /// one member id it joined its presence channels as).
+    fn status(&mut self, frame: &ClientFrame<'_>) {
+        let update = match user_status::Update::parse(frame.data.map_or("null", |d| d.get())) {
+            Ok(update) => update,
+            Err(error) => return self.invalid(None, &error),
+        };
+        let user = match &self.user {
+            Some(user) => Some(user.id.clone()),
+            None => {
+                let mut ids = self.subscriptions.values().flatten();
+                let first = ids.next().cloned();
+                if ids.any(|id| Some(id) != first.as_ref()) {
+                    return self.invalid(
+                        None,
+                        "overtone:status: this connection joined presence channels as several users; sign in",
+                    );
+                }
+                first
+            }
+        };
+        let Some(user_id) = user else {
+            return self.invalid(
+                None,
+                "overtone:status needs a signed-in user (pusher:signin) or a presence channel",
+            );
+        };
+        // Each status change reaches every presence channel of the user (on a cluster, after
+        // a Redis query): it counts against the client-event rate limit.
+        if !self
+            .client_events
+            .allow(self.app.config.max_client_events_per_second)
+        {
+            return self.invalid(
+                Some(codes::CLIENT_EVENT_RATE_LIMIT),
+                "overtone:status rate limit reached",
+            );
+        }
+        user_status::set(&self.app, &user_id, update);
+    }
+
     /// Whether this connection is subscribed to `channel`. On a cluster the registry has the
     /// last word: a presence join the cluster refused (over `max_presence_members`) is taken
     /// out of the registry by the presence task, but stays in `subscriptions` until noticed.
@@ -721,6 +808,13 @@ impl Connection {
             self.leave(&channel, user_id.as_deref(), true);
         }
     }
+}
+
+/// After a subscriber's `subscription_succeeded` is queued: the channel's read markers and,
+/// on presence channels, its members' statuses (README, "Wire extensions").
+pub(crate) fn confirmed(app: &Arc<App>, channel: &str, conn: &ConnectionHandle) {
+    reads::send_current(app, channel, conn);
+    user_status::send_members(app, channel, conn);
 }
 
 /// What a held subscriber is released with, from what Redis answered (this node's ring when

@@ -127,8 +127,12 @@ pub fn subscription_succeeded_at(
 }
 
 pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> Utf8Bytes {
-    let data =
-        serde_json::json!({ "socket_id": socket_id, "activity_timeout": activity_timeout_secs });
+    // `overtone`: the wire extensions this server speaks (README, "Wire extensions").
+    let data = serde_json::json!({
+        "socket_id": socket_id,
+        "activity_timeout": activity_timeout_secs,
+        "overtone": { "reads": 1, "status": 1 },
+    });
     build(
         "pusher:connection_established",
         None,
@@ -166,8 +170,10 @@ pub fn member_added(channel: &str, user_id: &str, user_info: &str) -> Utf8Bytes 
     build("pusher_internal:member_added", Some(channel), &data, None)
 }
 
+/// A presence member's last connection left; `last_seen_at` (ms) is an Overtone extension.
 pub fn member_removed(channel: &str, user_id: &str) -> Utf8Bytes {
-    let data = serde_json::json!({ "user_id": user_id });
+    let last_seen_at = crate::user_status::now_ms();
+    let data = serde_json::json!({ "user_id": user_id, "last_seen_at": last_seen_at });
     build(
         "pusher_internal:member_removed",
         Some(channel),
@@ -263,6 +269,10 @@ mod tests {
         let data: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
         assert_eq!(data["socket_id"], "1.2");
         assert_eq!(data["activity_timeout"], 30);
+        assert_eq!(
+            data["overtone"],
+            serde_json::json!({"reads": 1, "status": 1})
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use serde_json::{json, Map, Value};
 use crate::auth;
 use crate::frame;
 use crate::history::{self, MAX_READ};
+use crate::reads;
 use crate::state::{App, Shared, SocketId};
+use crate::user_status;
 
 /// Longest event name accepted, in bytes (Pusher's limit).
 const MAX_EVENT_NAME_BYTES: usize = 200;
@@ -43,6 +45,11 @@ pub fn routes() -> Router<Shared> {
         .route(
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(terminate_connections),
+        )
+        .route("/apps/{app_id}/reads", post(post_reads))
+        .route(
+            "/apps/{app_id}/users/{user_id}/presence",
+            get(user_presence),
         )
 }
 
@@ -217,6 +224,13 @@ impl Event {
             .map(String::from)
             .collect();
         check_info(&info, &["user_count", "subscription_count"])?;
+        if body.name == reads::BACKEND_EVENT {
+            let read = backend_read(&data)?;
+            channels
+                .iter()
+                .try_for_each(|c| reads::check(c, &read.user_id, &read.up_to))
+                .map_err(ApiError::bad_request)?;
+        }
         Ok(Event {
             name: body.name,
             data,
@@ -226,8 +240,18 @@ impl Event {
         })
     }
 
-    /// Sends to every channel: one frame built per channel, shared by its subscribers.
-    fn publish(&self, app: &App) {
+    /// Sends to every channel: one frame built per channel, shared by its subscribers. An
+    /// `overtone-read` event (checked already) is stored and announced as `overtone:reads`
+    /// instead.
+    fn publish(&self, app: &Arc<App>) {
+        if self.name == reads::BACKEND_EVENT {
+            if let Ok(read) = backend_read(&self.data) {
+                for channel in &self.channels {
+                    reads::record(app, channel, &read.user_id, &read.up_to);
+                }
+            }
+            return;
+        }
         for channel in &self.channels {
             let out = frame::channel_event(channel, &self.name, &self.data, None);
             app.publish(channel, &out, self.except.as_ref());
@@ -239,6 +263,59 @@ impl Event {
         let info = self.info.iter().map(String::as_str);
         Ok(Value::Object(attributes(app, channel, info).await?))
     }
+}
+
+/// An `overtone-read` event's data: `{"user_id","up_to"}`.
+fn backend_read(data: &str) -> Result<reads::Read, ApiError> {
+    serde_json::from_str(data).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{} data must be {{\"user_id\":\"..\",\"up_to\":\"..\"}}",
+            reads::BACKEND_EVENT
+        ))
+    })
+}
+
+/// `POST /reads`: one marker, or `{"reads":[...]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReadsBody {
+    Many { reads: Vec<reads::Read> },
+    One(reads::Read),
+}
+
+/// Stores read markers from a backend (README, "Wire extensions"): all of them, or none
+/// when one is bad.
+async fn post_reads(signed: Signed) -> Result<Json<Value>, ApiError> {
+    let body: ReadsBody = signed.json()?;
+    let all = match body {
+        ReadsBody::Many { reads } => reads,
+        ReadsBody::One(read) => vec![read],
+    };
+    if all.len() > reads::MAX_BATCH {
+        let max = reads::MAX_BATCH;
+        return Err(ApiError::bad_request(format!(
+            "At most {max} reads per call"
+        )));
+    }
+    for read in &all {
+        validate_name(&read.channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        reads::check(&read.channel, &read.user_id, &read.up_to).map_err(ApiError::bad_request)?;
+    }
+    for read in &all {
+        reads::record(&signed.app, &read.channel, &read.user_id, &read.up_to);
+    }
+    Ok(Json(json!({})))
+}
+
+/// `GET /users/{user_id}/presence`: status, device, last seen and presence channels.
+async fn user_presence(
+    Path((_, user_id)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    user_status::presence(&signed.app, &user_id)
+        .await
+        .map(Json)
+        .ok_or_else(ApiError::unavailable)
 }
 
 /// The attributes of a comma-separated `info` parameter.

@@ -31,8 +31,10 @@ pub mod listener;
 pub mod memory;
 pub mod metrics;
 pub mod presence;
+pub mod reads;
 pub mod state;
 pub mod tls;
+pub mod user_status;
 pub mod users;
 pub mod webhooks;
 

@@ -104,6 +104,7 @@ pub fn depart_after(app: &Arc<App>, channel: &str, user_id: &str, grace: Duratio
         tokio::time::sleep(grace).await;
         if let Some(change) = app.channels.depart(&channel, &user_id) {
             app.presence_left(&channel, &user_id);
+            crate::user_status::left(&app, &channel, &user_id);
             webhooks::unsubscribed(&app, &channel, change, Some(&user_id));
         }
     });

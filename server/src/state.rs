@@ -16,6 +16,8 @@ use crate::config::{AppConfig, Config};
 use crate::history::{Limits, Rules};
 use crate::metrics::Metrics;
 use crate::presence::Member;
+use crate::reads::Reads;
+use crate::user_status::Statuses;
 use crate::users::Users;
 use crate::webhooks::Webhooks;
 
@@ -44,6 +46,10 @@ pub struct App {
     connections: AtomicUsize,
     pub users: Users,
     pub webhooks: Webhooks,
+    /// Read markers and their announcements (`crate::reads`).
+    pub reads: Reads,
+    /// Member statuses and departures (`crate::user_status`).
+    pub statuses: Statuses,
     /// Which channels keep history (parsed from the config's rules).
     pub history: Rules,
     /// The other nodes, when there are any.
@@ -67,6 +73,8 @@ impl App {
     fn in_cluster(config: AppConfig, cluster: Option<Arc<Cluster>>) -> App {
         App {
             webhooks: Webhooks::new(&config),
+            reads: Reads::default(),
+            statuses: Statuses::default(),
             // Checked when the config was read (`config::validate_apps`).
             history: Rules::new(&config.history).unwrap_or_default(),
             channels: ChannelRegistry::new(cluster.is_some(), config.history_max_bytes),

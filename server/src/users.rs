@@ -43,6 +43,11 @@ impl Users {
         }
     }
 
+    /// Whether `user_id` has a signed-in connection here.
+    pub fn is_signed_in(&self, user_id: &str) -> bool {
+        self.connections.contains_key(user_id)
+    }
+
     /// Signs `conn` in as `user_id`, watching `watchlist`; returns whether it is the user's
     /// first connection here. Alone, tells `conn` which watched users are online and the
     /// user's watchers that they came online.

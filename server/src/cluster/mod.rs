@@ -35,6 +35,8 @@ pub mod counts;
 pub mod history;
 pub mod online;
 pub mod presence;
+pub mod reads;
+pub mod user_status;
 
 /// Messages waiting to be published before new ones are dropped (Redis too slow or away).
 const QUEUE_CAPACITY: usize = 10_000;

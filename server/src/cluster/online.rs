@@ -39,7 +39,7 @@ return 0
 "#;
 
 impl Cluster {
-    fn online_key(&self, app: &str) -> String {
+    pub(super) fn online_key(&self, app: &str) -> String {
         self.key(app, "online")
     }
 

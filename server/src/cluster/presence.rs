@@ -94,7 +94,7 @@ pub struct Hold {
 /// Sends `subscription_succeeded` with `data`: directly, or by releasing the held subscriber
 /// with its history (`read`: what Redis answered, if it was asked).
 fn confirm(
-    app: &App,
+    app: &Arc<App>,
     channel: &str,
     subscriber: &ConnectionHandle,
     data: &str,
@@ -103,7 +103,7 @@ fn confirm(
 ) {
     let Some(hold) = hold else {
         subscriber.send(frame::subscription_succeeded(channel, data));
-        return;
+        return crate::connection::confirmed(app, channel, subscriber);
     };
     let read = read.unwrap_or_else(|| {
         Err(redis::RedisError::from((
@@ -119,8 +119,13 @@ fn confirm(
         false,
         data,
     );
-    app.channels
-        .release(channel, &subscriber.socket_id, hold.id, release);
+    if app
+        .channels
+        .release(channel, &subscriber.socket_id, hold.id, release)
+        .is_some()
+    {
+        crate::connection::confirmed(app, channel, subscriber);
+    }
 }
 
 /// A presence or occupancy change on this node, in the order it happened.
@@ -179,7 +184,7 @@ impl Cluster {
     fn presence_key(&self, app: &str, channel: &str) -> String {
         format!("{}:{app}:presence:{channel}", self.prefix)
     }
-    fn users_key(&self, app: &str, channel: &str) -> String {
+    pub(super) fn users_key(&self, app: &str, channel: &str) -> String {
         format!("{}:{app}:presence-users:{channel}", self.prefix)
     }
     fn node_channels_key(&self, app: &str, node: &str) -> String {

@@ -1,0 +1,98 @@
+//! Read markers in Redis, for [`crate::reads`] on a cluster: per app and channel the hash
+//! `{prefix}:{app}:reads:{{channel}}` (user -> up_to) and the sorted set
+//! `{prefix}:{app}:reads-order:{{channel}}` (user -> when written, ms), hash-tagged by channel
+//! so one script updates both. A script applies the monotonic rule, evicts the least
+//! recently written user past the channel's bound and sets both keys' expiry; channels per
+//! app are bounded by that expiry (a channel nobody writes to goes).
+//!
+//! Its surface is two functions of `&Cluster` and strings, nothing of the nodes' state.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::reads::{MAX_READERS, TTL};
+
+use super::Cluster;
+
+/// Stores ARGV[2] for user ARGV[1] if it supersedes the stored marker (the rule of
+/// `reads::supersedes`); ARGV[3]: now (ms), ARGV[4]: most users, ARGV[5]: expiry (ms).
+/// Returns 1 if stored, 0 if not.
+const SET: &str = r#"
+local function digits(s) return string.match(s, '^%d+$') ~= nil end
+local function supersedes(old, new)
+  if old == new then return false end
+  local e1, o1 = string.match(old, '^(%w+):(%d+)$')
+  local e2, o2 = string.match(new, '^(%w+):(%d+)$')
+  if e1 and e2 then
+    if e1 ~= e2 then return true end
+    old, new = o1, o2
+  elseif not (digits(old) and digits(new)) then
+    return true
+  end
+  old = string.gsub(old, '^0+', ''); new = string.gsub(new, '^0+', '')
+  if #new ~= #old then return #new > #old end
+  return new > old
+end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and not supersedes(old, ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[4]) then
+  local gone = redis.call('ZPOPMIN', KEYS[2])
+  redis.call('HDEL', KEYS[1], gone[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+"#;
+
+fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
+    (
+        cluster.key(app, &format!("reads:{{{channel}}}")),
+        cluster.key(app, &format!("reads-order:{{{channel}}}")),
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Stores each (user, up_to) of one channel if it supersedes the user's marker, in one
+/// round trip; returns, in order, whether each was stored.
+pub async fn set(
+    cluster: &Cluster,
+    app: &str,
+    channel: &str,
+    reads: &[(&str, &str)],
+) -> redis::RedisResult<Vec<bool>> {
+    let (markers, order) = keys(cluster, app, channel);
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    for (user_id, up_to) in reads {
+        pipe.cmd("EVAL")
+            .arg(SET)
+            .arg(2)
+            .arg(&markers)
+            .arg(&order)
+            .arg(*user_id)
+            .arg(*up_to)
+            .arg(now)
+            .arg(MAX_READERS)
+            .arg(TTL.as_millis() as u64);
+    }
+    let stored: Vec<i64> = pipe.query_async(&mut cluster.redis()).await?;
+    Ok(stored.into_iter().map(|s| s == 1).collect())
+}
+
+/// Every marker of a channel, as (user, up_to).
+pub async fn all(
+    cluster: &Cluster,
+    app: &str,
+    channel: &str,
+) -> redis::RedisResult<Vec<(String, String)>> {
+    redis::cmd("HGETALL")
+        .arg(keys(cluster, app, channel).0)
+        .query_async(&mut cluster.redis())
+        .await
+}
