@@ -32,18 +32,18 @@ pub fn channel(a: &str, b: &str) -> Option<String> {
     (first != second).then(|| format!("private-chat.{first}.{second}"))
 }
 
-/// The visitor and their conversation with `peer`, who must be someone the demo knows.
+/// The visitor and their conversation with `peer` (an id as the demo makes them).
 fn conversation(
     demo: &Arc<Demo>,
     headers: &HeaderMap,
     peer: &str,
 ) -> Result<(crate::site::Person, String), DemoError> {
     let me = demo.visitor(headers)?;
-    if !demo.knows(peer) {
-        return Err(DemoError::new(
-            StatusCode::NOT_FOUND,
-            format!("Nobody called {peer} has signed in"),
-        ));
+    let id_like = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if peer.is_empty() || !peer.chars().all(id_like) {
+        return Err(DemoError::bad_request(format!(
+            "{peer:?} is not a person's id"
+        )));
     }
     let channel = channel(&me.id, peer)
         .ok_or_else(|| DemoError::bad_request("A conversation needs someone else"))?;
@@ -77,6 +77,13 @@ pub async fn send(
     body: Bytes,
 ) -> Result<Json<Value>, DemoError> {
     let (me, channel) = conversation(&demo, &headers, &peer)?;
+    // Reading works across a restart (the list is empty then); writing needs someone there.
+    if !demo.knows(&peer) {
+        return Err(DemoError::new(
+            StatusCode::NOT_FOUND,
+            format!("Nobody called {peer} has signed in"),
+        ));
+    }
     let except = sender_socket(&headers)?;
     let NewMessage { text } = parse_body(&body)?;
     let text = check_text(&text)?;
