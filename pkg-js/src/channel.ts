@@ -1,7 +1,7 @@
 // Channel objects with laravel-echo's chainable API, over the wasm Client. Every call is
 // queued by Echo until the wasm is loaded, then runs in order.
 import type { ClientApi as Client } from './client.js';
-import type { MemberStatus, MemberStatuses, ReadState } from './features.js';
+import type { PresenceDetails, ReadState, StatusDetails } from './types.js';
 import { named, PusherChannel } from './pusher.js';
 
 export type Callback = (...args: any[]) => void;
@@ -284,12 +284,12 @@ export class PresenceChannel extends Channel {
    * `echo.setStatus`, `message`, `device`, `awaySince`), the members who left with when they
    * were last seen (`left`), and this user (`own`).
    */
-  memberStatuses(): MemberStatuses {
-    return this.runner_.loaded()?.memberStatuses(this.name) ?? ({ members: {}, left: {} } as MemberStatuses);
+  memberStatuses(): PresenceDetails {
+    return this.runner_.loaded()?.memberStatuses(this.name) ?? ({ members: {}, left: {} } as PresenceDetails);
   }
 
   /** What a member shows; this user without `userId`. */
-  memberStatus(userId?: string | number): MemberStatus | undefined {
+  memberStatus(userId?: string | number): StatusDetails | undefined {
     const all = this.memberStatuses();
     return userId === undefined ? all.own : all.members[String(userId)];
   }

@@ -4,7 +4,8 @@
 // (callbacks, event payloads, members' `user_info`). Only strings and numbers cross (wasm.ts):
 // calls go in as `call(client, op, a, b, c, d, n)` (`Op`), answers come back as
 // `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
-import type { Features, MemberStatuses, ReadState } from './features.js';
+import type { Features } from './features.js';
+import type { PresenceDetails, ReadState } from './types.js';
 import { instantiate, type Call, type Fallback } from './wasm.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
@@ -531,7 +532,7 @@ export class Client {
     this.withFeatures_((f) => f.setStatus(status, message));
   }
 
-  memberStatuses(channel: string): MemberStatuses | undefined {
+  memberStatuses(channel: string): PresenceDetails | undefined {
     this.withFeatures_(() => {});
     return this.features_?.memberStatuses(channel);
   }

@@ -7,6 +7,7 @@
 // `call(features, op, a, b, c, d, n)`, answers come back as `out(features, kind, n, a, b)` (the
 // boundary is the client's: wasm.ts).
 import { instantiate, type Call } from './wasm.js';
+import type { PresenceDetails, ReadState } from './types.js';
 
 type Callback = (...args: any[]) => void;
 
@@ -29,29 +30,6 @@ const WATCHED = ['typing', 'status', 'badges', 'reads'];
 const WHISPERS = ['typing', 'overtone-status'];
 
 type Item = [number, string, string];
-
-/** A channel's read receipts: the other users' markers, this user's, and the unread count. */
-export interface ReadState {
-  readers: Record<string, string>;
-  own?: string;
-  unread: number;
-}
-
-/** What a member shows beyond online/away. */
-export interface MemberStatus {
-  status: string;
-  message: string;
-  device: string;
-  /** Since when (ms since the epoch) the member is away. */
-  awaySince: number | null;
-}
-
-/** A presence channel's statuses: present members, members who left (last seen, ms since the epoch), this user. */
-export interface MemberStatuses {
-  members: Record<string, MemberStatus>;
-  left: Record<string, number>;
-  own: MemberStatus;
-}
 
 /** `mobile` on phones and tablets (the browser's own hint, else its user agent), else `desktop`. */
 function detectDevice(): string {
@@ -264,7 +242,7 @@ export class Features {
     this.run_(Op.StatusSeen, channel, user, text(data.status), text(data.message), Date.now());
   }
 
-  memberStatuses(channel: string): MemberStatuses {
+  memberStatuses(channel: string): PresenceDetails {
     return JSON.parse(this.query_(Op.MemberStatuses, channel)[0][1]);
   }
 

@@ -11,7 +11,7 @@ export { Channel, PresenceChannel };
 /** laravel-echo's private channels: here the one `Channel` class, whispers included. */
 export type PrivateChannel = Channel;
 export type { Callback, Status, TypingUser } from './channel.js';
-export type { MemberStatus, MemberStatuses, ReadState } from './features.js';
+export type { PresenceDetails, ReadState, StatusDetails } from './types.js';
 export type { Pusher, PusherChannel } from './pusher.js';
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';

@@ -5,7 +5,7 @@
 // reads at once (socket id, members, typing, statuses, reads, badges) is kept here as the worker last
 // said it. Loaded only by apps that turn the option on.
 import type { ClientApi, Hooks, Options } from './client.js';
-import type { MemberStatuses, ReadState } from './features.js';
+import type { PresenceDetails, ReadState } from './types.js';
 
 type Callback = (...args: any[]) => void;
 /** A bound listener: its callback and what it was bound to (`watch`es too, with `what` as kind). */
@@ -217,7 +217,7 @@ class SharedClient implements ClientApi {
     this.post_('setStatus', status, message);
   }
 
-  memberStatuses(channel: string): MemberStatuses | undefined {
+  memberStatuses(channel: string): PresenceDetails | undefined {
     return this.state_('status', channel)?.[2];
   }
 
