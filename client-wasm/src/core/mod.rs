@@ -44,6 +44,8 @@ pub use names::{whisper_listen_name, EventFormatter, NOTIFICATION_EVENT};
 pub use overtone_protocol::channel::NameError;
 
 /// An unsigned decimal of 1 to 19 digits (no sign, no spaces); `None` otherwise.
+// Inlined: the client has one caller, and a call costs its wasm more than the loop.
+#[inline(always)]
 pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     // At most 19 digits always fit: no overflow checks (128-bit multiplies in wasm).
     if digits.is_empty() || digits.len() > 19 {
