@@ -189,11 +189,13 @@ impl ClientFeatures {
         }
     }
 
-    /// The server takes `overtone:read` on `channel`: it announced reads, and it knows the user
-    /// (signed in, or a presence member).
+    /// The server takes `overtone:read` on `channel`: it announced reads, it knows the user
+    /// (signed in, or a presence member), and the channel is not end-to-end encrypted (whose
+    /// receipts it refuses: they stay in the page).
     fn takes_reads(&self, channel: &str) -> bool {
         let known = self.signed_in || channel.starts_with("presence-");
-        known && self.server.is_some_and(|s| s.reads)
+        let encrypted = channel.starts_with("private-encrypted-");
+        known && !encrypted && self.server.is_some_and(|s| s.reads)
     }
 
     /// An event at history `position` on a followed channel.
@@ -794,6 +796,16 @@ mod tests {
                     .into()
             )]
         );
+
+        let mut encrypted = ClientFeatures::new("", true, StatusConfig::default());
+        encrypted.established(Extensions {
+            reads: true,
+            status: true,
+        });
+        encrypted.signed_in(0);
+        encrypted.subscribed("private-encrypted-dm", "", 0);
+        encrypted.mark_channel_read("private-encrypted-dm", "3", 0);
+        assert_eq!(encrypted.poll_timeout(), None, "the server refuses those");
 
         let mut elsewhere = ClientFeatures::new("", true, StatusConfig::default());
         elsewhere.established(Extensions::default());

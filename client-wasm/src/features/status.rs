@@ -704,7 +704,10 @@ mod tests {
         assert!(!valid_status("Busy", ""));
         assert!(!valid_status("", ""));
         assert!(!valid_status("busy", &"x".repeat(MAX_MESSAGE_LEN + 1)));
-        assert!(valid_status("busy", &"é".repeat(MAX_MESSAGE_LEN)), "characters, not bytes");
+        assert!(
+            valid_status("busy", &"é".repeat(MAX_MESSAGE_LEN)),
+            "characters, not bytes"
+        );
     }
 
     #[test]
