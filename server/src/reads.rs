@@ -238,7 +238,9 @@ pub fn record(app: &Arc<App>, channel: &str, user_id: &str, up_to: &str) {
                     .map(|(u, r)| (u.as_str(), r.as_str()))
                     .collect();
                 let id = &app.config.id;
-                match crate::cluster::reads::set(cluster, id, &channel, &batch).await {
+                let stored =
+                    crate::cluster::reads::set(cluster, id, &channel, &batch, MAX_READERS, TTL);
+                match stored.await {
                     Ok(moved) => {
                         let mut moved = moved.into_iter();
                         changes.retain(|_, _| moved.next().unwrap_or(false));

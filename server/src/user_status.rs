@@ -145,9 +145,19 @@ type Departures = VecDeque<(Arc<str>, u64)>;
 
 #[derive(Default)]
 struct UserEntry {
-    status: Option<Status>,
+    /// The status and when it was set.
+    status: Option<(Status, Instant)>,
     last_seen: Option<u64>,
+    /// Last set or departed: the least recently touched go first at the bound.
     touched: Option<Instant>,
+}
+
+impl UserEntry {
+    /// The status at `now`, unless it was set longer than [`KEEP`] before.
+    fn current(&self, now: Instant) -> Option<&Status> {
+        let (status, at) = self.status.as_ref()?;
+        (now.saturating_duration_since(*at) < KEEP).then_some(status)
+    }
 }
 
 /// At `bound` entries, drops the least recent tenth (by `recency`) in one pass, so the scan
@@ -186,11 +196,20 @@ impl Statuses {
         f(entry)
     }
 
+    /// Applies `update` to the user's status; the new status if it changed.
+    fn set(&self, user_id: &str, update: &Update) -> Option<Status> {
+        self.with_user(user_id, |e| {
+            let now = Instant::now();
+            let old = e.current(now).cloned();
+            let new = update.apply(old.as_ref().unwrap_or(&Status::default()), now_ms());
+            e.status = Some((new.clone(), now));
+            (old.as_ref() != Some(&new)).then_some(new)
+        })
+    }
+
     fn status(&self, user_id: &str) -> Option<Status> {
         let users = self.users.lock().expect("statuses lock");
-        let e = users.get(user_id)?;
-        e.touched.filter(|t| t.elapsed() < KEEP)?;
-        e.status.clone()
+        users.get(user_id)?.current(Instant::now()).cloned()
     }
 
     fn last_seen(&self, user_id: &str) -> Option<u64> {
@@ -230,6 +249,26 @@ impl Statuses {
     }
 }
 
+/// How long, and how many, departures are kept in Redis: as here.
+const RETENTION: crate::cluster::user_status::Retention = crate::cluster::user_status::Retention {
+    left_for: LEFT_KEEP,
+    most_left: MAX_LEFT,
+    last_seen_for: KEEP,
+};
+
+/// Statuses from Redis, in order; one that does not parse counts as never set.
+async fn statuses_in_redis(
+    cluster: &crate::cluster::Cluster,
+    app: &str,
+    users: &[&str],
+) -> redis::RedisResult<Vec<Option<Status>>> {
+    let raw = crate::cluster::user_status::statuses(cluster, app, users).await?;
+    Ok(raw
+        .into_iter()
+        .map(|json| json.and_then(|j| serde_json::from_str(&j).ok()))
+        .collect())
+}
+
 /// `overtone:member_updated` data.
 fn updated_data(user_id: &str, status: &Status) -> String {
     let mut data = serde_json::to_value(status).expect("statuses serialize");
@@ -241,13 +280,7 @@ fn updated_data(user_id: &str, status: &Status) -> String {
 /// member of, on every node.
 pub fn set(app: &Arc<App>, user_id: &str, update: Update) {
     let Some(cluster) = app.cluster().cloned() else {
-        let changed = app.statuses.with_user(user_id, |e| {
-            let old = e.status.clone().unwrap_or_default();
-            let new = update.apply(&old, now_ms());
-            let changed = e.status.as_ref() != Some(&new);
-            e.status = Some(new.clone());
-            changed.then_some(new)
-        });
+        let changed = app.statuses.set(user_id, &update);
         if let Some(new) = changed {
             announce(app, user_id, &new, app.channels.member_channels(user_id));
         }
@@ -258,13 +291,14 @@ pub fn set(app: &Arc<App>, user_id: &str, update: Update) {
         use crate::cluster::user_status as redis_side;
         let id = &app.config.id;
         let set = async {
-            let old = redis_side::statuses(&cluster, id, &[&user_id]).await?;
+            let old = statuses_in_redis(&cluster, id, &[&user_id]).await?;
             let old = old.into_iter().flatten().next();
             let new = update.apply(old.as_ref().unwrap_or(&Status::default()), now_ms());
             if old.as_ref() == Some(&new) {
                 return Ok(None);
             }
-            redis_side::set(&cluster, id, &user_id, &new).await?;
+            let json = serde_json::to_string(&new).expect("statuses serialize");
+            redis_side::set(&cluster, id, &user_id, &json, KEEP).await?;
             let channels = redis_side::member_channels(&cluster, id, &user_id).await?;
             Ok::<_, redis::RedisError>(Some((new, channels)))
         };
@@ -298,7 +332,8 @@ pub fn left(app: &Arc<App>, channel: &str, user_id: &str) {
     tokio::spawn(async move {
         let id = &app.config.id;
         if let Err(err) =
-            crate::cluster::user_status::left(&cluster, id, &channel, &user_id, at).await
+            crate::cluster::user_status::left(&cluster, id, &channel, &user_id, at, &RETENTION)
+                .await
         {
             tracing::warn!(%err, "redis: departure not recorded");
         }
@@ -348,8 +383,9 @@ pub fn send_members(app: &Arc<App>, channel: &str, conn: &ConnectionHandle) {
                 .into_keys()
                 .collect();
             let ids: Vec<&str> = members.iter().map(String::as_str).collect();
-            let statuses = redis_side::statuses(&cluster, id, &ids).await?;
-            let left = redis_side::recently_left(&cluster, id, &channel, now_ms()).await?;
+            let statuses = statuses_in_redis(&cluster, id, &ids).await?;
+            let since = now_ms().saturating_sub(LEFT_KEEP.as_millis() as u64);
+            let left = redis_side::recently_left(&cluster, id, &channel, since).await?;
             Ok::<_, redis::RedisError>(members_data(&members, &statuses, &left))
         };
         match read.await {
@@ -381,7 +417,7 @@ pub async fn presence(app: &App, user_id: &str) -> Option<Value> {
             let read = async {
                 let channels = redis_side::member_channels(cluster, id, user_id).await?;
                 let signed_in = redis_side::is_signed_in(cluster, id, user_id).await?;
-                let status = redis_side::statuses(cluster, id, &[user_id])
+                let status = statuses_in_redis(cluster, id, &[user_id])
                     .await?
                     .into_iter()
                     .flatten()
@@ -456,6 +492,21 @@ mod tests {
         }
         let long = format!(r#"{{"message":"{}"}}"#, "é".repeat(MAX_MESSAGE_CHARS + 1));
         assert!(Update::parse(&long).unwrap_err().contains("100"));
+    }
+
+    #[test]
+    fn a_status_is_kept_for_its_time_after_it_was_set() {
+        let s = Statuses::default();
+        s.set("ann", &Update::parse(r#"{"status":"busy"}"#).unwrap());
+        s.record_left("presence-a", "ann", 5);
+        let users = s.users.lock().unwrap();
+        let ann = &users["ann"];
+        let set_at = ann.status.as_ref().unwrap().1;
+        assert_eq!(ann.current(set_at + KEEP / 2).unwrap().status, "busy");
+        assert!(
+            ann.current(set_at + KEEP).is_none(),
+            "a departure does not extend it"
+        );
     }
 
     #[test]

@@ -178,7 +178,8 @@ export function resumingClient(server, channel, { user, sdk, gate } = {}) {
           if (message.position && state.position === null) state.position = message.position;
           if (message.recovered === false || !state.position) state.position = message.position;
           state.onSubscribed(message);
-        } else if (message.channel === channel && !message.event.startsWith('pusher')) {
+        } else if (message.channel === channel && !/^(pusher|overtone:)/.test(message.event)) {
+          // Application events only: not the protocol's, nor Overtone's extensions (README).
           state.events.push(message);
           if (message.position) state.position = message.position;
         }

@@ -1,6 +1,6 @@
 // Read receipts and member status across two nodes on one real redis-server: the reader on
 // one node, the writer on the other; markers kept in Redis (the map on subscribe, the
-// monotonic rule, the backend feed through either node); a status reaching a presence
+// monotonic rule, the per-channel bound, the backend feed through either node); a status reaching a presence
 // channel's members on the other node; the presence endpoint answered alike by both nodes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,19 +30,24 @@ test('a read on one node reaches the other, coalesced, and is kept in Redis', as
   const reader = await user(b, 'bob');
   await writer.subscribe(channel);
   await reader.subscribe(channel);
-  const started = process.hrtime.bigint();
-  const first = reader.next(readsOn(channel), 2000, 'the read on the other node');
-  writer.send('overtone:read', { channel, up_to: 'e1:1' });
-  assert.deepEqual(dataOf(await first), { reads: { ann: 'e1:1' } });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  console.log(`# cluster: read on node A -> delivered on node B: ${ms.toFixed(1)} ms`);
-  assert.ok(ms < 100, `${ms} ms`);
+  const times = [];
+  for (let i = 1; i <= 5; i++) {
+    const started = process.hrtime.bigint();
+    const seen = reader.next(readsOn(channel), 2000, 'the read on the other node');
+    writer.send('overtone:read', { channel, up_to: `e1:${i}` });
+    assert.deepEqual(dataOf(await seen), { reads: { ann: `e1:${i}` } });
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  const median = times.sort((x, y) => x - y)[2];
+  console.log(`# cluster: read on node A -> delivered on node B: median ${median.toFixed(1)} ms of ${times.map((t) => t.toFixed(1))}`);
+  assert.ok(median < 100, `${times} ms`);
 
-  for (let i = 2; i <= 200; i++) writer.send('overtone:read', { channel, up_to: `e1:${i}` });
+  const before = reader.got('overtone:reads', channel).length;
+  for (let i = 6; i <= 200; i++) writer.send('overtone:read', { channel, up_to: `e1:${i}` });
   await reader.waitFor((m) => readsOn(channel)(m) && dataOf(m).reads.ann === 'e1:200', 3000, 'the newest');
   await pause(150);
-  const frames = reader.got('overtone:reads', channel).length - 1;
-  console.log(`# cluster: 199 reads on node A -> ${frames} frames on node B`);
+  const frames = reader.got('overtone:reads', channel).length - before;
+  console.log(`# cluster: 195 reads on node A -> ${frames} frames on node B`);
   assert.ok(frames <= 8, `${frames} frames`);
 
   // Older: not stored, not announced; the map a new subscriber on either node gets says so.
@@ -117,4 +122,21 @@ test('a status set on one node reaches members on the other; the snapshot and th
   const gone = await (await (await serverSdk(a)).get({ path: '/users/eli/presence' })).json();
   assert.equal(gone.online, false);
   assert.ok(gone.last_seen_at > 0);
+});
+
+test('Redis keeps at most 1,000 readers per channel, dropping the least recently written', async () => {
+  const [a, b] = nodes;
+  const channel = 'private-crowd.1';
+  const sdk = await serverSdk(a);
+  for (let batch = 0; batch < 11; batch++) {
+    const reads = Array.from({ length: 100 }, (_, i) => ({ channel, user_id: `u${batch * 100 + i}`, up_to: '1' }));
+    assert.equal((await sdk.post({ path: '/reads', body: { reads } })).status, 200);
+    await pause(30); // one window each, so the first batch is the least recently written
+  }
+  await pause(100); // the last window stored
+  const fresh = await user(b, 'zed');
+  await fresh.subscribe(channel);
+  const map = dataOf(await fresh.waitFor(readsOn(channel), 2000, 'the map')).reads;
+  assert.equal(Object.keys(map).length, 1000);
+  assert.ok(!('u0' in map) && 'u1099' in map);
 });

@@ -34,14 +34,18 @@ test('a read reaches the channel subscribers (the reader too) and no other chann
   await a.subscribe(channel);
   await b.subscribe(channel);
   await other.subscribe('private-chat.3.4');
-  const started = process.hrtime.bigint();
-  const seen = b.next(readsOn(channel), 1000, 'reads at bob');
-  a.send('overtone:read', { channel, up_to: 'e1:5' });
-  const frame = await seen;
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  assert.deepEqual(dataOf(frame), { reads: { ann: 'e1:5' } });
-  assert.ok(ms < 100, `delivered in ${ms} ms`);
-  console.log(`# read -> delivered to another subscriber: ${ms.toFixed(1)} ms`);
+  // The median of five reads, so one scheduling hiccup on a busy machine does not decide.
+  const times = [];
+  for (let i = 1; i <= 5; i++) {
+    const started = process.hrtime.bigint();
+    const seen = b.next(readsOn(channel), 1000, 'reads at bob');
+    a.send('overtone:read', { channel, up_to: `e1:${i}` });
+    assert.deepEqual(dataOf(await seen), { reads: { ann: `e1:${i}` } });
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  const median = times.sort((x, y) => x - y)[2];
+  assert.ok(median < 100, `delivered in ${times} ms`);
+  console.log(`# read -> delivered to another subscriber: median ${median.toFixed(1)} ms of ${times.map((t) => t.toFixed(1))}`);
   await a.waitFor(readsOn(channel), 1000, 'reads at ann');
   await pause(100);
   assert.equal(other.frames.filter((m) => m.event === 'overtone:reads').length, 0);
@@ -171,6 +175,9 @@ test('a backend feeds markers through POST /reads and overtone-read events', asy
   const fed = b.next(readsOn(channel));
   await fixture.sdk.trigger(channel, 'overtone-read', { user_id: 'ann', up_to: '20' });
   assert.deepEqual(dataOf(await fed).reads, { ann: '20' });
+  const batched = b.next(readsOn(channel));
+  await fixture.sdk.triggerBatch([{ channel, name: 'overtone-read', data: { user_id: 'ann', up_to: '21' } }]);
+  assert.deepEqual(dataOf(await batched).reads, { ann: '21' });
   await pause(100);
   assert.equal(b.got('overtone-read').length, 0, 'the raw event is not delivered');
   const refused = await fixture.sdk.trigger(channel, 'overtone-read', { up_to: '1' }).catch((e) => e);

@@ -5,17 +5,16 @@
 //! recently written user past the channel's bound and sets both keys' expiry; channels per
 //! app are bounded by that expiry (a channel nobody writes to goes).
 //!
-//! Its surface is two functions of `&Cluster` and strings, nothing of the nodes' state.
+//! Its surface is two functions of `&Cluster`, strings and the bounds, nothing of the nodes'
+//! state.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::reads::{MAX_READERS, TTL};
+use std::time::Duration;
 
 use super::Cluster;
 
 /// Stores ARGV[2] for user ARGV[1] if it supersedes the stored marker (the rule of
-/// `reads::supersedes`); ARGV[3]: now (ms), ARGV[4]: most users, ARGV[5]: expiry (ms).
-/// Returns 1 if stored, 0 if not.
+/// `crate::reads::supersedes`); ARGV[3]: most users, ARGV[4]: expiry (ms). Writes are ordered
+/// by Redis's clock, one for every node. Returns 1 if stored, 0 if not.
 const SET: &str = r#"
 local function digits(s) return string.match(s, '^%d+$') ~= nil end
 local function supersedes(old, new)
@@ -35,13 +34,14 @@ end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and not supersedes(old, ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[4]) then
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[3]) then
   local gone = redis.call('ZPOPMIN', KEYS[2])
   redis.call('HDEL', KEYS[1], gone[1])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#;
 
@@ -52,22 +52,18 @@ fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
     )
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Stores each (user, up_to) of one channel if it supersedes the user's marker, in one
-/// round trip; returns, in order, whether each was stored.
+/// round trip, keeping at most `max_readers` users for `ttl` after the last write; returns,
+/// in order, whether each was stored.
 pub async fn set(
     cluster: &Cluster,
     app: &str,
     channel: &str,
     reads: &[(&str, &str)],
+    max_readers: usize,
+    ttl: Duration,
 ) -> redis::RedisResult<Vec<bool>> {
     let (markers, order) = keys(cluster, app, channel);
-    let now = now_ms();
     let mut pipe = redis::pipe();
     for (user_id, up_to) in reads {
         pipe.cmd("EVAL")
@@ -77,9 +73,8 @@ pub async fn set(
             .arg(&order)
             .arg(*user_id)
             .arg(*up_to)
-            .arg(now)
-            .arg(MAX_READERS)
-            .arg(TTL.as_millis() as u64);
+            .arg(max_readers)
+            .arg(ttl.as_millis() as u64);
     }
     let stored: Vec<i64> = pipe.query_async(&mut cluster.redis()).await?;
     Ok(stored.into_iter().map(|s| s == 1).collect())

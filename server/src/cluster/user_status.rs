@@ -1,16 +1,26 @@
 //! Member statuses and departures in Redis, for [`crate::user_status`] on a cluster: per app
-//! and user the string `{prefix}:{app}:status:{{user}}` (the status as JSON, expiring
-//! [`KEEP`] after it was set) and `{prefix}:{app}:last-seen:{{user}}` (ms); per presence
-//! channel the sorted set `{prefix}:{app}:left:{{channel}}` (user -> left at, ms), trimmed to
-//! the [`MAX_LEFT`] most recent and expiring [`LEFT_KEEP`] after the last departure. Which
+//! and user the string `{prefix}:{app}:status:{{user}}` (the status as JSON, expiring a while
+//! after it was set) and `{prefix}:{app}:last-seen:{{user}}` (ms); per presence channel the
+//! sorted set `{prefix}:{app}:left:{{channel}}` (user -> left at, ms), trimmed to the most
+//! recent few and expiring a while after the last departure ([`Retention`]). Which
 //! presence channels a user is in, and whether they are signed in, come from the keys of
 //! [`super::presence`] and [`super::online`].
 //!
-//! Its surface is functions of `&Cluster` and strings, nothing of the nodes' state.
+//! Its surface is functions of `&Cluster`, strings and bounds, nothing of the nodes' state.
 
-use crate::user_status::{Status, KEEP, LEFT_KEEP, MAX_LEFT};
+use std::time::Duration;
 
 use super::Cluster;
+
+/// How long, and how many, departures and last-seen times are kept.
+pub struct Retention {
+    /// Departures per channel, kept this long after each.
+    pub left_for: Duration,
+    /// The most recent departures kept per channel.
+    pub most_left: usize,
+    /// A user's last-seen time, kept this long.
+    pub last_seen_for: Duration,
+}
 
 fn status_key(cluster: &Cluster, app: &str, user: &str) -> String {
     cluster.key(app, &format!("status:{{{user}}}"))
@@ -24,12 +34,12 @@ fn left_key(cluster: &Cluster, app: &str, channel: &str) -> String {
     cluster.key(app, &format!("left:{{{channel}}}"))
 }
 
-/// The statuses of `users`, in order (None: never set, expired or unreadable).
+/// The statuses (JSON) of `users`, in order (None: never set or expired).
 pub async fn statuses(
     cluster: &Cluster,
     app: &str,
     users: &[&str],
-) -> redis::RedisResult<Vec<Option<Status>>> {
+) -> redis::RedisResult<Vec<Option<String>>> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
@@ -37,25 +47,22 @@ pub async fn statuses(
     for user in users {
         pipe.cmd("GET").arg(status_key(cluster, app, user));
     }
-    let raw: Vec<Option<String>> = pipe.query_async(&mut cluster.redis()).await?;
-    Ok(raw
-        .into_iter()
-        .map(|json| json.and_then(|j| serde_json::from_str(&j).ok()))
-        .collect())
+    pipe.query_async(&mut cluster.redis()).await
 }
 
+/// Sets a user's status (JSON), kept for `keep`.
 pub async fn set(
     cluster: &Cluster,
     app: &str,
     user: &str,
-    status: &Status,
+    json: &str,
+    keep: Duration,
 ) -> redis::RedisResult<()> {
-    let json = serde_json::to_string(status).expect("statuses serialize");
     redis::cmd("SET")
         .arg(status_key(cluster, app, user))
         .arg(json)
         .arg("PX")
-        .arg(KEEP.as_millis() as u64)
+        .arg(keep.as_millis() as u64)
         .query_async(&mut cluster.redis())
         .await
 }
@@ -109,11 +116,12 @@ pub async fn left(
     channel: &str,
     user: &str,
     at: u64,
+    retention: &Retention,
 ) -> redis::RedisResult<()> {
     let key = left_key(cluster, app, channel);
-    let keep = LEFT_KEEP.as_millis() as u64;
+    let keep = retention.left_for.as_millis() as u64;
+    // One round trip; not a transaction (the keys are tagged apart).
     redis::pipe()
-        .atomic()
         .cmd("ZADD")
         .arg(&key)
         .arg(at)
@@ -127,7 +135,7 @@ pub async fn left(
         .cmd("ZREMRANGEBYRANK")
         .arg(&key)
         .arg(0)
-        .arg(-(MAX_LEFT as i64) - 1)
+        .arg(-(retention.most_left as i64) - 1)
         .ignore()
         .cmd("PEXPIRE")
         .arg(&key)
@@ -137,28 +145,29 @@ pub async fn left(
         .arg(last_seen_key(cluster, app, user))
         .arg(at)
         .arg("PX")
-        .arg(KEEP.as_millis() as u64)
+        .arg(retention.last_seen_for.as_millis() as u64)
         .ignore()
         .query_async(&mut cluster.redis())
         .await
 }
 
-/// Who left `channel` in the last [`LEFT_KEEP`] before `now` (ms), with when.
+/// Who left `channel` since `since` (ms), with when.
 pub async fn recently_left(
     cluster: &Cluster,
     app: &str,
     channel: &str,
-    now: u64,
+    since: u64,
 ) -> redis::RedisResult<Vec<(String, u64)>> {
     redis::cmd("ZRANGEBYSCORE")
         .arg(left_key(cluster, app, channel))
-        .arg(now.saturating_sub(LEFT_KEEP.as_millis() as u64))
+        .arg(since)
         .arg("+inf")
         .arg("WITHSCORES")
         .query_async(&mut cluster.redis())
         .await
 }
 
+/// When `user` last left a presence channel (ms), if known.
 pub async fn last_seen(
     cluster: &Cluster,
     app: &str,
