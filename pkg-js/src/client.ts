@@ -563,18 +563,19 @@ export class Client {
 
   /**
    * What the features module follows of a private or presence channel: `subscribed` (at a
-   * position), `position` (an event's) and the `overtone:*` frames. Kept for the module if it
-   * loads later: the newest of each kind, read markers merged, updates by user.
+   * position), `position` (an event's) and the `overtone:*` frames. Told to the module once it
+   * is loaded; until then kept, for it to catch up from when it loads: the newest of each kind,
+   * read markers merged, updates by user.
    */
   private heard_(channel: string, event: string, data: any): void {
     const kept = this.followed_.get(channel);
     if (!kept || data === null || data === undefined) return;
-    this.toFeatures_((f) => f.heard(channel, event, data, this.ownId(channel)));
-    if (event === READS) data = { reads: { ...kept.get(READS)?.[1].reads, ...data.reads } };
-    if (event === 'position') event = 'subscribed';
-    const key = event === MEMBER_UPDATED ? event + data.user_id : event;
+    this.features_?.heard(channel, event, data, this.ownId(channel));
+    const kind = event === 'position' ? 'subscribed' : event;
+    const merged = event === READS ? { reads: { ...kept.get(READS)?.[1].reads, ...data.reads } } : data;
+    const key = event === MEMBER_UPDATED ? event + data.user_id : kind;
     kept.delete(key);
-    kept.set(key, [event, data]);
+    kept.set(key, [kind, merged]);
   }
 
   private presenceUp_(features: Features, channel: string): void {
