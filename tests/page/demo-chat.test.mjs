@@ -97,18 +97,32 @@ test('a direct message: a third person is refused, Seen within 100 ms, in a seco
   }));
   assert.equal(refused.status, 403);
 
-  await directMessage(bob, 'ana', 'Lunch at noon?');
-  await unreadIs(ana, 'bob', 1);
-  assert.equal(await bob.locator('#dm-seen').textContent(), '');
+  // The server's overtone:* frames are the SDK's: an app's listenToAll never sees them.
+  await bob.evaluate(() => {
+    window.heardAll = [];
+    window.demoEcho.private('chat.ana.bob').listenToAll((event) => window.heardAll.push(event));
+  });
+  // Three times: Bob writes while Ana looks at her conversation with Dara, then Ana opens his,
+  // which reads it. The median of the three, as this machine is shared (both clocks are its).
+  const latencies = [];
+  for (const text of ['Lunch at noon?', 'Or at one?', 'Say when']) {
+    await ana.locator('#dm-list button[data-peer="dara"]').click();
+    await directMessage(bob, 'ana', text);
+    await unreadIs(ana, 'bob', 1);
+    assert.equal(await bob.locator('#dm-seen').textContent(), '');
+    await ana.evaluate(() => addEventListener('click', () => { window.readAt = Date.now(); }, { capture: true, once: true }));
+    await ana.locator('#dm-list button[data-peer="bob"]').click();
+    await seenShown(bob);
+    latencies.push(Number(await bob.locator('#dm-seen').getAttribute('data-seen-at')) - (await ana.evaluate(() => window.readAt)));
+    await unreadIs(ana, 'bob', 0);
+  }
+  const latency = latencies.sort((a, b) => a - b)[1];
+  console.log(`# Seen shown ${latency} ms (median of ${latencies.join(', ')}) after the other side read`);
+  assert.ok(latency >= 0 && latency < 100, `Seen after ${latencies} ms`);
 
-  // Ana opens the conversation: it is read. Both clocks are this machine's.
-  await ana.evaluate(() => addEventListener('click', () => { window.readAt = Date.now(); }, { capture: true, once: true }));
-  await ana.locator('#dm-list button[data-peer="bob"]').click();
-  await seenShown(bob);
-  const latency = Number(await bob.locator('#dm-seen').getAttribute('data-seen-at')) - (await ana.evaluate(() => window.readAt));
-  console.log(`# Seen shown ${latency} ms after the other side read`);
-  assert.ok(latency >= 0 && latency < 100, `Seen after ${latency} ms`);
-  await unreadIs(ana, 'bob', 0);
+  // Seen came with an overtone:reads frame; listenToAll did not hear it.
+  const heard = await bob.evaluate(() => window.heardAll);
+  assert.deepEqual(heard.filter((event) => event.startsWith('overtone:')), []);
 
   // A second tab of each agrees, from the markers the server keeps.
   const bob2 = await openDemo(contexts[1], server);
