@@ -1,22 +1,25 @@
-//! The features module's shell: typing, online/away status and unread badges
+//! The features module's shell: typing, presence statuses, read receipts and unread badges
 //! ([`crate::features`]) as a second, small wasm that the npm package loads on first use, so
 //! an app that only needs laravel-echo's API does not download them. It sees no socket: the
 //! page (`pkg-js/src/features.ts`) tells it what the client saw (presence members, whispers,
-//! notifications, the connection going down) and sends the whispers it asks for through the
-//! client. Its boundary is the client's ([`crate::abi`]): an entry, [`call`], and `out`.
+//! notifications, positions, the server's reads and statuses, the connection going down) and
+//! sends the whispers and frames it asks for through the client. Its boundary is the client's ([`crate::abi`]): an entry, [`call`], and `out`.
 
 use crate::prelude::*;
 
 use crate::abi::{self, given, ModuleState, Record};
+use crate::core::push_decimal;
 use crate::features::badges::ReadTarget;
-use crate::features::status::{Status, StatusConfig};
-use crate::features::{ClientFeatures, FeatureAction, Watched};
+use crate::features::status::{MemberStatus, Status, StatusConfig};
+use crate::features::{push_json_string, ClientFeatures, Extensions, FeatureAction, Watched};
 
 /// The operations of [`call`]; `Op` in `pkg-js/src/features.ts` names them in the same order.
-/// Arguments are `a`–`c` (strings, `""` for none; the fourth is unused) and `n` (a number, `-1`
-/// for none).
+/// Arguments are `a`–`d` (strings, `""` for none) and `n` (a number, `-1` for none). Times
+/// given as `n` in `MEMBER_LEFT`, `STATUS_SEEN`, `MEMBER_DETAIL` and `LEFT_BEFORE` are the wall
+/// clock's (ms since the epoch): the machines' own clock is the page's monotonic one.
 pub(crate) mod op {
-    /// `(a: the stored badges' text, b: "1" when hidden, c: awayAfterMs in decimal or "")`.
+    /// `(a: the stored badges' text, b: "1" when hidden, c: awayAfterMs in decimal or "",
+    /// d: the device)`.
     /// Returns the index of this client's features.
     pub const NEW: u32 = 0;
     /// `(userId)`: one member of the list the next `PresenceUp` carries.
@@ -25,6 +28,7 @@ pub(crate) mod op {
     pub const PRESENCE_UP: u32 = 2;
     /// `(channel, userId)`.
     pub const MEMBER_JOINED: u32 = 3;
+    /// `(channel, userId, n: last seen)`.
     pub const MEMBER_LEFT: u32 = 4;
     /// The channel was left.
     pub const LEFT: u32 = 5;
@@ -39,7 +43,8 @@ pub(crate) mod op {
     pub const TYPING_USERS: u32 = 10;
     /// `(channel, user, n: 1 typing | 0)`: a typing whisper.
     pub const TYPING_SEEN: u32 = 11;
-    /// `(channel, user, status)`: a status whisper.
+    /// `(channel, user, status, message, n: now)`: a status (a whisper, or the server's), with
+    /// the device and `away_since` of the `MEMBER_DETAIL` before it.
     pub const STATUS_SEEN: u32 = 12;
     /// `(channel)`: `Item` (user, status) each.
     pub const STATUSES: u32 = 13;
@@ -58,6 +63,35 @@ pub(crate) mod op {
     /// `(n: 1 visible | 0)`.
     pub const VISIBILITY: u32 = 20;
     pub const TIMER: u32 = 21;
+    /// `(n: 1 reads + 2 statuses)`: connected, to a server carrying those extensions.
+    pub const ESTABLISHED: u32 = 22;
+    /// `(channel, latest position or "")`: a private or presence subscription succeeded.
+    pub const SUBSCRIBED: u32 = 23;
+    /// `(channel, position)`: an event on it.
+    pub const READ_EVENT: u32 = 24;
+    /// `(channel, user, upTo, ownUserId)`: a marker from `overtone:reads`.
+    pub const READS_SEEN: u32 = 25;
+    /// `(channel, upTo, ownUserId)` -> 0, or -1 for a marker empty or too long.
+    pub const MARK_CHANNEL_READ: u32 = 26;
+    /// `(channel, upTo)`: `Item` (a: user) each other reader.
+    pub const READERS: u32 = 27;
+    /// `(channel, user or "" for this one)`: one `Item` (a: marker) if any.
+    pub const READ_UP_TO: u32 = 28;
+    /// `(channel)`: `Item` (a: user, b: marker) each.
+    pub const READ_MARKERS: u32 = 29;
+    /// `(channel)` -> the unread count.
+    pub const UNREAD: u32 = 30;
+    /// `(status or "" to clear, message)` -> 0, or -1 when refused.
+    pub const SET_STATUS: u32 = 31;
+    /// `(device, n: away_since or -1)`: for the next `STATUS_SEEN`.
+    pub const MEMBER_DETAIL: u32 = 32;
+    /// `(channel, user, n: last seen)`: a member who left before this client came.
+    pub const LEFT_BEFORE: u32 = 33;
+    /// `(channel)`: one `Item` (a: JSON `{"members":{id:{status,message,device,awaySince}},
+    /// "left":{id:lastSeenAt},"own":{..}}`).
+    pub const MEMBER_STATUSES: u32 = 34;
+    /// The user signed in on this connection.
+    pub const SIGNED_IN: u32 = 35;
 }
 
 /// What `out(client, kind, n, a, b)` asks; `kind` is the number.
@@ -65,7 +99,7 @@ pub(crate) mod op {
 enum Out {
     /// `(n: 0 typing | 1 status, a: channel, b: data JSON)`: whisper it on the channel.
     Whisper,
-    /// `(n: 0 typing | 1 status | 2 badges, a: channel)`: that state changed.
+    /// `(n: 0 typing | 1 status | 2 badges | 3 reads, a: channel)`: that state changed.
     Changed,
     /// `(a: text)`: the badges to keep (localStorage).
     StoreBadges,
@@ -75,6 +109,8 @@ enum Out {
     Timer,
     /// `(n, a, b)`: one entry of what the operation asked for.
     Item,
+    /// `(a: frame JSON)`: send it on the socket.
+    Send,
 }
 
 /// One client's machines, the deadline its armed timer is for, and its queued `out` records.
@@ -82,6 +118,8 @@ struct Machines {
     features: ClientFeatures,
     /// The members of the next `PRESENCE_UP`.
     presence: Vec<String>,
+    /// The device and `away_since` of the next `STATUS_SEEN`.
+    detail: (String, Option<u64>),
     timer: Option<u64>,
     outs: Vec<Record>,
 }
@@ -93,12 +131,12 @@ static ALL: ModuleState<Vec<Machines>> = ModuleState::new(Vec::new());
 /// the features of client `client`, then makes the `out` calls it caused.
 #[export_name = "c"]
 extern "C" fn call(client: u32, op: u32, a: usize, b: usize, c: usize, d: usize, n: f64) -> f64 {
-    abi::serve(client, [a, b, c, d], |[a, b, c, _]| {
-        run(client, op, a, b, c, n)
+    abi::serve(client, [a, b, c, d], |[a, b, c, d]| {
+        run(client, op, [a, b, c, d], n)
     })
 }
 
-fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Record>) {
+fn run(client: u32, op: u32, [a, b, c, d]: [&str; 4], n: f64) -> (f64, Vec<Record>) {
     let now = abi::now() as u64;
     let mut all = ALL.0.borrow_mut();
     if op == op::NEW {
@@ -106,9 +144,12 @@ fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Rec
         if let Ok(ms) = c.parse() {
             status_config.away_after_ms = ms;
         }
+        let mut features = ClientFeatures::new(a, b != "1", status_config);
+        features.set_device(d);
         all.push(Machines {
-            features: ClientFeatures::new(a, b != "1", status_config),
+            features,
             presence: Vec::new(),
+            detail: (String::new(), None),
             timer: None,
             outs: Vec::new(),
         });
@@ -117,14 +158,15 @@ fn run(client: u32, op: u32, a: &str, b: &str, c: &str, n: f64) -> (f64, Vec<Rec
     let Some(m) = all.get_mut(client as usize) else {
         return (-1.0, Vec::new());
     };
-    let result = m.perform(op, a, b, c, n, now);
+    let result = m.perform(op, [a, b, c, d], n, now);
     m.flush(now);
     (result, core::mem::take(&mut m.outs))
 }
 
 impl Machines {
-    fn perform(&mut self, op: u32, a: &str, b: &str, c: &str, n: f64, now: u64) -> f64 {
+    fn perform(&mut self, op: u32, [a, b, c, d]: [&str; 4], n: f64, now: u64) -> f64 {
         let f = &mut self.features;
+        let time = (n >= 0.0).then_some(n as u64);
         match op {
             op::PRESENCE_MEMBER => self.presence.push(a.into()),
             op::PRESENCE_UP => {
@@ -132,7 +174,7 @@ impl Machines {
                 f.presence_up(a, given(b), members.iter().map(String::as_str), now);
             }
             op::MEMBER_JOINED => f.member_joined(a, b, now),
-            op::MEMBER_LEFT => f.member_left(a, b),
+            op::MEMBER_LEFT => f.member_left(a, b, time.unwrap_or(0)),
             op::LEFT => f.left(a),
             op::DOWN => f.down(),
             op::SERVER_ERROR => f.server_error(a),
@@ -144,7 +186,16 @@ impl Machines {
                 }
             }
             op::TYPING_SEEN => f.typing_seen(a, b, n > 0.0, now),
-            op::STATUS_SEEN => f.status_seen(a, b, c),
+            op::STATUS_SEEN => {
+                let (device, away_since) = core::mem::take(&mut self.detail);
+                let update = MemberStatus {
+                    status: c.into(),
+                    message: d.into(),
+                    device,
+                    away_since,
+                };
+                f.member_status(a, b, update, time.unwrap_or(0));
+            }
             op::STATUSES => {
                 for (user, status) in f.statuses(a) {
                     self.item(-1.0, &user, status.as_str());
@@ -177,6 +228,50 @@ impl Machines {
                 self.timer = None;
                 f.handle_timeout(now);
             }
+            op::ESTABLISHED => {
+                let bits = n as u32;
+                f.established(Extensions {
+                    reads: bits & 1 != 0,
+                    status: bits & 2 != 0,
+                });
+            }
+            op::SUBSCRIBED => f.subscribed(a, b, now),
+            op::READ_EVENT => f.read_event(a, b),
+            op::READS_SEEN => f.reads_seen(a, b, c, own(d)),
+            op::MARK_CHANNEL_READ => {
+                return if f.mark_channel_read(a, b, now) {
+                    0.0
+                } else {
+                    -1.0
+                }
+            }
+            op::READERS => {
+                for user in f.readers(a, b) {
+                    self.item(-1.0, &user, "");
+                }
+            }
+            op::READ_UP_TO => {
+                if let Some(marker) = f.read_up_to(a, own(b)) {
+                    self.item(-1.0, &marker, "");
+                }
+            }
+            op::READ_MARKERS => {
+                for (user, marker) in f.read_markers(a) {
+                    self.item(-1.0, &user, &marker);
+                }
+            }
+            op::UNREAD => return f.unread(a).into(),
+            op::SET_STATUS => {
+                let set = (!a.is_empty()).then_some((a, b));
+                return if f.set_status(set) { 0.0 } else { -1.0 };
+            }
+            op::SIGNED_IN => f.signed_in(now),
+            op::MEMBER_DETAIL => self.detail = (a.into(), time),
+            op::LEFT_BEFORE => f.left_before(a, b, time.unwrap_or(0)),
+            op::MEMBER_STATUSES => {
+                let json = member_statuses_json(f, a);
+                self.item(-1.0, &json, "");
+            }
             _ => {}
         }
         -1.0
@@ -200,6 +295,7 @@ impl Machines {
                 }
                 FeatureAction::StoreBadges(text) => record(Out::StoreBadges, -1.0, &text, ""),
                 FeatureAction::PostBadges(text) => record(Out::PostBadges, -1.0, &text, ""),
+                FeatureAction::Send(frame) => record(Out::Send, -1.0, &frame, ""),
             });
         }
         let due = self.features.poll_timeout();
@@ -224,7 +320,53 @@ fn watched(what: Watched) -> f64 {
         Watched::Typing => 0.0,
         Watched::Status => 1.0,
         Watched::Badges => 2.0,
+        Watched::Reads => 3.0,
     }
+}
+
+/// `channel`'s members' statuses, the members who left and this user's own, as the JSON
+/// `MEMBER_STATUSES` answers: one string for the page to parse rather than an item per field.
+fn member_statuses_json(f: &mut ClientFeatures, channel: &str) -> String {
+    let mut json = String::from("{\"members\":{");
+    for (i, (user, member)) in f.member_statuses(channel).iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, user);
+        json.push(':');
+        push_member(&mut json, member);
+    }
+    json.push_str("},\"left\":{");
+    for (i, (user, at)) in f.left_members(channel).iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, user);
+        json.push(':');
+        push_decimal(&mut json, *at);
+    }
+    json.push_str("},\"own\":");
+    push_member(&mut json, &f.own_member());
+    json.push('}');
+    json
+}
+
+/// `{"status","message","device","awaySince"}` (`awaySince` a number or null).
+fn push_member(json: &mut String, member: &MemberStatus) {
+    for (name, value) in [
+        ("{\"status\":", &member.status),
+        (",\"message\":", &member.message),
+        (",\"device\":", &member.device),
+    ] {
+        json.push_str(name);
+        push_json_string(json, value);
+    }
+    json.push_str(",\"awaySince\":");
+    match member.away_since {
+        Some(at) => push_decimal(json, at),
+        None => json.push_str("null"),
+    }
+    json.push('}');
 }
 
 /// The page's own user id, `""` for none.

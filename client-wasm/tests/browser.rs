@@ -402,6 +402,68 @@ async fn typing_away_and_badges_between_two_clients() {
     assert_eq!(heard.all(), vec![Notification { id: "n-1".into() }]);
 }
 
+#[wasm_bindgen_test]
+async fn statuses_and_read_receipts_between_two_users_and_a_second_tab() {
+    let ann = Echo::new(options(1).await);
+    let mut bob_options = options(2).await;
+    bob_options.device = Some("mobile".into());
+    let bob = Echo::new(bob_options);
+    let anns = ann.join("reads").unwrap();
+    let bobs = bob.join("reads").unwrap();
+    until("both members", 10_000, || {
+        anns.members::<Info>().len() == 2 && bobs.members::<Info>().len() == 2
+    })
+    .await;
+
+    // A status set once reaches the other member, with the device, without a reconnect.
+    assert!(ann.set_status("busy", "In a meeting"));
+    assert!(!ann.set_status("Busy!", ""), "not a lowercase word");
+    until("bob sees ann busy", 5_000, || {
+        bobs.member_status(Some("1"))
+            .is_some_and(|m| m.status == "busy" && m.message == "In a meeting")
+    })
+    .await;
+    until("ann sees bob on mobile", 5_000, || {
+        anns.member_status(Some("2"))
+            .is_some_and(|m| m.device == "mobile")
+    })
+    .await;
+
+    // Bob reads up to 5 (the app's ids): Ann sees him among the readers of 3 and 5, not 6.
+    let reads = Seen::new();
+    let _reads = anns.on_read_change(reads.push());
+    for id in 1..=5 {
+        assert!(bobs.mark_read(&id.to_string()));
+    }
+    until("ann sees bob's receipt", 5_000, || {
+        anns.readers("5") == ["2"]
+    })
+    .await;
+    assert_eq!(anns.readers("3"), ["2"]);
+    assert!(anns.readers("6").is_empty());
+    assert_eq!(anns.read_up_to(Some("2")).as_deref(), Some("5"));
+    assert!(reads
+        .all()
+        .iter()
+        .any(|r| r.readers == [("2".to_owned(), "5".to_owned())]));
+
+    // Bob's second tab gets his marker from the server.
+    let bob_tab = Echo::new(options(2).await);
+    let tabs = bob_tab.join("reads").unwrap();
+    until("the second tab agrees", 10_000, || {
+        tabs.read_up_to(None).as_deref() == Some("5")
+    })
+    .await;
+    // Ann leaves: Bob's pages keep when she was last seen.
+    ann.leave("reads");
+    until("ann last seen", 5_000, || {
+        bobs.left_members()
+            .iter()
+            .any(|(id, at)| id == "1" && *at > 0)
+    })
+    .await;
+}
+
 /// A tab switch as the page sees it: `document.hidden` and the event.
 fn set_hidden(hidden: bool) {
     let document = web_sys::window().unwrap().document().unwrap();

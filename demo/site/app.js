@@ -157,41 +157,105 @@ function start(session) {
   }
 
   listenToFeed(echo);
-  startChat(echo, api, me);
+  // Signed in on the connection too: the server keeps this user's read receipts on private
+  // channels (the direct messages) by the signed-in user.
+  echo.signin();
+  startChat(echo, api, me, startDirect(echo, api, me));
   startHall(echo, api, me);
   startBell(echo, api, me);
 }
 
 // ---- chat ----
 
-function startChat(echo, api, me) {
+/** "busy — In a meeting", "away for 5 min", "on mobile": what a member shows beyond their name. */
+function describeStatus(member) {
+  if (!member) return '';
+  const parts = [];
+  if (member.status && member.status !== 'online') {
+    const since = member.status === 'away' && member.awaySince ? ` for ${minutesSince(member.awaySince)}` : '';
+    parts.push(member.status + since + (member.message ? ` — ${member.message}` : ''));
+  } else if (member.message) {
+    parts.push(member.message);
+  }
+  if (member.device === 'mobile') parts.push('on mobile');
+  return parts.join(' · ');
+}
+
+function minutesSince(ms) {
+  const minutes = Math.floor((Date.now() - ms) / 60000);
+  return minutes < 1 ? 'less than a minute' : `${minutes} min`;
+}
+
+/** "Seen by Ana, Bob" under my last message: who else read up to it. */
+function seenLine(channel, messages, me, nameOf) {
+  const mine = messages.filter((m) => m.user.id === me.id).at(-1);
+  if (!mine) return '';
+  const readers = channel.readers(mine.id);
+  return readers.length === 0 ? '' : `Seen by ${readers.map(nameOf).join(', ')}`;
+}
+
+function startChat(echo, api, me, direct) {
   const chat = echo.join('demo.chat');
   const members = new Map(); // id -> {id, name, color}
   const shown = new Set(); // message ids on screen
   let lastId = 0;
 
-  const nameOf = (id) => members.get(id)?.name ?? id;
+  const nameOf = (id) => everyone.get(id)?.name ?? id;
+
+  const everyone = new Map(); // id -> {id, name, color}: members now and before, for names
 
   function renderMembers() {
     const statuses = chat.statuses();
+    const { members: shows, left } = chat.memberStatuses();
     const list = $('members');
     list.replaceChildren();
     for (const member of [...members.values()].sort((a, b) => a.name.localeCompare(b.name))) {
       const status = statuses[member.id] ?? 'online';
+      const shown = shows[member.id]?.status ?? status;
       const item = el('li', 'member');
       item.dataset.user = member.id;
-      item.dataset.status = status;
-      const dot = el('span', `presence ${status}`);
+      item.dataset.status = shown;
+      const dot = el('span', `presence ${shown === 'busy' ? 'busy' : status}`);
       dot.setAttribute('aria-hidden', 'true');
       const name = el('span', 'member-name', member.id === me.id ? `${member.name} (you)` : member.name);
       name.style.color = member.color;
       item.append(dot, name);
       if (status === 'away') item.append(el('span', 'member-status', 'away'));
       else item.append(el('span', 'visually-hidden', ', online'));
+      const note = describeStatus(shows[member.id]);
+      if (note) item.append(el('span', 'member-note', note));
       list.append(item);
     }
     $('chat-count').textContent = `${members.size} here`;
+    // Who left, and when they were last seen (the server remembers an hour of it).
+    const gone = $('left-members');
+    gone.replaceChildren();
+    for (const [id, at] of Object.entries(left).sort((a, b) => b[1] - a[1])) {
+      if (members.has(id)) continue;
+      const item = el('li', 'member');
+      item.dataset.user = id;
+      item.append(el('span', 'member-name', everyone.get(id)?.name ?? id), el('span', 'member-note', 'last seen '), timeElement(at));
+      gone.append(item);
+    }
   }
+
+  // Your status, on every presence channel you are in, without a reconnect.
+  $('status-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    echo.setStatus($('status-pick').value, $('status-message').value.trim());
+  });
+
+  // Read receipts in the room: what is on screen while the page is visible is read.
+  const roomMessages = [];
+  function markShownRead() {
+    if (document.hidden) return;
+    for (const message of roomMessages) chat.markRead(message.id);
+  }
+  const renderSeen = () => {
+    $('seen').textContent = seenLine(chat, roomMessages, me, nameOf);
+  };
+  chat.onReadChange(renderSeen);
+  document.addEventListener('visibilitychange', markShownRead);
 
   function addMessage(message) {
     if (shown.has(message.id)) return;
@@ -213,6 +277,10 @@ function startChat(echo, api, me) {
     const later = [...$('messages').children].find((other) => Number(other.dataset.id) > message.id);
     $('messages').insertBefore(item, later ?? null);
     item.scrollIntoView({ block: 'nearest' });
+    roomMessages.push(message);
+    roomMessages.sort((a, b) => a.id - b.id);
+    markShownRead();
+    renderSeen();
   }
 
   // What was said since the last message on screen (at first, the recent history).
@@ -240,11 +308,17 @@ function startChat(echo, api, me) {
   chat
     .here((list) => {
       members.clear();
-      for (const member of list) members.set(member.id, member);
+      for (const member of list) {
+        members.set(member.id, member);
+        everyone.set(member.id, member);
+        direct.meet(member);
+      }
       renderMembers();
     })
     .joining((member) => {
       members.set(member.id, member);
+      everyone.set(member.id, member);
+      direct.meet(member);
       renderMembers();
     })
     .leaving((member) => {
@@ -324,6 +398,135 @@ function startChat(echo, api, me) {
     chat.stopTyping();
     await post(text);
   });
+}
+
+// ---- direct messages ----
+
+/**
+ * One conversation per other person in the chat, on `private-chat.{a}.{b}` (only the two of
+ * them may subscribe). Read receipts are the SDK's: what the open conversation shows is marked
+ * read (by message id) while the page is visible; "Seen" and the unread counts follow the
+ * markers the server keeps, so they agree across tabs and after a reload.
+ */
+function startDirect(echo, api, me) {
+  const conversations = new Map(); // peer id -> {peer, channel, messages (by id)}
+  let open = null; // the peer id shown
+
+  const sorted = (c) => [...c.messages.values()].sort((a, b) => a.id - b.id);
+  const unread = (c) => {
+    const upTo = Number(c.channel.readUpTo() ?? 0);
+    return sorted(c).filter((m) => m.user.id !== me.id && m.id > upTo).length;
+  };
+
+  function renderList() {
+    const list = $('dm-list');
+    list.replaceChildren();
+    $('no-conversations').hidden = conversations.size > 0;
+    for (const c of [...conversations.values()].sort((a, b) => a.peer.name.localeCompare(b.peer.name))) {
+      const item = el('li');
+      const button = el('button', '', c.peer.name);
+      button.type = 'button';
+      button.dataset.peer = c.peer.id;
+      button.setAttribute('aria-current', String(open === c.peer.id));
+      const count = unread(c);
+      button.dataset.unread = count;
+      if (count > 0) {
+        const badge = el('span', 'unread', String(count));
+        badge.setAttribute('aria-label', `${count} unread`);
+        button.append(badge);
+      }
+      button.addEventListener('click', () => show(c));
+      item.append(button);
+      list.append(item);
+    }
+  }
+
+  function renderSeen(c) {
+    const line = $('dm-seen');
+    const text = seenLine(c.channel, sorted(c), me, () => c.peer.name) ? 'Seen' : '';
+    // When it turned to Seen (tests measure how soon after the other side read).
+    if (text && line.textContent !== text) line.dataset.seenAt = String(Date.now());
+    line.textContent = text;
+  }
+
+  function markShownRead() {
+    const c = conversations.get(open);
+    if (!c || document.hidden) return;
+    for (const message of sorted(c)) c.channel.markRead(message.id);
+  }
+
+  function renderMessage(message) {
+    const item = el('li', message.user.id === me.id ? 'message mine' : 'message');
+    item.dataset.id = message.id;
+    const author = el('span', 'author', message.user.name);
+    author.style.color = message.user.color;
+    item.append(author, timeElement(message.at), el('p', 'text', message.text));
+    return item;
+  }
+
+  function show(c) {
+    open = c.peer.id;
+    $('dm-view').hidden = false;
+    $('dm-with').textContent = `With ${c.peer.name}`;
+    $('dm-messages').replaceChildren(...sorted(c).map(renderMessage));
+    $('dm-messages').lastElementChild?.scrollIntoView({ block: 'nearest' });
+    markShownRead();
+    renderSeen(c);
+    renderList();
+  }
+
+  function add(c, message) {
+    if (c.messages.has(message.id)) return;
+    c.messages.set(message.id, message);
+    if (open === c.peer.id) show(c);
+    else renderList();
+  }
+
+  /** The conversation with `peer`, subscribed on first meeting. */
+  function meet(peer) {
+    if (peer.id === me.id || conversations.has(peer.id)) return;
+    const channel = echo.private(`chat.${[me.id, peer.id].sort().join('.')}`);
+    const c = { peer, channel, messages: new Map() };
+    conversations.set(peer.id, c);
+    channel
+      .listen('.message', (message) => add(c, message))
+      // Every (re)subscription: what was said meanwhile, from the demo's API.
+      .subscribed(async () => {
+        try {
+          const { messages } = await api('GET', `/demo/api/dm/${encodeURIComponent(peer.id)}`);
+          messages.forEach((message) => add(c, message));
+        } catch (error) {
+          $('dm-error').textContent = error.message;
+        }
+      })
+      .error(({ error }) => {
+        $('dm-error').textContent = `The conversation with ${peer.name} is not available: ${error}`;
+      });
+    channel.onReadChange(() => {
+      renderList();
+      if (open === peer.id) renderSeen(c);
+    });
+    renderList();
+  }
+
+  $('dm-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const c = conversations.get(open);
+    const text = $('dm-input').value.trim();
+    if (!c || !text) return;
+    $('dm-error').textContent = '';
+    $('dm-input').value = '';
+    try {
+      const { message } = await api('POST', `/demo/api/dm/${encodeURIComponent(c.peer.id)}`, { text });
+      add(c, message);
+    } catch (error) {
+      $('dm-error').textContent = `Not sent: ${error.message}`;
+      $('dm-input').value = text;
+    }
+  });
+  document.addEventListener('visibilitychange', markShownRead);
+
+  return { meet };
 }
 
 // ---- the event hall ----

@@ -23,8 +23,9 @@ const MAX_HISTORY: usize = 200;
 /// Messages a page gets when it opens.
 const ON_LOAD: usize = 50;
 const MAX_TEXT_CHARS: usize = 500;
-/// The event name on the channel (`.message` in Echo's terms).
-const MESSAGE_EVENT: &str = "message";
+/// The event name on the channel (`.message` in Echo's terms), in the room and in direct
+/// messages.
+pub const MESSAGE_EVENT: &str = "message";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Message {
@@ -43,7 +44,7 @@ pub struct History {
 }
 
 impl History {
-    fn add(&mut self, user: Person, text: String, at: u64) -> Message {
+    pub fn add(&mut self, user: Person, text: String, at: u64) -> Message {
         self.last_id = (self.last_id + 1).max(at);
         let message = Message {
             id: self.last_id,
@@ -59,7 +60,7 @@ impl History {
     }
 
     /// Messages after `after`, or the last [`ON_LOAD`] without it.
-    fn since(&self, after: Option<u64>) -> Vec<Message> {
+    pub fn since(&self, after: Option<u64>) -> Vec<Message> {
         match after {
             Some(after) => self
                 .messages
@@ -75,6 +76,17 @@ impl History {
                 .collect(),
         }
     }
+}
+
+/// A message's text, trimmed: 1 to [`MAX_TEXT_CHARS`] characters.
+pub fn check_text(text: &str) -> Result<String, DemoError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+        return Err(DemoError::bad_request(format!(
+            "A message is 1 to {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(text.to_string())
 }
 
 /// The ids `@mentioned` in a text, each once, in order.
@@ -124,12 +136,7 @@ pub async fn send(
     let user = demo.visitor(&headers)?;
     let except = sender_socket(&headers)?;
     let NewMessage { text } = parse_body(&body)?;
-    let text = text.trim().to_string();
-    if text.is_empty() || text.chars().count() > MAX_TEXT_CHARS {
-        return Err(DemoError::bad_request(format!(
-            "A message is 1 to {MAX_TEXT_CHARS} characters"
-        )));
-    }
+    let text = check_text(&text)?;
     let message = lock(&demo.chat).add(user.clone(), text, unix_ms());
     demo.publish(
         CHAT_CHANNEL,

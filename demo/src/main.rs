@@ -1,10 +1,11 @@
 //! `overtone-demo`: the Overtone server with the demo added next to it, as an app's backend sits
 //! next to its realtime server. It embeds the server library (every `overtone serve` flag works
 //! here) and adds the demo's routes: the site (`demo/site/`) at `/`, the built npm package at
-//! `/pkg/` and the backend under `/demo/api/` ([`site`], [`chat`], [`seats`]). The product
+//! `/pkg/` and the backend under `/demo/api/` ([`site`], [`chat`], [`direct`], [`seats`]). The product
 //! binary, `overtone`, has none of this.
 
 mod chat;
+mod direct;
 mod seats;
 mod site;
 
@@ -48,7 +49,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    site::configure_first_app(&mut config.apps);
     let checkout = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let files = site::Files {
         site: cli.site_dir.unwrap_or_else(|| checkout.join("demo/site")),
@@ -59,7 +59,19 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
-        println!("Overtone demo: http://{}/", listener.local_addr()?);
+        let mut addr = listener.local_addr()?;
+        println!("Overtone demo: http://{addr}/");
+        // The server asks the demo itself about direct messages: over loopback when it listens
+        // on every address.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        site::configure_first_app(&mut config.apps, &format!("{scheme}://{addr}"));
         let shutdown = CancellationToken::new();
         tokio::spawn(overtone_server::cancel_on_signal(shutdown.clone()));
         let routes = Box::new(move |shared: &_| site::routes(&files, shared));

@@ -1,7 +1,8 @@
 //! The demo's site and backend: the page at `/`, the built npm package at `/pkg/`,
 //! `/demo/config.json` (which app key to connect with) and the API under `/demo/api/`: sign-in
-//! ([`session`]), a chat room ([`crate::chat`]), an event hall's seats ([`crate::seats`]) and
-//! each visitor's notifications ([`notifications`]), sent on their private channel.
+//! ([`session`]), a chat room ([`crate::chat`]), direct messages ([`crate::direct`]), an event
+//! hall's seats ([`crate::seats`]) and each visitor's notifications ([`notifications`]), sent on
+//! their private channel.
 //!
 //! The backend is an app like any other: visitors get a JWT minted by the authorization
 //! service's own code, channels are authorized by that service (`/broadcasting/auth`) under the
@@ -32,7 +33,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tower_http::services::ServeDir;
 
-use crate::{chat, seats};
+use crate::{chat, direct, seats};
 
 /// The chat room (a presence channel: members, typing, away).
 pub const CHAT_CHANNEL: &str = "presence-demo.chat";
@@ -57,8 +58,10 @@ const COLORS: [&str; 8] = [
 ];
 
 /// The `[apps.authz]` the demo gives the first app when it has none: any visitor may join the
-/// demo's presence channels, and only its own notification channel. `{secret}` is derived from
-/// the app secret, so tokens survive a restart (the demo hands tokens to anyone who asks anyway).
+/// demo's presence channels, only its own notification channel, and a direct-message channel
+/// only when the demo's backend says they are one of its two people (`{origin}`: where it
+/// listens). `{secret}` is derived from the app secret, so tokens survive a restart (the demo
+/// hands tokens to anyone who asks anyway).
 const DEMO_AUTHZ: &str = r#"
 user_info_claims = ["id", "name", "color"]
 [[keys]]
@@ -69,12 +72,16 @@ channel = "presence-demo.{room}"
 [[rules]]
 channel = "private-demo.user.{id}"
 claim_equals = { id = "sub" }
+[[rules]]
+channel = "private-chat.{a}.{b}"
+upstream = "{origin}{authorize}"
 "#;
 
 /// Gives the first app the demo's authorization rules (unless the config already has some) and
 /// a day of history on the visitors' notification channels (the other channels keep what the
-/// config says, by default the server's).
-pub fn configure_first_app(apps: &mut [AppConfig]) {
+/// config says, by default the server's). `origin`: where the demo listens
+/// (`http://127.0.0.1:8080`), which the server asks about direct-message channels.
+pub fn configure_first_app(apps: &mut [AppConfig], origin: &str) {
     let Some(app) = apps.first_mut() else {
         return;
     };
@@ -98,7 +105,10 @@ pub fn configure_first_app(apps: &mut [AppConfig]) {
             .chain_update(&app.secret)
             .finalize(),
     );
-    let text = DEMO_AUTHZ.replace("{secret}", &secret);
+    let text = DEMO_AUTHZ
+        .replace("{secret}", &secret)
+        .replace("{origin}", origin)
+        .replace("{authorize}", direct::AUTHORIZE_PATH);
     match toml::from_str::<AuthzConfig>(&text) {
         Ok(authz) => app.authz = Some(authz),
         // Fixed text with a hex secret: only a change to the constant above can get here.
@@ -134,6 +144,11 @@ fn api(demo: Arc<Demo>) -> Router<Shared> {
             get(chat::history).post(chat::send),
         )
         .route("/demo/api/notifications", get(notifications))
+        .route(direct::AUTHORIZE_PATH, post(direct::authorize))
+        .route(
+            "/demo/api/dm/{peer}",
+            get(direct::history).post(direct::send),
+        )
         .route("/demo/api/seats", get(seats::list))
         .route("/demo/api/seats/buy", post(seats::buy))
         .route(
@@ -191,6 +206,7 @@ pub struct Demo {
     pub(crate) app: Arc<App>,
     pub(crate) shared: Shared,
     pub(crate) chat: Mutex<chat::History>,
+    pub(crate) direct: Mutex<direct::Conversations>,
     pub(crate) hall: Mutex<seats::Hall>,
     /// Everyone who signed in or used the API since start, by id.
     people: Mutex<HashMap<String, Person>>,
@@ -209,6 +225,7 @@ impl Demo {
             app,
             shared: shared.clone(),
             chat: Mutex::default(),
+            direct: Mutex::default(),
             hall: Mutex::new(seats::Hall::new()),
             people: Mutex::default(),
             clock: Once::new(),
@@ -429,7 +446,7 @@ mod tests {
     #[test]
     fn the_demo_rules_allow_the_demo_channels_only() {
         let mut apps = vec![AppConfig::new("a", "k", "s")];
-        configure_first_app(&mut apps);
+        configure_first_app(&mut apps, "http://127.0.0.1:8080");
         let authz = apps[0].authz.as_ref().expect("demo rules parse");
         let mut claims = Map::new();
         claims.insert("name".into(), "Ana".into());
@@ -441,12 +458,20 @@ mod tests {
         assert!(allowed("private-demo.user.ana"));
         assert!(!allowed("private-demo.user.bob"));
         assert!(!allowed("private-other"));
+        let asks_the_demo = |channel| match decide(&authz.rules, channel, &claims) {
+            Verdict::Delegate(_, upstream, _) => upstream.url.as_str().to_owned(),
+            _ => String::new(),
+        };
+        assert_eq!(
+            asks_the_demo("private-chat.ana.bob"),
+            "http://127.0.0.1:8080/demo/api/dm/authorize"
+        );
     }
 
     #[test]
     fn notifications_keep_a_day_and_other_channels_keep_what_they_did() {
         let mut apps = vec![AppConfig::new("a", "k", "s")];
-        configure_first_app(&mut apps);
+        configure_first_app(&mut apps, "http://127.0.0.1:8080");
         let rules = overtone_server::history::Rules::new(&apps[0].history).unwrap();
         let day = std::time::Duration::from_secs(NOTIFICATIONS_KEPT_SECS);
         assert_eq!(

@@ -1,6 +1,7 @@
 // Channel objects with laravel-echo's chainable API, over the wasm Client. Every call is
 // queued by Echo until the wasm is loaded, then runs in order.
 import type { ClientApi as Client } from './client.js';
+import type { PresenceDetails, ReadState, StatusDetails } from './types.js';
 import { named, PusherChannel } from './pusher.js';
 
 export type Callback = (...args: any[]) => void;
@@ -140,6 +141,43 @@ export class Channel {
     return watch(this.runner_, 'typing', this.name, callback);
   }
 
+  /**
+   * Read receipts (private and presence channels): this user read up to `upTo`, a history
+   * position (`EPOCH:OFFSET`, from an event's `position`) or an id the app chose (numeric ids
+   * compare as numbers). Marks within a few ms go as one frame, and only forward; on servers
+   * without the extension they stay in this page.
+   */
+  markRead(upTo: string | number): this {
+    if (typeof upTo !== 'string' && !Number.isSafeInteger(upTo)) throw new TypeError(`markRead: ${upTo} is not a position or an id`);
+    return this.use_((c, name) => c.markChannelRead(name, String(upTo)));
+  }
+
+  /** The other users who read up to `upTo` or further, sorted by id ("Seen by ..."). */
+  readers(upTo: string | number): string[] {
+    return this.runner_.loaded()?.readers(this.name, String(upTo)) ?? [];
+  }
+
+  /** How far `userId` read; this user without one. */
+  readUpTo(userId?: string | number): string | undefined {
+    const state = this.reads();
+    return userId === undefined ? state.own : state.readers[String(userId)];
+  }
+
+  /** Every other user's marker, this user's, and the unread count. */
+  reads(): ReadState {
+    return this.runner_.loaded()?.readState(this.name) ?? { readers: {}, unread: 0 };
+  }
+
+  /** Events past this user's marker (on a channel with history: also right after a reload). */
+  unreadCount(): number {
+    return this.reads().unread;
+  }
+
+  /** `callback(reads())` whenever a marker or the unread count changes; returns the unsubscribe function. */
+  onReadChange(callback: (reads: ReadState) => void): () => void {
+    return watch(this.runner_, 'reads', this.name, callback);
+  }
+
   /** Runs `call` with the client and this channel's name, now or once the wasm is loaded. */
   protected use_(call: (client: Client, name: string) => void): this {
     this.runner_.use((c) => call(c, this.name));
@@ -236,8 +274,28 @@ export class PresenceChannel extends Channel {
     return this.runner_.loaded()?.status(this.name, id) as Status | undefined;
   }
 
-  /** `callback(statuses)` on every change; returns the unsubscribe function. */
+  /** `callback(statuses)` on every change (of `memberStatuses()` too); returns the unsubscribe function. */
   onStatusChange(callback: (statuses: Record<string, Status>) => void): () => void {
     return watch(this.runner_, 'status', this.name, callback);
+  }
+
+  /**
+   * What every member shows (`status`: `online`, `away` or what they set with
+   * `echo.setStatus`, `message`, `device`, `awaySince`), the members who left with when they
+   * were last seen (`left`), and this user (`own`).
+   */
+  memberStatuses(): PresenceDetails {
+    return this.runner_.loaded()?.memberStatuses(this.name) ?? ({ members: {}, left: {} } as PresenceDetails);
+  }
+
+  /** What a member shows; this user without `userId`. */
+  memberStatus(userId?: string | number): StatusDetails | undefined {
+    const all = this.memberStatuses();
+    return userId === undefined ? all.own : all.members[String(userId)];
+  }
+
+  /** When a member who left was last seen (ms since the epoch). */
+  lastSeenAt(userId: string | number): number | undefined {
+    return this.memberStatuses().left[String(userId)];
   }
 }

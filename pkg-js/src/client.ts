@@ -5,6 +5,7 @@
 // calls go in as `call(client, op, a, b, c, d, n)` (`Op`), answers come back as
 // `out(client, kind, n, a, b)` (`Out`). Both are numbered as in client-wasm/src/web/.
 import type { Features } from './features.js';
+import type { PresenceDetails, ReadState } from './types.js';
 import { instantiate, type Call, type Fallback } from './wasm.js';
 
 /** client-wasm/src/web/mod.rs `op`, in order. */
@@ -26,6 +27,10 @@ const TYPING = 'client-typing';
 const STATUS = 'client-overtone-status';
 const NOTIFICATION = 'Illuminate\\Notifications\\Events\\BroadcastNotificationCreated';
 const BADGE_COUNT = 'overtone.badge-count';
+// Overtone's wire extensions (server/README.md, "Wire extensions"): `overtone:reads`,
+// `overtone:members`, `overtone:member_updated`.
+const READS = 'overtone:reads';
+const MEMBER_UPDATED = 'overtone:member_updated';
 
 /** What the client asks of the layer beyond IO. */
 export interface Hooks {
@@ -52,6 +57,8 @@ export interface Options {
   WebSocket?: typeof WebSocket;
   /** Where the features module's .wasm is, when not next to this file (the shared worker's). */
   featuresWasm?: string;
+  /** `desktop` or `mobile`, as others see this client's user (default: detected). */
+  device?: string;
 }
 
 type Item = [number, string, string];
@@ -100,6 +107,13 @@ export class Client {
   private userIdNow_?: string;
   /** Set by `visibility`, for the features module when it loads. */
   private hidden_?: boolean;
+  /** The server's extensions (1 reads + 2 statuses), from `pusher:connection_established`. */
+  private extensions_ = 0;
+  /**
+   * Each private or presence channel subscribed on this connection: what the features module
+   * heard of it (`heard_`), the newest of each kind, kept for when it loads.
+   */
+  private readonly followed_ = new Map<string, Map<string, [string, any]>>();
 
   /** Only once `load` has finished. */
   constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
@@ -172,6 +186,7 @@ export class Client {
           // Down: no members until each presence channel is confirmed again, as in pusher-js.
           if (this.socketIdNow_) this.toFeatures_((f) => f.down());
           this.presence_.clear();
+          this.followed_.clear();
           this.userIdNow_ = undefined;
         }
         this.socketIdNow_ = a === 'connected' ? this.establishing_ : undefined;
@@ -206,7 +221,7 @@ export class Client {
         return;
       case Out.SignedIn:
         this.userIdNow_ = a;
-        return;
+        return this.toFeatures_((f) => f.signedIn());
       case Out.Item:
         this.items_.push([n, a, b]);
         return;
@@ -256,8 +271,9 @@ export class Client {
       case 'pusher:connection_established':
         if (typeof data?.socket_id !== 'string') return unreadable();
         this.establishing_ = data.socket_id;
+        this.extensions_ = (data.overtone?.reads ? 1 : 0) | (data.overtone?.status ? 2 : 0);
         this.run_(Op.Established, data.socket_id, '', '', '', count(data.activity_timeout));
-        return;
+        return this.toFeatures_((f) => f.established(this.extensions_));
       case 'pusher:ping':
         return void this.run_(Op.Ping);
       case 'pusher:pong':
@@ -286,6 +302,10 @@ export class Client {
         const recovered = typeof frame.recovered === 'boolean' ? +frame.recovered : -1;
         this.run_(Op.Subscribed, channel, position(frame), '', presence ? '1' : '', recovered);
         if (presence) this.toFeatures_((f) => this.presenceUp_(f, channel));
+        if (channel.startsWith('private-') || presence) {
+          this.followed_.set(channel, new Map());
+          this.heard_(channel, 'subscribed', position(frame));
+        }
         return;
       }
       case 'pusher:subscription_error':
@@ -307,9 +327,10 @@ export class Client {
         members?.delete(user);
         this.run_(Op.MemberRemoved, channel, user);
         this.departed_ = undefined;
-        return this.toFeatures_((f) => f.memberLeft(channel, user));
+        return this.toFeatures_((f) => f.memberLeft(channel, user, data.last_seen_at));
       }
     }
+    if (event.startsWith('overtone:')) return this.heard_(channel, event, data);
     if (channel.startsWith('private-encrypted-') && !event.startsWith('pusher')) {
       this.plain_ = undefined;
       this.run_(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
@@ -324,10 +345,11 @@ export class Client {
     this.data_ = data;
     this.run_(Op.Event, channel, event, sender, position(frame));
     this.data_ = undefined;
+    if (position(frame)) this.heard_(channel, 'position', position(frame));
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);
     if (event === TYPING && user) this.toFeatures_((f) => f.typingSeen(channel, user, !!data?.typing));
-    if (event === STATUS && user && typeof data?.status === 'string') this.toFeatures_((f) => f.statusSeen(channel, user, data.status));
+    if (event === STATUS && user && typeof data?.status === 'string') this.toFeatures_((f) => f.statusSeen(channel, user, data));
     // Badges count every notification: they load the features module.
     if (event === NOTIFICATION && id(data?.id)) {
       const category = [data.category, data.type].find((c) => typeof c === 'string') ?? 'default';
@@ -489,6 +511,32 @@ export class Client {
     this.withFeatures_((f) => f.markRead(kind, value));
   }
 
+  /** This user read `channel` up to `upTo` (a position or the app's id). */
+  markChannelRead(channel: string, upTo: string): void {
+    this.withFeatures_((f) => f.markChannelRead(channel, upTo));
+  }
+
+  /** The other users who read `channel` up to `upTo` or further. */
+  readers(channel: string, upTo: string): string[] {
+    this.withFeatures_(() => {});
+    return this.features_?.readers(channel, upTo) ?? [];
+  }
+
+  readState(channel: string): ReadState {
+    this.withFeatures_(() => {});
+    return this.features_?.readState(channel) ?? { readers: {}, unread: 0 };
+  }
+
+  /** The user's status on every presence channel. */
+  setStatus(status: string, message: string): void {
+    this.withFeatures_((f) => f.setStatus(status, message));
+  }
+
+  memberStatuses(channel: string): PresenceDetails | undefined {
+    this.withFeatures_(() => {});
+    return this.features_?.memberStatuses(channel);
+  }
+
   /**
    * `callback(state)` on every change of `what`: `typing` or `status` on `channel`, or
    * `badges` (and once when the features module has loaded). Returns an id for `unwatch`.
@@ -513,6 +561,23 @@ export class Client {
     return this.own_.get(channel) ?? this.userIdNow_ ?? '';
   }
 
+  /**
+   * What the features module follows of a private or presence channel: `subscribed` (at a
+   * position), `position` (an event's) and the `overtone:*` frames. Told to the module once it
+   * is loaded; until then kept, for it to catch up from when it loads: the newest of each kind,
+   * read markers merged, updates by user.
+   */
+  private heard_(channel: string, event: string, data: any): void {
+    const kept = this.followed_.get(channel);
+    if (!kept || data === null || data === undefined) return;
+    this.features_?.heard(channel, event, data, this.ownId(channel));
+    const kind = event === 'position' ? 'subscribed' : event;
+    const merged = event === READS ? { reads: { ...kept.get(READS)?.[1].reads, ...data.reads } } : data;
+    const key = event === MEMBER_UPDATED ? event + data.user_id : kind;
+    kept.delete(key);
+    kept.set(key, [kind, merged]);
+  }
+
   private presenceUp_(features: Features, channel: string): void {
     features.presenceUp(channel, this.own_.get(channel) ?? '', this.presence_.get(channel)?.keys() ?? []);
   }
@@ -526,6 +591,7 @@ export class Client {
         ...this.options_,
         hidden: this.hidden_,
         whisper: (channel: string, event: string, json: string) => this.whisperJson_(channel, event, json, false),
+        send: (frame: string) => this.socketIdNow_ && this.socket_?.readyState === 1 && this.socket_.send(frame),
         info: (channel: string, user: string): [boolean, unknown] => {
           const members = this.presence_.get(channel);
           return [!!members?.has(user), members?.get(user)];
@@ -535,8 +601,16 @@ export class Client {
         .then(({ start }) => start(host))
         .then((features) => {
           this.features_ = features;
-          // What it missed: the presence channels this client is on.
-          if (this.socketIdNow_) for (const channel of this.presence_.keys()) this.presenceUp_(features, channel);
+          // What it missed: the connection's extensions, the presence channels this client is
+          // on, and what the server said of the channels it follows.
+          if (this.socketIdNow_) {
+            features.established(this.extensions_);
+            if (this.userIdNow_) features.signedIn();
+            for (const channel of this.presence_.keys()) this.presenceUp_(features, channel);
+            for (const [channel, kept] of this.followed_) {
+              for (const [event, data] of kept.values()) features.heard(channel, event, data, this.ownId(channel));
+            }
+          }
           for (const waiting of this.featureCalls_!.splice(0)) waiting(features);
           features.changed('badges', '');
         })

@@ -11,6 +11,7 @@ export { Channel, PresenceChannel };
 /** laravel-echo's private channels: here the one `Channel` class, whispers included. */
 export type PrivateChannel = Channel;
 export type { Callback, Status, TypingUser } from './channel.js';
+export type { PresenceDetails, ReadState, StatusDetails } from './types.js';
 export type { Pusher, PusherChannel } from './pusher.js';
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
@@ -78,6 +79,8 @@ export interface EchoOptions<B extends BroadcastDriver = BroadcastDriver> {
   userAuthentication?: AuthOptions<{ socketId: string }>;
   /** Hidden this long makes this user `away` on presence channels (default 30000). */
   awayAfterMs?: number;
+  /** This client's device as others see it on presence channels (default: detected). */
+  device?: 'desktop' | 'mobile';
   /** Tabs sharing a scope share their unread badges (default: the app key; use the user id). */
   badgeScope?: string;
   /**
@@ -328,6 +331,17 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
     },
   };
 
+  // ---- presence statuses ----
+
+  /**
+   * This user's status on every presence channel at once (`busy`, `'In a meeting'`): a
+   * lowercase word of at most 16 bytes and a message of at most 100 characters; `setStatus('online')` goes back to
+   * online/away by visibility. Servers with Overtone's extension carry it; others get a whisper.
+   */
+  setStatus(status: string, message = ''): void {
+    this.use((c) => c.setStatus(status, message));
+  }
+
   // ---- unread badges ----
 
   /** Unread counts by category, from `notification()` events, shared by the user's tabs. */
@@ -398,6 +412,7 @@ export default class Echo<T extends BroadcastDriver = BroadcastDriver> implement
       path: o.wsPath,
       namespace: o.namespace || null,
       awayAfterMs: o.awayAfterMs,
+      device: o.device,
       badgeScope: o.badgeScope ?? key,
       WebSocket: o.WebSocket,
     };

@@ -35,7 +35,9 @@ import type {
   ModelEvents,
   ModelPayload,
   PresenceChannel,
+  PresenceDetails,
   PrivateChannel,
+  ReadState,
   TypingUser,
   Visibility,
 } from './types';
@@ -215,6 +217,41 @@ export const usePresenceStatus = (channelName: string): Record<string, MemberSta
   ).state;
 
 const onBadgeChange = (callback: () => void) => echo().badges.onChange(callback);
+
+/**
+ * A private or presence channel's read receipts (`reads`: the other users' markers, this
+ * user's, the unread count), `markRead(upTo)` and `readers(upTo)` ("Seen by ...").
+ */
+export function useReads(channelName: string, visibility: 'private' | 'presence' = 'private') {
+  const { state, channel } = useChannelState<typeof visibility, ReadState>(
+    channelName,
+    visibility,
+    (held, onChange) => held.onReadChange(onChange),
+    (held) => held.reads(),
+    { readers: {}, unread: 0 },
+  );
+  return {
+    reads: state,
+    markRead: (upTo: string | number) => channel()?.markRead(upTo),
+    readers: (upTo: string | number) => channel()?.readers(upTo) ?? [],
+  };
+}
+
+/**
+ * What each member of a presence channel shows (status, message, device, away since), who
+ * left and when, and this user (`statuses`), and `setStatus(status, message?)` for every
+ * presence channel at once.
+ */
+export function useMemberStatus(channelName: string) {
+  const { state } = useChannelState<'presence', PresenceDetails | undefined>(
+    channelName,
+    'presence',
+    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
+    (held) => held.memberStatuses(),
+    undefined,
+  );
+  return { statuses: state, setStatus: (status: string, message?: string) => echo().setStatus(status, message) };
+}
 
 /** The unread count of `category`, the total over all categories, and `markRead()` for `category`. */
 export function useBadge(category: string) {

@@ -2,9 +2,10 @@
 // (worker.ts) that owns the socket and the client. `SharedClient` stands in for this tab's
 // `Client` with the same methods, so the Echo layer above is unchanged: calls go to the worker
 // as messages, callbacks stay here and the worker says when to call them, and what the layer
-// reads at once (socket id, members, typing, statuses, badges) is kept here as the worker last
+// reads at once (socket id, members, typing, statuses, reads, badges) is kept here as the worker last
 // said it. Loaded only by apps that turn the option on.
 import type { ClientApi, Hooks, Options } from './client.js';
+import type { PresenceDetails, ReadState } from './types.js';
 
 type Callback = (...args: any[]) => void;
 /** A bound listener: its callback and what it was bound to (`watch`es too, with `what` as kind). */
@@ -197,6 +198,27 @@ class SharedClient implements ClientApi {
 
   markRead(kind: string, value: string): void {
     this.post_('markRead', kind, value);
+  }
+
+  markChannelRead(channel: string, upTo: string): void {
+    this.post_('markChannelRead', channel, upTo);
+  }
+
+  /** Asked of the worker on the first look, then kept fresh: empty until it answers. */
+  readers(channel: string, upTo: string): string[] {
+    return this.state_('readers', `${channel}\n${upTo}`) ?? [];
+  }
+
+  readState(channel: string): ReadState {
+    return this.state_('reads', channel) ?? { readers: {}, unread: 0 };
+  }
+
+  setStatus(status: string, message: string): void {
+    this.post_('setStatus', status, message);
+  }
+
+  memberStatuses(channel: string): PresenceDetails | undefined {
+    return this.state_('status', channel)?.[2];
   }
 
   watch(what: string, channel: string, callback: Callback): number {

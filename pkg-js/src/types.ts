@@ -1,6 +1,6 @@
 // Types shared by the React and Vue bindings: the part of the Echo class they call (laravel-echo
-// 2.5's public API plus Overtone's typing, away-status and badge additions) and the event payload
-// map apps extend.
+// 2.5's public API plus Overtone's typing, statuses, read receipts and badges) and the event
+// payload map apps extend; also the shapes of the read receipts and statuses the class returns.
 
 export type ConnectionStatus = 'connected' | 'connecting' | 'reconnecting' | 'disconnected' | 'failed';
 
@@ -41,6 +41,23 @@ export interface PrivateChannel extends Channel {
   typingUsers(): TypingUser[];
   /** Calls `callback` whenever `typingUsers()` changes; returns the unsubscribe function. */
   onTypingChange(callback: () => void): () => void;
+  /** This user read up to `upTo` (a history position or the app's id); batched, only forward. */
+  markRead(upTo: string | number): this;
+  /** The other users who read up to `upTo` or further. */
+  readers(upTo: string | number): string[];
+  /** How far `userId` read; this user without one. */
+  readUpTo(userId?: string | number): string | undefined;
+  reads(): ReadState;
+  unreadCount(): number;
+  /** Calls `callback` whenever `reads()` changes; returns the unsubscribe function. */
+  onReadChange(callback: () => void): () => void;
+}
+
+/** A channel's read receipts: the other users' markers by user id, this user's, the unread count. */
+export interface ReadState {
+  readers: Record<string, string>;
+  own?: string;
+  unread: number;
 }
 
 /** A presence channel: members, and Overtone's online/away statuses. */
@@ -50,8 +67,29 @@ export interface PresenceChannel extends PrivateChannel {
   leaving(callback: (member: unknown) => void): this;
   /** Each member's status by user id. */
   statuses(): Record<string, MemberStatus>;
-  /** Calls `callback` whenever `statuses()` changes; returns the unsubscribe function. */
+  /** Calls `callback` whenever `statuses()` or `memberStatuses()` changes; returns the unsubscribe function. */
   onStatusChange(callback: () => void): () => void;
+  memberStatuses(): PresenceDetails;
+  memberStatus(userId?: string | number): StatusDetails | undefined;
+  lastSeenAt(userId: string | number): number | undefined;
+}
+
+/** What a member shows beyond online/away. */
+export interface StatusDetails {
+  /** `online`, `away`, or what they set (`busy`, ...). */
+  status: string;
+  message: string;
+  /** `desktop` or `mobile` (`''`: not told). */
+  device: string;
+  /** Since when (ms since the epoch) the member is away. */
+  awaySince: number | null;
+}
+
+/** A presence channel's statuses: present members, who left (last seen, ms since the epoch), this user. */
+export interface PresenceDetails {
+  members: Record<string, StatusDetails>;
+  left: Record<string, number>;
+  own: StatusDetails;
 }
 
 export type TypingUser = { id: string; info?: unknown };
@@ -78,6 +116,8 @@ export interface EchoApi {
   connectionStatus(): ConnectionStatus;
   connector: { onConnectionChange(callback: (status: ConnectionStatus) => void): () => void };
   badges: Badges;
+  /** This user's status on every presence channel (`busy`, `'In a meeting'`). */
+  setStatus(status: string, message?: string): void;
 }
 
 export type ChannelOf<V extends Visibility> = V extends 'presence'

@@ -118,6 +118,10 @@ function heard(tab: Tab, [kind, a, b, c, d, e]: Message): void {
         return c_.stopTyping(a);
       case 'markRead':
         return c_.markRead(a, b);
+      case 'markChannelRead':
+        return c_.markChannelRead(a, b);
+      case 'setStatus':
+        return c_.setStatus(a, b);
       case 'watch':
         return watch(tab, a, b, c);
       case 'unwatch': {
@@ -174,14 +178,23 @@ function bind(tab: Tab, id: number, channel: string, kind: string, event?: strin
   if (subscribed.has(channel) && kind === 'here') tab.port.postMessage(['call', id, [[...client!.members(channel).values()]]]);
 }
 
-/** Sends `tab` the watched state now and on every change; watcher -1 only keeps its copy fresh. */
+/**
+ * Sends `tab` the watched state now and on every change; watcher -1 only keeps its copy fresh.
+ * `readers` watches who read `channel` (`{channel}\n{upTo}`) up to a marker.
+ */
 function watch(tab: Tab, id: number, what: string, channel: string): void {
+  const [name, upTo] = channel.split('\n');
   const send = () => {
     const c = client!;
-    const now = what === 'typing' ? c.typingUsers(channel) : what === 'status' ? [c.statuses(channel), c.status(channel)] : c.badgeCounts();
+    const now =
+      what === 'typing' ? c.typingUsers(name)
+      : what === 'status' ? [c.statuses(name), c.status(name), c.memberStatuses(name)]
+      : what === 'reads' ? c.readState(name)
+      : what === 'readers' ? c.readers(name, upTo)
+      : c.badgeCounts();
     tab.port.postMessage(['watched', id, what, channel, now]);
   };
-  tab.watchers.set(id, client!.watch(what, channel, send));
+  tab.watchers.set(id, client!.watch(what === 'readers' ? 'reads' : what, name, send));
   send();
 }
 

@@ -1,4 +1,5 @@
-// Overtone's own hooks — useTyping, usePresenceStatus, useBadge — in React (under StrictMode)
+// Overtone's own hooks — useTyping, usePresenceStatus, useBadge, useReads, useMemberStatus — in
+// React (under StrictMode)
 // and Vue pages whose Echo class is a fake driven by the test (tests/apps/features): they show
 // each change of the feeds, pass typing() and markRead() on, subscribe each channel once, and
 // on unmount leave every channel and drop every change callback.
@@ -18,7 +19,7 @@ after(async () => {
 });
 
 for (const framework of ['react', 'vue']) {
-  test(`${framework}: typing, statuses and badges follow their feeds and are released on unmount`, async () => {
+  test(`${framework}: typing, statuses, read receipts and badges follow their feeds and are released on unmount`, async () => {
     const page = await strictPage(await browser.newContext());
     await page.goto(`${served.server.url}/${framework}.html`);
     const shows = (id, text) => page.locator(`#${id}`, { hasText: new RegExp(`^${text}$`) }).waitFor({ timeout: 5000 });
@@ -31,14 +32,27 @@ for (const framework of ['react', 'vue']) {
     await page.evaluate(() => { window.fake.setBadge('messages', 3); window.fake.setBadge('alerts', 2); });
     await shows('badge', '3/5');
 
-    await page.evaluate(() => { window.app.typing(); window.app.markRead(); });
+    await page.evaluate(() => window.fake.setReads('private-dm', { readers: { bob: '41' }, unread: 2 }));
+    await shows('reads', 'bob:41/2');
+    await page.evaluate(() => window.fake.setDetails('presence-room', { members: { bob: { status: 'busy', message: 'Lunch' } }, left: {}, own: {} }));
+    await shows('details', 'bob:busy:Lunch');
+
+    await page.evaluate(() => {
+      window.app.typing();
+      window.app.markRead();
+      window.app.readUpTo(42);
+      window.app.setStatus('busy', 'In a meeting');
+    });
     const calls = () => page.evaluate(() => [...window.fake.calls]);
-    assert.deepEqual(await calls(), ['subscribe presence-chat', 'subscribe presence-room', 'typing presence-chat', 'markRead messages']);
+    assert.deepEqual(await calls(), [
+      'subscribe presence-chat', 'subscribe presence-room', 'subscribe private-dm',
+      'typing presence-chat', 'markRead messages', 'markRead private-dm 42', 'setStatus busy In a meeting',
+    ]);
 
     await page.evaluate(() => window.app.unmount());
     await page.locator('#gone').waitFor({ timeout: 5000 });
-    await page.waitForFunction(() => window.fake.calls.length === 6, null, { timeout: 5000 });
-    assert.deepEqual((await calls()).slice(4).sort(), ['leaveChannel presence-chat', 'leaveChannel presence-room']);
+    await page.waitForFunction(() => window.fake.calls.length === 10, null, { timeout: 5000 });
+    assert.deepEqual((await calls()).slice(7).sort(), ['leaveChannel presence-chat', 'leaveChannel presence-room', 'leaveChannel private-dm']);
     assert.equal(await page.evaluate(() => window.fake.listeners()), 0);
     assert.deepEqual(page.problems, []);
     await page.context().close();

@@ -6,6 +6,8 @@ use crate::prelude::*;
 
 use overtone_protocol::channel::ChannelType;
 
+use super::parse_decimal;
+
 /// How far a channel's subscription got on the current socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Subscription {
@@ -35,19 +37,10 @@ impl Position {
     pub(crate) fn parse(wire: String) -> Option<Position> {
         let bytes = wire.as_bytes();
         let epoch_len = bytes.iter().position(|&b| b == b':')?;
-        let digits = bytes.get(epoch_len + 1..)?;
-        // At most 19 digits always fit: no overflow checks (128-bit multiplies in wasm).
-        if epoch_len == 0 || digits.is_empty() || digits.len() > 19 {
+        if epoch_len == 0 {
             return None;
         }
-        let mut offset: u64 = 0;
-        for &b in digits {
-            let digit = b.wrapping_sub(b'0');
-            if digit > 9 {
-                return None;
-            }
-            offset = offset * 10 + u64::from(digit);
-        }
+        let offset = parse_decimal(bytes.get(epoch_len + 1..)?)?;
         Some(Position {
             wire,
             epoch_len,

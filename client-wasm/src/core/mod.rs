@@ -43,6 +43,25 @@ pub use message::ServerMessage;
 pub use names::{whisper_listen_name, EventFormatter, NOTIFICATION_EVENT};
 pub use overtone_protocol::channel::NameError;
 
+/// An unsigned decimal of 1 to 19 digits (no sign, no spaces); `None` otherwise.
+// Inlined: the client has one caller, and a call costs its wasm more than the loop.
+#[inline(always)]
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    // At most 19 digits always fit: no overflow checks (128-bit multiplies in wasm).
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
+    Some(n)
+}
+
 /// Appends `n` in decimal. Used instead of `to_string()`/`format!`, whose `core::fmt`
 /// machinery would cost the browser client kilobytes of wasm.
 pub fn push_decimal(out: &mut String, n: u64) {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use wasm_bindgen::JsValue;
 
 use super::driver::{Delivery, Handler, Inner, Listener};
-use super::{Echo, Error, Member, Status};
+use super::{Echo, Error, Member, MemberStatus, Status};
 use crate::core::{
     whisper_listen_name, Binding, Payload, NOTIFICATION_EVENT, RECOVERY_FAILED_EVENT,
 };
@@ -228,6 +228,72 @@ impl Channel {
         self.inner()
             .watch(Watched::Typing, self.name.clone(), Rc::new(notify))
     }
+
+    /// Read receipts (private and presence channels): this user read up to `up_to`, a history
+    /// position (`EPOCH:OFFSET`) or an id the app chose (numeric ids compare as numbers).
+    /// Marks within a few ms go as one frame, and only forward; on servers without Overtone's
+    /// extension they stay in this page. `false` (nothing done) for a marker that is empty or
+    /// longer than 64 bytes.
+    pub fn mark_read(&self, up_to: &str) -> bool {
+        let now = super::driver::now();
+        let marked = self
+            .inner()
+            .features
+            .borrow_mut()
+            .mark_channel_read(&self.name, up_to, now);
+        self.inner().drive();
+        marked
+    }
+
+    /// The other users who read up to `up_to` or further, sorted by id ("Seen by ...").
+    pub fn readers(&self, up_to: &str) -> Vec<String> {
+        self.inner()
+            .features
+            .borrow_mut()
+            .readers(&self.name, up_to)
+    }
+
+    /// How far `user` read; this user with `None`.
+    pub fn read_up_to(&self, user: Option<&str>) -> Option<String> {
+        self.inner()
+            .features
+            .borrow_mut()
+            .read_up_to(&self.name, user)
+    }
+
+    /// Events past this user's marker (on a channel with history: also right after a reload).
+    pub fn unread_count(&self) -> u32 {
+        self.inner().features.borrow_mut().unread(&self.name)
+    }
+
+    /// Every other user's marker, this user's, and the unread count.
+    pub fn reads(&self) -> Reads {
+        let mut features = self.inner().features.borrow_mut();
+        Reads {
+            readers: features.read_markers(&self.name),
+            own: features.read_up_to(&self.name, None),
+            unread: features.unread(&self.name),
+        }
+    }
+
+    /// `callback(reads)` whenever a marker or the unread count changes.
+    pub fn on_read_change(&self, callback: impl Fn(Reads) + 'static) -> Listener {
+        let channel = self.clone();
+        let notify = move || callback(channel.reads());
+        self.inner()
+            .watch(Watched::Reads, self.name.clone(), Rc::new(notify))
+    }
+}
+
+/// A channel's read receipts ([`Channel::reads`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reads {
+    /// Every other user's marker, by user id.
+    pub readers: Vec<(String, String)>,
+    /// This user's marker.
+    pub own: Option<String>,
+    /// Events past this user's marker.
+    pub unread: u32,
 }
 
 /// A presence channel: a private channel that knows who is in it, and whether they are away.
@@ -320,12 +386,38 @@ impl PresenceChannel {
             .status_of(&self.name, user)
     }
 
-    /// `callback(statuses)` whenever a member's status changes.
+    /// `callback(statuses)` whenever a member's status changes (what they show too).
     pub fn on_status_change(&self, callback: impl Fn(Vec<(String, Status)>) + 'static) -> Listener {
         let channel = self.clone();
         let notify = move || callback(channel.statuses());
         self.inner()
             .watch(Watched::Status, self.name.clone(), Rc::new(notify))
+    }
+
+    /// What every present member shows: status (`online`, `away`, or what they set), message,
+    /// device and since when they are away.
+    pub fn member_statuses(&self) -> Vec<(String, MemberStatus)> {
+        self.inner()
+            .features
+            .borrow_mut()
+            .member_statuses(&self.name)
+    }
+
+    /// What `user` shows; this user with `None`.
+    pub fn member_status(&self, user: Option<&str>) -> Option<MemberStatus> {
+        let mut features = self.inner().features.borrow_mut();
+        match user {
+            None => Some(features.own_member()),
+            Some(user) => features
+                .member_statuses(&self.name)
+                .into_iter()
+                .find_map(|(id, member)| (id == user).then_some(member)),
+        }
+    }
+
+    /// The members who left, with when they were last seen (ms since the epoch).
+    pub fn left_members(&self) -> Vec<(String, u64)> {
+        self.inner().features.borrow_mut().left_members(&self.name)
     }
 }
 

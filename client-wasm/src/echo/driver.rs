@@ -16,8 +16,9 @@ use web_sys::{BroadcastChannel, CloseEvent, Event, EventTarget, MessageEvent, We
 
 use super::{ConnectionStatus, Options};
 use crate::core::{Action, Client, ListenerId, Payload, ServerMessage};
+use crate::features::status::MemberStatus;
 use crate::features::status::StatusConfig;
-use crate::features::{ClientFeatures, FeatureAction, Watched};
+use crate::features::{ClientFeatures, Extensions, FeatureAction, Watched};
 use crate::secretbox;
 
 const TYPING_EVENT: &str = crate::features::typing::TYPING_EVENT;
@@ -92,6 +93,22 @@ impl std::fmt::Debug for Listener {
 }
 
 /// Milliseconds on the page's monotonic clock.
+/// Milliseconds since the Unix epoch: the clock of `away_since` and `last_seen_at`.
+fn wall_now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// A status payload (a whisper's, or the server's `overtone:member_updated`) with `status`.
+fn member_status(data: &JsValue, status: String) -> MemberStatus {
+    let text = |field| get(data, field).as_string().unwrap_or_default();
+    MemberStatus {
+        status,
+        message: text("message"),
+        device: text("device"),
+        away_since: count(&get(data, "away_since")),
+    }
+}
+
 pub(crate) fn now() -> u64 {
     web_sys::window()
         .and_then(|w| w.performance())
@@ -202,9 +219,16 @@ impl Inner {
         };
         // Spreads the reconnects of pages started together; not a secret.
         let seed = (js_sys::Math::random() * u64::MAX as f64) as u64;
+        let mut features = ClientFeatures::new(&stored, visible, status_config);
+        let agent = window.navigator().user_agent().unwrap_or_default();
+        let mobile = ["Mobi", "Android", "iPhone", "iPad"]
+            .iter()
+            .any(|m| agent.contains(m));
+        let detected = if mobile { "mobile" } else { "desktop" };
+        features.set_device(options.device.as_deref().unwrap_or(detected));
         let inner = Rc::new(Inner {
             core: RefCell::new(Client::new(config, seed)),
-            features: RefCell::new(ClientFeatures::new(&stored, visible, status_config)),
+            features: RefCell::new(features),
             options: RefCell::new(options),
             handlers: RefCell::default(),
             watchers: RefCell::default(),
@@ -374,12 +398,7 @@ impl Inner {
                 let text = frame.to_json(|data| {
                     JSON::stringify(data).map_or_else(|_| "null".into(), String::from)
                 });
-                let io = self.io.borrow();
-                if let Some(socket) = io.socket.as_ref().map(|s| &s.socket) {
-                    if socket.ready_state() == WebSocket::OPEN {
-                        let _ = socket.send_with_str(&text);
-                    }
-                }
+                self.send_text(&text);
             }
             Action::StateChanged { previous, current } => {
                 if previous == crate::core::State::Connected {
@@ -456,6 +475,18 @@ impl Inner {
                 if let Some((tabs, _)) = &self.io.borrow().tabs {
                     let _ = tabs.post_message(&text.into());
                 }
+            }
+            FeatureAction::Send(text) => self.send_text(&text),
+        }
+    }
+
+    /// Sends a frame on the socket when it is open; otherwise it is dropped, as the core
+    /// expects (it sends again what a reconnect needs).
+    fn send_text(&self, text: &str) {
+        let io = self.io.borrow();
+        if let Some(socket) = io.socket.as_ref().map(|s| &s.socket) {
+            if socket.ready_state() == WebSocket::OPEN {
+                let _ = socket.send_with_str(text);
             }
         }
     }
@@ -584,10 +615,17 @@ impl Inner {
         }
         let now = now();
         let message = match event.as_str() {
-            "pusher:connection_established" => ServerMessage::ConnectionEstablished {
-                socket_id: get(&data, "socket_id").as_string().ok_or(UNREADABLE)?,
-                activity_timeout: count(&get(&data, "activity_timeout")),
-            },
+            "pusher:connection_established" => {
+                let extensions = get(&data, "overtone");
+                self.features.borrow_mut().established(Extensions {
+                    reads: get(&extensions, "reads").is_truthy(),
+                    status: get(&extensions, "status").is_truthy(),
+                });
+                ServerMessage::ConnectionEstablished {
+                    socket_id: get(&data, "socket_id").as_string().ok_or(UNREADABLE)?,
+                    activity_timeout: count(&get(&data, "activity_timeout")),
+                }
+            }
             "pusher:ping" => ServerMessage::Ping,
             "pusher:pong" => ServerMessage::Pong,
             "pusher:error" => ServerMessage::Error {
@@ -599,9 +637,12 @@ impl Inner {
                 let user = JSON::parse(&user_data)
                     .ok()
                     .and_then(|u| id(&get(&u, "id")));
-                ServerMessage::SigninSuccess {
+                let message = ServerMessage::SigninSuccess {
                     user_id: user.ok_or(UNREADABLE)?,
-                }
+                };
+                self.core.borrow_mut().handle_message(now, message);
+                self.features.borrow_mut().signed_in(now);
+                return Ok(());
             }
             _ => return self.channel_frame(&frame, event, data, now),
         };
@@ -635,6 +676,11 @@ impl Inner {
                     .as_ref()
                     .map(|list| list.iter().map(|(id, _)| id.clone()).collect());
                 let recovered = get(frame, "recovered").as_bool();
+                let followed = channel.starts_with("private-") || ids.is_some();
+                if followed {
+                    let latest = position.as_deref().unwrap_or_default();
+                    self.features.borrow_mut().subscribed(&channel, latest, now);
+                }
                 let message = ServerMessage::SubscriptionSucceeded {
                     channel: channel.clone(),
                     presence,
@@ -681,9 +727,16 @@ impl Inner {
                     user_id: user.clone(),
                 };
                 self.core.borrow_mut().handle_message(now, message);
-                self.features.borrow_mut().member_left(&channel, &user);
+                let last_seen = count(&get(&data, "last_seen_at")).unwrap_or_else(wall_now);
+                self.features
+                    .borrow_mut()
+                    .member_left(&channel, &user, last_seen);
             }
+            _ if event.starts_with("overtone:") => self.extension_frame(&channel, &event, &data),
             _ => {
+                if let Some(position) = &position {
+                    self.features.borrow_mut().read_event(&channel, position);
+                }
                 if channel.starts_with("private-encrypted-") && !event.starts_with("pusher") {
                     data = self
                         .decrypt(&channel, &data)
@@ -705,6 +758,53 @@ impl Inner {
         Ok(())
     }
 
+    /// An `overtone:*` frame (server/README.md, "Wire extensions"): read markers, members'
+    /// statuses. Malformed parts are skipped.
+    fn extension_frame(&self, channel: &str, event: &str, data: &JsValue) {
+        let mut features = self.features.borrow_mut();
+        let entries = |value: JsValue| -> Vec<(String, JsValue)> {
+            if !value.is_object() {
+                return Vec::new();
+            }
+            Object::entries(value.unchecked_ref())
+                .iter()
+                .map(|entry| {
+                    let pair: js_sys::Array = entry.unchecked_into();
+                    (pair.get(0).as_string().unwrap_or_default(), pair.get(1))
+                })
+                .collect()
+        };
+        let status_of = |member: &JsValue| get(member, "status").as_string().unwrap_or_default();
+        match event {
+            "overtone:reads" => {
+                let own = self.own_id(channel);
+                for (user, up_to) in entries(get(data, "reads")) {
+                    if let Some(up_to) = up_to.as_string() {
+                        features.reads_seen(channel, &user, &up_to, own.as_deref());
+                    }
+                }
+            }
+            "overtone:members" => {
+                for (user, member) in entries(get(data, "members")) {
+                    let update = member_status(&member, status_of(&member));
+                    features.member_status(channel, &user, update, wall_now());
+                }
+                for (user, at) in entries(get(data, "left")) {
+                    if let Some(at) = count(&at) {
+                        features.left_before(channel, &user, at);
+                    }
+                }
+            }
+            "overtone:member_updated" => {
+                if let Some(user) = id(&get(data, "user_id")) {
+                    let update = member_status(data, status_of(data));
+                    features.member_status(channel, &user, update, wall_now());
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// What the typing, status and badge machines hear of an event.
     fn features_hear(
         &self,
@@ -722,7 +822,7 @@ impl Inner {
             }
             (STATUS_EVENT, Some(user)) => {
                 if let Some(status) = get(data, "status").as_string() {
-                    features.status_seen(channel, user, &status);
+                    features.member_status(channel, user, member_status(data, status), wall_now());
                 }
             }
             (NOTIFICATION, _) => {

@@ -46,10 +46,10 @@ use std::rc::Rc;
 use crate::core::{Config, State};
 pub use crate::core::{Error, Member};
 pub use crate::features::badges::ReadTarget;
-pub use crate::features::status::Status;
+pub use crate::features::status::{MemberStatus, Status};
 
 pub use auth::{AuthDone, AuthReply, AuthRequest, Authorizer};
-pub use channel::{Channel, ChannelError, PresenceChannel};
+pub use channel::{Channel, ChannelError, PresenceChannel, Reads};
 use driver::Inner;
 pub use driver::Listener;
 
@@ -98,6 +98,9 @@ pub struct Options {
     pub away_after_ms: u64,
     /// Tabs sharing a scope share their unread badges (default: the key; use the user id).
     pub badge_scope: Option<String>,
+    /// This client's device as others see it on presence channels (`desktop`, `mobile`;
+    /// default: from the browser's user agent).
+    pub device: Option<String>,
 }
 
 impl Options {
@@ -120,6 +123,7 @@ impl Options {
             authorizer: None,
             away_after_ms: crate::features::status::StatusConfig::default().away_after_ms,
             badge_scope: None,
+            device: None,
         }
     }
 
@@ -308,6 +312,21 @@ impl Echo {
             .bind_user(crate::core::Binding::Event(wire));
         let handler = channel::typed_event("", event, &self.inner, callback);
         self.inner.register(id, handler)
+    }
+
+    /// This user's status on every presence channel at once (`busy`, "In a meeting"): a
+    /// lowercase word of at most 16 bytes (`a-z`, `0-9`, `-`, `_`) and a message of at most 100
+    /// characters; `set_status("online", "")` goes back to online/away by visibility. Servers
+    /// with Overtone's extension carry it; others get a whisper. `false` (nothing changed) for
+    /// a status or message out of those bounds.
+    pub fn set_status(&self, status: &str, message: &str) -> bool {
+        let set = self
+            .inner
+            .features
+            .borrow_mut()
+            .set_status(Some((status, message)));
+        self.inner.drive();
+        set
     }
 
     /// The unread badges, shared with the user's other tabs.

@@ -1,6 +1,6 @@
 //! Sans-IO state machines for the realtime UI features built on client events and server
-//! pushes: typing indicators ([`typing`]), online/away status ([`status`]) and unread badges
-//! ([`badges`]).
+//! pushes: typing indicators ([`typing`]), presence statuses ([`status`]: online/away and what
+//! the user set), read receipts ([`reads`]) and unread badges ([`badges`]).
 //!
 //! None of them does IO or reads a clock: the shell feeds them plain inputs with the current
 //! time in milliseconds, keeps one timer armed at the machine's `poll_timeout()` and calls
@@ -11,10 +11,11 @@
 use crate::prelude::*;
 
 pub(crate) use crate::core::push_json_string;
-pub use client::{ClientFeatures, FeatureAction, Watched};
+pub use client::{ClientFeatures, Extensions, FeatureAction, Watched};
 
 pub mod badges;
 mod client;
+pub mod reads;
 mod sorted_map;
 pub mod status;
 pub mod typing;
@@ -79,9 +80,9 @@ impl Outbox {
         self.actions.push(Action::Changed);
     }
 
-    /// Queues the client event `event` with the payload field `name` set to `literal`.
-    fn send(&mut self, event: &'static str, name: &str, literal: &str) {
-        let data = payload_with_user_id(name, literal, self.own_user_id.as_deref());
+    /// Queues the client event `event` with the payload `fields` (JSON members, encoded).
+    fn send(&mut self, event: &'static str, fields: &str) {
+        let data = payload_with_user_id(fields, self.own_user_id.as_deref());
         self.actions.push(Action::SendClientEvent { event, data });
     }
 
@@ -100,14 +101,12 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// A JSON object with one field `name` (a JSON literal, already encoded) and, when the sender
-/// knows it, `user_id` — needed on private channels, where the server adds no `user_id`.
-fn payload_with_user_id(name: &str, literal: &str, user_id: Option<&str>) -> String {
+/// A JSON object with `fields` (JSON members, already encoded) and, when the sender knows it,
+/// `user_id` — needed on private channels, where the server adds no `user_id`.
+fn payload_with_user_id(fields: &str, user_id: Option<&str>) -> String {
     let mut data = String::with_capacity(40);
-    data.push_str("{\"");
-    data.push_str(name);
-    data.push_str("\":");
-    data.push_str(literal);
+    data.push('{');
+    data.push_str(fields);
     if let Some(id) = user_id {
         data.push_str(",\"user_id\":");
         push_json_string(&mut data, id);
@@ -144,11 +143,11 @@ mod tests {
     #[test]
     fn payload_carries_user_id_only_when_known() {
         assert_eq!(
-            payload_with_user_id("typing", "true", None),
+            payload_with_user_id("\"typing\":true", None),
             r#"{"typing":true}"#
         );
         assert_eq!(
-            payload_with_user_id("status", "\"away\"", Some("7")),
+            payload_with_user_id("\"status\":\"away\"", Some("7")),
             r#"{"status":"away","user_id":"7"}"#
         );
     }

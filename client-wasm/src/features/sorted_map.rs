@@ -65,6 +65,10 @@ impl<V> SortedMap<V> {
         self.entries.iter().map(|(_, v)| v)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -1,15 +1,21 @@
-//! Online/away status of the members of one presence channel, own and remote.
+//! Presence statuses of the members of one presence channel, own and remote: online/away, and
+//! what a user set (`busy`, "In a meeting"), their device, since when they are away, and when
+//! members who left were last seen.
 //!
 //! Local side: the page hidden for `away_after_ms`, or (when `idle_after_ms` is set) no user
 //! input for that long, makes the own status `away`; visible again or any input makes it
-//! `online` at once. Each change is announced as `client-overtone-status`
-//! `{"status":"online"|"away","user_id":"…"}` (`user_id` when known; the server adds it on
-//! presence channels anyway).
+//! `online` at once. A status the user set ([`AwayStatus::set_own`]) wins over both until
+//! cleared. On servers without the status extension each change is announced as
+//! `client-overtone-status` `{"status":"online"|"away"|…,"message"?,"device"?,"user_id"?}`
+//! (`user_id` when known; the server adds it on presence channels anyway); with it the shell
+//! sends the user's status once for all channels ([`super::ClientFeatures`]) and this machine
+//! only listens.
 //!
 //! Remote side: every member is `online` when the subscription succeeds or when they join, then
-//! follows their announcements, and is gone when they leave. Because newcomers assume `online`,
-//! only an `away` member has anything to tell them: a join makes an away member re-announce,
-//! after `announce_delay_ms` so a burst of joins costs one event.
+//! follows their announcements (or the server's updates), and is gone when they leave, into a
+//! bounded list of members who left with when they were last seen. Because newcomers assume
+//! `online`, only a member with another status has anything to tell them: a join makes them
+//! re-announce, after `announce_delay_ms` so a burst of joins costs one event.
 //!
 //! Nothing is sent between [`AwayStatus::unsubscribed`] and the next [`AwayStatus::subscribed`].
 //! If the server refuses client events the machine stops sending and the feature degrades to
@@ -19,12 +25,17 @@ use crate::prelude::*;
 
 use super::sorted_map::SortedMap;
 
-use super::{earliest, Action, Outbox};
+use super::{earliest, push_json_string, Action, Outbox};
 
 /// The client event name; laravel-echo apps see it as the whisper `overtone-status`.
 pub const STATUS_EVENT: &str = "client-overtone-status";
+/// Longest status word (bytes) and message (characters) accepted, as the server takes them.
+pub const MAX_STATUS_LEN: usize = 16;
+pub const MAX_MESSAGE_LEN: usize = 100;
+/// Most members who left that a channel remembers; the longest gone are forgotten first.
+pub const MAX_LEFT: usize = 100;
 
-/// A present member's status. A member who left has none.
+/// A present member's availability. A member who left has none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Online,
@@ -48,6 +59,51 @@ impl Status {
             _ => None,
         }
     }
+}
+
+/// What a present member shows: their status word, message and device, and since when they
+/// are away.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// `online`, `away`, or what the user set (`busy`, ...).
+    pub status: String,
+    /// The user's short message; `""` for none.
+    pub message: String,
+    /// `desktop` or `mobile`; `""` when not told.
+    pub device: String,
+    /// Since when (ms since the Unix epoch) the member is `away`.
+    pub away_since: Option<u64>,
+}
+
+impl MemberStatus {
+    fn online() -> MemberStatus {
+        MemberStatus {
+            status: "online".into(),
+            ..MemberStatus::default()
+        }
+    }
+
+    /// `away` is away; any other status (`busy` too) is there.
+    pub fn availability(&self) -> Status {
+        if self.status == "away" {
+            Status::Away
+        } else {
+            Status::Online
+        }
+    }
+}
+
+/// Whether `status` and `message` may be set: a word of lowercase letters, digits, `-` or `_`
+/// of at most [`MAX_STATUS_LEN`] bytes, and a message of at most [`MAX_MESSAGE_LEN`]
+/// characters.
+pub fn valid_status(status: &str, message: &str) -> bool {
+    let word = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_';
+    !status.is_empty()
+        && status.len() <= MAX_STATUS_LEN
+        && status.bytes().all(word)
+        // Characters counted as the bytes that start one: `chars().count()` brings a
+        // ~1 KB counting routine into the wasm.
+        && message.bytes().filter(|b| b & 0xC0 != 0x80).count() <= MAX_MESSAGE_LEN
 }
 
 /// Thresholds of the status machine, in milliseconds.
@@ -79,18 +135,26 @@ pub struct AwayStatus {
     outbox: Outbox,
     /// Between `subscribed` and `unsubscribed`: announcements can be sent.
     subscribed: bool,
+    /// Announce by whispers (servers without the status extension).
+    whispers: bool,
     hidden_since_ms: Option<u64>,
     last_input_ms: u64,
+    /// Online/away from visibility and input.
     own: Status,
+    /// What the user set (status, message), over `own`.
+    set: Option<(String, String)>,
+    device: String,
     /// Present members by user id (sorted, so listings are stable), own entry included.
-    members: SortedMap<Status>,
+    members: SortedMap<MemberStatus>,
+    /// Members who left: when they were last seen (ms since the Unix epoch).
+    left: SortedMap<u64>,
     /// When the re-announcement for newcomers is due.
     announce_at_ms: Option<u64>,
 }
 
 impl AwayStatus {
     /// `visible` is the page's visibility at `now_ms`. `own_user_id` goes into the payload and
-    /// marks the own entry among the members, which mirrors [`AwayStatus::own_status`]. Create
+    /// marks the own entry among the members, which mirrors [`AwayStatus::own`]. Create
     /// it once per channel and keep it across reconnects: the own status follows the page, not
     /// the connection.
     pub fn new(
@@ -103,10 +167,14 @@ impl AwayStatus {
             config,
             outbox: Outbox::new(own_user_id),
             subscribed: false,
+            whispers: true,
             hidden_since_ms: (!visible).then_some(now_ms),
             last_input_ms: now_ms,
             own: Status::Online,
+            set: None,
+            device: String::new(),
             members: SortedMap::default(),
+            left: SortedMap::default(),
             announce_at_ms: None,
         }
     }
@@ -129,19 +197,41 @@ impl AwayStatus {
         self.update_own(now_ms);
     }
 
+    /// What the user set (`None`: back to online/away by visibility) and their device. Check
+    /// it with [`valid_status`] first.
+    pub fn set_own(&mut self, set: Option<(String, String)>, device: &str) {
+        if self.set == set && self.device == device {
+            return;
+        }
+        self.set = set;
+        self.device = device.into();
+        self.mirror_own();
+        self.outbox.changed();
+        self.announce();
+    }
+
+    /// Whether the server carries statuses itself (`overtone:status`): then this machine does
+    /// not whisper them.
+    pub fn server_carries_statuses(&mut self, carries: bool) {
+        self.whispers = !carries;
+    }
+
     /// The subscription succeeded with these members (the presence `ids`): all start `online`.
-    /// Others assume we are online too, so an away status is announced at once.
+    /// Others assume we are online too, so another status is announced at once.
     pub fn subscribed<'a>(&mut self, member_ids: impl IntoIterator<Item = &'a str>, now_ms: u64) {
         self.subscribed = true;
         let was = self.own;
-        // A change due now is announced by update_own itself; an older away status is not.
+        // A change due now is announced by update_own itself (unless the user set a status);
+        // an older status is not.
         self.update_own(now_ms);
-        if self.own == Status::Away && was == Status::Away {
+        let announced = self.own != was && self.set.is_none();
+        if !announced && !self.is_default() {
             self.announce();
         }
         self.members.clear();
         for id in member_ids {
-            self.members.insert(id.to_owned(), Status::Online);
+            self.left.remove(id);
+            self.members.insert(id.to_owned(), MemberStatus::online());
         }
         self.mirror_own();
         self.outbox.changed();
@@ -158,36 +248,80 @@ impl AwayStatus {
         }
     }
 
-    /// `member_added`: the newcomer starts `online`; if we are away, they must hear it.
+    /// `member_added`: the newcomer starts `online`; if we are not, they must hear it.
     pub fn member_joined(&mut self, user_id: &str, now_ms: u64) {
-        self.members.insert(user_id.to_owned(), Status::Online);
+        self.left.remove(user_id);
+        self.members
+            .insert(user_id.to_owned(), MemberStatus::online());
         self.mirror_own();
         self.outbox.changed();
-        if self.own == Status::Away && self.outbox.sending_enabled && self.announce_at_ms.is_none()
-        {
+        let announces = self.whispers && self.outbox.sending_enabled;
+        if !self.is_default() && announces && self.announce_at_ms.is_none() {
             self.announce_at_ms = Some(now_ms.saturating_add(self.config.announce_delay_ms));
         }
     }
 
-    /// `member_removed`: the member is gone.
-    pub fn member_left(&mut self, user_id: &str) {
-        if self.members.remove(user_id).is_some() {
+    /// `member_removed`: the member is gone, last seen at `last_seen` (ms since the epoch).
+    pub fn member_left(&mut self, user_id: &str, last_seen: u64) {
+        if self.members.remove(user_id).is_none() {
+            return;
+        }
+        if self.left.len() >= MAX_LEFT {
+            let oldest = self
+                .left
+                .iter()
+                .min_by_key(|(_, &at)| at)
+                .map(|(u, _)| u.clone());
+            if let Some(oldest) = oldest {
+                self.left.remove(&oldest);
+            }
+        }
+        self.left.insert(user_id.to_owned(), last_seen);
+        self.outbox.changed();
+    }
+
+    /// A member who left before this client subscribed (the server's list), last seen then.
+    pub fn left_before(&mut self, user_id: &str, last_seen: u64) {
+        if self.members.get(user_id).is_none() && self.left.len() < MAX_LEFT {
+            self.left.insert(user_id.to_owned(), last_seen);
             self.outbox.changed();
         }
     }
 
-    /// A status event from `user_id`. Only present members are tracked, so a late event
-    /// cannot bring back someone who left; our own other tabs do not override this one.
-    pub fn received(&mut self, user_id: &str, status: Status) {
+    /// A status from `user_id` (a whisper, or the server's update). Only present members are
+    /// tracked, so a late event cannot bring back someone who left. `away_since` when the
+    /// sender said it; else an away member is away from `now_wall_ms` (ms since the epoch)
+    /// unless they already were. Our own other tabs' (or the server's) online/away does not
+    /// override this tab's; a status the user set there is returned, for this tab to adopt
+    /// (after a reload the server still has it).
+    pub fn received(
+        &mut self,
+        user_id: &str,
+        update: MemberStatus,
+        now_wall_ms: u64,
+    ) -> Option<(String, String)> {
         if self.outbox.is_own(user_id) {
-            return;
+            let set = !matches!(update.status.as_str(), "online" | "away");
+            return set.then_some((update.status, update.message));
         }
-        if let Some(current) = self.members.get_mut(user_id) {
-            if *current != status {
-                *current = status;
-                self.outbox.changed();
-            }
+        let current = self.members.get_mut(user_id)?;
+        let mut update = update;
+        if update.availability() == Status::Away && update.away_since.is_none() {
+            update.away_since = current.away_since.or(Some(now_wall_ms));
         }
+        if update.availability() == Status::Online {
+            update.away_since = None;
+        }
+        if *current != update {
+            *current = update;
+            self.outbox.changed();
+        }
+        None
+    }
+
+    /// Between a confirmed subscription and its loss.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed
     }
 
     /// The server refused client events (a `pusher:error` about them): stop sending.
@@ -211,7 +345,7 @@ impl AwayStatus {
         self.update_own(now_ms);
         if self.announce_at_ms.is_some_and(|at| now_ms >= at) {
             self.announce_at_ms = None;
-            if self.own == Status::Away {
+            if !self.is_default() {
                 self.announce();
             }
         }
@@ -222,21 +356,52 @@ impl AwayStatus {
         self.outbox.poll()
     }
 
-    /// This tab's own status.
+    /// This tab's own availability: away when hidden or idle, or set so.
     pub fn own_status(&self) -> Status {
-        self.own
+        self.own_member().availability()
     }
 
-    /// A member's status; `None` when they are not (or no longer) present.
+    /// This tab's own status as others see it (no `away_since`: the shell knows the wall clock).
+    pub fn own_member(&self) -> MemberStatus {
+        let (status, message) = match &self.set {
+            Some((status, message)) => (status.clone(), message.clone()),
+            None => (self.own.as_str().into(), String::new()),
+        };
+        MemberStatus {
+            status,
+            message,
+            device: self.device.clone(),
+            away_since: None,
+        }
+    }
+
+    /// A member's availability; `None` when they are not (or no longer) present.
     pub fn status_of(&self, user_id: &str) -> Option<Status> {
-        self.members.get(user_id).copied()
+        self.members.get(user_id).map(MemberStatus::availability)
     }
 
-    /// Every present member with their status, sorted by user id.
+    /// Every present member with their availability, sorted by user id.
     pub fn statuses(&self) -> impl Iterator<Item = (&str, Status)> {
         self.members
             .iter()
-            .map(|(id, &status)| (id.as_str(), status))
+            .map(|(id, member)| (id.as_str(), member.availability()))
+    }
+
+    /// Every present member with all they show, sorted by user id.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &MemberStatus)> {
+        self.members
+            .iter()
+            .map(|(id, member)| (id.as_str(), member))
+    }
+
+    /// Members who left, with when they were last seen, sorted by user id.
+    pub fn left(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.left.iter().map(|(id, &at)| (id.as_str(), at))
+    }
+
+    /// Online with no message: what newcomers assume, so nothing to tell them.
+    fn is_default(&self) -> bool {
+        self.set.is_none() && self.own == Status::Online
     }
 
     /// When being hidden or idle makes the own status away, unless the user comes back first.
@@ -261,33 +426,50 @@ impl AwayStatus {
             self.own = status;
             self.mirror_own();
             self.outbox.changed();
-            self.announce();
+            // What the user set stays what others see.
+            if self.set.is_none() {
+                self.announce();
+            }
         }
     }
 
     fn mirror_own(&mut self) {
+        let own = self.own_member();
         if let Some(entry) = self
             .outbox
             .own_user_id
             .as_deref()
             .and_then(|id| self.members.get_mut(id))
         {
-            *entry = self.own;
+            *entry = own;
         }
     }
 
     fn announce(&mut self) {
         // Whatever was pending for newcomers is covered by this announcement.
         self.announce_at_ms = None;
-        if !self.outbox.sending_enabled || !self.subscribed {
+        if !self.whispers || !self.outbox.sending_enabled || !self.subscribed {
             return;
         }
-        let literal = match self.own {
-            Status::Online => "\"online\"",
-            Status::Away => "\"away\"",
-        };
-        self.outbox.send(STATUS_EVENT, "status", literal);
+        let fields = status_fields(&self.own_member());
+        self.outbox.send(STATUS_EVENT, &fields);
     }
+}
+
+/// `"status":…` with `"message"` and `"device"` when not empty: the whisper's fields, and the
+/// `overtone:status` frame's data.
+pub(crate) fn status_fields(member: &MemberStatus) -> String {
+    let mut fields = String::from("\"status\":");
+    push_json_string(&mut fields, &member.status);
+    for (name, value) in [("message", &member.message), ("device", &member.device)] {
+        if !value.is_empty() {
+            fields.push_str(",\"");
+            fields.push_str(name);
+            fields.push_str("\":");
+            push_json_string(&mut fields, value);
+        }
+    }
+    fields
 }
 
 #[cfg(test)]
@@ -315,6 +497,13 @@ mod tests {
             }
         }
         (sent, changed)
+    }
+
+    fn away() -> MemberStatus {
+        MemberStatus {
+            status: "away".into(),
+            ..MemberStatus::default()
+        }
     }
 
     const AWAY: &str = r#"{"status":"away","user_id":"me"}"#;
@@ -446,12 +635,25 @@ mod tests {
     fn remote_statuses_follow_events_joins_and_leaves() {
         let mut machine = status(true);
         machine.member_joined("bob", 0);
-        machine.received("ana", Status::Away);
+        assert_eq!(machine.received("ana", away(), 0), None);
         drain(&mut machine);
-        machine.received("ana", Status::Away);
+        machine.received("ana", away(), 0);
         assert!(!drain(&mut machine).1, "same status, no change");
-        machine.received("me", Status::Away);
-        machine.received("ghost", Status::Away);
+        assert_eq!(
+            machine.received("me", away(), 0),
+            None,
+            "own online/away is this tab's"
+        );
+        let busy = MemberStatus {
+            status: "busy".into(),
+            message: "Lunch".into(),
+            ..away()
+        };
+        assert_eq!(
+            machine.received("me", busy, 0),
+            Some(("busy".into(), "Lunch".into()))
+        );
+        machine.received("ghost", away(), 0);
         let all: Vec<_> = machine.statuses().collect();
         assert_eq!(
             all,
@@ -461,10 +663,121 @@ mod tests {
                 ("me", Status::Online)
             ]
         );
-        machine.member_left("ana");
+        machine.member_left("ana", 5);
         assert_eq!(machine.status_of("ana"), None);
         assert!(drain(&mut machine).1);
         assert_eq!(Status::parse("away"), Some(Status::Away));
         assert_eq!(Status::parse("busy"), None);
+    }
+
+    #[test]
+    fn a_set_status_wins_over_away_and_goes_to_newcomers_with_message_and_device() {
+        let mut machine = status(true);
+        machine.set_own(Some(("busy".into(), "In a meeting".into())), "mobile");
+        let busy = r#"{"status":"busy","message":"In a meeting","device":"mobile","user_id":"me"}"#;
+        assert_eq!(drain(&mut machine), (vec![busy.to_owned()], true));
+        assert_eq!(
+            machine
+                .members()
+                .find(|(id, _)| *id == "me")
+                .unwrap()
+                .1
+                .status,
+            "busy"
+        );
+        machine.visibility_changed(false, 0);
+        machine.handle_timeout(30_000);
+        assert!(
+            drain(&mut machine).0.is_empty(),
+            "hidden: still busy for the others"
+        );
+        assert_eq!(machine.own_status(), Status::Online, "busy is there");
+        machine.member_joined("bob", 40_000);
+        machine.handle_timeout(41_000);
+        assert_eq!(drain(&mut machine).0, [busy]);
+        machine.set_own(None, "mobile");
+        assert_eq!(
+            drain(&mut machine).0,
+            [r#"{"status":"away","device":"mobile","user_id":"me"}"#]
+        );
+        assert!(valid_status("in-a_meeting2", ""));
+        assert!(!valid_status("Busy", ""));
+        assert!(!valid_status("", ""));
+        assert!(!valid_status("busy", &"x".repeat(MAX_MESSAGE_LEN + 1)));
+        assert!(
+            valid_status("busy", &"é".repeat(MAX_MESSAGE_LEN)),
+            "characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn with_the_server_carrying_statuses_nothing_is_whispered() {
+        let mut machine = status(false);
+        machine.server_carries_statuses(true);
+        machine.handle_timeout(30_000);
+        machine.set_own(Some(("busy".into(), String::new())), "");
+        machine.member_joined("bob", 31_000);
+        assert_eq!(machine.poll_timeout(), None);
+        assert!(drain(&mut machine).0.is_empty());
+    }
+
+    #[test]
+    fn away_since_is_kept_from_the_first_away_and_left_members_are_remembered_bounded() {
+        let mut machine = status(true);
+        machine.received("ana", away(), 1_000);
+        machine.received("ana", away(), 2_000);
+        let ana = machine
+            .members()
+            .find(|(id, _)| *id == "ana")
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(ana.away_since, Some(1_000));
+        let told = MemberStatus {
+            away_since: Some(500),
+            ..away()
+        };
+        machine.received("ana", told, 3_000);
+        assert_eq!(
+            machine
+                .members()
+                .find(|(id, _)| *id == "ana")
+                .unwrap()
+                .1
+                .away_since,
+            Some(500)
+        );
+        machine.received(
+            "ana",
+            MemberStatus {
+                status: "online".into(),
+                ..MemberStatus::default()
+            },
+            4_000,
+        );
+        assert_eq!(
+            machine
+                .members()
+                .find(|(id, _)| *id == "ana")
+                .unwrap()
+                .1
+                .away_since,
+            None
+        );
+        machine.member_left("ana", 9_000);
+        assert_eq!(machine.left().collect::<Vec<_>>(), [("ana", 9_000)]);
+        machine.member_joined("ana", 10_000);
+        assert_eq!(machine.left().count(), 0, "back: no longer left");
+        for i in 0..MAX_LEFT as u64 + 5 {
+            let mut user = String::from("u");
+            crate::core::push_decimal(&mut user, i);
+            machine.member_joined(&user, 0);
+            machine.member_left(&user, 100 + i);
+        }
+        assert_eq!(machine.left().count(), MAX_LEFT);
+        assert!(
+            machine.left().all(|(_, at)| at >= 105),
+            "the longest gone were forgotten"
+        );
     }
 }

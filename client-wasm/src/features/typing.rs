@@ -215,8 +215,12 @@ impl Typing {
             self.last_true_ms = Some(now_ms);
         }
         self.announced = typing;
-        let literal = if typing { "true" } else { "false" };
-        self.outbox.send(TYPING_EVENT, "typing", literal);
+        let fields = if typing {
+            "\"typing\":true"
+        } else {
+            "\"typing\":false"
+        };
+        self.outbox.send(TYPING_EVENT, fields);
     }
 }
 

@@ -1,5 +1,5 @@
-// A stand-in for overtone's Echo class with the typing, status and badge feeds the bindings
-// use, driven by the test through window.fake: it checks the bindings' side (what they read,
+// A stand-in for overtone's Echo class with the typing, status, read-receipt and badge feeds
+// the bindings use, driven by the test through window.fake: it checks the bindings' side (what they read,
 // re-render and release) apart from the real class.
 const channels = new Map();
 const calls = [];
@@ -10,9 +10,12 @@ class FakeChannel {
   constructor(name) {
     this.name = name;
     this.typists = [];
-    this.memberStatuses = {};
+    this.statusMap = {};
+    this.details = undefined;
+    this.readState = { readers: {}, unread: 0 };
     this.typingListeners = new Set();
     this.statusListeners = new Set();
+    this.readListeners = new Set();
   }
   typing() { calls.push(`typing ${this.name}`); }
   typingUsers() { return this.typists; }
@@ -20,10 +23,17 @@ class FakeChannel {
     this.typingListeners.add(callback);
     return () => this.typingListeners.delete(callback);
   }
-  statuses() { return this.memberStatuses; }
+  statuses() { return this.statusMap; }
+  memberStatuses() { return this.details; }
   onStatusChange(callback) {
     this.statusListeners.add(callback);
     return () => this.statusListeners.delete(callback);
+  }
+  reads() { return this.readState; }
+  markRead(upTo) { calls.push(`markRead ${this.name} ${upTo}`); }
+  onReadChange(callback) {
+    this.readListeners.add(callback);
+    return () => this.readListeners.delete(callback);
   }
 }
 
@@ -41,6 +51,7 @@ export default class FakeEcho {
   join(name) { return subscribe(`presence-${name}`); }
   leave(name) { calls.push(`leave ${name}`); }
   leaveChannel(name) { calls.push(`leaveChannel ${name}`); }
+  setStatus(status, message) { calls.push(`setStatus ${status} ${message}`); }
   badges = {
     count: (category) => badgeCounts[category] ?? 0,
     total: () => Object.values(badgeCounts).reduce((sum, n) => sum + n, 0),
@@ -61,8 +72,18 @@ window.fake = {
   },
   setStatuses(name, statuses) {
     const channel = channels.get(name);
-    channel.memberStatuses = statuses;
+    channel.statusMap = statuses;
     channel.statusListeners.forEach((callback) => callback());
+  },
+  setDetails(name, details) {
+    const channel = channels.get(name);
+    channel.details = details;
+    channel.statusListeners.forEach((callback) => callback());
+  },
+  setReads(name, state) {
+    const channel = channels.get(name);
+    channel.readState = state;
+    channel.readListeners.forEach((callback) => callback());
   },
   setBadge(category, count) {
     badgeCounts[category] = count;
@@ -70,5 +91,6 @@ window.fake = {
   },
   /** Change callbacks still registered: zero once every component has unmounted. */
   listeners: () =>
-    badgeListeners.size + [...channels.values()].reduce((n, c) => n + c.typingListeners.size + c.statusListeners.size, 0),
+    badgeListeners.size +
+    [...channels.values()].reduce((n, c) => n + c.typingListeners.size + c.statusListeners.size + c.readListeners.size, 0),
 };
