@@ -12,7 +12,7 @@ const enum Op {
   New, Connect, Disconnect, Subscribe, Leave, Bind, BindUser, Unbind, Listeners, Whisper,
   AuthExtra, Authorized, AuthorizationFailed, Signin, UserAuthorized, Established, Ping, Pong,
   ServerError, SigninSuccess, PresenceMember, Subscribed, SubscriptionError, MemberAdded,
-  MemberRemoved, Event, Decrypt, Closed, SocketError, Timer, Online, Visibility, PageShown,
+  MemberRemoved, Event, Decrypt, Closed, SocketError, Timer, Online, Visibility, PageShown, Seen,
 }
 
 /** client-wasm/src/web/shell.rs `Out`, in order. */
@@ -56,6 +56,8 @@ export interface Options {
 
 type Item = [number, string, string];
 type Callback = (...args: any[]) => void;
+/** Whom a plain event reaches, as the core decided it: listener ids, with the event's name for `listenToAll`'s. */
+type Route = [number, string?][];
 
 /** A user id as the wasm keeps it: strings as they are, integers in decimal; else `''`. */
 const id = (value: unknown): string =>
@@ -100,6 +102,17 @@ export class Client {
   private userIdNow_?: string;
   /** Set by `visibility`, for the features module when it loads. */
   private hidden_?: boolean;
+  /**
+   * Channel -> event name -> whom a plain event (no sender, no position, not the protocol's,
+   * not encrypted) reaches, as recorded from the core's `Data` / `NamedData` answers to the first
+   * such event. The same events then skip the wasm: its answer depends only on the channels,
+   * listeners and connection, which change only in other calls, and those start a new map.
+   */
+  private routes_ = new Map<string, Map<string, Route>>();
+  /** The route being recorded, during an `Event` call. */
+  private recording_?: Route;
+  /** When the last event that skipped the wasm arrived (-1: none since the last call): told to it first (`Op.Seen`). */
+  private seen_ = -1;
 
   /** Only once `load` has finished. */
   constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
@@ -122,11 +135,22 @@ export class Client {
 
   /** Runs an operation; throws what the wasm refused. */
   private run_(op: Op, a = '', b = '', c = '', d = '', n = -1): number {
+    if (this.seen_ >= 0) {
+      const seen = this.seen_;
+      this.seen_ = -1;
+      this.run_(Op.Seen, '', '', '', '', seen);
+    }
+    // Only these leave plain events' routing as it is.
+    if (op !== Op.Event && op !== Op.Decrypt && op !== Op.Seen) this.routes_ = new Map();
     const outer = this.thrown_;
+    const recording = this.recording_;
     this.thrown_ = undefined;
+    // A listener's calls are not part of the route being recorded.
+    if (op !== Op.Event) this.recording_ = undefined;
     const result = call(this.index_, op, a, b, c, d, n);
     const thrown = this.thrown_;
     this.thrown_ = outer;
+    this.recording_ = recording;
     if (thrown) throw new Error(thrown);
     return result;
   }
@@ -184,8 +208,10 @@ export class Client {
         this.toFeatures_((f) => f.serverError(a));
         return this.hooks_.error(n >= 0 ? n : undefined, a);
       case Out.Data:
+        this.recording_?.push([n]);
         return listener && invoke(listener[0], a ? [this.data_, { user_id: a }] : [this.data_]);
       case Out.NamedData:
+        this.recording_?.push([n, a]);
         return listener && invoke(listener[0], [a, this.data_]);
       case Out.Call:
         return listener && invoke(listener[0], []);
@@ -310,7 +336,9 @@ export class Client {
         return this.toFeatures_((f) => f.memberLeft(channel, user));
       }
     }
-    if (channel.startsWith('private-encrypted-') && !event.startsWith('pusher')) {
+    const protocol = event.startsWith('pusher');
+    const encrypted = channel.startsWith('private-encrypted-');
+    if (encrypted && !protocol) {
       this.plain_ = undefined;
       this.run_(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
       if (this.plain_ === undefined) return;
@@ -321,9 +349,29 @@ export class Client {
       }
     }
     const sender = id(frame.user_id);
-    this.data_ = data;
-    this.run_(Op.Event, channel, event, sender, position(frame));
-    this.data_ = undefined;
+    const at = position(frame);
+    const plain = !sender && !at && !protocol && !encrypted;
+    const route = plain ? this.routes_.get(channel)?.get(event) : undefined;
+    if (route) {
+      this.seen_ = performance.now();
+      for (const [listener, name] of route) {
+        const callback = this.listeners_.get(listener)?.[0];
+        if (callback) invoke(callback, name === undefined ? [data] : [name, data]);
+      }
+    } else {
+      const routes = this.routes_;
+      const recorded: Route | undefined = (this.recording_ = plain ? [] : undefined);
+      this.data_ = data;
+      this.run_(Op.Event, channel, event, sender, at);
+      this.data_ = this.recording_ = undefined;
+      // Not when a listener changed the routing meanwhile (that started a new map), and
+      // bounded: a server could send any number of channel and event names.
+      if (recorded && this.routes_ === routes && routes.size < 64) {
+        const names = routes.get(channel) ?? new Map<string, Route>();
+        routes.set(channel, names);
+        if (names.size < 64) names.set(event, recorded);
+      }
+    }
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);
     if (event === TYPING && user) this.toFeatures_((f) => f.typingSeen(channel, user, !!data?.typing));
