@@ -103,8 +103,8 @@ export class Client {
   /** Set by `visibility`, for the features module when it loads. */
   private hidden_?: boolean;
   /**
-   * Channel -> event name -> whom a plain event (no sender, no position, not the protocol's,
-   * not encrypted) reaches, as recorded from the core's `Data` / `NamedData` answers to the first
+   * Channel -> event name -> whom a plain event (no sender, no position, not the protocol's)
+   * reaches, as recorded from the core's `Data` / `NamedData` answers to the first
    * such event. The same events then skip the wasm: its answer depends only on the channels,
    * listeners and connection, which change only in other calls, and those start a new map.
    */
@@ -337,8 +337,7 @@ export class Client {
       }
     }
     const protocol = event.startsWith('pusher');
-    const encrypted = channel.startsWith('private-encrypted-');
-    if (encrypted && !protocol) {
+    if (channel.startsWith('private-encrypted-') && !protocol) {
       this.plain_ = undefined;
       this.run_(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
       if (this.plain_ === undefined) return;
@@ -350,7 +349,8 @@ export class Client {
     }
     const sender = id(frame.user_id);
     const at = position(frame);
-    const plain = !sender && !at && !protocol && !encrypted;
+    // Decrypted by now; the protocol's own events always go to the core.
+    const plain = !sender && !at && !protocol;
     const route = plain ? this.routes_.get(channel)?.get(event) : undefined;
     if (route) {
       this.seen_ = performance.now();
