@@ -109,7 +109,10 @@ export class Client {
    * listeners and connection, which change only in other calls, and those start a new map.
    */
   private routes_ = new Map<string, Map<string, Route>>();
-  /** The route being recorded, during an `Event` call. */
+  /**
+   * The route being recorded, during an `Event` call. A listener's calls in the meantime add
+   * nothing to it (only `Event` calls dispatch events).
+   */
   private recording_?: Route;
   /** When the last event that skipped the wasm arrived (-1: none since the last call): told to it first (`Op.Seen`). */
   private seen_ = -1;
@@ -135,22 +138,16 @@ export class Client {
 
   /** Runs an operation; throws what the wasm refused. */
   private run_(op: Op, a = '', b = '', c = '', d = '', n = -1): number {
-    if (this.seen_ >= 0) {
-      const seen = this.seen_;
-      this.seen_ = -1;
-      this.run_(Op.Seen, '', '', '', '', seen);
-    }
+    const seen = this.seen_;
+    this.seen_ = -1;
+    if (seen >= 0) call(this.index_, Op.Seen, '', '', '', '', seen);
     // Only these leave plain events' routing as it is.
-    if (op !== Op.Event && op !== Op.Decrypt && op !== Op.Seen) this.routes_ = new Map();
+    if (op !== Op.Event && op !== Op.Decrypt) this.routes_ = new Map();
     const outer = this.thrown_;
-    const recording = this.recording_;
     this.thrown_ = undefined;
-    // A listener's calls are not part of the route being recorded.
-    if (op !== Op.Event) this.recording_ = undefined;
     const result = call(this.index_, op, a, b, c, d, n);
     const thrown = this.thrown_;
     this.thrown_ = outer;
-    this.recording_ = recording;
     if (thrown) throw new Error(thrown);
     return result;
   }
@@ -364,13 +361,10 @@ export class Client {
       this.data_ = data;
       this.run_(Op.Event, channel, event, sender, at);
       this.data_ = this.recording_ = undefined;
-      // Not when a listener changed the routing meanwhile (that started a new map), and
-      // bounded: a server could send any number of channel and event names.
-      if (recorded && this.routes_ === routes && routes.size < 64) {
-        const names = routes.get(channel) ?? new Map<string, Route>();
-        routes.set(channel, names);
-        if (names.size < 64) names.set(event, recorded);
-      }
+      // Into the map of before the call: if a listener changed the routing meanwhile, that map
+      // is gone. Bounded: a server could send any number of channel and event names.
+      const names = routes.get(channel) ?? new Map<string, Route>();
+      if (recorded && routes.size < 64 && names.size < 64) routes.set(channel, names.set(event, recorded));
     }
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);

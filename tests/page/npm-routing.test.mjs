@@ -119,10 +119,11 @@ test('plain events reach whom the core routed them to, and the routing follows s
     heard.push('left');
     window.echo.leave('other');
     tick('other', 12);
-    heard.push('unbound by a listener');
+    heard.push('rebound by a listener');
+    const later = () => heard.push('later');
     const once = () => {
       heard.push('once');
-      news.stopListening('.tick', once);
+      news.stopListening('.tick', once).listen('.tick', later);
     };
     news.listen('.tick', once);
     tick('news', 13);
@@ -139,7 +140,7 @@ test('plain events reach whom the core routed them to, and the routing follows s
     'unbound', ['all', '.tick', 11],
     'left',
     // The listeners of the event first, then `listenToAll`'s.
-    'unbound by a listener', 'once', ['all', '.tick', 13], ['all', '.tick', 14],
+    'rebound by a listener', 'once', ['all', '.tick', 13], 'later', ['all', '.tick', 14],
   ]);
   assert.deepEqual(page.problems, []);
   await page.context().close();
