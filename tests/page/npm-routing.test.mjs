@@ -51,7 +51,8 @@ async function openClient({ entry = 'index', activity = 120 } = {}) {
           this.readyState = 3;
         }
       }
-      window.feed = (frame) => window.sockets.at(-1).onmessage({ data: JSON.stringify(frame) });
+      // A MessageEvent as a socket's: its timeStamp says when it arrived.
+      window.feed = (frame) => window.sockets.at(-1).onmessage(new MessageEvent('message', { data: JSON.stringify(frame) }));
       window.sent = (event) => window.sockets.at(-1).frames.filter((f) => f.event === event).map((f) => f.data);
       window.established = () =>
         window.feed({ event: 'pusher:connection_established', data: JSON.stringify({ socket_id: '1.1', activity_timeout: activity }) });
