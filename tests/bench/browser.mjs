@@ -8,7 +8,7 @@
 //   ours  - the overtone package as built in pkg-js/dist (scripts/lib.sh build_package),
 //   twin  - the same package where WebAssembly cannot run: its wasm2js JavaScript twin,
 //   base  - another build of the package (`--base DIR`, e.g. a copy of pkg-js/dist made before a
-//           change), for a before/after in one sitting,
+//           change), for a before/after in one sitting; `basetwin`: its twin,
 // in the same headless Debian Chromium, at normal speed and with the page's CPU throttled
 // (CDP Emulation.setCPUThrottlingRate). A stub server (a child process) answers the Pusher
 // handshake and then writes pre-built event frames as fast as the socket drains, so the
@@ -224,6 +224,7 @@ function page(kind, port, events) {
     // As on a page whose CSP forbids WebAssembly: the package falls back to the twin.
     twin: `<script>delete globalThis.WebAssembly;</script>${ours('pkg')}`,
     base: ours('base'),
+    basetwin: `<script>delete globalThis.WebAssembly;</script>${ours('base')}`,
   };
   return `<!doctype html><meta charset="utf-8"><title>${kind}</title>${clients[kind]}`;
 }
@@ -328,7 +329,7 @@ async function main() {
   if ((args.pages.includes('ours') || args.pages.includes('twin')) && !existsSync(path.join(PACKAGE, 'index.js'))) {
     throw new Error('pkg-js/dist is not built: source scripts/lib.sh and run build_package');
   }
-  if (args.pages.includes('base') && !existsSync(path.join(args.base ?? '', 'index.js'))) {
+  if (args.pages.some((page) => page.startsWith('base')) && !existsSync(path.join(args.base ?? '', 'index.js'))) {
     throw new Error('the base page needs --base DIR, a built package (a copy of pkg-js/dist)');
   }
   const server = fork(fileURLToPath(import.meta.url), ['--stub'], {
