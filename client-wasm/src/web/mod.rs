@@ -263,8 +263,9 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
         op::VISIBILITY => s.visibility_changed(now, n > 0.0),
         op::PAGE_SHOWN => s.core.page_shown(now),
         // A frame that asks nothing of the core: it only moves the activity timeout, which is
-        // all the plain events it stands for did to the connection.
-        op::SEEN => s.message(n as u64, ServerMessage::Pong),
+        // all the plain events it stands for did to the connection. Never later than now: an
+        // event's timeStamp on another clock (epoch ms in old browsers) must not stop the pings.
+        op::SEEN => s.message((n as u64).min(now), ServerMessage::Pong),
         _ => {}
     }
     -1.0
