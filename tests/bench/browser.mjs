@@ -429,5 +429,6 @@ function table(results, args) {
     }
   }
   console.error(`\n${args.events} events of ${args.size} B data, medians of ${args.runs} run(s):`);
-  console.table(rows);
+  // On stderr with the rest of the progress: stdout is the JSON lines.
+  new console.Console(process.stderr).table(rows);
 }
