@@ -13,7 +13,7 @@ const enum Op {
   New, Connect, Disconnect, Subscribe, Leave, Bind, BindUser, Unbind, Listeners, Whisper,
   AuthExtra, Authorized, AuthorizationFailed, Signin, UserAuthorized, Established, Ping, Pong,
   ServerError, SigninSuccess, PresenceMember, Subscribed, SubscriptionError, MemberAdded,
-  MemberRemoved, Event, Decrypt, Closed, SocketError, Timer, Online, Visibility, PageShown,
+  MemberRemoved, Event, Decrypt, Closed, SocketError, Timer, Online, Visibility, PageShown, Seen,
 }
 
 /** client-wasm/src/web/shell.rs `Out`, in order. */
@@ -63,6 +63,8 @@ export interface Options {
 
 type Item = [number, string, string];
 type Callback = (...args: any[]) => void;
+/** Whom a plain event reaches, as the core decided it: listener ids, with the event's name for `listenToAll`'s. */
+type Route = [number, string?][];
 
 /** A user id as the wasm keeps it: strings as they are, integers in decimal; else `''`. */
 const id = (value: unknown): string =>
@@ -114,6 +116,20 @@ export class Client {
    * heard of it (`heard_`), the newest of each kind, kept for when it loads.
    */
   private readonly followed_ = new Map<string, Map<string, [string, any]>>();
+  /**
+   * Channel -> event name -> whom a plain event (no sender, no position, not the protocol's)
+   * reaches, as recorded from the core's `Data` / `NamedData` answers to the first
+   * such event. The same events then skip the wasm: its answer depends only on the channels,
+   * listeners and connection, which change only in other calls, and those start a new map.
+   */
+  private routes_ = new Map<string, Map<string, Route>>();
+  /**
+   * The route being recorded, during an `Event` call. A listener's calls in the meantime add
+   * nothing to it (only `Event` calls dispatch events).
+   */
+  private recording_?: Route;
+  /** When the last event that skipped the wasm arrived (-1: none since the last call): told to it first (`Op.Seen`). */
+  private seen_ = -1;
 
   /** Only once `load` has finished. */
   constructor(private readonly options_: Options, private readonly hooks_: Hooks) {
@@ -136,6 +152,11 @@ export class Client {
 
   /** Runs an operation; throws what the wasm refused. */
   private run_(op: Op, a = '', b = '', c = '', d = '', n = -1): number {
+    const seen = this.seen_;
+    this.seen_ = -1;
+    if (seen >= 0) call(this.index_, Op.Seen, '', '', '', '', seen);
+    // Only these leave plain events' routing as it is.
+    if (op !== Op.Event && op !== Op.Decrypt) this.routes_ = new Map();
     const outer = this.thrown_;
     this.thrown_ = undefined;
     const result = call(this.index_, op, a, b, c, d, n);
@@ -163,7 +184,7 @@ export class Client {
         try {
           const socket = (this.socket_ = new (this.options_.WebSocket ?? WebSocket)(a));
           socket.onmessage = (event) => {
-            this.frame_(event.data);
+            this.frame_(event.data, event.timeStamp);
             this.hooks_.framed?.();
           };
           socket.onclose = (event) => this.run_(Op.Closed, '', '', '', '', event.code);
@@ -199,8 +220,10 @@ export class Client {
         this.toFeatures_((f) => f.serverError(a));
         return this.hooks_.error(n >= 0 ? n : undefined, a);
       case Out.Data:
+        this.recording_?.push([n]);
         return listener && invoke(listener[0], a ? [this.data_, { user_id: a }] : [this.data_]);
       case Out.NamedData:
+        this.recording_?.push([n, a]);
         return listener && invoke(listener[0], [a, this.data_]);
       case Out.Call:
         return listener && invoke(listener[0], []);
@@ -246,8 +269,12 @@ export class Client {
     this.socket_ = undefined;
   }
 
-  /** One socket frame: parsed here, told to the wasm by kind; its payload stays here. */
-  private frame_(text: unknown): void {
+  /**
+   * One socket frame: parsed here, told to the wasm by kind; its payload stays here. `stamp`:
+   * when it arrived, on `performance.now()`'s clock (the event's `timeStamp`: reading it costs a
+   * fifth of calling `performance.now()`), where the runtime gives one.
+   */
+  private frame_(text: unknown, stamp?: number): void {
     let frame: any;
     try {
       frame = JSON.parse(text as string);
@@ -265,11 +292,10 @@ export class Client {
         // Kept as the string it is.
       }
     }
-    const unreadable = () => this.hooks_.error(undefined, 'Unreadable frame from the server');
-    if (typeof event !== 'string') return unreadable();
+    if (typeof event !== 'string') return this.unreadable_();
     switch (event) {
       case 'pusher:connection_established':
-        if (typeof data?.socket_id !== 'string') return unreadable();
+        if (typeof data?.socket_id !== 'string') return this.unreadable_();
         this.establishing_ = data.socket_id;
         this.extensions_ = (data.overtone?.reads ? 1 : 0) | (data.overtone?.status ? 2 : 0);
         this.run_(Op.Established, data.socket_id, '', '', '', count(data.activity_timeout));
@@ -287,10 +313,10 @@ export class Client {
         } catch {
           // Reported below.
         }
-        return user ? void this.run_(Op.SigninSuccess, user) : unreadable();
+        return user ? void this.run_(Op.SigninSuccess, user) : this.unreadable_();
       }
     }
-    if (typeof channel !== 'string') return unreadable();
+    if (typeof channel !== 'string') return this.unreadable_();
     switch (event) {
       case 'pusher_internal:subscription_succeeded': {
         const hash = data?.presence?.hash;
@@ -312,7 +338,7 @@ export class Client {
         return void this.run_(Op.SubscriptionError, channel, String(data?.error ?? 'Subscription refused'), '', '', count(data?.status));
       case 'pusher_internal:member_added': {
         const user = id(data?.user_id);
-        if (!user) return unreadable();
+        if (!user) return this.unreadable_();
         if (!this.presence_.has(channel)) this.presence_.set(channel, new Map());
         this.presence_.get(channel)!.set(user, data.user_info);
         this.run_(Op.MemberAdded, channel, user);
@@ -320,7 +346,7 @@ export class Client {
       }
       case 'pusher_internal:member_removed': {
         const user = id(data?.user_id);
-        if (!user) return unreadable();
+        if (!user) return this.unreadable_();
         // Gone from `members()` before the `leaving` listeners run, as in laravel-echo.
         const members = this.presence_.get(channel);
         this.departed_ = [user, members?.get(user)];
@@ -331,7 +357,8 @@ export class Client {
       }
     }
     if (event.startsWith('overtone:')) return this.heard_(channel, event, data);
-    if (channel.startsWith('private-encrypted-') && !event.startsWith('pusher')) {
+    const protocol = event.startsWith('pusher');
+    if (channel.startsWith('private-encrypted-') && !protocol) {
       this.plain_ = undefined;
       this.run_(Op.Decrypt, channel, String(data?.nonce), String(data?.ciphertext));
       if (this.plain_ === undefined) return;
@@ -342,10 +369,28 @@ export class Client {
       }
     }
     const sender = id(frame.user_id);
-    this.data_ = data;
-    this.run_(Op.Event, channel, event, sender, position(frame));
-    this.data_ = undefined;
-    if (position(frame)) this.heard_(channel, 'position', position(frame));
+    const at = position(frame);
+    // Decrypted by now; the protocol's own events always go to the core.
+    const plain = !sender && !at && !protocol;
+    const route = plain ? this.routes_.get(channel)?.get(event) : undefined;
+    if (route) {
+      this.seen_ = stamp ?? performance.now();
+      for (const [listener, name] of route) {
+        const callback = this.listeners_.get(listener)?.[0];
+        if (callback) invoke(callback, name === undefined ? [data] : [name, data]);
+      }
+    } else {
+      const routes = this.routes_;
+      const recorded: Route | undefined = (this.recording_ = plain ? [] : undefined);
+      this.data_ = data;
+      this.run_(Op.Event, channel, event, sender, at);
+      this.data_ = this.recording_ = undefined;
+      // Into the map of before the call: if a listener changed the routing meanwhile, that map
+      // is gone. Bounded: a server could send any number of channel and event names.
+      const names = routes.get(channel) ?? new Map<string, Route>();
+      if (recorded && routes.size < 64 && names.size < 64) routes.set(channel, names.set(event, recorded));
+    }
+    if (at) this.heard_(channel, 'position', at);
     // What the typing, status and badge machines hear of it.
     const user = sender || id(data?.user_id);
     if (event === TYPING && user) this.toFeatures_((f) => f.typingSeen(channel, user, !!data?.typing));
@@ -358,6 +403,10 @@ export class Client {
     if (event === BADGE_COUNT && typeof data?.category === 'string' && count(data.count) >= 0) {
       this.withFeatures_((f) => f.badgeCount(data.category, data.count));
     }
+  }
+
+  private unreadable_(): void {
+    this.hooks_.error(undefined, 'Unreadable frame from the server');
   }
 
   // ---- the app's calls ----

@@ -7,6 +7,8 @@
 //   echo  - laravel-echo 2.5 + pusher-js 8.6 (tests/node_modules),
 //   ours  - the overtone package as built in pkg-js/dist (scripts/lib.sh build_package),
 //   twin  - the same package where WebAssembly cannot run: its wasm2js JavaScript twin,
+//   base  - another build of the package (`--base DIR`, e.g. a copy of pkg-js/dist made before a
+//           change), for a before/after in one sitting; `basetwin`: its twin,
 // in the same headless Debian Chromium, at normal speed and with the page's CPU throttled
 // (CDP Emulation.setCPUThrottlingRate). A stub server (a child process) answers the Pusher
 // handshake and then writes pre-built event frames as fast as the socket drains, so the
@@ -14,7 +16,7 @@
 //
 //   node tests/bench/browser.mjs [--events 50000] [--size 100] [--runs 3] [--throttle 1,4]
 //                                [--pages bare,parse,echo,ours,twin] [--time-domain timeTicks|threadTicks]
-//                                [--profile] [--quick]
+//                                [--base DIR] [--profile] [--quick]
 //
 // Prints one JSON line per run on stdout, then a table of medians (progress on stderr).
 //
@@ -38,6 +40,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const MODULES = path.join(ROOT, 'tests/node_modules');
 const PACKAGE = path.join(ROOT, 'pkg-js/dist');
+// `--base DIR`, passed on to the stub: the package the `base` page loads.
+const BASE = process.env.OVERTONE_BENCH_BASE;
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const KEY = 'bench-key';
 const CHANNEL = 'bench';
@@ -66,8 +70,10 @@ function stub() {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     let file = files[url.pathname];
-    if (url.pathname.startsWith('/pkg/')) {
-      file = path.join(PACKAGE, path.normalize(url.pathname.slice(5)).replace(/^(\.\.[/\\])+/, ''));
+    for (const [prefix, dir] of [['/pkg/', PACKAGE], ['/base/', BASE]]) {
+      if (dir && url.pathname.startsWith(prefix)) {
+        file = path.join(dir, path.normalize(url.pathname.slice(prefix.length)).replace(/^(\.\.[/\\])+/, ''));
+      }
     }
     if (url.pathname.startsWith('/page/')) {
       res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store' });
@@ -182,8 +188,8 @@ function page(kind, port, events) {
       if (bench.count === ${events}) bench.resolve();
     };`;
   const options = `{ broadcaster: 'reverb', key: '${KEY}', wsHost: '127.0.0.1', wsPort: ${port}, forceTLS: false, enabledTransports: ['ws'] }`;
-  const ours = `<script type="module">${common}
-      import Echo from '/pkg/index.js';
+  const ours = (dir) => `<script type="module">${common}
+      import Echo from '/${dir}/index.js';
       const echo = new Echo(${options});
       echo.channel('${CHANNEL}').subscribed(() => bench.subscribed()).listen('.${EVENT}', onEvent);
     </script>`;
@@ -214,9 +220,11 @@ function page(kind, port, events) {
       const echo = new Echo.default(${options});
       echo.channel('${CHANNEL}').subscribed(() => bench.subscribed()).listen('.${EVENT}', onEvent);
     </script>`,
-    ours: ours,
+    ours: ours('pkg'),
     // As on a page whose CSP forbids WebAssembly: the package falls back to the twin.
-    twin: `<script>delete globalThis.WebAssembly;</script>${ours}`,
+    twin: `<script>delete globalThis.WebAssembly;</script>${ours('pkg')}`,
+    base: ours('base'),
+    basetwin: `<script>delete globalThis.WebAssembly;</script>${ours('base')}`,
   };
   return `<!doctype html><meta charset="utf-8"><title>${kind}</title>${clients[kind]}`;
 }
@@ -298,6 +306,7 @@ function parseArgs(argv) {
     else if (flag === '--runs') args.runs = Number(value());
     else if (flag === '--throttle') args.throttle = value().split(',').map(Number);
     else if (flag === '--pages') args.pages = value().split(',');
+    else if (flag === '--base') args.base = path.resolve(value());
     else if (flag === '--profile') args.profile = true;
     else if (flag === '--quick') Object.assign(args, { events: 2000, runs: 1, throttle: [1] });
     else if (flag === '--time-domain') args.timeDomain = value();
@@ -320,7 +329,13 @@ async function main() {
   if ((args.pages.includes('ours') || args.pages.includes('twin')) && !existsSync(path.join(PACKAGE, 'index.js'))) {
     throw new Error('pkg-js/dist is not built: source scripts/lib.sh and run build_package');
   }
-  const server = fork(fileURLToPath(import.meta.url), ['--stub'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (args.pages.some((page) => page.startsWith('base')) && !existsSync(path.join(args.base ?? '', 'index.js'))) {
+    throw new Error('the base page needs --base DIR, a built package (a copy of pkg-js/dist)');
+  }
+  const server = fork(fileURLToPath(import.meta.url), ['--stub'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, OVERTONE_BENCH_BASE: args.base ?? '' },
+  });
   const messages = [];
   let wake = () => {};
   server.on('message', (m) => {
@@ -414,5 +429,6 @@ function table(results, args) {
     }
   }
   console.error(`\n${args.events} events of ${args.size} B data, medians of ${args.runs} run(s):`);
-  console.table(rows);
+  // On stderr with the rest of the progress: stdout is the JSON lines.
+  new console.Console(process.stderr).table(rows);
 }

@@ -84,6 +84,10 @@ pub(crate) mod op {
     /// `(n: 1 visible | 0)`.
     pub const VISIBILITY: u32 = 31;
     pub const PAGE_SHOWN: u32 = 32;
+    /// `(n: ms)`: the page dispatched frames itself, the last at `n` (`performance.now()`):
+    /// plain events it knew the core's routing for (`pkg-js/src/client.ts` `routes_`). Told
+    /// before the next call, so that the activity timeout counts from them as from any frame.
+    pub const SEEN: u32 = 33;
 }
 
 /// `Some(n)` for a number the page gave (`-1`: none), clamped to `u16`.
@@ -258,6 +262,10 @@ fn perform(s: &mut Shell, op: u32, a: &str, b: &str, c: &str, d: &str, n: f64) -
         op::ONLINE => s.core.set_online(now, n > 0.0),
         op::VISIBILITY => s.visibility_changed(now, n > 0.0),
         op::PAGE_SHOWN => s.core.page_shown(now),
+        // A frame that asks nothing of the core: it only moves the activity timeout, which is
+        // all the plain events it stands for did to the connection. Never later than now: an
+        // event's timeStamp on another clock (epoch ms in old browsers) must not stop the pings.
+        op::SEEN => s.message((n as u64).min(now), ServerMessage::Pong),
         _ => {}
     }
     -1.0
