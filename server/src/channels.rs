@@ -29,7 +29,7 @@ use crate::frame;
 use crate::history::{self, Limits, Replay, Ring};
 use crate::presence::{Member, Members};
 use crate::state::SocketId;
-use crate::wire::Wire;
+use crate::wire::{self, Wire};
 
 /// How long a cache channel remembers its last event (Pusher's figure).
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -116,14 +116,15 @@ impl ConnectionHandle {
     /// Sends a frame without waiting: written to the socket now if nothing is queued, else
     /// queued; a full queue closes the connection with 4100.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        self.send_shared(&frame)
+        self.send_shared(&frame, &wire::Lazy::new())
     }
 
-    /// [`ConnectionHandle::send`] of a frame shared with other connections (fanout): its bytes
-    /// are only cloned (a reference count) when they have to wait in the queue.
-    pub fn send_shared(&self, frame: &Utf8Bytes) -> bool {
+    /// [`ConnectionHandle::send`] of a frame shared with other connections (fanout), encoded
+    /// once for all of them (`encoded`); its bytes are only cloned (a reference count) when
+    /// they have to wait in the queue.
+    pub fn send_shared(&self, frame: &Utf8Bytes, encoded: &wire::Lazy) -> bool {
         match &self.wire {
-            Some(wire) => wire.send(frame, |frame| self.queue(frame)),
+            Some(wire) => wire.send(frame, encoded, |frame| self.queue(frame)),
             None => self.queue(frame.clone()),
         }
     }
@@ -203,6 +204,7 @@ impl Channel {
         position: Position<'_>,
     ) -> usize {
         let mut delivered = 0;
+        let encoded = wire::Lazy::new();
         for (id, sub) in self.subscribers.iter_mut() {
             if except == Some(id) {
                 continue;
@@ -217,7 +219,7 @@ impl Channel {
                         }
                         sub.floor = None;
                     }
-                    sub.conn.send_shared(frame)
+                    sub.conn.send_shared(frame, &encoded)
                 }
                 Some(held) if held.buffer.len() >= MAX_HELD => {
                     sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);
