@@ -300,22 +300,24 @@ impl Wire {
     }
 
     /// Sends a text frame: written straight to the socket (as `encoded`, built here if it is
-    /// not yet) if the writer owns nothing, else (or if the socket takes none of it) handed to
-    /// `queue`, which holds it for the writer. `queue` runs under the lock, so what it queues
-    /// goes before any later direct write.
+    /// not yet) if the writer owns nothing, else (or if the socket takes none of it, or with no
+    /// `encoded`: the caller wants it queued) handed to `queue`, which holds it for the writer.
+    /// `queue` runs under the lock, so what it queues goes before any later direct write.
     pub fn send(
         &self,
         frame: &Utf8Bytes,
-        encoded: &Lazy,
+        encoded: Option<&Lazy>,
         queue: impl FnOnce(Utf8Bytes) -> bool,
     ) -> bool {
         let Some(socket) = &self.socket else {
             return queue(frame.clone());
         };
         let mut state = self.lock();
-        if state.busy {
+        let Some(encoded) = encoded.filter(|_| !state.busy) else {
+            // Queued: the writer owns the socket until it finds the queue empty.
+            state.busy = true;
             return queue(frame.clone());
-        }
+        };
         let bytes = &encoded.get_or_init(|| Encoded::text(frame)).0;
         match self.write_now(socket, &mut state, bytes) {
             Written::All | Written::Part => {
