@@ -1106,6 +1106,18 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn a_frame_queued_on_purpose_keeps_later_direct_writes_behind_it() {
+            let (server, mut client) = connected(8).await;
+            // Fanout queues past its direct writes per publish, with the socket idle.
+            assert!(server.handle.send_shared(&numbered(0), None));
+            assert!(server.handle.send(numbered(1)));
+            assert_eq!(server.queued.len(), 2, "the second waits behind the first");
+            server.spawn_writer();
+            assert_eq!(number_of(&next(&mut client).await), 0);
+            assert_eq!(number_of(&next(&mut client).await), 1);
+        }
+
+        #[tokio::test]
         async fn a_partial_write_leaves_the_rest_and_what_follows_to_the_writer_in_order() {
             let (server, mut client) = connected(4096).await;
             // The client reads nothing: the socket fills and a frame goes in part or not at all.

@@ -3,10 +3,13 @@
 //! frames through tungstenite, and the [`Wire`] every sender of a connection writes through.
 //!
 //! Server frames are not masked, so a published frame's bytes are the same for every
-//! subscriber: fanout shares one `Utf8Bytes` and writes it, behind its 2–10 byte header built
-//! on the stack, straight to each plain-TCP socket with one non-blocking `writev`
-//! (`try_write_vectored`) — no task wakeup, no queue, no copy. The connection's queue and
-//! writer task are only for backpressure, under one rule kept by [`Wire`]'s lock: a sender
+//! subscriber: fanout encodes it once ([`Encoded`], header and payload in one buffer, built on
+//! the first direct write) and writes those bytes straight to each plain-TCP socket with one
+//! non-blocking `send` (`try_write`) — no task wakeup, no queue, no copy per subscriber. (A
+//! `writev` of a stack-built header and the shared payload spares the one copy, but the kernel's
+//! `writev` path costs more than `send`'s.) The connection's queue and writer task are for
+//! backpressure (and for a huge channel's subscribers past the first 1,024 of a publish, see
+//! `channels`), under one rule kept by [`Wire`]'s lock: a sender
 //! writes to the socket itself only while the writer owns nothing (`busy` is false, so nothing
 //! is queued or half written). A write the socket does not take whole makes the writer the
 //! owner: the unwritten rest of the frame becomes the first bytes it writes, then the queue in
@@ -14,7 +17,7 @@
 //! pongs) follow the same rule, so every frame reaches the client whole and in order. Other
 //! streams (TLS) are always written by the writer task.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -60,6 +63,21 @@ pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
         10
     };
     (head, used)
+}
+
+/// A text frame as it goes on the wire, header and payload in one buffer: built once for a
+/// publish, on its first direct write, and written as is to every subscriber.
+pub struct Encoded(Vec<u8>);
+
+/// A publish's [`Encoded`] frame, built on first use (never, when every subscriber queues).
+pub type Lazy = std::cell::OnceCell<Encoded>;
+
+impl Encoded {
+    pub fn text(frame: &str) -> Encoded {
+        let mut out = Vec::with_capacity(frame.len() + 10);
+        encode(&mut out, TEXT, frame.as_bytes());
+        Encoded(out)
+    }
 }
 
 /// Appends one server frame to `out`.
@@ -282,19 +300,27 @@ impl Wire {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends a text frame: written straight to the socket if the writer owns nothing, else (or
-    /// if the socket takes none of it) handed to `queue`, which holds it for the writer.
+    /// Sends a text frame: written straight to the socket (as `encoded`, built here if it is
+    /// not yet) if the writer owns nothing, else (or if the socket takes none of it, or with no
+    /// `encoded`: the caller wants it queued) handed to `queue`, which holds it for the writer.
     /// `queue` runs under the lock, so what it queues goes before any later direct write.
-    pub fn send(&self, frame: &Utf8Bytes, queue: impl FnOnce(Utf8Bytes) -> bool) -> bool {
+    pub fn send(
+        &self,
+        frame: &Utf8Bytes,
+        encoded: Option<&Lazy>,
+        queue: impl FnOnce(Utf8Bytes) -> bool,
+    ) -> bool {
         let Some(socket) = &self.socket else {
             return queue(frame.clone());
         };
         let mut state = self.lock();
-        if state.busy {
+        let Some(encoded) = encoded.filter(|_| !state.busy) else {
+            // Queued: the writer owns the socket until it finds the queue empty.
+            state.busy = true;
             return queue(frame.clone());
-        }
-        let (head, used) = header(TEXT, frame.len());
-        match self.write_now(socket, &mut state, [&head[..used], frame.as_bytes()]) {
+        };
+        let bytes = &encoded.get_or_init(|| Encoded::text(frame)).0;
+        match self.write_now(socket, &mut state, bytes) {
             Written::All | Written::Part => {
                 if let Some(shared) = &self.shared {
                     shared.metrics().sent(1, frame.len());
@@ -310,7 +336,7 @@ impl Wire {
     pub fn control(&self, bytes: &[u8]) -> bool {
         let mut state = self.lock();
         if let (Some(socket), false) = (&self.socket, state.busy) {
-            if let Written::All | Written::Part = self.write_now(socket, &mut state, [bytes, &[]]) {
+            if let Written::All | Written::Part = self.write_now(socket, &mut state, bytes) {
                 return true;
             }
         }
@@ -324,26 +350,19 @@ impl Wire {
         true
     }
 
-    /// One non-blocking `writev` of one frame (`parts`); on anything short of all of it the
-    /// writer owns the socket, with the rest of the frame pending.
-    fn write_now(&self, socket: &OwnedWriteHalf, state: &mut State, parts: [&[u8]; 2]) -> Written {
-        let total = parts[0].len() + parts[1].len();
-        let bufs = [IoSlice::new(parts[0]), IoSlice::new(parts[1])];
+    /// One non-blocking `send` of one whole frame; on anything short of all of it the writer
+    /// owns the socket, with the rest of the frame pending.
+    fn write_now(&self, socket: &OwnedWriteHalf, state: &mut State, frame: &[u8]) -> Written {
         // An error (the client is gone) is the writer's to meet: it then closes the connection.
-        let written = socket.try_write_vectored(&bufs).unwrap_or(0);
-        if written == total {
+        let written = socket.try_write(frame).unwrap_or(0);
+        if written == frame.len() {
             return Written::All;
         }
         state.busy = true;
         if written == 0 {
             return Written::Nothing;
         }
-        let mut skip = written;
-        for part in parts {
-            let from = skip.min(part.len());
-            state.pending.extend_from_slice(&part[from..]);
-            skip -= from;
-        }
+        state.pending.extend_from_slice(&frame[written..]);
         self.writer.wake();
         Written::Part
     }
