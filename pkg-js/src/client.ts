@@ -533,26 +533,22 @@ export class Client {
 
   /** Who is typing on `channel`, in the order they started, with `info` on presence channels. */
   typingUsers(channel: string): { id: string; info?: unknown }[] {
-    this.withFeatures_(() => {});
-    return this.features_?.typingUsers(channel, this.ownId(channel)) ?? [];
+    return this.withFeatures_((f) => f.typingUsers(channel, this.ownId(channel))) ?? [];
   }
 
   /** `{userId: 'online' | 'away'}` on a presence channel. */
   statuses(channel: string): Record<string, string> {
-    this.withFeatures_(() => {});
-    return this.features_?.statuses(channel) ?? {};
+    return this.withFeatures_((f) => f.statuses(channel)) ?? {};
   }
 
   /** A member's status, or this tab's own without `user`. */
   status(channel: string, user?: string): string | undefined {
-    this.withFeatures_(() => {});
-    return this.features_?.status(channel, user);
+    return this.withFeatures_((f) => f.status(channel, user));
   }
 
   /** `{category: count}` of unread notifications. */
   badgeCounts(): Record<string, number> {
-    this.withFeatures_(() => {});
-    return this.features_?.badgeCounts() ?? {};
+    return this.withFeatures_((f) => f.badgeCounts()) ?? {};
   }
 
   /** `kind`: `id`, `category` or `all`. */
@@ -567,13 +563,11 @@ export class Client {
 
   /** The other users who read `channel` up to `upTo` or further. */
   readers(channel: string, upTo: string): string[] {
-    this.withFeatures_(() => {});
-    return this.features_?.readers(channel, upTo) ?? [];
+    return this.withFeatures_((f) => f.readers(channel, upTo)) ?? [];
   }
 
   readState(channel: string): ReadState {
-    this.withFeatures_(() => {});
-    return this.features_?.readState(channel) ?? { readers: {}, unread: 0 };
+    return this.withFeatures_((f) => f.readState(channel)) ?? { readers: {}, unread: 0 };
   }
 
   /** The user's status on every presence channel. */
@@ -582,8 +576,7 @@ export class Client {
   }
 
   memberStatuses(channel: string): PresenceDetails | undefined {
-    this.withFeatures_(() => {});
-    return this.features_?.memberStatuses(channel);
+    return this.withFeatures_((f) => f.memberStatuses(channel));
   }
 
   /**
@@ -631,8 +624,11 @@ export class Client {
     features.presenceUp(channel, this.own_.get(channel) ?? '', this.presence_.get(channel)?.keys() ?? []);
   }
 
-  /** Runs `call` on the features module, loading it first if needed. */
-  private withFeatures_(call: (features: Features) => void): void {
+  /**
+   * Runs `call` on the features module, loading it first if needed; what it answers when the
+   * module is loaded already (queries answer `undefined` until then).
+   */
+  private withFeatures_<T>(call: (features: Features) => T): T | undefined {
     if (this.features_) return call(this.features_);
     if (!this.featureCalls_) {
       this.featureCalls_ = [];
@@ -647,7 +643,7 @@ export class Client {
         },
       };
       import('./features.js')
-        .then(({ start }) => start(host))
+        .then(({ start }) => start(host, instantiate))
         .then((features) => {
           this.features_ = features;
           // What it missed: the connection's extensions, the presence channels this client is
@@ -666,6 +662,7 @@ export class Client {
         .catch((error) => console.error('overtone: could not load typing, statuses and badges', error));
     }
     this.featureCalls_.push(call);
+    return undefined;
   }
 
   /** Runs `call` on the features module if it is loaded or loading: nobody needs them otherwise. */

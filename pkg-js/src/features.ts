@@ -6,7 +6,9 @@
 // app's change callbacks. Numbered as in web_features.rs: calls go in as
 // `call(features, op, a, b, c, d, n)`, answers come back as `out(features, kind, n, a, b)` (the
 // boundary is the client's: wasm.ts).
-import { instantiate, type Call } from './wasm.js';
+// The loader comes from the client (`start`'s `load`), not imported: importing it here would
+// split it into a chunk of its own that every app downloads next to the entry.
+import type { Call, instantiate } from './wasm.js';
 import type { PresenceDetails, ReadState } from './types.js';
 
 type Callback = (...args: any[]) => void;
@@ -62,10 +64,10 @@ export interface Host {
 }
 
 /** Loads the features module (once), then makes this client's features. */
-export async function start(host: Host): Promise<Features> {
+export async function start(host: Host, load: typeof instantiate): Promise<Features> {
   const fallback = () => import('./overtone_features_wasm2js.js');
   const url = host.featuresWasm ? new URL(host.featuresWasm) : new URL('overtone_features_bg.wasm', import.meta.url);
-  call ??= await instantiate(url, fallback, (index, kind, n, a, b) =>
+  call ??= await load(url, fallback, (index, kind, n, a, b) =>
     all[index].out(kind, n, a, b),
   );
   return new Features(host);
