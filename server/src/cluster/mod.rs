@@ -410,11 +410,12 @@ impl Cluster {
     fn set_connected(&self, up: bool) {
         if !up && self.connected.swap(false, Ordering::AcqRel) {
             self.lost_at_ms.store(self.elapsed_ms(), Ordering::Release);
-        } else if up && !self.connected.swap(true, Ordering::AcqRel) {
-            if self.lost_at_ms.load(Ordering::Acquire) != 0 {
-                self.regained_at_ms
-                    .store(self.elapsed_ms().max(1), Ordering::Release);
-            }
+        } else if up
+            && !self.connected.swap(true, Ordering::AcqRel)
+            && self.lost_at_ms.load(Ordering::Acquire) != 0
+        {
+            self.regained_at_ms
+                .store(self.elapsed_ms().max(1), Ordering::Release);
         }
     }
 
