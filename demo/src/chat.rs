@@ -121,9 +121,10 @@ pub async fn history(
     Ok(Json(json!({ "messages": lock(&demo.chat).since(after) })))
 }
 
+/// The body of a message sent to the room or to a conversation.
 #[derive(Deserialize)]
-struct NewMessage {
-    text: String,
+pub struct NewMessage {
+    pub text: String,
 }
 
 /// `POST /demo/api/chat/messages {text}` -> `{message, unknown}`: the message, as broadcast to

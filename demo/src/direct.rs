@@ -15,7 +15,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::chat::{check_text, History, MESSAGE_EVENT};
+use crate::chat::{check_text, History, NewMessage, MESSAGE_EVENT};
 use crate::site::{lock, parse_body, sender_socket, unix_ms, Demo, DemoError};
 
 /// Conversations kept; a new one past this is refused (each keeps the room's bounded history).
@@ -62,11 +62,6 @@ pub async fn history(
         .map(|history| history.since(Some(0)))
         .unwrap_or_default();
     Ok(Json(json!({ "channel": channel, "messages": messages })))
-}
-
-#[derive(Deserialize)]
-struct NewMessage {
-    text: String,
 }
 
 /// `POST /demo/api/dm/{peer} {text}` -> `{message}`, as broadcast to the conversation.
