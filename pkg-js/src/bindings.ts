@@ -2,7 +2,18 @@
 // components, and listeners bound once that call whatever callback is current — so a new
 // callback or new dependencies never unbind, resubscribe or drop an event.
 import Echo, { type EchoOptions } from './index';
-import type { Channel, EchoApi, ListenerControls, Visibility } from './types';
+import type {
+  Channel,
+  EchoApi,
+  ListenerControls,
+  MemberStatus,
+  PresenceChannel,
+  PresenceDetails,
+  PrivateChannel,
+  ReadState,
+  TypingUser,
+  Visibility,
+} from './types';
 
 type Config = Partial<EchoOptions> & Record<string, unknown>;
 
@@ -86,6 +97,57 @@ export function changeBinder<C>(subscribe: (channel: C) => () => void): Binder {
 }
 
 export const noBinder: Binder = { bind() {}, unbind() {} };
+
+/**
+ * A channel's state that a hook shows: how to follow its changes, read it, what it is before
+ * the channel is held, and the actions that go with it (given the held channel, if any yet).
+ * React and Vue hold it their own way (`useChannelState`); what it is lives here once.
+ */
+export type Feed<C, T, A> = {
+  subscribe(channel: C, onChange: () => void): () => void;
+  read(channel: C): T;
+  initial: T;
+  actions(channel: () => C | null): A;
+};
+
+export const typingFeed: Feed<PrivateChannel, TypingUser[], { typing(): void }> = {
+  subscribe: (held, onChange) => held.onTypingChange(onChange),
+  read: (held) => held.typingUsers(),
+  initial: [],
+  actions: (channel) => ({ typing: () => channel()?.typing() }),
+};
+
+export const presenceStatusFeed: Feed<PresenceChannel, Record<string, MemberStatus>, object> = {
+  subscribe: (held, onChange) => held.onStatusChange(onChange),
+  read: (held) => held.statuses(),
+  initial: {},
+  actions: () => ({}),
+};
+
+export const readsFeed: Feed<
+  PrivateChannel,
+  ReadState,
+  { markRead(upTo: string | number): void; readers(upTo: string | number): string[] }
+> = {
+  subscribe: (held, onChange) => held.onReadChange(onChange),
+  read: (held) => held.reads(),
+  initial: { readers: {}, unread: 0 },
+  actions: (channel) => ({
+    markRead: (upTo) => channel()?.markRead(upTo),
+    readers: (upTo) => channel()?.readers(upTo) ?? [],
+  }),
+};
+
+export const memberStatusFeed: Feed<
+  PresenceChannel,
+  PresenceDetails | undefined,
+  { setStatus(status: string, message?: string): void }
+> = {
+  subscribe: (held, onChange) => held.onStatusChange(onChange),
+  read: (held) => held.memberStatuses(),
+  initial: undefined,
+  actions: () => ({ setStatus: (status, message) => echo().setStatus(status, message) }),
+};
 
 /** Model events are broadcast under their own names: bind them as written. */
 export const modelEvents = (events: string[]): string[] =>

@@ -12,8 +12,13 @@ import {
 } from 'react';
 import {
   type Binder,
+  type Feed,
   type Listeners,
   changeBinder,
+  memberStatusFeed,
+  presenceStatusFeed,
+  readsFeed,
+  typingFeed,
   listenerControls,
   listenersOn,
   echo,
@@ -34,11 +39,7 @@ import type {
   MemberStatus,
   ModelEvents,
   ModelPayload,
-  PresenceChannel,
-  PresenceDetails,
   PrivateChannel,
-  ReadState,
-  TypingUser,
   Visibility,
 } from './types';
 
@@ -174,47 +175,33 @@ export const useSocketId = (): string | undefined =>
   useSyncExternalStore(onConnectionChange, () => echo().socketId(), () => undefined);
 
 /**
- * Holds the channel and re-reads `read(channel)` whenever its change feed fires. `read` must
- * return the same value while nothing changed (React compares snapshots by identity).
+ * Holds the channel and re-reads the feed's state whenever it changes. `feed.read` must return
+ * the same value while nothing changed (React compares snapshots by identity).
  */
-function useChannelState<V extends 'private' | 'presence', T>(
+function useChannelState<V extends 'private' | 'presence', T, A>(
   channelName: string,
   visibility: V,
-  subscribe: (channel: ChannelOf<V>, onChange: () => void) => () => void,
-  read: (channel: ChannelOf<V>) => T,
-  initial: T,
-): { state: T; channel: () => ChannelOf<V> | null } {
-  const [state, setState] = useState(initial);
+  feed: Feed<ChannelOf<V>, T, A>,
+): [T, A] {
+  const [state, setState] = useState(feed.initial);
   const { channel } = useListeners(channelName, visibility, '', () =>
     changeBinder<ChannelOf<V>>((held) => {
-      setState(read(held));
-      return subscribe(held, () => setState(read(held)));
+      setState(feed.read(held));
+      return feed.subscribe(held, () => setState(feed.read(held)));
     }),
   );
-  return { state, channel };
+  return [state, useMemo(() => feed.actions(channel), [feed, channel])];
 }
 
 /** Who is typing on a private or presence channel, and `typing()` to say this user is. */
 export function useTyping(channelName: string, visibility: 'private' | 'presence' = 'presence') {
-  const { state, channel } = useChannelState<typeof visibility, TypingUser[]>(
-    channelName,
-    visibility,
-    (held, onChange) => held.onTypingChange(onChange),
-    (held) => held.typingUsers(),
-    [],
-  );
-  return { typingUsers: state, typing: () => channel()?.typing() };
+  const [typingUsers, actions] = useChannelState(channelName, visibility, typingFeed);
+  return { typingUsers, ...actions };
 }
 
 /** Each member's online/away status on a presence channel, by user id. */
 export const usePresenceStatus = (channelName: string): Record<string, MemberStatus> =>
-  useChannelState<'presence', Record<string, MemberStatus>>(
-    channelName,
-    'presence',
-    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
-    (held) => held.statuses(),
-    {},
-  ).state;
+  useChannelState(channelName, 'presence', presenceStatusFeed)[0];
 
 const onBadgeChange = (callback: () => void) => echo().badges.onChange(callback);
 
@@ -223,18 +210,8 @@ const onBadgeChange = (callback: () => void) => echo().badges.onChange(callback)
  * user's, the unread count), `markRead(upTo)` and `readers(upTo)` ("Seen by ...").
  */
 export function useReads(channelName: string, visibility: 'private' | 'presence' = 'private') {
-  const { state, channel } = useChannelState<typeof visibility, ReadState>(
-    channelName,
-    visibility,
-    (held, onChange) => held.onReadChange(onChange),
-    (held) => held.reads(),
-    { readers: {}, unread: 0 },
-  );
-  return {
-    reads: state,
-    markRead: (upTo: string | number) => channel()?.markRead(upTo),
-    readers: (upTo: string | number) => channel()?.readers(upTo) ?? [],
-  };
+  const [reads, actions] = useChannelState(channelName, visibility, readsFeed);
+  return { reads, ...actions };
 }
 
 /**
@@ -243,14 +220,8 @@ export function useReads(channelName: string, visibility: 'private' | 'presence'
  * presence channel at once.
  */
 export function useMemberStatus(channelName: string) {
-  const { state } = useChannelState<'presence', PresenceDetails | undefined>(
-    channelName,
-    'presence',
-    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
-    (held) => held.memberStatuses(),
-    undefined,
-  );
-  return { statuses: state, setStatus: (status: string, message?: string) => echo().setStatus(status, message) };
+  const [statuses, actions] = useChannelState(channelName, 'presence', memberStatusFeed);
+  return { statuses, ...actions };
 }
 
 /** The unread count of `category`, the total over all categories, and `markRead()` for `category`. */

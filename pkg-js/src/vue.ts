@@ -4,7 +4,12 @@
 import { onUnmounted, readonly, ref, shallowRef, type Ref } from 'vue';
 import {
   type Binder,
+  type Feed,
   changeBinder,
+  memberStatusFeed,
+  presenceStatusFeed,
+  readsFeed,
+  typingFeed,
   listenerControls,
   listenersOn,
   echo,
@@ -25,11 +30,7 @@ import type {
   MemberStatus,
   ModelEvents,
   ModelPayload,
-  PresenceChannel,
-  PresenceDetails,
   PrivateChannel,
-  ReadState,
-  TypingUser,
   Visibility,
 } from './types';
 
@@ -153,65 +154,41 @@ export const useConnectionStatus = (): Readonly<Ref<ConnectionStatus>> =>
 export const useSocketId = (): Readonly<Ref<string | undefined>> =>
   useConnectionValue(() => echo().socketId(), undefined);
 
-/** Holds the channel and a ref of `read(channel)`, refreshed whenever its change feed fires. */
-function useChannelState<V extends 'private' | 'presence', T>(
+/** Holds the channel and a read-only ref of the feed's state, refreshed whenever it changes. */
+function useChannelState<V extends 'private' | 'presence', T, A>(
   channelName: string,
   visibility: V,
-  subscribe: (channel: ChannelOf<V>, onChange: () => void) => () => void,
-  read: (channel: ChannelOf<V>) => T,
-  initial: T,
-) {
-  const state = shallowRef(initial);
+  feed: Feed<ChannelOf<V>, T, A>,
+): [Readonly<Ref<T>>, A] {
+  const state = shallowRef(feed.initial);
   const { channel } = useListeners(
     channelName,
     visibility,
     changeBinder<ChannelOf<V>>((held) => {
-      state.value = read(held);
-      return subscribe(held, () => (state.value = read(held)));
+      state.value = feed.read(held);
+      return feed.subscribe(held, () => (state.value = feed.read(held)));
     }),
   );
-  return { state: readonly(state) as Readonly<Ref<T>>, channel };
+  return [readonly(state) as Readonly<Ref<T>>, feed.actions(channel)];
 }
 
 /** Who is typing on a private or presence channel, and `typing()` to say this user is. */
 export function useTyping(channelName: string, visibility: 'private' | 'presence' = 'presence') {
-  const { state, channel } = useChannelState<typeof visibility, TypingUser[]>(
-    channelName,
-    visibility,
-    (held, onChange) => held.onTypingChange(onChange),
-    (held) => held.typingUsers(),
-    [],
-  );
-  return { typingUsers: state, typing: () => channel()?.typing() };
+  const [typingUsers, actions] = useChannelState(channelName, visibility, typingFeed);
+  return { typingUsers, ...actions };
 }
 
 /** Each member's online/away status on a presence channel, by user id. */
 export const usePresenceStatus = (channelName: string): Readonly<Ref<Record<string, MemberStatus>>> =>
-  useChannelState<'presence', Record<string, MemberStatus>>(
-    channelName,
-    'presence',
-    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
-    (held) => held.statuses(),
-    {},
-  ).state;
+  useChannelState(channelName, 'presence', presenceStatusFeed)[0];
 
 /**
  * A private or presence channel's read receipts (`reads`: the other users' markers, this
  * user's, the unread count), `markRead(upTo)` and `readers(upTo)` ("Seen by ...").
  */
 export function useReads(channelName: string, visibility: 'private' | 'presence' = 'private') {
-  const { state, channel } = useChannelState<typeof visibility, ReadState>(
-    channelName,
-    visibility,
-    (held, onChange) => held.onReadChange(onChange),
-    (held) => held.reads(),
-    { readers: {}, unread: 0 },
-  );
-  return {
-    reads: state,
-    markRead: (upTo: string | number) => channel()?.markRead(upTo),
-    readers: (upTo: string | number) => channel()?.readers(upTo) ?? [],
-  };
+  const [reads, actions] = useChannelState(channelName, visibility, readsFeed);
+  return { reads, ...actions };
 }
 
 /**
@@ -220,14 +197,8 @@ export function useReads(channelName: string, visibility: 'private' | 'presence'
  * presence channel at once.
  */
 export function useMemberStatus(channelName: string) {
-  const { state } = useChannelState<'presence', PresenceDetails | undefined>(
-    channelName,
-    'presence',
-    (held: PresenceChannel, onChange) => held.onStatusChange(onChange),
-    (held) => held.memberStatuses(),
-    undefined,
-  );
-  return { statuses: state, setStatus: (status: string, message?: string) => echo().setStatus(status, message) };
+  const [statuses, actions] = useChannelState(channelName, 'presence', memberStatusFeed);
+  return { statuses, ...actions };
 }
 
 /** The unread count of `category`, the total over all categories, and `markRead()` for `category`. */
