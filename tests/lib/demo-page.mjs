@@ -1,9 +1,43 @@
 // The demo site as its visitors use it, for the demo's page tests: one browser context per
 // person, signing in, chatting, waiting for what the other person's page shows.
-import { strictPage } from './browser.mjs';
+import { before, after } from 'node:test';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './server.mjs';
+import { launchBrowser, strictPage } from './browser.mjs';
 
 /** The desktop size the demo tests use unless they test a phone. */
 export const DESKTOP = { width: 1280, height: 900 };
+
+/**
+ * The file's server with the demo and its browser, started before its tests and stopped after
+ * them; `newVisitor()` is a new browser context (its own storage: another person) at desktop size.
+ */
+export function demoSuite() {
+  const suite = {
+    server: undefined,
+    browser: undefined,
+    newVisitor: () => suite.browser.newContext({ viewport: DESKTOP }),
+  };
+  before(async () => {
+    suite.server = await startServer({ demo: {} });
+    suite.browser = await launchBrowser();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.server?.stop();
+  });
+  return suite;
+}
+
+const artifacts = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../artifacts');
+
+/** Where a screenshot named `name` goes: tests/artifacts/, for a person to look at. */
+export function artifact(name) {
+  mkdirSync(artifacts, { recursive: true });
+  return path.join(artifacts, `demo-${name}.png`);
+}
 
 /** Waits (5 s unless told) until `fn(arg)` is truthy in the page. */
 export const until = (page, fn, arg, timeout = 5000) => page.waitForFunction(fn, arg, { timeout, polling: 50 });

@@ -3,23 +3,12 @@
 // seen" for who closed the page, a direct message only its two people may open, "Seen" within
 // 100 ms of the other side reading (measured), the same in a second tab and after a reload,
 // and 200 messages read at once costing a handful of frames on the wire (counted).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../lib/server.mjs';
-import { launchBrowser } from '../lib/browser.mjs';
-import { DESKTOP, until, openDemo, membersAre } from '../lib/demo-page.mjs';
+import { demoSuite, until, openDemo, membersAre } from '../lib/demo-page.mjs';
 
-let server, browser;
-before(async () => {
-  server = await startServer({ demo: {} });
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
-const newVisitor = () => browser.newContext({ viewport: DESKTOP });
+const demo = demoSuite();
+const { newVisitor } = demo;
 
 /**
  * `page` again from its start, counting the WebSocket frames it sends and the sockets it
@@ -58,9 +47,9 @@ const seenShown = (page) => until(page, () => document.querySelector('#dm-seen')
 
 test('a status set by one reaches the others at once without a reconnect; who closes the page is last seen', async () => {
   const contexts = [await newVisitor(), await newVisitor(), await newVisitor()];
-  const ana = await openDemo(contexts[0], server, 'Ana');
-  const bob = await openDemo(contexts[1], server, 'Bob');
-  const chen = await openDemo(contexts[2], server, 'Chen');
+  const ana = await openDemo(contexts[0], demo.server, 'Ana');
+  const bob = await openDemo(contexts[1], demo.server, 'Bob');
+  const chen = await openDemo(contexts[2], demo.server, 'Chen');
   const sockets = [await watched(bob), await watched(chen)];
   for (const page of [ana, bob, chen]) await membersAre(page, ['ana', 'bob', 'chen']);
 
@@ -85,9 +74,9 @@ test('a status set by one reaches the others at once without a reconnect; who cl
 test('a direct message: a third person is refused, Seen within 100 ms, in a second tab and after a reload', async () => {
   const contexts = [await newVisitor(), await newVisitor(), await newVisitor()];
   const [ana, bob, dara] = [
-    await openDemo(contexts[0], server, 'Ana'),
-    await openDemo(contexts[1], server, 'Bob'),
-    await openDemo(contexts[2], server, 'Dara'),
+    await openDemo(contexts[0], demo.server, 'Ana'),
+    await openDemo(contexts[1], demo.server, 'Bob'),
+    await openDemo(contexts[2], demo.server, 'Dara'),
   ];
   for (const page of [ana, bob, dara]) await membersAre(page, ['ana', 'bob', 'dara']);
 
@@ -125,10 +114,10 @@ test('a direct message: a third person is refused, Seen within 100 ms, in a seco
   assert.deepEqual(heard.filter((event) => event.startsWith('overtone:')), []);
 
   // A second tab of each agrees, from the markers the server keeps.
-  const bob2 = await openDemo(contexts[1], server);
+  const bob2 = await openDemo(contexts[1], demo.server);
   await bob2.locator('#dm-list button[data-peer="ana"]').click();
   await seenShown(bob2);
-  const ana2 = await openDemo(contexts[0], server);
+  const ana2 = await openDemo(contexts[0], demo.server);
   await unreadIs(ana2, 'bob', 0);
 
   // A reload keeps it.
@@ -143,8 +132,8 @@ test('a direct message: a third person is refused, Seen within 100 ms, in a seco
 
 test('200 messages read at once cost a handful of frames', async () => {
   const contexts = [await newVisitor(), await newVisitor()];
-  const ana = await openDemo(contexts[0], server, 'Ana');
-  const bob = await openDemo(contexts[1], server, 'Bob');
+  const ana = await openDemo(contexts[0], demo.server, 'Ana');
+  const bob = await openDemo(contexts[1], demo.server, 'Bob');
   const wire = await watched(ana);
   await bob.locator('#dm-list button[data-peer="ana"]').waitFor();
   // Bob writes 200 messages (through the demo's API, as his page sends them) while Ana looks elsewhere.

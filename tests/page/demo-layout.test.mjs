@@ -5,16 +5,11 @@
 // both views go to tests/artifacts/ for a person to look at.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startServer } from '../lib/server.mjs';
 import { launchBrowser } from '../lib/browser.mjs';
-import { DESKTOP, until, openDemo, send, shows, badgeIs } from '../lib/demo-page.mjs';
+import { DESKTOP, artifact, until, openDemo, send, shows, badgeIs } from '../lib/demo-page.mjs';
 
-const artifacts = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../artifacts');
-mkdirSync(artifacts, { recursive: true });
-const screenshot = (page, name, options = {}) => page.screenshot({ path: path.join(artifacts, `demo-${name}.png`), ...options });
+const screenshot = (page, name, options = {}) => page.screenshot({ path: artifact(name), ...options });
 
 let browser;
 before(async () => {

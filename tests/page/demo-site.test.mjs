@@ -2,36 +2,21 @@
 // (and a second tab for one of them) chatting, typing, going away, holding seats and getting
 // notifications; then the server killed and restarted under a chat. Screenshots of each panel
 // go to tests/artifacts/ for a person to look at.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startServer } from '../lib/server.mjs';
-import { launchBrowser, strictPage } from '../lib/browser.mjs';
+import { strictPage } from '../lib/browser.mjs';
 import {
-  DESKTOP, until, openDemo, membersAre, send, messageTexts, problemsButOutage,
+  artifact, demoSuite, until, openDemo, membersAre, send, messageTexts, problemsButOutage,
 } from '../lib/demo-page.mjs';
 
-const artifacts = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../artifacts');
-mkdirSync(artifacts, { recursive: true });
-const shot = (locator, name) => locator.screenshot({ path: path.join(artifacts, `demo-${name}.png`) });
+const shot = (locator, name) => locator.screenshot({ path: artifact(name) });
 
-let server, browser;
-before(async () => {
-  server = await startServer({ demo: {} });
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
-/** A new browser context (its own storage: another person) at a desktop size. */
-const newVisitor = () => browser.newContext({ viewport: DESKTOP });
+const demo = demoSuite();
+const { newVisitor } = demo;
 
 /** Opens the demo (on `at`, the file's server unless told) as `name`; see openDemo. */
-const open = (context, name, { at = server, typed = false } = {}) => openDemo(context, at, name, { typed });
+const open = (context, name, { at = demo.server, typed = false } = {}) => openDemo(context, at, name, { typed });
 
 /** A tab switch as the page sees it: `document.hidden`, `visibilityState` and the event. */
 function setHidden(page, hidden) {
@@ -45,13 +30,13 @@ function setHidden(page, hidden) {
 /** Asks the server (from Node, with the page's session) to hold `seat` for that visitor. */
 async function hold(page, seat) {
   const { token } = await page.evaluate(() => JSON.parse(localStorage.getItem('overtone-demo:session')));
-  return fetch(`${server.url}/demo/api/seats/${seat}/hold`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+  return fetch(`${demo.server.url}/demo/api/seats/${seat}/hold`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
 }
 
 test('signed out, the page offers the demo users and a name field', async () => {
   const context = await newVisitor();
   const page = await strictPage(context);
-  await page.goto(`${server.url}/`);
+  await page.goto(`${demo.server.url}/`);
   await until(page, () => document.querySelector('#connection').dataset.state === 'connected');
   await page.locator('#name').fill('!!!');
   await page.locator('#name').press('Enter');
@@ -109,7 +94,7 @@ test('two people chat both ways, see each other typing and away, and a mention r
   await anaTab2.locator('#bell').click();
   await anaTab2.locator('#notification-list li').first().waitFor();
   assert.match(await anaTab2.locator('#notification-list li').first().textContent(), /Bob mentioned you/);
-  await anaTab2.screenshot({ path: path.join(artifacts, 'demo-bell.png'), clip: { x: 680, y: 0, width: 600, height: 300 } });
+  await anaTab2.screenshot({ path: artifact('bell'), clip: { x: 680, y: 0, width: 600, height: 300 } });
   await anaTab2.getByRole('button', { name: /^Mark read/ }).click();
   await until(ana, () => document.querySelector('#badge').hidden);
   await until(anaTab2, () => document.querySelector('#badge').hidden);
@@ -181,7 +166,7 @@ test('the seat map works from the keyboard: one tab stop, arrow keys move, Enter
 
 test('the demo API answers bad requests with a 4xx and a JSON error', async () => {
   const post = (path, body, headers = {}) =>
-    fetch(`${server.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
+    fetch(`${demo.server.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body });
   const { token } = await (await post('/demo/api/session', JSON.stringify({ name: 'Fay' }))).json();
   const auth = { Authorization: `Bearer ${token}` };
   const cases = [
@@ -191,7 +176,7 @@ test('the demo API answers bad requests with a 4xx and a JSON error', async () =
     [await post('/demo/api/chat/messages', JSON.stringify({ text: 'hi' }), { Authorization: 'Bearer nope' }), 401, /Invalid token/],
     [await post('/demo/api/chat/messages', JSON.stringify({ text: ' ' }), auth), 400, /1 to 500/],
     [await post('/demo/api/chat/messages', JSON.stringify({ text: 'hi' }), { ...auth, 'X-Socket-ID': 'x' }), 400, /X-Socket-ID/],
-    [await fetch(`${server.url}/demo/api/chat/messages?after=-1`), 400, /message id/],
+    [await fetch(`${demo.server.url}/demo/api/chat/messages?after=-1`), 400, /message id/],
     [await post('/demo/api/seats/Q99/hold', '', auth), 404, /No seat Q99/],
     [await post('/demo/api/seats/A1/hold', '', auth), 409, /Join the hall/],
     [await post('/demo/api/seats/buy', '', auth), 400, /Hold a seat first/],

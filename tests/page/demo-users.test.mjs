@@ -2,25 +2,15 @@
 // contexts: typing while the page reconnects, mentioning someone who only signed in (and after
 // a server restart), the bell's list in a second tab, after a reload and a reconnect, and
 // "Mark read" keeping the list open. The phone layout is demo-phone.test.mjs.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { launchBrowser } from '../lib/browser.mjs';
 import {
-  DESKTOP, until, openDemo, membersAre, send, shows, messageTexts, badgeIs, connectionIs, problemsButOutage,
+  demoSuite, until, openDemo, membersAre, send, shows, messageTexts, badgeIs, connectionIs, problemsButOutage,
 } from '../lib/demo-page.mjs';
 
-let server, browser;
-before(async () => {
-  server = await startServer({ demo: {} });
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
-const newVisitor = () => browser.newContext({ viewport: DESKTOP });
+const demo = demoSuite();
+const { newVisitor } = demo;
 
 /** The notifications the bell lists, newest first: `[text, read]`. */
 const bellList = (page) =>
@@ -93,8 +83,8 @@ test('1. while the page reconnects, what is typed waits with the reason on the b
 test('1. a message that cannot be sent says so, and stays in the box to send again', async () => {
   const context = await newVisitor();
   const other = await newVisitor();
-  const ana = await openDemo(context, server, 'Ana');
-  const bob = await openDemo(other, server, 'Bob');
+  const ana = await openDemo(context, demo.server, 'Ana');
+  const bob = await openDemo(other, demo.server, 'Bob');
   // The page is connected, but the demo's API does not answer (a proxy or the backend down).
   await ana.route('**/demo/api/chat/messages', (route) =>
     route.request().method() === 'POST' ? route.abort('connectionrefused') : route.continue());
@@ -136,7 +126,7 @@ test('2. someone who only signed in can be mentioned, an unknown @name gets a re
  */
 async function mentioned(from, to, mentions) {
   const contexts = [await newVisitor(), await newVisitor()];
-  const pages = [await openDemo(contexts[0], server, from, { typed: true }), await openDemo(contexts[1], server, to, { typed: true })];
+  const pages = [await openDemo(contexts[0], demo.server, from, { typed: true }), await openDemo(contexts[1], demo.server, to, { typed: true })];
   await send(pages[1], 'hello');
   await shows(pages[0], 'hello');
   for (const text of mentions) await send(pages[0], text);
@@ -146,7 +136,7 @@ async function mentioned(from, to, mentions) {
 
 test('3. the bell lists the same notifications in a second tab, after a reload and after a reconnect', async () => {
   const { pages: [gil, hana], contexts: [, hanaContext], close } = await mentioned('Gil', 'Hana', ['@hana one', '@hana two']);
-  const hanaTab2 = await openDemo(hanaContext, server);
+  const hanaTab2 = await openDemo(hanaContext, demo.server);
   await badgeIs(hanaTab2, 2);
   const expected = [['Gil mentioned you: @hana two', false], ['Gil mentioned you: @hana one', false]];
   await hanaTab2.locator('#bell').click();
