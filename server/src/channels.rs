@@ -7,8 +7,13 @@
 //! channel's shard lock, so joins and leaves are announced in the order they happened. Cache
 //! channels keep their last event here too, for 30 minutes, even with nobody subscribed.
 //!
-//! Channels with history keep their [`Ring`] in their entry: an event's position is assigned,
-//! stored and delivered under the channel's lock, and a subscriber resuming from a position is
+//! A server event is *accepted* (under the channel's lock: positioned, stored, remembered,
+//! numbered) when its HTTP request is answered and *delivered* later by its app's fanout task
+//! ([`crate::fanout`]); a subscriber skips the events accepted before it subscribed, which it
+//! got in its replay or cached event, or would not have got at all.
+//!
+//! Channels with history keep their [`Ring`] in their entry: an event's position is assigned
+//! and stored under the channel's lock, and a subscriber resuming from a position is
 //! registered and sent what it missed under that same lock. On a cluster, positions come from
 //! Redis; a subscriber is then *held* (its live events buffered with their positions) while
 //! its connection reads Redis, and *released* with the replay, then the buffered events it did
@@ -16,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -197,10 +202,9 @@ struct Held {
     buffer: Vec<(Option<OwnedPosition>, Utf8Bytes)>,
 }
 
-/// Most subscribers of one publish the publisher writes to itself; the others' frames are
-/// queued for their writer tasks, which run on every worker. A publish to a huge channel
-/// would otherwise hold its channel's lock, and the HTTP request that made it, for thousands
-/// of sends in a row (10,000 loopback sends: ~300 ms on the 2-core bench machine).
+/// Most subscribers of one publish written from one thread: a bigger publish is split over
+/// every core ([`send_to`]), so a huge channel's fanout (10,000 loopback sends: ~300 ms on the
+/// 2-core bench machine from one thread) holds its channel's lock for less.
 const MAX_DIRECT_WRITES: usize = 1024;
 
 /// The `accepted` of a frame sent as soon as it is made (announcements, client events, the
@@ -255,48 +259,41 @@ impl Channel {
         position: Position<'_>,
         accepted: u64,
     ) -> usize {
-        let (mut delivered, mut written) = (0, 0);
-        let mut counter = None;
-        let encoded = wire::Lazy::new();
-        for (id, sub) in self.subscribers.iter_mut() {
+        let (mut buffered, subscribers) = (0, self.subscribers.len());
+        let live = self.subscribers.iter_mut().filter_map(|(id, sub)| {
             if except == Some(id) || sub.since >= accepted {
-                continue;
+                return None;
             }
-            let sent = match &mut sub.held {
+            match &mut sub.held {
                 None => {
                     if let (Some((floor_epoch, floor)), Some((epoch, offset))) =
                         (&sub.floor, position)
                     {
                         if floor_epoch == epoch && offset <= *floor {
-                            continue; // already replayed to it
+                            return None; // already replayed to it
                         }
                         sub.floor = None;
                     }
-                    let direct = delivered < MAX_DIRECT_WRITES;
-                    let sent = sub.conn.send_shared(frame, direct.then_some(&encoded));
-                    if sent == Sent::Written {
-                        written += 1;
-                        counter.get_or_insert_with(|| sub.conn.wire.clone());
-                    }
-                    sent != Sent::Refused
+                    Some(&sub.conn)
                 }
                 Some(held) if held.buffer.len() >= MAX_HELD => {
                     sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);
-                    false
+                    None
                 }
                 Some(held) => {
                     let position = position.map(|(e, o)| (e.clone(), o));
                     held.buffer.push((position, frame.clone()));
-                    true
+                    buffered += 1;
+                    None
                 }
-            };
-            delivered += usize::from(sent);
-        }
+            }
+        });
+        let (taken, written, counter) = send_to(live, subscribers, frame);
         // Counted once per publish, not per frame: every wire counts into the same metrics.
-        if let Some(Some(wire)) = counter {
+        if let Some(wire) = counter {
             wire.count_written(written, written * frame.len());
         }
-        delivered
+        buffered + taken
     }
 
     fn cached(&self) -> Option<&Utf8Bytes> {
@@ -335,6 +332,73 @@ impl Channel {
             at: Instant::now(),
         });
     }
+}
+
+/// What a publish's sends did: how many subscribers took the frame, how many of those had it
+/// written directly, and a wire to count those through.
+type Sends = (usize, usize, Option<Arc<Wire>>);
+
+/// Sends `frame` to each of `live`: from every core at once when the channel has more than
+/// [`MAX_DIRECT_WRITES`] `subscribers` (one chunk of direct writes per core, the publisher's thread taking the
+/// first and a scoped thread each of the others, all joined before the next event), else
+/// directly from here as they come.
+fn send_to<'a>(
+    live: impl Iterator<Item = &'a ConnectionHandle>,
+    subscribers: usize,
+    frame: &Utf8Bytes,
+) -> Sends {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if subscribers <= MAX_DIRECT_WRITES || cores == 1 {
+        return send_each(live, frame, MAX_DIRECT_WRITES);
+    }
+    let live: Vec<_> = live.collect();
+    std::thread::scope(|scope| {
+        let mut chunks = live.chunks(live.len().div_ceil(cores));
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || {
+                        send_each(chunk.iter().copied(), frame, chunk.len())
+                    })
+                    .map_err(|_| chunk)
+            })
+            .collect();
+        let mut total = send_each(first.iter().copied(), frame, first.len());
+        for other in others {
+            // A thread the system would not start: its chunk is sent from here.
+            let (taken, written, counter) = match other {
+                Ok(thread) => thread.join().unwrap_or_default(),
+                Err(chunk) => send_each(chunk.iter().copied(), frame, chunk.len()),
+            };
+            total = (total.0 + taken, total.1 + written, total.2.or(counter));
+        }
+        total
+    })
+}
+
+/// Sends `frame` to each of `live`, directly to the first `direct` of them (one encoding for
+/// all) and queued for the others' writer tasks.
+fn send_each<'a>(
+    live: impl Iterator<Item = &'a ConnectionHandle>,
+    frame: &Utf8Bytes,
+    direct: usize,
+) -> Sends {
+    let encoded = wire::Lazy::new();
+    let (mut taken, mut written, mut counter) = (0, 0, None);
+    for (i, conn) in live.enumerate() {
+        match conn.send_shared(frame, (i < direct).then_some(&encoded)) {
+            Sent::Written => {
+                written += 1;
+                counter.get_or_insert_with(|| conn.wire.clone());
+            }
+            Sent::Queued => {}
+            Sent::Refused => continue,
+        }
+        taken += 1;
+    }
+    (taken, written, counter.flatten())
 }
 
 /// How a subscribe treats the channel's history.
@@ -1046,6 +1110,30 @@ mod tests {
         assert!(registry.unsubscribe("chat", &a.socket_id, false).is_none());
         assert!(registry.unsubscribe("chat", &b.socket_id, false).is_some());
         assert!(registry.occupied("").is_empty());
+    }
+
+    /// Past [`MAX_DIRECT_WRITES`] subscribers a publish is split over the cores: each one
+    /// still gets it once, the excluded one not at all.
+    #[test]
+    fn a_publish_split_over_the_cores_reaches_each_subscriber_once() {
+        let registry = ChannelRegistry::default();
+        let subscribers = 3 * MAX_DIRECT_WRITES;
+        let mut receivers: Vec<_> = (0..subscribers)
+            .map(|i| {
+                let (conn, rx, _) = connection(&format!("1.{i}"), 4);
+                registry.subscribe("big", &conn, None, 100).unwrap();
+                rx
+            })
+            .collect();
+        let out = frame::channel_event("big", "e", "1", None);
+        let except = SocketId::from("1.0");
+        assert_eq!(
+            registry.publish("big", &out, Some(&except)),
+            subscribers - 1
+        );
+        let got: Vec<_> = receivers.iter_mut().map(|rx| events(rx).len()).collect();
+        assert_eq!(got[0], 1, "the excluded one: its confirmation only");
+        assert!(got[1..].iter().all(|&n| n == 2), "confirmation and event");
     }
 
     #[test]
