@@ -2,7 +2,7 @@
 //! [`App::publish`]) accept their events at once and leave the sends to their app's fanout
 //! task, so the HTTP answer never waits for thousands of sockets.
 //!
-//! Accepting ([`ChannelRegistry::accept`], under each channel's lock) does what a reader may
+//! Accepting ([`crate::channels::ChannelRegistry::accept`], under each channel's lock) does what a reader may
 //! see right after the answer: history positions assigned and stored, a cache channel's event
 //! remembered, and the event numbered so that subscribers who come before it is delivered
 //! (and got it in their replay or cached event, or subscribed after it as they would have) are

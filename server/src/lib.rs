@@ -4,16 +4,16 @@
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
 //! [`channels`] (who is subscribed to what, fanout, cache channels), [`fanout`] (a publish's
-//! sends after its answer, in order, per app), [`history`] (which channels
-//! keep history, positions, the in-memory ring), [`presence`] (members by
-//! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
-//! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
-//! connections close), [`listener`] (the main port's TCP connections until they upgrade:
-//! deadlines, a bound, accept errors), [`tls`] (`wss://` and `https://` on the main port,
-//! certificates reloaded), [`wire`] (a WebSocket's bytes: the upgrade, reading client frames,
-//! writing frames straight to the socket), [`console`] (the operator's console at `/console`).
+//! sends after its answer, in order, per app), [`history`] (which channels keep history,
+//! positions, the in-memory ring), [`presence`] (members by user id), [`users`] (signed-in
+//! users and watchlists), [`auth`] (checking signatures), [`http_api`] (the signed REST API),
+//! [`webhooks`] (Pusher-style webhooks), [`cluster`] (many nodes on one Redis), [`health`]
+//! (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the server's own
+//! `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many connections
+//! close), [`listener`] (the main port's TCP connections until they upgrade: deadlines, a
+//! bound, accept errors), [`tls`] (`wss://` and `https://` on the main port, certificates
+//! reloaded), [`wire`] (a WebSocket's bytes: the upgrade, reading client frames, writing frames
+//! straight to the socket), [`console`] (the operator's console at `/console`).
 //!
 //! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
 //! `demo/` of the repository).

@@ -8,8 +8,7 @@
 //! non-blocking `send` (`try_write`) — no task wakeup, no queue, no copy per subscriber. (A
 //! `writev` of a stack-built header and the shared payload spares the one copy, but the kernel's
 //! `writev` path costs more than `send`'s.) The connection's queue and writer task are for
-//! backpressure (and for a huge channel's subscribers past the first 1,024 of a publish, see
-//! `channels`), under one rule kept by [`Wire`]'s lock: a sender
+//! backpressure, under one rule kept by [`Wire`]'s lock: a sender
 //! writes to the socket itself only while the writer owns nothing (`busy` is false, so nothing
 //! is queued or half written). A write the socket does not take whole makes the writer the
 //! owner: the unwritten rest of the frame becomes the first bytes it writes, then the queue in
