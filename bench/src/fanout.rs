@@ -117,6 +117,8 @@ pub async fn run(target: Target, args: FanoutArgs) -> Result<Value> {
         "deliveries_per_s": round(received as f64 / elapsed),
         "server_cpu_s": spent.server.map(round),
         "server_cpu_s_per_100k": spent.server.and_then(|s| per_100k(s, received)),
+        "server_kernel_s_per_100k": spent.server_kernel.and_then(|s| per_100k(s, received)),
+        "softirq_s_per_100k": per_100k(spent.softirq, received),
         "bench_cpu_s": round(spent.bench),
         "bench_cpu_s_per_100k": per_100k(spent.bench, received),
         "seconds": round(elapsed),

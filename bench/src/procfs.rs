@@ -9,6 +9,8 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// User plus system CPU time since the process started.
     pub cpu_seconds: f64,
+    /// Of which system (kernel) time.
+    pub system_seconds: f64,
 }
 
 /// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime, stime).
@@ -38,7 +40,22 @@ pub fn sample(pid: u32) -> Result<Sample> {
     Ok(Sample {
         rss_bytes: rss_kib * 1024,
         cpu_seconds: (utime + stime) as f64 / clock_ticks(),
+        system_seconds: stime as f64 / clock_ticks(),
     })
+}
+
+/// The machine's CPU time serving softirqs so far (`/proc/stat`), whatever task they ran in.
+/// On loopback that is mostly taking segments in: a sender's `send` runs the receiving
+/// socket's TCP work (net_rx_action, tcp_v4_rcv) before it returns.
+fn softirq_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let softirq = stat
+        .lines()
+        .next()
+        .and_then(|cpu| cpu.split_whitespace().nth(7))
+        .and_then(|ticks| ticks.parse::<u64>().ok())
+        .unwrap_or(0);
+    softirq as f64 / clock_ticks()
 }
 
 /// The bench's own figures.
@@ -61,12 +78,19 @@ pub struct CpuWindow {
     server_pid: Option<u32>,
     server_start: Option<Sample>,
     own_start: Sample,
+    softirq_start: f64,
 }
 
 /// CPU seconds a window cost.
 pub struct CpuSpent {
     pub server: Option<f64>,
+    /// Of `server`, kernel time (the receiving side's loopback work included, see
+    /// [`CpuSpent::softirq`]).
+    pub server_kernel: Option<f64>,
     pub bench: f64,
+    /// The machine's softirq time: on an otherwise quiet network, the loopback receive work of
+    /// the server's sends and of the clients' (billed to whichever task sent).
+    pub softirq: f64,
 }
 
 impl CpuWindow {
@@ -76,17 +100,20 @@ impl CpuWindow {
             server_pid,
             server_start,
             own_start: own(),
+            softirq_start: softirq_seconds(),
         })
     }
 
     pub fn stop(&self) -> Result<CpuSpent> {
         let server = match (self.server_pid, self.server_start) {
-            (Some(pid), Some(start)) => Some(sample(pid)?.cpu_seconds - start.cpu_seconds),
+            (Some(pid), Some(start)) => Some((sample(pid)?, start)),
             _ => None,
         };
         Ok(CpuSpent {
-            server,
+            server: server.map(|(end, start)| end.cpu_seconds - start.cpu_seconds),
+            server_kernel: server.map(|(end, start)| end.system_seconds - start.system_seconds),
             bench: own().cpu_seconds - self.own_start.cpu_seconds,
+            softirq: softirq_seconds() - self.softirq_start,
         })
     }
 }

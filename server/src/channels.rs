@@ -7,16 +7,21 @@
 //! channel's shard lock, so joins and leaves are announced in the order they happened. Cache
 //! channels keep their last event here too, for 30 minutes, even with nobody subscribed.
 //!
-//! Channels with history keep their [`Ring`] in their entry: an event's position is assigned,
-//! stored and delivered under the channel's lock, and a subscriber resuming from a position is
+//! A server event is *accepted* (under the channel's lock: positioned, stored, remembered,
+//! numbered) when its HTTP request is answered and *delivered* later by its app's fanout task
+//! ([`crate::fanout`]); a subscriber skips the events accepted before it subscribed, which it
+//! got in its replay or cached event, or would not have got at all.
+//!
+//! Channels with history keep their [`Ring`] in their entry: an event's position is assigned
+//! and stored under the channel's lock, and a subscriber resuming from a position is
 //! registered and sent what it missed under that same lock. On a cluster, positions come from
 //! Redis; a subscriber is then *held* (its live events buffered with their positions) while
 //! its connection reads Redis, and *released* with the replay, then the buffered events it did
 //! not already get.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -28,7 +33,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::frame;
 use crate::history::{self, Limits, Replay, Ring};
 use crate::presence::{Member, Members};
-use crate::wire::{self, Wire};
+use crate::wire::{self, Sent, Wire};
 
 /// A connection's id as the protocol shows it (`123.456`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -137,16 +142,21 @@ impl ConnectionHandle {
     /// Sends a frame without waiting: written to the socket now if nothing is queued, else
     /// queued; a full queue closes the connection with 4100.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        self.send_shared(&frame, Some(&wire::Lazy::new()))
+        let sent = self.send_shared(&frame, Some(&wire::Lazy::new()));
+        if let (Sent::Written, Some(wire)) = (sent, &self.wire) {
+            wire.count_written(1, frame.len());
+        }
+        sent != Sent::Refused
     }
 
     /// [`ConnectionHandle::send`] of a frame shared with other connections (fanout), encoded
     /// once for all of them (`encoded`; None: queue it for the writer task even if nothing
-    /// waits); its bytes are only cloned (a reference count) when they are queued.
-    pub fn send_shared(&self, frame: &Utf8Bytes, encoded: Option<&wire::Lazy>) -> bool {
+    /// waits); its bytes are only cloned (a reference count) when they are queued. A frame
+    /// written here is the caller's to count ([`Wire::count_written`]), once per publish.
+    pub fn send_shared(&self, frame: &Utf8Bytes, encoded: Option<&wire::Lazy>) -> Sent {
         match &self.wire {
             Some(wire) => wire.send(frame, encoded, |frame| self.queue(frame)),
-            None => self.queue(frame.clone()),
+            None => Sent::queued_if(self.queue(frame.clone())),
         }
     }
 
@@ -181,6 +191,9 @@ struct Subscriber {
     /// After a release: the newest position it was sent. Redis may have counted an event
     /// before this node's pub/sub feed delivered it, so live events up to here are skipped.
     floor: Option<OwnedPosition>,
+    /// The registry's [`ChannelRegistry::accepted`] count when it subscribed: events accepted
+    /// before then (and delivered after) are not its own.
+    since: u64,
 }
 
 /// A subscriber not yet live, and what was published for it meanwhile.
@@ -189,11 +202,14 @@ struct Held {
     buffer: Vec<(Option<OwnedPosition>, Utf8Bytes)>,
 }
 
-/// Most subscribers of one publish the publisher writes to itself; the others' frames are
-/// queued for their writer tasks, which run on every worker. A publish to a huge channel
-/// would otherwise hold its channel's lock, and the HTTP request that made it, for thousands
-/// of sends in a row (10,000 loopback sends: ~300 ms on the 2-core bench machine).
+/// Most subscribers of one publish written from one thread: a bigger publish is split over
+/// every core ([`send_to`]), so a huge channel's fanout (10,000 loopback sends: ~300 ms on the
+/// 2-core bench machine from one thread) holds its channel's lock for less.
 const MAX_DIRECT_WRITES: usize = 1024;
+
+/// The `accepted` of a frame sent as soon as it is made (announcements, client events, the
+/// cluster's): every current subscriber gets it.
+const NOW: u64 = u64::MAX;
 
 /// Most events buffered for a held subscriber before it counts as a slow reader.
 const MAX_HELD: usize = 1024;
@@ -202,6 +218,17 @@ const MAX_HELD: usize = 1024;
 pub type Position<'a> = Option<(&'a Arc<str>, u64)>;
 /// An epoch and an offset.
 pub type OwnedPosition = (Arc<str>, u64);
+
+/// An event taken for delivery later ([`ChannelRegistry::accept`]).
+pub struct Accepted {
+    channel: Arc<str>,
+    /// With its position, on a channel with history.
+    frame: Utf8Bytes,
+    except: Option<SocketId>,
+    position: Option<OwnedPosition>,
+    /// Its place among the registry's accepted events: subscribers since then skip it.
+    number: u64,
+}
 
 struct CachedEvent {
     frame: Utf8Bytes,
@@ -219,49 +246,54 @@ struct Channel {
 
 impl Channel {
     fn broadcast(&mut self, frame: &Utf8Bytes, except: Option<&SocketId>) -> usize {
-        self.broadcast_at(frame, except, None)
+        self.broadcast_at(frame, except, None, NOW)
     }
 
-    /// Sends `frame` to every live subscriber but `except`, and buffers it (with `position`)
-    /// for held ones.
+    /// Sends `frame` to every live subscriber but `except` that subscribed before the event
+    /// was accepted (`accepted`, [`NOW`] for every current one), and buffers it (with
+    /// `position`) for held ones.
     fn broadcast_at(
         &mut self,
         frame: &Utf8Bytes,
         except: Option<&SocketId>,
         position: Position<'_>,
+        accepted: u64,
     ) -> usize {
-        let mut delivered = 0;
-        let encoded = wire::Lazy::new();
-        for (id, sub) in self.subscribers.iter_mut() {
-            if except == Some(id) {
-                continue;
+        let (mut buffered, subscribers) = (0, self.subscribers.len());
+        let live = self.subscribers.iter_mut().filter_map(|(id, sub)| {
+            if except == Some(id) || sub.since >= accepted {
+                return None;
             }
-            let sent = match &mut sub.held {
+            match &mut sub.held {
                 None => {
                     if let (Some((floor_epoch, floor)), Some((epoch, offset))) =
                         (&sub.floor, position)
                     {
                         if floor_epoch == epoch && offset <= *floor {
-                            continue; // already replayed to it
+                            return None; // already replayed to it
                         }
                         sub.floor = None;
                     }
-                    let direct = delivered < MAX_DIRECT_WRITES;
-                    sub.conn.send_shared(frame, direct.then_some(&encoded))
+                    Some(&sub.conn)
                 }
                 Some(held) if held.buffer.len() >= MAX_HELD => {
                     sub.conn.close(overtone_protocol::codes::OVER_CAPACITY);
-                    false
+                    None
                 }
                 Some(held) => {
                     let position = position.map(|(e, o)| (e.clone(), o));
                     held.buffer.push((position, frame.clone()));
-                    true
+                    buffered += 1;
+                    None
                 }
-            };
-            delivered += usize::from(sent);
+            }
+        });
+        let (taken, written, counter) = send_to(live, subscribers, frame);
+        // Counted once per publish, not per frame: every wire counts into the same metrics.
+        if let Some(wire) = counter {
+            wire.count_written(written, written * frame.len());
         }
-        delivered
+        buffered + taken
     }
 
     fn cached(&self) -> Option<&Utf8Bytes> {
@@ -300,6 +332,73 @@ impl Channel {
             at: Instant::now(),
         });
     }
+}
+
+/// What a publish's sends did: how many subscribers took the frame, how many of those had it
+/// written directly, and a wire to count those through.
+type Sends = (usize, usize, Option<Arc<Wire>>);
+
+/// Sends `frame` to each of `live`: from every core at once when the channel has more than
+/// [`MAX_DIRECT_WRITES`] `subscribers` (one chunk of direct writes per core, the publisher's thread taking the
+/// first and a scoped thread each of the others, all joined before the next event), else
+/// directly from here as they come.
+fn send_to<'a>(
+    live: impl Iterator<Item = &'a ConnectionHandle>,
+    subscribers: usize,
+    frame: &Utf8Bytes,
+) -> Sends {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if subscribers <= MAX_DIRECT_WRITES || cores == 1 {
+        return send_each(live, frame, MAX_DIRECT_WRITES);
+    }
+    let live: Vec<_> = live.collect();
+    std::thread::scope(|scope| {
+        let mut chunks = live.chunks(live.len().div_ceil(cores));
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || {
+                        send_each(chunk.iter().copied(), frame, chunk.len())
+                    })
+                    .map_err(|_| chunk)
+            })
+            .collect();
+        let mut total = send_each(first.iter().copied(), frame, first.len());
+        for other in others {
+            // A thread the system would not start: its chunk is sent from here.
+            let (taken, written, counter) = match other {
+                Ok(thread) => thread.join().unwrap_or_default(),
+                Err(chunk) => send_each(chunk.iter().copied(), frame, chunk.len()),
+            };
+            total = (total.0 + taken, total.1 + written, total.2.or(counter));
+        }
+        total
+    })
+}
+
+/// Sends `frame` to each of `live`, directly to the first `direct` of them (one encoding for
+/// all) and queued for the others' writer tasks.
+fn send_each<'a>(
+    live: impl Iterator<Item = &'a ConnectionHandle>,
+    frame: &Utf8Bytes,
+    direct: usize,
+) -> Sends {
+    let encoded = wire::Lazy::new();
+    let (mut taken, mut written, mut counter) = (0, 0, None);
+    for (i, conn) in live.enumerate() {
+        match conn.send_shared(frame, (i < direct).then_some(&encoded)) {
+            Sent::Written => {
+                written += 1;
+                counter.get_or_insert_with(|| conn.wire.clone());
+            }
+            Sent::Queued => {}
+            Sent::Refused => continue,
+        }
+        taken += 1;
+    }
+    (taken, written, counter.flatten())
 }
 
 /// How a subscribe treats the channel's history.
@@ -387,6 +486,10 @@ pub struct ChannelRegistry {
     /// Bytes held by every channel's ring together, and the most allowed.
     history_bytes: AtomicUsize,
     max_history_bytes: usize,
+    /// Events accepted for later delivery so far ([`ChannelRegistry::accept`]): each one's
+    /// number, and a new subscriber's [`Subscriber::since`]. Read and bumped under the
+    /// channel's lock, so on one channel the two are ordered.
+    accepted: AtomicU64,
 }
 
 impl Default for ChannelRegistry {
@@ -403,6 +506,7 @@ impl ChannelRegistry {
             clustered,
             history_bytes: AtomicUsize::new(0),
             max_history_bytes,
+            accepted: AtomicU64::new(0),
         }
     }
 
@@ -500,6 +604,7 @@ impl ChannelRegistry {
             user_id: member.map(|m| m.user_id.clone()),
             held,
             floor: None,
+            since: self.accepted.load(Ordering::Relaxed),
         };
         ch.subscribers.insert(conn.socket_id.clone(), subscriber);
         let (joined, data) = match member {
@@ -795,9 +900,50 @@ impl ChannelRegistry {
         }
     }
 
-    /// Publishes an event (`frame`, without a position) on a channel with history kept here:
-    /// under the channel's lock, assigns the next offset, stores the positioned frame and
-    /// sends it. Over the app's history memory, the channel keeps only this newest event.
+    /// Takes an event for delivery later, by [`ChannelRegistry::deliver`] (the app's fanout
+    /// task, see [`crate::fanout`]). Under the channel's lock, everything a reader of the
+    /// channel may see at once is done now: with `history`, the next offset is assigned and the
+    /// positioned frame stored; a cache channel remembers it; and it is numbered, so whoever
+    /// subscribes from now on (and got it in a replay, a cached event, or not at all as before
+    /// its subscription) is skipped when it is delivered. None: nobody to deliver it to.
+    pub fn accept(
+        &self,
+        channel: &str,
+        frame: &Utf8Bytes,
+        except: Option<&SocketId>,
+        history: Option<Limits>,
+    ) -> Option<Accepted> {
+        let cache = ChannelType::of(channel).cache;
+        let mut entry = match history.is_some() || cache {
+            true => self.channels.entry(Arc::from(channel)).or_default(),
+            false => self.channels.get_mut(channel)?,
+        };
+        let ch = entry.value_mut();
+        if cache {
+            // Without a position: a replayed cache event must not move a client's position.
+            ch.remember(frame);
+        }
+        let (frame, position) = match history {
+            Some(limits) => {
+                let (positioned, position) = self.record(ch, frame, limits);
+                (positioned, Some(position))
+            }
+            None => (frame.clone(), None),
+        };
+        if ch.subscribers.is_empty() {
+            return None;
+        }
+        Some(Accepted {
+            channel: entry.key().clone(),
+            frame,
+            except: except.cloned(),
+            position,
+            number: self.accepted.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// Publishes an event (`frame`, without a position) on a channel with history kept here,
+    /// at once: [`ChannelRegistry::accept`] then [`ChannelRegistry::deliver`].
     pub fn publish_recorded(
         &self,
         channel: &str,
@@ -805,8 +951,31 @@ impl ChannelRegistry {
         except: Option<&SocketId>,
         limits: Limits,
     ) -> usize {
-        let mut entry = self.channels.entry(Arc::from(channel)).or_default();
-        let ch = entry.value_mut();
+        self.accept(channel, frame, except, Some(limits))
+            .map_or(0, |event| self.deliver(&event))
+    }
+
+    /// Delivers an event [`ChannelRegistry::accept`] took, to the subscribers it was accepted
+    /// for (not those who came since); how many got it.
+    pub fn deliver(&self, event: &Accepted) -> usize {
+        let Some(mut ch) = self.channels.get_mut(&*event.channel) else {
+            return 0;
+        };
+        let position = event
+            .position
+            .as_ref()
+            .map(|(epoch, offset)| (epoch, *offset));
+        ch.broadcast_at(&event.frame, event.except.as_ref(), position, event.number)
+    }
+
+    /// Gives `frame` the channel's next offset and stores it there: the positioned frame and
+    /// its position. Over the app's history memory, the channel keeps only this newest event.
+    fn record(
+        &self,
+        ch: &mut Channel,
+        frame: &Utf8Bytes,
+        limits: Limits,
+    ) -> (Utf8Bytes, OwnedPosition) {
         let ring = ch.ring(limits);
         let (positioned, mut delta) = ring.push(frame, Instant::now());
         let epoch = ring.epoch().clone();
@@ -815,11 +984,7 @@ impl ChannelRegistry {
             delta -= ring.shrink_to_newest() as isize;
         }
         self.account(delta);
-        if ChannelType::of(channel).cache {
-            // Without a position: a replayed cache event must not move a client's position.
-            ch.remember(frame);
-        }
-        ch.broadcast_at(&positioned, except, Some((&epoch, offset)))
+        (positioned, (epoch, offset))
     }
 
     /// Delivers an event whose position Redis assigned (`frame` without it): builds the
@@ -844,7 +1009,7 @@ impl ChannelRegistry {
             ch.remember(frame);
         }
         let positioned = frame::with_position(frame, epoch, offset);
-        ch.broadcast_at(&positioned, except, Some((epoch, offset)))
+        ch.broadcast_at(&positioned, except, Some((epoch, offset)), NOW)
     }
 
     /// This node's history of a channel: its position, up to `limit` events after `after`
@@ -945,6 +1110,30 @@ mod tests {
         assert!(registry.unsubscribe("chat", &a.socket_id, false).is_none());
         assert!(registry.unsubscribe("chat", &b.socket_id, false).is_some());
         assert!(registry.occupied("").is_empty());
+    }
+
+    /// Past [`MAX_DIRECT_WRITES`] subscribers a publish is split over the cores: each one
+    /// still gets it once, the excluded one not at all.
+    #[test]
+    fn a_publish_split_over_the_cores_reaches_each_subscriber_once() {
+        let registry = ChannelRegistry::default();
+        let subscribers = 3 * MAX_DIRECT_WRITES;
+        let mut receivers: Vec<_> = (0..subscribers)
+            .map(|i| {
+                let (conn, rx, _) = connection(&format!("1.{i}"), 4);
+                registry.subscribe("big", &conn, None, 100).unwrap();
+                rx
+            })
+            .collect();
+        let out = frame::channel_event("big", "e", "1", None);
+        let except = SocketId::from("1.0");
+        assert_eq!(
+            registry.publish("big", &out, Some(&except)),
+            subscribers - 1
+        );
+        let got: Vec<_> = receivers.iter_mut().map(|rx| events(rx).len()).collect();
+        assert_eq!(got[0], 1, "the excluded one: its confirmation only");
+        assert!(got[1..].iter().all(|&n| n == 2), "confirmation and event");
     }
 
     #[test]

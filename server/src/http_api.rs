@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth;
 use crate::channels::SocketId;
+use crate::fanout::Publishing;
 use crate::frame;
 use crate::history::{self, MAX_READ};
 use crate::reads;
@@ -241,10 +242,10 @@ impl Event {
         })
     }
 
-    /// Sends to every channel: one frame built per channel, shared by its subscribers. An
-    /// `overtone-read` event (checked already) is stored and announced as `overtone:reads`
-    /// instead.
-    fn publish(&self, app: &Arc<App>) {
+    /// Publishes to every channel (delivered by the app's fanout task, see [`crate::fanout`]):
+    /// one frame built per channel, shared by its subscribers. An `overtone-read` event
+    /// (checked already) is stored and announced as `overtone:reads` instead.
+    fn publish(&self, app: &Arc<App>, publishing: &mut Publishing<'_>) {
         if self.name == reads::BACKEND_EVENT {
             if let Ok(read) = backend_read(&self.data) {
                 for channel in &self.channels {
@@ -255,7 +256,7 @@ impl Event {
         }
         for channel in &self.channels {
             let out = frame::channel_event(channel, &self.name, &self.data, None);
-            app.publish(channel, &out, self.except.as_ref());
+            publishing.publish(channel, &out, self.except.as_ref());
         }
     }
 
@@ -379,7 +380,9 @@ pub(crate) async fn trigger_event(signed: Signed) -> Result<Json<Value>, ApiErro
         }
         json!({ "channels": channels })
     };
-    event.publish(&signed.app);
+    // Answered once accepted: the sends are the fanout task's.
+    let app = &signed.app;
+    event.publish(app, &mut app.publishing(app.fanout.room().await));
     Ok(Json(answer))
 }
 
@@ -413,7 +416,9 @@ async fn trigger_batch(signed: Signed) -> Result<Json<Value>, ApiError> {
         }
         json!({ "batch": batch })
     };
-    events.iter().for_each(|e| e.publish(&signed.app));
+    let app = &signed.app;
+    let mut publishing = app.publishing(app.fanout.room().await);
+    events.iter().for_each(|e| e.publish(app, &mut publishing));
     Ok(Json(answer))
 }
 

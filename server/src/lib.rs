@@ -3,16 +3,17 @@
 //!
 //! One module per concern: [`config`] (apps, flags, config file), [`state`] (the one shared
 //! handle), [`frame`] (protocol frames in and out), [`connection`] (one WebSocket's life),
-//! [`channels`] (who is subscribed to what, fanout, cache channels), [`history`] (which channels
-//! keep history, positions, the in-memory ring), [`presence`] (members by
-//! user id), [`users`] (signed-in users and watchlists), [`auth`] (checking signatures),
-//! [`http_api`] (the signed REST API), [`webhooks`] (Pusher-style webhooks), [`cluster`] (many
-//! nodes on one Redis), [`health`] (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the
-//! server's own `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many
-//! connections close), [`listener`] (the main port's TCP connections until they upgrade:
-//! deadlines, a bound, accept errors), [`tls`] (`wss://` and `https://` on the main port,
-//! certificates reloaded), [`wire`] (a WebSocket's bytes: the upgrade, reading client frames,
-//! writing frames straight to the socket), [`console`] (the operator's console at `/console`).
+//! [`channels`] (who is subscribed to what, fanout, cache channels), [`fanout`] (a publish's
+//! sends after its answer, in order, per app), [`history`] (which channels keep history,
+//! positions, the in-memory ring), [`presence`] (members by user id), [`users`] (signed-in
+//! users and watchlists), [`auth`] (checking signatures), [`http_api`] (the signed REST API),
+//! [`webhooks`] (Pusher-style webhooks), [`cluster`] (many nodes on one Redis), [`health`]
+//! (`/up`, `/ready`), [`metrics`] (Prometheus), [`authz`] (the server's own
+//! `/broadcasting/auth` from tokens), [`memory`] (handing the heap back after many connections
+//! close), [`listener`] (the main port's TCP connections until they upgrade: deadlines, a
+//! bound, accept errors), [`tls`] (`wss://` and `https://` on the main port, certificates
+//! reloaded), [`wire`] (a WebSocket's bytes: the upgrade, reading client frames, writing frames
+//! straight to the socket), [`console`] (the operator's console at `/console`).
 //!
 //! A binary that embeds the server adds its own routes with [`serve_with`] (the demo does:
 //! `demo/` of the repository).
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod fanout;
 pub mod frame;
 pub mod health;
 pub mod history;
@@ -207,6 +209,10 @@ async fn drain_then_close(shared: Shared, shutdown: CancellationToken) {
         "shutting down: not ready; closing after the drain delay"
     );
     tokio::time::sleep(drain).await;
+    // Events already answered for reach their subscribers before the 4200 closes.
+    for app in shared.apps() {
+        app.fanout.flushed().await;
+    }
     shared.shutdown().cancel();
 }
 
@@ -248,6 +254,33 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(shared.shutdown().is_cancelled(), "closing after the drain");
         task.await.unwrap();
+    }
+
+    /// Events answered for before the closing reach their subscribers before it: the
+    /// connections close once `shared.shutdown()` is cancelled.
+    #[tokio::test(flavor = "current_thread")]
+    async fn shutdown_delivers_queued_fanouts_before_closing() {
+        use crate::channels::{Closer, ConnectionHandle, SocketId};
+        const EVENTS: usize = 20_000;
+        let mut config = Config::for_tests(AppConfig::new("a", "k", "s"));
+        config.shutdown_drain = Duration::ZERO;
+        let shared = Shared::new(config, CancellationToken::new());
+        let app = shared.app_by_id("a").unwrap().clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(EVENTS + 1);
+        let conn = ConnectionHandle::new(SocketId::from("1.1"), tx, Arc::new(Closer::default()));
+        app.channels.subscribe("chat", &conn, None, 100).unwrap();
+        // Far more than the fanout task sends before the drain delay's timer fires.
+        let event = frame::channel_event("chat", "e", "1", None);
+        (0..EVENTS).for_each(|_| app.publish("chat", &event, None));
+        let asked = CancellationToken::new();
+        asked.cancel();
+        let received_at_close = async {
+            shared.shutdown().cancelled().await;
+            std::iter::from_fn(|| rx.try_recv().ok()).count()
+        };
+        let ((), received) =
+            tokio::join!(drain_then_close(shared.clone(), asked), received_at_close);
+        assert_eq!(received, EVENTS + 1, "the confirmation and every event");
     }
 
     #[test]

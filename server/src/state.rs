@@ -16,6 +16,7 @@ pub use crate::channels::SocketId;
 use crate::channels::{ChannelRegistry, ChannelSummary, ConnectionHandle, Occupancy};
 use crate::cluster::{self, Cluster};
 use crate::config::{AppConfig, Config};
+use crate::fanout::Fanout;
 use crate::history::{Limits, Rules};
 use crate::metrics::Metrics;
 use crate::presence::Member;
@@ -57,6 +58,8 @@ pub struct App {
     pub history: Rules,
     /// The other nodes, when there are any.
     cluster: Option<Arc<Cluster>>,
+    /// Publishes waiting for their sends (`crate::fanout`, where [`App::publish`] is).
+    pub fanout: Fanout,
 }
 
 /// A connection counted against its app's quota; uncounted when dropped.
@@ -88,35 +91,7 @@ impl App {
                 None => Users::default(),
             },
             cluster,
-        }
-    }
-
-    /// Publishes a server event (`frame` built by [`crate::frame::channel_event`]) to the
-    /// channel's subscribers on every node, except the `except` socket wherever it is
-    /// connected. On a channel with history the event gets its position first: here, under
-    /// the channel's lock; on a cluster, from Redis, and every node (this one too) delivers it
-    /// when Redis hands it back, in position order.
-    pub fn publish(&self, channel: &str, frame: &Utf8Bytes, except: Option<&SocketId>) {
-        match (self.history.for_channel(channel), &self.cluster) {
-            (None, _) => self.relay(channel, frame, except),
-            (Some(limits), None) => {
-                self.channels
-                    .publish_recorded(channel, frame, except, limits);
-            }
-            (Some(limits), Some(cluster)) => {
-                let item = cluster::history::Publish {
-                    app: self.config.id.clone(),
-                    channel: channel.into(),
-                    frame: frame.clone(),
-                    except: except.cloned(),
-                    limits,
-                };
-                if let Err(item) = cluster.publish_history(item) {
-                    // Redis too far behind: this node's clients still get it, positioned here.
-                    self.channels
-                        .publish_recorded(channel, &item.frame, except, limits);
-                }
-            }
+            fanout: Fanout::default(),
         }
     }
 

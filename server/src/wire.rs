@@ -8,8 +8,7 @@
 //! non-blocking `send` (`try_write`) — no task wakeup, no queue, no copy per subscriber. (A
 //! `writev` of a stack-built header and the shared payload spares the one copy, but the kernel's
 //! `writev` path costs more than `send`'s.) The connection's queue and writer task are for
-//! backpressure (and for a huge channel's subscribers past the first 1,024 of a publish, see
-//! `channels`), under one rule kept by [`Wire`]'s lock: a sender
+//! backpressure, under one rule kept by [`Wire`]'s lock: a sender
 //! writes to the socket itself only while the writer owns nothing (`busy` is false, so nothing
 //! is queued or half written). A write the socket does not take whole makes the writer the
 //! owner: the unwritten rest of the frame becomes the first bytes it writes, then the queue in
@@ -268,7 +267,8 @@ pub struct Wire {
     state: Mutex<State>,
     /// The writer task, woken when `pending` gets bytes.
     writer: AtomicWaker,
-    /// For counting frames written directly (None in tests without a server).
+    /// For counting frames written directly ([`Wire::count_written`]; None in tests without
+    /// a server).
     shared: Option<Shared>,
 }
 
@@ -283,6 +283,27 @@ struct State {
     pending: Vec<u8>,
     /// How many of `pending`'s bytes are control frames.
     control: usize,
+}
+
+/// What [`Wire::send`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the socket (whole, or the rest left to the writer).
+    Written,
+    /// Queued for the writer task.
+    Queued,
+    /// Not taken: the queue was full (the connection is being closed with 4100) or closed.
+    Refused,
+}
+
+impl Sent {
+    /// What a queueing that took the frame or not did.
+    pub fn queued_if(taken: bool) -> Sent {
+        match taken {
+            true => Sent::Queued,
+            false => Sent::Refused,
+        }
+    }
 }
 
 /// What a direct write did.
@@ -303,31 +324,35 @@ impl Wire {
     /// Sends a text frame: written straight to the socket (as `encoded`, built here if it is
     /// not yet) if the writer owns nothing, else (or if the socket takes none of it, or with no
     /// `encoded`: the caller wants it queued) handed to `queue`, which holds it for the writer.
-    /// `queue` runs under the lock, so what it queues goes before any later direct write.
+    /// `queue` runs under the lock, so what it queues goes before any later direct write. A
+    /// frame written here is not counted: the caller counts them ([`Wire::count_written`]).
     pub fn send(
         &self,
         frame: &Utf8Bytes,
         encoded: Option<&Lazy>,
         queue: impl FnOnce(Utf8Bytes) -> bool,
-    ) -> bool {
+    ) -> Sent {
         let Some(socket) = &self.socket else {
-            return queue(frame.clone());
+            return Sent::queued_if(queue(frame.clone()));
         };
         let mut state = self.lock();
         let Some(encoded) = encoded.filter(|_| !state.busy) else {
             // Queued: the writer owns the socket until it finds the queue empty.
             state.busy = true;
-            return queue(frame.clone());
+            return Sent::queued_if(queue(frame.clone()));
         };
         let bytes = &encoded.get_or_init(|| Encoded::text(frame)).0;
         match self.write_now(socket, &mut state, bytes) {
-            Written::All | Written::Part => {
-                if let Some(shared) = &self.shared {
-                    shared.metrics().sent(1, frame.len());
-                }
-                true
-            }
-            Written::Nothing => queue(frame.clone()),
+            Written::All | Written::Part => Sent::Written,
+            Written::Nothing => Sent::queued_if(queue(frame.clone())),
+        }
+    }
+
+    /// Counts `frames` text frames (`bytes` of payload) written by [`Wire::send`]: once per
+    /// publish for all its subscribers, rather than two shared atomics bumped per frame.
+    pub fn count_written(&self, frames: usize, bytes: usize) {
+        if let Some(shared) = &self.shared {
+            shared.metrics().sent(frames, bytes);
         }
     }
 
