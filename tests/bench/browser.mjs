@@ -290,7 +290,15 @@ class Browser {
     const exited = new Promise((resolve) => this.proc.once('exit', resolve));
     this.proc.kill();
     await exited;
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 5 });
+    // Chromium's helper processes may still write its profile for a moment after it exits.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return rmSync(this.dir, { recursive: true, force: true });
+      } catch (err) {
+        if (attempt === 20) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 }
 
