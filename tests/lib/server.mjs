@@ -219,7 +219,7 @@ export async function startRedisServer(extra = []) {
       child.kill('SIGKILL');
     });
   await start();
-  return {
+  const handle = {
     url: `redis://127.0.0.1:${port}`,
     port,
     stop,
@@ -230,7 +230,12 @@ export async function startRedisServer(extra = []) {
     },
     signal: (name) => child.kill(name),
     cli: (...args) => redisCli(port, args),
+    /** Every Redis server of it: this one. */
+    shards: () => [handle],
+    /** The server owning `key`: this one. */
+    ownerOf: async () => handle,
   };
+  return handle;
 }
 
 /**
@@ -241,6 +246,8 @@ export async function startRedisServer(extra = []) {
  */
 export async function startRedisCluster() {
   const dir = mkdtempSync(path.join(tmpdir(), 'overtone-redis-cluster-'));
+  // Kept while the test file runs: a cluster stopped can be started again.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const masters = [];
   for (let i = 0; i < 3; i += 1) {
     const bus = await freePort();
@@ -263,10 +270,7 @@ export async function startRedisCluster() {
     url: masters.map((m) => `redis://127.0.0.1:${m.port}`).join(','),
     port: first.port,
     masters,
-    stop: async () => {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
     restart: async () => {
       await stop();
       await Promise.all(masters.map((m) => m.start()));
@@ -274,6 +278,7 @@ export async function startRedisCluster() {
     },
     signal: (name) => masters.forEach((m) => m.signal(name)),
     cli: (...args) => redisCli(first.port, ['-c', ...args]),
+    shards: () => masters,
     /** The master owning `key`'s slot (from `CLUSTER NODES`: `id host:port@bus flags ... ranges`). */
     ownerOf: async (key) => {
       const slot = Number(await first.cli('cluster', 'keyslot', key));

@@ -410,6 +410,11 @@ impl Cluster {
                 || self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64)
     }
 
+    /// When Redis was last regained after a loss (ms since start; 0: never lost).
+    pub(crate) fn regained(&self) -> u64 {
+        self.regained_at_ms.load(Ordering::Acquire)
+    }
+
     fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }

@@ -548,6 +548,10 @@ pub async fn run(
     // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
     // so a join is not kept waiting.
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // When Redis was last regained as this node's members were registered: a Redis Cluster's
+    // connection reconnects to a restarted shard by itself, without failing a command here, so
+    // the heartbeat registers them again once the subscription noticed the loss.
+    let mut registered = cluster.regained();
     loop {
         tokio::select! {
             op = ops.recv() => match op {
@@ -556,7 +560,14 @@ pub async fn run(
             },
             _ = heartbeat.tick() => match connection.as_mut() {
                 Some(conn) => {
-                    if let Err(err) = beat(&*node, &cluster, conn).await {
+                    let regained = cluster.regained();
+                    let beaten = if regained == registered {
+                        beat(&*node, &cluster, conn).await
+                    } else {
+                        registered = regained;
+                        reregister(&*node, &cluster, conn).await
+                    };
+                    if let Err(err) = beaten {
                         tracing::warn!(%err, "redis: heartbeat failed; reconnecting");
                         connection = None;
                     }
