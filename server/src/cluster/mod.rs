@@ -706,10 +706,12 @@ async fn subscribe(
     loop {
         let subscribed = async {
             let mut subscriber = cluster.broker.subscriber().await?;
-            subscriber.subscribe(&channels, true).await?;
             let watched = Watched::occupied(&*node, &cluster);
             let topics: Vec<String> = watched.0.iter().cloned().collect();
             subscriber.subscribe(&topics, true).await?;
+            // The apps' channels last: other nodes count them to know this node is back
+            // ([`Cluster::await_peers`]), so its channels must be in place by then.
+            subscriber.subscribe(&channels, true).await?;
             redis::RedisResult::Ok((subscriber, watched))
         };
         let (mut subscriber, mut watched) = match subscribed.await {
