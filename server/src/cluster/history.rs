@@ -173,10 +173,10 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
-    fn stream_key(&self, app: &str, channel: &str) -> String {
+    pub(super) fn stream_key(&self, app: &str, channel: &str) -> String {
         self.channel_key(app, channel, "history")
     }
-    fn meta_key(&self, app: &str, channel: &str) -> String {
+    pub(super) fn meta_key(&self, app: &str, channel: &str) -> String {
         self.channel_key(app, channel, "history-meta")
     }
     pub(crate) fn cache_key(&self, app: &str, channel: &str) -> String {

@@ -883,6 +883,54 @@ mod tests {
     }
 
     #[test]
+    fn every_script_takes_keys_of_one_slot_and_channels_spread_over_slots() {
+        let seeds = "redis://127.0.0.1:7000,redis://127.0.0.1:7001";
+        let cluster = Cluster::new(RedisConfig::new(seeds, "overtone").unwrap());
+        let one_slot = |what: &str, keys: &[String]| {
+            let slots: HashSet<u16> = keys.iter().map(|key| broker::slot(key)).collect();
+            assert_eq!(slots.len(), 1, "{what}: {keys:?}");
+        };
+        let channels = [
+            ("app", "presence-room"),
+            ("1234", "private-encrypted-x=@,.;_-"),
+            ("a:b", "c"),
+            // App ids are not empty, but may hold braces: the tag is then shorter, still one.
+            ("a}b{", "-"),
+        ];
+        for (app, channel) in channels {
+            let (topic, cache) = (
+                cluster.topic_of(app, channel),
+                cluster.cache_key(app, channel),
+            );
+            // history::PUBLISH and HISTORY, and an event's publish with a cache channel's SET.
+            let stream = cluster.stream_key(app, channel);
+            let meta = cluster.meta_key(app, channel);
+            one_slot("history", &[stream, meta, cache.clone(), topic.clone()]);
+            one_slot("event", &[topic, cache]);
+            // presence::JOIN and LEAVE.
+            let presence = cluster.presence_key(app, channel);
+            one_slot("presence", &[presence, cluster.users_key(app, channel)]);
+            let (markers, order) = reads::keys(&cluster, app, channel);
+            one_slot("reads", &[markers, order]);
+            // presence::COUNT, and counts::ANNOUNCE publishing on the app's channel.
+            let node_counts = cluster.node_counts_key(app, &cluster.node);
+            let totals = cluster.totals_key(app);
+            one_slot("counts", &[node_counts, totals, cluster.channel_of(app)]);
+            // online::SIGN_IN and SIGN_OUT.
+            let node_users = cluster.node_users_key(app, &cluster.node);
+            one_slot("sign-in", &[node_users, cluster.online_key(app)]);
+        }
+        let slots: HashSet<u16> = (0..100)
+            .map(|i| broker::slot(&cluster.topic_of("app", &format!("room-{i}"))))
+            .collect();
+        assert!(
+            slots.len() > 90,
+            "one app's channels in {} slots",
+            slots.len()
+        );
+    }
+
+    #[test]
     fn a_bad_url_is_refused() {
         assert!(RedisConfig::new("not a url", "overtone").is_err());
         let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());

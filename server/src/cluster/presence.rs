@@ -183,7 +183,7 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
-    fn presence_key(&self, app: &str, channel: &str) -> String {
+    pub(super) fn presence_key(&self, app: &str, channel: &str) -> String {
         self.channel_key(app, channel, "presence")
     }
     pub(super) fn users_key(&self, app: &str, channel: &str) -> String {
@@ -192,7 +192,7 @@ impl Cluster {
     fn node_channels_key(&self, app: &str, node: &str) -> String {
         self.key(app, &format!("node-channels:{node}"))
     }
-    fn node_counts_key(&self, app: &str, node: &str) -> String {
+    pub(super) fn node_counts_key(&self, app: &str, node: &str) -> String {
         self.key(app, &format!("subscriptions:{node}"))
     }
     pub(super) fn totals_key(&self, app: &str) -> String {

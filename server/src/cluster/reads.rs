@@ -45,7 +45,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#;
 
-fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
+pub(super) fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
     (
         cluster.channel_key(app, channel, "reads"),
         cluster.channel_key(app, channel, "reads-order"),
