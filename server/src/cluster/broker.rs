@@ -102,7 +102,10 @@ impl Broker {
             }
             Broker::Cluster(seeds) => {
                 let client = Self::cluster_client(seeds, super::SHARED_RESPONSE_TIMEOUT, None)?;
-                Ok(Connection::Cluster(Arc::new(OnceCell::new()), client))
+                Ok(Connection::Cluster(Arc::new(ClusterLink {
+                    client,
+                    conn: OnceCell::new(),
+                })))
             }
         }
     }
@@ -125,10 +128,10 @@ impl Broker {
                 let timeout = response_timeout.unwrap_or(super::SHARED_RESPONSE_TIMEOUT);
                 let client = Self::cluster_client(seeds, timeout, None)?;
                 let conn = client.get_async_connection().await?;
-                Ok(Connection::Cluster(
-                    Arc::new(OnceCell::new_with(Some(conn))),
+                Ok(Connection::Cluster(Arc::new(ClusterLink {
                     client,
-                ))
+                    conn: OnceCell::new_with(Some(conn)),
+                })))
             }
         }
     }
@@ -158,21 +161,28 @@ pub enum Connection {
     Shared(ConnectionManager),
     /// One Redis, failing once it is gone: its owner reconnects.
     Single(MultiplexedConnection),
-    /// A Redis Cluster (connected on first use; after that it reconnects to a shard by itself).
-    Cluster(Arc<OnceCell<ClusterConnection>>, ClusterClient),
+    /// A Redis Cluster.
+    Cluster(Arc<ClusterLink>),
 }
 
-impl Connection {
-    async fn cluster(
-        cell: &OnceCell<ClusterConnection>,
-        client: &ClusterClient,
-    ) -> RedisResult<ClusterConnection> {
-        let conn = cell
-            .get_or_try_init(|| client.get_async_connection())
+/// A Redis Cluster connection, made on first use; after that it reconnects to a shard by
+/// itself.
+pub struct ClusterLink {
+    client: ClusterClient,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl ClusterLink {
+    async fn get(&self) -> RedisResult<ClusterConnection> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| self.client.get_async_connection())
             .await?;
         Ok(conn.clone())
     }
+}
 
+impl Connection {
     /// Runs `commands`, each with a key of the slot it touches, and returns their replies in
     /// order: in one pipeline on one Redis; on a cluster (where a pipeline cannot cross slots),
     /// one pipeline per slot, in order within it, side by side.
@@ -217,8 +227,8 @@ impl Connection {
     /// How many connections subscribe to `channel` (one per node): `PUBSUB NUMSUB` on one
     /// Redis, `PUBSUB SHARDNUMSUB` asked of the shard that owns the channel on a cluster.
     pub async fn subscribers(&mut self, channel: &str) -> RedisResult<u64> {
-        if let Connection::Cluster(cell, client) = self {
-            let mut conn = Self::cluster(cell, client).await?;
+        if let Connection::Cluster(link) = self {
+            let mut conn = link.get().await?;
             let mut count = redis::cmd("PUBSUB");
             count.arg("SHARDNUMSUB").arg(channel);
             let owner = Route::new(slot(channel), SlotAddr::Master);
@@ -241,8 +251,8 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Shared(conn) => conn.req_packed_command(cmd),
             Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(cell, client) => Box::pin(async move {
-                let mut conn = Self::cluster(cell, client).await?;
+            Connection::Cluster(link) => Box::pin(async move {
+                let mut conn = link.get().await?;
                 conn.req_packed_command(cmd).await
             }),
         }
@@ -257,8 +267,8 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Shared(conn) => conn.req_packed_commands(pipeline, offset, count),
             Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(cell, client) => Box::pin(async move {
-                let mut conn = Self::cluster(cell, client).await?;
+            Connection::Cluster(link) => Box::pin(async move {
+                let mut conn = link.get().await?;
                 conn.req_packed_commands(pipeline, offset, count).await
             }),
         }
@@ -268,7 +278,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Shared(conn) => conn.get_db(),
             Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(..) => 0,
+            Connection::Cluster(_) => 0,
         }
     }
 }
