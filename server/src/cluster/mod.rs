@@ -232,6 +232,8 @@ pub struct Cluster {
     started: Instant,
     lost_at_ms: AtomicU64,
     regained_at_ms: AtomicU64,
+    /// `regained_at_ms` as of this node's last registration of its members in Redis.
+    registered_at_ms: AtomicU64,
     /// How many nodes were subscribed to the cluster's channels when last settled.
     peers: AtomicU64,
     /// The presence task and the webhook checks that wait out [`LocalApp::leave_grace`]
@@ -274,6 +276,7 @@ impl Cluster {
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
             regained_at_ms: AtomicU64::new(0),
+            registered_at_ms: AtomicU64::new(0),
             peers: AtomicU64::new(0),
             leaving: tokio_util::task::TaskTracker::new(),
             finish_presence: CancellationToken::new(),
@@ -402,17 +405,28 @@ impl Cluster {
     }
 
     /// Whether cluster-wide answers are whole: Redis is reachable, and it is [`SETTLE`] since
-    /// it came back (if it ever went away).
+    /// it came back (if it ever went away) and this node put its own part back.
     pub fn is_settled(&self) -> bool {
-        let regained = self.regained_at_ms.load(Ordering::Acquire);
+        let regained = self.regained();
         self.is_connected()
             && (regained == 0
-                || self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64)
+                || (self.is_registered()
+                    && self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64))
     }
 
     /// When Redis was last regained after a loss (ms since start; 0: never lost).
-    pub(crate) fn regained(&self) -> u64 {
+    fn regained(&self) -> u64 {
         self.regained_at_ms.load(Ordering::Acquire)
+    }
+
+    /// This node's members, users and counts are in Redis again since it was `regained`.
+    fn registered(&self, regained: u64) {
+        self.registered_at_ms.store(regained, Ordering::Release);
+    }
+
+    /// Whether this node's members, users and counts were put back since Redis was regained.
+    fn is_registered(&self) -> bool {
+        self.registered_at_ms.load(Ordering::Acquire) == self.regained()
     }
 
     fn elapsed_ms(&self) -> u64 {

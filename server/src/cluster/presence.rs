@@ -548,10 +548,6 @@ pub async fn run(
     // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
     // so a join is not kept waiting.
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    // When Redis was last regained as this node's members were registered: a Redis Cluster's
-    // connection reconnects to a restarted shard by itself, without failing a command here, so
-    // the heartbeat registers them again once the subscription noticed the loss.
-    let mut registered = cluster.regained();
     loop {
         tokio::select! {
             op = ops.recv() => match op {
@@ -560,11 +556,12 @@ pub async fn run(
             },
             _ = heartbeat.tick() => match connection.as_mut() {
                 Some(conn) => {
-                    let regained = cluster.regained();
-                    let beaten = if regained == registered {
+                    // A Redis Cluster's connection reconnects to a restarted shard by itself,
+                    // without failing a command here: register again once the subscription
+                    // noticed the loss.
+                    let beaten = if cluster.is_registered() {
                         beat(&*node, &cluster, conn).await
                     } else {
-                        registered = regained;
                         reregister(&*node, &cluster, conn).await
                     };
                     if let Err(err) = beaten {
@@ -651,6 +648,7 @@ async fn reregister(
     cluster: &Arc<Cluster>,
     conn: &mut Connection,
 ) -> redis::RedisResult<()> {
+    let regained = cluster.regained();
     for app in node.apps_here() {
         for (channel, member) in app.channels().local_members() {
             cluster
@@ -667,7 +665,9 @@ async fn reregister(
                 .await?;
         }
     }
-    beat(node, cluster, conn).await
+    beat(node, cluster, conn).await?;
+    cluster.registered(regained);
+    Ok(())
 }
 
 /// Applies one change through Redis.
