@@ -2,14 +2,14 @@
 //! are one sequence per channel whichever node publishes, and history survives a node's death
 //! or restart.
 //!
-//! Per app and channel: the stream `{prefix}:{app}:history:{channel}` holds the recent events
+//! Per app and channel: the stream `{prefix}:{{app:channel}}:history` holds the recent events
 //! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
-//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch`, last `offset` and each
+//! and the hash `{prefix}:{{app:channel}}:history-meta` its `epoch`, last `offset` and each
 //! publishing node's last sequence number (`sent:{node}`, so a publish made again is run once). One Lua
 //! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
 //! drops a few entries older than `max_age_secs`), sets both keys to expire after
 //! `max_age_secs` of silence, remembers cache channels' last event
-//! (`{prefix}:{app}:cache:{channel}`, 30 minutes) and PUBLISHes the event with its position on
+//! (`{prefix}:{{app:channel}}:cache`, 30 minutes) and publishes the event with its position on
 //! the channel's pub/sub channel (see [`super`]), all atomically: every node, the publisher included, receives a
 //! channel's events in position order and delivers them then
 //! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing

@@ -1,4 +1,6 @@
-//! Many nodes behind a load balancer, sharing one Redis (`--redis-url`): what one node
+//! Many nodes behind a load balancer, sharing one Redis or a Redis Cluster (`--redis-url`;
+//! [`broker`] hides which, and every key is hash-tagged so each script stays in one slot: see
+//! [`Cluster::key`] and [`Cluster::channel_key`]): what one node
 //! publishes (API events, client events, terminated users) every other node delivers to its
 //! own subscribers, exactly as if they were connected to the publisher.
 //!
@@ -12,15 +14,20 @@
 //!
 //! Routing is by interest: what concerns one channel (its events, positioned or not, and its
 //! subscription counts) goes to that channel's own Redis channel,
-//! `{prefix}:{app_id}:channel:{name}`, which a node subscribes to only while it has local
+//! `{prefix}:{{app_id:name}}:channel`, which a node subscribes to only while it has local
 //! subscribers of it ([`Cluster::watch`], [`Cluster::unwatch_if_idle`]); what concerns the whole
-//! app (terminations, watchlists) goes to `{prefix}:{app_id}:broadcast`, which every node
+//! app (terminations, watchlists) goes to `{prefix}:{{app_id}}:broadcast`, which every node
 //! subscribes to. An event on a channel no node watches costs one `PUBLISH` that Redis hands to
 //! nobody (on a channel with history, inside the script that also records it for later
 //! resumes). A subscriber on a cluster is confirmed only once its node's subscription is in
 //! place (the connection, or the presence task, awaits [`Cluster::watch`] first), so nothing
 //! published after its `subscription_succeeded` can miss it; history channels read their
 //! history after that too, so the replay and the live feed meet without a gap.
+//!
+//! On a Redis Cluster, pub/sub is sharded: a channel's Redis channel lives on the shard owning
+//! its slot, and the app's on its own. A shard lost (its connection dropped) counts as Redis
+//! lost: the subscribing task reconnects and subscribes to everything again, so what follows
+//! holds for a shard restart as for a Redis restart.
 //!
 //! A Redis restart loses nothing a node forwards while Redis is away, up to the queue's
 //! capacity: a message whose publish fails is kept and published again on the next

@@ -2,8 +2,8 @@
 //! signed-in connection anywhere in the cluster and goes offline after their last one anywhere,
 //! and a connection signing in is told which of its watched users are online on any node.
 //!
-//! In Redis, per app: the hash `{prefix}:{app}:online` counts, per user, the nodes they are
-//! signed in on, and the set `{prefix}:{app}:node-users:{node}` holds a node's users (so a
+//! In Redis, per app: the hash `{prefix}:{{app}}:online` counts, per user, the nodes they are
+//! signed in on, and the set `{prefix}:{{app}}:node-users:{node}` holds a node's users (so a
 //! reaped node's users go offline). A Lua script updates both at once, so exactly one node sees
 //! a user's first sign-in or last sign-out, tells its own watchers and forwards the news to the
 //! other nodes ([`Message::Watchlist`]). The changes are applied in order by the presence task

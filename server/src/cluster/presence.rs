@@ -1,21 +1,21 @@
 //! Presence across nodes: a member joins when their first connection anywhere in the cluster
 //! subscribes and leaves after their last one anywhere, and `here()` lists every node's members.
 //!
-//! In Redis, per app and presence channel: the hash `{prefix}:{app}:presence:{channel}` holds
+//! In Redis, per app and presence channel: the hash `{prefix}:{{app:channel}}:presence` holds
 //! one field `{node}:{user_id}` (user_info as value) per node the user is connected to, and
-//! `{prefix}:{app}:presence-users:{channel}` counts, per user, the nodes they are on; a Lua
+//! `{prefix}:{{app:channel}}:presence-users` counts, per user, the nodes they are on; a Lua
 //! script updates both at once, so exactly one node sees a user's cluster-wide first join or
 //! last leave and announces it to all. The same script enforces `max_presence_members` for the
 //! cluster: a user new to a full channel is refused (the connection's local subscription is
 //! undone and it gets the `LimitReached` error a lone node sends). Each node remembers its channels in
-//! `{prefix}:{app}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
+//! `{prefix}:{{app}}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
 //! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
 //! sends `member_removed` for the members only it had.
 //!
 //! Webhooks follow the cluster too: `member_added` is sent by the node that saw the user's
 //! cluster-wide first join, `member_removed` by the one that saw their last leave, after
 //! [`LocalApp::leave_grace`] and only if they did not come back anywhere meanwhile; the hash
-//! `{prefix}:{app}:hooked:{channel}` remembers who was reported, so a quick return reports
+//! `{prefix}:{{app:channel}}:hooked` remembers who was reported, so a quick return reports
 //! neither a removal nor a second arrival.
 //!
 //! One task applies this node's joins and leaves in order (a leave never overtakes its join).

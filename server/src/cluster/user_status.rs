@@ -1,7 +1,7 @@
 //! Member statuses and departures in Redis, for [`crate::user_status`] on a cluster: per app
-//! and user the string `{prefix}:{app}:status:{{user}}` (the status as JSON, expiring a while
-//! after it was set) and `{prefix}:{app}:last-seen:{{user}}` (ms); per presence channel the
-//! sorted set `{prefix}:{app}:left:{{channel}}` (user -> left at, ms), trimmed to the most
+//! and user the string `{prefix}:{{app:user:ID}}:status` (the status as JSON, expiring a while
+//! after it was set) and `{prefix}:{{app:user:ID}}:last-seen` (ms); per presence channel the
+//! sorted set `{prefix}:{{app:channel}}:left` (user -> left at, ms), trimmed to the most
 //! recent few and expiring a while after the last departure ([`Retention`]). Which
 //! presence channels a user is in, and whether they are signed in, come from the keys of
 //! [`super::presence`] and [`super::online`].
