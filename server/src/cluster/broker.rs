@@ -111,7 +111,8 @@ impl Broker {
     }
 
     /// A new connection of its own (a task that must notice when Redis went away), connected.
-    /// `response_timeout`: how long Redis gets to answer (None: the redis crate's default).
+    /// `response_timeout`: how long Redis gets to answer (None: the redis crate's default on
+    /// one Redis, [`super::SHARED_RESPONSE_TIMEOUT`] on a cluster).
     pub async fn connect(&self, response_timeout: Option<Duration>) -> RedisResult<Connection> {
         match self {
             Broker::Single(client) => {
