@@ -545,13 +545,19 @@ pub async fn run(
     finish: CancellationToken,
 ) {
     let mut connection: Option<Connection> = None;
+    // Nothing of this node's is in Redis or kept here alone yet: the first connection has
+    // nothing to put back, and must not put back a member whose join is still queued (its
+    // join would then find them there already, and announce nothing).
+    let mut fresh = true;
     // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
     // so a join is not kept waiting.
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             op = ops.recv() => match op {
-                Some(op) => apply_or_keep_here(&*node, &cluster, &mut connection, &op).await,
+                Some(op) => {
+                    apply_or_keep_here(&*node, &cluster, &mut connection, &mut fresh, &op).await
+                }
                 None => return,
             },
             _ = heartbeat.tick() => match connection.as_mut() {
@@ -569,11 +575,11 @@ pub async fn run(
                         connection = None;
                     }
                 }
-                None => connection = connect(&*node, &cluster).await,
+                None => connection = connect(&*node, &cluster, &mut fresh).await,
             },
             _ = finish.cancelled() => {
                 while let Ok(op) = ops.try_recv() {
-                    apply_or_keep_here(&*node, &cluster, &mut connection, &op).await;
+                    apply_or_keep_here(&*node, &cluster, &mut connection, &mut fresh, &op).await;
                 }
                 return;
             }
@@ -588,11 +594,12 @@ async fn apply_or_keep_here(
     node: &dyn Node,
     cluster: &Arc<Cluster>,
     connection: &mut Option<Connection>,
+    fresh: &mut bool,
     op: &Op,
 ) {
     for _ in 0..2 {
         if connection.is_none() {
-            *connection = connect(node, cluster).await;
+            *connection = connect(node, cluster, fresh).await;
         }
         let Some(conn) = connection.as_mut() else {
             break;
@@ -606,19 +613,28 @@ async fn apply_or_keep_here(
         }
     }
     if connection.is_none() {
+        *fresh = false;
         apply_locally(op);
     }
 }
 
-/// Connects and puts this node's members and counts back (a Redis restart lost them).
-async fn connect(node: &dyn Node, cluster: &Arc<Cluster>) -> Option<Connection> {
+/// Connects and, unless `fresh` (see [`run`]), puts this node's members and counts back (a
+/// Redis restart lost them).
+async fn connect(node: &dyn Node, cluster: &Arc<Cluster>, fresh: &mut bool) -> Option<Connection> {
     let registered = async {
         let mut conn = cluster.broker.connect(None).await?;
-        reregister(node, cluster, &mut conn).await?;
+        if *fresh {
+            beat(node, cluster, &mut conn).await?;
+        } else {
+            reregister(node, cluster, &mut conn).await?;
+        }
         redis::RedisResult::Ok(conn)
     };
     match registered.await {
-        Ok(conn) => Some(conn),
+        Ok(conn) => {
+            *fresh = false;
+            Some(conn)
+        }
         Err(err) => {
             tracing::debug!(%err, "redis: cannot connect for presence");
             None
