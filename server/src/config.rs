@@ -51,8 +51,9 @@ pub struct ServeArgs {
     /// The app's secret, signing channel auth and API requests [fallback env REVERB_APP_SECRET].
     #[arg(long, env = "OVERTONE_APP_SECRET")]
     pub app_secret: Option<String>,
-    /// Redis shared by every node of a cluster (`redis://host:port/db`); without it this node
-    /// is alone and keeps everything in memory.
+    /// Redis shared by every node of a cluster (`redis://host:port/db`), or a Redis Cluster's
+    /// seed nodes, comma-separated (`redis://h1:7000,redis://h2:7000,...`: two or more URLs
+    /// mean a Redis Cluster); without it this node is alone and keeps everything in memory.
     #[arg(long, env = "OVERTONE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Starts every Redis key and channel, so deployments sharing a Redis stay apart

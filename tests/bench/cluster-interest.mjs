@@ -11,8 +11,6 @@
 //
 //   OVERTONE_BIN=target/release/overtone node tests/bench/cluster-interest.mjs
 import { readFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import WebSocket from 'ws';
 import { startServer, startRedis, serverSdk, app } from '../lib/server.mjs';
 
@@ -32,11 +30,12 @@ const relayed = async (node) => {
 };
 
 const redis = await startRedis();
-const redisInfo = async () => {
-  const { stdout } = await promisify(execFile)('redis-cli', ['-p', new URL(redis.url).port, 'INFO', 'stats']);
+// Per Redis server (each master of a Redis Cluster, with OVERTONE_TEST_REDIS=cluster).
+const redisInfo = async () => Promise.all(redis.shards().map(async (shard) => {
+  const stdout = await shard.cli('INFO', 'stats');
   const field = (name) => Number(stdout.match(new RegExp(`${name}:(\\d+)`))[1]);
   return { commands: field('total_commands_processed'), bytesOut: field('total_net_output_bytes') };
-};
+}));
 const nodes = [];
 const sockets = [];
 try {
@@ -100,8 +99,8 @@ try {
     events: EVENTS,
     arrived,
     seconds,
-    redis_commands: redisAfter.commands - redisBefore.commands,
-    redis_bytes_out: redisAfter.bytesOut - redisBefore.bytesOut,
+    redis_commands: redisAfter.map((after, i) => after.commands - redisBefore[i].commands),
+    redis_bytes_out: redisAfter.map((after, i) => after.bytesOut - redisBefore[i].bytesOut),
   }));
 } finally {
   sockets.forEach((ws) => ws.terminate());

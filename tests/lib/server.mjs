@@ -1,6 +1,7 @@
 // Starts a real `overtone serve` on a free loopback port for one test file, and stops it; or,
 // for pages served from the same origin, `overtone-demo`: the same server with the demo added.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { before, after } from 'node:test';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -168,15 +169,36 @@ export async function freePort() {
 }
 
 /**
- * Starts a throwaway `redis-server` (no persistence) on a free loopback port; resolves once it
- * accepts connections. `restart()` stops it and starts a fresh one on the same port;
- * `signal(name)` sends it a signal (SIGSTOP / SIGCONT: Redis stalled, then back).
+ * Starts what the cluster tests meet on: one throwaway Redis, or with
+ * `OVERTONE_TEST_REDIS=cluster` a 3-master Redis Cluster ([`startRedisCluster`]). Both handles
+ * have `url` (what `--redis-url` takes), `stop()`, `restart()` (everything stopped and started
+ * again, empty, on the same ports), `signal(name)` and `cli(...args)` (redis-cli's output; on a
+ * cluster, following redirections).
  */
-export async function startRedis() {
+export function startRedis() {
+  return process.env.OVERTONE_TEST_REDIS === 'cluster' ? startRedisCluster() : startRedisServer();
+}
+
+/** Whether the cluster tests run on a Redis Cluster (`OVERTONE_TEST_REDIS=cluster`). */
+export const onRedisCluster = process.env.OVERTONE_TEST_REDIS === 'cluster';
+
+/** Runs redis-cli against `port`; resolves with its output. */
+async function redisCli(port, args) {
+  const { stdout } = await promisify(execFile)('redis-cli', ['-p', String(port), ...args]);
+  return stdout;
+}
+
+/**
+ * Starts a throwaway `redis-server` (no persistence) on a free loopback port (`extra`: more
+ * options); resolves once it accepts connections. `restart()` stops it and starts a fresh one
+ * on the same port; `signal(name)` sends it a signal (SIGSTOP / SIGCONT: Redis stalled, then
+ * back).
+ */
+export async function startRedisServer(extra = []) {
   const port = await freePort();
   let child;
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
@@ -197,14 +219,80 @@ export async function startRedis() {
       child.kill('SIGKILL');
     });
   await start();
-  return {
+  const handle = {
     url: `redis://127.0.0.1:${port}`,
+    port,
     stop,
+    start,
     restart: async () => {
       await stop();
       await start();
     },
     signal: (name) => child.kill(name),
+    cli: (...args) => redisCli(port, args),
+    /** Every Redis server of it: this one. */
+    shards: () => [handle],
+    /** The server owning `key`: this one. */
+    ownerOf: async () => handle,
+  };
+  return handle;
+}
+
+/**
+ * Starts a throwaway 3-master Redis Cluster (no replicas, no persistence) on free loopback
+ * ports; resolves once `cluster_state:ok`. Its `url` lists the three masters (comma-separated,
+ * as `--redis-url` takes a cluster); `masters` are their handles (`port`, `stop()`, `start()`:
+ * a master restarted keeps its cluster config file, so it rejoins with its slots, empty).
+ */
+export async function startRedisCluster() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'overtone-redis-cluster-'));
+  // Kept while the test file runs: a cluster stopped can be started again.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const masters = [];
+  for (let i = 0; i < 3; i += 1) {
+    const bus = await freePort();
+    // The config file is named after the bus port: the master's own port is only known inside.
+    masters.push(await startRedisServer(['--cluster-enabled', 'yes', '--cluster-port', String(bus),
+      '--cluster-config-file', path.join(dir, `nodes-${bus}.conf`), '--dir', dir]));
+  }
+  const [first] = masters;
+  await first.cli('--cluster', 'create', ...masters.map((m) => `127.0.0.1:${m.port}`), '--cluster-replicas', '0', '--cluster-yes');
+  const ready = async () => {
+    for (const master of masters) await eventually(async () => {
+      if (!(await master.cli('cluster', 'info')).includes('cluster_state:ok')) throw new Error(`cluster not ok on ${master.port}`);
+    }, 20000, 50);
+  };
+  await ready();
+  const stop = async () => {
+    await Promise.all(masters.map((m) => m.stop()));
+  };
+  return {
+    url: masters.map((m) => `redis://127.0.0.1:${m.port}`).join(','),
+    port: first.port,
+    masters,
+    stop,
+    restart: async () => {
+      await stop();
+      await Promise.all(masters.map((m) => m.start()));
+      await ready();
+    },
+    signal: (name) => masters.forEach((m) => m.signal(name)),
+    cli: (...args) => redisCli(first.port, ['-c', ...args]),
+    shards: () => masters,
+    /** The master owning `key`'s slot (from `CLUSTER NODES`: `id host:port@bus flags ... ranges`). */
+    ownerOf: async (key) => {
+      const slot = Number(await first.cli('cluster', 'keyslot', key));
+      for (const line of (await first.cli('cluster', 'nodes')).trim().split('\n')) {
+        const [, address, flags, , , , , , ...ranges] = line.split(' ');
+        const port = Number(address.split('@')[0].split(':').at(-1));
+        const owns = ranges.some((range) => {
+          const [lo, hi = lo] = range.split('-').map(Number);
+          return slot >= lo && slot <= hi;
+        });
+        if (flags.includes('master') && owns) return masters.find((m) => m.port === port);
+      }
+      throw new Error(`no master owns slot ${slot}`);
+    },
   };
 }
 

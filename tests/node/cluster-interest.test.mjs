@@ -4,12 +4,10 @@
 // triggered after `subscription_succeeded`, on any node, reaches it.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import Pusher from 'pusher-js';
 import {
   startServerWithoutApp, startRedis, serverSdk, signedClientOptions, connected, once, eventually,
-  writeConfig, appToml, historyToml, app,
+  writeConfig, appToml, historyToml, app, onRedisCluster,
 } from '../lib/server.mjs';
 
 const METRICS_TOKEN = 'cluster-interest-metrics';
@@ -33,13 +31,13 @@ after(async () => {
   config?.remove();
 });
 
-const redisCli = async (...args) => {
-  const { stdout } = await promisify(execFile)('redis-cli', ['-p', new URL(redis.url).port, ...args]);
-  return stdout.trim();
-};
-/** How many nodes subscribe to `channel`'s Redis channel. */
-const watchers = async (channel) =>
-  Number((await redisCli('PUBSUB', 'NUMSUB', `overtone:${app.id}:channel:${channel}`)).split('\n')[1]);
+/** How many nodes subscribe to `channel`'s Redis channel (a shard channel on a Redis Cluster). */
+async function watchers(channel) {
+  const name = `overtone:{${app.id}:${channel}}:channel`;
+  const shard = await redis.ownerOf(name);
+  const out = await shard.cli('PUBSUB', onRedisCluster ? 'SHARDNUMSUB' : 'NUMSUB', name);
+  return Number(out.trim().split('\n')[1]);
+}
 
 /** Messages `node` took from Redis (its cluster delivery histogram's count). */
 async function received(node) {

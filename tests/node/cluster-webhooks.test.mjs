@@ -124,13 +124,17 @@ test('a node shut down: the departures of its members, and of one who left just 
       .map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name))
       .sort();
   };
-  const cleo = await joinOn(leaving, 'cleo', name);
-  const dan = await joinOn(leaving, 'dan', name);
-  await eventually(async () => assert.deepEqual(await onChannel(), ['channel_occupied', 'member_added:cleo', 'member_added:dan']));
-  dan.disconnect();
-  await pause(1000);
-  await leaving.stop();
-  cleo.disconnect(); // it would reconnect to the stopped node's port: nobody comes back
+  try {
+    const cleo = await joinOn(leaving, 'cleo', name);
+    const dan = await joinOn(leaving, 'dan', name);
+    await eventually(async () => assert.deepEqual(await onChannel(), ['channel_occupied', 'member_added:cleo', 'member_added:dan']));
+    dan.disconnect();
+    await pause(1000);
+    await leaving.stop();
+    cleo.disconnect(); // it would reconnect to the stopped node's port: nobody comes back
+  } finally {
+    await leaving.stop(); // a failure above would otherwise keep the test file from ending
+  }
   const all = ['channel_occupied', 'channel_vacated', 'member_added:cleo', 'member_added:dan', 'member_removed:cleo', 'member_removed:dan'];
   await eventually(async () => assert.deepEqual(await onChannel(), all), 15000, 200);
   await pause(1000);

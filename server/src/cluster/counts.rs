@@ -27,12 +27,12 @@ use super::{Cluster, Envelope, Hook, LocalApp, Message, Node};
 pub const WINDOW: Duration = Duration::from_millis(100);
 
 /// Reads a channel's total (KEYS[1] field ARGV[1]) and, if someone is subscribed, publishes
-/// it on KEYS[2] as ARGV[2] .. total .. ARGV[3] (an [`Envelope`] cut around its count);
-/// returns the total.
+/// it on KEYS[2] with ARGV[4] (`PUBLISH` or `SPUBLISH`) as ARGV[2] .. total .. ARGV[3] (an
+/// [`Envelope`] cut around its count); returns the total.
 const ANNOUNCE: &str = r#"
 local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if total > 0 then
-  redis.call('PUBLISH', KEYS[2], ARGV[2] .. string.format('%d', total) .. ARGV[3])
+  redis.call(ARGV[4], KEYS[2], ARGV[2] .. string.format('%d', total) .. ARGV[3])
 end
 return total
 "#;
@@ -122,14 +122,23 @@ impl Cluster {
         let Some((head, tail)) = self.count_envelope(id, channel) else {
             return Ok(0);
         };
+        // The totals are app-wide keys: on a cluster, where a script's keys and channel share
+        // one slot, the count goes out on the app's channel (in the app's slot) rather than
+        // the channel's own; nodes without its subscribers drop it.
+        let destination = if self.broker.is_cluster() {
+            self.channel_of(id)
+        } else {
+            self.topic_of(id, channel)
+        };
         redis::cmd("EVAL")
             .arg(ANNOUNCE)
             .arg(2)
             .arg(self.totals_key(id))
-            .arg(self.topic_of(id, channel))
+            .arg(destination)
             .arg(channel)
             .arg(head)
             .arg(tail)
+            .arg(self.publish_command())
             .query_async(&mut conn)
             .await
     }

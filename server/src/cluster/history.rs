@@ -2,14 +2,14 @@
 //! are one sequence per channel whichever node publishes, and history survives a node's death
 //! or restart.
 //!
-//! Per app and channel: the stream `{prefix}:{app}:history:{channel}` holds the recent events
+//! Per app and channel: the stream `{prefix}:{{app:channel}}:history` holds the recent events
 //! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
-//! and the hash `{prefix}:{app}:history-meta:{channel}` its `epoch`, last `offset` and each
+//! and the hash `{prefix}:{{app:channel}}:history-meta` its `epoch`, last `offset` and each
 //! publishing node's last sequence number (`sent:{node}`, so a publish made again is run once). One Lua
 //! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
 //! drops a few entries older than `max_age_secs`), sets both keys to expire after
 //! `max_age_secs` of silence, remembers cache channels' last event
-//! (`{prefix}:{app}:cache:{channel}`, 30 minutes) and PUBLISHes the event with its position on
+//! (`{prefix}:{{app:channel}}:cache`, 30 minutes) and publishes the event with its position on
 //! the channel's pub/sub channel (see [`super`]), all atomically: every node, the publisher included, receives a
 //! channel's events in position order and delivers them then
 //! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing
@@ -46,9 +46,10 @@ const BATCH: usize = 256;
 /// How long a read or a connection attempt may take before Redis counts as away.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// KEYS: stream, meta, cache. ARGV: fresh epoch, frame, now (ms), max_events, max_age (ms),
-/// pub/sub channel, envelope head (JSON without its closing brace), cache ("1"/"0"), cache
-/// ttl (ms), the publishing node, its publish's sequence number. Returns the offset.
+/// KEYS: stream, meta, cache, pub/sub channel (all the channel's: one slot). ARGV: fresh
+/// epoch, frame, now (ms), max_events, max_age (ms), the publish command (`PUBLISH`, or
+/// `SPUBLISH` on a cluster), envelope head (JSON without its closing brace), cache ("1"/"0"),
+/// cache ttl (ms), the publishing node, its publish's sequence number. Returns the offset.
 ///
 /// A publish the channel has seen already (its node's sequence number at or below the last one
 /// recorded in the meta hash, `sent:{node}`) changes nothing: a node that timed out waiting for
@@ -74,7 +75,7 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 if ARGV[8] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[9]) end
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. '}')
+redis.call(ARGV[6], KEYS[4], ARGV[7] .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. '}')
 return offset
 "#;
 
@@ -172,14 +173,14 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
-    fn stream_key(&self, app: &str, channel: &str) -> String {
-        self.key(app, &format!("history:{channel}"))
+    pub(super) fn stream_key(&self, app: &str, channel: &str) -> String {
+        self.channel_key(app, channel, "history")
     }
-    fn meta_key(&self, app: &str, channel: &str) -> String {
-        self.key(app, &format!("history-meta:{channel}"))
+    pub(super) fn meta_key(&self, app: &str, channel: &str) -> String {
+        self.channel_key(app, channel, "history-meta")
     }
     pub(crate) fn cache_key(&self, app: &str, channel: &str) -> String {
-        self.key(app, &format!("cache:{channel}"))
+        self.channel_key(app, channel, "cache")
     }
 
     /// Queues a publish for Redis without waiting; gives it back when the queue is full.
@@ -372,11 +373,12 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
                 continue;
             }
             let batch = held.len().min(BATCH);
-            let mut pipe = redis::pipe();
-            for (sequence, item) in held.iter().take(batch) {
-                script_call(&cluster, &mut pipe, *sequence, item);
-            }
-            let done: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(&mut conn).await;
+            let calls = held
+                .iter()
+                .take(batch)
+                .map(|(sequence, item)| script_call(&cluster, *sequence, item))
+                .collect();
+            let done: redis::RedisResult<Vec<redis::Value>> = conn.per_slot(calls).await;
             match done {
                 Ok(_) => {
                     held.drain(..batch);
@@ -413,8 +415,8 @@ fn numbered(sequence: &mut u64, item: Publish) -> (u64, Publish) {
     (*sequence, item)
 }
 
-/// Adds one publish script call to `pipe`.
-fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, sequence: u64, item: &Publish) {
+/// One publish script call, with a key of its slot.
+fn script_call(cluster: &Cluster, sequence: u64, item: &Publish) -> (String, redis::Cmd) {
     let envelope = Envelope {
         node: cluster.node.clone(),
         app: item.app.clone(),
@@ -430,23 +432,26 @@ fn script_call(cluster: &Cluster, pipe: &mut redis::Pipeline, sequence: u64, ite
     let head = serde_json::to_string(&envelope).unwrap_or_default();
     let head = head.strip_suffix('}').unwrap_or(&head);
     let cache = ChannelType::of(&item.channel).cache;
-    pipe.cmd("EVAL")
-        .arg(PUBLISH)
-        .arg(3)
-        .arg(cluster.stream_key(&item.app, &item.channel))
+    let stream = cluster.stream_key(&item.app, &item.channel);
+    let mut call = redis::cmd("EVAL");
+    call.arg(PUBLISH)
+        .arg(4)
+        .arg(&stream)
         .arg(cluster.meta_key(&item.app, &item.channel))
         .arg(cluster.cache_key(&item.app, &item.channel))
+        .arg(cluster.topic_of(&item.app, &item.channel))
         .arg(history::new_epoch())
         .arg(item.frame.as_str())
         .arg(now_ms())
         .arg(item.limits.max_events)
         .arg((item.limits.max_age.as_millis() as u64).max(1))
-        .arg(cluster.topic_of(&item.app, &item.channel))
+        .arg(cluster.publish_command())
         .arg(head)
         .arg(if cache { "1" } else { "0" })
         .arg(CACHE_TTL.as_millis() as u64)
         .arg(&cluster.node)
         .arg(sequence);
+    (stream, call)
 }
 
 /// Publishes to this node's clients only, positioned by this node's ring.

@@ -1,4 +1,6 @@
-//! Many nodes behind a load balancer, sharing one Redis (`--redis-url`): what one node
+//! Many nodes behind a load balancer, sharing one Redis or a Redis Cluster (`--redis-url`;
+//! [`broker`] hides which, and every key is hash-tagged so each script stays in one slot: see
+//! [`Cluster::key`] and [`Cluster::channel_key`]): what one node
 //! publishes (API events, client events, terminated users) every other node delivers to its
 //! own subscribers, exactly as if they were connected to the publisher.
 //!
@@ -12,15 +14,20 @@
 //!
 //! Routing is by interest: what concerns one channel (its events, positioned or not, and its
 //! subscription counts) goes to that channel's own Redis channel,
-//! `{prefix}:{app_id}:channel:{name}`, which a node subscribes to only while it has local
+//! `{prefix}:{{app_id:name}}:channel`, which a node subscribes to only while it has local
 //! subscribers of it ([`Cluster::watch`], [`Cluster::unwatch_if_idle`]); what concerns the whole
-//! app (terminations, watchlists) goes to `{prefix}:{app_id}:broadcast`, which every node
+//! app (terminations, watchlists) goes to `{prefix}:{{app_id}}:broadcast`, which every node
 //! subscribes to. An event on a channel no node watches costs one `PUBLISH` that Redis hands to
 //! nobody (on a channel with history, inside the script that also records it for later
 //! resumes). A subscriber on a cluster is confirmed only once its node's subscription is in
 //! place (the connection, or the presence task, awaits [`Cluster::watch`] first), so nothing
 //! published after its `subscription_succeeded` can miss it; history channels read their
 //! history after that too, so the replay and the live feed meet without a gap.
+//!
+//! On a Redis Cluster, pub/sub is sharded: a channel's Redis channel lives on the shard owning
+//! its slot, and the app's on its own. A shard lost (its connection dropped) counts as Redis
+//! lost: the subscribing task reconnects and subscribes to everything again, so what follows
+//! holds for a shard restart as for a Redis restart.
 //!
 //! A Redis restart loses nothing a node forwards while Redis is away, up to the queue's
 //! capacity: a message whose publish fails is kept and published again on the next
@@ -49,14 +56,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::{ChannelRegistry, ConnectionHandle, SocketId};
 
+pub use broker::{Broker, Connection};
+
+pub mod broker;
 pub mod counts;
 pub mod history;
 pub mod online;
@@ -191,17 +199,17 @@ struct Envelope {
 /// Where the nodes meet: `--redis-url` and `--redis-prefix`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub client: redis::Client,
+    pub broker: Broker,
     /// Starts every Redis key and channel, so deployments sharing a Redis stay apart.
     pub prefix: String,
 }
 
 impl RedisConfig {
-    /// Checks the URL; nothing connects until the server starts.
+    /// Checks the URL (or a cluster's comma-separated seed URLs); nothing connects until the
+    /// server starts.
     pub fn new(url: &str, prefix: &str) -> Result<RedisConfig, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
         Ok(RedisConfig {
-            client,
+            broker: Broker::open(url)?,
             prefix: prefix.into(),
         })
     }
@@ -209,10 +217,10 @@ impl RedisConfig {
 
 /// This node's link to the others.
 pub struct Cluster {
-    client: redis::Client,
+    broker: Broker,
     /// The connection queries share (see [`Cluster::redis`]); made on first use, inside the
     /// runtime.
-    shared_connection: OnceLock<ConnectionManager>,
+    shared_connection: OnceLock<Connection>,
     prefix: String,
     node: String,
     outbound: mpsc::Sender<Envelope>,
@@ -231,6 +239,8 @@ pub struct Cluster {
     started: Instant,
     lost_at_ms: AtomicU64,
     regained_at_ms: AtomicU64,
+    /// `regained_at_ms` as of this node's last registration of its members in Redis.
+    registered_at_ms: AtomicU64,
     /// How many nodes were subscribed to the cluster's channels when last settled.
     peers: AtomicU64,
     /// The presence task and the webhook checks that wait out [`LocalApp::leave_grace`]
@@ -259,7 +269,7 @@ impl Cluster {
             pending_interest: Mutex::new(Some(pending_interest)),
             history_queue,
             pending_history: Mutex::new(Some(pending_history)),
-            client: redis.client,
+            broker: redis.broker,
             shared_connection: OnceLock::new(),
             prefix: redis.prefix,
             node: format!("{:016x}", fastrand::u64(..)),
@@ -273,6 +283,7 @@ impl Cluster {
             started: Instant::now(),
             lost_at_ms: AtomicU64::new(0),
             regained_at_ms: AtomicU64::new(0),
+            registered_at_ms: AtomicU64::new(0),
             peers: AtomicU64::new(0),
             leaving: tokio_util::task::TaskTracker::new(),
             finish_presence: CancellationToken::new(),
@@ -287,16 +298,12 @@ impl Cluster {
     ///
     /// Commands fail fast while Redis is away ([`SHARED_RESPONSE_TIMEOUT`]), so callers can
     /// answer at once: 503 for cluster-wide queries, this node's ring for history reads.
-    pub fn redis(&self) -> ConnectionManager {
+    pub fn redis(&self) -> Connection {
         self.shared_connection
             .get_or_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500))
-                    .set_connection_timeout(Some(SHARED_CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(SHARED_RESPONSE_TIMEOUT));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .expect("a connection manager without push subscriptions is valid")
+                self.broker
+                    .shared()
+                    .expect("the URL was checked, and the connection has no push subscriptions")
             })
             .clone()
     }
@@ -305,27 +312,37 @@ impl Cluster {
     /// crate's default 500 ms: a publish whose answer timed out is made again, and when Redis
     /// was only slow (a long script, a loaded machine) the first one went out too, so the event
     /// would arrive twice (with two positions, on a channel with history).
-    async fn publishing_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(OUTAGE_HOLD));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+    async fn publishing_connection(&self) -> redis::RedisResult<Connection> {
+        self.broker.connect(Some(OUTAGE_HOLD)).await
     }
 
-    /// The start of every key and channel of this deployment, for modules adding their own:
-    /// `{prefix}:{app_id}:...`.
+    /// An app-wide key or channel of this deployment, for modules adding their own:
+    /// `{prefix}:{{app_id}}:{rest}`. The braces are a Redis Cluster hash tag: every app-wide key
+    /// of an app is in one slot, so a script may take several.
     pub fn key(&self, app_id: &str, rest: &str) -> String {
-        format!("{}:{app_id}:{rest}", self.prefix)
+        format!("{}:{{{app_id}}}:{rest}", self.prefix)
+    }
+
+    /// A key or channel of one channel of an app: `{prefix}:{{app_id:channel}}:{rest}`, every
+    /// one of them in the channel's slot (channel names hold no braces), so one script takes
+    /// them all, and publishes on the channel's own Redis channel in the same slot.
+    pub fn channel_key(&self, app_id: &str, channel: &str, rest: &str) -> String {
+        format!("{}:{{{app_id}:{channel}}}:{rest}", self.prefix)
     }
 
     /// The app's Redis channel, which every node subscribes to (app-wide messages).
     fn channel_of(&self, app_id: &str) -> String {
-        format!("{}:{app_id}:broadcast", self.prefix)
+        self.key(app_id, "broadcast")
     }
 
     /// One channel's Redis channel, which a node subscribes to while it has its subscribers.
     fn topic_of(&self, app_id: &str, channel: &str) -> String {
-        format!("{}:{app_id}:channel:{channel}", self.prefix)
+        self.channel_key(app_id, channel, "channel")
+    }
+
+    /// The command that publishes on a Redis channel (`SPUBLISH` on a cluster).
+    pub(crate) fn publish_command(&self) -> &'static str {
+        self.broker.publish_command()
     }
 
     /// Where a message goes: its channel's Redis channel, or the app's.
@@ -395,12 +412,28 @@ impl Cluster {
     }
 
     /// Whether cluster-wide answers are whole: Redis is reachable, and it is [`SETTLE`] since
-    /// it came back (if it ever went away).
+    /// it came back (if it ever went away) and this node put its own part back.
     pub fn is_settled(&self) -> bool {
-        let regained = self.regained_at_ms.load(Ordering::Acquire);
+        let regained = self.regained();
         self.is_connected()
             && (regained == 0
-                || self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64)
+                || (self.is_registered()
+                    && self.elapsed_ms().saturating_sub(regained) >= SETTLE.as_millis() as u64))
+    }
+
+    /// When Redis was last regained after a loss (ms since start; 0: never lost).
+    fn regained(&self) -> u64 {
+        self.regained_at_ms.load(Ordering::Acquire)
+    }
+
+    /// This node's members, users and counts are in Redis again since it was `regained`.
+    fn registered(&self, regained: u64) {
+        self.registered_at_ms.store(regained, Ordering::Release);
+    }
+
+    /// Whether this node's members, users and counts were put back since Redis was regained.
+    fn is_registered(&self) -> bool {
+        self.registered_at_ms.load(Ordering::Acquire) == self.regained()
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -423,7 +456,7 @@ impl Cluster {
     /// Redis dropped (a restart) fails once, and the manager reconnects for the second try.
     pub async fn retried<T, F, Fut>(&self, command: F) -> redis::RedisResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         match command(self.redis()).await {
@@ -440,7 +473,7 @@ impl Cluster {
     /// whole.
     pub async fn query<T, F, Fut>(&self, query: F) -> Option<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if !self.is_settled() {
@@ -455,11 +488,11 @@ impl Cluster {
     /// Records how many nodes subscribe to `channel` (an app's), while settled.
     pub(crate) async fn note_peers(
         &self,
-        conn: &mut impl redis::aio::ConnectionLike,
+        conn: &mut Connection,
         channel: &str,
     ) -> redis::RedisResult<()> {
         if self.is_settled() {
-            let peers = subscribers(conn, channel).await?;
+            let peers = conn.subscribers(channel).await?;
             self.peers.store(peers, Ordering::Release);
         }
         Ok(())
@@ -467,15 +500,11 @@ impl Cluster {
 
     /// After a reconnection: waits until as many nodes subscribe to `channel` as did before
     /// (for at most [`OUTAGE_HOLD`]), so what this node held for them reaches them.
-    pub(crate) async fn await_peers(
-        &self,
-        conn: &mut impl redis::aio::ConnectionLike,
-        channel: &str,
-    ) {
+    pub(crate) async fn await_peers(&self, conn: &mut Connection, channel: &str) {
         let expected = self.peers.load(Ordering::Acquire);
         let deadline = tokio::time::Instant::now() + OUTAGE_HOLD;
         while expected > 0 && tokio::time::Instant::now() < deadline {
-            match subscribers(conn, channel).await {
+            match conn.subscribers(channel).await {
                 Ok(now) if now < expected => tokio::time::sleep(Duration::from_millis(20)).await,
                 _ => return,
             }
@@ -596,35 +625,6 @@ impl Watched {
     }
 }
 
-/// Subscribes (or unsubscribes) `topics`, [`WATCH_BATCH`] at a time.
-async fn resubscribe(
-    sink: &mut redis::aio::PubSubSink,
-    topics: &[String],
-    subscribe: bool,
-) -> redis::RedisResult<()> {
-    for chunk in topics.chunks(WATCH_BATCH) {
-        if subscribe {
-            sink.subscribe(chunk).await?;
-        } else {
-            sink.unsubscribe(chunk).await?;
-        }
-    }
-    Ok(())
-}
-
-/// How many connections subscribe to `channel` (one per node).
-async fn subscribers(
-    conn: &mut impl redis::aio::ConnectionLike,
-    channel: &str,
-) -> redis::RedisResult<u64> {
-    let (_, count): (String, u64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query_async(conn)
-        .await?;
-    Ok(count)
-}
-
 /// The channel every node subscribes to, to count the nodes: the first app's.
 pub(crate) fn peers_channel(node: &dyn Node, cluster: &Cluster) -> Option<String> {
     node.apps_here()
@@ -681,7 +681,7 @@ async fn publish(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
                 continue;
             };
             let mut pipe = redis::pipe();
-            pipe.cmd("PUBLISH")
+            pipe.cmd(cluster.publish_command())
                 .arg(cluster.destination(&envelope))
                 .arg(payload)
                 .ignore();
@@ -726,14 +726,16 @@ async fn subscribe(
     let mut retry = FIRST_RETRY;
     loop {
         let subscribed = async {
-            let (mut sink, stream) = cluster.client.get_async_pubsub().await?.split();
-            sink.subscribe(&channels).await?;
+            let mut subscriber = cluster.broker.subscriber().await?;
             let watched = Watched::occupied(&*node, &cluster);
             let topics: Vec<String> = watched.0.iter().cloned().collect();
-            resubscribe(&mut sink, &topics, true).await?;
-            redis::RedisResult::Ok((sink, stream, watched))
+            subscriber.subscribe(&topics, true).await?;
+            // The apps' channels last: other nodes count them to know this node is back
+            // ([`Cluster::await_peers`]), so its channels must be in place by then.
+            subscriber.subscribe(&channels, true).await?;
+            redis::RedisResult::Ok((subscriber, watched))
         };
-        let (mut sink, mut messages, mut watched) = match subscribed.await {
+        let (mut subscriber, mut watched) = match subscribed.await {
             Ok(subscribed) => subscribed,
             Err(err) => {
                 tracing::debug!(%err, "redis: cannot subscribe");
@@ -748,9 +750,9 @@ async fn subscribe(
         tracing::info!("redis: subscribed");
         loop {
             tokio::select! {
-                message = messages.next() => {
+                message = subscriber.next() => {
                     let Some(message) = message else { break };
-                    match message.get_payload::<String>() {
+                    match message {
                         Ok(payload) => deliver(&*node, &cluster, &payload),
                         Err(err) => tracing::debug!(%err, "redis: unreadable message"),
                     }
@@ -766,8 +768,8 @@ async fn subscribe(
                     }
                     let (gone, new, waiting) = watched.apply(&cluster, batch);
                     let changed = async {
-                        resubscribe(&mut sink, &gone, false).await?;
-                        resubscribe(&mut sink, &new, true).await
+                        subscriber.subscribe(&gone, false).await?;
+                        subscriber.subscribe(&new, true).await
                     };
                     if let Err(err) = changed.await {
                         tracing::debug!(%err, "redis: cannot change subscriptions");
@@ -779,7 +781,7 @@ async fn subscribe(
                 _ = shutdown.cancelled() => return,
             }
         }
-        drop(messages);
+        drop(subscriber);
         cluster.set_connected(false);
         tracing::warn!("redis: connection lost; reconnecting");
     }
@@ -896,19 +898,67 @@ mod tests {
             user_id: "u".into(),
             code: 4009,
         });
-        assert_eq!(cluster.destination(&event), "p:a:channel:c");
-        assert_eq!(cluster.destination(&count), "p:a:channel:c");
-        assert_eq!(cluster.destination(&terminate), "p:a:broadcast");
+        assert_eq!(cluster.destination(&event), "p:{a:c}:channel");
+        assert_eq!(cluster.destination(&count), "p:{a:c}:channel");
+        assert_eq!(cluster.destination(&terminate), "p:{a}:broadcast");
+    }
+
+    #[test]
+    fn every_script_takes_keys_of_one_slot_and_channels_spread_over_slots() {
+        let seeds = "redis://127.0.0.1:7000,redis://127.0.0.1:7001";
+        let cluster = Cluster::new(RedisConfig::new(seeds, "overtone").unwrap());
+        let one_slot = |what: &str, keys: &[String]| {
+            let slots: HashSet<u16> = keys.iter().map(|key| broker::slot(key)).collect();
+            assert_eq!(slots.len(), 1, "{what}: {keys:?}");
+        };
+        let channels = [
+            ("app", "presence-room"),
+            ("1234", "private-encrypted-x=@,.;_-"),
+            ("a:b", "c"),
+            // App ids are not empty, but may hold braces: the tag is then shorter, still one.
+            ("a}b{", "-"),
+        ];
+        for (app, channel) in channels {
+            let (topic, cache) = (
+                cluster.topic_of(app, channel),
+                cluster.cache_key(app, channel),
+            );
+            // history::PUBLISH and HISTORY, and an event's publish with a cache channel's SET.
+            let stream = cluster.stream_key(app, channel);
+            let meta = cluster.meta_key(app, channel);
+            one_slot("history", &[stream, meta, cache.clone(), topic.clone()]);
+            one_slot("event", &[topic, cache]);
+            // presence::JOIN and LEAVE.
+            let presence = cluster.presence_key(app, channel);
+            one_slot("presence", &[presence, cluster.users_key(app, channel)]);
+            let (markers, order) = reads::keys(&cluster, app, channel);
+            one_slot("reads", &[markers, order]);
+            // presence::COUNT, and counts::ANNOUNCE publishing on the app's channel.
+            let node_counts = cluster.node_counts_key(app, &cluster.node);
+            let totals = cluster.totals_key(app);
+            one_slot("counts", &[node_counts, totals, cluster.channel_of(app)]);
+            // online::SIGN_IN and SIGN_OUT.
+            let node_users = cluster.node_users_key(app, &cluster.node);
+            one_slot("sign-in", &[node_users, cluster.online_key(app)]);
+        }
+        let slots: HashSet<u16> = (0..100)
+            .map(|i| broker::slot(&cluster.topic_of("app", &format!("room-{i}"))))
+            .collect();
+        assert!(
+            slots.len() > 90,
+            "one app's channels in {} slots",
+            slots.len()
+        );
     }
 
     #[test]
     fn a_bad_url_is_refused() {
         assert!(RedisConfig::new("not a url", "overtone").is_err());
         let cluster = Cluster::new(RedisConfig::new("redis://127.0.0.1:1", "p").unwrap());
-        assert_eq!(cluster.channel_of("app"), "p:app:broadcast");
+        assert_eq!(cluster.channel_of("app"), "p:{app}:broadcast");
         assert_eq!(
             cluster.topic_of("app", "private-x"),
-            "p:app:channel:private-x"
+            "p:{app:private-x}:channel"
         );
         assert!(!cluster.disconnected_for(Duration::from_secs(60)));
         assert!(cluster.disconnected_for(Duration::ZERO));

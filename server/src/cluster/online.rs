@@ -2,8 +2,8 @@
 //! signed-in connection anywhere in the cluster and goes offline after their last one anywhere,
 //! and a connection signing in is told which of its watched users are online on any node.
 //!
-//! In Redis, per app: the hash `{prefix}:{app}:online` counts, per user, the nodes they are
-//! signed in on, and the set `{prefix}:{app}:node-users:{node}` holds a node's users (so a
+//! In Redis, per app: the hash `{prefix}:{{app}}:online` counts, per user, the nodes they are
+//! signed in on, and the set `{prefix}:{{app}}:node-users:{node}` holds a node's users (so a
 //! reaped node's users go offline). A Lua script updates both at once, so exactly one node sees
 //! a user's first sign-in or last sign-out, tells its own watchers and forwards the news to the
 //! other nodes ([`Message::Watchlist`]). The changes are applied in order by the presence task
@@ -12,12 +12,10 @@
 
 use std::sync::Arc;
 
-use redis::aio::MultiplexedConnection;
-
 use crate::channels::ConnectionHandle;
 use crate::frame;
 
-use super::{Cluster, LocalApp, Message};
+use super::{Cluster, Connection, LocalApp, Message};
 
 /// Adds the user to the node's set; returns 1 if they are new to the cluster.
 const SIGN_IN: &str = r#"
@@ -49,7 +47,7 @@ impl Cluster {
     /// Registers `user_id` as signed in on this node; true if they are new to the cluster.
     pub(super) async fn sign_in(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &str,
         user_id: &str,
     ) -> redis::RedisResult<bool> {
@@ -67,7 +65,7 @@ impl Cluster {
     /// Unregisters `user_id` from `node`; true if that was their last node.
     pub(super) async fn sign_out(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &str,
         node: &str,
         user_id: &str,
@@ -86,7 +84,7 @@ impl Cluster {
     /// Which of `watchlist` are signed in on any node.
     async fn online_among(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &str,
         watchlist: &[Arc<str>],
     ) -> redis::RedisResult<Vec<Arc<str>>> {
@@ -122,7 +120,7 @@ impl Cluster {
     /// watched users are online anywhere.
     pub(super) async fn apply_sign_in(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &dyn LocalApp,
         user_id: &str,
         subscriber: &ConnectionHandle,
@@ -144,7 +142,7 @@ impl Cluster {
     /// A user's last connection on this node signed out.
     pub(super) async fn apply_sign_out(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &dyn LocalApp,
         user_id: &str,
     ) -> redis::RedisResult<()> {
@@ -157,7 +155,7 @@ impl Cluster {
     /// Signs out every user of a node that timed out; announces those it was the last node of.
     pub(super) async fn reap_users(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &dyn LocalApp,
         node: &str,
     ) -> redis::RedisResult<()> {

@@ -1,21 +1,21 @@
 //! Presence across nodes: a member joins when their first connection anywhere in the cluster
 //! subscribes and leaves after their last one anywhere, and `here()` lists every node's members.
 //!
-//! In Redis, per app and presence channel: the hash `{prefix}:{app}:presence:{channel}` holds
+//! In Redis, per app and presence channel: the hash `{prefix}:{{app:channel}}:presence` holds
 //! one field `{node}:{user_id}` (user_info as value) per node the user is connected to, and
-//! `{prefix}:{app}:presence-users:{channel}` counts, per user, the nodes they are on; a Lua
+//! `{prefix}:{{app:channel}}:presence-users` counts, per user, the nodes they are on; a Lua
 //! script updates both at once, so exactly one node sees a user's cluster-wide first join or
 //! last leave and announces it to all. The same script enforces `max_presence_members` for the
 //! cluster: a user new to a full channel is refused (the connection's local subscription is
 //! undone and it gets the `LimitReached` error a lone node sends). Each node remembers its channels in
-//! `{prefix}:{app}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
+//! `{prefix}:{{app}}:node-channels:{node}` and heartbeats in the sorted set `{prefix}:nodes`; a
 //! node silent for [`NODE_TIMEOUT`] is reaped by whichever node removes it first, which also
 //! sends `member_removed` for the members only it had.
 //!
 //! Webhooks follow the cluster too: `member_added` is sent by the node that saw the user's
 //! cluster-wide first join, `member_removed` by the one that saw their last leave, after
 //! [`LocalApp::leave_grace`] and only if they did not come back anywhere meanwhile; the hash
-//! `{prefix}:{app}:hooked:{channel}` remembers who was reported, so a quick return reports
+//! `{prefix}:{{app:channel}}:hooked` remembers who was reported, so a quick return reports
 //! neither a removal nor a second arrival.
 //!
 //! One task applies this node's joins and leaves in order (a leave never overtakes its join).
@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,22 +36,21 @@ use crate::history::{self, Limits};
 use crate::presence::Member;
 
 use super::history::{release_of, Read, Snapshot};
-use super::{Cluster, Hook, LocalApp, Node};
+use super::{Cluster, Connection, Hook, LocalApp, Node};
 
 /// How often a node heartbeats, and how long a silent node keeps its members.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Adds a node's field; returns 1 if the user is new to the channel cluster-wide, 0 if not,
-/// and -1 (changing nothing) if they are new and the channel already has ARGV[5] members
-/// (`max_presence_members`; empty: no limit).
+/// and -1 (changing nothing) if they are new and the channel already has ARGV[4] members
+/// (`max_presence_members`; empty: no limit). KEYS: the channel's, one slot.
 const JOIN: &str = r#"
-local max = tonumber(ARGV[5])
+local max = tonumber(ARGV[4])
 if max and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 and redis.call('HLEN', KEYS[2]) >= max then
   return -1
 end
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) == 1 then
-  redis.call('SADD', KEYS[3], ARGV[4])
   if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then return 1 end
 end
 return 0
@@ -185,26 +183,26 @@ fn now_ms() -> u64 {
 }
 
 impl Cluster {
-    fn presence_key(&self, app: &str, channel: &str) -> String {
-        format!("{}:{app}:presence:{channel}", self.prefix)
+    pub(super) fn presence_key(&self, app: &str, channel: &str) -> String {
+        self.channel_key(app, channel, "presence")
     }
     pub(super) fn users_key(&self, app: &str, channel: &str) -> String {
-        format!("{}:{app}:presence-users:{channel}", self.prefix)
+        self.channel_key(app, channel, "presence-users")
     }
     fn node_channels_key(&self, app: &str, node: &str) -> String {
-        format!("{}:{app}:node-channels:{node}", self.prefix)
+        self.key(app, &format!("node-channels:{node}"))
     }
-    fn node_counts_key(&self, app: &str, node: &str) -> String {
-        format!("{}:{app}:subscriptions:{node}", self.prefix)
+    pub(super) fn node_counts_key(&self, app: &str, node: &str) -> String {
+        self.key(app, &format!("subscriptions:{node}"))
     }
     pub(super) fn totals_key(&self, app: &str) -> String {
-        format!("{}:{app}:subscriptions", self.prefix)
+        self.key(app, "subscriptions")
     }
     fn hooked_channels_key(&self, app: &str) -> String {
-        format!("{}:{app}:hooked-channels", self.prefix)
+        self.key(app, "hooked-channels")
     }
     fn hooked_key(&self, app: &str, channel: &str) -> String {
-        format!("{}:{app}:hooked:{channel}", self.prefix)
+        self.channel_key(app, channel, "hooked")
     }
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.prefix)
@@ -214,22 +212,27 @@ impl Cluster {
     /// channel when it is full (None when putting known members back after a reconnection).
     async fn join(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &str,
         channel: &str,
         member: &Member,
         max_members: Option<usize>,
     ) -> redis::RedisResult<Joined> {
+        // The node's channels first, in another slot: a node that dies between the two leaves
+        // a channel to reap with none of its members in it, which is harmless.
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.node_channels_key(app, &self.node))
+            .arg(channel)
+            .query_async(conn)
+            .await?;
         let joined: i64 = redis::cmd("EVAL")
             .arg(JOIN)
-            .arg(3)
+            .arg(2)
             .arg(self.presence_key(app, channel))
             .arg(self.users_key(app, channel))
-            .arg(self.node_channels_key(app, &self.node))
             .arg(format!("{}:{}", self.node, member.user_id))
             .arg(&*member.user_id)
             .arg(member.user_info.get())
-            .arg(channel)
             .arg(max_members.map_or(String::new(), |max| max.to_string()))
             .query_async(conn)
             .await?;
@@ -242,7 +245,7 @@ impl Cluster {
 
     async fn leave(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &str,
         channel: &str,
         node: &str,
@@ -284,7 +287,7 @@ impl Cluster {
     /// the cluster's total crosses zero.
     async fn count(
         self: &Arc<Self>,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &Arc<dyn LocalApp>,
         node: &str,
         channel: &str,
@@ -348,15 +351,14 @@ impl Cluster {
                 .into_iter()
                 .filter(|(name, _)| name.starts_with(prefix))
                 .collect();
-            let mut members = redis::pipe();
-            for (name, _) in &totals {
-                members.cmd("HLEN").arg(self.users_key(app, name));
-            }
-            let users: Vec<usize> = if totals.is_empty() {
-                Vec::new()
-            } else {
-                members.query_async(&mut conn).await?
-            };
+            let members = totals
+                .iter()
+                .map(|(name, _)| {
+                    let key = self.users_key(app, name);
+                    (key.clone(), redis::cmd("HLEN").arg(key).clone())
+                })
+                .collect();
+            let users: Vec<usize> = conn.per_slot(members).await?;
             Ok(totals
                 .into_iter()
                 .zip(users)
@@ -369,13 +371,11 @@ impl Cluster {
     /// Subscriptions and members of one channel cluster-wide; None if Redis cannot say.
     pub async fn occupancy(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
         self.query(|mut conn| async move {
-            let (subscriptions, users): (Option<usize>, usize) = redis::pipe()
-                .cmd("HGET")
-                .arg(self.totals_key(app))
-                .arg(channel)
-                .cmd("HLEN")
-                .arg(self.users_key(app, channel))
-                .query_async(&mut conn)
+            let (totals, users) = (self.totals_key(app), self.users_key(app, channel));
+            let subscriptions = redis::cmd("HGET").arg(&totals).arg(channel).clone();
+            let members = redis::cmd("HLEN").arg(&users).clone();
+            let (subscriptions, users): (Option<usize>, usize) = conn
+                .per_slot(vec![(totals, subscriptions), (users, members)])
                 .await?;
             Ok((subscriptions.unwrap_or(0), users))
         })
@@ -395,7 +395,7 @@ impl Cluster {
     /// departure not yet).
     async fn hook_added(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
         app: &dyn LocalApp,
         channel: &str,
         user_id: &str,
@@ -484,7 +484,7 @@ impl Cluster {
     async fn reap(
         self: &Arc<Self>,
         here: &dyn Node,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Connection,
     ) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(NODE_TIMEOUT.as_millis() as u64);
         let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
@@ -544,28 +544,42 @@ pub async fn run(
     mut ops: mpsc::UnboundedReceiver<Op>,
     finish: CancellationToken,
 ) {
-    let mut connection: Option<MultiplexedConnection> = None;
+    let mut connection: Option<Connection> = None;
+    // Nothing of this node's is in Redis or kept here alone yet: the first connection has
+    // nothing to put back, and must not put back a member whose join is still queued (its
+    // join would then find them there already, and announce nothing).
+    let mut fresh = true;
     // Reconnection is tried on each heartbeat and before each change, never behind a backoff,
     // so a join is not kept waiting.
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             op = ops.recv() => match op {
-                Some(op) => apply_or_keep_here(&*node, &cluster, &mut connection, &op).await,
+                Some(op) => {
+                    apply_or_keep_here(&*node, &cluster, &mut connection, &mut fresh, &op).await
+                }
                 None => return,
             },
             _ = heartbeat.tick() => match connection.as_mut() {
                 Some(conn) => {
-                    if let Err(err) = beat(&*node, &cluster, conn).await {
+                    // A Redis Cluster's connection reconnects to a restarted shard by itself,
+                    // without failing a command here: register again once the subscription
+                    // noticed the loss.
+                    let beaten = if cluster.is_registered() {
+                        beat(&*node, &cluster, conn).await
+                    } else {
+                        reregister(&*node, &cluster, conn).await
+                    };
+                    if let Err(err) = beaten {
                         tracing::warn!(%err, "redis: heartbeat failed; reconnecting");
                         connection = None;
                     }
                 }
-                None => connection = connect(&*node, &cluster).await,
+                None => connection = connect(&*node, &cluster, &mut fresh).await,
             },
             _ = finish.cancelled() => {
                 while let Ok(op) = ops.try_recv() {
-                    apply_or_keep_here(&*node, &cluster, &mut connection, &op).await;
+                    apply_or_keep_here(&*node, &cluster, &mut connection, &mut fresh, &op).await;
                 }
                 return;
             }
@@ -579,12 +593,13 @@ pub async fn run(
 async fn apply_or_keep_here(
     node: &dyn Node,
     cluster: &Arc<Cluster>,
-    connection: &mut Option<MultiplexedConnection>,
+    connection: &mut Option<Connection>,
+    fresh: &mut bool,
     op: &Op,
 ) {
     for _ in 0..2 {
         if connection.is_none() {
-            *connection = connect(node, cluster).await;
+            *connection = connect(node, cluster, fresh).await;
         }
         let Some(conn) = connection.as_mut() else {
             break;
@@ -598,19 +613,28 @@ async fn apply_or_keep_here(
         }
     }
     if connection.is_none() {
+        *fresh = false;
         apply_locally(op);
     }
 }
 
-/// Connects and puts this node's members and counts back (a Redis restart lost them).
-async fn connect(node: &dyn Node, cluster: &Arc<Cluster>) -> Option<MultiplexedConnection> {
+/// Connects and, unless `fresh` (see [`run`]), puts this node's members and counts back (a
+/// Redis restart lost them).
+async fn connect(node: &dyn Node, cluster: &Arc<Cluster>, fresh: &mut bool) -> Option<Connection> {
     let registered = async {
-        let mut conn = cluster.client.get_multiplexed_async_connection().await?;
-        reregister(node, cluster, &mut conn).await?;
+        let mut conn = cluster.broker.connect(None).await?;
+        if *fresh {
+            beat(node, cluster, &mut conn).await?;
+        } else {
+            reregister(node, cluster, &mut conn).await?;
+        }
         redis::RedisResult::Ok(conn)
     };
     match registered.await {
-        Ok(conn) => Some(conn),
+        Ok(conn) => {
+            *fresh = false;
+            Some(conn)
+        }
         Err(err) => {
             tracing::debug!(%err, "redis: cannot connect for presence");
             None
@@ -621,7 +645,7 @@ async fn connect(node: &dyn Node, cluster: &Arc<Cluster>) -> Option<MultiplexedC
 async fn beat(
     node: &dyn Node,
     cluster: &Arc<Cluster>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
 ) -> redis::RedisResult<()> {
     let _: i64 = redis::cmd("ZADD")
         .arg(cluster.nodes_key())
@@ -638,8 +662,9 @@ async fn beat(
 async fn reregister(
     node: &dyn Node,
     cluster: &Arc<Cluster>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
 ) -> redis::RedisResult<()> {
+    let regained = cluster.regained();
     for app in node.apps_here() {
         for (channel, member) in app.channels().local_members() {
             cluster
@@ -656,15 +681,13 @@ async fn reregister(
                 .await?;
         }
     }
-    beat(node, cluster, conn).await
+    beat(node, cluster, conn).await?;
+    cluster.registered(regained);
+    Ok(())
 }
 
 /// Applies one change through Redis.
-async fn apply(
-    cluster: &Arc<Cluster>,
-    conn: &mut MultiplexedConnection,
-    op: &Op,
-) -> redis::RedisResult<()> {
+async fn apply(cluster: &Arc<Cluster>, conn: &mut Connection, op: &Op) -> redis::RedisResult<()> {
     match op {
         Op::Count { app, channel } => {
             let subscriptions = app.channels().occupancy(channel).subscriptions;

@@ -1,6 +1,6 @@
 //! Read markers in Redis, for [`crate::reads`] on a cluster: per app and channel the hash
-//! `{prefix}:{app}:reads:{{channel}}` (user -> up_to) and the sorted set
-//! `{prefix}:{app}:reads-order:{{channel}}` (user -> when written, ms), hash-tagged by channel
+//! `{prefix}:{{app:channel}}:reads` (user -> up_to) and the sorted set
+//! `{prefix}:{{app:channel}}:reads-order` (user -> when written, ms), hash-tagged by channel
 //! so one script updates both. A script applies the monotonic rule, evicts the least
 //! recently written user past the channel's bound and sets both keys' expiry; channels per
 //! app are bounded by that expiry (a channel nobody writes to goes).
@@ -45,10 +45,10 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 "#;
 
-fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
+pub(super) fn keys(cluster: &Cluster, app: &str, channel: &str) -> (String, String) {
     (
-        cluster.key(app, &format!("reads:{{{channel}}}")),
-        cluster.key(app, &format!("reads-order:{{{channel}}}")),
+        cluster.channel_key(app, channel, "reads"),
+        cluster.channel_key(app, channel, "reads-order"),
     )
 }
 

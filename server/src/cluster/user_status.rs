@@ -1,7 +1,7 @@
 //! Member statuses and departures in Redis, for [`crate::user_status`] on a cluster: per app
-//! and user the string `{prefix}:{app}:status:{{user}}` (the status as JSON, expiring a while
-//! after it was set) and `{prefix}:{app}:last-seen:{{user}}` (ms); per presence channel the
-//! sorted set `{prefix}:{app}:left:{{channel}}` (user -> left at, ms), trimmed to the most
+//! and user the string `{prefix}:{{app:user:ID}}:status` (the status as JSON, expiring a while
+//! after it was set) and `{prefix}:{{app:user:ID}}:last-seen` (ms); per presence channel the
+//! sorted set `{prefix}:{{app:channel}}:left` (user -> left at, ms), trimmed to the most
 //! recent few and expiring a while after the last departure ([`Retention`]). Which
 //! presence channels a user is in, and whether they are signed in, come from the keys of
 //! [`super::presence`] and [`super::online`].
@@ -22,16 +22,21 @@ pub struct Retention {
     pub last_seen_for: Duration,
 }
 
+/// A user's keys have the user's own hash tag, `{app:user:ID}`.
+fn user_key(cluster: &Cluster, app: &str, user: &str, rest: &str) -> String {
+    cluster.channel_key(app, &format!("user:{user}"), rest)
+}
+
 fn status_key(cluster: &Cluster, app: &str, user: &str) -> String {
-    cluster.key(app, &format!("status:{{{user}}}"))
+    user_key(cluster, app, user, "status")
 }
 
 fn last_seen_key(cluster: &Cluster, app: &str, user: &str) -> String {
-    cluster.key(app, &format!("last-seen:{{{user}}}"))
+    user_key(cluster, app, user, "last-seen")
 }
 
 fn left_key(cluster: &Cluster, app: &str, channel: &str) -> String {
-    cluster.key(app, &format!("left:{{{channel}}}"))
+    cluster.channel_key(app, channel, "left")
 }
 
 /// The statuses (JSON) of `users`, in order (None: never set or expired).
@@ -43,11 +48,14 @@ pub async fn statuses(
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for user in users {
-        pipe.cmd("GET").arg(status_key(cluster, app, user));
-    }
-    pipe.query_async(&mut cluster.redis()).await
+    let gets = users
+        .iter()
+        .map(|user| {
+            let key = status_key(cluster, app, user);
+            (key.clone(), redis::cmd("GET").arg(key).clone())
+        })
+        .collect();
+    cluster.redis().per_slot(gets).await
 }
 
 /// Sets a user's status (JSON), kept for `keep`.
@@ -86,13 +94,17 @@ pub async fn member_channels(
     if presence.is_empty() {
         return Ok(presence);
     }
-    let mut pipe = redis::pipe();
-    for channel in &presence {
-        pipe.cmd("HEXISTS")
-            .arg(cluster.users_key(app, channel))
-            .arg(user);
-    }
-    let member: Vec<bool> = pipe.query_async(&mut conn).await?;
+    let checks = presence
+        .iter()
+        .map(|channel| {
+            let key = cluster.users_key(app, channel);
+            (
+                key.clone(),
+                redis::cmd("HEXISTS").arg(key).arg(user).clone(),
+            )
+        })
+        .collect();
+    let member: Vec<bool> = conn.per_slot(checks).await?;
     Ok(presence
         .into_iter()
         .zip(member)
@@ -120,35 +132,34 @@ pub async fn left(
 ) -> redis::RedisResult<()> {
     let key = left_key(cluster, app, channel);
     let keep = retention.left_for.as_millis() as u64;
-    // One round trip; not a transaction (the keys are tagged apart).
-    redis::pipe()
-        .cmd("ZADD")
-        .arg(&key)
-        .arg(at)
-        .arg(user)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(&key)
-        .arg("-inf")
-        .arg(at.saturating_sub(keep))
-        .ignore()
-        .cmd("ZREMRANGEBYRANK")
-        .arg(&key)
-        .arg(0)
-        .arg(-(retention.most_left as i64) - 1)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&key)
-        .arg(keep)
-        .ignore()
-        .cmd("SET")
-        .arg(last_seen_key(cluster, app, user))
+    let seen = last_seen_key(cluster, app, user);
+    // One round trip (one per slot on a cluster); not a transaction (the keys are tagged apart).
+    let commands = vec![
+        redis::cmd("ZADD").arg(&key).arg(at).arg(user).clone(),
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(at.saturating_sub(keep))
+            .clone(),
+        redis::cmd("ZREMRANGEBYRANK")
+            .arg(&key)
+            .arg(0)
+            .arg(-(retention.most_left as i64) - 1)
+            .clone(),
+        redis::cmd("PEXPIRE").arg(&key).arg(keep).clone(),
+    ];
+    let mut commands: Vec<(String, redis::Cmd)> =
+        commands.into_iter().map(|c| (key.clone(), c)).collect();
+    let last_seen_for = retention.last_seen_for.as_millis() as u64;
+    let remember = redis::cmd("SET")
+        .arg(&seen)
         .arg(at)
         .arg("PX")
-        .arg(retention.last_seen_for.as_millis() as u64)
-        .ignore()
-        .query_async(&mut cluster.redis())
-        .await
+        .arg(last_seen_for)
+        .clone();
+    commands.push((seen, remember));
+    let _: redis::Value = cluster.redis().per_slot(commands).await?;
+    Ok(())
 }
 
 /// Who left `channel` since `since` (ms), with when.
