@@ -164,6 +164,7 @@ impl App {
         conn: &ConnectionHandle,
         watchlist: &[Arc<str>],
         first: bool,
+        success: Utf8Bytes,
     ) {
         if let Some(cluster) = &self.cluster {
             if first || !watchlist.is_empty() {
@@ -173,7 +174,10 @@ impl App {
                     conn: conn.clone(),
                     watchlist: watchlist.to_vec(),
                     first_here: first,
+                    success,
                 });
+            } else {
+                conn.send(success);
             }
         }
     }

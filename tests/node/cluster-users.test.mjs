@@ -10,7 +10,7 @@ import {
 
 const nodes = [];
 const clients = [];
-useCluster(2, { nodes, clients });
+const cluster = useCluster(2, { nodes, clients });
 
 /** A pusher-js client on `server` signed in as `user`; resolves once signed in. */
 async function signedIn(server, user, beforeSignIn = () => {}) {
@@ -44,6 +44,22 @@ test('watchlists hear online and offline cluster-wide, once per user', async () 
   friendA.disconnect();
   assert.deepEqual((await offline).user_ids, ['friend']);
   assert.deepEqual(heard, ['online:friend', 'offline:friend']);
+});
+
+test('pusher:signin_success comes once Redis has the sign-in, so a connection closing on another node cannot make the user seem offline', async () => {
+  const [a] = nodes;
+  const sdk = await serverSdk(a);
+  const client = new Pusher(a.app.key, signedClientOptions(a, sdk, { user: { id: 'patient', info: {} } }));
+  clients.push(client);
+  await connected(client);
+  const online = `overtone:{${a.app.id}}:online`;
+  const shard = await cluster.redis.ownerOf(online);
+  // Redis takes no writes for a while: the sign-in cannot be recorded before that ends.
+  await shard.cli('CLIENT', 'PAUSE', '700', 'WRITE');
+  const done = once((cb) => client.connection.bind('message', (m) => m.event === 'pusher:signin_success' && cb()), 5000, 'sign-in');
+  client.signin();
+  await done;
+  assert.equal((await shard.cli('HGET', online, 'patient')).trim(), '1');
 });
 
 test('signing in tells a watcher which watched users are online on other nodes', async () => {

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::ws::Utf8Bytes;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -157,6 +158,10 @@ pub enum Op {
         conn: ConnectionHandle,
         watchlist: Vec<Arc<str>>,
         first_here: bool,
+        /// `pusher:signin_success`, sent once the sign-in is applied: a client that acts on it
+        /// (closes its other connection, on another node) cannot make the user seem offline
+        /// meanwhile.
+        success: Utf8Bytes,
     },
     /// The user's last signed-in connection on this node is gone.
     SignOut {
@@ -616,6 +621,9 @@ async fn apply_or_keep_here(
         *fresh = false;
         apply_locally(op);
     }
+    if let Op::SignIn { conn, success, .. } = op {
+        conn.send(success.clone());
+    }
 }
 
 /// Connects and, unless `fresh` (see [`run`]), puts this node's members and counts back (a
@@ -772,6 +780,7 @@ async fn apply(cluster: &Arc<Cluster>, conn: &mut Connection, op: &Op) -> redis:
             conn: subscriber,
             watchlist,
             first_here,
+            success: _,
         } => {
             cluster
                 .apply_sign_in(conn, &**app, user_id, subscriber, watchlist, *first_here)
@@ -816,6 +825,7 @@ fn apply_locally(op: &Op) {
             conn: subscriber,
             watchlist,
             first_here,
+            success: _,
         } => app.announce_sign_in_here(user_id, subscriber, watchlist, *first_here),
         Op::SignOut { app, user_id } => app.tell_watchers(user_id, false),
     }
