@@ -69,11 +69,17 @@ test('a shard restarted under load: delivery resumes, nothing published meanwhil
   publishing = false;
   await load;
   const sequence = (events, from) => events.filter((e) => e.from === from).map((e) => e.n);
+  // On failure, what every client misses of every node's events: where a loss happened.
+  const missing = () => received.flatMap((events, i) => ['a', 'b'].map((from) => {
+    const got = new Set(sequence(events, from));
+    const lost = Array.from({ length: sent[from] }, (_, n) => n).filter((n) => !got.has(n));
+    return `node ${'AB'[i]}'s client misses node ${from.toUpperCase()}'s [${lost}]`;
+  })).join('; ') + ` (shard down from a=${killedAt.a}, b=${killedAt.b} to a=${backAt.a}, b=${backAt.b})`;
   await eventually(() => {
     for (const [i, events] of received.entries()) {
       for (const from of ['a', 'b']) {
         assert.deepEqual(sequence(events, from), Array.from({ length: sent[from] }, (_, n) => n),
-          `node ${from.toUpperCase()}'s events on node ${'AB'[i]}'s client`);
+          `node ${from.toUpperCase()}'s events on node ${'AB'[i]}'s client: ${missing()}`);
       }
     }
   }, 15000, 50);
