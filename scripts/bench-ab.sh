@@ -73,7 +73,7 @@ run() {
     sleep 0.1
   done
   sleep 0.5  # let it finish starting before its baseline RSS is read
-  echo "== $side (port $port): $SCENARIO $*" >&2
+  echo "== $side (port $port): $SCENARIO $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   local line
   line="$("$BENCH" --url "ws://127.0.0.1:$port" --server-pid "$SERVER_PID" "$SCENARIO" "$@")"
   echo "$line" >&2

@@ -9,8 +9,8 @@
 #   scripts/bench-cpu-split.sh [-r RUNS] [bench fanout flags...]
 #   scripts/bench-cpu-split.sh -r 3 -n 10000 --rate 5 --duration 10
 #
-# Servers: SPLIT_A (default: target/release/overtone), SPLIT_B (default: Sockudo from
-# .tools/bin, as scripts/bench-ab.sh starts it), SPLIT_C optional; templates with {port}.
+# The runs are scripts/bench-ab.sh's, with its servers (BENCH_A, BENCH_B: Sockudo by default,
+# BENCH_C optional); its table comes first, then the split of each side's medians.
 #
 # How, without perf's kernel samples (this machine: perf_event_paranoid=2, no root, no
 # hardware counters in the VM): `overtone-bench fanout` reads, over its publish window, the
@@ -21,70 +21,23 @@
 # the clients' (their ACKs into the server's). All of it is taken off as the receivers' work:
 # an upper bound of what moves off the server on two machines (ACK processing would stay; data
 # segments outnumber ACKs). Nothing else on the machine should do network I/O meanwhile (a
-# compile does not); the load average is printed with every run.
+# compile does not); bench-ab.sh prints the load average with every run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BENCH="$ROOT/target/release/overtone-bench"
 RUNS=1
 if [ "${1:-}" = "-r" ]; then RUNS="$2"; shift 2; fi
 [ $# -gt 0 ] || set -- -n 1000 --rate 20 --duration 10
 
-[ -n "${SPLIT_A:-}" ] || SPLIT_A="env OVERTONE_LOG=warn $ROOT/target/release/overtone serve --port {port} --config $ROOT/scripts/bench/overtone.toml"
-[ -n "${SPLIT_B:-}" ] || SPLIT_B="env PORT={port} HOST=127.0.0.1 RUST_LOG=warn METRICS_ENABLED=false \
-RATE_LIMITER_ENABLED=false SOCKUDO_MAX_CONNECTIONS=100000 \
-SOCKUDO_DEFAULT_APP_ID=bench-app SOCKUDO_DEFAULT_APP_KEY=bench-key \
-SOCKUDO_DEFAULT_APP_SECRET=bench-secret SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=100000 \
-SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL=100000 \
-SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=10 \
-SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000 $ROOT/.tools/bin/sockudo"
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+status=0
+"$ROOT/scripts/bench-ab.sh" -r "$RUNS" fanout "$@" 2>"$LOG" || status=$?
+cat "$LOG" >&2
+[ "$status" = 0 ] || exit "$status"
+RESULTS="$(sed -n 's/^raw results: //p' "$LOG")"
 
-OUT="$ROOT/target/bench-cpu-split/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$OUT"
-WORKDIR="$(mktemp -d)"
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-  fi
-}
-trap 'stop_server; rm -rf "$WORKDIR"' EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# run SIDE TEMPLATE: one fresh server, one bench run, one JSON line tagged with the side.
-run() {
-  local side="$1" template="$2" port
-  shift 2
-  port="$(free_port)"
-  local cmd="${template//"{port}"/$port}"
-  (cd "$WORKDIR" && exec bash -c "exec $cmd") >"$OUT/server-$side-$port.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server $side exited; see $OUT/server-$side-$port.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  sleep 0.5
-  echo "== $side (port $port): fanout $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  local line
-  line="$("$BENCH" --url "ws://127.0.0.1:$port" --server-pid "$SERVER_PID" fanout "$@")"
-  echo "$line" >&2
-  printf '%s\t%s\n' "$side" "$line" >>"$OUT/results.jsonl"
-  stop_server
-}
-
-for _ in $(seq "$RUNS"); do
-  run A "$SPLIT_A" "$@"
-  run B "$SPLIT_B" "$@"
-  [ -z "${SPLIT_C:-}" ] || run C "$SPLIT_C" "$@"
-done
-
-python3 - "$OUT/results.jsonl" <<'EOF'
+python3 - "$RESULTS" <<'EOF'
 import json, statistics, sys
 
 rows = {}
@@ -106,4 +59,4 @@ for other in ("C", "A"):
         o, b = med[other], med["B"]
         print(f"{other}/B: total {o[4] / b[4]:.3f}, two-machine {o[5] / b[5]:.3f}, user {o[0] / b[0]:.3f}")
 EOF
-echo "raw: $OUT/results.jsonl" >&2
+echo "raw: $RESULTS" >&2
