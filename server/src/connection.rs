@@ -668,17 +668,8 @@ impl Connection {
         };
         self.sign_out();
         let success = frame::signin_success(&data.user_data);
-        // A lone node answers first, then announces; a cluster answers once Redis has the
-        // sign-in (see `App::signed_in`).
-        if self.app.cluster().is_none() {
-            self.handle.send(success.clone());
-        }
-        let first = self
-            .app
-            .users
-            .sign_in(&member.user_id, &self.handle, &watchlist);
         self.app
-            .signed_in(&member.user_id, &self.handle, &watchlist, first, success);
+            .sign_in(&member.user_id, &self.handle, &watchlist, success);
         self.user = Some(SignedIn {
             id: member.user_id,
             user_data: data.user_data,

@@ -156,29 +156,35 @@ impl App {
         }
     }
 
-    /// After `conn` signed in as `user_id` (`first`: their first connection here): on a
-    /// cluster, online and the watchlist's online users are announced cluster-wide.
-    pub fn signed_in(
+    /// Signs `conn` in as `user_id` watching `watchlist`, and answers it with `success`
+    /// (`pusher:signin_success`). A lone node answers first, then announces; a cluster
+    /// announces online and the watchlist's online users cluster-wide, and answers once Redis
+    /// has the sign-in, so a connection of the user's closing on another node meanwhile cannot
+    /// make them seem offline.
+    pub fn sign_in(
         self: &Arc<App>,
         user_id: &Arc<str>,
         conn: &ConnectionHandle,
         watchlist: &[Arc<str>],
-        first: bool,
         success: Utf8Bytes,
     ) {
-        if let Some(cluster) = &self.cluster {
-            if first || !watchlist.is_empty() {
-                cluster.presence(cluster::presence::Op::SignIn {
-                    app: self.clone(),
-                    user_id: user_id.clone(),
-                    conn: conn.clone(),
-                    watchlist: watchlist.to_vec(),
-                    first_here: first,
-                    success,
-                });
-            } else {
-                conn.send(success);
-            }
+        let Some(cluster) = &self.cluster else {
+            conn.send(success);
+            self.users.sign_in(user_id, conn, watchlist);
+            return;
+        };
+        let first = self.users.sign_in(user_id, conn, watchlist);
+        if first || !watchlist.is_empty() {
+            cluster.presence(cluster::presence::Op::SignIn {
+                app: self.clone(),
+                user_id: user_id.clone(),
+                conn: conn.clone(),
+                watchlist: watchlist.to_vec(),
+                first_here: first,
+                success,
+            });
+        } else {
+            conn.send(success);
         }
     }
 
