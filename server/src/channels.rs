@@ -219,6 +219,37 @@ pub type Position<'a> = Option<(&'a Arc<str>, u64)>;
 /// An epoch and an offset.
 pub type OwnedPosition = (Arc<str>, u64);
 
+/// An event whose position Redis assigned, for [`ChannelRegistry::deliver_positioned`].
+#[derive(Clone, Copy)]
+pub struct PositionedEvent<'a> {
+    /// The frame without its position.
+    pub frame: &'a Utf8Bytes,
+    pub except: Option<&'a SocketId>,
+    pub epoch: &'a Arc<str>,
+    pub offset: u64,
+}
+
+/// Whether [`ChannelRegistry::deliver_positioned`] may deliver past a gap in the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gaps {
+    /// Not yet: answer [`Feed::Gap`] (an event off the live feed).
+    Report,
+    /// Yes: what was missing is delivered already, or cannot be read.
+    Accept,
+}
+
+/// What [`ChannelRegistry::deliver_positioned`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// Sent to (or buffered for) this many subscribers.
+    Delivered(usize),
+    /// Delivered before (Redis counted it before the feed brought it, or a read after a gap
+    /// held it): dropped.
+    Duplicate,
+    /// Events after this position are missing here: nothing was delivered.
+    Gap(OwnedPosition),
+}
+
 /// An event taken for delivery later ([`ChannelRegistry::accept`]).
 pub struct Accepted {
     channel: Arc<str>,
@@ -242,6 +273,10 @@ struct Channel {
     cached: Option<CachedEvent>,
     /// This node's history of the channel (on a cluster: only while Redis is away).
     history: Option<Ring>,
+    /// On a cluster: the newest Redis position of the channel's live feed here. Every event up
+    /// to it was delivered (or came before the first subscriber's release), so the feed's
+    /// copies up to it are dropped and one past the next is a gap ([`Feed`]).
+    feed: Option<OwnedPosition>,
 }
 
 impl Channel {
@@ -699,7 +734,11 @@ impl ChannelRegistry {
             }
             (position, Some(limits)) => {
                 let (epoch, last, replay) = match position {
-                    Some((epoch, last)) => (epoch, last, release.replay),
+                    Some((epoch, last)) => {
+                        // The first subscriber's release is where this node's feed starts.
+                        ch.feed.get_or_insert_with(|| (epoch.clone(), last));
+                        (epoch, last, release.replay)
+                    }
                     // Redis could not be read: this node's ring, and nothing recoverable.
                     None => {
                         let ring = ch.ring(limits);
@@ -988,28 +1027,54 @@ impl ChannelRegistry {
     }
 
     /// Delivers an event whose position Redis assigned (`frame` without it): builds the
-    /// positioned frame once and sends it, buffering it for held subscribers.
+    /// positioned frame once and sends it, buffering it for held subscribers. Redis pub/sub
+    /// keeps nothing for a node that is not subscribed (a dropped connection, a publish that
+    /// raced a resubscription), so the channel's [`Channel::feed`] says whether this event is
+    /// the next one: a copy already delivered is dropped, and with `gaps` reported an event
+    /// past a gap is not delivered but answered with [`Feed::Gap`], for the caller to deliver
+    /// what is missing (read from Redis) first.
     pub fn deliver_positioned(
         &self,
         channel: &str,
-        frame: &Utf8Bytes,
-        except: Option<&SocketId>,
-        epoch: &Arc<str>,
-        offset: u64,
-    ) -> usize {
+        event: PositionedEvent<'_>,
+        gaps: Gaps,
+    ) -> Feed {
+        let PositionedEvent {
+            frame,
+            except,
+            epoch,
+            offset,
+        } = event;
         let cache = ChannelType::of(channel).cache;
         let mut ch = match cache {
             true => self.channels.entry(Arc::from(channel)).or_default(),
             false => match self.channels.get_mut(channel) {
                 Some(ch) => ch,
-                None => return 0,
+                None => return Feed::Delivered(0),
             },
         };
+        match &ch.feed {
+            Some((fed, last)) if fed == epoch && offset <= *last => return Feed::Duplicate,
+            // The next one, or a new epoch's first (Redis lost the channel's history).
+            Some((fed, last)) if (fed == epoch && offset == last + 1) || offset == 1 => {}
+            Some(fed) if gaps == Gaps::Report => return Feed::Gap(fed.clone()),
+            _ => {}
+        }
+        ch.feed = Some((epoch.clone(), offset));
         if cache {
             ch.remember(frame);
         }
         let positioned = frame::with_position(frame, epoch, offset);
-        ch.broadcast_at(&positioned, except, Some((epoch, offset)), NOW)
+        Feed::Delivered(ch.broadcast_at(&positioned, except, Some((epoch, offset)), NOW))
+    }
+
+    /// Every channel with a live feed from Redis here, and its newest position: what to read
+    /// again after this node's subscription was lost.
+    pub fn feeds(&self) -> Vec<(Arc<str>, OwnedPosition)> {
+        self.channels
+            .iter()
+            .filter_map(|ch| Some((ch.key().clone(), ch.feed.clone()?)))
+            .collect()
     }
 
     /// This node's history of a channel: its position, up to `limit` events after `after`
@@ -1314,6 +1379,19 @@ mod tests {
         );
     }
 
+    fn positioned<'a>(
+        frame: &'a Utf8Bytes,
+        epoch: &'a Arc<str>,
+        offset: u64,
+    ) -> PositionedEvent<'a> {
+        PositionedEvent {
+            frame,
+            except: None,
+            epoch,
+            offset,
+        }
+    }
+
     #[test]
     fn a_held_subscriber_gets_the_replay_then_only_the_buffered_events_it_lacks() {
         let registry = ChannelRegistry::clustered();
@@ -1327,7 +1405,7 @@ mod tests {
         let epoch: Arc<str> = "E".into();
         let base = |n: u64| frame::channel_event("c", "e", &n.to_string(), None);
         // Redis hands 4 back while the connection reads history: it is buffered.
-        registry.deliver_positioned("c", &base(4), None, &epoch, 4);
+        registry.deliver_positioned("c", positioned(&base(4), &epoch, 4), Gaps::Report);
         assert!(ra.try_recv().is_err(), "held: nothing sent yet");
         // The read saw up to 5 (its feed has not delivered 5 here yet): replays 3, 4, 5.
         let release = Release {
@@ -1346,8 +1424,8 @@ mod tests {
         let released = registry.release("c", &a.socket_id, 7, release).unwrap();
         assert_eq!((released.recovered, released.replayed), (Some(true), 3));
         // 5 arrives from the feed after the release: not sent twice; 6 is new.
-        registry.deliver_positioned("c", &base(5), None, &epoch, 5);
-        registry.deliver_positioned("c", &base(6), None, &epoch, 6);
+        registry.deliver_positioned("c", positioned(&base(5), &epoch, 5), Gaps::Report);
+        registry.deliver_positioned("c", positioned(&base(6), &epoch, 6), Gaps::Report);
         assert_eq!(
             positions(&mut ra),
             [
@@ -1358,6 +1436,52 @@ mod tests {
                 "e E:6 null",
             ]
         );
+    }
+
+    /// The feed from Redis, after a release at E:2: copies already had are dropped, a gap is
+    /// reported (nothing sent) until the caller accepts it, a new epoch starts over at 1.
+    #[test]
+    fn the_feed_drops_copies_and_reports_gaps() {
+        let registry = ChannelRegistry::clustered();
+        let (a, mut ra, _) = connection("1.1", 16);
+        let mode = HistoryMode::Held { id: 1 };
+        registry.subscribe_with("c", &a, None, 100, mode).unwrap();
+        let (e, f): (Arc<str>, Arc<str>) = ("E".into(), "F".into());
+        let base = |n: u64| frame::channel_event("c", "e", &n.to_string(), None);
+        let release = Release {
+            position: Some((e.clone(), 2)),
+            replay: None,
+            cached: None,
+            limits: Some(Limits {
+                max_events: 10,
+                max_age: Duration::from_secs(60),
+            }),
+            data: "{}".into(),
+        };
+        registry.release("c", &a.socket_id, 1, release).unwrap();
+        let deliver = |epoch: &Arc<str>, n: u64, gaps: Gaps| {
+            registry.deliver_positioned("c", positioned(&base(n), epoch, n), gaps)
+        };
+        assert_eq!(deliver(&e, 2, Gaps::Report), Feed::Duplicate);
+        assert_eq!(deliver(&e, 3, Gaps::Report), Feed::Delivered(1));
+        assert_eq!(deliver(&e, 5, Gaps::Report), Feed::Gap((e.clone(), 3)));
+        assert_eq!(deliver(&e, 4, Gaps::Report), Feed::Delivered(1));
+        assert_eq!(deliver(&e, 5, Gaps::Report), Feed::Delivered(1));
+        assert_eq!(deliver(&f, 2, Gaps::Report), Feed::Gap((e.clone(), 5)));
+        assert_eq!(deliver(&f, 1, Gaps::Report), Feed::Delivered(1));
+        assert_eq!(deliver(&f, 4, Gaps::Accept), Feed::Delivered(1));
+        assert_eq!(deliver(&f, 3, Gaps::Report), Feed::Duplicate);
+        assert_eq!(
+            positions(&mut ra)[1..],
+            [
+                "e E:3 null",
+                "e E:4 null",
+                "e E:5 null",
+                "e F:1 null",
+                "e F:4 null"
+            ]
+        );
+        assert_eq!(registry.feeds(), [("c".into(), (f, 4))]);
     }
 
     #[test]

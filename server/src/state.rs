@@ -341,6 +341,10 @@ impl cluster::LocalApp for App {
         self.config.max_presence_members
     }
 
+    fn history_limits(&self, channel: &str) -> Option<Limits> {
+        self.history.for_channel(channel)
+    }
+
     /// Never on presence channels: their members are their count.
     fn wants_counts(&self, channel: &str) -> bool {
         use overtone_protocol::channel::{ChannelKind, ChannelType};

@@ -200,6 +200,38 @@ test('a node restarted finds the history in Redis: the client resumes with recov
   client.stop();
 });
 
+test("a node whose Redis subscription was cut gets what its feed missed, in order, once, the excluded socket left out", async () => {
+  const channel = 'feed-gap';
+  // A node on its own Redis user, whose pub/sub rights are taken away (Redis then drops its
+  // subscription, and refuses it again) while another node publishes.
+  const acl = (...rules) => Promise.all(redis.shards().map((shard) => shard.cli('ACL', 'SETUSER', 'cut', ...rules)));
+  await acl('on', '>pw', '~*', '&*', '+@all');
+  const url = redis.url.replaceAll('redis://', 'redis://cut:pw@');
+  const cut = await startServerWithoutApp({ args: ['--config', config.path, '--redis-url', url] });
+  try {
+    const { client, got } = await pusherJs(cut, channel);
+    // Node B: node A was killed above.
+    const sdk = await serverSdk(nodes[1]);
+    const trigger = (n, params) => sdk.trigger(channel, 'seq', { n }, params);
+    for (const n of [0, 1, 2]) await trigger(n);
+    await eventually(() => assert.deepEqual(got, [0, 1, 2]));
+    await acl('resetchannels');
+    await eventually(async () => {
+      const subscribers = await Promise.all(redis.shards().map((shard) => shard.cli('CLIENT', 'LIST', 'TYPE', 'pubsub')));
+      assert.ok(!subscribers.join('').includes('user=cut'), 'subscription dropped');
+    });
+    for (const n of [3, 4, 5]) await trigger(n);
+    await trigger(6, { socket_id: client.connection.socket_id });
+    await trigger(7);
+    await acl('allchannels');
+    await eventually(() => assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 7]), 10000, 50);
+    await trigger(8);
+    await eventually(() => assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 7, 8]));
+  } finally {
+    await cut.stop();
+  }
+});
+
 test('Redis away: the node keeps serving its clients, with positions a later resume will not trust', async () => {
   const channel = 'redis-away';
   const node = nodes[1];

@@ -3,7 +3,8 @@
 //! or restart.
 //!
 //! Per app and channel: the stream `{prefix}:{{app:channel}}:history` holds the recent events
-//! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms),
+//! (entry id `{offset}-1`, fields `f`: the frame without its position, `t`: publish time in ms,
+//! and `x`: the socket it excludes, if any),
 //! and the hash `{prefix}:{{app:channel}}:history-meta` its `epoch`, last `offset` and each
 //! publishing node's last sequence number (`sent:{node}`, so a publish made again is run once). One Lua
 //! script ([`PUBLISH`]) assigns the next offset, appends the event (`MAXLEN max_events`, and
@@ -12,7 +13,11 @@
 //! (`{prefix}:{{app:channel}}:cache`, 30 minutes) and publishes the event with its position on
 //! the channel's pub/sub channel (see [`super`]), all atomically: every node, the publisher included, receives a
 //! channel's events in position order and delivers them then
-//! ([`crate::channels::ChannelRegistry::deliver_positioned`]). When the stream is missing
+//! ([`crate::channels::ChannelRegistry::deliver_positioned`]). Pub/sub keeps nothing for a
+//! node that is not subscribed, so what a node's feed missed (its subscription was down, or a
+//! publish raced its resubscription) is read from the stream and delivered before what follows
+//! ([`Cluster::catch_up`]): past a gap in a channel's offsets, and for every channel after each
+//! resubscription. When the stream is missing
 //! (never written, or expired), the script starts a new epoch: a client's old position is then
 //! recognised as lost, never replayed wrongly.
 //!
@@ -34,10 +39,12 @@ use axum::extract::ws::Utf8Bytes;
 use overtone_protocol::channel::ChannelType;
 use tokio::sync::mpsc;
 
-use crate::channels::{Release, SocketId, CACHE_TTL};
+use crate::channels::{Feed, Gaps, OwnedPosition, PositionedEvent, Release, SocketId, CACHE_TTL};
 use crate::history::{self, Limits, Replay};
 
-use super::{back_off, unix_micros, Cluster, Envelope, Message, Node, FIRST_RETRY, OUTAGE_HOLD};
+use super::{
+    back_off, unix_micros, Cluster, Envelope, LocalApp, Message, Node, FIRST_RETRY, OUTAGE_HOLD,
+};
 
 /// Publishes waiting for Redis before new ones are published on this node only.
 pub const QUEUE_CAPACITY: usize = 10_000;
@@ -49,7 +56,9 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// KEYS: stream, meta, cache, pub/sub channel (all the channel's: one slot). ARGV: fresh
 /// epoch, frame, now (ms), max_events, max_age (ms), the publish command (`PUBLISH`, or
 /// `SPUBLISH` on a cluster), envelope head (JSON without its closing brace), cache ("1"/"0"),
-/// cache ttl (ms), the publishing node, its publish's sequence number. Returns the offset.
+/// cache ttl (ms), the publishing node, its publish's sequence number, the excluded socket
+/// ('' for none: kept as the entry's `x`, for a node that reads the event again after its
+/// feed missed it). Returns the offset.
 ///
 /// A publish the channel has seen already (its node's sequence number at or below the last one
 /// recorded in the meta hash, `sent:{node}`) changes nothing: a node that timed out waiting for
@@ -67,7 +76,9 @@ if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-1', 'f', ARGV[2], 't', ARGV[3])
+local fields = {'f', ARGV[2], 't', ARGV[3]}
+if ARGV[12] ~= '' then fields[5] = 'x'; fields[6] = ARGV[12] end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-1', unpack(fields))
 local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[5])
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 16)) do
   if tonumber(e[2][4]) < cutoff then redis.call('XDEL', KEYS[1], e[1]) else break end
@@ -150,6 +161,8 @@ pub struct Snapshot {
     pub events: Vec<(u64, Utf8Bytes)>,
     /// Whether `events` are every event after the position asked about.
     pub complete: bool,
+    /// The sockets some of `events` exclude (offset, socket).
+    pub excluded: Vec<(u64, SocketId)>,
     /// A cache channel's last event, when asked for.
     pub cached: Option<Utf8Bytes>,
 }
@@ -265,6 +278,65 @@ impl Cluster {
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "read timed out")))?
     }
+    /// Delivers what this node's feed of `channel` missed after `after`, read from Redis, in
+    /// order (copies the feed brings later are dropped as delivered). False when Redis could
+    /// not be read: the node's subscription is about to be lost too, and caught up again then.
+    pub(super) async fn catch_up(
+        &self,
+        app: &dyn LocalApp,
+        channel: &str,
+        (epoch, offset): &OwnedPosition,
+    ) -> bool {
+        let Some(limits) = app.history_limits(channel) else {
+            return true;
+        };
+        let read = Read {
+            after: Some((epoch, *offset)),
+            limit: limits.max_events,
+            limits,
+            create: false,
+            cache: false,
+        };
+        let snapshot = match self.read_history(app.id(), channel, read).await {
+            Ok(Some(snapshot)) => snapshot,
+            // Not in Redis (expired, or Redis restarted empty and nothing published since).
+            Ok(None) => return true,
+            Err(err) => {
+                tracing::warn!(%err, channel, "redis: cannot read what the feed missed");
+                return false;
+            }
+        };
+        let mut delivered = 0;
+        for (offset, frame) in &snapshot.events {
+            let except = snapshot.excluded.iter().find(|(o, _)| o == offset);
+            let event = PositionedEvent {
+                frame,
+                except: except.map(|(_, socket)| socket),
+                epoch: &snapshot.epoch,
+                offset: *offset,
+            };
+            let feed = app
+                .channels()
+                .deliver_positioned(channel, event, Gaps::Accept);
+            delivered += usize::from(feed != Feed::Duplicate);
+        }
+        if delivered > 0 {
+            tracing::info!(channel, delivered, "redis: delivered what the feed missed");
+        }
+        true
+    }
+
+    /// After a resubscription: catches up every channel with a feed here, until Redis cannot
+    /// be read.
+    pub(super) async fn catch_up_all(&self, node: &dyn Node) {
+        for app in node.apps_here() {
+            for (channel, after) in app.channels().feeds() {
+                if !self.catch_up(&*app, &channel, &after).await {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 type Entry = (String, Vec<String>);
@@ -280,12 +352,16 @@ fn parse_history(
     let (epoch, last, entries, newest, cached): (String, u64, Vec<Entry>, String, Option<String>) =
         redis::from_redis_value(reply)?;
     let cutoff = now_ms().saturating_sub(limits.max_age.as_millis() as u64);
+    let mut excluded = Vec::new();
     let mut events: Vec<(u64, Utf8Bytes)> = entries
         .into_iter()
-        .filter_map(|(id, fields)| {
+        .filter_map(|(id, mut fields)| {
             let offset = id.split_once('-')?.0.parse().ok()?;
             let time: u64 = fields.get(3)?.parse().ok()?;
-            let frame = Utf8Bytes::from(fields.get(1)?.clone());
+            if let Some(socket) = fields.get(5) {
+                excluded.push((offset, SocketId::from(socket.as_str())));
+            }
+            let frame = Utf8Bytes::from(std::mem::take(fields.get_mut(1)?));
             (time >= cutoff).then_some((offset, frame))
         })
         .collect();
@@ -306,6 +382,7 @@ fn parse_history(
         last,
         events,
         complete,
+        excluded,
         cached: cached.map(Utf8Bytes::from),
     }))
 }
@@ -450,7 +527,8 @@ fn script_call(cluster: &Cluster, sequence: u64, item: &Publish) -> (String, red
         .arg(if cache { "1" } else { "0" })
         .arg(CACHE_TTL.as_millis() as u64)
         .arg(&cluster.node)
-        .arg(sequence);
+        .arg(sequence)
+        .arg(item.except.as_ref().map_or("", SocketId::as_str));
     (stream, call)
 }
 

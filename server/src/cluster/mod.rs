@@ -33,7 +33,8 @@
 //! capacity: a message whose publish fails is kept and published again on the next
 //! connection, in order, once the nodes subscribed before the outage have subscribed again
 //! ([`Cluster::await_peers`], at most [`OUTAGE_HOLD`]): Redis pub/sub keeps nothing for a
-//! node that is not subscribed yet. Events with history: see [`history`]. For [`SETTLE`]
+//! node that is not subscribed yet. Events with history: see [`history`] (what a node's feed
+//! missed is read from Redis). For [`SETTLE`]
 //! after Redis comes back, cluster-wide queries answer "unavailable" (503) rather than a count
 //! some nodes have not put back yet.
 //!
@@ -60,7 +61,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{ChannelRegistry, ConnectionHandle, SocketId};
+use crate::channels::{
+    ChannelRegistry, ConnectionHandle, Feed, Gaps, OwnedPosition, PositionedEvent, SocketId,
+};
 
 pub use broker::{Broker, Connection};
 
@@ -91,6 +94,8 @@ pub trait LocalApp: Send + Sync + 'static {
     fn channels(&self) -> &ChannelRegistry;
     /// The most members a presence channel may have, cluster-wide.
     fn max_presence_members(&self) -> usize;
+    /// The channel's history limits, or None when it keeps none.
+    fn history_limits(&self, channel: &str) -> Option<crate::history::Limits>;
     /// Whether subscribers of `channel` are told its subscription count.
     fn wants_counts(&self, channel: &str) -> bool;
     /// Sends `frame` to the channel's subscribers on every node, this one's at once.
@@ -746,6 +751,9 @@ async fn subscribe(
             }
         };
         retry = FIRST_RETRY;
+        // Subscribed: from here the feed brings every event; what it missed while this node
+        // was not subscribed is in Redis (the feed waits meanwhile, so order holds).
+        cluster.catch_up_all(&*node).await;
         cluster.set_connected(true);
         tracing::info!("redis: subscribed");
         loop {
@@ -753,7 +761,11 @@ async fn subscribe(
                 message = subscriber.next() => {
                     let Some(message) = message else { break };
                     match message {
-                        Ok(payload) => deliver(&*node, &cluster, &payload),
+                        Ok(payload) => {
+                            if let Some(past_gap) = deliver(&*node, &cluster, &payload) {
+                                past_gap.catch_up(&cluster).await;
+                            }
+                        }
                         Err(err) => tracing::debug!(%err, "redis: unreadable message"),
                     }
                 }
@@ -794,10 +806,42 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Delivers another node's message to this node's connections.
-fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) {
+/// An event with history that arrived past a gap in this node's feed of its channel: to be
+/// delivered once what is missing is ([`Cluster::catch_up`]).
+struct PastGap {
+    app: Arc<dyn LocalApp>,
+    channel: String,
+    frame: Utf8Bytes,
+    except: Option<SocketId>,
+    epoch: Arc<str>,
+    offset: u64,
+    /// The feed's newest position here.
+    after: OwnedPosition,
+}
+
+impl PastGap {
+    /// Delivers what the feed missed, then the event itself.
+    async fn catch_up(self, cluster: &Cluster) {
+        cluster
+            .catch_up(&*self.app, &self.channel, &self.after)
+            .await;
+        let event = PositionedEvent {
+            frame: &self.frame,
+            except: self.except.as_ref(),
+            epoch: &self.epoch,
+            offset: self.offset,
+        };
+        let channels = self.app.channels();
+        channels.deliver_positioned(&self.channel, event, Gaps::Accept);
+    }
+}
+
+/// Delivers another node's message to this node's connections; an event past a gap in the
+/// feed is handed back instead.
+fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) -> Option<PastGap> {
     let Ok(envelope) = serde_json::from_str::<Envelope>(payload) else {
-        return tracing::debug!("redis: malformed cluster message");
+        tracing::debug!("redis: malformed cluster message");
+        return None;
     };
     // The sender delivered its own messages already, except counts and history events: every
     // node, the sender included, delivers those in the order Redis published them.
@@ -806,11 +850,9 @@ fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) {
         Message::SubscriptionCount { .. } | Message::History { .. }
     );
     if envelope.node == cluster.node && !everywhere {
-        return;
+        return None;
     }
-    let Some(app) = node.app_here(&envelope.app) else {
-        return;
-    };
+    let app = node.app_here(&envelope.app)?;
     let elapsed = unix_micros().saturating_sub(envelope.sent_us);
     node.relayed(Duration::from_micros(elapsed));
     match envelope.message {
@@ -841,17 +883,31 @@ fn deliver(node: &dyn Node, cluster: &Cluster, payload: &str) {
             offset: Some(offset),
         } => {
             let except = except.as_deref().map(SocketId::from);
-            let frame = Utf8Bytes::from(frame);
-            app.channels().deliver_positioned(
-                &channel,
-                &frame,
-                except.as_ref(),
-                &epoch.into(),
+            let (frame, epoch) = (Utf8Bytes::from(frame), Arc::<str>::from(epoch));
+            let event = PositionedEvent {
+                frame: &frame,
+                except: except.as_ref(),
+                epoch: &epoch,
                 offset,
-            );
+            };
+            if let Feed::Gap(after) =
+                app.channels()
+                    .deliver_positioned(&channel, event, Gaps::Report)
+            {
+                return Some(PastGap {
+                    app,
+                    channel,
+                    frame,
+                    except,
+                    epoch,
+                    offset,
+                    after,
+                });
+            }
         }
         Message::History { .. } => tracing::debug!("redis: history event without a position"),
     }
+    None
 }
 
 #[cfg(test)]
