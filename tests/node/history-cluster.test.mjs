@@ -232,6 +232,21 @@ test("a node whose Redis subscription was cut gets what its feed missed, in orde
   }
 });
 
+test('an event missing from the feed (Redis published it to nobody) is read from the stream before the next one', async () => {
+  const channel = 'feed-gap-live';
+  const { got } = await pusherJs(nodes[1], channel);
+  const sdk = await serverSdk(nodes[0]);
+  for (const n of [0, 1]) await sdk.trigger(channel, 'seq', { n });
+  await eventually(() => assert.deepEqual(got, [0, 1]));
+  // Event 2 as a node whose PUBLISH never reached this one: positioned and stored, not sent.
+  const key = (rest) => `overtone:{${app.id}:${channel}}:${rest}`;
+  const frame = JSON.stringify({ event: 'seq', channel, data: JSON.stringify({ n: 2 }) });
+  const stored = "local o = redis.call('HINCRBY', KEYS[2], 'offset', 1) redis.call('XADD', KEYS[1], o .. '-1', 'f', ARGV[1], 't', ARGV[2]) return o";
+  await redis.cli('EVAL', stored, '2', key('history'), key('history-meta'), frame, String(Date.now()));
+  await sdk.trigger(channel, 'seq', { n: 3 });
+  await eventually(() => assert.deepEqual(got, [0, 1, 2, 3]));
+});
+
 test('Redis away: the node keeps serving its clients, with positions a later resume will not trust', async () => {
   const channel = 'redis-away';
   const node = nodes[1];
