@@ -1106,10 +1106,7 @@ mod tests {
         async fn a_frame_queued_on_purpose_keeps_later_direct_writes_behind_it() {
             let (server, mut client) = connected(8).await;
             // Fanout queues past its direct writes per publish, with the socket idle.
-            assert_ne!(
-                server.handle.send_shared(&numbered(0), None),
-                crate::wire::Sent::Refused
-            );
+            assert_ne!(server.handle.send_shared(&numbered(0), None), Sent::Refused);
             assert!(server.handle.send(numbered(1)));
             assert_eq!(server.queued.len(), 2, "the second waits behind the first");
             server.spawn_writer();
