@@ -987,6 +987,7 @@ mod tests {
 
         use super::*;
         use crate::config::{AppConfig, Config};
+        use crate::wire::Sent;
 
         struct Server {
             handle: ConnectionHandle,
@@ -1105,10 +1106,7 @@ mod tests {
         async fn a_frame_queued_on_purpose_keeps_later_direct_writes_behind_it() {
             let (server, mut client) = connected(8).await;
             // Fanout queues past its direct writes per publish, with the socket idle.
-            assert_ne!(
-                server.handle.send_shared(&numbered(0), None),
-                crate::wire::Sent::Refused
-            );
+            assert_ne!(server.handle.send_shared(&numbered(0), None), Sent::Refused);
             assert!(server.handle.send(numbered(1)));
             assert_eq!(server.queued.len(), 2, "the second waits behind the first");
             server.spawn_writer();
@@ -1232,6 +1230,111 @@ mod tests {
             }
             assert!(publishing.join().unwrap(), "nothing refused");
             let _ = pinging.await.unwrap();
+        }
+
+        /// Frame `n` of publisher `publisher`: both numbers, padded (with the publisher's
+        /// letter, so a frame spliced into another shows) to sizes of every header form.
+        fn tagged(publisher: usize, n: usize) -> Utf8Bytes {
+            let len = [12, 12, 200, 12, 3_000, 12, 200, 70_000][(n + publisher) % 8];
+            let mut frame = format!("{publisher} {n} ");
+            let pad = char::from(b'a' + publisher as u8);
+            frame.extend(std::iter::repeat_n(pad, len - frame.len()));
+            frame.into()
+        }
+
+        /// Several publishers (direct writes, and now and then a frame queued on purpose, as
+        /// fanout does), a sender of pongs and the writer task race for one socket whose
+        /// client reads slowly. The publishers hold back while frames wait in the queue, so
+        /// the socket goes to the writer and back over and over rather than staying the
+        /// writer's. Every text frame must arrive once, whole and in its publisher's order,
+        /// every pong whole and in order.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn publishers_pongs_and_the_writer_take_turns_with_the_socket() {
+            const PUBLISHERS: usize = 3;
+            const FRAMES: usize = 1_200;
+            const PONGS: u32 = 300;
+            let (server, mut client) = connected(PUBLISHERS * FRAMES).await;
+            let capacity = server.handle.room();
+            let wire = server.wire.clone();
+            let (handle, _closer, _reader) = server.spawn_writer();
+            let publishers: Vec<_> = (0..PUBLISHERS)
+                .map(|publisher| {
+                    let handle = handle.clone();
+                    std::thread::spawn(move || {
+                        // Frames written directly, and queued behind the writer though
+                        // offered for a direct write.
+                        let (mut direct, mut behind) = (0, 0);
+                        for n in 0..FRAMES {
+                            while capacity - handle.room() > 4 {
+                                std::thread::sleep(Duration::from_micros(50));
+                            }
+                            let frame = tagged(publisher, n);
+                            // One in 16 queued on purpose (no encoding), as fanout may.
+                            let on_purpose = n % 16 == 15;
+                            let encoded = crate::wire::Lazy::new();
+                            let encoded = Some(&encoded).filter(|_| !on_purpose);
+                            match handle.send_shared(&frame, encoded) {
+                                Sent::Written => direct += 1,
+                                Sent::Queued if !on_purpose => behind += 1,
+                                Sent::Queued => {}
+                                Sent::Refused => panic!("frame {n} of {publisher} refused"),
+                            }
+                        }
+                        (direct, behind)
+                    })
+                })
+                .collect();
+            let pongs = std::thread::spawn(move || {
+                for n in 0..PONGS {
+                    let mut pong = Vec::new();
+                    crate::wire::encode(&mut pong, 0xA, &n.to_be_bytes());
+                    while !wire.control(&pong) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            let mut seen = [0; PUBLISHERS];
+            let mut pongs_seen = 0;
+            let mut messages = 0usize;
+            while seen.iter().any(|&n| n < FRAMES) || pongs_seen < PONGS {
+                match next(&mut client).await {
+                    Client::Pong(payload) => {
+                        assert_eq!(
+                            payload[..],
+                            pongs_seen.to_be_bytes(),
+                            "pongs whole, in order"
+                        );
+                        pongs_seen += 1;
+                    }
+                    Client::Text(text) => {
+                        let mut fields = text.splitn(3, ' ');
+                        let publisher: usize = fields.next().unwrap().parse().expect("a tag");
+                        let n: usize = fields.next().unwrap().parse().expect("a number");
+                        assert!(publisher < PUBLISHERS, "publisher {publisher}");
+                        assert_eq!(
+                            n, seen[publisher],
+                            "publisher {publisher}'s frames once, in order"
+                        );
+                        assert_eq!(text.as_str(), tagged(publisher, n).as_str(), "frame whole");
+                        seen[publisher] += 1;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+                messages += 1;
+                if messages % 32 == 0 {
+                    // A slow reader: the socket fills and the writer takes over.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            pongs.join().unwrap();
+            for publishing in publishers {
+                let (direct, behind) = publishing.join().unwrap();
+                assert!(
+                    direct > 0 && behind > 0,
+                    "both paths taken: {direct} direct, {behind} behind the writer"
+                );
+            }
         }
 
         async fn next_of(

@@ -513,9 +513,12 @@ impl Write for Polled<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use axum::routing::get;
     use axum::Router;
-    use tokio::net::TcpListener;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
@@ -564,5 +567,115 @@ mod tests {
             .unwrap();
         assert_eq!(rx.recv().await, Some(true));
         shutdown.cancel();
+    }
+
+    /// A loopback connection with small kernel buffers, so writes come back short: the server
+    /// end's [`Wire`] (no writer task: tests play its part) and the client end.
+    async fn wire_and_client() -> (Wire, TcpStream) {
+        let listener = TcpSocket::new_v4().unwrap();
+        // The accepted socket inherits the listener's buffer size.
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let (client, accepted) = tokio::join!(
+            client.connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (_, write) = accepted.unwrap().0.into_split();
+        let wire = Wire {
+            socket: Some(write),
+            state: Mutex::default(),
+            writer: AtomicWaker::new(),
+            shared: None,
+        };
+        (wire, client.unwrap())
+    }
+
+    /// Frame `n`, padded to `len` bytes.
+    fn numbered(n: usize, len: usize) -> Utf8Bytes {
+        let mut frame = n.to_string();
+        frame.extend(std::iter::repeat_n(' ', len - frame.len()));
+        frame.into()
+    }
+
+    /// The writer's part played step by step: it takes a burst, the socket takes some of it,
+    /// then room comes. Till the writer finds nothing left, a pong and a text frame must go
+    /// behind its burst (written now, they would land inside a half-written frame); then the
+    /// socket is given back.
+    #[tokio::test]
+    async fn the_writer_keeps_the_socket_till_its_burst_is_written() {
+        let (wire, mut client) = wire_and_client().await;
+        let socket = wire.socket.as_ref().unwrap();
+        let (queue, mut queued) = mpsc::channel(64);
+        // Every byte the client must get, in order.
+        let mut expected = Vec::new();
+        let send = |expected: &mut Vec<u8>, n: usize, len: usize| {
+            let frame = numbered(n, len);
+            expected.extend_from_slice(&Encoded::text(&frame).0);
+            wire.send(&frame, Some(&Lazy::new()), |frame| {
+                queue.try_send(frame).is_ok()
+            })
+        };
+        // The client reads nothing: direct writes fill the socket till one is left to the
+        // writer, then more than the socket holds queues behind it.
+        let mut n = 0;
+        while send(&mut expected, n, 3_000) != Sent::Queued {
+            n += 1;
+            assert!(n < 1_000, "the socket never filled");
+        }
+        for n in n + 1..n + 5 {
+            assert_eq!(
+                send(&mut expected, n, 70_000),
+                Sent::Queued,
+                "behind the writer"
+            );
+        }
+        let mut burst = Vec::new();
+        wire.next_burst(None, &mut queued, 64, &mut burst);
+        let mut written = 0;
+        while written < burst.len() {
+            match socket.try_write(&burst[written..]) {
+                Ok(taken) => written += taken,
+                Err(_) => break,
+            }
+        }
+        assert!(written < burst.len(), "the socket took the whole burst");
+        // Room: the client reads all the socket took.
+        let mut received = vec![0; expected.len() - (burst.len() - written)];
+        client.read_exact(&mut received).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), socket.writable())
+            .await
+            .expect("room in the socket")
+            .unwrap();
+        let mut pong = Vec::new();
+        encode(&mut pong, 0xA, b"pong");
+        assert!(wire.control(&pong));
+        expected.extend_from_slice(&pong);
+        send(&mut expected, n + 5, 10);
+        let writer = async {
+            let mut sink = Sink::Direct;
+            let mut rest = burst.split_off(written);
+            while !rest.is_empty() {
+                sink.write_all(&wire, &rest).await.unwrap();
+                rest.clear();
+                wire.next_burst(None, &mut queued, 64, &mut rest);
+            }
+        };
+        let mut rest = vec![0; expected.len() - received.len()];
+        let (_, read) = tokio::join!(
+            writer,
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut rest))
+        );
+        read.expect("every byte in time").unwrap();
+        received.extend_from_slice(&rest);
+        if let Some(at) = received.iter().zip(&expected).position(|(a, b)| a != b) {
+            panic!(
+                "byte {at} of {} differs: a frame written past the writer's burst",
+                expected.len()
+            );
+        }
+        assert!(!wire.lock().busy, "the socket is given back");
     }
 }
