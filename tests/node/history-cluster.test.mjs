@@ -235,7 +235,7 @@ test("a node whose Redis subscription was cut gets what its feed missed, in orde
 test('an event missing from the feed (Redis published it to nobody) is read from the stream before the next one', async () => {
   const channel = 'feed-gap-live';
   const { got } = await pusherJs(nodes[1], channel);
-  const sdk = await serverSdk(nodes[0]);
+  const sdk = await serverSdk(nodes[1]);
   for (const n of [0, 1]) await sdk.trigger(channel, 'seq', { n });
   await eventually(() => assert.deepEqual(got, [0, 1]));
   // Event 2 as a node whose PUBLISH never reached this one: positioned and stored, not sent.
@@ -245,6 +245,17 @@ test('an event missing from the feed (Redis published it to nobody) is read from
   await redis.cli('EVAL', stored, '2', key('history'), key('history-meta'), frame, String(Date.now()));
   await sdk.trigger(channel, 'seq', { n: 3 });
   await eventually(() => assert.deepEqual(got, [0, 1, 2, 3]));
+});
+
+test("a publish Redis refuses for good reaches the node's own clients, and does not hold up the node's later ones", async () => {
+  const bad = await pusherJs(nodes[1], 'refused');
+  const good = await pusherJs(nodes[1], 'not-refused');
+  // The channel's history key of another type: its publish script fails with WRONGTYPE.
+  await redis.cli('SET', `overtone:{${app.id}:refused}:history-meta`, 'not a hash');
+  const sdk = await serverSdk(nodes[1]);
+  await sdk.trigger('refused', 'seq', { n: 0 });
+  await sdk.trigger('not-refused', 'seq', { n: 1 });
+  await eventually(() => assert.deepEqual([bad.got, good.got], [[0], [1]]));
 });
 
 test('Redis away: the node keeps serving its clients, with positions a later resume will not trust', async () => {

@@ -186,16 +186,43 @@ impl ClusterLink {
 impl Connection {
     /// Runs `commands`, each with a key of the slot it touches, and returns their replies in
     /// order: in one pipeline on one Redis; on a cluster (where a pipeline cannot cross slots),
-    /// one pipeline per slot, in order within it, side by side.
+    /// one pipeline per slot, in order within it, side by side. Any command's error is the
+    /// whole call's.
     pub async fn per_slot<T: FromRedisValue>(
         &mut self,
         commands: Vec<(String, Cmd)>,
     ) -> RedisResult<T> {
+        let replies = self.replies_per_slot(commands, false).await?;
+        Ok(T::from_redis_value(Value::Array(replies))?)
+    }
+
+    /// As [`Connection::per_slot`], but each command's error (one Redis refused) is its own
+    /// reply: only a lost connection fails the call.
+    pub async fn per_slot_each(
+        &mut self,
+        commands: Vec<(String, Cmd)>,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        let replies = self.replies_per_slot(commands, true).await?;
+        Ok(Vec::from_redis_value(Value::Array(replies))?)
+    }
+
+    async fn replies_per_slot(
+        &mut self,
+        commands: Vec<(String, Cmd)>,
+        each: bool,
+    ) -> RedisResult<Vec<Value>> {
+        let pipeline = || {
+            let mut pipe = redis::pipe();
+            if each {
+                pipe.ignore_errors();
+            }
+            pipe
+        };
         if commands.is_empty() {
-            return Ok(T::from_redis_value(Value::Array(Vec::new()))?);
+            return Ok(Vec::new());
         }
         let Connection::Cluster(..) = self else {
-            let mut pipe = redis::pipe();
+            let mut pipe = pipeline();
             commands
                 .into_iter()
                 .for_each(|(_, cmd)| _ = pipe.add_command(cmd));
@@ -207,7 +234,7 @@ impl Connection {
         for (at, (key, cmd)) in commands.into_iter().enumerate() {
             let (places, pipe) = slots
                 .entry(slot(&key))
-                .or_insert_with(|| (Vec::new(), redis::pipe()));
+                .or_insert_with(|| (Vec::new(), pipeline()));
             places.push(at);
             pipe.add_command(cmd);
         }
@@ -222,7 +249,7 @@ impl Connection {
         for (at, reply) in try_join_all(runs).await?.into_iter().flatten() {
             replies[at] = reply;
         }
-        Ok(T::from_redis_value(Value::Array(replies))?)
+        Ok(replies)
     }
 
     /// How many connections subscribe to `channel` (one per node): `PUBSUB NUMSUB` on one

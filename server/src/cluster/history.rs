@@ -455,21 +455,40 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
                 .take(batch)
                 .map(|(sequence, item)| script_call(&cluster, *sequence, item))
                 .collect();
-            let done: redis::RedisResult<Vec<redis::Value>> = conn.per_slot(calls).await;
-            match done {
-                Ok(_) => {
-                    held.drain(..batch);
+            let done = conn.per_slot_each(calls).await;
+            // A lost connection, or a refusal Redis may take back (busy, loading, a cluster
+            // slot moving): the batch is held and published again (what ran is not run twice).
+            let again = match &done {
+                Err(err) => Some(err),
+                Ok(replies) => replies
+                    .iter()
+                    .filter_map(|reply| reply.as_ref().err())
+                    .find(|err| !refused_for_good(err)),
+            };
+            if let Some(err) = again {
+                tracing::warn!(%err, "redis: history publish failed; holding it and reconnecting");
+                if !back_off(&mut retry, &shutdown).await {
+                    return;
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "redis: history publish failed; holding it and reconnecting");
-                    if !back_off(&mut retry, &shutdown).await {
-                        return;
-                    }
-                    break;
+                break;
+            }
+            // Published, but for what Redis refused for good (a key of another type, no
+            // permission): that goes to this node's clients alone, rather than holding every
+            // later publish of the node behind it.
+            let replies = done.unwrap_or_default();
+            for ((_, item), reply) in held.drain(..batch).zip(replies) {
+                if let Err(err) = reply {
+                    tracing::error!(%err, channel = %item.channel, "redis: history publish refused; positioned on this node only");
+                    publish_here(&*node, item);
                 }
             }
         }
     }
+}
+
+/// Whether Redis refused a command for good: running it again would fail again.
+fn refused_for_good(err: &redis::RedisError) -> bool {
+    matches!(err.retry_method(), redis::RetryMethod::NoRetry) && err.code() != Some("BUSY")
 }
 
 /// Publishes what is held to this node's clients alone, in order, once Redis has been away
