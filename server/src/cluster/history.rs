@@ -26,7 +26,9 @@
 //! them in order when Redis is back: every node delivers them then. Past [`OUTAGE_HOLD`] (or
 //! [`QUEUE_CAPACITY`] held) it publishes to this node's clients only, with positions from this
 //! node's in-memory ring ([`crate::history`]): those have another epoch, so a client resuming
-//! from one later is told `recovered: false` instead of getting wrong data.
+//! from one later is told `recovered: false` instead of getting wrong data. So does a publish
+//! Redis refuses for good (a key of another type, no permission): it must not hold up every
+//! publish after it.
 //!
 //! [`HISTORY`] reads a channel's epoch, last offset and events after a position (a subscriber
 //! resuming, or `GET .../history`), creating the epoch for a subscriber when there is none yet.
