@@ -33,7 +33,7 @@
 //! [`HISTORY`] reads a channel's epoch, last offset and events after a position (a subscriber
 //! resuming, or `GET .../history`), creating the epoch for a subscriber when there is none yet.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,15 +60,24 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// `SPUBLISH` on a cluster), envelope head (JSON without its closing brace), cache ("1"/"0"),
 /// cache ttl (ms), the publishing node, its publish's sequence number, the excluded socket
 /// ('' for none: kept as the entry's `x`, for a node that reads the event again after its
-/// feed missed it). Returns the offset.
+/// feed missed it), and the sequence number of the node's publish to the channel just before
+/// it in the same pipeline ('0' for none). Returns the offset.
 ///
 /// A publish the channel has seen already (its node's sequence number at or below the last one
 /// recorded in the meta hash, `sent:{node}`) changes nothing: a node that timed out waiting for
-/// Redis publishes again what Redis may have run meanwhile, and it must not go out twice.
+/// Redis publishes again what Redis may have run meanwhile, and it must not go out twice. For
+/// that mark to be exact, a node's publishes to a channel run in order or not at all: one whose
+/// predecessor in the same pipeline did not run (refused while a shard came back: the
+/// `CLUSTERDOWN` of a prefix of the pipeline) is refused with `BEHIND`, and both are published
+/// again, in order. Without it the later one's mark made the earlier one look run: it was lost.
 const PUBLISH: &str = r#"
 local sent = 'sent:' .. ARGV[10]
-if tonumber(redis.call('HGET', KEYS[2], sent) or '0') >= tonumber(ARGV[11]) then
+local last = tonumber(redis.call('HGET', KEYS[2], sent) or '0')
+if last >= tonumber(ARGV[11]) then
   return tonumber(redis.call('HGET', KEYS[2], 'offset') or '0')
+end
+if ARGV[13] ~= '0' and last ~= tonumber(ARGV[13]) then
+  return redis.error_reply('BEHIND an earlier publish of this node to the channel did not run')
 end
 redis.call('HSET', KEYS[2], sent, ARGV[11])
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
@@ -452,45 +461,66 @@ pub async fn run(node: Arc<dyn Node>, cluster: Arc<Cluster>, mut queue: mpsc::Re
                 continue;
             }
             let batch = held.len().min(BATCH);
+            // Each publish with the one before it to its channel in this pipeline, if any.
+            let mut previous: HashMap<(&str, &str), u64> = HashMap::new();
             let calls = held
                 .iter()
                 .take(batch)
-                .map(|(sequence, item)| script_call(&cluster, *sequence, item))
+                .map(|(sequence, item)| {
+                    let key = (item.app.as_str(), item.channel.as_str());
+                    let before = previous.insert(key, *sequence).unwrap_or(0);
+                    script_call(&cluster, (*sequence, before), item)
+                })
                 .collect();
-            let done = conn.per_slot_each(calls).await;
-            // A lost connection, or a refusal Redis may take back (busy, loading, a cluster
-            // slot moving): the batch is held and published again (what ran is not run twice).
-            let again = match &done {
-                Err(err) => Some(err),
-                Ok(replies) => replies
-                    .iter()
-                    .filter_map(|reply| reply.as_ref().err())
-                    .find(|err| !refused_for_good(err)),
+            let replies = match conn.per_slot_each(calls).await {
+                Ok(replies) => replies,
+                // Lost: what ran is recorded in Redis, and is not run again.
+                Err(err) => {
+                    tracing::warn!(%err, "redis: history publish failed; holding it and reconnecting");
+                    if !back_off(&mut retry, &shutdown).await {
+                        return;
+                    }
+                    break;
+                }
             };
-            if let Some(err) = again {
-                tracing::warn!(%err, "redis: history publish failed; holding it and reconnecting");
+            // What ran is done. What Redis refused for good (a key of another type, no
+            // permission) goes to this node's clients alone, rather than holding every later
+            // publish of the node. What it may take later (busy, loading, a cluster slot down
+            // or moving, `BEHIND`) is held, in order, and published again.
+            let mut again = VecDeque::new();
+            let mut reason = None;
+            for ((sequence, item), reply) in held.drain(..batch).zip(replies) {
+                match reply {
+                    Ok(_) => {}
+                    Err(err) if refused_for_good(&err) => {
+                        tracing::error!(%err, channel = %item.channel, "redis: history publish refused; positioned on this node only");
+                        publish_here(&*node, item);
+                    }
+                    Err(err) => {
+                        reason.get_or_insert(err);
+                        again.push_back((sequence, item));
+                    }
+                }
+            }
+            if let Some(err) = reason {
+                again.append(&mut held);
+                held = again;
+                tracing::warn!(%err, "redis: history publish refused for now; holding it");
                 if !back_off(&mut retry, &shutdown).await {
                     return;
                 }
                 break;
             }
-            // Published, but for what Redis refused for good (a key of another type, no
-            // permission): that goes to this node's clients alone, rather than holding every
-            // later publish of the node behind it.
-            let replies = done.unwrap_or_default();
-            for ((_, item), reply) in held.drain(..batch).zip(replies) {
-                if let Err(err) = reply {
-                    tracing::error!(%err, channel = %item.channel, "redis: history publish refused; positioned on this node only");
-                    publish_here(&*node, item);
-                }
-            }
         }
     }
 }
 
-/// Whether Redis refused a command for good: running it again would fail again.
+/// Whether Redis refused a publish for good, so that running it again would fail again: the
+/// script failed (`ERR`, a key of another type), the node may not write there, or Redis is out
+/// of memory. Anything else (busy, loading, a cluster slot down or moving, a client-side error
+/// for a shard the cluster client cannot reach) may pass, and holds the batch.
 fn refused_for_good(err: &redis::RedisError) -> bool {
-    matches!(err.retry_method(), redis::RetryMethod::NoRetry) && err.code() != Some("BUSY")
+    matches!(err.code(), Some("ERR" | "WRONGTYPE" | "NOPERM" | "OOM"))
 }
 
 /// Publishes what is held to this node's clients alone, in order, once Redis has been away
@@ -514,7 +544,11 @@ fn numbered(sequence: &mut u64, item: Publish) -> (u64, Publish) {
 }
 
 /// One publish script call, with a key of its slot.
-fn script_call(cluster: &Cluster, sequence: u64, item: &Publish) -> (String, redis::Cmd) {
+fn script_call(
+    cluster: &Cluster,
+    (sequence, previous): (u64, u64),
+    item: &Publish,
+) -> (String, redis::Cmd) {
     let envelope = Envelope {
         node: cluster.node.clone(),
         app: item.app.clone(),
@@ -549,7 +583,8 @@ fn script_call(cluster: &Cluster, sequence: u64, item: &Publish) -> (String, red
         .arg(CACHE_TTL.as_millis() as u64)
         .arg(&cluster.node)
         .arg(sequence)
-        .arg(item.except.as_ref().map_or("", SocketId::as_str));
+        .arg(item.except.as_ref().map_or("", SocketId::as_str))
+        .arg(previous);
     (stream, call)
 }
 
