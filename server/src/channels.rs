@@ -1070,6 +1070,11 @@ impl ChannelRegistry {
         Feed::Delivered(ch.broadcast_at(&positioned, except, Some((epoch, offset)), NOW))
     }
 
+    /// The channel's newest position from its Redis feed here, if it has one.
+    pub fn feed(&self, channel: &str) -> Option<OwnedPosition> {
+        self.channels.get(channel)?.feed.clone()
+    }
+
     /// Every channel with a live feed from Redis here, and its newest position: what to read
     /// again after this node's subscription was lost.
     pub fn feeds(&self) -> Vec<(Arc<str>, OwnedPosition)> {

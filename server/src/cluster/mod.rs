@@ -363,17 +363,20 @@ impl Cluster {
     /// Makes this node receive `channel`'s messages from the other nodes, and returns once
     /// Redis confirmed the subscription (at once if it was in place; after [`WATCH_TIMEOUT`] at
     /// most). Call it after registering the subscriber and before confirming it. While Redis is
-    /// away it returns at once: the subscribing task subscribes to every channel with local
-    /// subscribers when it reconnects.
+    /// away it returns at once, but still asks: a (re)connection under way may have listed the
+    /// channels with subscribers before this one came, and must subscribe to it too.
     pub async fn watch(&self, app_id: &str, channel: &str) {
-        if !self.is_connected() {
+        let (ready, done) = oneshot::channel();
+        let watch = Interest::Watch {
+            topic: self.topic_of(app_id, channel),
+            app_id: app_id.into(),
+            channel: channel.into(),
+            ready,
+        };
+        if self.interest.send(watch).is_err() || !self.is_connected() {
             return;
         }
-        let (ready, done) = oneshot::channel();
-        let topic = self.topic_of(app_id, channel);
-        if self.interest.send(Interest::Watch { topic, ready }).is_ok()
-            && tokio::time::timeout(WATCH_TIMEOUT, done).await.is_err()
-        {
+        if tokio::time::timeout(WATCH_TIMEOUT, done).await.is_err() {
             tracing::warn!(channel, "redis: subscription not confirmed in time");
         }
     }
@@ -565,6 +568,8 @@ enum Interest {
     /// A subscriber arrived: subscribe to the topic if not yet, then answer.
     Watch {
         topic: String,
+        app_id: String,
+        channel: String,
         ready: oneshot::Sender<()>,
     },
     /// A subscriber left: unsubscribe if nobody here is subscribed any more.
@@ -578,24 +583,39 @@ enum Interest {
 #[derive(Default)]
 struct Watched(HashSet<String>);
 
+/// What a batch of [`Interest`] changes: topics to unsubscribe from and to subscribe to, the
+/// subscribers waiting for it, and the channels (app id, name) of those not waiting.
+struct Applied {
+    gone: Vec<String>,
+    new: Vec<String>,
+    waiting: Vec<oneshot::Sender<()>>,
+    unconfirmed: Vec<(String, String)>,
+}
+
 impl Watched {
     /// Applies `batch` in order; returns the topics to unsubscribe from, those to subscribe
     /// to, and who waits for the subscriptions. The registry is read when the batch is
     /// applied, after each subscriber it answers registered, so a channel is never dropped
     /// while someone here is subscribed.
-    fn apply(
-        &mut self,
-        cluster: &Cluster,
-        batch: Vec<Interest>,
-    ) -> (Vec<String>, Vec<String>, Vec<oneshot::Sender<()>>) {
+    fn apply(&mut self, cluster: &Cluster, batch: Vec<Interest>) -> Applied {
         // What changed over the batch (a topic dropped then taken again is neither).
         let (mut gone, mut new) = (HashSet::new(), HashSet::new());
-        let mut waiting = Vec::new();
+        let (mut waiting, mut unconfirmed) = (Vec::new(), Vec::new());
         for request in batch {
             match request {
-                Interest::Watch { topic, ready } => {
+                Interest::Watch {
+                    topic,
+                    app_id,
+                    channel,
+                    ready,
+                } => {
                     if self.0.insert(topic.clone()) && !gone.remove(&topic) {
                         new.insert(topic);
+                        // Its subscriber was confirmed without waiting (Redis away): what was
+                        // published before this subscription is read back once it is made.
+                        if ready.is_closed() {
+                            unconfirmed.push((app_id, channel));
+                        }
                     }
                     waiting.push(ready);
                 }
@@ -610,11 +630,12 @@ impl Watched {
                 }
             }
         }
-        (
-            gone.into_iter().collect(),
-            new.into_iter().collect(),
+        Applied {
+            gone: gone.into_iter().collect(),
+            new: new.into_iter().collect(),
             waiting,
-        )
+            unconfirmed,
+        }
     }
 
     /// Every channel with subscribers here now: what a new connection subscribes to.
@@ -778,17 +799,23 @@ async fn subscribe(
                             Err(_) => break,
                         }
                     }
-                    let (gone, new, waiting) = watched.apply(&cluster, batch);
+                    let applied = watched.apply(&cluster, batch);
                     let changed = async {
-                        subscriber.subscribe(&gone, false).await?;
-                        subscriber.subscribe(&new, true).await
+                        subscriber.subscribe(&applied.gone, false).await?;
+                        subscriber.subscribe(&applied.new, true).await
                     };
                     if let Err(err) = changed.await {
                         tracing::debug!(%err, "redis: cannot change subscriptions");
                         break;
                     }
                     // Dropped senders tell the waiting subscribers too.
-                    waiting.into_iter().for_each(|ready| _ = ready.send(()));
+                    applied.waiting.into_iter().for_each(|ready| _ = ready.send(()));
+                    for (app_id, channel) in applied.unconfirmed {
+                        let Some(app) = node.app_here(&app_id) else { continue };
+                        if let Some(after) = app.channels().feed(&channel) {
+                            cluster.catch_up(&*app, &channel, &after).await;
+                        }
+                    }
                 }
                 _ = shutdown.cancelled() => return,
             }
