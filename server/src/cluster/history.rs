@@ -289,6 +289,7 @@ impl Cluster {
             .await
             .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "read timed out")))?
     }
+
     /// Delivers what this node's feed of `channel` missed after `after`, read from Redis, in
     /// order (copies the feed brings later are dropped as delivered). False when Redis could
     /// not be read: the node's subscription is about to be lost too, and caught up again then.

@@ -34,9 +34,8 @@
 //! connection, in order, once the nodes subscribed before the outage have subscribed again
 //! ([`Cluster::await_peers`], at most [`OUTAGE_HOLD`]): Redis pub/sub keeps nothing for a
 //! node that is not subscribed yet. Events with history: see [`history`] (what a node's feed
-//! missed is read from Redis). For [`SETTLE`]
-//! after Redis comes back, cluster-wide queries answer "unavailable" (503) rather than a count
-//! some nodes have not put back yet.
+//! missed is read from Redis). For [`SETTLE`] after Redis comes back, cluster-wide queries
+//! answer "unavailable" (503) rather than a count some nodes have not put back yet.
 //!
 //! # The interface
 //!
@@ -368,7 +367,6 @@ impl Cluster {
     pub async fn watch(&self, app_id: &str, channel: &str) {
         let (ready, done) = oneshot::channel();
         let watch = Interest::Watch {
-            topic: self.topic_of(app_id, channel),
             app_id: app_id.into(),
             channel: channel.into(),
             ready,
@@ -567,7 +565,6 @@ impl Cluster {
 enum Interest {
     /// A subscriber arrived: subscribe to the topic if not yet, then answer.
     Watch {
-        topic: String,
         app_id: String,
         channel: String,
         ready: oneshot::Sender<()>,
@@ -584,7 +581,8 @@ enum Interest {
 struct Watched(HashSet<String>);
 
 /// What a batch of [`Interest`] changes: topics to unsubscribe from and to subscribe to, the
-/// subscribers waiting for it, and the channels (app id, name) of those not waiting.
+/// subscribers waiting for it, and the channels (app id, name) newly subscribed to whose
+/// subscriber did not wait (confirmed while Redis was away), to be caught up.
 struct Applied {
     gone: Vec<String>,
     new: Vec<String>,
@@ -594,7 +592,7 @@ struct Applied {
 
 impl Watched {
     /// Applies `batch` in order; returns the topics to unsubscribe from, those to subscribe
-    /// to, and who waits for the subscriptions. The registry is read when the batch is
+    /// to, who waits for the subscriptions, and the new channels nobody waits for. The registry is read when the batch is
     /// applied, after each subscriber it answers registered, so a channel is never dropped
     /// while someone here is subscribed.
     fn apply(&mut self, cluster: &Cluster, batch: Vec<Interest>) -> Applied {
@@ -604,11 +602,11 @@ impl Watched {
         for request in batch {
             match request {
                 Interest::Watch {
-                    topic,
                     app_id,
                     channel,
                     ready,
                 } => {
+                    let topic = cluster.topic_of(&app_id, &channel);
                     if self.0.insert(topic.clone()) && !gone.remove(&topic) {
                         new.insert(topic);
                         // Its subscriber was confirmed without waiting (Redis away): what was
